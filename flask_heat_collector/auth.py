@@ -1,0 +1,97 @@
+"""Project-key, JWKS/JWT and query-key checks."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from typing import Any
+
+import jwt
+from flask import Request
+
+from .config import Settings
+from .errors import ApiError
+
+MAX_PROJECT_KEY = 256
+_KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")
+JWKS_TIMEOUT_SECONDS = 3.0
+JWKS_REFETCH_COOLDOWN_SECONDS = 1.0
+
+
+def project_key(request: Request) -> str:
+    """The ``x-project-key`` header; 401 when missing, 403 when it cannot be a key."""
+    values = request.headers.getlist("x-project-key")
+    if not values or not values[0].strip():
+        raise ApiError(401, "missing_project_key", "Request rejected because header x-project-key is required.")
+    key = values[0].strip()
+    if len(values) > 1 or len(key) > MAX_PROJECT_KEY or not _KEY_CHARS.match(key):
+        raise ApiError(403, "unknown_project_key", "Header x-project-key is not a valid project key.")
+    return key
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>``, if any."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class JwtVerifier:
+    """Verifies ingest JWTs against a JWKS URL, caching keys and refetching once on an unknown ``kid``."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.jwks_url and settings.jwt_issuer and settings.jwt_audience
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.algorithms = list(settings.jwt_algorithms)
+        self.client = jwt.PyJWKClient(
+            settings.jwks_url,
+            cache_keys=True,
+            lifespan=300,
+            timeout=JWKS_TIMEOUT_SECONDS,
+            cooldown_duration=JWKS_REFETCH_COOLDOWN_SECONDS,
+        )
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The verified claims; ApiError 401 ``invalid_jwt`` or 503 ``jwks_unavailable``."""
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") not in self.algorithms:
+                raise jwt.InvalidAlgorithmError(f"alg {header.get('alg')!r} is not allowed")
+            key = self.client.get_signing_key_from_jwt(token)
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=self.algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["iss", "aud"]},
+            )
+        except jwt.PyJWKClientConnectionError as exc:
+            raise ApiError(
+                503, "jwks_unavailable", "The JWKS endpoint could not be reached; retry later.",
+                headers={"Retry-After": "5"},
+            ) from exc
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise ApiError(401, "invalid_jwt", "JWT validation failed.") from exc
+        sub = claims.get("sub")
+        if sub is not None and (not isinstance(sub, str) or not 0 < len(sub) <= 128):
+            raise ApiError(401, "invalid_jwt", "JWT 'sub' must be a string of 1 to 128 characters.")
+        return claims
+
+
+def check_query_key(request: Request, settings: Settings) -> None:
+    """Require a configured query key as ``Authorization: Bearer`` or ``x-api-key``."""
+    if settings.query_auth == "none":
+        return
+    supplied = request.headers.get("x-api-key") or bearer_token(request)
+    if not supplied:
+        raise ApiError(401, "missing_api_key", "A query API key is required (Authorization: Bearer or x-api-key).")
+    given = supplied.encode()
+    matched = False
+    for key in settings.query_api_keys:
+        matched |= hmac.compare_digest(given, key.encode())
+    if not matched:
+        raise ApiError(401, "invalid_api_key", "The query API key is not valid.")

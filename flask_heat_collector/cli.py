@@ -1,0 +1,105 @@
+"""``flask heat ...`` commands and the ``heat-collector-migrate`` entry point."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Mapping
+
+import click
+from flask.cli import AppGroup
+
+from .errors import ConfigurationError, HeatCollectorError
+from .extension import get_state
+from .repositories import repository_from_uri
+
+heat_cli = AppGroup("heat", help="Heat collector: database migration and projects.")
+
+
+@heat_cli.command("migrate")
+def migrate_command() -> None:
+    """Create missing tables/collections and indexes (repeatable, keeps data)."""
+    get_state().repository.migrate()
+    click.echo("heat-collector: database is up to date")
+
+
+@heat_cli.group("project")
+def project_group() -> None:
+    """Register and manage project keys (see HEAT_REGISTERED_PROJECTS_ONLY)."""
+
+
+@project_group.command("create")
+@click.option("--name", default="Default", show_default=True, help="Display name of the project.")
+@click.option("--key", "key", default=None, help="Project key to register; a random one when omitted.")
+def project_create(name: str, key: str | None) -> None:
+    """Register a project and print its id and key."""
+    project = get_state().repository.create_project(key or secrets.token_urlsafe(24), name)
+    click.echo(f"{project.id}\t{project.key}\t{project.name}")
+
+
+@project_group.command("list")
+def project_list() -> None:
+    """List projects: id, key, name."""
+    for project in get_state().repository.list_projects():
+        click.echo(f"{project.id}\t{project.key}\t{project.name}")
+
+
+@project_group.command("rotate-key")
+@click.argument("project_id")
+@click.option("--key", "key", default=None, help="The new key; a random one when omitted.")
+def project_rotate(project_id: str, key: str | None) -> None:
+    """Give a project a new key; the old key stops working."""
+    project = get_state().repository.rotate_project_key(project_id, key or secrets.token_urlsafe(24))
+    if project is None:
+        raise click.ClickException(f"no project with id {project_id}")
+    click.echo(f"{project.id}\t{project.key}\t{project.name}")
+
+
+_DIALECT_SCHEMES = {"pg": "postgresql+psycopg2", "mysql": "mysql+pymysql"}
+_NATIVE_SCHEMES = {
+    "postgres": "postgresql+psycopg2",
+    "postgresql": "postgresql+psycopg2",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+}
+
+
+def uri_from_environ(environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """The database URI and Mongo database name from the original's variables.
+
+    ``HEAT_DIALECT`` is ``pg``, ``mysql``, ``sqlite`` or ``mongodb``; ``DATABASE_URL``
+    may be driver-native (``postgres://``, ``mysql://``) or a SQLAlchemy URL.
+    """
+    dialect = environ.get("HEAT_DIALECT", "").strip().lower()
+    url = environ.get("DATABASE_URL", "").strip()
+    if dialect == "sqlite":
+        path = environ.get("SQLITE_FILE") or (url.removeprefix("sqlite:///") if url else "heat-collector.db")
+        return f"sqlite:///{os.path.abspath(path)}", None
+    if dialect == "mongodb":
+        if not url:
+            raise ConfigurationError("DATABASE_URL is required when HEAT_DIALECT is 'mongodb'")
+        return url, environ.get("MONGODB_DATABASE") or None
+    if dialect not in _DIALECT_SCHEMES:
+        raise ConfigurationError("HEAT_DIALECT must be one of pg, mysql, sqlite, mongodb")
+    if not url:
+        raise ConfigurationError(f"DATABASE_URL is required when HEAT_DIALECT is {dialect!r}")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigurationError(f"DATABASE_URL is not a URL: {url!r}")
+    scheme = _NATIVE_SCHEMES.get(scheme.lower(), scheme)
+    expected = _DIALECT_SCHEMES[dialect].split("+")[0]
+    if not scheme.startswith(expected):
+        raise ConfigurationError(f"DATABASE_URL scheme {scheme!r} does not match HEAT_DIALECT {dialect!r}")
+    return f"{scheme}://{rest}", None
+
+
+def migrate_main() -> None:
+    """Entry point of ``heat-collector-migrate``: migrate the database named by the environment."""
+    try:
+        uri, mongo_database = uri_from_environ(os.environ)
+        repository_from_uri(uri, mongo_database).migrate()
+    except HeatCollectorError as exc:
+        click.echo(f"heat-collector-migrate: {exc}", err=True)
+        sys.exit(2)
+    click.echo("heat-collector-migrate: database is up to date")

@@ -1,0 +1,207 @@
+"""Configuration keys, defaults and validation.
+
+Every key is defined once in :data:`KEYS`. Constructor overrides (lower-case
+names) beat ``app.config``, which beats the defaults. Values may be given as
+their Python type or as the strings an environment variable carries
+(comma-separated lists, ``true``/``false``/``1``/``0`` booleans, digits).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import limits
+from flask import Flask
+
+from .errors import ConfigurationError
+
+AUTH_MODES = ("projectKey", "jwt", "both")
+QUERY_AUTH_MODES = ("apiKey", "none")
+LOG_LEVELS = ("debug", "info", "warn", "error")
+
+
+def _as_str(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _as_opt_str(key: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return _as_str(key, value)
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
+        return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigurationError(f"{key} must be a boolean (true/false/1/0), got {value!r}")
+
+
+def _as_positive_int(key: str, value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _as_str_tuple(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise ConfigurationError(f"{key} must be a list of non-empty strings, got {value!r}")
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def convert(key: str, value: Any) -> str:
+        if value not in options:
+            raise ConfigurationError(f"{key} must be one of {', '.join(options)}; got {value!r}")
+        return str(value)
+
+    return convert
+
+
+def _rate_limit(key: str, value: Any) -> str:
+    text = _as_str(key, value)
+    try:
+        limits.parse_many(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"{key} is not a Flask-Limiter rate limit string: {text!r}") from exc
+    return text
+
+
+def _storage_uri(key: str, value: Any) -> str:
+    text = _as_str(key, value)
+    if not text.startswith(("memory://", "redis://", "rediss://", "redis+unix://")):
+        raise ConfigurationError(f"{key} must be memory:// or a redis:// URI, got {text!r}")
+    return text
+
+
+def _url_prefix(key: str, value: Any) -> str:
+    text = _as_str(key, value).rstrip("/")
+    if text and not text.startswith("/"):
+        raise ConfigurationError(f"{key} must start with '/', got {value!r}")
+    return text
+
+
+def _algorithms(key: str, value: Any) -> tuple[str, ...]:
+    algs = _as_str_tuple(key, value)
+    bad = [a for a in algs if a.lower() == "none" or a.upper().startswith("HS")]
+    if not algs or bad:
+        raise ConfigurationError(f"{key} must list asymmetric algorithms only (no 'none' or HMAC); got {value!r}")
+    return algs
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its app-config name, default and converter."""
+
+    name: str
+    default: Any
+    convert: Callable[[str, Any], Any]
+
+    @property
+    def field(self) -> str:
+        """The lower-case override name, e.g. ``database_uri``."""
+        return self.name.removeprefix("HEAT_").lower()
+
+
+KEYS: tuple[Key, ...] = (
+    Key("HEAT_DATABASE_URI", None, _as_opt_str),
+    Key("HEAT_MONGO_DATABASE", None, _as_opt_str),
+    Key("HEAT_AUTH_MODE", "projectKey", _choice(AUTH_MODES)),
+    Key("HEAT_JWKS_URL", None, _as_opt_str),
+    Key("HEAT_JWT_ISSUER", None, _as_opt_str),
+    Key("HEAT_JWT_AUDIENCE", None, _as_opt_str),
+    Key("HEAT_JWT_ALGORITHMS", ("RS256",), _algorithms),
+    Key("HEAT_AUTO_MIGRATE", True, _as_bool),
+    Key("HEAT_MAX_BODY_BYTES", 1_000_000, _as_positive_int),
+    Key("HEAT_RATE_LIMIT", "120 per 10 seconds", _rate_limit),
+    Key("HEAT_RATE_LIMIT_STORAGE_URI", "memory://", _storage_uri),
+    Key("HEAT_QUERY_API_KEYS", (), _as_str_tuple),
+    Key("HEAT_QUERY_AUTH", "apiKey", _choice(QUERY_AUTH_MODES)),
+    Key("HEAT_ALLOWED_ORIGINS", ("*",), _as_str_tuple),
+    Key("HEAT_IP_HASH_SECRET", None, _as_opt_str),
+    Key("HEAT_LOG_LEVEL", "info", _choice(LOG_LEVELS)),
+    Key("HEAT_URL_PREFIX", "", _url_prefix),
+    Key("HEAT_MAX_EVENTS_PER_BATCH", 1000, _as_positive_int),
+    Key("HEAT_REGISTERED_PROJECTS_ONLY", False, _as_bool),
+    Key("HEAT_VIEWER_ENABLED", False, _as_bool),
+)
+KEYS_BY_FIELD = {key.field: key for key in KEYS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one app."""
+
+    database_uri: str
+    mongo_database: str | None
+    auth_mode: str
+    jwks_url: str | None
+    jwt_issuer: str | None
+    jwt_audience: str | None
+    jwt_algorithms: tuple[str, ...]
+    auto_migrate: bool
+    max_body_bytes: int
+    rate_limit: str
+    rate_limit_storage_uri: str
+    query_api_keys: tuple[str, ...]
+    query_auth: str
+    allowed_origins: tuple[str, ...]
+    ip_hash_secret: str
+    ip_hash_secret_generated: bool
+    log_level: str
+    url_prefix: str
+    max_events_per_batch: int
+    registered_projects_only: bool
+    viewer_enabled: bool
+
+
+def default_database_uri(instance_path: str) -> str:
+    """The embedded SQLite file in the app's instance folder."""
+    os.makedirs(instance_path, exist_ok=True)
+    return f"sqlite:///{os.path.join(instance_path, 'heat-collector.db')}"
+
+
+def load_config(app: Flask, overrides: Mapping[str, Any]) -> Settings:
+    """Merge overrides, app config and defaults; raise ConfigurationError naming the bad key."""
+    unknown = sorted(set(overrides) - set(KEYS_BY_FIELD))
+    if unknown:
+        raise ConfigurationError(f"Unknown HeatCollector option(s): {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for key in KEYS:
+        if key.field in overrides:
+            raw = overrides[key.field]
+        else:
+            raw = app.config.get(key.name, key.default)
+        values[key.field] = key.default if raw is None else key.convert(key.name, raw)
+
+    if not values["database_uri"]:
+        values["database_uri"] = default_database_uri(app.instance_path)
+    if values["auth_mode"] in ("jwt", "both"):
+        for field in ("jwks_url", "jwt_issuer", "jwt_audience"):
+            if not values[field]:
+                name = KEYS_BY_FIELD[field].name
+                raise ConfigurationError(f"{name} is required when HEAT_AUTH_MODE is {values['auth_mode']!r}")
+    generated = values["ip_hash_secret"] is None
+    if generated:
+        values["ip_hash_secret"] = secrets.token_hex(32)
+    return Settings(ip_hash_secret_generated=generated, **values)
+
+
+def settings_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The ``HEAT_*`` variables of an environment, as raw app-config values."""
+    return {key.name: environ[key.name] for key in KEYS if environ.get(key.name, "") != ""}

@@ -1,0 +1,122 @@
+"""The HeatCollector extension and its per-app state."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, current_app
+
+from . import log as heat_log
+from .auth import JwtVerifier
+from .config import Settings, load_config
+from .metrics import Metrics, RedisMetrics
+from .ratelimit import IngestRateLimiter
+from .repositories import Repository, repository_from_uri
+from .schemas import IngestSchema
+
+EXTENSION_KEY = "heat_collector"
+Hook = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class HeatState:
+    """Everything the extension keeps for one app, in ``app.extensions["heat_collector"]``."""
+
+    settings: Settings
+    repository: Repository
+    limiter: IngestRateLimiter
+    metrics: Metrics
+    ingest_schema: IngestSchema
+    jwt: JwtVerifier | None
+    hooks: list[Hook] = field(default_factory=list)
+
+
+def get_state(app: Flask | None = None) -> HeatState:
+    """The state of ``app`` (default: the current app); RuntimeError when not initialised."""
+    target = app or current_app
+    try:
+        state: HeatState = target.extensions[EXTENSION_KEY]
+    except KeyError:
+        raise RuntimeError("HeatCollector.init_app() has not been called for this app.") from None
+    return state
+
+
+def _metrics_for(settings: Settings) -> Metrics:
+    if settings.rate_limit_storage_uri.startswith("redis"):
+        namespace = hashlib.sha256(settings.database_uri.encode()).hexdigest()[:16]
+        return RedisMetrics(settings.rate_limit_storage_uri, namespace)
+    return Metrics()
+
+
+class HeatCollector:
+    """Flask extension receiving heat-tracker SDK batches and serving the query APIs.
+
+    ``HeatCollector(app, **overrides)`` or ``heat = HeatCollector(); heat.init_app(app)``.
+    Overrides are lower-case config names (``database_uri=...``) and win over ``app.config``.
+    """
+
+    def __init__(self, app: Flask | None = None, **overrides: Any) -> None:
+        from .views import create_blueprints
+
+        self.overrides = overrides
+        self._hooks: list[Hook] = []
+        self.blueprint, self.ingest_blueprint, self.api_blueprint = create_blueprints()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, *, register_blueprint: bool = True) -> None:
+        """Validate config, prepare storage and register the blueprint and the ``flask heat`` commands.
+
+        With ``register_blueprint=False`` the app registers ``ingest_blueprint`` and/or
+        ``api_blueprint`` itself.
+        """
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError("HeatCollector is already initialised on this app.")
+        settings = load_config(app, self.overrides)
+        heat_log.configure(settings.log_level)
+        repository = repository_from_uri(settings.database_uri, settings.mongo_database)
+        state = HeatState(
+            settings=settings,
+            repository=repository,
+            limiter=IngestRateLimiter(settings.rate_limit, settings.rate_limit_storage_uri),
+            metrics=_metrics_for(settings),
+            ingest_schema=IngestSchema(settings.max_events_per_batch),
+            jwt=JwtVerifier(settings) if settings.auth_mode in ("jwt", "both") else None,
+            hooks=self._hooks,
+        )
+        if settings.ip_hash_secret_generated:
+            heat_log.log("warn", "HEAT_IP_HASH_SECRET is not set; ipHash values change at every start")
+        if settings.query_auth == "none":
+            heat_log.log("warn", "HEAT_QUERY_AUTH is 'none': anyone can read every project's data")
+        if settings.auto_migrate:
+            repository.migrate()
+            # Pooled connections opened before a gunicorn fork must not be shared by workers.
+            repository.dispose()
+        app.extensions[EXTENSION_KEY] = state
+        if register_blueprint:
+            app.register_blueprint(self.blueprint, url_prefix=settings.url_prefix or None)
+        from .cli import heat_cli
+
+        if "heat" not in app.cli.commands:
+            app.cli.add_command(heat_cli)
+
+    def before_insert(self, hook: Hook) -> Hook:
+        """Register ``hook(payload) -> payload``, run after validation; its output is validated again."""
+        self._hooks.append(hook)
+        return hook
+
+    def metrics(self, app: Flask | None = None) -> dict[str, Any]:
+        """The ingest counters (summed over all workers when Redis is configured)."""
+        return get_state(app).metrics.snapshot()
+
+    @staticmethod
+    def state(app: Flask | None = None) -> HeatState:
+        """The per-app state (settings, repository, ...)."""
+        return get_state(app)
+
+    @property
+    def blueprints(self) -> tuple[Blueprint, Blueprint, Blueprint]:
+        return self.blueprint, self.ingest_blueprint, self.api_blueprint

@@ -1,0 +1,76 @@
+"""The heatmap contract: type fallback, bucket choice, cell size and point shaping."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from .ingest import js_round, parse_bucket
+from .repositories.base import EventFilter, Repository
+
+PLOTTABLE_TYPES = ("click", "move", "scroll")
+DEFAULT_VIEWPORT = (1280, 720)
+NOT_PLOTTABLE_WARNING = (
+    "Events matched the filter but none are plottable. "
+    "Use type=click|move|scroll or inspect /api/projects/:projectId/events."
+)
+
+
+def build_heatmap(
+    repo: Repository,
+    flt: EventFilter,
+    *,
+    requested_type: str | None,
+    resolution: int,
+    viewport_bucket: str | None,
+) -> dict[str, Any]:
+    """Aggregate the heatmap in the database and shape the response body.
+
+    Memory is bounded by the number of cells (``resolution``²), never by rows.
+    """
+    requested = requested_type or "click"
+    by_type = repo.count_by_type(flt)
+    resolved = requested
+    if requested_type is None and not by_type.get("click") and by_type:
+        resolved = "all"
+    if resolved != "all":
+        by_type = {resolved: by_type[resolved]} if by_type.get(resolved) else {}
+    flt = replace(flt, types=None if resolved == "all" else (resolved,))
+    total = sum(by_type.values())
+
+    frame = repo.heatmap_frame(flt) if total else None
+    chosen = viewport_bucket or (f"{frame.bucket[0]}x{frame.bucket[1]}" if frame and frame.bucket else None)
+    vw, vh = parse_bucket(chosen) or DEFAULT_VIEWPORT
+    render_height = max(vh, frame.max_y if frame and frame.max_y is not None else vh)
+    cell_w, cell_h = vw / resolution, render_height / resolution
+
+    counts: dict[tuple[int, int], int] = {}
+    if total:
+        for cell in repo.heatmap_cells(flt, vw, render_height, resolution):
+            counts[(cell.cx, cell.cy)] = counts.get((cell.cx, cell.cy), 0) + cell.count
+        for depth, count in repo.scroll_depths(flt):
+            pct = (depth / 100 if depth > 100 else depth) / 100
+            y = js_round(pct * render_height)
+            cy = min(resolution - 1, max(0, y * resolution // render_height))
+            counts[(0, cy)] = counts.get((0, cy), 0) + count
+    plotted = sum(counts.values())
+    points = [
+        {"x": js_round((cx + 0.5) * cell_w), "y": js_round((cy + 0.5) * cell_h), "value": value}
+        for (cx, cy), value in sorted(counts.items(), key=lambda item: (item[0][1], item[0][0]))
+    ]
+    meta: dict[str, Any] = {
+        "resolution": resolution,
+        "viewport": {"w": vw, "h": vh},
+        "renderHeight": render_height,
+        "total": total,
+        "plotted": plotted,
+        "ignored": max(0, total - plotted),
+        "requestedType": requested,
+        "resolvedType": resolved,
+        "bucket": chosen or f"{vw}x{vh}",
+        "plottableTypes": list(PLOTTABLE_TYPES),
+        "typeBreakdown": by_type,
+    }
+    if total and not plotted:
+        meta["warning"] = NOT_PLOTTABLE_WARNING
+    return {"points": points, "meta": meta}

@@ -1,0 +1,75 @@
+"""Per project key + client IP limits on ``/ingest``, in Flask-Limiter notation.
+
+Flask-Limiter's own engine (the ``limits`` package it is built on) does the
+counting, so storage URIs (``memory://``, ``redis://``) and rate strings mean
+exactly what they mean in Flask-Limiter. The check runs inside the view, after
+the project key is known, and adds no hooks to the host app.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import limits
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+
+from .log import log
+
+
+@dataclass(frozen=True)
+class RateStatus:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_at: int
+
+    def headers(self) -> dict[str, str]:
+        """``X-RateLimit-*`` headers, plus ``Retry-After`` when refused."""
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_at),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(self.reset_at - time.time())))
+        return headers
+
+
+class IngestRateLimiter:
+    """A fixed-window limiter whose storage is created lazily in each process."""
+
+    def __init__(self, rate: str, storage_uri: str) -> None:
+        self.items = limits.parse_many(rate)
+        self.storage_uri = storage_uri
+        self._strategy: FixedWindowRateLimiter | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def strategy(self) -> FixedWindowRateLimiter:
+        with self._lock:
+            if self._strategy is None:
+                storage: Storage = storage_from_string(self.storage_uri)  # type: ignore[assignment]
+                self._strategy = FixedWindowRateLimiter(storage)
+            return self._strategy
+
+    def hit(self, key: str) -> RateStatus | None:
+        """Count one request for ``key``; ``None`` when the storage is down (the request goes through)."""
+        try:
+            strategy = self.strategy
+            status: RateStatus | None = None
+            for item in self.items:
+                allowed = strategy.hit(item, "heat-ingest", key)
+                stats = strategy.get_window_stats(item, "heat-ingest", key)
+                current = RateStatus(allowed, item.amount, stats.remaining, math.ceil(stats.reset_time))
+                if status is None or not allowed or current.remaining < status.remaining:
+                    status = current
+                if not allowed:
+                    break
+            return status
+        except Exception as exc:  # noqa: BLE001 - a limiter outage must not lose events
+            log("error", "rate limit storage unavailable, request not limited", error=type(exc).__name__)
+            return None

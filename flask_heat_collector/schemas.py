@@ -1,0 +1,261 @@
+"""Marshmallow schemas for the ingest payload and the query strings.
+
+Numbers must be real JSON numbers and finite; strings and free-form objects
+have size caps so that hostile input gets a clear 400, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+EVENT_TYPES = ("click", "move", "scroll", "pageview", "custom", "input", "keyboard")
+QUERY_TYPES = ("all", *EVENT_TYPES)
+
+MAX_ID = 128
+MAX_PATH = 1024
+MAX_TEXT = 1024
+MAX_OBJECT_BYTES = 16_384
+MAX_OBJECT_DEPTH = 8
+MAX_POINTS = 2000
+MAX_COORD = 10_000_000
+MAX_TS = 10**14  # year 5138 in ms
+
+
+class Number(fields.Field):
+    """A finite JSON number (not a bool, not a numeric string) within a range."""
+
+    def __init__(self, *, min_value: float, max_value: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.min_value = min_value
+        self.max_value = max_value
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float | int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError("Not a number.")
+        if not math.isfinite(value):
+            raise ValidationError("Must be a finite number.")
+        if not self.min_value <= value <= self.max_value:
+            raise ValidationError(f"Must be between {self.min_value} and {self.max_value}.")
+        return value
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_OBJECT_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+class JsonObject(fields.Field):
+    """A free-form JSON object, capped in depth and encoded size."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ValidationError("Not an object.")
+        if _depth(value) > MAX_OBJECT_DEPTH:
+            raise ValidationError(f"Nested deeper than {MAX_OBJECT_DEPTH} levels.")
+        if len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")) > MAX_OBJECT_BYTES:
+            raise ValidationError(f"Larger than {MAX_OBJECT_BYTES} bytes.")
+        return value
+
+
+def _text(max_len: int, *, required: bool = False) -> fields.String:
+    return fields.String(required=required, validate=validate.Length(max=max_len))
+
+
+def _ident(*, required: bool = True) -> fields.String:
+    return fields.String(required=required, validate=validate.Length(min=1, max=MAX_ID))
+
+
+def _coord(*, required: bool = True) -> Number:
+    return Number(required=required, min_value=-MAX_COORD, max_value=MAX_COORD)
+
+
+class _Base(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class SdkSchema(_Base):
+    name = _text(128)
+    version = _text(64)
+
+
+class AppSchema(_Base):
+    name = _text(128)
+    version = _text(64)
+    env = _text(64)
+
+
+class SessionSchema(_Base):
+    id = _ident()
+    startedAt = Number(min_value=0, max_value=MAX_TS)
+    lastSeenAt = Number(min_value=0, max_value=MAX_TS)
+
+
+class UserSchema(_Base):
+    id = _ident()
+    traits = JsonObject()
+
+
+class ViewportSchema(_Base):
+    w = Number(required=True, min_value=0, max_value=100_000)
+    h = Number(required=True, min_value=0, max_value=100_000)
+    dpr = Number(min_value=0, max_value=100)
+
+
+class DeviceSchema(_Base):
+    ua = _text(MAX_TEXT)
+    platform = _text(128)
+    language = _text(64)
+
+
+class PointSchema(_Base):
+    x = _coord()
+    y = _coord()
+    tsOffset = Number(required=True, min_value=-86_400_000, max_value=86_400_000)
+
+
+class EventBaseSchema(_Base):
+    eventId = _ident()
+    sessionId = _ident()
+    ts = Number(required=True, min_value=0, max_value=MAX_TS)
+    path = fields.String(required=True, validate=validate.Length(max=MAX_PATH))
+    viewport = fields.Nested(ViewportSchema, required=True)
+    device = fields.Nested(DeviceSchema, required=True)
+    meta = JsonObject()
+    type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
+
+
+class ClickSchema(EventBaseSchema):
+    x = _coord()
+    y = _coord()
+    selector = _text(MAX_TEXT)
+    button = Number(min_value=0, max_value=32)
+
+
+class MoveSchema(EventBaseSchema):
+    points = fields.List(fields.Nested(PointSchema), required=True, validate=validate.Length(max=MAX_POINTS))
+
+
+class ScrollSchema(EventBaseSchema):
+    scrollY = Number(required=True, min_value=-MAX_COORD, max_value=MAX_COORD)
+    scrollDepthPct = Number(required=True, min_value=0, max_value=10_000)
+
+
+class PageviewSchema(EventBaseSchema):
+    to = fields.String(required=True, validate=validate.Length(max=MAX_PATH))
+    from_ = fields.String(data_key="from", attribute="from", validate=validate.Length(max=MAX_PATH))
+
+
+class CustomSchema(EventBaseSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    props = JsonObject()
+
+
+class InputSchema(EventBaseSchema):
+    action = fields.String(required=True, validate=validate.OneOf(("focus", "blur", "change")))
+    selector = _text(MAX_TEXT)
+    inputType = _text(64)
+    length = Number(min_value=0, max_value=10_000_000)
+    masked = _text(100_000)
+
+
+class KeyboardSchema(EventBaseSchema):
+    category = fields.String(
+        required=True, validate=validate.OneOf(("navigation", "editing", "modifier", "system", "other"))
+    )
+
+
+EVENT_SCHEMAS: dict[str, Schema] = {
+    "click": ClickSchema(),
+    "move": MoveSchema(),
+    "scroll": ScrollSchema(),
+    "pageview": PageviewSchema(),
+    "custom": CustomSchema(),
+    "input": InputSchema(),
+    "keyboard": KeyboardSchema(),
+}
+
+
+class EventField(fields.Field):
+    """One event, validated by the schema of its ``type``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ValidationError("Not an object.")
+        kind = value.get("type")
+        if not isinstance(kind, str) or kind not in EVENT_SCHEMAS:
+            raise ValidationError({"type": [f"Must be one of: {', '.join(EVENT_TYPES)}."]})
+        result: dict[str, Any] = EVENT_SCHEMAS[kind].load(value)
+        return result
+
+
+class IngestSchema(_Base):
+    """The body of ``POST /ingest``; the batch size cap comes from the app config."""
+
+    sdk = fields.Nested(SdkSchema)
+    app = fields.Nested(AppSchema)
+    session = fields.Nested(SessionSchema, required=True)
+    user = fields.Nested(UserSchema)
+    events = fields.List(EventField(), required=True)
+
+    def __init__(self, max_events: int) -> None:
+        super().__init__()
+        self.max_events = max_events
+
+    @validates_schema(skip_on_field_errors=False)
+    def _batch_size(self, data: dict[str, Any], **kwargs: Any) -> None:
+        events = data.get("events")
+        if events is not None and not 1 <= len(events) <= self.max_events:
+            raise ValidationError(f"Must hold 1 to {self.max_events} events.", "events")
+
+
+def _limit(default: int, maximum: int) -> fields.Integer:
+    return fields.Integer(load_default=default, validate=validate.Range(min=1, max=maximum))
+
+
+def _offset() -> fields.Integer:
+    return fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000_000))
+
+
+def _path() -> fields.String:
+    return fields.String(validate=validate.Length(max=MAX_PATH))
+
+
+def _type() -> fields.String:
+    return fields.String(validate=validate.OneOf(QUERY_TYPES))
+
+
+class HeatmapQuerySchema(_Base):
+    path = _path()
+    type = _type()
+    resolution = fields.Integer(load_default=128, validate=validate.Range(min=8, max=1024))
+    viewportBucket = fields.String(validate=validate.Regexp(r"^\d{1,6}x\d{1,6}$"))
+
+
+class EventsQuerySchema(_Base):
+    path = _path()
+    type = _type()
+    limit = _limit(200, 1000)
+    offset = _offset()
+
+
+class SessionsQuerySchema(_Base):
+    userId = fields.String(validate=validate.Length(max=MAX_ID))
+    path = _path()
+    limit = _limit(50, 200)
+    offset = _offset()
+
+
+class SessionDetailQuerySchema(_Base):
+    type = _type()
+    limit = _limit(200, 500)
+    offset = _offset()

@@ -1,0 +1,179 @@
+"""``POST /ingest``: authenticate, limit, validate and store one SDK batch."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+from marshmallow import ValidationError
+
+from ..auth import bearer_token, project_key
+from ..errors import ApiError, UnknownProject
+from ..extension import get_state
+from ..ingest import prepare_batch
+from ..log import log
+from . import common
+
+_ALLOWED_TYPES = ("application/json", "text/plain", "")
+_SUSPECT_ESCAPES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_EXPOSED = "X-Request-Id, X-Ingested-Events, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _parse_body(max_bytes: int) -> Any:
+    """The JSON body, size-capped; ApiError for anything that is not one JSON document."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise ApiError(413, "payload_too_large", f"Request body exceeds {max_bytes} bytes.")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    mimetype = request.mimetype
+    if encoding not in ("", "identity") or not (mimetype in _ALLOWED_TYPES or mimetype.endswith("+json")):
+        raise ApiError(
+            415, "unsupported_media_type", "Send the batch as an uncompressed application/json body."
+        )
+    body = request.stream.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise ApiError(413, "payload_too_large", f"Request body exceeds {max_bytes} bytes.")
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+        if _SUSPECT_ESCAPES.search(body):
+            text = json.dumps(data, ensure_ascii=False)
+            if "\x00" in text:
+                raise ValueError("NUL characters are not accepted in strings")
+            text.encode("utf-8")
+    except (ValueError, UnicodeError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", "Request body must be valid JSON (UTF-8, finite numbers, no NUL).") from exc
+    return data
+
+
+def _count_events(data: Any) -> int:
+    events = data.get("events") if isinstance(data, dict) else None
+    return len(events) if isinstance(events, list) else 0
+
+
+def _validate(data: Any, code: str) -> dict[str, Any]:
+    state = get_state()
+    try:
+        result: dict[str, Any] = state.ingest_schema.load(data if isinstance(data, dict) else {"": data})
+    except ValidationError as exc:
+        state.metrics.incr("rejectedEventCount", _count_events(data))
+        message = (
+            "Request body did not match the expected ingestion schema."
+            if code == "invalid_payload"
+            else "before_insert must return a valid ingestion payload."
+        )
+        raise ApiError(400, code, message, details=exc.messages) from exc
+    return result
+
+
+def _finish(response: Response) -> Response:
+    """Rate-limit headers and failure count on every ingest answer, then CORS."""
+    for name, value in g.get("heat_rate_headers", {}).items():
+        response.headers.setdefault(name, value)
+    if response.status_code >= 500 and request.method == "POST":
+        get_state().metrics.incr("ingestErrorCount")
+    origin = request.headers.get("Origin")
+    allowed = get_state().settings.allowed_origins
+    if "*" in allowed:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    elif origin and origin in allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers.add("Vary", "Origin")
+    else:
+        return response
+    response.headers["Access-Control-Expose-Headers"] = _EXPOSED
+    return response
+
+
+def preflight() -> Response:
+    response = Response(status=204)
+    response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = "Content-Type, X-Project-Key, Authorization"
+    response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+def ingest() -> Response:
+    state = get_state()
+    settings = state.settings
+    started = time.perf_counter()
+    key = project_key(request)
+
+    rate = state.limiter.hit(f"{key}:{request.remote_addr or 'unknown'}")
+    if rate is not None:
+        g.heat_rate_headers = rate.headers()
+        if not rate.allowed:
+            raise ApiError(
+                429,
+                "rate_limited",
+                "Too many ingest requests for this project key and IP in the current window.",
+                headers=g.heat_rate_headers,
+            )
+
+    jwt_sub: str | None = None
+    if settings.auth_mode in ("jwt", "both"):
+        token = bearer_token(request)
+        if token is None and settings.auth_mode == "jwt":
+            raise ApiError(401, "missing_jwt", "Request rejected because Authorization: Bearer <jwt> is required.")
+        if token is not None:
+            assert state.jwt is not None
+            jwt_sub = state.jwt.verify(token).get("sub")
+
+    payload = _validate(_parse_body(settings.max_body_bytes), "invalid_payload")
+    for hook in state.hooks:
+        payload = _validate(hook(payload), "invalid_hook_payload")
+
+    prepared = prepare_batch(
+        payload,
+        project_key=key,
+        jwt_sub=jwt_sub,
+        user_agent=request.headers.get("User-Agent"),
+        ip=request.remote_addr,
+        ip_secret=settings.ip_hash_secret,
+        now_ms=int(time.time() * 1000),
+        create_project=not settings.registered_projects_only,
+    )
+    try:
+        result = state.repository.ingest(prepared.batch)
+    except UnknownProject as exc:
+        raise ApiError(403, "unknown_project_key", "The project key is not registered.") from exc
+
+    elapsed_ms = round((time.perf_counter() - started) * 1000)
+    state.metrics.incr("ingestCount")
+    state.metrics.set_last_ingest_ms(elapsed_ms)
+    log(
+        "info",
+        "ingest success",
+        requestId=common.request_id(),
+        projectId=result.project_id,
+        sessionId=prepared.batch.session.id,
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        dropped=prepared.dropped,
+        durationMs=elapsed_ms,
+    )
+    response = jsonify(
+        ok=True,
+        requestId=common.request_id(),
+        projectId=result.project_id,
+        sessionId=prepared.batch.session.id,
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        dropped=prepared.dropped,
+    )
+    response.headers["X-Ingested-Events"] = str(result.accepted)
+    return common.no_store(response)
+
+
+def create_ingest_blueprint() -> Blueprint:
+    bp = Blueprint("heat_ingest", __name__)
+    common.install(bp)
+    bp.after_request(_finish)
+    bp.add_url_rule("/ingest", "ingest", ingest, methods=["POST"])
+    bp.add_url_rule("/ingest", "preflight", preflight, methods=["OPTIONS"], provide_automatic_options=False)
+    return bp

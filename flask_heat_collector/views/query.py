@@ -1,0 +1,240 @@
+"""The query API: heatmap, events, sessions, session detail and metrics."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from marshmallow import Schema, ValidationError
+
+from ..auth import check_query_key
+from ..errors import ApiError
+from ..extension import get_state
+from ..heatmap import build_heatmap
+from ..repositories.base import Event, EventFilter, Session, SessionQuery
+from ..schemas import EventsQuerySchema, HeatmapQuerySchema, SessionDetailQuerySchema, SessionsQuerySchema
+from . import common
+
+_HEATMAP = HeatmapQuerySchema()
+_EVENTS = EventsQuerySchema()
+_SESSIONS = SessionsQuerySchema()
+_DETAIL = SessionDetailQuerySchema()
+MAX_ID_PARAM = 128
+
+
+def parse_time(value: str) -> int | None:
+    """Unix ms, or an ISO 8601 / RFC 2822 date (UTC when no zone is given); ``None`` if neither."""
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        return int(number) if math.isfinite(number) and abs(number) < 1e15 else None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            parsed = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return int(parsed.timestamp() * 1000)
+
+
+def _time_range(require_order: bool = True) -> tuple[int | None, int | None]:
+    result: list[int | None] = []
+    for name in ("from", "to"):
+        raw = request.args.get(name)
+        value = parse_time(raw) if raw else None
+        if raw and value is None:
+            raise ApiError(
+                400, f"invalid_{name}",
+                f"Query param '{name}' must be a unix timestamp in milliseconds or a valid date string.",
+            )
+        result.append(value)
+    start, end = result
+    if require_order and start is not None and end is not None and start > end:
+        raise ApiError(400, "invalid_time_range", "Query param 'from' must be less than or equal to 'to'.")
+    return start, end
+
+
+def _load(schema: Schema) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = schema.load(request.args.to_dict())
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_query", "Invalid query parameters.", details=exc.messages) from exc
+    return result
+
+
+def _check_id(value: str, name: str) -> str:
+    if not value or len(value) > MAX_ID_PARAM:
+        raise ApiError(400, "invalid_query", f"'{name}' must be 1 to {MAX_ID_PARAM} characters.")
+    return value
+
+
+def _types(value: str | None) -> tuple[str, ...] | None:
+    return None if value in (None, "all") else (str(value),)
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "eventId": event.event_id,
+        "projectId": event.project_id,
+        "sessionId": event.session_id,
+        "userId": event.user_id,
+        "type": event.type,
+        "ts": event.ts,
+        "path": event.path,
+        "selector": event.selector,
+        "x": event.x,
+        "y": event.y,
+        "scrollDepth": event.scroll_depth,
+        "metaJson": event.meta_json,
+        "data": event.data,
+    }
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "projectId": session.project_id,
+        "userId": session.user_id,
+        "startedAt": session.started_at,
+        "lastSeenAt": session.last_seen_at,
+        "firstPath": session.first_path,
+        "userAgent": session.user_agent,
+        "deviceJson": session.device_json,
+        "ipHash": session.ip_hash,
+    }
+
+
+def _json(body: dict[str, Any], **headers: str) -> Response:
+    response = jsonify(body)
+    for name, value in headers.items():
+        response.headers[name.replace("_", "-")] = value
+    return common.no_store(response)
+
+
+def heatmap(project_id: str) -> Response:
+    query = _load(_HEATMAP)
+    start, end = _time_range(require_order=False)
+    start = 0 if start is None else start
+    end = int(time.time() * 1000) if end is None else end
+    if start > end:
+        raise ApiError(400, "invalid_time_range", "Query param 'from' must be less than or equal to 'to'.")
+    result = build_heatmap(
+        get_state().repository,
+        EventFilter(project_id=_check_id(project_id, "projectId"), path=query.get("path"), ts_from=start, ts_to=end),
+        requested_type=query.get("type"),
+        resolution=query["resolution"],
+        viewport_bucket=query.get("viewportBucket"),
+    )
+    meta = result["meta"]
+    return _json(
+        result,
+        X_Result_Count=str(meta["total"]),
+        X_Heatmap_Point_Count=str(len(result["points"])),
+        X_Requested_Type=meta["requestedType"],
+        X_Resolved_Type=meta["resolvedType"],
+    )
+
+
+def project_events(project_id: str) -> Response:
+    query = _load(_EVENTS)
+    start, end = _time_range()
+    requested = query.get("type", "all")
+    flt = EventFilter(_check_id(project_id, "projectId"), query.get("path"), start, end, _types(requested))
+    found = get_state().repository.list_events(flt, query["limit"], query["offset"])
+    body = {
+        "events": [event_json(e) for e in found],
+        "meta": {
+            "count": len(found),
+            "limit": query["limit"],
+            "offset": query["offset"],
+            "projectId": project_id,
+            "requestedType": requested,
+        },
+    }
+    return _json(body, X_Total_Count=str(len(found)), X_Requested_Type=requested)
+
+
+def project_sessions(project_id: str) -> Response:
+    query = _load(_SESSIONS)
+    start, end = _time_range()
+    found = get_state().repository.list_sessions(
+        SessionQuery(
+            project_id=_check_id(project_id, "projectId"),
+            started_from=start,
+            last_seen_to=end,
+            user_id=query.get("userId"),
+            first_path=query.get("path"),
+            limit=query["limit"],
+            offset=query["offset"],
+        )
+    )
+    items = [
+        {
+            "sessionId": s.session_id,
+            "userId": s.user_id,
+            "startedAt": s.started_at,
+            "lastSeenAt": s.last_seen_at,
+            "firstPath": s.first_path,
+            "eventCount": s.event_count,
+        }
+        for s in found
+    ]
+    meta = {"count": len(items), "limit": query["limit"], "offset": query["offset"], "projectId": project_id}
+    return _json({"sessions": items, "meta": meta}, X_Total_Count=str(len(items)))
+
+
+def session_detail(session_id: str, project_id: str | None = None) -> Response:
+    query = _load(_DETAIL)
+    repo = get_state().repository
+    session = repo.get_session(
+        _check_id(session_id, "sessionId"), _check_id(project_id, "projectId") if project_id is not None else None
+    )
+    found = [] if session is None else repo.session_events(session, _types(query.get("type")), query["limit"], query["offset"])
+    body = {
+        "session": session_json(session) if session else None,
+        "events": [event_json(e) for e in found],
+        "meta": {"found": session is not None, "count": len(found), "limit": query["limit"], "offset": query["offset"]},
+    }
+    return _json(body, X_Session_Found="1" if session else "0", X_Total_Count=str(len(found)))
+
+
+def project_session_detail(project_id: str, session_id: str) -> Response:
+    return session_detail(session_id, project_id)
+
+
+def metrics() -> Response:
+    body = {
+        "metrics": get_state().metrics.snapshot(),
+        "requestId": common.request_id(),
+        "now": int(time.time() * 1000),
+    }
+    return _json(body)
+
+
+def _require_key() -> None:
+    check_query_key(request, get_state().settings)
+
+
+def create_api_blueprint() -> Blueprint:
+    bp = Blueprint("heat_api", __name__)
+    common.install(bp)
+    bp.before_request(_require_key)
+    bp.add_url_rule("/api/projects/<project_id>/heatmap", view_func=heatmap)
+    bp.add_url_rule("/api/projects/<project_id>/events", view_func=project_events)
+    bp.add_url_rule("/api/projects/<project_id>/sessions", view_func=project_sessions)
+    bp.add_url_rule("/api/projects/<project_id>/sessions/<session_id>", view_func=project_session_detail)
+    bp.add_url_rule("/api/sessions/<session_id>", view_func=session_detail)
+    bp.add_url_rule("/api/metrics", view_func=metrics)
+    return bp
+
