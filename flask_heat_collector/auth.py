@@ -71,7 +71,9 @@ class JwtVerifier:
             )
         except jwt.PyJWKClientConnectionError as exc:
             raise ApiError(
-                503, "jwks_unavailable", "The JWKS endpoint could not be reached; retry later.",
+                503,
+                "jwks_unavailable",
+                "The JWKS endpoint could not be reached; retry later.",
                 headers={"Retry-After": "5"},
             ) from exc
         except (jwt.PyJWTError, ValueError, TypeError) as exc:

@@ -25,17 +25,17 @@ class RateStatus:
     allowed: bool
     limit: int
     remaining: int
-    reset_at: int
+    reset_time: float
 
     def headers(self) -> dict[str, str]:
         """``X-RateLimit-*`` headers, plus ``Retry-After`` when refused."""
         headers = {
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(self.reset_at),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_time)),
         }
         if not self.allowed:
-            headers["Retry-After"] = str(max(1, math.ceil(self.reset_at - time.time())))
+            headers["Retry-After"] = str(max(1, math.ceil(self.reset_time - time.time())))
         return headers
 
 
@@ -64,7 +64,7 @@ class IngestRateLimiter:
             for item in self.items:
                 allowed = strategy.hit(item, "heat-ingest", key)
                 stats = strategy.get_window_stats(item, "heat-ingest", key)
-                current = RateStatus(allowed, item.amount, stats.remaining, math.ceil(stats.reset_time))
+                current = RateStatus(allowed, item.amount, stats.remaining, stats.reset_time)
                 if status is None or not allowed or current.remaining < status.remaining:
                     status = current
                 if not allowed:

@@ -25,7 +25,7 @@ MAX_COORD = 10_000_000
 MAX_TS = 10**14  # year 5138 in ms
 
 
-class Number(fields.Field):
+class Number(fields.Field[float]):
     """A finite JSON number (not a bool, not a numeric string) within a range."""
 
     def __init__(self, *, min_value: float, max_value: float, **kwargs: Any) -> None:
@@ -53,7 +53,7 @@ def _depth(value: Any, level: int = 0) -> int:
     return level
 
 
-class JsonObject(fields.Field):
+class JsonObject(fields.Field[dict[str, Any]]):
     """A free-form JSON object, capped in depth and encoded size."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
@@ -185,7 +185,7 @@ EVENT_SCHEMAS: dict[str, Schema] = {
 }
 
 
-class EventField(fields.Field):
+class EventField(fields.Field[dict[str, Any]]):
     """One event, validated by the schema of its ``type``."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:

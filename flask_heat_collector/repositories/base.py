@@ -198,9 +198,7 @@ class Repository(ABC):
         """One session by id (within a project when given)."""
 
     @abstractmethod
-    def session_events(
-        self, session: Session, types: tuple[str, ...] | None, limit: int, offset: int
-    ) -> list[Event]:
+    def session_events(self, session: Session, types: tuple[str, ...] | None, limit: int, offset: int) -> list[Event]:
         """Rows of one session ordered by ts."""
 
     @abstractmethod

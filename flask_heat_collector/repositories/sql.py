@@ -16,7 +16,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import StorageUnavailable, UnknownProject
-from ..log import log
 from .base import (
     Batch,
     Cell,
@@ -35,7 +34,7 @@ T = TypeVar("T")
 
 metadata = sa.MetaData()
 # Binary collation: ids, keys and paths compare exactly (case matters) on MySQL/MariaDB too.
-_MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+_MYSQL: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 _BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 projects = sa.Table(
@@ -267,8 +266,13 @@ class SqlRepository(Repository):
         self._upsert(
             conn,
             users,
-            dict(id=str(uuid.uuid4()), project_id=project_id, external_id=external_id,
-                 traits_json=traits_json, created_at=_now_ms()),
+            dict(
+                id=str(uuid.uuid4()),
+                project_id=project_id,
+                external_id=external_id,
+                traits_json=traits_json,
+                created_at=_now_ms(),
+            ),
             ["project_id", "external_id"],
             lambda new: {"traits_json": sa.func.coalesce(new.traits_json, users.c.traits_json)},
         )
@@ -290,9 +294,17 @@ class SqlRepository(Repository):
             self._upsert(
                 conn,
                 sessions,
-                dict(project_id=project_id, id=s.id, user_id=user_id, started_at=s.started_at,
-                     last_seen_at=s.last_seen_at, first_path=s.first_path, user_agent=s.user_agent,
-                     device_json=s.device_json, ip_hash=s.ip_hash),
+                dict(
+                    project_id=project_id,
+                    id=s.id,
+                    user_id=user_id,
+                    started_at=s.started_at,
+                    last_seen_at=s.last_seen_at,
+                    first_path=s.first_path,
+                    user_agent=s.user_agent,
+                    device_json=s.device_json,
+                    ip_hash=s.ip_hash,
+                ),
                 ["project_id", "id"],
                 lambda new: {
                     "last_seen_at": sa.case(
@@ -302,9 +314,7 @@ class SqlRepository(Repository):
                     "user_id": sa.func.coalesce(new.user_id, sessions.c.user_id),
                 },
             )
-            rows = [
-                {**row.__dict__, "project_id": project_id, "user_id": user_id} for row in batch.events
-            ]
+            rows = [{**row.__dict__, "project_id": project_id, "user_id": user_id} for row in batch.events]
             accepted = self._insert_events(conn, rows) if rows else 0
             return IngestResult(project_id=project_id, accepted=accepted, duplicates=len(rows) - accepted)
 
@@ -400,10 +410,7 @@ class SqlRepository(Repository):
         )
 
     def list_events(self, flt: EventFilter, limit: int, offset: int) -> list[Event]:
-        stmt = (
-            sa.select(events).where(*self._where(flt))
-            .order_by(events.c.ts, events.c.id).limit(limit).offset(offset)
-        )
+        stmt = sa.select(events).where(*self._where(flt)).order_by(events.c.ts, events.c.id).limit(limit).offset(offset)
         return self._read(lambda conn: [self._event(r) for r in conn.execute(stmt)])
 
     def list_sessions(self, query: SessionQuery) -> list[SessionSummary]:
@@ -422,8 +429,14 @@ class SqlRepository(Repository):
         if query.last_seen_to is not None:
             clauses.append(sessions.c.last_seen_at <= query.last_seen_to)
         stmt = (
-            sa.select(sessions.c.id, sessions.c.user_id, sessions.c.started_at, sessions.c.last_seen_at,
-                      sessions.c.first_path, count.label("event_count"))
+            sa.select(
+                sessions.c.id,
+                sessions.c.user_id,
+                sessions.c.started_at,
+                sessions.c.last_seen_at,
+                sessions.c.first_path,
+                count.label("event_count"),
+            )
             .where(*clauses)
             .order_by(sessions.c.started_at, sessions.c.id)
             .limit(query.limit)
@@ -431,7 +444,9 @@ class SqlRepository(Repository):
         )
         return self._read(
             lambda conn: [
-                SessionSummary(r.id, r.user_id, int(r.started_at), int(r.last_seen_at), r.first_path, int(r.event_count))
+                SessionSummary(
+                    r.id, r.user_id, int(r.started_at), int(r.last_seen_at), r.first_path, int(r.event_count)
+                )
                 for r in conn.execute(stmt)
             ]
         )
@@ -444,16 +459,25 @@ class SqlRepository(Repository):
         if row is None:
             return None
         return Session(
-            id=row.id, project_id=row.project_id, user_id=row.user_id, started_at=int(row.started_at),
-            last_seen_at=int(row.last_seen_at), first_path=row.first_path, user_agent=row.user_agent,
-            device_json=row.device_json, ip_hash=row.ip_hash,
+            id=row.id,
+            project_id=row.project_id,
+            user_id=row.user_id,
+            started_at=int(row.started_at),
+            last_seen_at=int(row.last_seen_at),
+            first_path=row.first_path,
+            user_agent=row.user_agent,
+            device_json=row.device_json,
+            ip_hash=row.ip_hash,
         )
 
     def session_events(self, session: Session, types: tuple[str, ...] | None, limit: int, offset: int) -> list[Event]:
         flt = EventFilter(project_id=session.project_id, types=types)
         stmt = (
-            sa.select(events).where(*self._where(flt), events.c.session_id == session.id)
-            .order_by(events.c.ts, events.c.id).limit(limit).offset(offset)
+            sa.select(events)
+            .where(*self._where(flt), events.c.session_id == session.id)
+            .order_by(events.c.ts, events.c.id)
+            .limit(limit)
+            .offset(offset)
         )
         return self._read(lambda conn: [self._event(r) for r in conn.execute(stmt)])
 

@@ -93,9 +93,7 @@ def _handle_http(err: HTTPException) -> Response:
 
 def _handle_unexpected(err: Exception) -> Response:
     code = FAILURE_CODES.get(_endpoint_name(), "internal_error")
-    return error_response(
-        ApiError(500, code, "Unexpected error; the request id identifies it in the server log."), err
-    )
+    return error_response(ApiError(500, code, "Unexpected error; the request id identifies it in the server log."), err)
 
 
 def _start() -> None:

@@ -26,6 +26,22 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _check_strings(data: Any) -> None:
+    """Refuse NUL and lone surrogates anywhere in the document (databases cannot store them)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("NUL characters are not accepted in strings")
+            item.encode("utf-8")
+
+
 def _parse_body(max_bytes: int) -> Any:
     """The JSON body, size-capped; ApiError for anything that is not one JSON document."""
     if request.content_length is not None and request.content_length > max_bytes:
@@ -33,19 +49,14 @@ def _parse_body(max_bytes: int) -> Any:
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     mimetype = request.mimetype
     if encoding not in ("", "identity") or not (mimetype in _ALLOWED_TYPES or mimetype.endswith("+json")):
-        raise ApiError(
-            415, "unsupported_media_type", "Send the batch as an uncompressed application/json body."
-        )
+        raise ApiError(415, "unsupported_media_type", "Send the batch as an uncompressed application/json body.")
     body = request.stream.read(max_bytes + 1)
     if len(body) > max_bytes:
         raise ApiError(413, "payload_too_large", f"Request body exceeds {max_bytes} bytes.")
     try:
         data = json.loads(body, parse_constant=_reject_constant)
         if _SUSPECT_ESCAPES.search(body):
-            text = json.dumps(data, ensure_ascii=False)
-            if "\x00" in text:
-                raise ValueError("NUL characters are not accepted in strings")
-            text.encode("utf-8")
+            _check_strings(data)
     except (ValueError, UnicodeError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", "Request body must be valid JSON (UTF-8, finite numbers, no NUL).") from exc
     return data
@@ -174,6 +185,6 @@ def create_ingest_blueprint() -> Blueprint:
     bp = Blueprint("heat_ingest", __name__)
     common.install(bp)
     bp.after_request(_finish)
-    bp.add_url_rule("/ingest", "ingest", ingest, methods=["POST"])
+    bp.add_url_rule("/ingest", "ingest", ingest, methods=["POST"], provide_automatic_options=False)
     bp.add_url_rule("/ingest", "preflight", preflight, methods=["OPTIONS"], provide_automatic_options=False)
     return bp

@@ -54,7 +54,8 @@ def _time_range(require_order: bool = True) -> tuple[int | None, int | None]:
         value = parse_time(raw) if raw else None
         if raw and value is None:
             raise ApiError(
-                400, f"invalid_{name}",
+                400,
+                f"invalid_{name}",
                 f"Query param '{name}' must be a unix timestamp in milliseconds or a valid date string.",
             )
         result.append(value)
@@ -200,7 +201,11 @@ def session_detail(session_id: str, project_id: str | None = None) -> Response:
     session = repo.get_session(
         _check_id(session_id, "sessionId"), _check_id(project_id, "projectId") if project_id is not None else None
     )
-    found = [] if session is None else repo.session_events(session, _types(query.get("type")), query["limit"], query["offset"])
+    found = (
+        []
+        if session is None
+        else repo.session_events(session, _types(query.get("type")), query["limit"], query["offset"])
+    )
     body = {
         "session": session_json(session) if session else None,
         "events": [event_json(e) for e in found],
@@ -237,4 +242,3 @@ def create_api_blueprint() -> Blueprint:
     bp.add_url_rule("/api/sessions/<session_id>", view_func=session_detail)
     bp.add_url_rule("/api/metrics", view_func=metrics)
     return bp
-

@@ -1,0 +1,166 @@
+"""One shared suite: the ``backend`` fixture runs each test on every database.
+
+A backend whose server is unreachable skips locally and fails when ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from flask_heat_collector import HeatCollector
+
+from .helpers import ListHandler, Server
+
+PG_ADMIN = os.environ.get("HEAT_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+MYSQL_ADMIN = os.environ.get("HEAT_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
+SQL_BACKENDS = ["sqlite", "postgresql", "mysql"]
+BACKENDS = SQL_BACKENDS
+QUERY_KEY = "test-query-key"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> None:
+    """Fail in CI, skip locally."""
+    if IN_CI:
+        pytest.fail(f"backend unavailable in CI: {reason}")
+    pytest.skip(reason)
+
+
+class SqlServer:
+    """A throw-away database on a real server, emptied after each test."""
+
+    def __init__(self, admin_uri: str) -> None:
+        self.admin = sa.make_url(admin_uri)
+        self.name = f"heat_test_{uuid.uuid4().hex[:10]}"
+        self.engine: sa.Engine | None = None
+        self.error: str | None = None
+        try:
+            admin = sa.create_engine(self.admin, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"CREATE DATABASE {self.name}")
+            admin.dispose()
+            self.uri = self.admin.set(database=self.name).render_as_string(hide_password=False)
+            self.engine = sa.create_engine(self.uri)
+        except Exception as exc:  # noqa: BLE001 - reported as skip/fail by the fixture
+            self.error = f"{self.admin.get_backend_name()}: {exc}"
+
+    def clean(self) -> None:
+        from flask_heat_collector.repositories.sql import metadata
+
+        assert self.engine is not None
+        with self.engine.begin() as conn:
+            existing = sa.inspect(conn).get_table_names()
+            for table in reversed(metadata.sorted_tables):
+                if table.name in existing:
+                    conn.execute(table.delete())
+
+    def drop(self) -> None:
+        if self.engine is None:
+            return
+        self.engine.dispose()
+        admin = sa.create_engine(self.admin, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {self.name}")
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[SqlServer]:
+    server = SqlServer(PG_ADMIN)
+    yield server
+    server.drop()
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> Iterator[SqlServer]:
+    server = SqlServer(MYSQL_ADMIN)
+    yield server
+    server.drop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """The database URI of one backend, empty at the start of the test."""
+    name = request.param
+    if name == "sqlite":
+        yield f"sqlite:///{tmp_path / 'heat.db'}"
+        return
+    server: SqlServer = request.getfixturevalue(f"{name}_server")
+    if server.error:
+        unavailable(server.error)
+    server.clean()
+    yield server.uri
+    server.clean()
+
+
+@pytest.fixture
+def backend_name(backend: str) -> str:
+    return backend.split(":", 1)[0].split("+", 1)[0]
+
+
+@pytest.fixture
+def make_app(backend: str, tmp_path: Any) -> Iterator[Callable[..., Flask]]:
+    """Build an app on the test's backend; overrides are HeatCollector options."""
+    apps: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        app = Flask("heat_test", instance_path=str(tmp_path / "instance"))
+        app.config["TESTING"] = True
+        options: dict[str, Any] = {
+            "database_uri": backend,
+            "query_api_keys": [QUERY_KEY],
+            "ip_hash_secret": "test-secret",
+        }
+        options.update(overrides)
+        HeatCollector(app, **options)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["heat_collector"].repository.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def logs() -> Iterator[ListHandler]:
+    """Records of the ``flask_heat_collector`` logger, formatted as the JSON lines it writes."""
+    handler = ListHandler()
+    import logging
+
+    logger = logging.getLogger("flask_heat_collector")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[[Flask], Server]]:
+    """Serve an app over real HTTP on a free loopback port (threaded)."""
+    servers: list[Server] = []
+
+    def start(app: Flask) -> Server:
+        server = Server(app)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,0 +1,118 @@
+"""Builders of SDK-shaped batches and small test utilities."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import socket
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.serving import make_server
+
+from flask_heat_collector.log import JsonFormatter
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sdk-batch-chromium.json"
+LOCAL_FIXTURE = Path(__file__).parent / "data" / "sdk-batch-chromium.json"
+PROJECT_KEY = "dev-project-key"
+TS = 1_795_672_217_000
+
+
+def sdk_fixture() -> dict[str, Any]:
+    """The real batch the SDK sent from Chromium: ``{"headers": ..., "body": ...}``."""
+    path = FIXTURE if FIXTURE.exists() else LOCAL_FIXTURE
+    data: list[dict[str, Any]] = json.loads(path.read_text())
+    return copy.deepcopy(data[0])
+
+
+def event(kind: str, *, ts: int = TS, path: str = "/", w: int = 1200, h: int = 800, **fields: Any) -> dict[str, Any]:
+    """One SDK event of ``kind`` with a fresh eventId; ``fields`` add or replace fields."""
+    base: dict[str, Any] = {
+        "eventId": str(uuid.uuid4()),
+        "sessionId": "s-1",
+        "ts": ts,
+        "path": path,
+        "viewport": {"w": w, "h": h, "dpr": 1},
+        "device": {"ua": "TestAgent/1.0", "platform": "Linux", "language": "en"},
+        "type": kind,
+    }
+    defaults: dict[str, dict[str, Any]] = {
+        "click": {"x": 10, "y": 20, "selector": "button#a", "button": 0},
+        "move": {"points": [{"x": 1, "y": 2, "tsOffset": 0}]},
+        "scroll": {"scrollY": 100, "scrollDepthPct": 50},
+        "pageview": {"to": path},
+        "custom": {"name": "signup", "props": {"step": 1}},
+        "input": {"action": "change", "selector": "input#n", "inputType": "text", "length": 3, "masked": "***"},
+        "keyboard": {"category": "editing"},
+    }
+    base.update(defaults.get(kind, {}))
+    base.update(fields)
+    return base
+
+
+def batch(
+    *events: dict[str, Any],
+    session_id: str = "s-1",
+    user: dict[str, Any] | None = None,
+    started_at: int | None = TS,
+    last_seen_at: int | None = TS,
+) -> dict[str, Any]:
+    """An ingest body for ``events`` (a click when none are given)."""
+    session: dict[str, Any] = {"id": session_id}
+    if started_at is not None:
+        session["startedAt"] = started_at
+    if last_seen_at is not None:
+        session["lastSeenAt"] = last_seen_at
+    body: dict[str, Any] = {
+        "sdk": {"name": "@m-software-engineering/heat-sdk", "version": "0.2.6"},
+        "session": session,
+        "events": [dict(e, sessionId=session_id) for e in (events or (event("click"),))],
+    }
+    if user is not None:
+        body["user"] = user
+    return body
+
+
+def headers(key: str = PROJECT_KEY, **extra: str) -> dict[str, str]:
+    return {"X-Project-Key": key, **extra}
+
+
+class ListHandler(logging.Handler):
+    """Keeps each record as the JSON line the collector would write."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """A threaded werkzeug server for ``app`` on a free loopback port."""
+
+    def __init__(self, app: Flask) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
