@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from collections.abc import Mapping
 
 import click
@@ -94,12 +93,15 @@ def uri_from_environ(environ: Mapping[str, str]) -> tuple[str, str | None]:
     return f"{scheme}://{rest}", None
 
 
+@click.command("heat-collector-migrate")
 def migrate_main() -> None:
-    """Entry point of ``heat-collector-migrate``: migrate the database named by the environment."""
+    """Migrate the database named by HEAT_DIALECT (pg, mysql, sqlite, mongodb) and DATABASE_URL,
+    SQLITE_FILE or MONGODB_DATABASE, as the Express original's command does."""
     try:
         uri, mongo_database = uri_from_environ(os.environ)
-        repository_from_uri(uri, mongo_database).migrate()
+        repository = repository_from_uri(uri, mongo_database)
+        repository.migrate()
+        repository.dispose()
     except HeatCollectorError as exc:
-        click.echo(f"heat-collector-migrate: {exc}", err=True)
-        sys.exit(2)
+        raise click.ClickException(str(exc)) from exc
     click.echo("heat-collector-migrate: database is up to date")
