@@ -34,8 +34,9 @@ def test_flask_heat_migrate_is_repeatable_and_keeps_data(make_app: Any) -> None:
     assert event_count(client, project) == 2
 
 
-def test_heat_collector_migrate_from_original_variables(backend: str, backend_name: str, make_app: Any,
-                                                         tmp_path: Any) -> None:
+def test_heat_collector_migrate_from_original_variables(
+    backend: str, backend_name: str, make_app: Any, tmp_path: Any
+) -> None:
     url = sa.make_url(backend) if not backend.startswith("mongodb") else None
     if backend_name == "sqlite":
         assert url is not None
@@ -84,4 +85,5 @@ def test_uri_from_environ_errors(env: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError):
         uri_from_environ(env)
     result = CliRunner().invoke(migrate_main, env={"HEAT_DIALECT": "", "DATABASE_URL": "", **env})
-    assert result.exit_code != 0 and "HEAT_DIALECT" in result.output or "DATABASE_URL" in result.output
+    assert result.exit_code != 0
+    assert "HEAT_DIALECT" in result.output or "DATABASE_URL" in result.output

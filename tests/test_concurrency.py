@@ -33,8 +33,13 @@ def test_concurrent_batches_of_one_session(make_app: Any, live_server: Any) -> N
     app = make_app(rate_limit="100000 per second")
     server = live_server(app)
     batches = [
-        batch(*[event("click", x=t, y=b) for _ in range(5)], event("move", points=[{"x": 1, "y": 2, "tsOffset": 0}] * 2),
-              session_id="shared-session", user={"id": "same-user"}, last_seen_at=1000 + t * 10 + b)
+        batch(
+            *[event("click", x=t, y=b) for _ in range(5)],
+            event("move", points=[{"x": 1, "y": 2, "tsOffset": 0}] * 2),
+            session_id="shared-session",
+            user={"id": "same-user"},
+            last_seen_at=1000 + t * 10 + b,
+        )
         for t in range(THREADS)
         for b in range(BATCHES_PER_THREAD)
     ]

@@ -35,7 +35,7 @@ class Jwks:
         jwks = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 jwks.fetches += 1
                 public = [
                     {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(k.public_key())), "kid": kid, "use": "sig"}
@@ -115,11 +115,14 @@ def test_bad_claims_are_refused(make_app: Any, jwks: Jwks, claims: dict[str, Any
 
 def test_forged_tokens_are_refused(make_app: Any, jwks: Jwks) -> None:
     client = jwt_client(make_app, jwks, "jwt")
-    unsigned = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "x"}, key=None, algorithm="none",
-                          headers={"kid": "k1"})
+    unsigned = jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": "x"}, key=None, algorithm="none", headers={"kid": "k1"}
+    )
     assert post(client, unsigned).get_json()["code"] == "invalid_jwt"
-    public_pem = jwks.keys["k1"].public_key().public_bytes(
-        encoding=serialization.Encoding.PEM, format=serialization.PublicFormat.SubjectPublicKeyInfo
+    public_pem = (
+        jwks.keys["k1"]
+        .public_key()
+        .public_bytes(encoding=serialization.Encoding.PEM, format=serialization.PublicFormat.SubjectPublicKeyInfo)
     )
 
     def b64(data: bytes) -> str:

@@ -149,7 +149,9 @@ def create_sql_engine(uri: str) -> Engine:
         kwargs.update(pool_recycle=1800, pool_timeout=5)
     elif backend in ("mysql", "mariadb"):
         kwargs["connect_args"] = {"connect_timeout": 2, "charset": "utf8mb4"}
-        kwargs.update(pool_recycle=1800, pool_timeout=5)
+        # READ COMMITTED: a row another batch just committed (project, user) is visible to the
+        # re-read after INSERT IGNORE, and InnoDB takes no gap locks (fewer deadlocks).
+        kwargs.update(pool_recycle=1800, pool_timeout=5, isolation_level="READ COMMITTED")
     elif backend == "sqlite":
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     engine = sa.create_engine(url, **kwargs)
