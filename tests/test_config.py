@@ -52,8 +52,9 @@ def test_jwt_modes_need_jwks_issuer_audience(tmp_path: Path, mode: str) -> None:
     with pytest.raises(ConfigurationError, match="HEAT_JWKS_URL"):
         HeatCollector(new_app(tmp_path, HEAT_AUTH_MODE=mode))
     with pytest.raises(ConfigurationError, match="HEAT_JWT_AUDIENCE"):
-        HeatCollector(new_app(tmp_path, HEAT_AUTH_MODE=mode, HEAT_JWKS_URL="http://127.0.0.1:1/jwks",
-                              HEAT_JWT_ISSUER="iss"))
+        HeatCollector(
+            new_app(tmp_path, HEAT_AUTH_MODE=mode, HEAT_JWKS_URL="http://127.0.0.1:1/jwks", HEAT_JWT_ISSUER="iss")
+        )
 
 
 def test_unknown_override_is_refused(tmp_path: Path) -> None:

@@ -23,8 +23,9 @@ UNREACHABLE = {
 @pytest.mark.parametrize("kind", sorted(UNREACHABLE))
 def test_database_down_is_503_with_retry_after(tmp_path: Any, kind: str, logs: Any) -> None:
     app = Flask("down", instance_path=str(tmp_path))
-    HeatCollector(app, database_uri=UNREACHABLE[kind].format(port=free_port()), auto_migrate=False,
-                  query_api_keys=[QUERY_KEY])
+    HeatCollector(
+        app, database_uri=UNREACHABLE[kind].format(port=free_port()), auto_migrate=False, query_api_keys=[QUERY_KEY]
+    )
     client = app.test_client()
     response = client.post("/ingest", json=batch(), headers=headers())
     assert response.status_code == 503
@@ -68,7 +69,11 @@ def test_every_client_error_logs_one_line(client: Any, logs: Any) -> None:
 
 
 def test_log_lines_never_hold_typed_values_or_raw_ip(client: Any, logs: Any, app: Flask) -> None:
-    client.post("/ingest", json=batch(event("input", masked="my-password"), event("click", meta={"value": "v-123"})),
-                headers=headers(), environ_base={"REMOTE_ADDR": "203.0.113.77"})
+    client.post(
+        "/ingest",
+        json=batch(event("input", masked="my-password"), event("click", meta={"value": "v-123"})),
+        headers=headers(),
+        environ_base={"REMOTE_ADDR": "203.0.113.77"},
+    )
     text = "\n".join(logs.lines)
     assert "my-password" not in text and "v-123" not in text and "203.0.113.77" not in text
