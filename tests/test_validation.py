@@ -183,3 +183,12 @@ def test_rejected_events_counted(app: Flask) -> None:
     metrics = client.get("/api/metrics", headers=API).get_json()["metrics"]
     assert metrics["rejectedEventCount"] == 2
     assert metrics["ingestCount"] == 0
+
+
+def test_errors_for_list_items_and_the_batch_together(make_app: Any) -> None:
+    """Item errors (int keys) next to a batch error (str key) still give a JSON 400, never a 500."""
+    client = make_app(max_events_per_batch=2).test_client()
+    body = batch(event("click", x="bad"), event("click"), event("click", button={}))
+    response = client.post("/ingest", json=body, headers=headers())
+    details = assert_error(response, 400, "invalid_payload")["details"]
+    assert set(details["events"]) >= {"0", "2"}

@@ -34,6 +34,15 @@ def request_id() -> str:
     return rid
 
 
+def _plain(details: Any) -> Any:
+    """Field errors with string keys only (marshmallow keys list items by int)."""
+    if isinstance(details, dict):
+        return {str(key): _plain(value) for key, value in details.items()}
+    if isinstance(details, list):
+        return [_plain(item) for item in details]
+    return details
+
+
 def error_response(err: ApiError, cause: BaseException | None = None) -> Response:
     """The JSON error body with its headers, and its one log line."""
     body: dict[str, Any] = {
@@ -43,7 +52,7 @@ def error_response(err: ApiError, cause: BaseException | None = None) -> Respons
         "requestId": request_id(),
     }
     if err.details is not None:
-        body["details"] = err.details
+        body["details"] = _plain(err.details)
     response = jsonify(body)
     response.status_code = err.status
     for name, value in err.headers.items():

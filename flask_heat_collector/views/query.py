@@ -15,6 +15,7 @@ from ..auth import check_query_key
 from ..errors import ApiError
 from ..extension import get_state
 from ..heatmap import build_heatmap
+from ..openapi import build_openapi
 from ..repositories.base import Event, EventFilter, Session, SessionQuery
 from ..schemas import EventsQuerySchema, HeatmapQuerySchema, SessionDetailQuerySchema, SessionsQuerySchema
 from . import common
@@ -227,7 +228,13 @@ def metrics() -> Response:
     return _json(body)
 
 
+def openapi_document() -> Response:
+    return _json(build_openapi())
+
+
 def _require_key() -> None:
+    if (request.endpoint or "").endswith(".openapi_document"):
+        return
     check_query_key(request, get_state().settings)
 
 
@@ -241,4 +248,5 @@ def create_api_blueprint() -> Blueprint:
     bp.add_url_rule("/api/projects/<project_id>/sessions/<session_id>", view_func=project_session_detail)
     bp.add_url_rule("/api/sessions/<session_id>", view_func=session_detail)
     bp.add_url_rule("/api/metrics", view_func=metrics)
+    bp.add_url_rule("/api/openapi.json", view_func=openapi_document)
     return bp
