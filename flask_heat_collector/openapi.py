@@ -354,7 +354,7 @@ def _components() -> Json:
 
 def build_openapi() -> Json:
     """The document; paths are relative to ``HEAT_URL_PREFIX``."""
-    query_security = [{"queryKey": []}, {"queryBearer": []}]
+    query_security: list[Json] = [{"queryKey": []}, {"queryBearer": []}]
     project = _param("projectId", _STR_ID, "path", True)
     session = _param("sessionId", _STR_ID, "path", True)
     time_params = [_param("from", _TIME), _param("to", _TIME)]
