@@ -116,3 +116,34 @@ class Server:
     def stop(self) -> None:
         self.server.shutdown()
         self.thread.join(5)
+
+
+def dump_database(uri: str) -> str:
+    """Every stored value of the backend at ``uri`` as text, for grepping what was stored."""
+    if uri.startswith("mongodb"):
+        import pymongo
+
+        client: Any = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+        try:
+            db = client.get_default_database()
+            return "\n".join(
+                json.dumps(doc, default=str, ensure_ascii=False)
+                for name in db.list_collection_names()
+                for doc in db[name].find()
+            )
+        finally:
+            client.close()
+    import sqlalchemy as sa
+
+    from flask_heat_collector.repositories.sql import metadata
+
+    engine = sa.create_engine(uri)
+    try:
+        with engine.connect() as conn:
+            return "\n".join(
+                json.dumps([str(v) for v in row], ensure_ascii=False)
+                for table in metadata.sorted_tables
+                for row in conn.execute(sa.select(table))
+            )
+    finally:
+        engine.dispose()

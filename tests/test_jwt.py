@@ -170,3 +170,37 @@ def test_jwks_down_is_503_quickly(make_app: Any, jwks: Jwks) -> None:
     assert response.status_code == 503 and response.get_json()["code"] == "jwks_unavailable"
     assert response.headers["Retry-After"]
     assert time.monotonic() - started < 10
+
+
+def test_slow_jwks_is_503_within_the_fetch_timeout(tmp_path: Any) -> None:
+    """A JWKS endpoint that never answers costs one bounded wait, never a hung worker."""
+    import socket
+
+    from flask import Flask
+
+    from flask_heat_collector import HeatCollector
+    from flask_heat_collector.auth import JWKS_TIMEOUT_SECONDS
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts connections, never answers
+    port = listener.getsockname()[1]
+    try:
+        app = Flask("slow-jwks", instance_path=str(tmp_path))
+        HeatCollector(
+            app,
+            database_uri=f"sqlite:///{tmp_path / 'h.db'}",
+            auth_mode="jwt",
+            jwks_url=f"http://127.0.0.1:{port}/jwks",
+            jwt_issuer=ISSUER,
+            jwt_audience=AUDIENCE,
+        )
+        signer = Jwks()
+        started = time.monotonic()
+        response = post(app.test_client(), signer.token())
+        elapsed = time.monotonic() - started
+        signer.server.shutdown()
+    finally:
+        listener.close()
+    assert response.status_code == 503 and response.get_json()["code"] == "jwks_unavailable"
+    assert elapsed < JWKS_TIMEOUT_SECONDS * 3

@@ -54,7 +54,7 @@ def _parse_body(max_bytes: int) -> Any:
     if len(body) > max_bytes:
         raise ApiError(413, "payload_too_large", f"Request body exceeds {max_bytes} bytes.")
     try:
-        data = json.loads(body, parse_constant=_reject_constant)
+        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
         if _SUSPECT_ESCAPES.search(body):
             _check_strings(data)
     except (ValueError, UnicodeError, RecursionError) as exc:
