@@ -46,7 +46,11 @@ def get_state(app: Flask | None = None) -> HeatState:
 
 def _metrics_for(settings: Settings) -> Metrics:
     if settings.rate_limit_storage_uri.startswith("redis"):
-        namespace = hashlib.sha256(settings.database_uri.encode()).hexdigest()[:16]
+        # One namespace per database: the workers (and hosts) writing to it share the counters.
+        source = settings.database_uri
+        if settings.mongo_database is not None:
+            source += f"#{settings.mongo_database}"
+        namespace = hashlib.sha256(source.encode()).hexdigest()[:16]
         return RedisMetrics(settings.rate_limit_storage_uri, namespace)
     return Metrics()
 
@@ -60,10 +64,12 @@ class HeatCollector:
 
     def __init__(self, app: Flask | None = None, **overrides: Any) -> None:
         from .views import create_blueprints
+        from .views.viewer import create_viewer_blueprint
 
         self.overrides = overrides
         self._hooks: list[Hook] = []
         self.blueprint, self.ingest_blueprint, self.api_blueprint = create_blueprints()
+        self.viewer_blueprint = create_viewer_blueprint()
         if app is not None:
             self.init_app(app)
 
@@ -98,6 +104,8 @@ class HeatCollector:
         app.extensions[EXTENSION_KEY] = state
         if register_blueprint:
             app.register_blueprint(self.blueprint, url_prefix=settings.url_prefix or None)
+            if settings.viewer_enabled:
+                app.register_blueprint(self.viewer_blueprint, url_prefix=settings.url_prefix or None)
         from .cli import heat_cli
 
         if "heat" not in app.cli.commands:

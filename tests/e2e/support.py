@@ -1,0 +1,383 @@
+"""Processes and HTTP helpers of the end-to-end suite: gunicorn, a static site, the SDK from npm."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = Path(__file__).resolve().parent / "site"
+NODE_DIR = ROOT / "build" / "e2e-node"
+SDK_PACKAGE = "@m-software-engineering/heat-sdk"
+SDK_VERSION = "0.2.6"
+SDK_DIR = NODE_DIR / "node_modules" / "@m-software-engineering" / "heat-sdk"
+ARTIFACTS = ROOT / "build" / "e2e"
+CHROMIUM = os.environ.get("HEAT_E2E_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+REDIS_URI = os.environ.get("HEAT_TEST_REDIS", "redis://127.0.0.1:6379/11")
+QUERY_KEY = "e2e-query-key"
+IP_HASH_SECRET = "e2e-ip-hash-secret"
+WORKERS = 3
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Worker pid and request id of every answer, so a test can tell which worker served it.
+ACCESS_FORMAT = "%(p)s %(m)s %(U)s %(s)s %({x-request-id}o)s"
+_ACCESS_LINE = re.compile(r"^<(\d+)> (\S+) (\S+) (\d{3}) (\S+)$")
+
+
+def unavailable(reason: str) -> None:
+    """Fail in CI, skip locally."""
+    if IN_CI:
+        pytest.fail(f"end-to-end prerequisite missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+def ensure_sdk() -> Path:
+    """The SDK's ``dist`` folder, installed from npm into build/e2e-node when missing."""
+    manifest = SDK_DIR / "package.json"
+    if manifest.exists() and json.loads(manifest.read_text()).get("version") == SDK_VERSION:
+        return SDK_DIR / "dist"
+    npm = shutil.which("npm")
+    if npm is None:
+        unavailable("npm is needed to install the heat SDK for the end-to-end tests")
+        raise AssertionError("unreachable")
+    NODE_DIR.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [
+            npm,
+            "install",
+            "--prefix",
+            str(NODE_DIR),
+            "--no-audit",
+            "--no-fund",
+            "--no-package-lock",
+            f"{SDK_PACKAGE}@{SDK_VERSION}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0 or not (SDK_DIR / "dist" / "index.mjs").exists():
+        unavailable(f"npm install {SDK_PACKAGE}@{SDK_VERSION} failed: {result.stderr[-500:]}")
+    return SDK_DIR / "dist"
+
+
+# -- HTTP --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+def http(method: str, url: str, body: Any = None, headers: Mapping[str, str] | None = None) -> Answer:
+    """One request on a fresh connection (urllib opens one per request)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return Answer(
+                response.status, {k.lower(): v for k, v in response.headers.items()}, response.read().decode()
+            )
+    except urllib.error.HTTPError as err:
+        with err:
+            return Answer(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read().decode())
+
+
+# -- gunicorn ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Collector:
+    """The collector running under gunicorn, and what it wrote."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    access_path: Path
+    env: dict[str, str]
+    answers: list[Answer] = field(default_factory=list)
+
+    def api(self, endpoint: str, /, **params: Any) -> Answer:
+        """A query-API call with the key; every answer is kept for later checks."""
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        url = f"{self.url}/api{endpoint}" + (f"?{query}" if query else "")
+        answer = http("GET", url, headers={"x-api-key": QUERY_KEY})
+        self.answers.append(answer)
+        return answer
+
+    def api_json(self, endpoint: str, /, **params: Any) -> Any:
+        answer = self.api(endpoint, **params)
+        assert answer.status == 200, answer.text
+        return answer.json()
+
+    def all_events(self, project_id: str, **params: Any) -> list[dict[str, Any]]:
+        """Every event row of the project, through the paginated events API."""
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.api_json(f"/projects/{project_id}/events", limit=1000, offset=len(found), **params)
+            found.extend(page["events"])
+            if len(page["events"]) < 1000:
+                return found
+
+    def ingest(self, project_key: str, body: Any) -> Answer:
+        return http("POST", f"{self.url}/ingest", body, {"x-project-key": project_key})
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") + self.access_path.read_text(errors="replace")
+
+    def access(self) -> list[tuple[int, str, str, int, str]]:
+        """``(pid, method, path, status, request id)`` of every answered request."""
+        rows = []
+        for line in self.access_path.read_text().splitlines():
+            match = _ACCESS_LINE.match(line.strip())
+            if match:
+                pid, method, path, status, rid = match.groups()
+                rows.append((int(pid), method, path, int(status), rid))
+        return rows
+
+    def worker_of(self, request_id: str) -> int:
+        """The pid of the worker that answered ``request_id`` (the access log is written after the answer)."""
+        deadline = time.monotonic() + 10
+        while True:
+            for pid, _method, _path, _status, rid in self.access():
+                if rid == request_id:
+                    return pid
+            if time.monotonic() > deadline:
+                raise AssertionError(f"request {request_id} not in the access log")
+            time.sleep(0.05)
+
+
+def collector_env(tmp: Path, **env: str) -> dict[str, str]:
+    """The environment of a collector: the parent's minus its HEAT_* variables, plus ``env``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HEAT_")}
+    base.update(
+        HEAT_DATABASE_URI=f"sqlite:///{tmp / 'heat.db'}",
+        HEAT_QUERY_API_KEYS=QUERY_KEY,
+        HEAT_IP_HASH_SECRET=IP_HASH_SECRET,
+        HEAT_ALLOWED_ORIGINS="*",
+        PYTHONUNBUFFERED="1",
+    )
+    base.update(env)
+    return base
+
+
+def _gunicorn_command(app: str, access_path: Path) -> list[str]:
+    import gunicorn.config  # type: ignore[import-untyped]
+
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-w",
+        str(WORKERS),
+        "-b",
+        "127.0.0.1:0",
+        "--chdir",
+        str(ROOT),
+        "--access-logfile",
+        str(access_path),
+        "--access-logformat",
+        ACCESS_FORMAT,
+        "--graceful-timeout",
+        "5",
+    ]
+    # gunicorn 24+ opens a control socket at a fixed path; parallel servers must not share it.
+    if any(setting.name == "control_socket_disable" for setting in gunicorn.config.KNOWN_SETTINGS):
+        command.append("--no-control-socket")
+    return [*command, app]
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@contextmanager
+def run_collector(tmp: Path, app: str = "flask_heat_collector.wsgi:create_app()", **env: str) -> Iterator[Collector]:
+    """``gunicorn -w 3 APP`` on a free loopback port, configured by ``HEAT_*`` variables; always stopped."""
+    try:
+        import gunicorn  # noqa: F401
+    except ImportError:
+        unavailable("gunicorn is not installed (pip install -e '.[test]')")
+    tmp.mkdir(parents=True, exist_ok=True)
+    log_path, access_path = tmp / "gunicorn.log", tmp / "access.log"
+    access_path.touch()
+    full_env = collector_env(tmp, **env)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            _gunicorn_command(app, access_path), cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        url = _wait_listening(process, log_path)
+        collector = Collector(url, process, log_path, access_path, full_env)
+        _wait_ready(collector)
+        yield collector
+    finally:
+        _stop(process)
+
+
+def _wait_listening(process: subprocess.Popen[bytes], log_path: Path) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        match = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
+        if match:
+            return match.group(1)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"gunicorn did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
+
+
+def _wait_ready(collector: Collector) -> None:
+    """Until every worker has booted and one answers."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if collector.process.poll() is not None:
+            break
+        booted = collector.log_path.read_text(errors="replace").count("Booting worker")
+        try:
+            ok = http("GET", f"{collector.url}/api/metrics", headers={"x-api-key": QUERY_KEY}).status == 200
+        except OSError:
+            ok = False
+        if ok and booted >= WORKERS:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"gunicorn workers not ready:\n{collector.log_path.read_text(errors='replace')[-3000:]}")
+
+
+def register_project(env: Mapping[str, str], key: str) -> str:
+    """Register ``key`` with ``flask heat project create`` on the collector's database; its project id."""
+    from flask_heat_collector.wsgi import create_app
+
+    app = create_app(env)
+    try:
+        result = app.test_cli_runner().invoke(args=["heat", "project", "create", "--name", "e2e", "--key", key])
+        assert result.exit_code == 0, result.output
+        return result.output.split("\t")[0].strip()
+    finally:
+        app.extensions["heat_collector"].repository.dispose()
+
+
+# -- the page's origin -------------------------------------------------------------------------
+
+
+class _SiteHandler(SimpleHTTPRequestHandler):
+    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript", ".js": "text/javascript"}
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def static_site(root: Path, sdk_dist: Path) -> Iterator[str]:
+    """A static server on another port (another origin): the test page and the SDK under /sdk/."""
+    shutil.copytree(SITE, root, dirs_exist_ok=True)
+    shutil.copytree(sdk_dist, root / "sdk", dirs_exist_ok=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_SiteHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+# -- what the SDK sent ----------------------------------------------------------------------
+
+# Set before the page loads: the SDK's config, and a fetch wrapper keeping every ingest answer in
+# window.__ingest ({status, body}) (Playwright cannot read the bodies of the SDK's keepalive fetches).
+INIT_SCRIPT = """
+window.HEAT_E2E = %s;
+window.__ingest = [];
+const realFetch = window.fetch.bind(window);
+window.fetch = async (input, init) => {
+  const response = await realFetch(input, init);
+  if (String(input) === window.HEAT_E2E.endpoint) {
+    let body = null;
+    try { body = await response.clone().json(); } catch (err) { body = null; }
+    window.__ingest.push({ status: response.status, retryAfter: response.headers.get("Retry-After"), body });
+  }
+  return response;
+};
+"""
+
+
+def init_script(config: dict[str, Any]) -> str:
+    return INIT_SCRIPT % json.dumps(config)
+
+
+def rows_of(bodies: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The rows the collector should store for these batches: ``(eventId, point index) -> event``."""
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for body in bodies:
+        for event in body["events"]:
+            if event["type"] == "move":
+                for index in range(len(event["points"])):
+                    rows[(event["eventId"], index)] = event
+            else:
+                rows[(event["eventId"], 0)] = event
+    return rows
+
+
+def stored_rows(events: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """``(eventId, point index)`` of event JSON (``id`` is ``<eventId>:<index>``)."""
+    return [(e["eventId"], int(e["id"].rsplit(":", 1)[1])) for e in events]
+
+
+def wait_until(condition: Any, timeout: float, message: str, page: Any = None) -> None:
+    """Poll ``condition()`` until it is true; fail after ``timeout`` seconds (a bound, not a measurement).
+
+    With a Playwright ``page`` the pause is ``page.wait_for_timeout``, so the page's events keep
+    being delivered while waiting (a plain sleep would hold them back).
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        if page is not None:
+            page.wait_for_timeout(100)
+        else:
+            time.sleep(0.1)
