@@ -29,16 +29,17 @@ def build_heatmap(
     Memory is bounded by the number of cells (``resolution``²), never by rows.
     """
     requested = requested_type or "click"
-    by_type = repo.count_by_type(flt)
+    summary = repo.heatmap_summary(replace(flt, types=None if requested == "all" else (requested,)))
     resolved = requested
-    if requested_type is None and not by_type.get("click") and by_type:
-        resolved = "all"
-    if resolved != "all":
-        by_type = {resolved: by_type[resolved]} if by_type.get(resolved) else {}
+    if requested_type is None and not summary.by_type:
+        everything = repo.heatmap_summary(replace(flt, types=None))
+        if everything.by_type:
+            summary, resolved = everything, "all"
+    by_type = summary.by_type
+    frame = summary.frame
     flt = replace(flt, types=None if resolved == "all" else (resolved,))
     total = sum(by_type.values())
 
-    frame = repo.heatmap_frame(flt) if total else None
     chosen = viewport_bucket or (f"{frame.bucket[0]}x{frame.bucket[1]}" if frame and frame.bucket else None)
     vw, vh = parse_bucket(chosen) or DEFAULT_VIEWPORT
     render_height = max(vh, frame.max_y if frame and frame.max_y is not None else vh)
@@ -47,17 +48,19 @@ def build_heatmap(
     counts: dict[tuple[int, int], int] = {}
     if total:
         for cell in repo.heatmap_cells(flt, vw, render_height, resolution):
-            counts[(cell.cx, cell.cy)] = counts.get((cell.cx, cell.cy), 0) + cell.count
-        for depth, count in repo.scroll_depths(flt):
-            pct = (depth / 100 if depth > 100 else depth) / 100
-            y = js_round(pct * render_height)
-            cy = min(resolution - 1, max(0, y * resolution // render_height))
-            counts[(0, cy)] = counts.get((0, cy), 0) + count
+            key = (cell.cy, cell.cx)
+            counts[key] = counts.get(key, 0) + cell.count
+        if resolved in ("all", "scroll"):
+            for depth, count in repo.scroll_depths(flt):
+                pct = (depth / 100 if depth > 100 else depth) / 100
+                y = js_round(pct * render_height)
+                key = (min(resolution - 1, max(0, y * resolution // render_height)), 0)
+                counts[key] = counts.get(key, 0) + count
     plotted = sum(counts.values())
-    points = [
-        {"x": js_round((cx + 0.5) * cell_w), "y": js_round((cy + 0.5) * cell_h), "value": value}
-        for (cx, cy), value in sorted(counts.items(), key=lambda item: (item[0][1], item[0][0]))
-    ]
+    # Cell centres, computed once per column and row (a heatmap has up to resolution² points).
+    xs = [js_round((cx + 0.5) * cell_w) for cx in range(resolution)]
+    ys = [js_round((cy + 0.5) * cell_h) for cy in range(resolution)]
+    points = [{"x": xs[cx], "y": ys[cy], "value": value} for (cy, cx), value in sorted(counts.items())]
     meta: dict[str, Any] = {
         "resolution": resolution,
         "viewport": {"w": vw, "h": vh},

@@ -18,11 +18,14 @@ from flask.testing import FlaskClient
 from flask_heat_collector import HeatCollector
 
 from .helpers import ListHandler, Server
+from .mongo_server import MongoServer
 
 PG_ADMIN = os.environ.get("HEAT_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 MYSQL_ADMIN = os.environ.get("HEAT_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
 SQL_BACKENDS = ["sqlite", "postgresql", "mysql"]
-BACKENDS = SQL_BACKENDS
+BACKENDS = [*SQL_BACKENDS, "mongo"]
+# A running MongoDB to test against instead of a SecantusDB subprocess.
+MONGO_EXTERNAL = os.environ.get("HEAT_TEST_MONGO")
 QUERY_KEY = "test-query-key"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -86,12 +89,27 @@ def mysql_server() -> Iterator[SqlServer]:
     server.drop()
 
 
+@pytest.fixture(scope="session")
+def mongo_server() -> Iterator[MongoServer]:
+    server = MongoServer(external=MONGO_EXTERNAL)
+    yield server
+    server.stop()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     """The database URI of one backend, empty at the start of the test."""
     name = request.param
     if name == "sqlite":
         yield f"sqlite:///{tmp_path / 'heat.db'}"
+        return
+    if name == "mongo":
+        mongo: MongoServer = request.getfixturevalue("mongo_server")
+        if mongo.error:
+            unavailable(mongo.error)
+        database = f"heat_test_{uuid.uuid4().hex}"
+        yield f"{mongo.uri}/{database}"
+        mongo.drop(database)
         return
     server: SqlServer = request.getfixturevalue(f"{name}_server")
     if server.error:

@@ -88,6 +88,14 @@ class HeatmapFrame:
 
 
 @dataclass(frozen=True)
+class HeatmapSummary:
+    """Rows per type and, when there are rows, the frame: what the heatmap needs before binning."""
+
+    by_type: dict[str, int]
+    frame: HeatmapFrame | None
+
+
+@dataclass(frozen=True)
 class Event:
     id: str
     event_id: str
@@ -176,6 +184,11 @@ class Repository(ABC):
     @abstractmethod
     def heatmap_frame(self, flt: EventFilter) -> HeatmapFrame:
         """The most common viewport bucket and the largest y of non-scroll rows."""
+
+    def heatmap_summary(self, flt: EventFilter) -> HeatmapSummary:
+        """``count_by_type`` and ``heatmap_frame`` together; backends may answer both in one pass."""
+        by_type = self.count_by_type(flt)
+        return HeatmapSummary(by_type=by_type, frame=self.heatmap_frame(flt) if by_type else None)
 
     @abstractmethod
     def heatmap_cells(self, flt: EventFilter, width: int, height: int, resolution: int) -> list[Cell]:

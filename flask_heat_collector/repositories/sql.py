@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import operator
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -21,7 +24,9 @@ from .base import (
     Cell,
     Event,
     EventFilter,
+    EventRow,
     HeatmapFrame,
+    HeatmapSummary,
     IngestResult,
     Project,
     Repository,
@@ -29,6 +34,11 @@ from .base import (
     SessionQuery,
     SessionSummary,
 )
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: SQLite's own busy handler waits
+    fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
 
@@ -76,6 +86,12 @@ sessions = sa.Table(
     **_MYSQL,
 )
 
+# Indexes created only on some dialects (migrate() also adds them to tables made by older versions).
+_INDEX_DIALECTS: dict[str, tuple[str, ...]] = {
+    "ix_events_project_path_type_ts": ("mysql", "mariadb"),
+    "ix_events_heatmap": ("sqlite", "postgresql"),
+}
+
 events = sa.Table(
     "events",
     metadata,
@@ -99,11 +115,35 @@ events = sa.Table(
     sa.Column("meta_json", sa.Text, nullable=False),
     sa.Column("data_json", sa.Text),
     sa.UniqueConstraint("project_id", "event_id", "point_index", name="uq_events_project_event_point"),
-    sa.Index("ix_events_project_path_type_ts", "project_id", "path", "type", "ts", mysql_length={"path": 255}),
+    # MySQL/MariaDB can index only a prefix of path, so no index of theirs can cover the heatmap.
+    sa.Index("ix_events_project_path_type_ts", "project_id", "path", "type", "ts", mysql_length={"path": 255}).ddl_if(
+        callable_=lambda *_, dialect, **__: dialect.name in _INDEX_DIALECTS["ix_events_project_path_type_ts"]
+    ),
+    # The same key, plus every column the heatmap aggregates: its GROUP BYs read the index only.
+    sa.Index(
+        "ix_events_heatmap",
+        *("project_id", "path", "type", "ts", "x", "y", "bucket_w", "bucket_h", "scroll_depth"),
+        postgresql_include=["id"],
+    ).ddl_if(callable_=lambda *_, dialect, **__: dialect.name in _INDEX_DIALECTS["ix_events_heatmap"]),
     sa.Index("ix_events_project_session_ts", "project_id", "session_id", "ts"),
     sa.Index("ix_events_project_ts", "project_id", "ts"),
     **_MYSQL,
 )
+
+# MySQL/MariaDB index only a prefix of path, so the heatmap matches rows by a stored SHA-256 of the
+# path instead (the index below covers it); equal digests of two different paths are not a concern.
+_MYSQL_PATH_KEY: sa.ColumnClause[Any] = sa.literal_column("path_key")
+_MYSQL_HEATMAP_DDL = (
+    ("path_key", "ALTER TABLE events ADD COLUMN path_key BINARY(32) AS (UNHEX(SHA2(path, 256))) STORED"),
+    (
+        "ix_events_heatmap_key",
+        "CREATE INDEX ix_events_heatmap_key ON events "
+        "(project_id, path_key, type, ts, x, y, bucket_w, bucket_h, scroll_depth)",
+    ),
+)
+
+_MIGRATE_LOCK_ID = 0x68656174  # "heat": PostgreSQL advisory lock key held while migrating
+_MIGRATE_LOCK_NAME = "flask_heat_collector.migrate"  # MySQL/MariaDB named lock
 
 # MySQL error codes worth retrying: deadlock, lock wait timeout. PostgreSQL: serialization, deadlock.
 _RETRY_CODES = {1213, 1205}
@@ -116,6 +156,9 @@ def _now_ms() -> int:
 
 
 def _is_retryable(exc: DBAPIError) -> bool:
+    """Deadlocks, lock timeouts and serialization failures; a pooled connection found dead."""
+    if exc.connection_invalidated:
+        return True
     orig = exc.orig
     code = getattr(orig, "args", [None])[0] if orig is not None else None
     return code in _RETRY_CODES or getattr(orig, "pgcode", None) in _RETRY_SQLSTATES
@@ -143,9 +186,14 @@ def create_sql_engine(uri: str) -> Engine:
     """An engine with short connect timeouts and pre-ping, so an outage is a fast 503."""
     url = sa.make_url(uri)
     backend = url.get_backend_name()
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # No pool_pre_ping (a round trip per request): a pooled connection found dead is invalidated
+    # by SQLAlchemy and the operation retried once on a fresh one (see _read/_write).
+    kwargs: dict[str, Any] = {}
     if backend == "postgresql":
         kwargs["connect_args"] = {"connect_timeout": 2}
+        if "options" not in url.query:
+            # JIT compilation costs more than it saves on these short queries (~20 ms per aggregate).
+            kwargs["connect_args"]["options"] = "-c jit=off"
         kwargs.update(pool_recycle=1800, pool_timeout=5)
     elif backend in ("mysql", "mariadb"):
         kwargs["connect_args"] = {"connect_timeout": 2, "charset": "utf8mb4"}
@@ -160,6 +208,62 @@ def create_sql_engine(uri: str) -> Engine:
     return engine
 
 
+# Event columns in INSERT order: the two the batch shares, then the fields of each EventRow.
+_EVENT_ROW_FIELDS = tuple(c.name for c in events.columns if c.name not in ("id", "project_id", "user_id"))
+_event_values = operator.attrgetter(*_EVENT_ROW_FIELDS)
+_MAX_BIND_PARAMS = 30_000  # below SQLite's 32766 and the MySQL/PostgreSQL limits of 65535
+
+
+class _IngestStatements:
+    """The statements of one ingest, built once per repository for its dialect."""
+
+    def __init__(self, repo: SqlRepository) -> None:
+        dialect = repo.engine.dialect
+        self.user_upsert: Any = repo._upsert(
+            users,
+            ["project_id", "external_id"],
+            lambda new: {"traits_json": sa.func.coalesce(new.traits_json, users.c.traits_json)},
+        )
+        self.user_select: Any = None
+        if dialect.name == "mysql":
+            self.user_select = sa.select(users.c.id).where(
+                users.c.project_id == sa.bindparam("project_id"), users.c.external_id == sa.bindparam("external_id")
+            )
+        else:
+            self.user_upsert = self.user_upsert.returning(users.c.id)
+        self.session_upsert: Any = repo._upsert(
+            sessions,
+            ["project_id", "id"],
+            lambda new: {
+                "last_seen_at": sa.case(
+                    (new.last_seen_at > sessions.c.last_seen_at, new.last_seen_at),
+                    else_=sessions.c.last_seen_at,
+                ),
+                "user_id": sa.func.coalesce(new.user_id, sessions.c.user_id),
+            },
+        )
+        names = ("project_id", "user_id", *_EVENT_ROW_FIELDS)
+        quote = dialect.identifier_preparer.quote
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self._row = "(" + ", ".join([mark] * len(names)) + ")"
+        columns = ", ".join(quote(name) for name in names)
+        table = dialect.identifier_preparer.format_table(events)
+        if dialect.name == "mysql":
+            self._head, self._tail = f"INSERT IGNORE INTO {table} ({columns}) VALUES ", ""
+        else:
+            self._head = f"INSERT INTO {table} ({columns}) VALUES "
+            self._tail = " ON CONFLICT (project_id, event_id, point_index) DO NOTHING"
+        self.chunk = _MAX_BIND_PARAMS // len(names)
+        self._sql: dict[int, str] = {}
+
+    def events_sql(self, rows: int) -> str:
+        """``INSERT ... VALUES`` for ``rows`` rows (bound parameters only), cached by size."""
+        sql = self._sql.get(rows)
+        if sql is None:
+            sql = self._sql[rows] = self._head + ", ".join([self._row] * rows) + self._tail
+        return sql
+
+
 class SqlRepository(Repository):
     """The repository over SQLAlchemy Core; one transaction per operation."""
 
@@ -167,6 +271,14 @@ class SqlRepository(Repository):
         self.uri = uri
         self._engine: Engine | None = None
         self._project_cache: dict[str, tuple[str, float]] = {}
+        self._ingest: _IngestStatements | None = None
+        url = sa.make_url(uri)
+        database = url.database or ""
+        file_db = url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+        self._sqlite_path: str | None = os.path.abspath(database) if file_db else None
+        self._writer_mutex = threading.Lock()
+        self._lock_file: IO[bytes] | None = None
+        self._lock_pid = 0
 
     @property
     def engine(self) -> Engine:
@@ -195,16 +307,50 @@ class SqlRepository(Repository):
             raise StorageUnavailable(type(exc).__name__) from exc
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
-        with self._guard(), self.engine.connect() as conn:
-            return fn(conn)
+        for attempt in (1, 2):
+            try:
+                with self._guard(), self.engine.connect() as conn:
+                    return fn(conn)
+            except StorageUnavailable as exc:
+                cause = exc.__cause__
+                if attempt == 2 or not isinstance(cause, DBAPIError) or not cause.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """On a SQLite file, wait for the write lock in the kernel (flock), not in SQLite.
+
+        SQLite's busy handler polls with sleeps of up to 100 ms, so writers of several gunicorn
+        workers would mostly sleep; a blocking ``flock`` on a side file wakes the next writer
+        as soon as the lock is free. Other databases (and ``:memory:``) need no turn.
+        """
+        path = self._sqlite_path
+        if path is None or fcntl is None:
+            yield
+            return
+        with self._writer_mutex:
+            if self._lock_file is None or self._lock_pid != os.getpid():
+                self._lock_file = open(path + "-heatlock", "a+b")
+                self._lock_pid = os.getpid()
+            fd = self._lock_file.fileno()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
         attempt = 0
         while True:
             try:
-                with self._guard(), self.engine.connect().execution_options(heat_write=True) as conn:
-                    with conn.begin():
-                        return fn(conn)
+                with (
+                    self._writer_turn(),
+                    self._guard(),
+                    self.engine.connect().execution_options(heat_write=True) as conn,
+                    conn.begin(),
+                ):
+                    return fn(conn)
             except StorageUnavailable as exc:
                 cause = exc.__cause__
                 attempt += 1
@@ -216,7 +362,37 @@ class SqlRepository(Repository):
 
     def migrate(self) -> None:
         def run(conn: Connection) -> None:
+            # Gunicorn workers each run migrate() at start: one at a time, or two CREATE TABLEs race.
+            # (SQLite writers are already serialized by BEGIN IMMEDIATE.)
+            dialect = conn.dialect.name
+            if dialect == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATE_LOCK_ID})")  # until commit
+            elif dialect == "mysql":
+                conn.exec_driver_sql(f"SELECT GET_LOCK('{_MIGRATE_LOCK_NAME}', 120)")
+            try:
+                _migrate(conn, dialect)
+            finally:
+                if dialect == "mysql":
+                    conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{_MIGRATE_LOCK_NAME}')")
+
+        def _migrate(conn: Connection, dialect: str) -> None:
             metadata.create_all(conn, checkfirst=True)
+            # create_all skips existing tables: add the indexes that older versions did not have.
+            for table in metadata.sorted_tables:
+                existing = {ix["name"] for ix in sa.inspect(conn).get_indexes(table.name)}
+                for index in table.indexes:
+                    wanted = dialect in _INDEX_DIALECTS.get(str(index.name), (dialect,))
+                    if wanted and index.name not in existing:
+                        index.create(conn)
+                    elif not wanted and index.name in existing:
+                        conn.execute(sa.schema.DropIndex(index))  # superseded here (by ix_events_heatmap)
+            if dialect == "mysql":
+                inspector = sa.inspect(conn)
+                present = {c["name"] for c in inspector.get_columns("events")}
+                present |= {str(ix["name"]) for ix in inspector.get_indexes("events")}
+                for name, ddl in _MYSQL_HEATMAP_DDL:
+                    if name not in present:
+                        conn.exec_driver_sql(ddl)
 
         self._write(run)
 
@@ -229,24 +405,25 @@ class SqlRepository(Repository):
         module = postgresql if self.dialect == "postgresql" else sqlite
         return module.insert(table).on_conflict_do_nothing(index_elements=index_elements)
 
-    def _upsert(
-        self,
-        conn: Connection,
-        table: sa.Table,
-        values: dict[str, Any],
-        keys: list[str],
-        update: Callable[[Any], dict[str, Any]],
-    ) -> None:
-        """One atomic INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE; ``update`` maps the new row to SET values."""
+    def _upsert(self, table: sa.Table, keys: list[str], update: Callable[[Any], dict[str, Any]]) -> Any:
+        """An atomic INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE taking its row as parameters.
+
+        ``update`` maps the proposed row to the SET values.
+        """
         stmt: Any
         if self.dialect == "mysql":
-            stmt = mysql.insert(table).values(values)
-            stmt = stmt.on_duplicate_key_update(update(stmt.inserted))
-        else:
-            module = postgresql if self.dialect == "postgresql" else sqlite
-            stmt = module.insert(table).values(values)
-            stmt = stmt.on_conflict_do_update(index_elements=keys, set_=update(stmt.excluded))
-        conn.execute(stmt)
+            stmt = mysql.insert(table)
+            return stmt.on_duplicate_key_update(update(stmt.inserted))
+        module = postgresql if self.dialect == "postgresql" else sqlite
+        stmt = module.insert(table)
+        return stmt.on_conflict_do_update(index_elements=keys, set_=update(stmt.excluded))
+
+    @property
+    def _statements(self) -> _IngestStatements:
+        """The ingest statements, built once (SQLAlchemy then reuses their compiled form)."""
+        if self._ingest is None:
+            self._ingest = _IngestStatements(self)
+        return self._ingest
 
     def _project_id(self, conn: Connection, key: str, create: bool) -> str:
         cached = self._project_cache.get(key)
@@ -265,26 +442,23 @@ class SqlRepository(Repository):
         return str(found)
 
     def _user_id(self, conn: Connection, project_id: str, external_id: str, traits_json: str | None) -> str:
-        self._upsert(
-            conn,
-            users,
-            dict(
-                id=str(uuid.uuid4()),
-                project_id=project_id,
-                external_id=external_id,
-                traits_json=traits_json,
-                created_at=_now_ms(),
-            ),
-            ["project_id", "external_id"],
-            lambda new: {"traits_json": sa.func.coalesce(new.traits_json, users.c.traits_json)},
+        st = self._statements
+        params = dict(
+            id=str(uuid.uuid4()),
+            project_id=project_id,
+            external_id=external_id,
+            traits_json=traits_json,
+            created_at=_now_ms(),
         )
-        return str(
-            conn.execute(
-                sa.select(users.c.id).where(users.c.project_id == project_id, users.c.external_id == external_id)
-            ).scalar_one()
-        )
+        if st.user_select is None:  # RETURNING: one round trip
+            return str(conn.execute(st.user_upsert, params).scalar_one())
+        conn.execute(st.user_upsert, params)
+        return str(conn.execute(st.user_select, params).scalar_one())
 
     def ingest(self, batch: Batch) -> IngestResult:
+        st = self._statements
+        s = batch.session
+
         def run(conn: Connection) -> IngestResult:
             project_id = self._project_id(conn, batch.project_key, batch.create_project)
             user_id = (
@@ -292,10 +466,8 @@ class SqlRepository(Repository):
                 if batch.external_user_id
                 else None
             )
-            s = batch.session
-            self._upsert(
-                conn,
-                sessions,
+            conn.execute(
+                st.session_upsert,
                 dict(
                     project_id=project_id,
                     id=s.id,
@@ -307,33 +479,34 @@ class SqlRepository(Repository):
                     device_json=s.device_json,
                     ip_hash=s.ip_hash,
                 ),
-                ["project_id", "id"],
-                lambda new: {
-                    "last_seen_at": sa.case(
-                        (new.last_seen_at > sessions.c.last_seen_at, new.last_seen_at),
-                        else_=sessions.c.last_seen_at,
-                    ),
-                    "user_id": sa.func.coalesce(new.user_id, sessions.c.user_id),
-                },
             )
-            rows = [{**row.__dict__, "project_id": project_id, "user_id": user_id} for row in batch.events]
-            accepted = self._insert_events(conn, rows) if rows else 0
-            return IngestResult(project_id=project_id, accepted=accepted, duplicates=len(rows) - accepted)
+            accepted = self._insert_events(conn, project_id, user_id, batch.events)
+            return IngestResult(project_id=project_id, accepted=accepted, duplicates=len(batch.events) - accepted)
 
         return self._write(run)
 
-    def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
-        stmt = self._insert_ignore(events, ["project_id", "event_id", "point_index"])
-        if self.dialect == "mysql":
-            return int(conn.execute(stmt.values(rows)).rowcount)
-        return len(conn.execute(stmt.returning(events.c.id), rows).all())
+    def _insert_events(self, conn: Connection, project_id: str, user_id: str | None, rows: list[EventRow]) -> int:
+        """Multi-row INSERTs that skip rows already stored; the count of new rows."""
+        st = self._statements
+        accepted = 0
+        for start in range(0, len(rows), st.chunk):
+            chunk = rows[start : start + st.chunk]
+            params: list[Any] = []
+            for row in chunk:
+                params.append(project_id)
+                params.append(user_id)
+                params.extend(_event_values(row))
+            accepted += int(conn.exec_driver_sql(st.events_sql(len(chunk)), tuple(params)).rowcount)
+        return accepted
 
     # -- queries ------------------------------------------------------------
 
-    @staticmethod
-    def _where(flt: EventFilter) -> list[Any]:
+    def _where(self, flt: EventFilter, *, aggregate: bool = False) -> list[Any]:
+        """The filter's clauses; ``aggregate`` lets MySQL match the path by its SHA-256 (index only)."""
         clauses: list[Any] = [events.c.project_id == flt.project_id]
-        if flt.path is not None:
+        if flt.path is not None and aggregate and self.dialect == "mysql":
+            clauses.append(_MYSQL_PATH_KEY == sa.func.unhex(sa.func.sha2(sa.literal(flt.path), 256)))
+        elif flt.path is not None:
             clauses.append(events.c.path == flt.path)
         if flt.types is not None:
             clauses.append(events.c.type.in_(flt.types))
@@ -344,11 +517,13 @@ class SqlRepository(Repository):
         return clauses
 
     def count_by_type(self, flt: EventFilter) -> dict[str, int]:
-        stmt = sa.select(events.c.type, sa.func.count()).where(*self._where(flt)).group_by(events.c.type)
+        stmt = (
+            sa.select(events.c.type, sa.func.count()).where(*self._where(flt, aggregate=True)).group_by(events.c.type)
+        )
         return self._read(lambda conn: {t: int(n) for t, n in conn.execute(stmt)})
 
     def heatmap_frame(self, flt: EventFilter) -> HeatmapFrame:
-        where = self._where(flt)
+        where = self._where(flt, aggregate=True)
         n = sa.func.count().label("n")
         bucket_stmt = (
             sa.select(events.c.bucket_w, events.c.bucket_h, n)
@@ -369,25 +544,66 @@ class SqlRepository(Repository):
 
         return self._read(run)
 
+    def heatmap_summary(self, flt: EventFilter) -> HeatmapSummary:
+        """Rows per type, the most common bucket and the largest y, in one grouped pass."""
+        stmt = (
+            sa.select(
+                events.c.type,
+                events.c.bucket_w,
+                events.c.bucket_h,
+                sa.func.count(),
+                sa.func.min(events.c.id),
+                sa.func.max(events.c.y),
+            )
+            .where(*self._where(flt, aggregate=True))
+            .group_by(events.c.type, events.c.bucket_w, events.c.bucket_h)
+        )
+        groups = self._read(lambda conn: conn.execute(stmt).all())
+        if not groups:
+            return HeatmapSummary(by_type={}, frame=None)
+        by_type: dict[str, int] = {}
+        buckets: dict[tuple[int, int], tuple[int, int]] = {}  # bucket -> (rows, -first id)
+        max_y: int | None = None
+        for kind, bucket_w, bucket_h, rows, first_id, top_y in groups:
+            by_type[kind] = by_type.get(kind, 0) + int(rows)
+            bucket = (int(bucket_w), int(bucket_h))
+            seen, first = buckets.get(bucket, (0, 0))
+            buckets[bucket] = (seen + int(rows), max(first, -int(first_id)) if seen else -int(first_id))
+            if kind != "scroll" and top_y is not None:
+                max_y = int(top_y) if max_y is None else max(max_y, int(top_y))
+        # Most rows wins; a tie goes to the bucket seen first (as ORDER BY count DESC, MIN(id)).
+        bucket = max(buckets, key=lambda b: buckets[b])
+        return HeatmapSummary(by_type=by_type, frame=HeatmapFrame(bucket=bucket, max_y=max_y))
+
     def heatmap_cells(self, flt: EventFilter, width: int, height: int, resolution: int) -> list[Cell]:
-        res = sa.literal(resolution, sa.Integer)
+        res = sa.literal(resolution, sa.BigInteger)
+        last = sa.literal(resolution - 1, sa.BigInteger)
+        low, high = (sa.func.max, sa.func.min) if self.dialect == "sqlite" else (sa.func.greatest, sa.func.least)
 
         def index(col: Any, size: int) -> Any:
-            raw = (col * res) // sa.literal(size, sa.Integer)
-            return sa.case((raw < 0, 0), (raw > resolution - 1, resolution - 1), else_=raw)
+            # BIGINT: a coordinate may reach 10^7, times a resolution of up to 1024.
+            raw = (sa.cast(col, sa.BigInteger) * res) // sa.literal(size, sa.BigInteger)
+            return high(low(raw, sa.literal(0, sa.BigInteger)), last)
 
-        cx, cy = index(events.c.x, width).label("cx"), index(events.c.y, height).label("cy")
+        # One integer key per cell (cy * resolution + cx): a cheaper GROUP BY than two expressions.
+        cell = (index(events.c.y, height) * res + index(events.c.x, width)).label("cell")
         stmt = (
-            sa.select(cx, cy, sa.func.count())
-            .where(*self._where(flt), events.c.type != "scroll", events.c.x.is_not(None), events.c.y.is_not(None))
-            .group_by(cx, cy)
+            sa.select(cell, sa.func.count())
+            .where(
+                *self._where(flt, aggregate=True),
+                events.c.type != "scroll",
+                events.c.x.is_not(None),
+                events.c.y.is_not(None),
+            )
+            .group_by(cell)
         )
-        return self._read(lambda conn: [Cell(int(a), int(b), int(c)) for a, b, c in conn.execute(stmt)])
+        rows = self._read(lambda conn: conn.execute(stmt).all())
+        return [Cell(int(key) % resolution, int(key) // resolution, int(count)) for key, count in rows]
 
     def scroll_depths(self, flt: EventFilter) -> list[tuple[int, int]]:
         stmt = (
             sa.select(events.c.scroll_depth, sa.func.count())
-            .where(*self._where(flt), events.c.type == "scroll", events.c.scroll_depth.is_not(None))
+            .where(*self._where(flt, aggregate=True), events.c.type == "scroll", events.c.scroll_depth.is_not(None))
             .group_by(events.c.scroll_depth)
         )
         return self._read(lambda conn: [(int(d), int(c)) for d, c in conn.execute(stmt)])

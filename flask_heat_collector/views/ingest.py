@@ -70,7 +70,7 @@ def _count_events(data: Any) -> int:
 def _validate(data: Any, code: str) -> dict[str, Any]:
     state = get_state()
     try:
-        result: dict[str, Any] = state.ingest_schema.load(data if isinstance(data, dict) else {"": data})
+        result = state.ingest_schema.load_payload(data if isinstance(data, dict) else {"": data})
     except ValidationError as exc:
         state.metrics.incr("rejectedEventCount", _count_events(data))
         message = (

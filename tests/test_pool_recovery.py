@@ -1,0 +1,42 @@
+"""A pooled connection the server has closed is replaced without failing the request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from .conftest import QUERY_KEY
+from .helpers import batch, event, headers
+
+OWN_ID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
+KILL = {"postgresql": "SELECT pg_terminate_backend({})", "mysql": "KILL {}"}
+
+
+def _kill_pooled_connection(app: Flask, uri: str, dialect: str) -> None:
+    """Close, from the server side, the one connection the app's pool holds."""
+    engine = app.extensions["heat_collector"].repository.engine
+    with engine.connect() as conn:
+        own = int(conn.exec_driver_sql(OWN_ID[dialect]).scalar_one())
+    admin = sa.create_engine(uri, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(KILL[dialect].format(own))
+    admin.dispose()
+
+
+def test_dead_pooled_connection_is_replaced(make_app: Callable[..., Flask], backend: str, backend_name: str) -> None:
+    if backend_name not in KILL:
+        pytest.skip("needs a database server")
+    app = make_app()
+    client = app.test_client()
+    first = client.post("/ingest", json=batch(event("click")), headers=headers())
+    assert first.status_code == 200
+    project = first.get_json()["projectId"]
+    _kill_pooled_connection(app, backend, backend_name)
+    again = client.post("/ingest", json=batch(event("click")), headers=headers())
+    assert again.status_code == 200, again.get_data(as_text=True)
+    _kill_pooled_connection(app, backend, backend_name)
+    rows = client.get(f"/api/projects/{project}/events", headers={"x-api-key": QUERY_KEY})
+    assert rows.status_code == 200 and rows.get_json()["meta"]["count"] == 2
