@@ -7,7 +7,11 @@ import json
 import logging
 import socket
 import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +151,28 @@ def dump_database(uri: str) -> str:
             )
     finally:
         engine.dispose()
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+    seconds: float
+
+
+def post_batch(url: str, body: dict[str, Any], key: str) -> HttpAnswer:
+    """POST ``body`` to ``url``/ingest over real HTTP; HTTP errors are answers, not exceptions."""
+    request = urllib.request.Request(
+        f"{url}/ingest",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "X-Project-Key": key},
+        method="POST",
+    )
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, raw, headers = response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        status, raw, headers = exc.code, exc.read(), dict(exc.headers)
+    return HttpAnswer(status, json.loads(raw or b"{}"), headers, time.monotonic() - started)

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .conftest import QUERY_KEY
-from .helpers import batch, event
+from .helpers import batch, event, post_batch
 
 THREADS = 16
 BATCHES_PER_THREAD = 4
-
-
-def send(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        f"{url}/ingest",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "X-Project-Key": "concurrent-key"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
 
 
 def test_concurrent_batches_of_one_session(make_app: Any, live_server: Any) -> None:
@@ -46,16 +29,16 @@ def test_concurrent_batches_of_one_session(make_app: Any, live_server: Any) -> N
     # Every batch is sent twice, racing with itself: the retry must neither fail nor duplicate.
     work = batches + batches
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        results = list(pool.map(lambda body: send(server.url, body), work))
-    statuses = [status for status, _ in results]
+        answers = list(pool.map(lambda body: post_batch(server.url, body, "concurrent-key"), work))
+    statuses = [answer.status for answer in answers]
     assert statuses.count(200) == len(work), {s: statuses.count(s) for s in set(statuses)}
-    accepted = sum(body["accepted"] for _, body in results)
-    duplicates = sum(body["duplicates"] for _, body in results)
+    accepted = sum(answer.body["accepted"] for answer in answers)
+    duplicates = sum(answer.body["duplicates"] for answer in answers)
     expected_rows = len(batches) * 7
     assert accepted == expected_rows
     assert duplicates == expected_rows
 
-    project = results[0][1]["projectId"]
+    project = answers[0].body["projectId"]
     client = app.test_client()
     api = {"x-api-key": QUERY_KEY}
     sessions = client.get(f"/api/projects/{project}/sessions", headers=api).get_json()["sessions"]

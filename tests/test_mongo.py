@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +18,7 @@ from flask_heat_collector.repositories import mongo as mongo_module
 from flask_heat_collector.repositories.mongo import INDEXES, MongoRepository, client_options
 
 from .conftest import QUERY_KEY, unavailable
-from .helpers import batch, event, free_port, headers
+from .helpers import HttpAnswer, batch, event, free_port, headers, post_batch
 from .mongo_server import MongoServer
 
 API = {"x-api-key": QUERY_KEY}
@@ -211,21 +207,6 @@ def test_documents_use_the_documented_field_names(mongo_uri: str, tmp_path: Path
     repo.dispose()
 
 
-def send(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
-    request = urllib.request.Request(
-        f"{url}/ingest",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "X-Project-Key": "outage-key"},
-        method="POST",
-    )
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read()), time.monotonic() - started
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}"), time.monotonic() - started
-
-
 def test_outage_mid_load_is_503_then_recovers(tmp_path: Path, live_server: Any) -> None:
     """The server stops while batches arrive: fast 503s, recovery without a restart, each event once."""
     storage = str(tmp_path / "secantus")
@@ -237,6 +218,10 @@ def test_outage_mid_load_is_503_then_recovers(tmp_path: Path, live_server: Any) 
         app = mongo_app(tmp_path, f"{server.uri}/heat_outage", rate_limit="100000 per second")
         url = live_server(app).url
         bodies = [batch(event("click", x=i), event("scroll"), session_id=f"s-{i % 5}") for i in range(60)]
+
+        def send(url: str, body: dict[str, Any]) -> HttpAnswer:
+            return post_batch(url, body, "outage-key")
+
         answers = [send(url, body) for body in bodies[:20]]
         server.stop()
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -245,15 +230,15 @@ def test_outage_mid_load_is_503_then_recovers(tmp_path: Path, live_server: Any) 
         assert server.error is None, server.error
         answers += [send(url, body) for body in bodies[40:]]
 
-        assert [status for status, _, _ in answers[:20]] == [200] * 20
-        for status, body, seconds in answers[20:40]:
-            assert (status, body["code"]) == (503, "storage_unavailable")
-            assert seconds < 2.0, seconds  # the contract: an outage is answered within 2 s
-        assert [status for status, _, _ in answers[40:]] == [200] * 20
+        assert [a.status for a in answers[:20]] == [200] * 20
+        for answer in answers[20:40]:
+            assert (answer.status, answer.body["code"]) == (503, "storage_unavailable")
+            assert answer.seconds < 2.0, answer.seconds  # the contract: an outage is answered within 2 s
+        assert [a.status for a in answers[40:]] == [200] * 20
         retried = [send(url, body) for body in bodies]  # the SDK re-sends what got 503
-        assert [status for status, _, _ in retried] == [200] * 60
-        assert sum(body.get("accepted", 0) for _, body, _ in answers + retried) == 120
-        project = retried[0][1]["projectId"]
+        assert [a.status for a in retried] == [200] * 60
+        assert sum(a.body.get("accepted", 0) for a in answers + retried) == 120
+        project = retried[0].body["projectId"]
         rows = app.test_client().get(f"/api/projects/{project}/events?limit=1000", headers=API).get_json()
         assert len({row["id"] for row in rows["events"]}) == rows["meta"]["count"] == 120
         app.extensions["heat_collector"].repository.dispose()

@@ -5,11 +5,8 @@ Each test runs its own PostgreSQL or MariaDB server (never the shared ones) and 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +18,7 @@ from flask import Flask
 from flask_heat_collector import HeatCollector
 
 from ..conftest import QUERY_KEY, unavailable
-from ..helpers import batch, event
+from ..helpers import HttpAnswer, batch, event, post_batch
 from .servers import PrivateMariaDB, PrivatePostgres
 
 WORKERS = 6
@@ -42,21 +39,6 @@ def private_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[A
         server.remove()
 
 
-def send(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str], float]:
-    request = urllib.request.Request(
-        f"{url}/ingest",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "X-Project-Key": "outage-key"},
-        method="POST",
-    )
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read()), dict(response.headers), time.monotonic() - started
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}"), dict(exc.headers), time.monotonic() - started
-
-
 def test_outage_mid_load(private_server: Any, tmp_path: Path, live_server: Any) -> None:
     app = Flask("outage", instance_path=str(tmp_path / "instance"))
     HeatCollector(
@@ -68,14 +50,14 @@ def test_outage_mid_load(private_server: Any, tmp_path: Path, live_server: Any) 
     )
     server = live_server(app)
     bodies = [batch(event("click", x=i), event("scroll"), session_id=f"s-{i % 7}") for i in range(240)]
-    answers: dict[int, tuple[int, dict[str, Any], dict[str, str], float]] = {}
+    answers: dict[int, HttpAnswer] = {}
     stop_at, start_at = 60, 150  # the database is down while batches 60..149 are being sent
     lock = threading.Lock()
     sent = 0
 
     def one(index: int) -> None:
         nonlocal sent
-        answers[index] = send(server.url, bodies[index])
+        answers[index] = post_batch(server.url, bodies[index], "outage-key")
         with lock:
             sent += 1
 
@@ -89,20 +71,20 @@ def test_outage_mid_load(private_server: Any, tmp_path: Path, live_server: Any) 
             time.sleep(0.005)
     assert sent == len(bodies)
 
-    statuses = {index: answer[0] for index, answer in answers.items()}
+    statuses = {index: answer.status for index, answer in answers.items()}
     assert set(statuses.values()) <= {200, 503}, statuses
     outage = [answers[i] for i in range(len(bodies)) if statuses[i] == 503]
     assert outage, "the database stop was not noticed"
-    for _status, body, headers, seconds in outage:
-        assert body["code"] == "storage_unavailable" and int(headers["Retry-After"]) > 0
-        assert seconds < MAX_ANSWER_SECONDS, seconds
+    for answer in outage:
+        assert answer.body["code"] == "storage_unavailable" and int(answer.headers["Retry-After"]) > 0
+        assert answer.seconds < MAX_ANSWER_SECONDS, answer.seconds
     # The collector recovered by itself: the last batches, sent after the restart, were stored.
     assert all(statuses[i] == 200 for i in range(len(bodies) - 20, len(bodies)))
 
     # The SDK re-sends what got 503 (and, to be safe, everything): each event ends up stored exactly once.
     for index, body in enumerate(bodies):
         for _ in range(20):
-            status, _, _, _ = send(server.url, body)
+            status = post_batch(server.url, body, "outage-key").status
             if status == 200:
                 break
             time.sleep(0.5)
