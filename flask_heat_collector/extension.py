@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, current_app
+from flask import Flask, current_app
 
 from . import log as heat_log
 from .auth import JwtVerifier
@@ -124,7 +124,3 @@ class HeatCollector:
     def state(app: Flask | None = None) -> HeatState:
         """The per-app state (settings, repository, ...)."""
         return get_state(app)
-
-    @property
-    def blueprints(self) -> tuple[Blueprint, Blueprint, Blueprint]:
-        return self.blueprint, self.ingest_blueprint, self.api_blueprint

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -153,7 +153,6 @@ class Project:
     key: str
     name: str
     created_at: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Repository(ABC):

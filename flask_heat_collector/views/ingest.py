@@ -157,26 +157,16 @@ def ingest() -> Response:
     elapsed_ms = round((time.perf_counter() - started) * 1000)
     state.metrics.incr("ingestCount")
     state.metrics.set_last_ingest_ms(elapsed_ms)
-    log(
-        "info",
-        "ingest success",
-        requestId=common.request_id(),
-        projectId=result.project_id,
-        sessionId=prepared.batch.session.id,
-        accepted=result.accepted,
-        duplicates=result.duplicates,
-        dropped=prepared.dropped,
-        durationMs=elapsed_ms,
-    )
-    response = jsonify(
-        ok=True,
-        requestId=common.request_id(),
-        projectId=result.project_id,
-        sessionId=prepared.batch.session.id,
-        accepted=result.accepted,
-        duplicates=result.duplicates,
-        dropped=prepared.dropped,
-    )
+    outcome = {
+        "requestId": common.request_id(),
+        "projectId": result.project_id,
+        "sessionId": prepared.batch.session.id,
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "dropped": prepared.dropped,
+    }
+    log("info", "ingest success", **outcome, durationMs=elapsed_ms)
+    response = jsonify(ok=True, **outcome)
     response.headers["X-Ingested-Events"] = str(result.accepted)
     return common.no_store(response)
 
