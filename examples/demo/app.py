@@ -15,13 +15,16 @@ from werkzeug.wrappers import Response
 from flask_heat_collector import HeatCollector, get_state
 
 HERE = Path(__file__).resolve().parent
-SDK_DIST = HERE / "node_modules" / "@m-software-engineering" / "heat-sdk" / "dist"
+SDK_DIST = Path(
+    os.environ.get("DEMO_SDK_DIST", HERE / "node_modules" / "@m-software-engineering" / "heat-sdk" / "dist")
+)
+INSTANCE = Path(os.environ.get("DEMO_INSTANCE_PATH", HERE / "instance"))
 PROJECT_KEY = "demo-project-key"
 QUERY_KEY = os.environ.get("DEMO_QUERY_KEY", "demo-query-key")
 
 
 def create_app() -> Flask:
-    app = Flask(__name__, instance_path=str(HERE / "instance"))
+    app = Flask(__name__, root_path=str(HERE), instance_path=str(INSTANCE))
     app.config.update(
         HEAT_QUERY_API_KEYS=[QUERY_KEY],
         HEAT_IP_HASH_SECRET=os.environ.get("HEAT_IP_HASH_SECRET", "demo-only-secret"),
