@@ -56,7 +56,7 @@ class SqlServer:
             self.error = f"{self.admin.get_backend_name()}: {exc}"
 
     def clean(self) -> None:
-        from flask_heat_collector.repositories.sql import metadata
+        from flask_heat_collector.repositories.sql_schema import metadata
 
         assert self.engine is not None
         with self.engine.begin() as conn:

@@ -139,7 +139,7 @@ def dump_database(uri: str) -> str:
             client.close()
     import sqlalchemy as sa
 
-    from flask_heat_collector.repositories.sql import metadata
+    from flask_heat_collector.repositories.sql_schema import metadata
 
     engine = sa.create_engine(uri)
     try:

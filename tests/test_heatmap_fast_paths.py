@@ -89,7 +89,8 @@ def test_concurrent_migrations_of_an_empty_database(backend: str, backend_name: 
     from concurrent.futures import ThreadPoolExecutor
     from threading import Barrier
 
-    from flask_heat_collector.repositories.sql import SqlRepository, metadata
+    from flask_heat_collector.repositories.sql import SqlRepository
+    from flask_heat_collector.repositories.sql_schema import metadata
 
     engine = sa.create_engine(backend)
     metadata.drop_all(engine)

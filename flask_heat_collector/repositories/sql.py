@@ -1,4 +1,4 @@
-"""SQLAlchemy Core tables and the SQL repository (SQLite, PostgreSQL, MySQL/MariaDB)."""
+"""The SQL repository (SQLite, PostgreSQL, MySQL/MariaDB) over the tables of ``sql_schema``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from typing import IO, Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -34,6 +33,19 @@ from .base import (
     SessionQuery,
     SessionSummary,
 )
+from .sql_schema import (
+    INDEX_DIALECTS,
+    MIGRATE_LOCK_ID,
+    MIGRATE_LOCK_NAME,
+    MYSQL_HEATMAP_DDL,
+    MYSQL_PATH_KEY,
+    create_sql_engine,
+    events,
+    metadata,
+    projects,
+    sessions,
+    users,
+)
 
 try:
     import fcntl
@@ -41,109 +53,6 @@ except ImportError:  # pragma: no cover - Windows: SQLite's own busy handler wai
     fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
-
-metadata = sa.MetaData()
-# Binary collation: ids, keys and paths compare exactly (case matters) on MySQL/MariaDB too.
-_MYSQL: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
-_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-projects = sa.Table(
-    "projects",
-    metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("key", sa.String(256), nullable=False, unique=True),
-    sa.Column("name", sa.String(256), nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    **_MYSQL,
-)
-
-users = sa.Table(
-    "users",
-    metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("project_id", sa.String(36), nullable=False),
-    sa.Column("external_id", sa.String(128), nullable=False),
-    sa.Column("traits_json", sa.Text),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("project_id", "external_id", name="uq_users_project_external"),
-    **_MYSQL,
-)
-
-sessions = sa.Table(
-    "sessions",
-    metadata,
-    sa.Column("project_id", sa.String(36), primary_key=True),
-    sa.Column("id", sa.String(128), primary_key=True),
-    sa.Column("user_id", sa.String(36)),
-    sa.Column("started_at", sa.BigInteger, nullable=False),
-    sa.Column("last_seen_at", sa.BigInteger, nullable=False),
-    sa.Column("first_path", sa.String(1024), nullable=False),
-    sa.Column("user_agent", sa.String(1024)),
-    sa.Column("device_json", sa.Text),
-    sa.Column("ip_hash", sa.String(64)),
-    sa.Index("ix_sessions_project_started", "project_id", "started_at"),
-    sa.Index("ix_sessions_id", "id"),
-    **_MYSQL,
-)
-
-# Indexes created only on some dialects (migrate() also adds them to tables made by older versions).
-_INDEX_DIALECTS: dict[str, tuple[str, ...]] = {
-    "ix_events_project_path_type_ts": ("mysql", "mariadb"),
-    "ix_events_heatmap": ("sqlite", "postgresql"),
-}
-
-events = sa.Table(
-    "events",
-    metadata,
-    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
-    sa.Column("project_id", sa.String(36), nullable=False),
-    sa.Column("event_id", sa.String(128), nullable=False),
-    sa.Column("point_index", sa.Integer, nullable=False),
-    sa.Column("session_id", sa.String(128), nullable=False),
-    sa.Column("user_id", sa.String(36)),
-    sa.Column("type", sa.String(16), nullable=False),
-    sa.Column("ts", sa.BigInteger, nullable=False),
-    sa.Column("path", sa.String(1024), nullable=False),
-    sa.Column("selector", sa.String(1024)),
-    sa.Column("x", sa.Integer),
-    sa.Column("y", sa.Integer),
-    sa.Column("scroll_depth", sa.Integer),
-    sa.Column("viewport_w", sa.Integer, nullable=False),
-    sa.Column("viewport_h", sa.Integer, nullable=False),
-    sa.Column("bucket_w", sa.Integer, nullable=False),
-    sa.Column("bucket_h", sa.Integer, nullable=False),
-    sa.Column("meta_json", sa.Text, nullable=False),
-    sa.Column("data_json", sa.Text),
-    sa.UniqueConstraint("project_id", "event_id", "point_index", name="uq_events_project_event_point"),
-    # MySQL/MariaDB can index only a prefix of path, so no index of theirs can cover the heatmap.
-    sa.Index("ix_events_project_path_type_ts", "project_id", "path", "type", "ts", mysql_length={"path": 255}).ddl_if(
-        callable_=lambda *_, dialect, **__: dialect.name in _INDEX_DIALECTS["ix_events_project_path_type_ts"]
-    ),
-    # The same key, plus every column the heatmap aggregates: its GROUP BYs read the index only.
-    sa.Index(
-        "ix_events_heatmap",
-        *("project_id", "path", "type", "ts", "x", "y", "bucket_w", "bucket_h", "scroll_depth"),
-        postgresql_include=["id"],
-    ).ddl_if(callable_=lambda *_, dialect, **__: dialect.name in _INDEX_DIALECTS["ix_events_heatmap"]),
-    sa.Index("ix_events_project_session_ts", "project_id", "session_id", "ts"),
-    sa.Index("ix_events_project_ts", "project_id", "ts"),
-    **_MYSQL,
-)
-
-# MySQL/MariaDB index only a prefix of path, so the heatmap matches rows by a stored SHA-256 of the
-# path instead (the index below covers it); equal digests of two different paths are not a concern.
-_MYSQL_PATH_KEY: sa.ColumnClause[Any] = sa.literal_column("path_key")
-_MYSQL_HEATMAP_DDL = (
-    ("path_key", "ALTER TABLE events ADD COLUMN path_key BINARY(32) AS (UNHEX(SHA2(path, 256))) STORED"),
-    (
-        "ix_events_heatmap_key",
-        "CREATE INDEX ix_events_heatmap_key ON events "
-        "(project_id, path_key, type, ts, x, y, bucket_w, bucket_h, scroll_depth)",
-    ),
-)
-
-_MIGRATE_LOCK_ID = 0x68656174  # "heat": PostgreSQL advisory lock key held while migrating
-_MIGRATE_LOCK_NAME = "flask_heat_collector.migrate"  # MySQL/MariaDB named lock
 
 # MySQL error codes worth retrying: deadlock, lock wait timeout. PostgreSQL: serialization, deadlock.
 _RETRY_CODES = {1213, 1205}
@@ -162,50 +71,6 @@ def _is_retryable(exc: DBAPIError) -> bool:
     orig = exc.orig
     code = getattr(orig, "args", [None])[0] if orig is not None else None
     return code in _RETRY_CODES or getattr(orig, "pgcode", None) in _RETRY_SQLSTATES
-
-
-def _sqlite_setup(engine: Engine) -> None:
-    """WAL, a busy timeout and ``BEGIN IMMEDIATE`` for writes, so concurrent writers wait, not fail."""
-
-    @sa_event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @sa_event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("heat_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
-def create_sql_engine(uri: str) -> Engine:
-    """An engine with short connect timeouts and pre-ping, so an outage is a fast 503."""
-    url = sa.make_url(uri)
-    backend = url.get_backend_name()
-    # No pool_pre_ping (a round trip per request): a pooled connection found dead is invalidated
-    # by SQLAlchemy and the operation retried once on a fresh one (see _read/_write).
-    kwargs: dict[str, Any] = {}
-    if backend == "postgresql":
-        kwargs["connect_args"] = {"connect_timeout": 2}
-        if "options" not in url.query:
-            # JIT compilation costs more than it saves on these short queries (~20 ms per aggregate).
-            kwargs["connect_args"]["options"] = "-c jit=off"
-        kwargs.update(pool_recycle=1800, pool_timeout=5)
-    elif backend in ("mysql", "mariadb"):
-        kwargs["connect_args"] = {"connect_timeout": 2, "charset": "utf8mb4"}
-        # READ COMMITTED: a row another batch just committed (project, user) is visible to the
-        # re-read after INSERT IGNORE, and InnoDB takes no gap locks (fewer deadlocks).
-        kwargs.update(pool_recycle=1800, pool_timeout=5, isolation_level="READ COMMITTED")
-    elif backend == "sqlite":
-        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-    engine = sa.create_engine(url, **kwargs)
-    if backend == "sqlite":
-        _sqlite_setup(engine)
-    return engine
 
 
 # Event columns in INSERT order: the two the batch shares, then the fields of each EventRow.
@@ -367,14 +232,14 @@ class SqlRepository(Repository):
             # (SQLite writers are already serialized by BEGIN IMMEDIATE.)
             dialect = conn.dialect.name
             if dialect == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATE_LOCK_ID})")  # until commit
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK_ID})")  # until commit
             elif dialect == "mysql":
-                conn.exec_driver_sql(f"SELECT GET_LOCK('{_MIGRATE_LOCK_NAME}', 120)")
+                conn.exec_driver_sql(f"SELECT GET_LOCK('{MIGRATE_LOCK_NAME}', 120)")
             try:
                 _migrate(conn, dialect)
             finally:
                 if dialect == "mysql":
-                    conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{_MIGRATE_LOCK_NAME}')")
+                    conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{MIGRATE_LOCK_NAME}')")
 
         def _migrate(conn: Connection, dialect: str) -> None:
             metadata.create_all(conn, checkfirst=True)
@@ -382,7 +247,7 @@ class SqlRepository(Repository):
             for table in metadata.sorted_tables:
                 existing = {ix["name"] for ix in sa.inspect(conn).get_indexes(table.name)}
                 for index in table.indexes:
-                    wanted = dialect in _INDEX_DIALECTS.get(str(index.name), (dialect,))
+                    wanted = dialect in INDEX_DIALECTS.get(str(index.name), (dialect,))
                     if wanted and index.name not in existing:
                         index.create(conn)
                     elif not wanted and index.name in existing:
@@ -391,7 +256,7 @@ class SqlRepository(Repository):
                 inspector = sa.inspect(conn)
                 present = {c["name"] for c in inspector.get_columns("events")}
                 present |= {str(ix["name"]) for ix in inspector.get_indexes("events")}
-                for name, ddl in _MYSQL_HEATMAP_DDL:
+                for name, ddl in MYSQL_HEATMAP_DDL:
                     if name not in present:
                         conn.exec_driver_sql(ddl)
 
@@ -506,7 +371,7 @@ class SqlRepository(Repository):
         """The filter's clauses; ``aggregate`` lets MySQL match the path by its SHA-256 (index only)."""
         clauses: list[Any] = [events.c.project_id == flt.project_id]
         if flt.path is not None and aggregate and self.dialect == "mysql":
-            clauses.append(_MYSQL_PATH_KEY == sa.func.unhex(sa.func.sha2(sa.literal(flt.path), 256)))
+            clauses.append(MYSQL_PATH_KEY == sa.func.unhex(sa.func.sha2(sa.literal(flt.path), 256)))
         elif flt.path is not None:
             clauses.append(events.c.path == flt.path)
         if flt.types is not None:
