@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from . import __version__
@@ -352,8 +353,9 @@ def _components() -> Json:
     }
 
 
+@cache
 def build_openapi() -> Json:
-    """The document; paths are relative to ``HEAT_URL_PREFIX``."""
+    """The document (built once; callers must not change it); paths are relative to ``HEAT_URL_PREFIX``."""
     query_security: list[Json] = [{"queryKey": []}, {"queryBearer": []}]
     project = _param("projectId", _STR_ID, "path", True)
     session = _param("sessionId", _STR_ID, "path", True)
