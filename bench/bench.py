@@ -86,10 +86,20 @@ def ensure_tools() -> dict[str, str]:
     if not installed.exists() or json.loads(installed.read_text())["version"] != ORIGINAL_VERSION:
         NODE_DIR.mkdir(exist_ok=True)
         (NODE_DIR / "package.json").write_text(
-            json.dumps({"name": "heat-collector-bench-original", "private": True, "type": "module"}) + "\n"
+            json.dumps(
+                {
+                    "name": "heat-collector-bench-original",
+                    "private": True,
+                    "type": "module",
+                    # npm >= 11.16 reads install-script approvals from here (its --allow-scripts flag
+                    # is refused in project installs); older npm ignores the field and runs scripts.
+                    "allowScripts": {"better-sqlite3": True},
+                }
+            )
+            + "\n"
         )
         log(f"npm install {' '.join(NODE_PACKAGES)} (into bench/node)")
-        npm = ["npm", "install", "--no-audit", "--no-fund", "--allow-scripts=better-sqlite3"]
+        npm = ["npm", "install", "--no-audit", "--no-fund"]
         run([*npm, *NODE_PACKAGES], cwd=NODE_DIR)
         if subprocess.run(["node", "-e", "new (require('better-sqlite3'))(':memory:')"], cwd=NODE_DIR).returncode:
             log("better-sqlite3@11 does not load on this Node; installing better-sqlite3@12")

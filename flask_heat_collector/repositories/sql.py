@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import operator
 import os
 import threading
 import time
@@ -13,7 +12,6 @@ from contextlib import contextmanager
 from typing import IO, Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -23,7 +21,6 @@ from .base import (
     Cell,
     Event,
     EventFilter,
-    EventRow,
     HeatmapFrame,
     HeatmapSummary,
     IngestResult,
@@ -33,6 +30,7 @@ from .base import (
     SessionQuery,
     SessionSummary,
 )
+from .sql_ingest import IngestStatements, insert_ignore
 from .sql_schema import (
     INDEX_DIALECTS,
     MIGRATE_LOCK_ID,
@@ -44,7 +42,6 @@ from .sql_schema import (
     metadata,
     projects,
     sessions,
-    users,
 )
 
 try:
@@ -73,62 +70,6 @@ def _is_retryable(exc: DBAPIError) -> bool:
     return code in _RETRY_CODES or getattr(orig, "pgcode", None) in _RETRY_SQLSTATES
 
 
-# Event columns in INSERT order: the two the batch shares, then the fields of each EventRow.
-_EVENT_ROW_FIELDS = tuple(c.name for c in events.columns if c.name not in ("id", "project_id", "user_id"))
-_event_values = operator.attrgetter(*_EVENT_ROW_FIELDS)
-_MAX_BIND_PARAMS = 30_000  # below SQLite's 32766 and the MySQL/PostgreSQL limits of 65535
-
-
-class _IngestStatements:
-    """The statements of one ingest, built once per repository for its dialect."""
-
-    def __init__(self, repo: SqlRepository) -> None:
-        dialect = repo.engine.dialect
-        self.user_upsert: Any = repo._upsert(
-            users,
-            ["project_id", "external_id"],
-            lambda new: {"traits_json": sa.func.coalesce(new.traits_json, users.c.traits_json)},
-        )
-        self.user_select: Any = None
-        if dialect.name == "mysql":
-            self.user_select = sa.select(users.c.id).where(
-                users.c.project_id == sa.bindparam("project_id"), users.c.external_id == sa.bindparam("external_id")
-            )
-        else:
-            self.user_upsert = self.user_upsert.returning(users.c.id)
-        self.session_upsert: Any = repo._upsert(
-            sessions,
-            ["project_id", "id"],
-            lambda new: {
-                "last_seen_at": sa.case(
-                    (new.last_seen_at > sessions.c.last_seen_at, new.last_seen_at),
-                    else_=sessions.c.last_seen_at,
-                ),
-                "user_id": sa.func.coalesce(new.user_id, sessions.c.user_id),
-            },
-        )
-        names = ("project_id", "user_id", *_EVENT_ROW_FIELDS)
-        quote = dialect.identifier_preparer.quote
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        self._row = "(" + ", ".join([mark] * len(names)) + ")"
-        columns = ", ".join(quote(name) for name in names)
-        table = dialect.identifier_preparer.format_table(events)
-        if dialect.name == "mysql":
-            self._head, self._tail = f"INSERT IGNORE INTO {table} ({columns}) VALUES ", ""
-        else:
-            self._head = f"INSERT INTO {table} ({columns}) VALUES "
-            self._tail = " ON CONFLICT (project_id, event_id, point_index) DO NOTHING"
-        self.chunk = _MAX_BIND_PARAMS // len(names)
-        self._sql: dict[int, str] = {}
-
-    def events_sql(self, rows: int) -> str:
-        """``INSERT ... VALUES`` for ``rows`` rows (bound parameters only), cached by size."""
-        sql = self._sql.get(rows)
-        if sql is None:
-            sql = self._sql[rows] = self._head + ", ".join([self._row] * rows) + self._tail
-        return sql
-
-
 class SqlRepository(Repository):
     """The repository over SQLAlchemy Core; one transaction per operation."""
 
@@ -136,7 +77,7 @@ class SqlRepository(Repository):
         self.uri = uri
         self._engine: Engine | None = None
         self._project_cache: dict[str, tuple[str, float]] = {}
-        self._ingest: _IngestStatements | None = None
+        self._ingest: IngestStatements | None = None
         url = sa.make_url(uri)
         database = url.database or ""
         file_db = url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
@@ -206,23 +147,31 @@ class SqlRepository(Repository):
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _write(self, fn: Callable[[Connection], T]) -> T:
+    def _write(self, fn: Callable[[Connection], T], *, autocommit: bool = False) -> T:
+        """Run ``fn`` in one transaction (or, with ``autocommit``, statement by statement).
+
+        Deadlocks, serialization failures and dead pooled connections are retried.
+        """
         attempt = 0
         while True:
             try:
-                with (
-                    self._writer_turn(),
-                    self._guard(),
-                    self.engine.connect().execution_options(heat_write=True) as conn,
-                    conn.begin(),
-                ):
-                    return fn(conn)
+                with self._writer_turn(), self._guard(), self._connect(autocommit) as conn:
+                    if autocommit:
+                        return fn(conn)
+                    with conn.begin():
+                        return fn(conn)
             except StorageUnavailable as exc:
                 cause = exc.__cause__
                 attempt += 1
                 if attempt >= 5 or not isinstance(cause, DBAPIError) or not _is_retryable(cause):
                     raise
                 time.sleep(0.01 * attempt)
+
+    def _connect(self, autocommit: bool) -> Connection:
+        conn = self.engine.connect()
+        if autocommit:
+            return conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn.execution_options(heat_write=True)
 
     # -- schema -------------------------------------------------------------
 
@@ -264,31 +213,11 @@ class SqlRepository(Repository):
 
     # -- ingest -------------------------------------------------------------
 
-    def _insert_ignore(self, table: sa.Table, index_elements: list[str]) -> Any:
-        """An INSERT that skips rows clashing with a unique key (and counts only new rows)."""
-        if self.dialect == "mysql":
-            return sa.insert(table).prefix_with("IGNORE")
-        module = postgresql if self.dialect == "postgresql" else sqlite
-        return module.insert(table).on_conflict_do_nothing(index_elements=index_elements)
-
-    def _upsert(self, table: sa.Table, keys: list[str], update: Callable[[Any], dict[str, Any]]) -> Any:
-        """An atomic INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE taking its row as parameters.
-
-        ``update`` maps the proposed row to the SET values.
-        """
-        stmt: Any
-        if self.dialect == "mysql":
-            stmt = mysql.insert(table)
-            return stmt.on_duplicate_key_update(update(stmt.inserted))
-        module = postgresql if self.dialect == "postgresql" else sqlite
-        stmt = module.insert(table)
-        return stmt.on_conflict_do_update(index_elements=keys, set_=update(stmt.excluded))
-
     @property
-    def _statements(self) -> _IngestStatements:
+    def _statements(self) -> IngestStatements:
         """The ingest statements, built once (SQLAlchemy then reuses their compiled form)."""
         if self._ingest is None:
-            self._ingest = _IngestStatements(self)
+            self._ingest = IngestStatements(self.engine.dialect)
         return self._ingest
 
     def _project_id(self, conn: Connection, key: str, create: bool) -> str:
@@ -299,7 +228,7 @@ class SqlRepository(Repository):
         if found is None:
             if not create:
                 raise UnknownProject(key)
-            stmt = self._insert_ignore(projects, ["key"]).values(
+            stmt = insert_ignore(self.dialect, projects, ["key"]).values(
                 id=str(uuid.uuid4()), key=key, name="Default", created_at=_now_ms()
             )
             conn.execute(stmt)
@@ -324,6 +253,8 @@ class SqlRepository(Repository):
     def ingest(self, batch: Batch) -> IngestResult:
         st = self._statements
         s = batch.session
+        if st.one_statement:
+            return self._ingest_one_statement(batch)
 
         def run(conn: Connection) -> IngestResult:
             project_id = self._project_id(conn, batch.project_key, batch.create_project)
@@ -346,24 +277,27 @@ class SqlRepository(Repository):
                     ip_hash=s.ip_hash,
                 ),
             )
-            accepted = self._insert_events(conn, project_id, user_id, batch.events)
+            accepted = 0
+            for start in range(0, len(batch.events), st.chunk):
+                chunk = batch.events[start : start + st.chunk]
+                params = st.events_params(project_id, user_id, chunk)
+                accepted += int(conn.exec_driver_sql(st.events_sql(len(chunk)), params).rowcount)
             return IngestResult(project_id=project_id, accepted=accepted, duplicates=len(batch.events) - accepted)
 
         return self._write(run)
 
-    def _insert_events(self, conn: Connection, project_id: str, user_id: str | None, rows: list[EventRow]) -> int:
-        """Multi-row INSERTs that skip rows already stored; the count of new rows."""
+    def _ingest_one_statement(self, batch: Batch) -> IngestResult:
+        """PostgreSQL: the whole batch in one autocommit statement (atomic, one round trip)."""
         st = self._statements
-        accepted = 0
-        for start in range(0, len(rows), st.chunk):
-            chunk = rows[start : start + st.chunk]
-            params: list[Any] = []
-            for row in chunk:
-                params.append(project_id)
-                params.append(user_id)
-                params.extend(_event_values(row))
-            accepted += int(conn.exec_driver_sql(st.events_sql(len(chunk)), tuple(params)).rowcount)
-        return accepted
+        sql = st.one_statement[batch.external_user_id is not None]
+
+        def run(conn: Connection) -> IngestResult:
+            project_id = self._project_id(conn, batch.project_key, batch.create_project)
+            params = st.pg_batch_params(batch, project_id, str(uuid.uuid4()), _now_ms())
+            accepted = int(conn.exec_driver_sql(sql, params).rowcount)
+            return IngestResult(project_id=project_id, accepted=accepted, duplicates=len(batch.events) - accepted)
+
+        return self._write(run, autocommit=True)
 
     # -- queries ------------------------------------------------------------
 
