@@ -50,54 +50,51 @@ def is_unmasked_input(event: dict[str, Any]) -> bool:
     return event["type"] == "input" and isinstance(masked, str) and masked.strip("*") != ""
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_dumps = _JSON.encode  # one encoder, not one per call as json.dumps(..., separators=...) builds
 
 
 def event_rows(event: dict[str, Any], session_id: str) -> list[EventRow]:
     """The stored rows of one event: one per move point, else one."""
     meta = event.get("meta")
     scrubbed = {k: v for k, v in meta.items() if k not in SCRUBBED_META_KEYS} if meta is not None else None
-    vw, vh = event["viewport"]["w"], event["viewport"]["h"]
+    viewport = event["viewport"]
+    vw, vh = viewport["w"], viewport["h"]
     bw, bh = viewport_bucket(meta, vw, vh)
-    meta_json = _dumps({"viewport": event["viewport"], "device": event["device"], "meta": scrubbed})
     data = {k: event[k] for k in TYPE_FIELDS if k in event}
     kind = event["type"]
-    base: dict[str, Any] = dict(
+    common: dict[str, Any] = dict(
         event_id=event["eventId"],
         session_id=session_id,
         type=kind,
-        ts=js_round(event["ts"]),
         path=event["path"],
         selector=event.get("selector"),
-        x=None,
-        y=None,
-        scroll_depth=None,
         viewport_w=js_round(vw),
         viewport_h=js_round(vh),
         bucket_w=bw,
         bucket_h=bh,
-        meta_json=meta_json,
+        meta_json=_dumps({"viewport": viewport, "device": event["device"], "meta": scrubbed}),
         data_json=_dumps(data) if data else None,
     )
+    ts = event["ts"]
     if kind == "move":
         return [
             EventRow(
-                **{
-                    **base,
-                    "ts": js_round(event["ts"] + point["tsOffset"]),
-                    "x": js_round(point["x"]),
-                    "y": js_round(point["y"]),
-                },
                 point_index=index,
+                ts=js_round(ts + point["tsOffset"]),
+                x=js_round(point["x"]),
+                y=js_round(point["y"]),
+                scroll_depth=None,
+                **common,
             )
             for index, point in enumerate(event["points"])
         ]
+    x = y = depth = None
     if kind == "click":
-        base.update(x=js_round(event["x"]), y=js_round(event["y"]))
+        x, y = js_round(event["x"]), js_round(event["y"])
     elif kind == "scroll":
-        base.update(scroll_depth=js_round(event["scrollDepthPct"]))
-    return [EventRow(**base, point_index=0)]
+        depth = js_round(event["scrollDepthPct"])
+    return [EventRow(point_index=0, ts=js_round(ts), x=x, y=y, scroll_depth=depth, **common)]
 
 
 @dataclass(frozen=True)

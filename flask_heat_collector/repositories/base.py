@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class EventRow:
-    """One stored event row (a move point is a row of its own)."""
+class EventRow(NamedTuple):
+    """One stored event row (a move point is a row of its own); fields in column order."""
 
     event_id: str
     point_index: int

@@ -106,7 +106,7 @@ def _camel(name: str) -> str:
 
 
 def _event_doc(row: EventRow, project_id: str, user_id: str | None) -> Doc:
-    doc = {_camel(name): value for name, value in vars(row).items()}
+    doc = {_camel(name): value for name, value in row._asdict().items()}
     doc.update(projectId=project_id, userId=user_id)
     return doc
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,8 @@ from .sql_schema import events, sessions, users
 
 # Event columns in INSERT order: the two the batch shares, then the fields of each EventRow.
 EVENT_ROW_FIELDS = tuple(c.name for c in events.columns if c.name not in ("id", "project_id", "user_id"))
-event_values = operator.attrgetter(*EVENT_ROW_FIELDS)
+if EventRow._fields != EVENT_ROW_FIELDS:  # rows are sent as they are: same order as the columns
+    raise RuntimeError("EventRow fields must follow the events table's column order")
 _MAX_BIND_PARAMS = 30_000  # below SQLite's 32766 and the MySQL/PostgreSQL limits of 65535
 _ROWS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
@@ -114,7 +114,7 @@ class IngestStatements:
         for row in rows:
             params.append(project_id)
             params.append(user_id)
-            params.extend(event_values(row))
+            params.extend(row)
         return tuple(params)
 
     def _pg_batch_sql(self, dialect: Dialect, with_user: bool) -> str:
@@ -175,5 +175,5 @@ class IngestStatements:
             "user_agent": s.user_agent,
             "device_json": s.device_json,
             "ip_hash": s.ip_hash,
-            "rows": _ROWS_JSON.encode([event_values(row) for row in batch.events]),
+            "rows": _ROWS_JSON.encode(batch.events),
         }
