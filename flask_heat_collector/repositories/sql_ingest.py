@@ -17,6 +17,7 @@ from .sql_schema import events, sessions, users
 EVENT_ROW_FIELDS = tuple(c.name for c in events.columns if c.name not in ("id", "project_id", "user_id"))
 if EventRow._fields != EVENT_ROW_FIELDS:  # rows are sent as they are: same order as the columns
     raise RuntimeError("EventRow fields must follow the events table's column order")
+_META_AT = EVENT_ROW_FIELDS.index("meta_json")
 _MAX_BIND_PARAMS = 30_000  # below SQLite's 32766 and the MySQL/PostgreSQL limits of 65535
 _ROWS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
@@ -147,8 +148,13 @@ class IngestStatements:
             )
         )
         # Plain types: a cast to VARCHAR(n) would truncate silently where the INSERT raises.
+        # meta_json arrives once per distinct value (usually one per batch): the row holds its
+        # 1-based position in the text[] parameter ``metas``.
         casts = ", ".join(
-            f"(e->>{i})::{_pg_type(events.c[name].type)}" for i, name in enumerate(EVENT_ROW_FIELDS)
+            f"(%(metas)s::text[])[(e->>{i})::integer]"
+            if name == "meta_json"
+            else f"(e->>{i})::{_pg_type(events.c[name].type)}"
+            for i, name in enumerate(EVENT_ROW_FIELDS)
         )
         ctes = ([f"u AS ({user_cte})"] if with_user else []) + [f"s AS ({session_cte})"]
         return (
@@ -162,6 +168,12 @@ class IngestStatements:
     def pg_batch_params(batch: Batch, project_id: str, user_uuid: str, now: int) -> dict[str, Any]:
         """The parameters of ``one_statement[...]`` for ``batch``."""
         s = batch.session
+        positions: dict[str, int] = {}
+        rows = [
+            (*row[:_META_AT], positions.setdefault(row.meta_json, len(positions) + 1), *row[_META_AT + 1 :])
+            for row in batch.events
+        ]
+        metas = list(positions)
         return {
             "project_id": project_id,
             "user_uuid": user_uuid,
@@ -175,5 +187,6 @@ class IngestStatements:
             "user_agent": s.user_agent,
             "device_json": s.device_json,
             "ip_hash": s.ip_hash,
-            "rows": _ROWS_JSON.encode(batch.events),
+            "metas": metas,
+            "rows": _ROWS_JSON.encode(rows),
         }
