@@ -169,6 +169,8 @@ class SqlRepository(Repository):
 
     def _connect(self, autocommit: bool) -> Connection:
         conn = self.engine.connect()
+        if self.dialect == "postgresql":  # the engine autocommits (see create_sql_engine)
+            return conn if autocommit else conn.execution_options(isolation_level="READ COMMITTED")
         if autocommit:
             return conn.execution_options(isolation_level="AUTOCOMMIT")
         return conn.execution_options(heat_write=True)

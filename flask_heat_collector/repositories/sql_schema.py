@@ -142,7 +142,10 @@ def create_sql_engine(uri: str) -> Engine:
         if "options" not in url.query:
             # JIT compilation costs more than it saves on these short queries (~20 ms per aggregate).
             kwargs["connect_args"]["options"] = "-c jit=off"
-        kwargs.update(pool_recycle=1800, pool_timeout=5)
+        # Autocommit: a one-statement read or ingest costs one round trip, not BEGIN + statement +
+        # ROLLBACK/COMMIT; isolation is READ COMMITTED either way (a snapshot per statement).
+        # Writes of several statements ask for READ COMMITTED and a transaction (SqlRepository._write).
+        kwargs.update(pool_recycle=1800, pool_timeout=5, isolation_level="AUTOCOMMIT")
     elif backend in ("mysql", "mariadb"):
         kwargs["connect_args"] = {"connect_timeout": 2, "charset": "utf8mb4"}
         # READ COMMITTED: a row another batch just committed (project, user) is visible to the
