@@ -46,6 +46,10 @@ class Number(fields.Field[float]):
         return value
 
 
+# What json.dumps(value, ensure_ascii=False) uses, built once (json.dumps builds one per call).
+_SIZE_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def _depth(value: Any, level: int = 0) -> int:
     if level > MAX_OBJECT_DEPTH:
         return level
@@ -64,7 +68,7 @@ class JsonObject(fields.Field[dict[str, Any]]):
             raise ValidationError("Not an object.")
         if _depth(value) > MAX_OBJECT_DEPTH:
             raise ValidationError(f"Nested deeper than {MAX_OBJECT_DEPTH} levels.")
-        if len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")) > MAX_OBJECT_BYTES:
+        if len(_SIZE_ENCODER.encode(value).encode("utf-8", "surrogatepass")) > MAX_OBJECT_BYTES:
             raise ValidationError(f"Larger than {MAX_OBJECT_BYTES} bytes.")
         return value
 

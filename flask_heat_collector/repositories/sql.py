@@ -30,7 +30,7 @@ from .base import (
     SessionQuery,
     SessionSummary,
 )
-from .sql_ingest import IngestStatements, insert_ignore
+from .sql_ingest import IngestStatements, insert_ignore, session_values
 from .sql_schema import (
     INDEX_DIALECTS,
     MIGRATE_LOCK_ID,
@@ -254,7 +254,6 @@ class SqlRepository(Repository):
 
     def ingest(self, batch: Batch) -> IngestResult:
         st = self._statements
-        s = batch.session
         if st.one_statement:
             return self._ingest_one_statement(batch)
 
@@ -265,20 +264,7 @@ class SqlRepository(Repository):
                 if batch.external_user_id
                 else None
             )
-            conn.execute(
-                st.session_upsert,
-                dict(
-                    project_id=project_id,
-                    id=s.id,
-                    user_id=user_id,
-                    started_at=s.started_at,
-                    last_seen_at=s.last_seen_at,
-                    first_path=s.first_path,
-                    user_agent=s.user_agent,
-                    device_json=s.device_json,
-                    ip_hash=s.ip_hash,
-                ),
-            )
+            conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id))
             accepted = 0
             for start in range(0, len(batch.events), st.chunk):
                 chunk = batch.events[start : start + st.chunk]

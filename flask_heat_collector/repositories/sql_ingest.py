@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from .base import Batch, EventRow
+from .base import Batch, EventRow, SessionRow
 from .sql_schema import events, sessions, users
 
 # Event columns in INSERT order: the two the batch shares, then the fields of each EventRow.
@@ -42,6 +42,24 @@ def upsert(dialect: str, table: sa.Table, keys: list[str], update: Callable[[Any
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table)
     return stmt.on_conflict_do_update(index_elements=keys, set_=update(stmt.excluded))
+
+
+_SESSION_COLUMNS = tuple(c.name for c in sessions.columns)
+
+
+def session_values(session: SessionRow, project_id: str, user_id: str | None) -> dict[str, Any]:
+    """The parameters of the session upsert (named as the columns)."""
+    return {
+        "project_id": project_id,
+        "id": session.id,
+        "user_id": user_id,
+        "started_at": session.started_at,
+        "last_seen_at": session.last_seen_at,
+        "first_path": session.first_path,
+        "user_agent": session.user_agent,
+        "device_json": session.device_json,
+        "ip_hash": session.ip_hash,
+    }
 
 
 def _pg_type(column_type: Any) -> str:
@@ -136,15 +154,10 @@ class IngestStatements:
         user_id = "(SELECT id FROM u)" if with_user else "NULL"
         session_cte = compiled(
             self.session_upsert.values(
-                project_id=sa.bindparam("project_id"),
-                id=sa.bindparam("session_id"),
-                user_id=sa.literal_column(user_id),
-                started_at=sa.bindparam("started_at"),
-                last_seen_at=sa.bindparam("last_seen_at"),
-                first_path=sa.bindparam("first_path"),
-                user_agent=sa.bindparam("user_agent"),
-                device_json=sa.bindparam("device_json"),
-                ip_hash=sa.bindparam("ip_hash"),
+                {
+                    name: sa.literal_column(user_id) if name == "user_id" else sa.bindparam(name)
+                    for name in _SESSION_COLUMNS
+                }
             )
         )
         # Plain types: a cast to VARCHAR(n) would truncate silently where the INSERT raises.
@@ -167,26 +180,17 @@ class IngestStatements:
     @staticmethod
     def pg_batch_params(batch: Batch, project_id: str, user_uuid: str, now: int) -> dict[str, Any]:
         """The parameters of ``one_statement[...]`` for ``batch``."""
-        s = batch.session
         positions: dict[str, int] = {}
         rows = [
             (*row[:_META_AT], positions.setdefault(row.meta_json, len(positions) + 1), *row[_META_AT + 1 :])
             for row in batch.events
         ]
-        metas = list(positions)
         return {
-            "project_id": project_id,
+            **session_values(batch.session, project_id, None),  # its user_id comes from the user CTE
             "user_uuid": user_uuid,
             "external_id": batch.external_user_id,
             "traits_json": batch.user_traits_json,
             "now": now,
-            "session_id": s.id,
-            "started_at": s.started_at,
-            "last_seen_at": s.last_seen_at,
-            "first_path": s.first_path,
-            "user_agent": s.user_agent,
-            "device_json": s.device_json,
-            "ip_hash": s.ip_hash,
-            "metas": metas,
+            "metas": list(positions),
             "rows": _ROWS_JSON.encode(rows),
         }

@@ -26,6 +26,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # NaN/Infinity are not JSON
+
+
 def _check_strings(data: Any) -> None:
     """Refuse NUL and lone surrogates anywhere in the document (databases cannot store them)."""
     stack = [data]
@@ -54,7 +57,7 @@ def _parse_body(max_bytes: int) -> Any:
     if len(body) > max_bytes:
         raise ApiError(413, "payload_too_large", f"Request body exceeds {max_bytes} bytes.")
     try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        data = _DECODER.decode(body.decode("utf-8"))
         if _SUSPECT_ESCAPES.search(body):
             _check_strings(data)
     except (ValueError, UnicodeError, RecursionError) as exc:
