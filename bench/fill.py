@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -127,6 +128,25 @@ def _sessions_select(dialect: str, rows: int) -> str:
     )
 
 
+def _fill(engine: sa.Engine, rows: int, events_insert: Callable[[dict[str, str], str], str]) -> None:
+    """The project, its sessions and ``rows`` events in one transaction, then statistics.
+
+    ``events_insert`` builds the schema's ``INSERT ... SELECT`` from the generated columns
+    (``_columns``) and the row source.
+    """
+    dialect = engine.dialect.name
+    seq = _sql(dialect)["seq"].format(last=rows - 1)
+    _run(
+        engine,
+        [
+            _project_row(dialect),
+            _SESSIONS_INSERT + _sessions_select(dialect, rows),
+            events_insert(_columns(dialect), seq),
+        ],
+    )
+    _finish(engine, ["projects", "sessions", "events"])
+
+
 def fill_ours(uri: str, rows: int) -> float:
     """Migrate our schema and insert ``rows`` events; seconds taken."""
     from flask_heat_collector.repositories.sql import SqlRepository
@@ -134,23 +154,17 @@ def fill_ours(uri: str, rows: int) -> float:
     started = time.perf_counter()
     repo = SqlRepository(uri)
     repo.migrate()
-    engine = repo.engine
-    dialect = engine.dialect.name
-    c = _columns(dialect)
-    seq = _sql(dialect)["seq"].format(last=rows - 1)
-    _run(
-        engine,
-        [
-            _project_row(dialect),
-            _SESSIONS_INSERT + _sessions_select(dialect, rows),
+    _fill(
+        repo.engine,
+        rows,
+        lambda c, seq: (
             "INSERT INTO events (project_id, event_id, point_index, session_id, user_id, type, ts, path, "
             "selector, x, y, scroll_depth, viewport_w, viewport_h, bucket_w, bucket_h, meta_json, data_json) "
             f"SELECT '{PROJECT_ID}', {c['event_id']}, 0, {c['session_id']}, NULL, {c['type']}, {c['ts']}, "
             f"'{PATH}', {c['selector']}, {c['x']}, {c['y']}, {c['scroll_depth']}, 1280, 720, 1300, 700, "
-            f"'{META}', {c['data_json']} FROM {seq}",
-        ],
+            f"'{META}', {c['data_json']} FROM {seq}"
+        ),
     )
-    _finish(engine, ["projects", "sessions", "events"])
     repo.dispose()
     return time.perf_counter() - started
 
@@ -159,21 +173,16 @@ def fill_original(uri: str, rows: int) -> float:
     """Insert ``rows`` events into the original's schema (already created by its autoMigrate)."""
     started = time.perf_counter()
     engine = sa.create_engine(uri)
-    dialect = engine.dialect.name
-    c = _columns(dialect)
-    seq = _sql(dialect)["seq"].format(last=rows - 1)
-    _run(
+    _fill(
         engine,
-        [
-            _project_row(dialect),
-            _SESSIONS_INSERT + _sessions_select(dialect, rows),
+        rows,
+        lambda c, seq: (
             "INSERT INTO events (id, project_id, session_id, user_id, type, ts, path, selector, x, y, "
             "scroll_depth, meta_json) "
             f"SELECT {c['event_id']}, '{PROJECT_ID}', {c['session_id']}, NULL, {c['type']}, {c['ts']}, '{PATH}', "
-            f"{c['selector']}, {c['x']}, {c['y']}, {c['scroll_depth']}, '{META}' FROM {seq}",
-        ],
+            f"{c['selector']}, {c['x']}, {c['y']}, {c['scroll_depth']}, '{META}' FROM {seq}"
+        ),
     )
-    _finish(engine, ["projects", "sessions", "events"])
     engine.dispose()
     return time.perf_counter() - started
 
