@@ -281,7 +281,8 @@ class SqlRepository(Repository):
 
         def run(conn: Connection) -> IngestResult:
             project_id = self._project_id(conn, batch.project_key, batch.create_project)
-            params = st.pg_batch_params(batch, project_id, str(uuid.uuid4()), _now_ms())
+            user_uuid = str(uuid.uuid4()) if batch.external_user_id is not None else None
+            params = st.pg_batch_params(batch, project_id, user_uuid, _now_ms())
             accepted = int(conn.exec_driver_sql(sql, params).rowcount)
             return IngestResult(project_id=project_id, accepted=accepted, duplicates=len(batch.events) - accepted)
 

@@ -178,8 +178,8 @@ class IngestStatements:
         )
 
     @staticmethod
-    def pg_batch_params(batch: Batch, project_id: str, user_uuid: str, now: int) -> dict[str, Any]:
-        """The parameters of ``one_statement[...]`` for ``batch``."""
+    def pg_batch_params(batch: Batch, project_id: str, user_uuid: str | None, now: int) -> dict[str, Any]:
+        """The parameters of ``one_statement[...]`` for ``batch`` (``user_uuid``: id of a new user)."""
         positions: dict[str, int] = {}
         rows = [
             (*row[:_META_AT], positions.setdefault(row.meta_json, len(positions) + 1), *row[_META_AT + 1 :])
