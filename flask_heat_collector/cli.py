@@ -23,6 +23,21 @@ def migrate_command() -> None:
     click.echo("heat-collector: database is up to date")
 
 
+@heat_cli.command("compact")
+@click.option("--max-keys", default=100_000, show_default=True, help="Aggregate keys to merge in this run.")
+def compact_command(max_keys: int) -> None:
+    """Merge the heatmap aggregate pieces written by ingest (one per batch) into one per key."""
+    merged = get_state().repository.compact(max_keys)
+    click.echo(f"heat-collector: merged the pieces of {merged} aggregate key(s)")
+
+
+@heat_cli.command("rebuild-aggregates")
+def rebuild_command() -> None:
+    """Recompute the heatmap aggregates from the stored events (after loading events with SQL)."""
+    read = get_state().repository.rebuild_aggregates()
+    click.echo(f"heat-collector: aggregates rebuilt from {read} stored event(s)")
+
+
 @heat_cli.group("project")
 def project_group() -> None:
     """Register and manage project keys (see HEAT_REGISTERED_PROJECTS_ONLY)."""

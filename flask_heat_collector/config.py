@@ -56,6 +56,14 @@ def _as_positive_int(key: str, value: Any) -> int:
     return value
 
 
+def _as_non_negative_int(key: str, value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{key} must be a non-negative integer, got {value!r}")
+    return value
+
+
 def _as_str_tuple(key: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -139,6 +147,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_MAX_EVENTS_PER_BATCH", 1000, _as_positive_int),
     Key("HEAT_REGISTERED_PROJECTS_ONLY", False, _as_bool),
     Key("HEAT_VIEWER_ENABLED", False, _as_bool),
+    Key("HEAT_AGGREGATE_COMPACT_SECONDS", 10, _as_non_negative_int),
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 
@@ -168,6 +177,7 @@ class Settings:
     max_events_per_batch: int
     registered_projects_only: bool
     viewer_enabled: bool
+    aggregate_compact_seconds: int
 
 
 def default_database_uri(instance_path: str) -> str:

@@ -10,8 +10,10 @@ from typing import Any
 from flask import Flask, current_app
 
 from . import log as heat_log
+from .aggregates import Compactor
 from .auth import JwtVerifier
 from .config import Settings, load_config
+from .ingest import SeqClock
 from .metrics import Metrics, RedisMetrics
 from .ratelimit import IngestRateLimiter
 from .repositories import Repository, repository_from_uri
@@ -32,6 +34,8 @@ class HeatState:
     ingest_schema: IngestSchema
     jwt: JwtVerifier | None
     hooks: list[Hook] = field(default_factory=list)
+    seq: SeqClock = field(default_factory=SeqClock)
+    compactor: Compactor = field(default_factory=lambda: Compactor(0))
 
 
 def get_state(app: Flask | None = None) -> HeatState:
@@ -92,6 +96,7 @@ class HeatCollector:
             ingest_schema=IngestSchema(settings.max_events_per_batch),
             jwt=JwtVerifier(settings) if settings.auth_mode in ("jwt", "both") else None,
             hooks=self._hooks,
+            compactor=Compactor(settings.aggregate_compact_seconds),
         )
         if settings.ip_hash_secret_generated:
             heat_log.log("warn", "HEAT_IP_HASH_SECRET is not set; ipHash values change at every start")

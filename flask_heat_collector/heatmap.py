@@ -1,19 +1,136 @@
-"""The heatmap contract: type fallback, bucket choice, cell size and point shaping."""
+"""The heatmap contract: type fallback, bucket choice, width band, square cells, point shaping.
+
+Whole UTC days of the range come from the aggregates (aggregates.py), the partial days at its
+edges from the raw rows; both add up exactly. Resolutions that do not divide the aggregates' and
+``viewports=all`` bin the raw rows of the range instead (the counts above them still come from
+the aggregates).
+"""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
 
+from .aggregates import DAY_MS, PLOTTABLE_TYPES, RESOLUTION, Stats, add_pairs, cell_index, items, rollup
 from .ingest import js_round, parse_bucket
-from .repositories.base import EventFilter, Repository
+from .listing import stored_events
+from .repositories.base import EventFilter, Reader, Repository
 
-PLOTTABLE_TYPES = ("click", "move", "scroll")
 DEFAULT_VIEWPORT = (1280, 720)
 NOT_PLOTTABLE_WARNING = (
     "Events matched the filter but none are plottable. "
     "Use type=click|move|scroll or inspect /api/projects/:projectId/events."
 )
+Bucket = tuple[str, int, int]  # (type, bucket_w, bucket_h)
+
+
+def split_range(ts_from: int, ts_to: int) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
+    """The whole days inside ``[ts_from, ts_to]`` and the (at most two) partial ranges around them."""
+    first = -(-ts_from // DAY_MS)  # the first day starting at or after ts_from
+    last = (ts_to + 1) // DAY_MS - 1  # the last day ending at or before ts_to
+    if first > last:
+        return None, [(ts_from, ts_to)]
+    edges = []
+    if ts_from < first * DAY_MS:
+        edges.append((ts_from, first * DAY_MS - 1))
+    if ts_to >= (last + 1) * DAY_MS:
+        edges.append(((last + 1) * DAY_MS, ts_to))
+    return (first, last), edges
+
+
+def _raw(reader: Reader, flt: EventFilter, lo: int, hi: int, span: int) -> dict[Bucket, Stats]:
+    rows = stored_events(reader, replace(flt, types=None, ts_from=lo, ts_to=hi), ts_low=lo - span)
+    return {(kind, bw, bh): stats for (_, kind, bw, bh), stats in rollup(rows, ts_range=(lo, hi), by_day=False).items()}
+
+
+def _add(into: dict[Bucket, Stats], key: Bucket, stats: Stats) -> None:
+    if key in into:
+        into[key].merge(stats)
+    else:
+        into[key] = stats
+
+
+class _Plan:
+    """What one heatmap request reads: whole days from aggregates, edges from raw rows."""
+
+    def __init__(self, reader: Reader, flt: EventFilter) -> None:
+        assert flt.ts_from is not None and flt.ts_to is not None
+        self.reader, self.flt = reader, flt
+        self.days, self.edges = split_range(flt.ts_from, flt.ts_to)
+        self.span = reader.max_span(flt.project_id) if self.edges else 0
+        self.edge_stats: dict[Bucket, Stats] = {}
+        for lo, hi in self.edges:
+            for key, stats in _raw(reader, flt, lo, hi, self.span).items():
+                _add(self.edge_stats, key, stats)
+
+    def summary(self) -> dict[Bucket, Stats]:
+        """Rows, first stored row and largest y per (type, bucket): aggregates plus edges."""
+        out: dict[Bucket, Stats] = {}
+        if self.days is not None:
+            for piece in self.reader.aggregates(self.flt.project_id, self.flt.path, self.days):
+                stats = Stats()
+                stats.add_piece(piece, blobs=False)
+                _add(out, (piece.type, piece.bucket_w, piece.bucket_h), stats)
+        for key, stats in self.edge_stats.items():
+            summary = Stats(n=stats.n, first_seq=stats.first_seq, max_y=stats.max_y)
+            _add(out, key, summary)
+        return out
+
+    def fine_cells(self, types: tuple[str, ...], width: int) -> tuple[dict[int, int], dict[int, int]]:
+        """Cells at the aggregate resolution and scroll depths of ``types`` rows ``width`` wide."""
+        cells: dict[int, int] = {}
+        depths: dict[int, int] = {}
+        if self.days is not None:
+            for piece in self.reader.aggregates(self.flt.project_id, self.flt.path, self.days, blobs=(types, width)):
+                add_pairs(cells, piece.cells)
+                add_pairs(depths, piece.depths)
+        for (kind, bw, _), stats in self.edge_stats.items():
+            if kind in types and bw == width:
+                for cell, count in stats.cells.items():
+                    cells[cell] = cells.get(cell, 0) + count
+                for depth, count in stats.depths.items():
+                    depths[depth] = depths.get(depth, 0) + count
+        return cells, depths
+
+    def raw_cells(
+        self, types: tuple[str, ...], width: int | None, frame_w: int, resolution: int
+    ) -> tuple[dict[tuple[int, int], int], dict[int, int]]:
+        """Cells at ``resolution`` on a ``frame_w`` frame and scroll depths, binned from the raw rows."""
+        cells: dict[tuple[int, int], int] = {}
+        depths: dict[int, int] = {}
+        lo, hi = self.flt.ts_from, self.flt.ts_to
+        assert lo is not None and hi is not None
+        span = self.span if self.edges else self.reader.max_span(self.flt.project_id)
+        for kind in types:
+            flt = replace(self.flt, types=(kind,))
+            for row in stored_events(self.reader, flt, ts_low=lo - span):
+                if width is not None and row.bucket_w != width:
+                    continue
+                for _, ts, x, y in items(row):
+                    if ts < lo or ts > hi:
+                        continue
+                    if kind == "scroll":
+                        if row.scroll_depth is not None:
+                            depths[row.scroll_depth] = depths.get(row.scroll_depth, 0) + 1
+                    elif x is not None and y is not None:
+                        cx = min(resolution - 1, max(0, cell_index(x, frame_w, resolution)))
+                        key = (max(0, cell_index(y, frame_w, resolution)), cx)
+                        cells[key] = cells.get(key, 0) + 1
+        return cells, depths
+
+
+def _choose_bucket(summary: dict[Bucket, Stats]) -> str | None:
+    """The most common bucket; a tie goes to the bucket of the earliest stored row."""
+    buckets: dict[tuple[int, int], tuple[int, int]] = {}  # bucket -> (rows, first seq)
+    for (_, bw, bh), stats in summary.items():
+        if not stats.n:
+            continue
+        rows, first = buckets.get((bw, bh), (0, stats.first_seq or 0))
+        buckets[(bw, bh)] = (rows + stats.n, min(first, stats.first_seq or 0))
+    if not buckets:
+        return None
+    bw, bh = min(buckets, key=lambda b: (-buckets[b][0], buckets[b][1]))
+    return f"{bw}x{bh}"
 
 
 def build_heatmap(
@@ -23,51 +140,81 @@ def build_heatmap(
     requested_type: str | None,
     resolution: int,
     viewport_bucket: str | None,
+    viewports: str = "width",
 ) -> dict[str, Any]:
-    """Aggregate the heatmap in the database and shape the response body.
+    """Aggregate the heatmap and shape the response body (memory bounded by the cells)."""
+    return repo.read(lambda reader: _build(reader, flt, requested_type, resolution, viewport_bucket, viewports))
 
-    Memory is bounded by the number of cells (``resolution``²), never by rows.
-    """
+
+def _build(
+    reader: Reader,
+    flt: EventFilter,
+    requested_type: str | None,
+    resolution: int,
+    viewport_bucket: str | None,
+    viewports: str,
+) -> dict[str, Any]:
+    plan = _Plan(reader, flt)
+    everything = plan.summary()
     requested = requested_type or "click"
-    summary = repo.heatmap_summary(replace(flt, types=None if requested == "all" else (requested,)))
     resolved = requested
-    if requested_type is None and not summary.by_type:
-        everything = repo.heatmap_summary(replace(flt, types=None))
-        if everything.by_type:
-            summary, resolved = everything, "all"
-    by_type = summary.by_type
-    frame = summary.frame
-    flt = replace(flt, types=None if resolved == "all" else (resolved,))
+    if requested_type is None and not any(s.n for (kind, _, _), s in everything.items() if kind == "click"):
+        if any(s.n for s in everything.values()):
+            resolved = "all"
+    summary = {key: s for key, s in everything.items() if s.n and (resolved == "all" or key[0] == resolved)}
+    by_type: dict[str, int] = {}
+    for (kind, _, _), stats in summary.items():
+        by_type[kind] = by_type.get(kind, 0) + stats.n
     total = sum(by_type.values())
 
-    chosen = viewport_bucket or (f"{frame.bucket[0]}x{frame.bucket[1]}" if frame and frame.bucket else None)
+    chosen = viewport_bucket or _choose_bucket(summary)
     vw, vh = parse_bucket(chosen) or DEFAULT_VIEWPORT
-    render_height = max(vh, frame.max_y if frame and frame.max_y is not None else vh)
-    cell_w, cell_h = vw / resolution, render_height / resolution
+    width_band = viewports == "width"
+    plotted_types = PLOTTABLE_TYPES if resolved == "all" else (resolved,) if resolved in PLOTTABLE_TYPES else ()
+    plotted_keys = [k for k in summary if k[0] in plotted_types and (not width_band or k[1] == vw)]
+    ys = [summary[k].max_y for k in plotted_keys if k[0] != "scroll" and summary[k].max_y is not None]
+    render_height = max([vh, *[y for y in ys if y is not None]])
+    other: dict[str, int] = {}
+    if width_band:
+        for (_, bw, _), stats in summary.items():
+            if bw != vw:
+                other[str(bw)] = other.get(str(bw), 0) + stats.n
 
     counts: dict[tuple[int, int], int] = {}
-    if total:
-        for cell in repo.heatmap_cells(flt, vw, render_height, resolution):
-            key = (cell.cy, cell.cx)
-            counts[key] = counts.get(key, 0) + cell.count
-        if resolved in ("all", "scroll"):
-            for depth, count in repo.scroll_depths(flt):
-                pct = (depth / 100 if depth > 100 else depth) / 100
-                y = js_round(pct * render_height)
-                key = (min(resolution - 1, max(0, y * resolution // render_height)), 0)
+    depths: dict[int, int] = {}
+    if total and plotted_types:
+        if width_band and RESOLUTION % resolution == 0:
+            fine, depths = plan.fine_cells(plotted_types, vw)
+            step = RESOLUTION // resolution
+            for cell, count in fine.items():
+                cy, cx = divmod(cell, RESOLUTION)
+                key = (cy // step, cx // step)
                 counts[key] = counts.get(key, 0) + count
-    plotted = sum(counts.values())
-    # Cell centres, computed once per column and row (a heatmap has up to resolution² points).
-    xs = [js_round((cx + 0.5) * cell_w) for cx in range(resolution)]
-    ys = [js_round((cy + 0.5) * cell_h) for cy in range(resolution)]
-    points = [{"x": xs[cx], "y": ys[cy], "value": value} for (cy, cx), value in sorted(counts.items())]
+        else:
+            counts, depths = plan.raw_cells(plotted_types, vw if width_band else None, vw, resolution)
+    for depth, count in depths.items():
+        if not count:
+            continue
+        pct = (depth / 100 if depth > 100 else depth) / 100
+        key = (max(0, cell_index(js_round(pct * render_height), vw, resolution)), 0)
+        counts[key] = counts.get(key, 0) + count
+
+    side = vw / resolution
+    points = [
+        {"x": js_round((cx + 0.5) * side), "y": js_round((cy + 0.5) * side), "value": value}
+        for (cy, cx), value in sorted(counts.items())
+        if value
+    ]
+    plotted = sum(p["value"] for p in points)
     meta: dict[str, Any] = {
         "resolution": resolution,
         "viewport": {"w": vw, "h": vh},
         "renderHeight": render_height,
+        "cell": {"w": side, "h": side},
         "total": total,
         "plotted": plotted,
         "ignored": max(0, total - plotted),
+        "otherViewports": other,
         "requestedType": requested,
         "resolvedType": resolved,
         "bucket": chosen or f"{vw}x{vh}",

@@ -7,6 +7,8 @@ import hmac
 import json
 import math
 import re
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,47 +56,100 @@ _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _dumps = _JSON.encode  # one encoder, not one per call as json.dumps(..., separators=...) builds
 
 
-def event_rows(event: dict[str, Any], session_id: str) -> list[EventRow]:
-    """The stored rows of one event: one per move point, else one."""
+def path_key(path: str) -> int:
+    """A fixed-size key of ``path`` for indexes: the first 8 bytes of its SHA-256, as a signed int64."""
+    digest = hashlib.sha256(path.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class SeqClock:
+    """Storage order across batches: microseconds since the epoch, never repeating in this process."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> int:
+        """The first of ``count`` consecutive sequence numbers, all later than any taken before."""
+        with self._lock:
+            first = max(time.time_ns() // 1000, self._last + 1)
+            self._last = first + max(count, 1) - 1
+            return first
+
+
+def event_row(event: dict[str, Any], session_id: str, seq: int) -> EventRow | None:
+    """The stored row of one event (``None`` for a move without points: it has no rows)."""
     meta = event.get("meta")
     scrubbed = {k: v for k, v in meta.items() if k not in SCRUBBED_META_KEYS} if meta is not None else None
     viewport = event["viewport"]
-    vw, vh = viewport["w"], viewport["h"]
-    bw, bh = viewport_bucket(meta, vw, vh)
+    bw, bh = viewport_bucket(meta, viewport["w"], viewport["h"])
     data = {k: event[k] for k in TYPE_FIELDS if k in event}
     kind = event["type"]
-    common: dict[str, Any] = dict(
+    ts = event["ts"]
+    x = y = depth = None
+    points: str | None = None
+    span, items = 0, 1
+    if kind == "move":
+        raw = event["points"]
+        if not raw:
+            return None
+        ts, span, points = pack_points(
+            [(js_round(ts + p["tsOffset"]), js_round(p["x"]), js_round(p["y"])) for p in raw]
+        )
+        items = len(raw)
+    else:
+        ts = js_round(ts)
+        if kind == "click":
+            x, y = js_round(event["x"]), js_round(event["y"])
+        elif kind == "scroll":
+            depth = js_round(event["scrollDepthPct"])
+    path = event["path"]
+    return EventRow(
         event_id=event["eventId"],
+        seq=seq,
         session_id=session_id,
         type=kind,
-        path=event["path"],
+        ts=ts,
+        span=span,
+        path=path,
+        path_key=path_key(path),
         selector=event.get("selector"),
-        viewport_w=js_round(vw),
-        viewport_h=js_round(vh),
+        x=x,
+        y=y,
+        scroll_depth=depth,
         bucket_w=bw,
         bucket_h=bh,
+        row_count=items,
+        points=points,
         meta_json=_dumps({"viewport": viewport, "device": event["device"], "meta": scrubbed}),
         data_json=_dumps(data) if data else None,
     )
-    ts = event["ts"]
-    if kind == "move":
-        return [
-            EventRow(
-                point_index=index,
-                ts=js_round(ts + point["tsOffset"]),
-                x=js_round(point["x"]),
-                y=js_round(point["y"]),
-                scroll_depth=None,
-                **common,
-            )
-            for index, point in enumerate(event["points"])
-        ]
-    x = y = depth = None
-    if kind == "click":
-        x, y = js_round(event["x"]), js_round(event["y"])
-    elif kind == "scroll":
-        depth = js_round(event["scrollDepthPct"])
-    return [EventRow(point_index=0, ts=js_round(ts), x=x, y=y, scroll_depth=depth, **common)]
+
+
+def move_stamps(row: EventRow | Any) -> list[tuple[int, int, int]]:
+    """``(ts, x, y)`` of each point of a stored move row, in point order."""
+    flat: list[int] = json.loads(row.points or "[]")
+    return [(row.ts + flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
+
+
+def pack_points(stamps: list[tuple[int, int, int]]) -> tuple[int, int, str]:
+    """``(ts, span, points)`` of a move row holding ``stamps``."""
+    first = min(ts for ts, _, _ in stamps)
+    flat: list[int] = []
+    for ts, x, y in stamps:
+        flat.extend((ts - first, x, y))
+    return first, max(ts for ts, _, _ in stamps) - first, _dumps(flat)
+
+
+def move_tail(row: EventRow, stored_items: int) -> EventRow | None:
+    """The points of move ``row`` past its first ``stored_items`` (a resent move that grew), as a row.
+
+    Rows are unique on (project, eventId, point index): those points are new, the others duplicates.
+    """
+    if row.points is None or row.row_count <= stored_items:
+        return None
+    ts, span, points = pack_points(move_stamps(row)[stored_items:])
+    return row._replace(ts=ts, span=span, row_count=row.row_count - stored_items, points=points)
 
 
 @dataclass(frozen=True)
@@ -113,12 +168,33 @@ def prepare_batch(
     ip_secret: str,
     now_ms: int,
     create_project: bool,
+    seq: int,
 ) -> Prepared:
-    """Apply the storage rules of the contract to a validated payload."""
+    """Apply the storage rules of the contract to a validated payload.
+
+    ``seq`` is the first of ``len(payload["events"])`` storage-order numbers (:class:`SeqClock`).
+    """
     session = payload["session"]
     kept = [e for e in payload["events"] if not is_unmasked_input(e)]
-    rows = [row for event in kept for row in event_rows(event, session["id"])]
+    rows: list[EventRow] = []
+    seen: dict[str, int] = {}
+    items = 0
+    for offset, event in enumerate(kept):
+        row = event_row(event, session["id"], seq + offset)
+        if row is None:
+            continue
+        items += row.row_count
+        if row.event_id not in seen:  # an id repeated inside one batch is stored once (the first)
+            seen[row.event_id] = len(rows)
+            rows.append(row)
+            continue
+        earlier = rows[seen[row.event_id]]
+        tail = move_tail(row, earlier.row_count) if earlier.type == "move" else None
+        if tail is not None:  # the same move resent with more points: its new points join it
+            ts, span, points = pack_points(move_stamps(earlier) + move_stamps(tail))
+            rows[seen[row.event_id]] = earlier._replace(ts=ts, span=span, row_count=row.row_count, points=points)
     first = payload["events"][0]
+    last = max(rows, key=lambda r: (r.ts + r.span, r.seq)) if rows else None
     user = payload.get("user")
     traits = user.get("traits") if user else None
     return Prepared(
@@ -134,8 +210,11 @@ def prepare_batch(
                 user_agent=(user_agent or first["device"].get("ua") or "")[:MAX_USER_AGENT] or None,
                 device_json=_dumps(first["device"]),
                 ip_hash=hash_ip(ip, ip_secret),
+                last_path=last.path if last else first["path"],
+                last_ts=last.ts + last.span if last else js_round(first["ts"]),
             ),
             events=rows,
+            row_count=items,
             create_project=create_project,
         ),
         dropped=len(payload["events"]) - len(kept),

@@ -312,6 +312,7 @@ class HeatmapQuerySchema(_Base):
     type = _type()
     resolution = fields.Integer(load_default=128, validate=validate.Range(min=8, max=1024))
     viewportBucket = fields.String(validate=validate.Regexp(r"^\d{1,6}x\d{1,6}$"))
+    viewports = fields.String(load_default="width", validate=validate.OneOf(("width", "all")))
 
 
 class EventsQuerySchema(_Base):
@@ -324,6 +325,7 @@ class EventsQuerySchema(_Base):
 class SessionsQuerySchema(_Base):
     userId = fields.String(validate=validate.Length(max=MAX_ID))
     path = _path()
+    order = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
     limit = _limit(50, 200)
     offset = _offset()
 

@@ -1,8 +1,8 @@
-"""The faster heatmap paths answer exactly what the plain repository queries answer."""
+"""Aggregates and migrations never change an answer: pieces, compacted, rebuilt, moved forward."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
 from typing import Any
 
 import pytest
@@ -10,39 +10,89 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_heat_collector.repositories.base import EventFilter, Repository
+from flask_heat_collector.ingest import viewport_bucket
 
 from .conftest import QUERY_KEY
 from .helpers import batch, event, headers
 
 API = {"x-api-key": QUERY_KEY}
+DAY = 86_400_000
+T0 = 1_790_000_000_000 - 1_790_000_000_000 % DAY  # a midnight UTC
+QUERIES: list[dict[str, Any]] = [
+    {},
+    {"type": "all"},
+    {"type": "move", "resolution": 64},
+    {"type": "all", "resolution": 100},
+    {"type": "all", "viewports": "all"},
+    {"type": "scroll", "resolution": 8},
+    {"type": "all", "from": T0 + DAY // 2, "to": T0 + 2 * DAY + 5},
+    {"type": "all", "from": T0, "to": T0 + 2 * DAY - 1, "path": "/a"},
+    {"type": "all", "viewportBucket": "400x800"},
+]
 
 
-def _post(client: FlaskClient, *events: dict[str, Any], session_id: str = "s-1") -> str:
-    response = client.post("/ingest", json=batch(*events, session_id=session_id), headers=headers())
+def _post(client: FlaskClient, *events: dict[str, Any], session_id: str = "s-1", **kwargs: Any) -> str:
+    response = client.post("/ingest", json=batch(*events, session_id=session_id, **kwargs), headers=headers())
     assert response.status_code == 200, response.get_json()
     project: str = response.get_json()["projectId"]
     return project
 
 
-def test_summary_matches_count_and_frame(app: Flask, client: FlaskClient) -> None:
-    # Two buckets with the same number of rows: the one stored first wins the tie.
-    project = _post(
-        client,
-        event("click", x=5, y=900, w=1200, h=800),
-        event("move", w=390, h=844, points=[{"x": 1, "y": 2, "tsOffset": 0}]),
-        event("scroll", w=390, h=844, scrollDepthPct=40),
-        event("click", x=7, y=30, w=1200, h=800),
-        event("pageview", w=1920, h=1080),
-        event("scroll", scrollDepthPct=5000, meta={"viewportBucket": "640x480"}),
-    )
-    repo: Repository = app.extensions["heat_collector"].repository
-    base = EventFilter(project_id=project)
-    for types in (None, ("click",), ("scroll",), ("move", "pageview"), ("keyboard",)):
-        flt = replace(base, types=types)
-        fast = repo.heatmap_summary(flt)
-        slow = Repository.heatmap_summary(repo, flt)  # count_by_type + heatmap_frame
-        assert fast == slow, types
+def _fill(client: FlaskClient) -> str:
+    """Three days of events on two paths and two widths, over several batches (several pieces per key)."""
+    project = ""
+    for day in range(3):
+        for n in range(4):
+            ts = T0 + day * DAY + n * 3_600_000 + 17
+            path = "/a" if n % 2 else "/b"
+            width = 400 if n == 3 else 1200
+            project = _post(
+                client,
+                event("click", ts=ts, x=10 * n + day, y=30 * n, path=path, w=width),
+                event(
+                    "move",
+                    ts=ts + 1,
+                    path=path,
+                    w=width,
+                    points=[{"x": 7 * i + n, "y": 11 * i + day, "tsOffset": 3 * i} for i in range(5)],
+                ),
+                event("scroll", ts=ts + 2, scrollDepthPct=10 * n + day, path=path, w=width),
+                event("pageview", ts=ts + 3, path=path, w=width),
+                session_id=f"s-{day}",
+                user={"id": f"u-{n % 2}"} if n else None,
+            )
+    return project
+
+
+def _answers(client: FlaskClient, project: str) -> list[Any]:
+    out: list[Any] = []
+    for params in QUERIES:
+        response = client.get(f"/api/projects/{project}/heatmap", query_string=params, headers=API)
+        assert response.status_code == 200, (params, response.get_json())
+        out.append(response.get_json())
+    for params in ({"limit": 1000}, {"path": "/a", "type": "move", "offset": 3, "limit": 7}):
+        response = client.get(f"/api/projects/{project}/events", query_string=params, headers=API)
+        out.append(response.get_json()["events"])
+    sessions = client.get(f"/api/projects/{project}/sessions", headers=API).get_json()["sessions"]
+    out.append(sessions)
+    out.append(client.get(f"/api/projects/{project}/sessions/s-1", headers=API).get_json())
+    return out
+
+
+def test_compaction_and_rebuild_change_no_answer(app: Flask, client: FlaskClient) -> None:
+    project = _fill(client)
+    before = _answers(client, project)
+    assert before[0]["meta"]["total"] > 0
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["heat", "compact"])
+    assert result.exit_code == 0, result.output
+    assert _answers(client, project) == before
+    result = runner.invoke(args=["heat", "rebuild-aggregates"])
+    assert result.exit_code == 0 and "from 48 stored event(s)" in result.output, result.output
+    assert _answers(client, project) == before
+    _post(client, event("click", ts=T0 + 5, x=1, y=1, path="/b", w=1200), session_id="s-0")
+    after = _answers(client, project)
+    assert after[1]["meta"]["total"] == before[1]["meta"]["total"] + 1
 
 
 def test_huge_coordinates_at_the_highest_resolution(client: FlaskClient) -> None:
@@ -55,31 +105,105 @@ def test_huge_coordinates_at_the_highest_resolution(client: FlaskClient) -> None
     assert {p["value"] for p in body["points"]} == {1}
 
 
-def test_migrate_adds_the_heatmap_index_to_older_tables(make_app: Any, backend_name: str) -> None:
-    app = make_app()
-    client = app.test_client()
-    project = _post(client, event("click", x=10, y=20))
+LEGACY = sa.MetaData()
+LEGACY_EVENTS = sa.Table(
+    "events",
+    LEGACY,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.String(36), nullable=False),
+    sa.Column("event_id", sa.String(128), nullable=False),
+    sa.Column("point_index", sa.Integer, nullable=False),
+    sa.Column("session_id", sa.String(128), nullable=False),
+    sa.Column("user_id", sa.String(36)),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("selector", sa.String(1024)),
+    sa.Column("x", sa.Integer),
+    sa.Column("y", sa.Integer),
+    sa.Column("scroll_depth", sa.Integer),
+    sa.Column("viewport_w", sa.Integer, nullable=False),
+    sa.Column("viewport_h", sa.Integer, nullable=False),
+    sa.Column("bucket_w", sa.Integer, nullable=False),
+    sa.Column("bucket_h", sa.Integer, nullable=False),
+    sa.Column("meta_json", sa.Text, nullable=False),
+    sa.Column("data_json", sa.Text),
+    sa.UniqueConstraint("project_id", "event_id", "point_index", name="uq_events_project_event_point"),
+    sa.Index("ix_events_project_ts", "project_id", "ts"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
+)
+
+
+def _legacy_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first layout's rows (one per move point) of the events API's items."""
+    rows = []
+    for item in items:
+        meta = json.loads(item["metaJson"])
+        viewport = meta["viewport"]
+        bw, bh = viewport_bucket(meta["meta"], viewport["w"], viewport["h"])
+        event_id, index = item["id"].rsplit(":", 1)
+        rows.append(
+            {
+                "project_id": item["projectId"],
+                "event_id": event_id,
+                "point_index": int(index),
+                "session_id": item["sessionId"],
+                "user_id": item["userId"],
+                "type": item["type"],
+                "ts": item["ts"],
+                "path": item["path"],
+                "selector": item["selector"],
+                "x": item["x"],
+                "y": item["y"],
+                "scroll_depth": item["scrollDepth"],
+                "viewport_w": viewport["w"],
+                "viewport_h": viewport["h"],
+                "bucket_w": bw,
+                "bucket_h": bh,
+                "meta_json": item["metaJson"],
+                "data_json": json.dumps(item["data"]) if item["data"] is not None else None,
+            }
+        )
+    return rows
+
+
+def _to_first_layout(app: Flask, backend_name: str, rows: list[dict[str, Any]]) -> None:
+    """Replace the events by the same events in the first release's layout, counters reset."""
     repo = app.extensions["heat_collector"].repository
-    if backend_name not in ("sqlite", "postgresql", "mysql"):
-        pytest.skip("SQL schema only")
-    engine = repo.engine
-    with engine.begin() as conn:  # the schema of the first release
-        if backend_name == "mysql":
-            conn.exec_driver_sql("DROP INDEX ix_events_heatmap_key ON events")
-            conn.exec_driver_sql("ALTER TABLE events DROP COLUMN path_key")
-        else:
-            conn.exec_driver_sql("DROP INDEX ix_events_heatmap")
-            conn.exec_driver_sql("CREATE INDEX ix_events_project_path_type_ts ON events (project_id, path, type, ts)")
-    repo.migrate()
-    repo.migrate()  # repeatable
-    with engine.connect() as conn:
-        indexes = {ix["name"] for ix in sa.inspect(conn).get_indexes("events")}
-    if backend_name == "mysql":
-        assert {"ix_events_heatmap_key", "ix_events_project_path_type_ts"} <= indexes
-    else:
-        assert "ix_events_heatmap" in indexes and "ix_events_project_path_type_ts" not in indexes
-    heatmap = client.get(f"/api/projects/{project}/heatmap", query_string={"path": "/"}, headers=API).get_json()
-    assert heatmap["meta"]["plotted"] == 1
+    if backend_name == "mongodb":
+        db = repo.db
+        db.events.drop()
+        db.heat_aggregates.drop()
+        db.sessions.update_many({}, {"$unset": {"eventCount": "", "lastPath": "", "lastTs": ""}})
+        db.events.create_index(
+            [("projectId", 1), ("eventId", 1), ("pointIndex", 1)], unique=True, name="uq_events_project_event_point"
+        )
+        camel = {"project_id": "projectId", "event_id": "eventId", "point_index": "pointIndex"}
+        docs = [
+            {camel.get(k, "".join(w.title() if i else w for i, w in enumerate(k.split("_")))): v for k, v in r.items()}
+            for r in rows
+        ]
+        db.events.insert_many(docs)
+        return
+    with repo.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE events")
+        conn.exec_driver_sql("DROP TABLE heat_aggregates")
+        conn.exec_driver_sql("UPDATE sessions SET event_count = 0, last_path = NULL, last_ts = NULL")
+        LEGACY.create_all(conn)
+        conn.execute(sa.insert(LEGACY_EVENTS), rows)
+
+
+def test_migrate_moves_the_first_layout_forward(app: Flask, client: FlaskClient, backend_name: str) -> None:
+    """A database of the first release (a row per move point) answers the same after `flask heat migrate`."""
+    project = _fill(client)
+    before = _answers(client, project)
+    items = client.get(f"/api/projects/{project}/events", query_string={"limit": 1000}, headers=API).get_json()
+    _to_first_layout(app, backend_name, _legacy_rows(items["events"]))
+    for _ in range(2):  # repeatable
+        result = app.test_cli_runner().invoke(args=["heat", "migrate"])
+        assert result.exit_code == 0, result.output
+        assert _answers(client, project) == before
 
 
 def test_concurrent_migrations_of_an_empty_database(backend: str, backend_name: str) -> None:

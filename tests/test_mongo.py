@@ -82,7 +82,7 @@ def test_refused_index_creation_warns_and_start_up_goes_on(
     app = mongo_app(tmp_path, f"mongodb://collector:collector-pw@{host}/{LIMITED_DB}")
     warnings = [r for r in logs.records() if r["level"] == "warn" and "index" in r["msg"]]
     assert len(warnings) == 1 and "Unauthorized" in warnings[0]["msg"]
-    assert "events.uq_events_project_event_point" in warnings[0]["indexes"]
+    assert "events.uq_events_project_event" in warnings[0]["indexes"]
     assert warnings[0]["database"] == LIMITED_DB
 
     client = app.test_client()
@@ -157,13 +157,11 @@ def test_only_duplicate_key_errors_count_as_duplicates(monkeypatch: pytest.Monke
     repo = MongoRepository("mongodb://h/db")
     dup = {"code": 11000, "errmsg": "E11000 duplicate key"}
     other = {"code": 121, "errmsg": "Document failed validation"}
-    monkeypatch.setattr(
-        repo, "_coll", lambda name: FakeEvents(BulkWriteError({"writeErrors": [dup, dup], "nInserted": 3}))
-    )
-    assert repo._insert_events([{}] * 5) == 3
-    monkeypatch.setattr(
-        repo, "_coll", lambda name: FakeEvents(BulkWriteError({"writeErrors": [dup, other], "nInserted": 3}))
-    )
+    errors = [dict(dup, index=1), dict(dup, index=3)]
+    monkeypatch.setattr(repo, "_coll", lambda name: FakeEvents(BulkWriteError({"writeErrors": errors, "nInserted": 3})))
+    assert repo._insert_events([{}] * 5) == [True, False, True, False, True]
+    errors = [dict(dup, index=1), dict(other, index=3)]
+    monkeypatch.setattr(repo, "_coll", lambda name: FakeEvents(BulkWriteError({"writeErrors": errors, "nInserted": 3})))
     with pytest.raises(BulkWriteError):
         repo._insert_events([{}] * 5)
 
@@ -198,9 +196,11 @@ def test_documents_use_the_documented_field_names(mongo_uri: str, tmp_path: Path
     fields = {
         "projects": "id key name createdAt",
         "users": "id projectId externalId traitsJson createdAt",
-        "sessions": "projectId id userId startedAt lastSeenAt firstPath userAgent deviceJson ipHash",
-        "events": "projectId eventId pointIndex sessionId userId type ts path selector x y scrollDepth "
-        "viewportW viewportH bucketW bucketH metaJson dataJson",
+        "sessions": "projectId id userId startedAt lastSeenAt firstPath userAgent deviceJson ipHash "
+        "eventCount lastPath lastTs",
+        "events": "projectId eventId seq sessionId userId type ts span path pathKey selector x y scrollDepth "
+        "bucketW bucketH rowCount points metaJson dataJson",
+        "heat_aggregates": "projectId pathKey day type bucketW bucketH part n firstSeq maxY cells depths",
     }
     for collection, names in fields.items():
         assert set(db[collection].find_one({}, {"_id": 0}) or {}) == set(names.split()), collection

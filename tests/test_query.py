@@ -75,9 +75,10 @@ def test_heatmap_render_height_grows_with_y_and_scroll_plots_at_x0(client: Flask
     body = heatmap(client, project, type="all", resolution=8)
     meta = body["meta"]
     assert meta["renderHeight"] == 390
-    # cell = 12.5 x 48.75; scroll 50% -> y=195 -> row 4 at x=0
+    # square cells of 100 / 8 = 12.5: y=150 -> row 12, y=390 -> row 31; scroll 50% -> y=195 -> row 15
     points = {(p["x"], p["y"]): p["value"] for p in body["points"]}
-    assert points == {(6, 171): 1, (6, 366): 1, (6, 219): 1}
+    assert points == {(6, 156): 1, (6, 394): 1, (6, 194): 1}
+    assert meta["cell"] == {"w": 12.5, "h": 12.5}
     assert meta["plotted"] == 3 and meta["typeBreakdown"] == {"move": 2, "scroll": 1}
 
 

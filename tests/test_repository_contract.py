@@ -9,7 +9,8 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_heat_collector.repositories.base import EventFilter, HeatmapFrame, Repository, SessionQuery
+from flask_heat_collector.listing import event_page
+from flask_heat_collector.repositories.base import EventFilter, Repository, SessionQuery
 
 from .conftest import QUERY_KEY
 from .helpers import batch, event, headers
@@ -23,6 +24,9 @@ def assert_plain(value: Any, where: str = "value") -> None:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
             assert_plain(getattr(value, f.name), f"{where}.{f.name}")
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):  # the NamedTuple records
+        for name in value._fields:
+            assert_plain(getattr(value, name), f"{where}.{name}")
     elif type(value) in (list, tuple):
         for i, item in enumerate(value):
             assert_plain(item, f"{where}[{i}]")
@@ -59,29 +63,38 @@ def test_repository_returns_plain_values(app: Flask, client: FlaskClient) -> Non
     flt = EventFilter(project_id=project)
     session = repo.get_session("s-1", project)
     assert session is not None
-    events = repo.list_events(flt, 100, 0)
+    events = event_page(repo, flt, 100, 0)
     assert [e.id for e in events][:3] == [
         f"{events[0].event_id}:0",
         f"{events[1].event_id}:0",
         f"{events[1].event_id}:1",
     ]
+    stored, pieces, blobs, span = repo.read(
+        lambda reader: (
+            reader.scan(flt, ts_low=None, after=None, limit=100),
+            reader.aggregates(project, None, (0, 10**9)),
+            reader.aggregates(project, None, (0, 10**9), blobs=(("click", "move", "scroll"), 1200)),
+            reader.max_span(project),
+        )
+    )
     results: list[Any] = [
         events,
-        repo.session_events(session, None, 100, 0),
+        event_page(repo, flt, 100, 0, session_id="s-1"),
         session,
         repo.list_sessions(SessionQuery(project_id=project)),
         repo.list_projects(),
-        repo.count_by_type(flt),
-        repo.heatmap_frame(flt),
-        repo.heatmap_cells(flt, 1200, 800, 16),
-        repo.scroll_depths(flt),
+        stored,
+        pieces,
+        blobs,
+        span,
         repo.rotate_project_key(project, "rotated-key"),
         repo.create_project("another-key", "Other"),
     ]
     for i, result in enumerate(results):
         assert_plain(result, f"result[{i}]")
-    assert repo.heatmap_frame(flt) == HeatmapFrame(bucket=(1200, 800), max_y=7)
-    assert repo.scroll_depths(flt) == [(33, 1)]
+    assert len(stored) == 4 and sum(e.row_count for e in stored) == 5
+    assert sum(p.n for p in pieces) == 5
+    assert {p.type for p in blobs} == {"click", "move", "scroll"}
     assert repo.list_sessions(SessionQuery(project_id=project))[0].event_count == 5
 
 

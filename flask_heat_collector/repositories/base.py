@@ -3,29 +3,83 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 
 class EventRow(NamedTuple):
-    """One stored event row (a move point is a row of its own); fields in column order."""
+    """One SDK event as stored: its JSON once, a move's points packed in ``points``.
+
+    Fields follow the events table's column order (the PostgreSQL ingest sends rows as arrays).
+    """
 
     event_id: str
-    point_index: int
+    seq: int  # storage order: later batches and later events of a batch get larger values
+    session_id: str
+    type: str
+    ts: int  # the earliest item's ts (a move's points may precede the event's own ts)
+    span: int  # latest item ts - ts (0 but for moves)
+    path: str
+    path_key: int  # fixed-size hash of path, the key of every path index
+    selector: str | None
+    x: int | None
+    y: int | None
+    scroll_depth: int | None
+    bucket_w: int
+    bucket_h: int
+    row_count: int  # rows this event answers as: its points for a move, else 1
+    points: str | None  # a move's points: JSON [dt, x, y, dt, x, y, ...] in point order, dt = ts offset
+    meta_json: str
+    data_json: str | None
+
+
+class StoredEvent(NamedTuple):
+    """An event read back, with the project and user it was stored under."""
+
+    project_id: str
+    user_id: str | None
+    event_id: str
+    seq: int
     session_id: str
     type: str
     ts: int
+    span: int
     path: str
     selector: str | None
     x: int | None
     y: int | None
     scroll_depth: int | None
-    viewport_w: int
-    viewport_h: int
     bucket_w: int
     bucket_h: int
+    row_count: int
+    points: str | None
     meta_json: str
     data_json: str | None
+
+
+STORED_FIELDS = StoredEvent._fields
+
+
+class AggregateRow(NamedTuple):
+    """One piece of a heatmap aggregate: what some rows of one day, path, type and bucket add up to.
+
+    Several pieces may exist for one key (one per ingested batch until compacted); they are summed.
+    """
+
+    path_key: int
+    day: int
+    type: str
+    bucket_w: int
+    bucket_h: int
+    part: int
+    n: int
+    first_seq: int | None
+    max_y: int | None
+    cells: str | None  # JSON [cell, count, ...] at the aggregate resolution
+    depths: str | None  # JSON [depth, count, ...] of scroll rows
 
 
 @dataclass(frozen=True)
@@ -39,6 +93,8 @@ class SessionRow:
     user_agent: str | None
     device_json: str | None
     ip_hash: str | None
+    last_path: str
+    last_ts: int
 
 
 @dataclass(frozen=True)
@@ -50,7 +106,13 @@ class Batch:
     user_traits_json: str | None
     session: SessionRow
     events: list[EventRow]
+    row_count: int  # rows the batch's events answer as, repeated ids included (accepted + duplicates)
     create_project: bool = True
+
+    @property
+    def span(self) -> int:
+        """The longest move of the batch, in ms from its first to its last point."""
+        return max((row.span for row in self.events), default=0)
 
 
 @dataclass(frozen=True)
@@ -69,29 +131,6 @@ class EventFilter:
     ts_from: int | None = None
     ts_to: int | None = None
     types: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Cell:
-    cx: int
-    cy: int
-    count: int
-
-
-@dataclass(frozen=True)
-class HeatmapFrame:
-    """What the heatmap needs before binning: the most common bucket and the largest y."""
-
-    bucket: tuple[int, int] | None
-    max_y: int | None
-
-
-@dataclass(frozen=True)
-class HeatmapSummary:
-    """Rows per type and, when there are rows, the frame: what the heatmap needs before binning."""
-
-    by_type: dict[str, int]
-    frame: HeatmapFrame | None
 
 
 @dataclass(frozen=True)
@@ -133,6 +172,7 @@ class SessionSummary:
     last_seen_at: int
     first_path: str
     event_count: int
+    last_path: str | None
 
 
 @dataclass(frozen=True)
@@ -142,6 +182,7 @@ class SessionQuery:
     last_seen_to: int | None = None
     user_id: str | None = None
     first_path: str | None = None
+    descending: bool = False
     limit: int = 50
     offset: int = 0
 
@@ -154,8 +195,41 @@ class Project:
     created_at: int
 
 
+class Reader(ABC):
+    """Reads that see one snapshot of the database (one transaction where the backend has them)."""
+
+    @abstractmethod
+    def scan(
+        self,
+        flt: EventFilter,
+        *,
+        ts_low: int | None,
+        after: tuple[int, int] | None,
+        limit: int,
+        session_id: str | None = None,
+    ) -> list[StoredEvent]:
+        """Events of ``flt`` (project, path, types; ``ts`` at most ``flt.ts_to``, at least ``ts_low``)
+        in ``(ts, seq)`` order, after the key ``after``; at most ``limit``."""
+
+    @abstractmethod
+    def aggregates(
+        self,
+        project_id: str,
+        path: str | None,
+        days: tuple[int, int],
+        *,
+        blobs: tuple[tuple[str, ...], int] | None = None,
+    ) -> list[AggregateRow]:
+        """Aggregate pieces of the days ``days[0]..days[1]``; with ``blobs=(types, bucket_w)`` only the
+        pieces of those types and width, with their cells and depths (else without them)."""
+
+    @abstractmethod
+    def max_span(self, project_id: str) -> int:
+        """The longest move ever stored in the project (ms): how far before a range its points may start."""
+
+
 class Repository(ABC):
-    """Storage for projects, users, sessions and events.
+    """Storage for projects, users, sessions, events and heatmap aggregates.
 
     Implementations raise :class:`~flask_heat_collector.errors.StorageUnavailable`
     when the database cannot be reached and
@@ -165,7 +239,7 @@ class Repository(ABC):
 
     @abstractmethod
     def migrate(self) -> None:
-        """Create missing tables/collections and indexes; keep existing data."""
+        """Create missing tables/collections and indexes; move data of an older layout forward."""
 
     @abstractmethod
     def dispose(self) -> None:
@@ -173,44 +247,27 @@ class Repository(ABC):
 
     @abstractmethod
     def ingest(self, batch: Batch) -> IngestResult:
-        """Upsert project, user and session and insert new event rows, atomically."""
+        """Upsert project, user and session; insert new events and their aggregate pieces."""
 
     @abstractmethod
-    def count_by_type(self, flt: EventFilter) -> dict[str, int]:
-        """Rows per event type matching ``flt``."""
+    def read(self, fn: Callable[[Reader], T]) -> T:
+        """``fn(reader)`` over one snapshot (run again on a fresh connection if a pooled one was dead)."""
 
     @abstractmethod
-    def heatmap_frame(self, flt: EventFilter) -> HeatmapFrame:
-        """The most common viewport bucket and the largest y of non-scroll rows."""
-
-    def heatmap_summary(self, flt: EventFilter) -> HeatmapSummary:
-        """``count_by_type`` and ``heatmap_frame`` together; backends may answer both in one pass."""
-        by_type = self.count_by_type(flt)
-        return HeatmapSummary(by_type=by_type, frame=self.heatmap_frame(flt) if by_type else None)
+    def compact(self, max_keys: int = 1000) -> int:
+        """Merge the aggregate pieces of up to ``max_keys`` keys into one each; the keys merged."""
 
     @abstractmethod
-    def heatmap_cells(self, flt: EventFilter, width: int, height: int, resolution: int) -> list[Cell]:
-        """Counts of non-scroll rows with x/y, binned into clamped ``resolution``² cells."""
-
-    @abstractmethod
-    def scroll_depths(self, flt: EventFilter) -> list[tuple[int, int]]:
-        """``(scroll_depth, count)`` of scroll rows that have a depth."""
-
-    @abstractmethod
-    def list_events(self, flt: EventFilter, limit: int, offset: int) -> list[Event]:
-        """Rows ordered by ts."""
+    def rebuild_aggregates(self) -> int:
+        """Recompute every aggregate from the stored events (after a bulk load); the events read."""
 
     @abstractmethod
     def list_sessions(self, query: SessionQuery) -> list[SessionSummary]:
-        """Sessions ordered by start, each with its event count, in one query."""
+        """Sessions ordered by start, each with its stored event count, in one query."""
 
     @abstractmethod
     def get_session(self, session_id: str, project_id: str | None) -> Session | None:
         """One session by id (within a project when given)."""
-
-    @abstractmethod
-    def session_events(self, session: Session, types: tuple[str, ...] | None, limit: int, offset: int) -> list[Event]:
-        """Rows of one session ordered by ts."""
 
     @abstractmethod
     def create_project(self, key: str, name: str) -> Project:

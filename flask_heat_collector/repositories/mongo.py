@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -18,22 +20,24 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
+from ..aggregates import batch_pieces, merge_pieces, pieces, rollup
 from ..errors import ConfigurationError, StorageUnavailable, UnknownProject
+from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..log import log
 from .base import (
+    STORED_FIELDS,
+    AggregateRow,
     Batch,
-    Cell,
-    Event,
     EventFilter,
     EventRow,
-    HeatmapFrame,
-    HeatmapSummary,
     IngestResult,
     Project,
+    Reader,
     Repository,
     Session,
     SessionQuery,
     SessionSummary,
+    StoredEvent,
 )
 
 Doc = dict[str, Any]
@@ -48,26 +52,37 @@ CLIENT_DEFAULTS: dict[str, Any] = {
     "socketTimeoutMS": 10000,
     "appname": "flask-heat-collector",
 }
-# (collection, keys, unique, name): the keys and indexes of the SQL tables.
+# (collection, keys, unique, name): the keys and indexes of the SQL tables; every one leads with the
+# project, so the collections shard on a project-leading key.
 INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     ("projects", ("key",), True, "uq_projects_key"),
     ("projects", ("id",), True, "uq_projects_id"),
     ("users", ("projectId", "externalId"), True, "uq_users_project_external"),
     ("sessions", ("projectId", "id"), True, "uq_sessions_project_id"),
-    ("sessions", ("projectId", "startedAt"), False, "ix_sessions_project_started"),
-    ("sessions", ("id",), False, "ix_sessions_id"),
-    ("events", ("projectId", "eventId", "pointIndex"), True, "uq_events_project_event_point"),
-    ("events", ("projectId", "path", "type", "ts"), False, "ix_events_project_path_type_ts"),
-    ("events", ("projectId", "sessionId", "ts"), False, "ix_events_project_session_ts"),
-    ("events", ("projectId", "ts"), False, "ix_events_project_ts"),
+    ("sessions", ("projectId", "startedAt", "id"), False, "ix_sessions_project_started"),
+    ("sessions", ("projectId", "userId", "startedAt"), False, "ix_sessions_project_user_started"),
+    ("events", ("projectId", "eventId"), True, "uq_events_project_event"),
+    ("events", ("projectId", "ts", "seq"), False, "ix_events_ts_seq"),
+    ("events", ("projectId", "type", "ts", "seq"), False, "ix_events_type_ts_seq"),
+    ("events", ("projectId", "pathKey", "ts", "seq"), False, "ix_events_path_ts_seq"),
+    ("events", ("projectId", "pathKey", "type", "ts", "seq"), False, "ix_events_path_type_ts_seq"),
+    ("events", ("projectId", "sessionId", "ts", "seq"), False, "ix_events_session_ts_seq"),
+    (
+        "heat_aggregates",
+        ("projectId", "pathKey", "day", "type", "bucketW", "bucketH", "part"),
+        True,
+        "uq_heat_aggregates_key",
+    ),
+    ("heat_aggregates", ("projectId", "day"), False, "ix_heat_aggregates_day"),
 )
+LEGACY_EVENTS = "events_v1"
 DUPLICATE_KEY = 11000
 UNAUTHORIZED = 13
 _UPSERT_ATTEMPTS = 3
 _PROJECT_CACHE_SECONDS = 30.0
 _NO_ID = {"_id": 0}
-# Ties (same ts, same count) go to the earliest insert: client-made ObjectIds grow with time.
-_BY_TS = [("ts", 1), ("_id", 1)]
+_BY_TS = [("ts", 1), ("seq", 1)]
+_CHUNK = 5000
 
 
 def _now_ms() -> int:
@@ -105,38 +120,45 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+_EVENT_FIELDS = [(name, _camel(name)) for name in STORED_FIELDS]
+_AGGREGATE_FIELDS = [(name, _camel(name)) for name in AggregateRow._fields]
+
+
 def _event_doc(row: EventRow, project_id: str, user_id: str | None) -> Doc:
     doc = {_camel(name): value for name, value in row._asdict().items()}
     doc.update(projectId=project_id, userId=user_id)
     return doc
 
 
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+def _plain(value: Any) -> Any:
+    """BSON's Int64 as a plain int (the records hold built-in types only)."""
+    return int(value) if isinstance(value, int) and type(value) is not bool else value
+
+
+def _stored(doc: Mapping[str, Any]) -> StoredEvent:
+    return StoredEvent(*(_plain(doc.get(key)) for _, key in _EVENT_FIELDS))
+
+
+def _piece_doc(piece: AggregateRow, project_id: str) -> Doc:
+    doc = {key: getattr(piece, name) for name, key in _AGGREGATE_FIELDS}
+    doc["projectId"] = project_id
+    return doc
+
+
+def _piece(doc: Mapping[str, Any]) -> AggregateRow:
+    return AggregateRow(*(_plain(doc.get(key)) for _, key in _AGGREGATE_FIELDS))
+
+
+def _legacy_seq(oid: Any) -> int:
+    """Storage order of a first-layout document: its ObjectId's second and counter, as a SeqClock value."""
+    text = str(oid)
+    if len(text) != 24:
+        return 0
+    return int(text[:8], 16) * 1_000_000 + int(text[-6:], 16) % 1_000_000
 
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _event(doc: Mapping[str, Any]) -> Event:
-    data_json = doc.get("dataJson")
-    return Event(
-        id=f"{doc['eventId']}:{int(doc['pointIndex'])}",
-        event_id=str(doc["eventId"]),
-        project_id=str(doc["projectId"]),
-        session_id=str(doc["sessionId"]),
-        user_id=_opt_str(doc.get("userId")),
-        type=str(doc["type"]),
-        ts=int(doc["ts"]),
-        path=str(doc["path"]),
-        selector=_opt_str(doc.get("selector")),
-        x=_opt_int(doc.get("x")),
-        y=_opt_int(doc.get("y")),
-        scroll_depth=_opt_int(doc.get("scrollDepth")),
-        meta_json=str(doc["metaJson"]),
-        data=json.loads(data_json) if data_json else None,
-    )
 
 
 def _project(doc: Mapping[str, Any]) -> Project:
@@ -146,23 +168,11 @@ def _project(doc: Mapping[str, Any]) -> Project:
 def _match(flt: EventFilter) -> Doc:
     match: Doc = {"projectId": flt.project_id}
     if flt.path is not None:
+        match["pathKey"] = path_key(flt.path)
         match["path"] = flt.path
     if flt.types is not None:
-        match["type"] = {"$in": list(flt.types)}
-    ts: Doc = {}
-    if flt.ts_from is not None:
-        ts["$gte"] = flt.ts_from
-    if flt.ts_to is not None:
-        ts["$lte"] = flt.ts_to
-    if ts:
-        match["ts"] = ts
+        match["type"] = flt.types[0] if len(flt.types) == 1 else {"$in": list(flt.types)}
     return match
-
-
-def _cell_index(field: str, size: int, resolution: int) -> Doc:
-    """floor(value * resolution / size) clamped to 0..resolution-1 (exact for integers below 2**53)."""
-    raw = {"$floor": {"$divide": [{"$multiply": [f"${field}", resolution]}, size]}}
-    return {"$max": [0, {"$min": [resolution - 1, raw]}]}
 
 
 class MongoRepository(Repository):
@@ -218,9 +228,13 @@ class MongoRepository(Repository):
     # -- schema -------------------------------------------------------------
 
     def migrate(self) -> None:
-        """Create the indexes; a user without the createIndex privilege gets a warning, not a failure."""
+        """Create the indexes (a user without the createIndex privilege gets a warning, not a
+        failure) and move events of the first layout (one document per move point) forward."""
         refused: list[str] = []
         with self._guard():
+            legacy = self._coll("events").find_one({"pointIndex": {"$exists": True}}, {"_id": 1}) is not None
+            if legacy:
+                self._coll("events").rename(LEGACY_EVENTS)
             for collection, keys, unique, name in INDEXES:
                 try:
                     self._coll(collection).create_index([(key, 1) for key in keys], unique=unique, name=name)
@@ -228,6 +242,10 @@ class MongoRepository(Repository):
                     if not _is_unauthorized(exc):
                         raise
                     refused.append(f"{collection}.{name}")
+            if self._coll(LEGACY_EVENTS).find_one({}, {"_id": 1}) is not None:
+                self._move_legacy_events()
+                self._rebuild_aggregates()
+                self._coll(LEGACY_EVENTS).drop()
         if refused:
             log(
                 "warn",
@@ -236,6 +254,56 @@ class MongoRepository(Repository):
                 database=self.database_name,
                 indexes=refused,
             )
+
+    def _move_legacy_events(self) -> None:
+        """Copy the first layout's point documents into one document per event, with counters."""
+        old = self._coll(LEGACY_EVENTS).find({}, sort=[("projectId", 1), ("eventId", 1), ("pointIndex", 1)])
+        events, sessions = self._coll("events"), self._coll("sessions")
+        counts: dict[tuple[str, str], int] = {}
+        out: list[Doc] = []
+        group: list[Doc] = []
+
+        def flush_group() -> None:
+            first = group[0]
+            move = first["type"] == "move"
+            start = min(int(d["ts"]) for d in group)
+            flat = [v for d in group for v in (int(d["ts"]) - start, d.get("x"), d.get("y"))]
+            doc = {
+                key: first.get(key)
+                for key in ("projectId", "userId", "eventId", "sessionId", "type", "path", "selector", "scrollDepth")
+            }
+            doc.update(
+                seq=min(_legacy_seq(d["_id"]) for d in group),
+                ts=start if move else int(first["ts"]),
+                span=max(int(d["ts"]) for d in group) - start if move else 0,
+                pathKey=path_key(str(first["path"])),
+                x=None if move else first.get("x"),
+                y=None if move else first.get("y"),
+                bucketW=first["bucketW"],
+                bucketH=first["bucketH"],
+                rowCount=len(group) if move else 1,
+                points=json.dumps(flat, separators=(",", ":")) if move else None,
+                metaJson=first["metaJson"],
+                dataJson=first.get("dataJson"),
+            )
+            out.append(doc)
+            key = (str(first["projectId"]), str(first["sessionId"]))
+            counts[key] = counts.get(key, 0) + (len(group) if move else 1)
+            if len(out) >= _CHUNK:
+                events.insert_many(out, ordered=False)
+                out.clear()
+
+        for doc in old:
+            if group and (doc["projectId"], doc["eventId"]) != (group[0]["projectId"], group[0]["eventId"]):
+                flush_group()
+                group = []
+            group.append(doc)
+        if group:
+            flush_group()
+        if out:
+            events.insert_many(out, ordered=False)
+        for (project_id, session_id), count in counts.items():
+            sessions.update_one({"projectId": project_id, "id": session_id}, {"$set": {"eventCount": count}})
 
     # -- ingest -------------------------------------------------------------
 
@@ -286,106 +354,117 @@ class MongoRepository(Repository):
                 if batch.external_user_id
                 else None
             )
-            s = batch.session
-            on_insert: Doc = {
-                "startedAt": s.started_at,
-                "firstPath": s.first_path,
-                "userAgent": s.user_agent,
-                "deviceJson": s.device_json,
-                "ipHash": s.ip_hash,
-            }
-            # lastSeenAt never goes back; userId is kept when a later batch has no user.
-            update: Doc = {"$setOnInsert": on_insert, "$max": {"lastSeenAt": s.last_seen_at}}
-            if user_id is None:
-                on_insert["userId"] = None
-            else:
-                update["$set"] = {"userId": user_id}
-            sessions = self._coll("sessions")
-            _retry_duplicate(lambda: sessions.update_one({"projectId": project_id, "id": s.id}, update, upsert=True))
-            docs = [_event_doc(row, project_id, user_id) for row in batch.events]
-            accepted = self._insert_events(docs) if docs else 0
-        return IngestResult(project_id=project_id, accepted=accepted, duplicates=len(docs) - accepted)
+            if batch.span:
+                self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": batch.span}})
+            stored = self._insert_events([_event_doc(row, project_id, user_id) for row in batch.events])
+            new = [row for row, is_new in zip(batch.events, stored, strict=True) if is_new]
+            for row, is_new in zip(batch.events, stored, strict=True):
+                tail = None if is_new or row.type != "move" else self._extend_move(project_id, row)
+                if tail is not None:
+                    new.append(tail)
+            if new:
+                docs = [_piece_doc(p, project_id) for p in batch_pieces(new, secrets.randbits(62))]
+                self._coll("heat_aggregates").insert_many(docs, ordered=False)
+            accepted = sum(row.row_count for row in new)
+            self._upsert_session(batch, project_id, user_id, accepted)
+        return IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
 
-    def _insert_events(self, docs: list[Doc]) -> int:
-        """Insert the rows; a clash with the unique key (E11000) is a duplicate, any other error raises."""
+    def _extend_move(self, project_id: str, row: EventRow) -> EventRow | None:
+        """Append the points of a resent move past those stored; the appended points as a row."""
+        events = self._coll("events")
+        key = {"projectId": project_id, "eventId": row.event_id, "type": "move"}
+        for _ in range(_UPSERT_ATTEMPTS):
+            stored = events.find_one(key, {"_id": 0, "ts": 1, "rowCount": 1, "points": 1})
+            tail = None if stored is None else move_tail(row, int(stored["rowCount"]))
+            if stored is None or tail is None:
+                return None
+            current = SimpleNamespace(ts=int(stored["ts"]), points=stored["points"])
+            ts, span, points = pack_points(move_stamps(current) + move_stamps(tail))
+            update = {"$set": {"ts": ts, "span": span, "rowCount": row.row_count, "points": points}}
+            if events.update_one({**key, "rowCount": stored["rowCount"]}, update).modified_count:
+                self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": span}})
+                return tail
+        return None
+
+    def _upsert_session(self, batch: Batch, project_id: str, user_id: str | None, accepted: int) -> None:
+        s = batch.session
+        on_insert: Doc = {
+            "startedAt": s.started_at,
+            "firstPath": s.first_path,
+            "userAgent": s.user_agent,
+            "deviceJson": s.device_json,
+            "ipHash": s.ip_hash,
+        }
+        # lastSeenAt never goes back; userId is kept when a later batch has no user.
+        update: Doc = {
+            "$setOnInsert": on_insert,
+            "$max": {"lastSeenAt": s.last_seen_at},
+            "$inc": {"eventCount": accepted},
+        }
+        if user_id is None:
+            on_insert["userId"] = None
+        else:
+            update["$set"] = {"userId": user_id}
+        sessions = self._coll("sessions")
+        key = {"projectId": project_id, "id": s.id}
+        _retry_duplicate(lambda: sessions.update_one(key, update, upsert=True))
+        newer = {"$or": [{"lastTs": None}, {"lastTs": {"$lte": s.last_ts}}]}
+        sessions.update_one({**key, **newer}, {"$set": {"lastPath": s.last_path, "lastTs": s.last_ts}})
+
+    def _insert_events(self, docs: list[Doc]) -> list[bool]:
+        """Insert the rows; which were new. A clash with the unique key (E11000) is a duplicate."""
+        if not docs:
+            return []
         try:
-            return len(self._coll("events").insert_many(docs, ordered=False).inserted_ids)
+            self._coll("events").insert_many(docs, ordered=False)
+            return [True] * len(docs)
         except BulkWriteError as exc:
             details = exc.details
             errors = details.get("writeErrors") or []
             if details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
-            return int(details.get("nInserted", 0))
+            stored = [True] * len(docs)
+            for error in errors:
+                stored[int(error["index"])] = False
+            return stored
 
     # -- queries ------------------------------------------------------------
 
-    def count_by_type(self, flt: EventFilter) -> dict[str, int]:
-        pipeline = [{"$match": _match(flt)}, {"$group": {"_id": "$type", "n": {"$sum": 1}}}]
-        return {str(doc["_id"]): int(doc["n"]) for doc in self._aggregate("events", pipeline)}
-
-    def heatmap_summary(self, flt: EventFilter) -> HeatmapSummary:
-        """Type counts, most common bucket and largest y in one pass: a group per (type, bucket)."""
-        groups = self._aggregate(
-            "events",
-            [
-                {"$match": _match(flt)},
-                {
-                    "$group": {
-                        "_id": {"type": "$type", "w": "$bucketW", "h": "$bucketH"},
-                        "n": {"$sum": 1},
-                        "first": {"$min": "$_id"},
-                        "y": {"$max": {"$cond": [{"$eq": ["$type", "scroll"]}, None, "$y"]}},
-                    }
-                },
-            ],
-        )
-        by_type: dict[str, int] = {}
-        buckets: dict[tuple[int, int], tuple[int, Any]] = {}
-        max_y: int | None = None
-        for group in groups:
-            key, n = group["_id"], int(group["n"])
-            by_type[str(key["type"])] = by_type.get(str(key["type"]), 0) + n
-            bucket = (int(key["w"]), int(key["h"]))
-            count, first = buckets.get(bucket, (0, group["first"]))
-            buckets[bucket] = (count + n, min(first, group["first"]))
-            if group["y"] is not None:
-                max_y = int(group["y"]) if max_y is None else max(max_y, int(group["y"]))
-        if not by_type:
-            return HeatmapSummary(by_type={}, frame=None)
-        # Most rows first; a tie goes to the bucket stored first (smallest ObjectId).
-        top = min(buckets, key=lambda b: (-buckets[b][0], buckets[b][1]))
-        return HeatmapSummary(by_type=by_type, frame=HeatmapFrame(bucket=top, max_y=max_y))
-
-    def heatmap_frame(self, flt: EventFilter) -> HeatmapFrame:
-        return self.heatmap_summary(flt).frame or HeatmapFrame(bucket=None, max_y=None)
-
-    def heatmap_cells(self, flt: EventFilter, width: int, height: int, resolution: int) -> list[Cell]:
-        cell = {"cx": _cell_index("x", width, resolution), "cy": _cell_index("y", height, resolution)}
-        pipeline = [
-            {"$match": _match(flt)},
-            {"$match": {"type": {"$ne": "scroll"}, "x": {"$ne": None}, "y": {"$ne": None}}},
-            {"$group": {"_id": cell, "n": {"$sum": 1}}},
-        ]
-        return [
-            Cell(int(doc["_id"]["cx"]), int(doc["_id"]["cy"]), int(doc["n"]))
-            for doc in self._aggregate("events", pipeline)
-        ]
-
-    def scroll_depths(self, flt: EventFilter) -> list[tuple[int, int]]:
-        pipeline = [
-            {"$match": _match(flt)},
-            {"$match": {"type": "scroll", "scrollDepth": {"$ne": None}}},
-            {"$group": {"_id": "$scrollDepth", "n": {"$sum": 1}}},
-        ]
-        return [(int(doc["_id"]), int(doc["n"])) for doc in self._aggregate("events", pipeline)]
-
-    def _find_events(self, match: Doc, limit: int, offset: int) -> list[Event]:
+    def read(self, fn: Callable[[Reader], T]) -> T:
+        """``fn`` without a snapshot (a standalone server has no read-only transactions)."""
         with self._guard():
-            cursor = self._coll("events").find(match, _NO_ID, sort=_BY_TS, skip=offset, limit=limit)
-            return [_event(doc) for doc in cursor]
+            return fn(_MongoReader(self))
 
-    def list_events(self, flt: EventFilter, limit: int, offset: int) -> list[Event]:
-        return self._find_events(_match(flt), limit, offset)
+    def compact(self, max_keys: int = 1000) -> int:
+        """Nothing to merge on MongoDB: its pieces are read as they are (see docs/backends.md)."""
+        return 0
+
+    def rebuild_aggregates(self) -> int:
+        with self._guard():
+            return self._rebuild_aggregates()
+
+    def _rebuild_aggregates(self) -> int:
+        aggregates, events = self._coll("heat_aggregates"), self._coll("events")
+        aggregates.delete_many({})
+        read = 0
+        for project in self._coll("projects").find({}, {"_id": 0, "id": 1}):
+            project_id = str(project["id"])
+            rows = [
+                _stored(doc) for doc in events.find({"projectId": project_id}, {"_id": 0, "metaJson": 0, "dataJson": 0})
+            ]
+            read += len(rows)
+            by_path: dict[int, list[StoredEvent]] = {}
+            for row in rows:
+                by_path.setdefault(path_key(row.path), []).append(row)
+            docs = [
+                _piece_doc(merged, project_id)
+                for key, path_rows in by_path.items()
+                for piece in pieces(key, rollup(path_rows), 0)
+                for merged in merge_pieces([piece], secrets.randbits(62))
+            ]
+            if docs:
+                aggregates.insert_many(docs)
+        return read
 
     def list_sessions(self, query: SessionQuery) -> list[SessionSummary]:
         match: Doc = {"projectId": query.project_id}
@@ -397,44 +476,36 @@ class MongoRepository(Repository):
             match["startedAt"] = {"$gte": query.started_from}
         if query.last_seen_to is not None:
             match["lastSeenAt"] = {"$lte": query.last_seen_to}
-        # One pipeline: the page of sessions, each joined to its event count ($group, not $count,
-        # inside $lookup: SecantusDB lacks the latter there).
-        count_events: list[Doc] = [
-            {"$match": {"$expr": {"$and": [{"$eq": ["$projectId", "$$pid"]}, {"$eq": ["$sessionId", "$$sid"]}]}}},
-            {"$group": {"_id": None, "n": {"$sum": 1}}},
-        ]
-        pipeline: list[Doc] = [
-            {"$match": match},
-            {"$sort": {"startedAt": 1, "id": 1}},
-            {"$skip": query.offset},
-            {"$limit": query.limit},
-            {
-                "$lookup": {
-                    "from": "events",
-                    "let": {"pid": "$projectId", "sid": "$id"},
-                    "pipeline": count_events,
-                    "as": "counted",
-                }
-            },
-        ]
-        return [
-            SessionSummary(
-                session_id=str(doc["id"]),
-                user_id=_opt_str(doc.get("userId")),
-                started_at=int(doc["startedAt"]),
-                last_seen_at=int(doc["lastSeenAt"]),
-                first_path=str(doc["firstPath"]),
-                event_count=int(doc["counted"][0]["n"]) if doc["counted"] else 0,
+        direction = -1 if query.descending else 1
+        with self._guard():
+            cursor = self._coll("sessions").find(
+                match,
+                _NO_ID,
+                sort=[("startedAt", direction), ("id", direction)],
+                skip=query.offset,
+                limit=query.limit,
             )
-            for doc in self._aggregate("sessions", pipeline)
-        ]
+            return [
+                SessionSummary(
+                    session_id=str(doc["id"]),
+                    user_id=_opt_str(doc.get("userId")),
+                    started_at=int(doc["startedAt"]),
+                    last_seen_at=int(doc["lastSeenAt"]),
+                    first_path=str(doc["firstPath"]),
+                    event_count=int(doc.get("eventCount") or 0),
+                    last_path=_opt_str(doc.get("lastPath")),
+                )
+                for doc in cursor
+            ]
 
     def get_session(self, session_id: str, project_id: str | None) -> Session | None:
-        match: Doc = {"id": session_id}
-        if project_id is not None:
-            match["projectId"] = project_id
         with self._guard():
-            doc = self._coll("sessions").find_one(match, _NO_ID, sort=[("startedAt", 1), ("_id", 1)])
+            if project_id is None:  # every key leads with the project: probe each project's key
+                projects = [str(p["id"]) for p in self._coll("projects").find({}, {"_id": 0, "id": 1})]
+                match: Doc = {"projectId": {"$in": projects}, "id": session_id}
+            else:
+                match = {"projectId": project_id, "id": session_id}
+            doc = self._coll("sessions").find_one(match, _NO_ID, sort=[("startedAt", 1), ("projectId", 1)])
         if doc is None:
             return None
         return Session(
@@ -448,11 +519,6 @@ class MongoRepository(Repository):
             device_json=_opt_str(doc.get("deviceJson")),
             ip_hash=_opt_str(doc.get("ipHash")),
         )
-
-    def session_events(self, session: Session, types: tuple[str, ...] | None, limit: int, offset: int) -> list[Event]:
-        match = _match(EventFilter(project_id=session.project_id, types=types))
-        match["sessionId"] = session.id
-        return self._find_events(match, limit, offset)
 
     # -- projects -----------------------------------------------------------
 
@@ -477,3 +543,58 @@ class MongoRepository(Repository):
                 return_document=ReturnDocument.AFTER,
             )
         return _project(doc) if doc else None
+
+
+class _MongoReader(Reader):
+    def __init__(self, repo: MongoRepository) -> None:
+        self.repo = repo
+
+    def scan(
+        self,
+        flt: EventFilter,
+        *,
+        ts_low: int | None,
+        after: tuple[int, int] | None,
+        limit: int,
+        session_id: str | None = None,
+    ) -> list[StoredEvent]:
+        match = _match(flt)
+        if session_id is not None:
+            match["sessionId"] = session_id
+        ts: Doc = {}
+        if ts_low is not None:
+            ts["$gte"] = ts_low
+        if flt.ts_to is not None:
+            # "< to + 1", not "<= to" (the same for integers): SecantusDB drops the upper bound of an
+            # inclusive range on an index field followed by others.
+            ts["$lt"] = flt.ts_to + 1
+        if after is not None:
+            ts["$gte"] = max(after[0], ts.get("$gte", after[0]))
+            match["$or"] = [{"ts": {"$gt": after[0]}}, {"ts": after[0], "seq": {"$gt": after[1]}}]
+        if ts:
+            match["ts"] = ts
+        cursor = self.repo._coll("events").find(match, _NO_ID, sort=_BY_TS, limit=limit)
+        return [_stored(doc) for doc in cursor]
+
+    def aggregates(
+        self,
+        project_id: str,
+        path: str | None,
+        days: tuple[int, int],
+        *,
+        blobs: tuple[tuple[str, ...], int] | None = None,
+    ) -> list[AggregateRow]:
+        match: Doc = {"projectId": project_id, "day": {"$gte": days[0], "$lt": days[1] + 1}}  # see scan()
+        if path is not None:
+            match["pathKey"] = path_key(path)
+        projection: Doc = {"_id": 0}
+        if blobs is None:
+            projection.update(cells=0, depths=0)
+        else:
+            match["type"] = {"$in": list(blobs[0])}
+            match["bucketW"] = blobs[1]
+        return [_piece(doc) for doc in self.repo._coll("heat_aggregates").find(match, projection)]
+
+    def max_span(self, project_id: str) -> int:
+        doc = self.repo._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})
+        return int((doc or {}).get("maxSpan") or 0)

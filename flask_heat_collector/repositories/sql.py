@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import secrets
 import threading
 import time
 import uuid
@@ -15,31 +15,32 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from ..aggregates import batch_pieces, merge_pieces
 from ..errors import StorageUnavailable, UnknownProject
+from ..ingest import move_stamps, move_tail, pack_points, path_key
 from .base import (
+    STORED_FIELDS,
+    AggregateRow,
     Batch,
-    Cell,
-    Event,
     EventFilter,
-    HeatmapFrame,
-    HeatmapSummary,
+    EventRow,
     IngestResult,
     Project,
+    Reader,
     Repository,
     Session,
     SessionQuery,
     SessionSummary,
+    StoredEvent,
 )
 from .sql_ingest import IngestStatements, insert_ignore, session_values
+from .sql_migrate import migrate_schema, rebuild_aggregates
 from .sql_schema import (
-    INDEX_DIALECTS,
     MIGRATE_LOCK_ID,
     MIGRATE_LOCK_NAME,
-    MYSQL_HEATMAP_DDL,
-    MYSQL_PATH_KEY,
     create_sql_engine,
     events,
-    metadata,
+    heat_aggregates,
     projects,
     sessions,
 )
@@ -55,6 +56,12 @@ T = TypeVar("T")
 _RETRY_CODES = {1213, 1205}
 _RETRY_SQLSTATES = {"40001", "40P01"}
 _PROJECT_CACHE_SECONDS = 30.0
+_STORED_COLUMNS = [events.c[name] for name in STORED_FIELDS]
+_AGGREGATE_KEY = ("project_id", "path_key", "day", "type", "bucket_w", "bucket_h")
+
+
+class _Raced(Exception):
+    """Another transaction stored some of this batch's events meanwhile: store it again."""
 
 
 def _now_ms() -> int:
@@ -77,6 +84,7 @@ class SqlRepository(Repository):
         self.uri = uri
         self._engine: Engine | None = None
         self._project_cache: dict[str, tuple[str, float]] = {}
+        self._spans: dict[str, int] = {}  # the max_span of each project as this process last raised it
         self._ingest: IngestStatements | None = None
         url = sa.make_url(uri)
         database = url.database or ""
@@ -160,6 +168,10 @@ class SqlRepository(Repository):
                         return fn(conn)
                     with conn.begin():
                         return fn(conn)
+            except _Raced:
+                attempt += 1
+                if attempt >= 5:
+                    raise StorageUnavailable("concurrent batches kept storing the same events") from None
             except StorageUnavailable as exc:
                 cause = exc.__cause__
                 attempt += 1
@@ -187,31 +199,16 @@ class SqlRepository(Repository):
             elif dialect == "mysql":
                 conn.exec_driver_sql(f"SELECT GET_LOCK('{MIGRATE_LOCK_NAME}', 120)")
             try:
-                _migrate(conn, dialect)
+                migrate_schema(conn, self._statements)
             finally:
                 if dialect == "mysql":
                     conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{MIGRATE_LOCK_NAME}')")
 
-        def _migrate(conn: Connection, dialect: str) -> None:
-            metadata.create_all(conn, checkfirst=True)
-            # create_all skips existing tables: add the indexes that older versions did not have.
-            for table in metadata.sorted_tables:
-                existing = {ix["name"] for ix in sa.inspect(conn).get_indexes(table.name)}
-                for index in table.indexes:
-                    wanted = dialect in INDEX_DIALECTS.get(str(index.name), (dialect,))
-                    if wanted and index.name not in existing:
-                        index.create(conn)
-                    elif not wanted and index.name in existing:
-                        conn.execute(sa.schema.DropIndex(index))  # superseded here (by ix_events_heatmap)
-            if dialect == "mysql":
-                inspector = sa.inspect(conn)
-                present = {c["name"] for c in inspector.get_columns("events")}
-                present |= {str(ix["name"]) for ix in inspector.get_indexes("events")}
-                for name, ddl in MYSQL_HEATMAP_DDL:
-                    if name not in present:
-                        conn.exec_driver_sql(ddl)
-
         self._write(run)
+        self._project_cache.clear()
+
+    def rebuild_aggregates(self) -> int:
+        return self._write(lambda conn: rebuild_aggregates(conn, self._statements))
 
     # -- ingest -------------------------------------------------------------
 
@@ -231,7 +228,7 @@ class SqlRepository(Repository):
             if not create:
                 raise UnknownProject(key)
             stmt = insert_ignore(self.dialect, projects, ["key"]).values(
-                id=str(uuid.uuid4()), key=key, name="Default", created_at=_now_ms()
+                id=str(uuid.uuid4()), key=key, name="Default", created_at=_now_ms(), max_span=0
             )
             conn.execute(stmt)
             found = conn.execute(sa.select(projects.c.id).where(projects.c.key == key)).scalar_one()
@@ -253,179 +250,140 @@ class SqlRepository(Repository):
         return str(conn.execute(st.user_select, params).scalar_one())
 
     def ingest(self, batch: Batch) -> IngestResult:
+        if self._statements.one_statement:
+            try:
+                return self._ingest_one_statement(batch)
+            except sa.exc.DataError as exc:  # some rows were duplicates: the exact path below
+                if getattr(exc.orig, "pgcode", None) != "22012":
+                    raise
+        return self._write(lambda conn: self._ingest_rows(conn, batch))
+
+    def _ingest_rows(self, conn: Connection, batch: Batch) -> IngestResult:
+        """In one transaction: upserts, then only the events not stored yet and their aggregate pieces."""
         st = self._statements
-        if st.one_statement:
-            return self._ingest_one_statement(batch)
+        project_id = self._project_id(conn, batch.project_key, batch.create_project)
+        user_id = (
+            self._user_id(conn, project_id, batch.external_user_id, batch.user_traits_json)
+            if batch.external_user_id
+            else None
+        )
+        if batch.span > self._spans.get(project_id, 0):
+            conn.execute(st.raise_span, {"pid": project_id, "span": batch.span})
+            self._spans[project_id] = batch.span
+        rows = batch.events
+        tails: list[EventRow] = []
+        if rows:
+            ids = [r.event_id for r in rows]
+            stored = {
+                eid: (kind, n) for eid, kind, n in conn.execute(st.existing_ids, {"project_id": project_id, "ids": ids})
+            }
+            for row in rows:
+                if row.type == "move" and stored.get(row.event_id, ("", 0))[0] == "move":
+                    tail = self._extend_move(conn, project_id, row)
+                    if tail is not None:
+                        tails.append(tail)
+            rows = [r for r in rows if r.event_id not in stored]
+        if rows:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.executemany(st.events_sql, st.events_params(project_id, user_id, rows))
+                if cursor.rowcount != len(rows):
+                    raise _Raced()  # MySQL: a concurrent batch stored some of them first
+            finally:
+                cursor.close()
+        if rows or tails:
+            pieces = batch_pieces(rows + tails, secrets.randbits(62))
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.executemany(st.pieces_sql, st.pieces_params(project_id, pieces))
+            finally:
+                cursor.close()
+        accepted = sum(r.row_count for r in rows) + sum(t.row_count for t in tails)
+        conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id, accepted))
+        return IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
 
-        def run(conn: Connection) -> IngestResult:
-            project_id = self._project_id(conn, batch.project_key, batch.create_project)
-            user_id = (
-                self._user_id(conn, project_id, batch.external_user_id, batch.user_traits_json)
-                if batch.external_user_id
-                else None
-            )
-            conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id))
-            accepted = 0
-            for start in range(0, len(batch.events), st.chunk):
-                chunk = batch.events[start : start + st.chunk]
-                params = st.events_params(project_id, user_id, chunk)
-                accepted += int(conn.exec_driver_sql(st.events_sql(len(chunk)), params).rowcount)
-            return IngestResult(project_id=project_id, accepted=accepted, duplicates=len(batch.events) - accepted)
-
-        return self._write(run)
+    def _extend_move(self, conn: Connection, project_id: str, row: EventRow) -> EventRow | None:
+        """Append the points of a resent move past those stored; the appended points as a row."""
+        key = (events.c.project_id == project_id, events.c.event_id == row.event_id)
+        select = sa.select(events.c.ts, events.c.row_count, events.c.points).where(*key)
+        if self.dialect != "sqlite":
+            select = select.with_for_update()
+        stored = conn.execute(select).one()
+        tail = move_tail(row, int(stored.row_count))
+        if tail is None:
+            return None
+        ts, span, points = pack_points(move_stamps(stored) + move_stamps(tail))
+        conn.execute(sa.update(events).where(*key).values(ts=ts, span=span, row_count=row.row_count, points=points))
+        if span > self._spans.get(project_id, 0):
+            conn.execute(self._statements.raise_span, {"pid": project_id, "span": span})
+            self._spans[project_id] = span
+        return tail
 
     def _ingest_one_statement(self, batch: Batch) -> IngestResult:
         """PostgreSQL: the whole batch in one autocommit statement (atomic, one round trip)."""
         st = self._statements
         sql = st.one_statement[batch.external_user_id is not None]
+        pieces = batch_pieces(batch.events, secrets.randbits(62))
 
         def run(conn: Connection) -> IngestResult:
             project_id = self._project_id(conn, batch.project_key, batch.create_project)
             user_uuid = str(uuid.uuid4()) if batch.external_user_id is not None else None
-            params = st.pg_batch_params(batch, project_id, user_uuid, _now_ms())
-            accepted = int(conn.exec_driver_sql(sql, params).rowcount)
-            return IngestResult(project_id=project_id, accepted=accepted, duplicates=len(batch.events) - accepted)
+            params = st.pg_batch_params(batch, project_id, user_uuid, _now_ms(), pieces)
+            _, accepted = conn.exec_driver_sql(sql, params).one()
+            return IngestResult(
+                project_id=project_id, accepted=int(accepted), duplicates=batch.row_count - int(accepted)
+            )
 
         return self._write(run, autocommit=True)
 
     # -- queries ------------------------------------------------------------
 
-    def _where(self, flt: EventFilter, *, aggregate: bool = False) -> list[Any]:
-        """The filter's clauses; ``aggregate`` lets MySQL match the path by its SHA-256 (index only)."""
-        clauses: list[Any] = [events.c.project_id == flt.project_id]
-        if flt.path is not None and aggregate and self.dialect == "mysql":
-            clauses.append(MYSQL_PATH_KEY == sa.func.unhex(sa.func.sha2(sa.literal(flt.path), 256)))
-        elif flt.path is not None:
-            clauses.append(events.c.path == flt.path)
-        if flt.types is not None:
-            clauses.append(events.c.type.in_(flt.types))
-        if flt.ts_from is not None:
-            clauses.append(events.c.ts >= flt.ts_from)
-        if flt.ts_to is not None:
-            clauses.append(events.c.ts <= flt.ts_to)
-        return clauses
+    def read(self, fn: Callable[[Reader], T]) -> T:
+        """One read-only transaction: PostgreSQL and MySQL at REPEATABLE READ, SQLite's WAL snapshot."""
+        dialect = self.dialect
 
-    def count_by_type(self, flt: EventFilter) -> dict[str, int]:
-        stmt = (
-            sa.select(events.c.type, sa.func.count()).where(*self._where(flt, aggregate=True)).group_by(events.c.type)
-        )
-        return self._read(lambda conn: {t: int(n) for t, n in conn.execute(stmt)})
-
-    def heatmap_frame(self, flt: EventFilter) -> HeatmapFrame:
-        where = self._where(flt, aggregate=True)
-        n = sa.func.count().label("n")
-        bucket_stmt = (
-            sa.select(events.c.bucket_w, events.c.bucket_h, n)
-            .where(*where)
-            .group_by(events.c.bucket_w, events.c.bucket_h)
-            .order_by(n.desc(), sa.func.min(events.c.id))
-            .limit(1)
-        )
-        max_y_stmt = sa.select(sa.func.max(events.c.y)).where(*where, events.c.type != "scroll")
-
-        def run(conn: Connection) -> HeatmapFrame:
-            top = conn.execute(bucket_stmt).first()
-            max_y = conn.execute(max_y_stmt).scalar()
-            return HeatmapFrame(
-                bucket=(int(top[0]), int(top[1])) if top else None,
-                max_y=int(max_y) if max_y is not None else None,
-            )
+        def run(conn: Connection) -> T:
+            if dialect == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            elif dialect == "mysql":  # as a statement: a dead pooled connection then fails as one
+                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # the next one
+                try:
+                    return fn(_SqlReader(conn))
+                finally:
+                    conn.rollback()
+            with conn.begin():
+                return fn(_SqlReader(conn))
 
         return self._read(run)
 
-    def heatmap_summary(self, flt: EventFilter) -> HeatmapSummary:
-        """Rows per type, the most common bucket and the largest y, in one grouped pass."""
-        stmt = (
-            sa.select(
-                events.c.type,
-                events.c.bucket_w,
-                events.c.bucket_h,
-                sa.func.count(),
-                sa.func.min(events.c.id),
-                sa.func.max(events.c.y),
-            )
-            .where(*self._where(flt, aggregate=True))
-            .group_by(events.c.type, events.c.bucket_w, events.c.bucket_h)
-        )
-        groups = self._read(lambda conn: conn.execute(stmt).all())
-        if not groups:
-            return HeatmapSummary(by_type={}, frame=None)
-        by_type: dict[str, int] = {}
-        buckets: dict[tuple[int, int], tuple[int, int]] = {}  # bucket -> (rows, -first id)
-        max_y: int | None = None
-        for kind, bucket_w, bucket_h, rows, first_id, top_y in groups:
-            by_type[kind] = by_type.get(kind, 0) + int(rows)
-            bucket = (int(bucket_w), int(bucket_h))
-            seen, first = buckets.get(bucket, (0, 0))
-            buckets[bucket] = (seen + int(rows), max(first, -int(first_id)) if seen else -int(first_id))
-            if kind != "scroll" and top_y is not None:
-                max_y = int(top_y) if max_y is None else max(max_y, int(top_y))
-        # Most rows wins; a tie goes to the bucket seen first (as ORDER BY count DESC, MIN(id)).
-        bucket = max(buckets, key=lambda b: buckets[b])
-        return HeatmapSummary(by_type=by_type, frame=HeatmapFrame(bucket=bucket, max_y=max_y))
+    def compact(self, max_keys: int = 1000) -> int:
+        key_columns = [heat_aggregates.c[name] for name in _AGGREGATE_KEY]
+        find = sa.select(*key_columns).group_by(*key_columns).having(sa.func.count() > 1).limit(max_keys)
+        keys = self._read(lambda conn: [tuple(row) for row in conn.execute(find)])
+        for start in range(0, len(keys), 50):
+            self._write(lambda conn, chunk=keys[start : start + 50]: self._compact_keys(conn, chunk))  # type: ignore[misc]
+        return len(keys)
 
-    def heatmap_cells(self, flt: EventFilter, width: int, height: int, resolution: int) -> list[Cell]:
-        res = sa.literal(resolution, sa.BigInteger)
-        last = sa.literal(resolution - 1, sa.BigInteger)
-        low, high = (sa.func.max, sa.func.min) if self.dialect == "sqlite" else (sa.func.greatest, sa.func.least)
-
-        def index(col: Any, size: int) -> Any:
-            # BIGINT: a coordinate may reach 10^7, times a resolution of up to 1024.
-            raw = (sa.cast(col, sa.BigInteger) * res) // sa.literal(size, sa.BigInteger)
-            return high(low(raw, sa.literal(0, sa.BigInteger)), last)
-
-        # One integer key per cell (cy * resolution + cx): a cheaper GROUP BY than two expressions.
-        cell = (index(events.c.y, height) * res + index(events.c.x, width)).label("cell")
-        stmt = (
-            sa.select(cell, sa.func.count())
-            .where(
-                *self._where(flt, aggregate=True),
-                events.c.type != "scroll",
-                events.c.x.is_not(None),
-                events.c.y.is_not(None),
-            )
-            .group_by(cell)
-        )
-        rows = self._read(lambda conn: conn.execute(stmt).all())
-        return [Cell(int(key) % resolution, int(key) // resolution, int(count)) for key, count in rows]
-
-    def scroll_depths(self, flt: EventFilter) -> list[tuple[int, int]]:
-        stmt = (
-            sa.select(events.c.scroll_depth, sa.func.count())
-            .where(*self._where(flt, aggregate=True), events.c.type == "scroll", events.c.scroll_depth.is_not(None))
-            .group_by(events.c.scroll_depth)
-        )
-        return self._read(lambda conn: [(int(d), int(c)) for d, c in conn.execute(stmt)])
-
-    @staticmethod
-    def _event(row: Any) -> Event:
-        return Event(
-            id=f"{row.event_id}:{row.point_index}",
-            event_id=row.event_id,
-            project_id=row.project_id,
-            session_id=row.session_id,
-            user_id=row.user_id,
-            type=row.type,
-            ts=int(row.ts),
-            path=row.path,
-            selector=row.selector,
-            x=row.x,
-            y=row.y,
-            scroll_depth=row.scroll_depth,
-            meta_json=row.meta_json,
-            data=json.loads(row.data_json) if row.data_json else None,
-        )
-
-    def list_events(self, flt: EventFilter, limit: int, offset: int) -> list[Event]:
-        stmt = sa.select(events).where(*self._where(flt)).order_by(events.c.ts, events.c.id).limit(limit).offset(offset)
-        return self._read(lambda conn: [self._event(r) for r in conn.execute(stmt)])
+    def _compact_keys(self, conn: Connection, keys: list[tuple[Any, ...]]) -> None:
+        lock = self.dialect in ("postgresql", "mysql")
+        for key in keys:
+            match = [heat_aggregates.c[name] == value for name, value in zip(_AGGREGATE_KEY, key, strict=True)]
+            select = sa.select(*[heat_aggregates.c[name] for name in AggregateRow._fields]).where(*match)
+            if lock:  # a concurrent compaction leaves these pieces alone; ingest adds new ones meanwhile
+                select = select.with_for_update(skip_locked=True)
+            group = [AggregateRow(*row) for row in conn.execute(select)]
+            if len(group) < 2:
+                continue
+            parts = [piece.part for piece in group]
+            conn.execute(sa.delete(heat_aggregates).where(*match, heat_aggregates.c.part.in_(parts)))
+            merged = merge_pieces(group, secrets.randbits(62))
+            if merged:
+                conn.execute(
+                    sa.insert(heat_aggregates),
+                    [dict(piece._asdict(), project_id=key[0]) for piece in merged],
+                )
 
     def list_sessions(self, query: SessionQuery) -> list[SessionSummary]:
-        count = (
-            sa.select(sa.func.count())
-            .where(events.c.project_id == sessions.c.project_id, events.c.session_id == sessions.c.id)
-            .scalar_subquery()
-        )
         clauses: list[Any] = [sessions.c.project_id == query.project_id]
         if query.user_id is not None:
             clauses.append(sessions.c.user_id == query.user_id)
@@ -435,6 +393,14 @@ class SqlRepository(Repository):
             clauses.append(sessions.c.started_at >= query.started_from)
         if query.last_seen_to is not None:
             clauses.append(sessions.c.last_seen_at <= query.last_seen_to)
+        order = (
+            (sessions.c.started_at.desc(), sessions.c.id.desc())
+            if query.descending
+            else (
+                sessions.c.started_at,
+                sessions.c.id,
+            )
+        )
         stmt = (
             sa.select(
                 sessions.c.id,
@@ -442,17 +408,24 @@ class SqlRepository(Repository):
                 sessions.c.started_at,
                 sessions.c.last_seen_at,
                 sessions.c.first_path,
-                count.label("event_count"),
+                sessions.c.event_count,
+                sessions.c.last_path,
             )
             .where(*clauses)
-            .order_by(sessions.c.started_at, sessions.c.id)
+            .order_by(*order)
             .limit(query.limit)
             .offset(query.offset)
         )
         return self._read(
             lambda conn: [
                 SessionSummary(
-                    r.id, r.user_id, int(r.started_at), int(r.last_seen_at), r.first_path, int(r.event_count)
+                    r.id,
+                    r.user_id,
+                    int(r.started_at),
+                    int(r.last_seen_at),
+                    r.first_path,
+                    int(r.event_count),
+                    r.last_path,
                 )
                 for r in conn.execute(stmt)
             ]
@@ -462,6 +435,8 @@ class SqlRepository(Repository):
         stmt = sa.select(sessions).where(sessions.c.id == session_id)
         if project_id is not None:
             stmt = stmt.where(sessions.c.project_id == project_id)
+        else:  # every key leads with the project: probe (project, id) for each project
+            stmt = stmt.where(sessions.c.project_id.in_(sa.select(projects.c.id)))
         row = self._read(lambda conn: conn.execute(stmt.order_by(sessions.c.started_at).limit(1)).first())
         if row is None:
             return None
@@ -477,17 +452,6 @@ class SqlRepository(Repository):
             ip_hash=row.ip_hash,
         )
 
-    def session_events(self, session: Session, types: tuple[str, ...] | None, limit: int, offset: int) -> list[Event]:
-        flt = EventFilter(project_id=session.project_id, types=types)
-        stmt = (
-            sa.select(events)
-            .where(*self._where(flt), events.c.session_id == session.id)
-            .order_by(events.c.ts, events.c.id)
-            .limit(limit)
-            .offset(offset)
-        )
-        return self._read(lambda conn: [self._event(r) for r in conn.execute(stmt)])
-
     # -- projects -----------------------------------------------------------
 
     @staticmethod
@@ -496,7 +460,7 @@ class SqlRepository(Repository):
 
     def create_project(self, key: str, name: str) -> Project:
         values = dict(id=str(uuid.uuid4()), key=key, name=name, created_at=_now_ms())
-        self._write(lambda conn: conn.execute(sa.insert(projects).values(values)))
+        self._write(lambda conn: conn.execute(sa.insert(projects).values(max_span=0, **values)))
         return Project(**values)  # type: ignore[arg-type]
 
     def list_projects(self) -> list[Project]:
@@ -511,3 +475,74 @@ class SqlRepository(Repository):
 
         self._project_cache.clear()
         return self._write(run)
+
+
+class _SqlReader(Reader):
+    """Reads on one connection inside one transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def scan(
+        self,
+        flt: EventFilter,
+        *,
+        ts_low: int | None,
+        after: tuple[int, int] | None,
+        limit: int,
+        session_id: str | None = None,
+    ) -> list[StoredEvent]:
+        clauses: list[Any] = [events.c.project_id == flt.project_id]
+        if session_id is not None:
+            clauses.append(events.c.session_id == session_id)
+        if flt.path is not None:
+            clauses += [events.c.path_key == path_key(flt.path), events.c.path == flt.path]
+        if flt.types is not None:
+            clauses.append(events.c.type == flt.types[0] if len(flt.types) == 1 else events.c.type.in_(flt.types))
+        if ts_low is not None:
+            clauses.append(events.c.ts >= ts_low)
+        if flt.ts_to is not None:
+            clauses.append(events.c.ts <= flt.ts_to)
+        if after is not None:
+            clauses.append(sa.or_(events.c.ts > after[0], sa.and_(events.c.ts == after[0], events.c.seq > after[1])))
+        stmt = sa.select(*_STORED_COLUMNS).where(*clauses).order_by(events.c.ts, events.c.seq).limit(limit)
+        return [StoredEvent(*row) for row in self.conn.execute(stmt)]
+
+    def aggregates(
+        self,
+        project_id: str,
+        path: str | None,
+        days: tuple[int, int],
+        *,
+        blobs: tuple[tuple[str, ...], int] | None = None,
+    ) -> list[AggregateRow]:
+        t = heat_aggregates.c
+        wanted = [t.cells, t.depths] if blobs else [sa.null(), sa.null()]
+        stmt = sa.select(
+            t.path_key, t.day, t.type, t.bucket_w, t.bucket_h, t.part, t.n, t.first_seq, t.max_y, *wanted
+        ).where(t.project_id == project_id, t.day >= days[0], t.day <= days[1])
+        if path is not None:
+            stmt = stmt.where(t.path_key == path_key(path))
+        if blobs is not None:
+            types, width = blobs
+            stmt = stmt.where(t.type.in_(types), t.bucket_w == width)
+        return [
+            AggregateRow(
+                int(r[0]),
+                int(r[1]),
+                r[2],
+                int(r[3]),
+                int(r[4]),
+                int(r[5]),
+                int(r[6]),
+                None if r[7] is None else int(r[7]),
+                None if r[8] is None else int(r[8]),
+                r[9],
+                r[10],
+            )
+            for r in self.conn.execute(stmt)
+        ]
+
+    def max_span(self, project_id: str) -> int:
+        found = self.conn.execute(sa.select(projects.c.max_span).where(projects.c.id == project_id)).scalar()
+        return int(found or 0)

@@ -1,4 +1,10 @@
-"""The statements that store one ingest batch, built once per dialect."""
+"""The statements that store one ingest batch, built once per dialect.
+
+Every statement text is fixed per dialect (no text per batch size, so no cache grows with the
+sizes seen): the rows go through ``executemany`` (PyMySQL folds them into multi-row INSERTs of at
+most ~1 MB, so a batch is chunked by bytes; SQLite steps one prepared statement) or, on PostgreSQL,
+as one JSON parameter of a single statement.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +16,16 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from .base import Batch, EventRow, SessionRow
-from .sql_schema import events, sessions, users
+from .base import AggregateRow, Batch, EventRow, SessionRow
+from .sql_schema import events, heat_aggregates, projects, sessions, users
 
 # Event columns in INSERT order: the two the batch shares, then the fields of each EventRow.
-EVENT_ROW_FIELDS = tuple(c.name for c in events.columns if c.name not in ("id", "project_id", "user_id"))
+EVENT_ROW_FIELDS = tuple(c.name for c in events.columns if c.name not in ("project_id", "user_id"))
 if EventRow._fields != EVENT_ROW_FIELDS:  # rows are sent as they are: same order as the columns
     raise RuntimeError("EventRow fields must follow the events table's column order")
-_META_AT = EVENT_ROW_FIELDS.index("meta_json")
-_MAX_BIND_PARAMS = 30_000  # below SQLite's 32766 and the MySQL/PostgreSQL limits of 65535
+AGGREGATE_FIELDS = tuple(c.name for c in heat_aggregates.columns if c.name != "project_id")
+if AggregateRow._fields != AGGREGATE_FIELDS:
+    raise RuntimeError("AggregateRow fields must follow the heat_aggregates table's column order")
 _ROWS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -47,7 +54,7 @@ def upsert(dialect: str, table: sa.Table, keys: list[str], update: Callable[[Any
 _SESSION_COLUMNS = tuple(c.name for c in sessions.columns)
 
 
-def session_values(session: SessionRow, project_id: str, user_id: str | None) -> dict[str, Any]:
+def session_values(session: SessionRow, project_id: str, user_id: str | None, event_count: int) -> dict[str, Any]:
     """The parameters of the session upsert (named as the columns)."""
     return {
         "project_id": project_id,
@@ -59,6 +66,9 @@ def session_values(session: SessionRow, project_id: str, user_id: str | None) ->
         "user_agent": session.user_agent,
         "device_json": session.device_json,
         "ip_hash": session.ip_hash,
+        "event_count": event_count,
+        "last_path": session.last_path,
+        "last_ts": session.last_ts,
     }
 
 
@@ -73,21 +83,37 @@ def _user_update(new: Any) -> dict[str, Any]:
 
 
 def _session_update(new: Any) -> dict[str, Any]:
+    newer = sa.or_(sessions.c.last_ts.is_(None), new.last_ts >= sessions.c.last_ts)
     return {
         "last_seen_at": sa.case(
             (new.last_seen_at > sessions.c.last_seen_at, new.last_seen_at), else_=sessions.c.last_seen_at
         ),
         "user_id": sa.func.coalesce(new.user_id, sessions.c.user_id),
+        "event_count": sessions.c.event_count + new.event_count,
+        "last_path": sa.case((newer, new.last_path), else_=sessions.c.last_path),
+        "last_ts": sa.case((newer, new.last_ts), else_=sessions.c.last_ts),
     }
+
+
+def _columns_insert(dialect: Dialect, table: sa.Table, names: tuple[str, ...], tail: str = "") -> str:
+    """``INSERT INTO table (names) VALUES (?, ...)`` for one row, in the driver's paramstyle."""
+    quote = dialect.identifier_preparer.quote
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    head = "INSERT IGNORE INTO" if tail == "IGNORE" else "INSERT INTO"
+    sql = (
+        f"{head} {dialect.identifier_preparer.format_table(table)} ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join([mark] * len(names))})"
+    )
+    return sql if tail in ("", "IGNORE") else f"{sql} {tail}"
 
 
 class IngestStatements:
     """The statements of one ingest for one dialect.
 
-    PostgreSQL stores a whole batch with one statement in autocommit (user and session upserts
-    as data-modifying CTEs, the event rows as one JSON parameter): one round trip, and the server
-    parses the rows instead of psycopg2 quoting hundreds of parameters. The other dialects run
-    the upserts and multi-row INSERTs inside one transaction.
+    PostgreSQL stores a whole batch with one statement in autocommit (user upsert, events, session
+    counters and aggregate pieces as data-modifying CTEs; rows as JSON parameters). A batch that is
+    partly a duplicate makes that statement fail on purpose and is stored by the transaction the
+    other dialects always use: find the ids already stored, insert the rest, add their pieces.
     """
 
     def __init__(self, dialect: Dialect) -> None:
@@ -101,43 +127,43 @@ class IngestStatements:
         else:
             self.user_upsert = self.user_upsert.returning(users.c.id)
         self.session_upsert: Any = upsert(name, sessions, ["project_id", "id"], _session_update)
-        names = ("project_id", "user_id", *EVENT_ROW_FIELDS)
-        quote = dialect.identifier_preparer.quote
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        self._row = "(" + ", ".join([mark] * len(names)) + ")"
-        self._columns = ", ".join(quote(n) for n in names)
+        self.existing_ids: Any = sa.select(events.c.event_id, events.c.type, events.c.row_count).where(
+            events.c.project_id == sa.bindparam("project_id"),
+            events.c.event_id.in_(sa.bindparam("ids", expanding=True)),
+        )
+        self.raise_span: Any = (
+            sa.update(projects)
+            .where(projects.c.id == sa.bindparam("pid"), projects.c.max_span < sa.bindparam("span"))
+            .values(max_span=sa.bindparam("span"))
+        )
+        event_columns = ("project_id", "user_id", *EVENT_ROW_FIELDS)
+        self.events_sql = _columns_insert(
+            dialect,
+            events,
+            event_columns,
+            "IGNORE" if name == "mysql" else "ON CONFLICT (project_id, event_id) DO NOTHING",
+        )
+        self.pieces_sql = _columns_insert(dialect, heat_aggregates, ("project_id", *AGGREGATE_FIELDS))
         self._table = dialect.identifier_preparer.format_table(events)
-        if name == "mysql":
-            self._head, self._tail = f"INSERT IGNORE INTO {self._table} ({self._columns}) VALUES ", ""
-        else:
-            self._head = f"INSERT INTO {self._table} ({self._columns}) VALUES "
-            self._tail = " ON CONFLICT (project_id, event_id, point_index) DO NOTHING"
-        self.chunk = _MAX_BIND_PARAMS // len(names)
-        self._sql: dict[int, str] = {}
+        self._columns = ", ".join(dialect.identifier_preparer.quote(n) for n in event_columns)
         self.one_statement: dict[bool, str] = (
             {True: self._pg_batch_sql(dialect, True), False: self._pg_batch_sql(dialect, False)}
             if name == "postgresql"
             else {}
         )
 
-    def events_sql(self, rows: int) -> str:
-        """``INSERT ... VALUES`` for ``rows`` rows (bound parameters only), cached by size."""
-        sql = self._sql.get(rows)
-        if sql is None:
-            sql = self._sql[rows] = self._head + ", ".join([self._row] * rows) + self._tail
-        return sql
+    @staticmethod
+    def events_params(project_id: str, user_id: str | None, rows: list[EventRow]) -> list[tuple[Any, ...]]:
+        """The ``executemany`` parameters of ``events_sql``."""
+        return [(project_id, user_id, *row) for row in rows]
 
-    def events_params(self, project_id: str, user_id: str | None, rows: list[EventRow]) -> tuple[Any, ...]:
-        """The flat parameters of ``events_sql(len(rows))``."""
-        params: list[Any] = []
-        for row in rows:
-            params.append(project_id)
-            params.append(user_id)
-            params.extend(row)
-        return tuple(params)
+    @staticmethod
+    def pieces_params(project_id: str, pieces: list[AggregateRow]) -> list[tuple[Any, ...]]:
+        """The ``executemany`` parameters of ``pieces_sql``."""
+        return [(project_id, *piece) for piece in pieces]
 
     def _pg_batch_sql(self, dialect: Dialect, with_user: bool) -> str:
-        """One PostgreSQL statement storing user, session and events of a batch (pyformat)."""
+        """One PostgreSQL statement storing user, events, session and aggregate pieces (pyformat)."""
 
         def compiled(stmt: Any) -> str:
             return str(stmt.compile(dialect=dialect))
@@ -155,7 +181,11 @@ class IngestStatements:
         session_cte = compiled(
             self.session_upsert.values(
                 {
-                    name: sa.literal_column(user_id) if name == "user_id" else sa.bindparam(name)
+                    name: sa.literal_column(user_id)
+                    if name == "user_id"
+                    else sa.literal_column("(SELECT n FROM tot)")
+                    if name == "event_count"
+                    else sa.bindparam(name)
                     for name in _SESSION_COLUMNS
                 }
             )
@@ -169,28 +199,59 @@ class IngestStatements:
             else f"(e->>{i})::{_pg_type(events.c[name].type)}"
             for i, name in enumerate(EVENT_ROW_FIELDS)
         )
-        ctes = ([f"u AS ({user_cte})"] if with_user else []) + [f"s AS ({session_cte})"]
-        return (
-            f"WITH {', '.join(ctes)} "
-            f"INSERT INTO {self._table} ({self._columns}) "
-            f"SELECT %(project_id)s, {user_id}, {casts} FROM jsonb_array_elements(%(rows)s::jsonb) AS e"
-            f"{self._tail}"
+        piece_casts = ", ".join(
+            f"(g->>{i})::{_pg_type(heat_aggregates.c[name].type)}" for i, name in enumerate(AGGREGATE_FIELDS)
         )
+        piece_columns = ", ".join(("project_id", *AGGREGATE_FIELDS))
+        ctes = [
+            "p AS (UPDATE projects SET max_span = %(span)s WHERE id = %(project_id)s AND max_span < %(span)s)",
+            *([f"u AS ({user_cte})"] if with_user else []),
+            f"ins AS (INSERT INTO {self._table} ({self._columns}) "
+            f"SELECT %(project_id)s, {user_id}, {casts} FROM jsonb_array_elements(%(rows)s::jsonb) AS e "
+            "ON CONFLICT (project_id, event_id) DO NOTHING RETURNING row_count)",
+            "tot AS (SELECT count(*) AS c, coalesce(sum(row_count), 0) AS n FROM ins)",
+            f"s AS ({session_cte})",
+            # The pieces describe every row of the batch: added when all rows were new, skipped when
+            # none were; a partial duplicate divides by zero, failing the statement (nothing stored)
+            # so that the caller stores the batch by the exact path.
+            f"a AS (INSERT INTO heat_aggregates ({piece_columns}) "
+            f"SELECT %(project_id)s, {piece_casts} FROM jsonb_array_elements(%(pieces)s::jsonb) AS g "
+            # A full duplicate is also stored by that path when one of its moves came back with more
+            # points (rows are unique per point: the new points are new rows).
+            "WHERE (SELECT CASE WHEN c = %(row_count)s THEN true "
+            f"WHEN c > 0 OR EXISTS (SELECT 1 FROM jsonb_array_elements(%(rows)s::jsonb) AS e JOIN {self._table} v "
+            "ON v.project_id = %(project_id)s AND v.event_id = e->>0 "
+            f"WHERE e->>{EVENT_ROW_FIELDS.index('type')} = 'move' AND v.type = 'move' "
+            f"AND v.row_count < (e->>{EVENT_ROW_FIELDS.index('row_count')})::integer) "
+            "THEN c / (c - c) = 0 ELSE false END FROM tot))",
+        ]
+        return f"WITH {', '.join(ctes)} SELECT c, n FROM tot"
 
     @staticmethod
-    def pg_batch_params(batch: Batch, project_id: str, user_uuid: str | None, now: int) -> dict[str, Any]:
+    def pg_batch_params(
+        batch: Batch,
+        project_id: str,
+        user_uuid: str | None,
+        now: int,
+        pieces: list[AggregateRow],
+    ) -> dict[str, Any]:
         """The parameters of ``one_statement[...]`` for ``batch`` (``user_uuid``: id of a new user)."""
         positions: dict[str, int] = {}
+        meta_at = EVENT_ROW_FIELDS.index("meta_json")
         rows = [
-            (*row[:_META_AT], positions.setdefault(row.meta_json, len(positions) + 1), *row[_META_AT + 1 :])
+            (*row[:meta_at], positions.setdefault(row.meta_json, len(positions) + 1), *row[meta_at + 1 :])
             for row in batch.events
         ]
+        values = session_values(batch.session, project_id, None, 0)  # user and count come from CTEs
         return {
-            **session_values(batch.session, project_id, None),  # its user_id comes from the user CTE
+            **values,
             "user_uuid": user_uuid,
             "external_id": batch.external_user_id,
             "traits_json": batch.user_traits_json,
             "now": now,
+            "span": batch.span,
             "metas": list(positions),
             "rows": _ROWS_JSON.encode(rows),
+            "row_count": len(rows),
+            "pieces": _ROWS_JSON.encode(pieces),
         }

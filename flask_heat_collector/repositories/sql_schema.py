@@ -6,12 +6,16 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
 metadata = sa.MetaData()
-# Binary collation: ids, keys and paths compare exactly (case matters) on MySQL/MariaDB too.
+# Binary collation: ids, keys and paths compare exactly (case matters) on MySQL/MariaDB too; migrate()
+# then switches the tables to the server's NO PAD binary collation, so trailing spaces matter as well.
 _MYSQL: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
-_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# JSON columns: MySQL's TEXT holds only 64 KB.
+_Json = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+_Blob = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 projects = sa.Table(
     "projects",
@@ -20,6 +24,8 @@ projects = sa.Table(
     sa.Column("key", sa.String(256), nullable=False, unique=True),
     sa.Column("name", sa.String(256), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # The longest move stored (ms from first to last point): how far before a time range to look.
+    sa.Column("max_span", sa.BigInteger, nullable=False, server_default="0"),
     **_MYSQL,
 )
 
@@ -29,7 +35,7 @@ users = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("project_id", sa.String(36), nullable=False),
     sa.Column("external_id", sa.String(128), nullable=False),
-    sa.Column("traits_json", sa.Text),
+    sa.Column("traits_json", _Json),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("project_id", "external_id", name="uq_users_project_external"),
     **_MYSQL,
@@ -47,66 +53,72 @@ sessions = sa.Table(
     sa.Column("user_agent", sa.String(1024)),
     sa.Column("device_json", sa.Text),
     sa.Column("ip_hash", sa.String(64)),
-    sa.Index("ix_sessions_project_started", "project_id", "started_at"),
-    sa.Index("ix_sessions_id", "id"),
+    # Counters kept by ingest, so listing sessions never counts events.
+    sa.Column("event_count", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_path", sa.String(1024)),
+    sa.Column("last_ts", sa.BigInteger),
+    sa.Index("ix_sessions_project_started", "project_id", "started_at", "id"),
+    sa.Index("ix_sessions_project_user_started", "project_id", "user_id", "started_at"),
     **_MYSQL,
 )
 
-# Indexes created only on some dialects (migrate() also adds them to tables made by older versions).
-INDEX_DIALECTS: dict[str, tuple[str, ...]] = {
-    "ix_events_project_path_type_ts": ("mysql", "mariadb"),
-    "ix_events_heatmap": ("sqlite", "postgresql"),
-}
-
+# One row per SDK event: its JSON once, a move's points packed in ``points``. Every index leads with
+# the project and then serves one documented filter combination in (ts, seq) order; long strings
+# (path) are indexed through a fixed-size hash (path_key), so any valid path fits every index.
 events = sa.Table(
     "events",
     metadata,
-    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
-    sa.Column("project_id", sa.String(36), nullable=False),
-    sa.Column("event_id", sa.String(128), nullable=False),
-    sa.Column("point_index", sa.Integer, nullable=False),
-    sa.Column("session_id", sa.String(128), nullable=False),
+    sa.Column("project_id", sa.String(36), primary_key=True),
+    sa.Column("event_id", sa.String(128), primary_key=True),
     sa.Column("user_id", sa.String(36)),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("session_id", sa.String(128), nullable=False),
     sa.Column("type", sa.String(16), nullable=False),
     sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("span", sa.BigInteger, nullable=False),
     sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("path_key", sa.BigInteger, nullable=False),
     sa.Column("selector", sa.String(1024)),
     sa.Column("x", sa.Integer),
     sa.Column("y", sa.Integer),
     sa.Column("scroll_depth", sa.Integer),
-    sa.Column("viewport_w", sa.Integer, nullable=False),
-    sa.Column("viewport_h", sa.Integer, nullable=False),
     sa.Column("bucket_w", sa.Integer, nullable=False),
     sa.Column("bucket_h", sa.Integer, nullable=False),
-    sa.Column("meta_json", sa.Text, nullable=False),
-    sa.Column("data_json", sa.Text),
-    sa.UniqueConstraint("project_id", "event_id", "point_index", name="uq_events_project_event_point"),
-    # MySQL/MariaDB can index only a prefix of path, so no index of theirs can cover the heatmap.
-    sa.Index("ix_events_project_path_type_ts", "project_id", "path", "type", "ts", mysql_length={"path": 255}).ddl_if(
-        callable_=lambda *_, dialect, **__: dialect.name in INDEX_DIALECTS["ix_events_project_path_type_ts"]
-    ),
-    # The same key, plus every column the heatmap aggregates: its GROUP BYs read the index only.
-    sa.Index(
-        "ix_events_heatmap",
-        *("project_id", "path", "type", "ts", "x", "y", "bucket_w", "bucket_h", "scroll_depth"),
-        postgresql_include=["id"],
-    ).ddl_if(callable_=lambda *_, dialect, **__: dialect.name in INDEX_DIALECTS["ix_events_heatmap"]),
-    sa.Index("ix_events_project_session_ts", "project_id", "session_id", "ts"),
-    sa.Index("ix_events_project_ts", "project_id", "ts"),
+    sa.Column("row_count", sa.Integer, nullable=False),
+    sa.Column("points", _Json),
+    sa.Column("meta_json", _Json, nullable=False),
+    sa.Column("data_json", _Json),
+    sa.Index("ix_events_ts_seq", "project_id", "ts", "seq"),
+    sa.Index("ix_events_type_ts_seq", "project_id", "type", "ts", "seq"),
+    sa.Index("ix_events_path_ts_seq", "project_id", "path_key", "ts", "seq"),
+    sa.Index("ix_events_path_type_ts_seq", "project_id", "path_key", "type", "ts", "seq"),
+    sa.Index("ix_events_session_ts_seq", "project_id", "session_id", "ts", "seq"),
     **_MYSQL,
 )
 
-# MySQL/MariaDB index only a prefix of path, so the heatmap matches rows by a stored SHA-256 of the
-# path instead (the index below covers it); equal digests of two different paths are not a concern.
-MYSQL_PATH_KEY: sa.ColumnClause[Any] = sa.literal_column("path_key")
-MYSQL_HEATMAP_DDL = (
-    ("path_key", "ALTER TABLE events ADD COLUMN path_key BINARY(32) AS (UNHEX(SHA2(path, 256))) STORED"),
-    (
-        "ix_events_heatmap_key",
-        "CREATE INDEX ix_events_heatmap_key ON events "
-        "(project_id, path_key, type, ts, x, y, bucket_w, bucket_h, scroll_depth)",
-    ),
+# Pieces of the heatmap aggregates (aggregates.py): one per batch and key until compacted.
+heat_aggregates = sa.Table(
+    "heat_aggregates",
+    metadata,
+    sa.Column("project_id", sa.String(36), primary_key=True),
+    sa.Column("path_key", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("day", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("type", sa.String(16), primary_key=True),
+    sa.Column("bucket_w", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("bucket_h", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("part", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("first_seq", sa.BigInteger),
+    sa.Column("max_y", sa.BigInteger),
+    sa.Column("cells", _Blob),
+    sa.Column("depths", _Blob),
+    sa.Index("ix_heat_aggregates_day", "project_id", "day"),
+    **_MYSQL,
 )
+
+# The events table of the first layout (one row per move point): migrate() moves it forward.
+LEGACY_EVENTS = "events_v1"
+LEGACY_MARKER = "point_index"
 
 MIGRATE_LOCK_ID = 0x68656174  # "heat": PostgreSQL advisory lock key held while migrating
 MIGRATE_LOCK_NAME = "flask_heat_collector.migrate"  # MySQL/MariaDB named lock

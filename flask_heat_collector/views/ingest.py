@@ -151,6 +151,7 @@ def ingest() -> Response:
         ip_secret=settings.ip_hash_secret,
         now_ms=int(time.time() * 1000),
         create_project=not settings.registered_projects_only,
+        seq=state.seq.take(len(payload["events"])),
     )
     try:
         result = state.repository.ingest(prepared.batch)
@@ -171,6 +172,7 @@ def ingest() -> Response:
     log("info", "ingest success", **outcome, durationMs=elapsed_ms)
     response = jsonify(ok=True, **outcome)
     response.headers["X-Ingested-Events"] = str(result.accepted)
+    response.call_on_close(lambda: state.compactor.maybe_run(state.repository))
     return common.no_store(response)
 
 

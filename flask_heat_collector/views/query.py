@@ -15,6 +15,7 @@ from ..auth import check_query_key
 from ..errors import ApiError
 from ..extension import get_state
 from ..heatmap import build_heatmap
+from ..listing import event_page
 from ..openapi import build_openapi
 from ..repositories.base import Event, EventFilter, Session, SessionQuery
 from ..schemas import EventsQuerySchema, HeatmapQuerySchema, SessionDetailQuerySchema, SessionsQuerySchema
@@ -137,6 +138,7 @@ def heatmap(project_id: str) -> Response:
         requested_type=query.get("type"),
         resolution=query["resolution"],
         viewport_bucket=query.get("viewportBucket"),
+        viewports=query["viewports"],
     )
     meta = result["meta"]
     return _json(
@@ -153,7 +155,7 @@ def project_events(project_id: str) -> Response:
     start, end = _time_range()
     requested = query.get("type", "all")
     flt = EventFilter(_check_id(project_id, "projectId"), query.get("path"), start, end, _types(requested))
-    found = get_state().repository.list_events(flt, query["limit"], query["offset"])
+    found = event_page(get_state().repository, flt, query["limit"], query["offset"])
     body = {
         "events": [event_json(e) for e in found],
         "meta": {
@@ -177,6 +179,7 @@ def project_sessions(project_id: str) -> Response:
             last_seen_to=end,
             user_id=query.get("userId"),
             first_path=query.get("path"),
+            descending=query["order"] == "desc",
             limit=query["limit"],
             offset=query["offset"],
         )
@@ -205,7 +208,13 @@ def session_detail(session_id: str, project_id: str | None = None) -> Response:
     found = (
         []
         if session is None
-        else repo.session_events(session, _types(query.get("type")), query["limit"], query["offset"])
+        else event_page(
+            repo,
+            EventFilter(project_id=session.project_id, types=_types(query.get("type"))),
+            query["limit"],
+            query["offset"],
+            session_id=session.id,
+        )
     )
     body = {
         "session": session_json(session) if session else None,

@@ -1,0 +1,240 @@
+"""Heatmap aggregates: what stored events add up to per day, path, type and viewport bucket.
+
+Backend-free: ingest builds one piece per key and batch from the rows it stored, the heatmap
+adds pieces of whole days to the raw rows at the edges of its range, compaction merges pieces.
+Every count is a sum, ``first_seq`` a minimum and ``max_y`` a maximum, so pieces of the same key
+combine exactly in any order. Cells are square at :data:`RESOLUTION` per bucket width, so they
+serve every heatmap resolution that divides it (cell ``b`` at 128 is cell ``b // (128 // r)`` at r).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .log import log
+from .repositories.base import AggregateRow, EventRow, StoredEvent
+
+if TYPE_CHECKING:
+    from .repositories.base import Repository
+
+DAY_MS = 86_400_000
+RESOLUTION = 128
+PLOTTABLE_TYPES = ("click", "move", "scroll")
+Key = tuple[int, str, int, int]  # (day, type, bucket_w, bucket_h)
+
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+def day_of(ts: int) -> int:
+    return ts // DAY_MS
+
+
+def cell_index(value: int, width: int, resolution: int) -> int:
+    """floor(value / side) with side = width / resolution, in integers (exact, floors negatives)."""
+    return value * resolution // width
+
+
+def fine_cell(x: int, y: int, width: int) -> int:
+    """The aggregate cell of a point of a ``width``-wide bucket: ``cy * RESOLUTION + cx``."""
+    cx = min(RESOLUTION - 1, max(0, cell_index(x, width, RESOLUTION)))
+    cy = max(0, cell_index(y, width, RESOLUTION))
+    return cy * RESOLUTION + cx
+
+
+def encode_pairs(counts: dict[int, int]) -> str | None:
+    """``{k: n}`` as the JSON list ``[k, n, k, n, ...]`` (zero counts left out); ``None`` when empty."""
+    flat: list[int] = []
+    for key, count in counts.items():
+        if count:
+            flat.append(key)
+            flat.append(count)
+    return _JSON.encode(flat) if flat else None
+
+
+def add_pairs(into: dict[int, int], text: str | None) -> None:
+    """Add the counts of an :func:`encode_pairs` text to ``into``."""
+    if not text:
+        return
+    flat: list[int] = json.loads(text)
+    get = into.get
+    for i in range(0, len(flat), 2):
+        key = flat[i]
+        into[key] = get(key, 0) + flat[i + 1]
+
+
+def items(row: EventRow | StoredEvent) -> Iterator[tuple[int, int, int | None, int | None]]:
+    """``(point_index, ts, x, y)`` of each row the event answers as (a move: one per point)."""
+    if row.points is None:
+        yield 0, row.ts, row.x, row.y
+        return
+    flat: list[int] = json.loads(row.points)
+    ts = row.ts
+    for index in range(len(flat) // 3):
+        yield index, ts + flat[3 * index], flat[3 * index + 1], flat[3 * index + 2]
+
+
+@dataclass
+class Stats:
+    """What the rows of one key add up to."""
+
+    n: int = 0
+    first_seq: int | None = None
+    max_y: int | None = None
+    cells: dict[int, int] = field(default_factory=dict)
+    depths: dict[int, int] = field(default_factory=dict)
+
+    def add_row(self, seq: int, kind: str, bucket_w: int, x: int | None, y: int | None, depth: int | None) -> None:
+        self.n += 1
+        if self.first_seq is None or seq < self.first_seq:
+            self.first_seq = seq
+        if kind == "scroll":
+            if depth is not None:
+                self.depths[depth] = self.depths.get(depth, 0) + 1
+        elif x is not None and y is not None:
+            if self.max_y is None or y > self.max_y:
+                self.max_y = y
+            if bucket_w > 0:
+                cell = fine_cell(x, y, bucket_w)
+                self.cells[cell] = self.cells.get(cell, 0) + 1
+
+    def add_piece(self, piece: AggregateRow, *, blobs: bool = True) -> None:
+        self.n += piece.n
+        if piece.first_seq is not None and (self.first_seq is None or piece.first_seq < self.first_seq):
+            self.first_seq = piece.first_seq
+        if piece.max_y is not None and (self.max_y is None or piece.max_y > self.max_y):
+            self.max_y = piece.max_y
+        if blobs:
+            add_pairs(self.cells, piece.cells)
+            add_pairs(self.depths, piece.depths)
+
+    def merge(self, other: Stats) -> None:
+        self.n += other.n
+        if other.first_seq is not None and (self.first_seq is None or other.first_seq < self.first_seq):
+            self.first_seq = other.first_seq
+        if other.max_y is not None and (self.max_y is None or other.max_y > self.max_y):
+            self.max_y = other.max_y
+        for cell, count in other.cells.items():
+            self.cells[cell] = self.cells.get(cell, 0) + count
+        for depth, count in other.depths.items():
+            self.depths[depth] = self.depths.get(depth, 0) + count
+
+
+def rollup(
+    rows: Iterable[EventRow | StoredEvent],
+    *,
+    ts_range: tuple[int, int] | None = None,
+    by_day: bool = True,
+) -> dict[Key, Stats]:
+    """Stats per (day, type, bucket) of the rows' items (only items inside ``ts_range`` when given).
+
+    With ``by_day=False`` every key has day 0 (the heatmap adds raw edges regardless of the day).
+    """
+    out: dict[Key, Stats] = {}
+    lo, hi = ts_range if ts_range is not None else (None, None)
+    for row in rows:
+        kind, bw, bh, seq = row.type, row.bucket_w, row.bucket_h, row.seq
+        for _, ts, x, y in items(row):
+            if lo is not None and (ts < lo or ts > hi):  # type: ignore[operator]
+                continue
+            key = (day_of(ts) if by_day else 0, kind, bw, bh)
+            stats = out.get(key)
+            if stats is None:
+                stats = out[key] = Stats()
+            stats.add_row(seq, kind, bw, x, y, row.scroll_depth)
+    return out
+
+
+def pieces(path_key: int, stats: dict[Key, Stats], part: int) -> list[AggregateRow]:
+    """The aggregate rows storing ``stats`` of one path (``part`` tells pieces of a key apart)."""
+    return [
+        AggregateRow(
+            path_key=path_key,
+            day=day,
+            type=kind,
+            bucket_w=bw,
+            bucket_h=bh,
+            part=part,
+            n=s.n,
+            first_seq=s.first_seq,
+            max_y=s.max_y,
+            cells=encode_pairs(s.cells),
+            depths=encode_pairs(s.depths),
+        )
+        for (day, kind, bw, bh), s in stats.items()
+        if s.n
+    ]
+
+
+def batch_pieces(rows: Iterable[EventRow], part: int) -> list[AggregateRow]:
+    """The aggregate pieces of newly stored rows, one per (path, day, type, bucket)."""
+    by_path: dict[int, list[EventRow]] = {}
+    for row in rows:
+        by_path.setdefault(row.path_key, []).append(row)
+    out: list[AggregateRow] = []
+    for path_key, path_rows in by_path.items():
+        out.extend(pieces(path_key, rollup(path_rows), part))
+    return out
+
+
+MAX_MERGED_CELLS = 200_000  # cells per merged piece: keeps one row far below MySQL's max_allowed_packet
+
+
+def merge_pieces(group: list[AggregateRow], part: int) -> list[AggregateRow]:
+    """One key's pieces merged into one (or a few, when its cells are very many)."""
+    total = Stats()
+    for piece in group:
+        total.add_piece(piece)
+    if not total.n and not any(total.cells.values()) and not any(total.depths.values()):
+        return []  # the key netted to zero
+    first = group[0]
+    cells = list(total.cells.items())
+    chunks = [dict(cells[i : i + MAX_MERGED_CELLS]) for i in range(0, len(cells), MAX_MERGED_CELLS)] or [{}]
+    merged: list[AggregateRow] = []
+    for i, chunk in enumerate(chunks):
+        merged.append(
+            AggregateRow(
+                path_key=first.path_key,
+                day=first.day,
+                type=first.type,
+                bucket_w=first.bucket_w,
+                bucket_h=first.bucket_h,
+                part=part + i,
+                n=total.n if i == 0 else 0,
+                first_seq=total.first_seq if i == 0 else None,
+                max_y=total.max_y if i == 0 else None,
+                cells=encode_pairs(chunk),
+                depths=encode_pairs(total.depths) if i == 0 else None,
+            )
+        )
+    return merged
+
+
+class Compactor:
+    """Merges aggregate pieces now and then, after an ingest answer has been sent (per process).
+
+    Pieces are exact as they are; merging only keeps the number a heatmap reads small.
+    """
+
+    def __init__(self, interval_seconds: int, max_keys: int = 2000) -> None:
+        self.interval = interval_seconds
+        self.max_keys = max_keys
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def maybe_run(self, repo: Repository) -> None:
+        """Compact if the interval has passed and no other thread of this process is at it."""
+        now = time.monotonic()
+        if not self.interval or now < self._next or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._next = now + self.interval
+            repo.compact(self.max_keys)
+        except Exception as exc:  # noqa: BLE001 - never fails a request; the next run tries again
+            log("warn", "heatmap aggregate compaction failed", error=type(exc).__name__)
+        finally:
+            self._lock.release()

@@ -1,0 +1,227 @@
+"""Bring a SQL database to the current layout: tables, columns, indexes, collations, and the data of
+the first layout (one row per move point) moved forward; aggregates rebuilt from the events."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..aggregates import Stats, merge_pieces, pieces, rollup
+from ..ingest import path_key
+from .base import STORED_FIELDS, EventRow, StoredEvent
+from .sql_ingest import IngestStatements
+from .sql_schema import LEGACY_EVENTS, LEGACY_MARKER, events, heat_aggregates, metadata, projects, sessions
+
+_CHUNK = 5000
+_OBSOLETE_INDEXES = {"sessions": ("ix_sessions_id",)}  # an index must lead with the project
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+def migrate_schema(conn: Connection, st: IngestStatements) -> None:
+    """Create what is missing and move older layouts forward; repeatable, keeps data."""
+    inspector = sa.inspect(conn)
+    tables = set(inspector.get_table_names())
+    if "events" in tables and LEGACY_MARKER in {c["name"] for c in inspector.get_columns("events")}:
+        _rename(conn, "events", LEGACY_EVENTS)
+        tables.add(LEGACY_EVENTS)
+    metadata.create_all(conn, checkfirst=True)
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                spec = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {spec}")
+        existing = {ix["name"] for ix in inspector.get_indexes(table.name)}
+        for name in _OBSOLETE_INDEXES.get(table.name, ()):
+            if name in existing:
+                conn.exec_driver_sql(
+                    f"DROP INDEX {name}" + (f" ON {table.name}" if conn.dialect.name == "mysql" else "")
+                )
+        for index in table.indexes:
+            if index.name not in existing:
+                index.create(conn)
+    if conn.dialect.name == "mysql":
+        _no_pad_collation(conn)
+    if LEGACY_EVENTS in tables:
+        _move_legacy_events(conn, st)
+        rebuild_aggregates(conn, st)
+        conn.exec_driver_sql(f"DROP TABLE {LEGACY_EVENTS}")
+
+
+def _rename(conn: Connection, old: str, new: str) -> None:
+    conn.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
+    if conn.dialect.name == "postgresql":
+        # Index names (the primary key's too) are per schema there: free them for the new table.
+        names = conn.exec_driver_sql(f"SELECT indexname FROM pg_indexes WHERE tablename = '{new}'").scalars()
+        for name in list(names):
+            conn.exec_driver_sql(f'ALTER INDEX "{name}" RENAME TO "{new}_{name}"'[:200])
+
+
+def _no_pad_collation(conn: Connection) -> None:
+    """Binary NO PAD collation on MySQL/MariaDB: ``'a '`` and ``'a'`` are different ids and paths."""
+    wanted = "utf8mb4_nopad_bin" if getattr(conn.dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
+    if conn.exec_driver_sql(f"SHOW COLLATION LIKE '{wanted}'").first() is None:
+        return  # an old server without one: utf8mb4_bin (PAD SPACE) stays
+    current: dict[str, str] = dict(
+        conn.exec_driver_sql(
+            "SELECT table_name, table_collation FROM information_schema.tables WHERE table_schema = DATABASE()"
+        ).all()
+    )
+    for table in metadata.sorted_tables:
+        if current.get(table.name) != wanted:
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} CONVERT TO CHARACTER SET utf8mb4 COLLATE {wanted}")
+
+
+_LEGACY_COLUMNS = (
+    "project_id, event_id, point_index, id, session_id, user_id, type, ts, path, selector, x, y, "
+    "scroll_depth, bucket_w, bucket_h, meta_json, data_json"
+)
+
+
+def _legacy_rows(conn: Connection) -> Iterator[Any]:
+    """The first layout's rows in (project, event, point) order, read in chunks."""
+    last: tuple[Any, ...] | None = None
+    while True:
+        where = "" if last is None else " WHERE (project_id, event_id, point_index) > (:p, :e, :i)"
+        params = {} if last is None else {"p": last[0], "e": last[1], "i": last[2]}
+        chunk = conn.execute(
+            sa.text(
+                f"SELECT {_LEGACY_COLUMNS} FROM {LEGACY_EVENTS}{where} "
+                f"ORDER BY project_id, event_id, point_index LIMIT {_CHUNK}"
+            ),
+            params,
+        ).all()
+        yield from chunk
+        if len(chunk) < _CHUNK:
+            return
+        last = (chunk[-1].project_id, chunk[-1].event_id, chunk[-1].point_index)
+
+
+def _event_row(group: list[Any]) -> EventRow:
+    """One stored event from its first-layout rows (several for a move: one per point)."""
+    first = group[0]
+    if first.type == "move":
+        start = min(int(r.ts) for r in group)
+        flat: list[int] = []
+        for r in group:
+            flat.extend((int(r.ts) - start, int(r.x), int(r.y)))
+        ts, span, points = start, max(int(r.ts) for r in group) - start, _JSON.encode(flat)
+        x = y = None
+    else:
+        ts, span, points, x, y = int(first.ts), 0, None, first.x, first.y
+    return EventRow(
+        event_id=first.event_id,
+        seq=min(int(r.id) for r in group),
+        session_id=first.session_id,
+        type=first.type,
+        ts=ts,
+        span=span,
+        path=first.path,
+        path_key=path_key(first.path),
+        selector=first.selector,
+        x=x,
+        y=y,
+        scroll_depth=first.scroll_depth,
+        bucket_w=int(first.bucket_w),
+        bucket_h=int(first.bucket_h),
+        row_count=len(group) if first.type == "move" else 1,
+        points=points,
+        meta_json=first.meta_json,
+        data_json=first.data_json,
+    )
+
+
+def _move_legacy_events(conn: Connection, st: IngestStatements) -> None:
+    """Copy the first layout's events into the current one, with session counters and spans."""
+    counters: dict[tuple[str, str], list[Any]] = {}  # (project, session) -> [items, last_ts, seq, path]
+    spans: dict[str, int] = {}
+    out: list[tuple[Any, ...]] = []
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+    def store(group: list[Any]) -> None:
+        row = _event_row(group)
+        project, user = group[0].project_id, group[0].user_id
+        out.append((project, user, *row))
+        spans[project] = max(spans.get(project, 0), row.span)
+        entry = counters.setdefault((project, row.session_id), [0, None, 0, None])
+        entry[0] += row.row_count
+        end = (row.ts + row.span, row.seq)
+        if entry[1] is None or end >= (entry[1], entry[2]):
+            entry[1], entry[2], entry[3] = end[0], end[1], row.path
+        if len(out) >= _CHUNK:
+            cursor.executemany(st.events_sql, out)
+            out.clear()
+
+    try:
+        group: list[Any] = []
+        for old in _legacy_rows(conn):
+            if group and (old.project_id, old.event_id) != (group[0].project_id, group[0].event_id):
+                store(group)
+                group = []
+            group.append(old)
+        if group:
+            store(group)
+        if out:
+            cursor.executemany(st.events_sql, out)
+    finally:
+        cursor.close()
+    update = (
+        sa.update(sessions)
+        .where(sessions.c.project_id == sa.bindparam("p"), sessions.c.id == sa.bindparam("s"))
+        .values(event_count=sa.bindparam("n"), last_ts=sa.bindparam("t"), last_path=sa.bindparam("path"))
+    )
+    params = [{"p": p, "s": s, "n": n, "t": t, "path": path} for (p, s), (n, t, _, path) in counters.items()]
+    if params:
+        conn.execute(update, params)
+    for project, span in spans.items():
+        conn.execute(sa.update(projects).where(projects.c.id == project).values(max_span=span))
+
+
+_ROLLUP_FIELDS = [events.c[name] if name not in ("meta_json", "data_json") else sa.null() for name in STORED_FIELDS]
+
+
+def rebuild_aggregates(conn: Connection, st: IngestStatements) -> int:
+    """Replace every aggregate by one computed from the stored events; the events read."""
+    conn.execute(sa.delete(heat_aggregates))
+    read = 0
+    for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
+        totals: dict[int, dict[Any, Stats]] = {}
+        after: tuple[int, int] | None = None
+        while True:
+            stmt = sa.select(*_ROLLUP_FIELDS).where(events.c.project_id == project_id)
+            if after is not None:
+                stmt = stmt.where(
+                    sa.or_(events.c.ts > after[0], sa.and_(events.c.ts == after[0], events.c.seq > after[1]))
+                )
+            chunk = [StoredEvent(*r) for r in conn.execute(stmt.order_by(events.c.ts, events.c.seq).limit(_CHUNK))]
+            read += len(chunk)
+            by_path: dict[int, list[StoredEvent]] = {}
+            for row in chunk:
+                by_path.setdefault(path_key(row.path), []).append(row)
+            for key, rows in by_path.items():
+                into = totals.setdefault(key, {})
+                for agg_key, stats in rollup(rows).items():
+                    if agg_key in into:
+                        into[agg_key].merge(stats)
+                    else:
+                        into[agg_key] = stats
+            if len(chunk) < _CHUNK:
+                break
+            after = (chunk[-1].ts, chunk[-1].seq)
+        rows_out: list[tuple[Any, ...]] = []
+        for key, path_stats in totals.items():
+            for piece in pieces(key, path_stats, 0):
+                rows_out.extend(st.pieces_params(project_id, merge_pieces([piece], secrets.randbits(62))))
+        if rows_out:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.executemany(st.pieces_sql, rows_out)
+            finally:
+                cursor.close()
+    return read

@@ -1,0 +1,272 @@
+"""A plain reference implementation of SPEC §3 (storage) and §4 (heatmap, events, sessions).
+
+It works on the ingest bodies a test posted, in posting order, and answers what the HTTP API
+must answer. Nothing here imports the package: the rules are re-derived from the SPEC text, in
+the most direct (slow, obviously correct) way, so that property tests can compare against it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_FRAME = (1280, 720)
+PLOTTABLE_TYPES = ["click", "move", "scroll"]
+# Type-specific fields kept in an event's ``data`` (SPEC §3).
+TYPE_FIELDS = ("name", "props", "action", "category", "from", "to", "button", "scrollY", "inputType", "length")
+_BUCKET = re.compile(r"^(\d{1,6})x(\d{1,6})$")
+
+
+def js_round(value: float) -> int:
+    """JavaScript ``Math.round``: halves go up, also for negatives (-2.5 -> -2)."""
+    return math.floor(value + 0.5)
+
+
+def parse_bucket(value: Any) -> tuple[int, int] | None:
+    """``"WxH"`` with both parts positive as ``(w, h)``, else ``None``."""
+    match = _BUCKET.match(value) if isinstance(value, str) else None
+    if match is None or int(match[1]) <= 0 or int(match[2]) <= 0:
+        return None
+    return int(match[1]), int(match[2])
+
+
+def row_bucket(event: dict[str, Any]) -> tuple[int, int]:
+    """The viewport bucket of an event's rows: ``meta.viewportBucket`` or the viewport rounded to 100 px."""
+    explicit = parse_bucket((event.get("meta") or {}).get("viewportBucket"))
+    if explicit is not None:
+        return explicit
+    viewport = event["viewport"]
+    return js_round(viewport["w"] / 100) * 100, js_round(viewport["h"] / 100) * 100
+
+
+@dataclass(frozen=True)
+class Row:
+    """One stored row as the SPEC describes it; ``seq`` is its storage order."""
+
+    seq: int
+    event_id: str
+    point_index: int
+    session_id: str
+    type: str
+    ts: int
+    path: str
+    selector: str | None
+    x: int | None
+    y: int | None
+    scroll_depth: int | None
+    bucket: tuple[int, int]
+    data: dict[str, Any] | None
+
+
+def is_dropped(event: dict[str, Any]) -> bool:
+    """An ``input`` event whose ``masked`` holds any character other than ``*``."""
+    masked = event.get("masked")
+    return event["type"] == "input" and isinstance(masked, str) and any(c != "*" for c in masked)
+
+
+def event_rows(event: dict[str, Any], session_id: str) -> list[dict[str, Any]]:
+    """The rows one SDK event becomes (without storage order): one per move point, else one."""
+    data = {k: event[k] for k in TYPE_FIELDS if k in event} or None
+    common: dict[str, Any] = {
+        "event_id": event["eventId"],
+        "session_id": session_id,
+        "type": event["type"],
+        "path": event["path"],
+        "selector": event.get("selector"),
+        "bucket": row_bucket(event),
+        "data": data,
+    }
+    if event["type"] == "move":
+        return [
+            dict(
+                common,
+                point_index=i,
+                ts=js_round(event["ts"] + p["tsOffset"]),
+                x=js_round(p["x"]),
+                y=js_round(p["y"]),
+                scroll_depth=None,
+            )
+            for i, p in enumerate(event["points"])
+        ]
+    x = y = depth = None
+    if event["type"] == "click":
+        x, y = js_round(event["x"]), js_round(event["y"])
+    elif event["type"] == "scroll":
+        depth = js_round(event["scrollDepthPct"])
+    return [dict(common, point_index=0, ts=js_round(event["ts"]), x=x, y=y, scroll_depth=depth)]
+
+
+def stored_rows(bodies: Iterable[dict[str, Any]]) -> list[Row]:
+    """The rows of one project after posting ``bodies`` in order; a repeated (eventId, point) keeps the first."""
+    rows: list[Row] = []
+    seen: set[tuple[str, int]] = set()
+    for body in bodies:
+        session_id = body["session"]["id"]
+        for event in body["events"]:
+            if is_dropped(event):
+                continue
+            for fields in event_rows(event, session_id):
+                key = (fields["event_id"], fields["point_index"])
+                if key not in seen:
+                    seen.add(key)
+                    rows.append(Row(seq=len(rows), **fields))
+    return rows
+
+
+def _matches(row: Row, path: str | None, ts_from: int | None, ts_to: int | None, kind: str | None) -> bool:
+    return (
+        (path is None or row.path == path)
+        and (ts_from is None or row.ts >= ts_from)
+        and (ts_to is None or row.ts <= ts_to)
+        and (kind in (None, "all") or row.type == kind)
+    )
+
+
+def choose_bucket(matched: list[Row]) -> tuple[int, int] | None:
+    """The most common bucket; a tie goes to the bucket of the earliest stored row."""
+    counts: Counter[tuple[int, int]] = Counter()
+    first: dict[tuple[int, int], int] = {}
+    for row in matched:
+        counts[row.bucket] += 1
+        first.setdefault(row.bucket, row.seq)
+    if not counts:
+        return None
+    return max(counts, key=lambda b: (counts[b], -first[b]))
+
+
+def bucket_tied(matched: list[Row]) -> bool:
+    """Whether several buckets share the highest count (the tie-break decides)."""
+    counts = Counter(row.bucket for row in matched).most_common(2)
+    return len(counts) == 2 and counts[0][1] == counts[1][1]
+
+
+def heatmap_rows(
+    rows: list[Row],
+    *,
+    path: str | None,
+    ts_from: int,
+    ts_to: int,
+    type: str | None,
+) -> tuple[list[Row], str]:
+    """The rows a heatmap aggregates and its resolved type (no ``type`` and no click: all rows)."""
+    requested = type or "click"
+    matched = [r for r in rows if _matches(r, path, ts_from, ts_to, requested)]
+    if type is None and not matched:
+        everything = [r for r in rows if _matches(r, path, ts_from, ts_to, "all")]
+        if everything:
+            return everything, "all"
+    return matched, requested
+
+
+def heatmap(
+    rows: list[Row],
+    *,
+    path: str | None = None,
+    ts_from: int = 0,
+    ts_to: int,
+    type: str | None = None,
+    resolution: int = 128,
+    viewport_bucket: str | None = None,
+    viewports: str = "width",
+) -> dict[str, Any]:
+    """The body of ``GET /heatmap`` for these parameters (SPEC §4, square cells, width band)."""
+    requested = type or "click"
+    matched, resolved = heatmap_rows(rows, path=path, ts_from=ts_from, ts_to=ts_to, type=type)
+    breakdown = dict(Counter(r.type for r in matched))
+    total = len(matched)
+
+    if viewport_bucket is not None:
+        chosen: str | None = viewport_bucket
+    else:
+        top = choose_bucket(matched)
+        chosen = f"{top[0]}x{top[1]}" if top else None
+    fw, fh = parse_bucket(chosen) or DEFAULT_FRAME
+
+    def in_band(row: Row) -> bool:
+        return viewports == "all" or row.bucket[0] == fw
+
+    other: Counter[str] = Counter(str(r.bucket[0]) for r in matched if not in_band(r))
+    with_xy = [r for r in matched if in_band(r) and r.type != "scroll" and r.x is not None and r.y is not None]
+    scrolls = [r for r in matched if in_band(r) and r.type == "scroll" and r.scroll_depth is not None]
+    render_height = max([fh, *(r.y for r in with_xy if r.y is not None)])
+
+    cells: Counter[tuple[int, int]] = Counter()  # (cy, cx) -> rows
+    for r in with_xy:
+        assert r.x is not None and r.y is not None
+        cx = min(resolution - 1, max(0, r.x * resolution // fw))
+        cy = max(0, r.y * resolution // fw)
+        cells[(cy, cx)] += 1
+    for r in scrolls:
+        assert r.scroll_depth is not None
+        depth = r.scroll_depth
+        # Mirrors flask_heat_collector/heatmap.py: a depth above 100 is read as hundredths of a percent.
+        pct = (depth / 100 if depth > 100 else depth) / 100
+        y = js_round(pct * render_height)
+        cells[(max(0, y * resolution // fw), 0)] += 1
+
+    def centre(index: int) -> int:
+        # js_round((index + 0.5) * fw / resolution), exactly, in integers.
+        return ((2 * index + 1) * fw + resolution) // (2 * resolution)
+
+    points = [{"x": centre(cx), "y": centre(cy), "value": n} for (cy, cx), n in sorted(cells.items())]
+    plotted = sum(cells.values())
+    side = fw / resolution
+    meta: dict[str, Any] = {
+        "resolution": resolution,
+        "viewport": {"w": fw, "h": fh},
+        "renderHeight": render_height,
+        "cell": {"w": side, "h": side},
+        "total": total,
+        "plotted": plotted,
+        "ignored": total - plotted,
+        "otherViewports": dict(other),
+        "requestedType": requested,
+        "resolvedType": resolved,
+        "bucket": chosen or f"{fw}x{fh}",
+        "plottableTypes": list(PLOTTABLE_TYPES),
+        "typeBreakdown": breakdown,
+    }
+    if total and not plotted:
+        meta["warning"] = "Events matched the filter but none are plottable."
+    return {"points": points, "meta": meta}
+
+
+def event_item(row: Row) -> dict[str, Any]:
+    """The fields of an event item of the events API that the oracle knows."""
+    return {
+        "id": f"{row.event_id}:{row.point_index}",
+        "eventId": row.event_id,
+        "sessionId": row.session_id,
+        "type": row.type,
+        "ts": row.ts,
+        "path": row.path,
+        "selector": row.selector,
+        "x": row.x,
+        "y": row.y,
+        "scrollDepth": row.scroll_depth,
+        "data": row.data,
+    }
+
+
+def events_page(
+    rows: list[Row],
+    *,
+    path: str | None = None,
+    ts_from: int | None = None,
+    ts_to: int | None = None,
+    type: str | None = None,
+    limit: int = 200,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """One page of ``GET /events``: ordered by ts, ties in storage order."""
+    found = sorted((r for r in rows if _matches(r, path, ts_from, ts_to, type)), key=lambda r: (r.ts, r.seq))
+    return [event_item(r) for r in found[offset : offset + limit]]
+
+
+def session_event_counts(rows: list[Row]) -> dict[str, int]:
+    """``eventCount`` of each session in the sessions list: its stored rows (a move counts its points)."""
+    return dict(Counter(r.session_id for r in rows))
