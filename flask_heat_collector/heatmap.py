@@ -8,7 +8,8 @@ the aggregates).
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .aggregates import DAY_MS, PLOTTABLE_TYPES, RESOLUTION, Stats, add_pairs, cell_index, items, rollup
@@ -22,6 +23,14 @@ NOT_PLOTTABLE_WARNING = (
     "Use type=click|move|scroll or inspect /api/projects/:projectId/events."
 )
 Bucket = tuple[str, int, int]  # (type, bucket_w, bucket_h)
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """The answer: ``(x, y, value)`` points (cell centres, by row then column) and the meta object."""
+
+    points: list[tuple[int, int, int]]
+    meta: dict[str, Any]
 
 
 def split_range(ts_from: int, ts_to: int) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
@@ -39,7 +48,7 @@ def split_range(ts_from: int, ts_to: int) -> tuple[tuple[int, int] | None, list[
 
 
 def _raw(reader: Reader, flt: EventFilter, lo: int, hi: int, span: int) -> dict[Bucket, Stats]:
-    rows = stored_events(reader, replace(flt, types=None, ts_from=lo, ts_to=hi), ts_low=lo - span)
+    rows = stored_events(reader, replace(flt, types=None, ts_from=lo, ts_to=hi), ts_low=lo - span, light=True)
     return {(kind, bw, bh): stats for (_, kind, bw, bh), stats in rollup(rows, ts_range=(lo, hi), by_day=False).items()}
 
 
@@ -103,7 +112,7 @@ class _Plan:
         span = self.span if self.edges else self.reader.max_span(self.flt.project_id)
         for kind in types:
             flt = replace(self.flt, types=(kind,))
-            for row in stored_events(self.reader, flt, ts_low=lo - span):
+            for row in stored_events(self.reader, flt, ts_low=lo - span, light=True):
                 if width is not None and row.bucket_w != width:
                     continue
                 for _, ts, x, y in items(row):
@@ -141,7 +150,7 @@ def build_heatmap(
     resolution: int,
     viewport_bucket: str | None,
     viewports: str = "width",
-) -> dict[str, Any]:
+) -> Heatmap:
     """Aggregate the heatmap and shape the response body (memory bounded by the cells)."""
     return repo.read(lambda reader: _build(reader, flt, requested_type, resolution, viewport_bucket, viewports))
 
@@ -153,7 +162,7 @@ def _build(
     resolution: int,
     viewport_bucket: str | None,
     viewports: str,
-) -> dict[str, Any]:
+) -> Heatmap:
     plan = _Plan(reader, flt)
     everything = plan.summary()
     requested = requested_type or "click"
@@ -172,40 +181,52 @@ def _build(
     width_band = viewports == "width"
     plotted_types = PLOTTABLE_TYPES if resolved == "all" else (resolved,) if resolved in PLOTTABLE_TYPES else ()
     plotted_keys = [k for k in summary if k[0] in plotted_types and (not width_band or k[1] == vw)]
-    ys = [summary[k].max_y for k in plotted_keys if k[0] != "scroll" and summary[k].max_y is not None]
-    render_height = max([vh, *[y for y in ys if y is not None]])
+    tops = [summary[k].max_y for k in plotted_keys if k[0] != "scroll"]
+    render_height = max([vh, *[y for y in tops if y is not None]])
     other: dict[str, int] = {}
     if width_band:
         for (_, bw, _), stats in summary.items():
             if bw != vw:
                 other[str(bw)] = other.get(str(bw), 0) + stats.n
 
-    counts: dict[tuple[int, int], int] = {}
+    counts: dict[int, int] = {}  # cy * resolution + cx -> rows
     depths: dict[int, int] = {}
     if total and plotted_types:
         if width_band and RESOLUTION % resolution == 0:
             fine, depths = plan.fine_cells(plotted_types, vw)
             step = RESOLUTION // resolution
-            for cell, count in fine.items():
+            if step == 1:  # the aggregates' own cells
+                counts = fine
+            for cell, count in fine.items() if step > 1 else ():
                 cy, cx = divmod(cell, RESOLUTION)
-                key = (cy // step, cx // step)
+                key = cy // step * resolution + cx // step
                 counts[key] = counts.get(key, 0) + count
         else:
-            counts, depths = plan.raw_cells(plotted_types, vw if width_band else None, vw, resolution)
+            raw, depths = plan.raw_cells(plotted_types, vw if width_band else None, vw, resolution)
+            for (cy, cx), count in raw.items():
+                counts[cy * resolution + cx] = count
     for depth, count in depths.items():
         if not count:
             continue
         pct = (depth / 100 if depth > 100 else depth) / 100
-        key = (max(0, cell_index(js_round(pct * render_height), vw, resolution)), 0)
+        key = max(0, cell_index(js_round(pct * render_height), vw, resolution)) * resolution
         counts[key] = counts.get(key, 0) + count
 
     side = vw / resolution
-    points = [
-        {"x": js_round((cx + 0.5) * side), "y": js_round((cy + 0.5) * side), "value": value}
-        for (cy, cx), value in sorted(counts.items())
-        if value
-    ]
-    plotted = sum(p["value"] for p in points)
+    xs = [js_round((cx + 0.5) * side) for cx in range(resolution)]  # cell centres, once per column
+    ys: dict[int, int] = {}
+    points: list[tuple[int, int, int]] = []
+    plotted = 0
+    for key in sorted(counts):
+        value = counts[key]
+        if not value:
+            continue
+        cy, cx = divmod(key, resolution)
+        y = ys.get(cy)
+        if y is None:
+            y = ys[cy] = js_round((cy + 0.5) * side)
+        points.append((xs[cx], y, value))
+        plotted += value
     meta: dict[str, Any] = {
         "resolution": resolution,
         "viewport": {"w": vw, "h": vh},
@@ -223,4 +244,14 @@ def _build(
     }
     if total and not plotted:
         meta["warning"] = NOT_PLOTTABLE_WARNING
-    return {"points": points, "meta": meta}
+    return Heatmap(points=points, meta=meta)
+
+
+_META_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def heatmap_json(heatmap: Heatmap) -> str:
+    """The response body ``{"points": [{x, y, value}, ...], "meta": {...}}``, written directly (a map
+    has up to tens of thousands of points: formatting them is several times faster than encoding dicts)."""
+    points = ",".join(['{"x":%d,"y":%d,"value":%d}' % point for point in heatmap.points])  # noqa: UP031
+    return '{"points":[' + points + '],"meta":' + _META_JSON.encode(heatmap.meta) + "}"

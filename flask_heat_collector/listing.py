@@ -15,17 +15,26 @@ from .aggregates import items
 from .repositories.base import Event, EventFilter, Reader, Repository, StoredEvent
 
 _FIRST_PAGE = 256
-_MAX_PAGE = 4096
+_MAX_PAGE = 8192
 
 
 def stored_events(
-    reader: Reader, flt: EventFilter, *, ts_low: int | None, session_id: str | None = None
+    reader: Reader,
+    flt: EventFilter,
+    *,
+    ts_low: int | None,
+    session_id: str | None = None,
+    light: bool = False,
+    first_page: int = _FIRST_PAGE,
 ) -> Iterator[StoredEvent]:
-    """Every stored event of ``flt`` from ``ts_low`` on, in ``(ts, seq)`` order, fetched in growing pages."""
+    """Every stored event of ``flt`` from ``ts_low`` on, in ``(ts, seq)`` order, fetched in growing pages.
+
+    ``light`` leaves out the JSON columns, path and selector (``None``).
+    """
     after: tuple[int, int] | None = None
-    size = _FIRST_PAGE
+    size = max(1, min(first_page, _MAX_PAGE))
     while True:
-        page = reader.scan(flt, ts_low=ts_low, after=after, limit=size, session_id=session_id)
+        page = reader.scan(flt, ts_low=ts_low, after=after, limit=size, session_id=session_id, light=light)
         yield from page
         if len(page) < size:
             return
@@ -33,29 +42,45 @@ def stored_events(
         size = min(size * 2, _MAX_PAGE)
 
 
+Row = tuple[StoredEvent, int, int]  # (event, point index, ts)
+
+
 def rows_in_order(
-    reader: Reader, flt: EventFilter, *, session_id: str | None = None
-) -> Iterator[tuple[StoredEvent, int, int, int | None, int | None]]:
-    """``(event, point_index, ts, x, y)`` of every row of ``flt`` ordered by (ts, storage order, point)."""
+    reader: Reader,
+    flt: EventFilter,
+    *,
+    session_id: str | None = None,
+    light: bool = False,
+    first_page: int = _FIRST_PAGE,
+) -> Iterator[Row]:
+    """``(event, point_index, ts)`` of every row of ``flt`` ordered by (ts, storage order, point).
+
+    An event whose rows share one ts (all but moves that last) is never decoded here.
+    """
     ts_low = None if flt.ts_from is None else flt.ts_from - reader.max_span(flt.project_id)
     lo = flt.ts_from
     hi = flt.ts_to
-    heap: list[tuple[int, int, int, str, int | None, int | None, StoredEvent]] = []
-    for event in stored_events(reader, flt, ts_low=ts_low, session_id=session_id):
+    heap: list[tuple[int, int, int, str, StoredEvent]] = []
+    events = stored_events(reader, flt, ts_low=ts_low, session_id=session_id, light=light, first_page=first_page)
+    for event in events:
         # Rows of earlier events that no later event can precede: (ts, seq) below this event's.
         while heap and (heap[0][0], heap[0][1]) < (event.ts, event.seq):
-            ts, _, index, _, x, y, owner = heapq.heappop(heap)
-            yield owner, index, ts, x, y
-        if event.points is None:
+            ts, _, index, _, owner = heapq.heappop(heap)
+            yield owner, index, ts
+        if event.span == 0:
             if (lo is None or event.ts >= lo) and (hi is None or event.ts <= hi):
-                heapq.heappush(heap, (event.ts, event.seq, 0, event.event_id, event.x, event.y, event))
+                for index in range(event.row_count):
+                    if heap:
+                        heapq.heappush(heap, (event.ts, event.seq, index, event.event_id, event))
+                    else:  # nothing pending: no later event can come before it
+                        yield event, index, event.ts
             continue
-        for index, ts, x, y in items(event):
+        for index, ts, _, _ in items(event):
             if (lo is None or ts >= lo) and (hi is None or ts <= hi):
-                heapq.heappush(heap, (ts, event.seq, index, event.event_id, x, y, event))
+                heapq.heappush(heap, (ts, event.seq, index, event.event_id, event))
     while heap:
-        ts, _, index, _, x, y, owner = heapq.heappop(heap)
-        yield owner, index, ts, x, y
+        ts, _, index, _, owner = heapq.heappop(heap)
+        yield owner, index, ts
 
 
 def _event(stored: StoredEvent, index: int, ts: int, x: int | None, y: int | None) -> Event:
@@ -78,15 +103,33 @@ def _event(stored: StoredEvent, index: int, ts: int, x: int | None, y: int | Non
 
 
 def page(reader: Reader, flt: EventFilter, limit: int, offset: int, *, session_id: str | None = None) -> list[Event]:
-    """Rows ``offset .. offset + limit`` of ``flt`` in ts order."""
-    out: list[Event] = []
+    """Rows ``offset .. offset + limit`` of ``flt`` in ts order.
+
+    The rows before the page are walked without their JSON; the page's events are then read whole.
+    """
+    wanted: list[Row] = []
     position = 0
-    for stored, index, ts, x, y in rows_in_order(reader, flt, session_id=session_id):
+    rows = rows_in_order(reader, flt, session_id=session_id, light=True, first_page=offset + limit + 1)
+    for row in rows:
         if position >= offset:
-            out.append(_event(stored, index, ts, x, y))
-            if len(out) >= limit:
+            wanted.append(row)
+            if len(wanted) >= limit:
                 break
         position += 1
+    if not wanted:
+        return []
+    whole = {e.event_id: e for e in reader.fetch(flt.project_id, list({row[0].event_id for row in wanted}))}
+    points: dict[str, list[tuple[int, int, int | None, int | None]]] = {}
+    out = []
+    for stored, index, ts in wanted:
+        event = whole[stored.event_id]
+        if event.points is None:
+            out.append(_event(event, index, ts, event.x, event.y))
+            continue
+        if event.event_id not in points:
+            points[event.event_id] = list(items(event))
+        _, _, x, y = points[event.event_id][index]
+        out.append(_event(event, index, ts, x, y))
     return out
 
 

@@ -207,9 +207,15 @@ class Reader(ABC):
         after: tuple[int, int] | None,
         limit: int,
         session_id: str | None = None,
+        light: bool = False,
     ) -> list[StoredEvent]:
         """Events of ``flt`` (project, path, types; ``ts`` at most ``flt.ts_to``, at least ``ts_low``)
-        in ``(ts, seq)`` order, after the key ``after``; at most ``limit``."""
+        in ``(ts, seq)`` order, after the key ``after``; at most ``limit``. ``light`` reads neither
+        the JSON columns nor path and selector (they are ``None``)."""
+
+    @abstractmethod
+    def fetch(self, project_id: str, event_ids: list[str]) -> list[StoredEvent]:
+        """The stored events of these ids (in no particular order)."""
 
     @abstractmethod
     def aggregates(

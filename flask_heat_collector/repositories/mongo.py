@@ -81,6 +81,7 @@ UNAUTHORIZED = 13
 _UPSERT_ATTEMPTS = 3
 _PROJECT_CACHE_SECONDS = 30.0
 _NO_ID = {"_id": 0}
+_LIGHT = {"_id": 0, "path": 0, "selector": 0, "metaJson": 0, "dataJson": 0}
 _BY_TS = [("ts", 1), ("seq", 1)]
 _CHUNK = 5000
 
@@ -557,6 +558,7 @@ class _MongoReader(Reader):
         after: tuple[int, int] | None,
         limit: int,
         session_id: str | None = None,
+        light: bool = False,
     ) -> list[StoredEvent]:
         match = _match(flt)
         if session_id is not None:
@@ -573,8 +575,13 @@ class _MongoReader(Reader):
             match["$or"] = [{"ts": {"$gt": after[0]}}, {"ts": after[0], "seq": {"$gt": after[1]}}]
         if ts:
             match["ts"] = ts
-        cursor = self.repo._coll("events").find(match, _NO_ID, sort=_BY_TS, limit=limit)
+        projection = _LIGHT if light else _NO_ID
+        cursor = self.repo._coll("events").find(match, projection, sort=_BY_TS, limit=limit)
         return [_stored(doc) for doc in cursor]
+
+    def fetch(self, project_id: str, event_ids: list[str]) -> list[StoredEvent]:
+        match = {"projectId": project_id, "eventId": {"$in": event_ids}}
+        return [_stored(doc) for doc in self.repo._coll("events").find(match, _NO_ID)]
 
     def aggregates(
         self,

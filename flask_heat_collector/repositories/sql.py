@@ -57,6 +57,8 @@ _RETRY_CODES = {1213, 1205}
 _RETRY_SQLSTATES = {"40001", "40P01"}
 _PROJECT_CACHE_SECONDS = 30.0
 _STORED_COLUMNS = [events.c[name] for name in STORED_FIELDS]
+_HEAVY = ("path", "selector", "meta_json", "data_json")
+_LIGHT_COLUMNS = [sa.null() if name in _HEAVY else events.c[name] for name in STORED_FIELDS]
 _AGGREGATE_KEY = ("project_id", "path_key", "day", "type", "bucket_w", "bucket_h")
 
 
@@ -491,6 +493,7 @@ class _SqlReader(Reader):
         after: tuple[int, int] | None,
         limit: int,
         session_id: str | None = None,
+        light: bool = False,
     ) -> list[StoredEvent]:
         clauses: list[Any] = [events.c.project_id == flt.project_id]
         if session_id is not None:
@@ -505,7 +508,12 @@ class _SqlReader(Reader):
             clauses.append(events.c.ts <= flt.ts_to)
         if after is not None:
             clauses.append(sa.or_(events.c.ts > after[0], sa.and_(events.c.ts == after[0], events.c.seq > after[1])))
-        stmt = sa.select(*_STORED_COLUMNS).where(*clauses).order_by(events.c.ts, events.c.seq).limit(limit)
+        columns = _LIGHT_COLUMNS if light else _STORED_COLUMNS
+        stmt = sa.select(*columns).where(*clauses).order_by(events.c.ts, events.c.seq).limit(limit)
+        return [StoredEvent(*row) for row in self.conn.execute(stmt)]
+
+    def fetch(self, project_id: str, event_ids: list[str]) -> list[StoredEvent]:
+        stmt = sa.select(*_STORED_COLUMNS).where(events.c.project_id == project_id, events.c.event_id.in_(event_ids))
         return [StoredEvent(*row) for row in self.conn.execute(stmt)]
 
     def aggregates(

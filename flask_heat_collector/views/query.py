@@ -14,7 +14,7 @@ from marshmallow import Schema, ValidationError
 from ..auth import check_query_key
 from ..errors import ApiError
 from ..extension import get_state
-from ..heatmap import build_heatmap
+from ..heatmap import build_heatmap, heatmap_json
 from ..listing import event_page
 from ..openapi import build_openapi
 from ..repositories.base import Event, EventFilter, Session, SessionQuery
@@ -140,14 +140,13 @@ def heatmap(project_id: str) -> Response:
         viewport_bucket=query.get("viewportBucket"),
         viewports=query["viewports"],
     )
-    meta = result["meta"]
-    return _json(
-        result,
-        X_Result_Count=str(meta["total"]),
-        X_Heatmap_Point_Count=str(len(result["points"])),
-        X_Requested_Type=meta["requestedType"],
-        X_Resolved_Type=meta["resolvedType"],
-    )
+    meta = result.meta
+    response = Response(heatmap_json(result), mimetype="application/json")
+    response.headers["X-Result-Count"] = str(meta["total"])
+    response.headers["X-Heatmap-Point-Count"] = str(len(result.points))
+    response.headers["X-Requested-Type"] = meta["requestedType"]
+    response.headers["X-Resolved-Type"] = meta["resolvedType"]
+    return common.no_store(response)
 
 
 def project_events(project_id: str) -> Response:
