@@ -33,12 +33,22 @@ def stored_events(
     """
     after: tuple[int, int] | None = None
     size = max(1, min(first_page, _MAX_PAGE))
+    # seq is unique per process, not across processes: events may share (ts, seq). Each next page
+    # starts AT the last key, skipping the events of that key already given.
+    given: set[str] = set()
     while True:
         page = reader.scan(flt, ts_low=ts_low, after=after, limit=size, session_id=session_id, light=light)
-        yield from page
+        key = after and (after[0], after[1] + 1)
+        fresh = [e for e in page if not ((e.ts, e.seq) == key and e.event_id in given)]
+        yield from fresh
         if len(page) < size:
             return
-        after = (page[-1].ts, page[-1].seq)
+        last = (page[-1].ts, page[-1].seq)
+        if not fresh and last == key:  # a page of one key, all given: read more at once
+            size *= 2
+            continue
+        given = {e.event_id for e in page if (e.ts, e.seq) == last} | (given if last == key else set())
+        after = (last[0], last[1] - 1)
         size = min(size * 2, _MAX_PAGE)
 
 

@@ -26,6 +26,7 @@ QUERIES: list[dict[str, Any]] = [
     {"type": "all", "viewports": "all"},
     {"type": "scroll", "resolution": 8},
     {"type": "all", "from": T0 + DAY // 2, "to": T0 + 2 * DAY + 5},
+    {"type": "move", "from": T0 + DAY // 2, "to": T0 + DAY // 2 + 3, "resolution": 16},
     {"type": "all", "from": T0, "to": T0 + 2 * DAY - 1, "path": "/a"},
     {"type": "all", "viewportBucket": "400x800"},
 ]
@@ -61,6 +62,9 @@ def _fill(client: FlaskClient) -> str:
                 session_id=f"s-{day}",
                 user={"id": f"u-{n % 2}"} if n else None,
             )
+    # A move whose points straddle the ``from`` of a query below (and whose first point precedes its ts).
+    points = [{"x": 40 + i, "y": 50 + i, "tsOffset": 4 * i - 8} for i in range(6)]
+    _post(client, event("move", ts=T0 + DAY // 2 + 2, path="/b", w=1200, points=points), session_id="s-0")
     return project
 
 
@@ -88,7 +92,7 @@ def test_compaction_and_rebuild_change_no_answer(app: Flask, client: FlaskClient
     assert result.exit_code == 0, result.output
     assert _answers(client, project) == before
     result = runner.invoke(args=["heat", "rebuild-aggregates"])
-    assert result.exit_code == 0 and "from 48 stored event(s)" in result.output, result.output
+    assert result.exit_code == 0 and "from 49 stored event(s)" in result.output, result.output
     assert _answers(client, project) == before
     _post(client, event("click", ts=T0 + 5, x=1, y=1, path="/b", w=1200), session_id="s-0")
     after = _answers(client, project)
@@ -135,6 +139,20 @@ LEGACY_EVENTS = sa.Table(
 )
 
 
+LEGACY_USERS = sa.Table(  # keyed by id alone
+    "users",
+    LEGACY,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("project_id", sa.String(36), nullable=False),
+    sa.Column("external_id", sa.String(128), nullable=False),
+    sa.Column("traits_json", sa.Text),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("project_id", "external_id", name="uq_users_project_external"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
+)
+
+
 def _legacy_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The first layout's rows (one per move point) of the events API's items."""
     rows = []
@@ -176,6 +194,7 @@ def _to_first_layout(app: Flask, backend_name: str, rows: list[dict[str, Any]]) 
         db.events.drop()
         db.heat_aggregates.drop()
         db.sessions.update_many({}, {"$unset": {"eventCount": "", "lastPath": "", "lastTs": ""}})
+        db.projects.update_many({}, {"$unset": {"maxSpan": ""}})
         db.events.create_index(
             [("projectId", 1), ("eventId", 1), ("pointIndex", 1)], unique=True, name="uq_events_project_event_point"
         )
@@ -190,8 +209,12 @@ def _to_first_layout(app: Flask, backend_name: str, rows: list[dict[str, Any]]) 
         conn.exec_driver_sql("DROP TABLE events")
         conn.exec_driver_sql("DROP TABLE heat_aggregates")
         conn.exec_driver_sql("UPDATE sessions SET event_count = 0, last_path = NULL, last_ts = NULL")
+        conn.exec_driver_sql("UPDATE projects SET max_span = 0")
+        users = [dict(r._mapping) for r in conn.exec_driver_sql("SELECT * FROM users")]
+        conn.exec_driver_sql("DROP TABLE users")
         LEGACY.create_all(conn)
         conn.execute(sa.insert(LEGACY_EVENTS), rows)
+        conn.execute(sa.insert(LEGACY_USERS), users)
 
 
 def test_migrate_moves_the_first_layout_forward(app: Flask, client: FlaskClient, backend_name: str) -> None:

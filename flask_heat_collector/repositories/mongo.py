@@ -243,6 +243,10 @@ class MongoRepository(Repository):
                     if not _is_unauthorized(exc):
                         raise
                     refused.append(f"{collection}.{name}")
+            try:  # superseded: every index leads with the project
+                self._coll("sessions").drop_index("ix_sessions_id")
+            except OperationFailure:
+                pass  # not there (or not ours to drop)
             if self._coll(LEGACY_EVENTS).find_one({}, {"_id": 1}) is not None:
                 self._move_legacy_events()
                 self._rebuild_aggregates()
@@ -259,8 +263,9 @@ class MongoRepository(Repository):
     def _move_legacy_events(self) -> None:
         """Copy the first layout's point documents into one document per event, with counters."""
         old = self._coll(LEGACY_EVENTS).find({}, sort=[("projectId", 1), ("eventId", 1), ("pointIndex", 1)])
-        events, sessions = self._coll("events"), self._coll("sessions")
+        sessions = self._coll("sessions")
         counts: dict[tuple[str, str], int] = {}
+        spans: dict[str, int] = {}
         out: list[Doc] = []
         group: list[Doc] = []
 
@@ -290,8 +295,9 @@ class MongoRepository(Repository):
             out.append(doc)
             key = (str(first["projectId"]), str(first["sessionId"]))
             counts[key] = counts.get(key, 0) + (len(group) if move else 1)
+            spans[key[0]] = max(spans.get(key[0], 0), int(doc["span"] or 0))
             if len(out) >= _CHUNK:
-                events.insert_many(out, ordered=False)
+                self._insert_events(out)  # a re-run after an interruption finds some stored already
                 out.clear()
 
         for doc in old:
@@ -302,9 +308,11 @@ class MongoRepository(Repository):
         if group:
             flush_group()
         if out:
-            events.insert_many(out, ordered=False)
+            self._insert_events(out)
         for (project_id, session_id), count in counts.items():
             sessions.update_one({"projectId": project_id, "id": session_id}, {"$set": {"eventCount": count}})
+        for project_id, span in spans.items():
+            self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": span}})
 
     # -- ingest -------------------------------------------------------------
 

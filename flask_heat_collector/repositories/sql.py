@@ -199,7 +199,9 @@ class SqlRepository(Repository):
             if dialect == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK_ID})")  # until commit
             elif dialect == "mysql":
-                conn.exec_driver_sql(f"SELECT GET_LOCK('{MIGRATE_LOCK_NAME}', 120)")
+                got = conn.exec_driver_sql(f"SELECT GET_LOCK('{MIGRATE_LOCK_NAME}', 600)").scalar()
+                if got != 1:
+                    raise StorageUnavailable("another process held the migration lock for 10 minutes")
             try:
                 migrate_schema(conn, self._statements)
             finally:
@@ -258,9 +260,24 @@ class SqlRepository(Repository):
             except sa.exc.DataError as exc:  # some rows were duplicates: the exact path below
                 if getattr(exc.orig, "pgcode", None) != "22012":
                     raise
-        return self._write(lambda conn: self._ingest_rows(conn, batch))
+        raised: dict[str, int] = {}
 
-    def _ingest_rows(self, conn: Connection, batch: Batch) -> IngestResult:
+        def run(conn: Connection) -> IngestResult:
+            raised.clear()
+            return self._ingest_rows(conn, batch, raised)
+
+        result = self._write(run)
+        for project_id, span in raised.items():  # known only once committed (a retry starts over)
+            self._spans[project_id] = max(span, self._spans.get(project_id, 0))
+        return result
+
+    def _raise_span(self, conn: Connection, project_id: str, span: int, raised: dict[str, int]) -> None:
+        """Make projects.max_span at least ``span`` (skipped when this process knows it already is)."""
+        if span > max(self._spans.get(project_id, 0), raised.get(project_id, 0)):
+            conn.execute(self._statements.raise_span, {"pid": project_id, "span": span})
+            raised[project_id] = span
+
+    def _ingest_rows(self, conn: Connection, batch: Batch, raised: dict[str, int]) -> IngestResult:
         """In one transaction: upserts, then only the events not stored yet and their aggregate pieces."""
         st = self._statements
         project_id = self._project_id(conn, batch.project_key, batch.create_project)
@@ -269,9 +286,7 @@ class SqlRepository(Repository):
             if batch.external_user_id
             else None
         )
-        if batch.span > self._spans.get(project_id, 0):
-            conn.execute(st.raise_span, {"pid": project_id, "span": batch.span})
-            self._spans[project_id] = batch.span
+        self._raise_span(conn, project_id, batch.span, raised)
         rows = batch.events
         tails: list[EventRow] = []
         if rows:
@@ -281,7 +296,7 @@ class SqlRepository(Repository):
             }
             for row in rows:
                 if row.type == "move" and stored.get(row.event_id, ("", 0))[0] == "move":
-                    tail = self._extend_move(conn, project_id, row)
+                    tail = self._extend_move(conn, project_id, row, raised)
                     if tail is not None:
                         tails.append(tail)
             rows = [r for r in rows if r.event_id not in stored]
@@ -304,7 +319,7 @@ class SqlRepository(Repository):
         conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id, accepted))
         return IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
 
-    def _extend_move(self, conn: Connection, project_id: str, row: EventRow) -> EventRow | None:
+    def _extend_move(self, conn: Connection, project_id: str, row: EventRow, raised: dict[str, int]) -> EventRow | None:
         """Append the points of a resent move past those stored; the appended points as a row."""
         key = (events.c.project_id == project_id, events.c.event_id == row.event_id)
         select = sa.select(events.c.ts, events.c.row_count, events.c.points).where(*key)
@@ -316,9 +331,7 @@ class SqlRepository(Repository):
             return None
         ts, span, points = pack_points(move_stamps(stored) + move_stamps(tail))
         conn.execute(sa.update(events).where(*key).values(ts=ts, span=span, row_count=row.row_count, points=points))
-        if span > self._spans.get(project_id, 0):
-            conn.execute(self._statements.raise_span, {"pid": project_id, "span": span})
-            self._spans[project_id] = span
+        self._raise_span(conn, project_id, span, raised)
         return tail
 
     def _ingest_one_statement(self, batch: Batch) -> IngestResult:

@@ -15,7 +15,16 @@ from ..aggregates import Stats, merge_pieces, pieces, rollup
 from ..ingest import path_key
 from .base import STORED_FIELDS, EventRow, StoredEvent
 from .sql_ingest import IngestStatements
-from .sql_schema import LEGACY_EVENTS, LEGACY_MARKER, events, heat_aggregates, metadata, projects, sessions
+from .sql_schema import (
+    LEGACY_EVENTS,
+    LEGACY_MARKER,
+    events,
+    heat_aggregates,
+    metadata,
+    projects,
+    sessions,
+    users,
+)
 
 _CHUNK = 5000
 _OBSOLETE_INDEXES = {"sessions": ("ix_sessions_id",)}  # an index must lead with the project
@@ -29,7 +38,14 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> None:
     if "events" in tables and LEGACY_MARKER in {c["name"] for c in inspector.get_columns("events")}:
         _rename(conn, "events", LEGACY_EVENTS)
         tables.add(LEGACY_EVENTS)
+    users_v1 = "users" in tables and inspector.get_pk_constraint("users")["constrained_columns"] == ["id"]
+    if users_v1:
+        _project_leading_users_key(conn)
     metadata.create_all(conn, checkfirst=True)
+    if users_v1 and conn.dialect.name == "sqlite":
+        names = ", ".join(c.name for c in users.columns)
+        conn.exec_driver_sql(f"INSERT INTO users ({names}) SELECT {names} FROM users_v1")
+        conn.exec_driver_sql("DROP TABLE users_v1")
     inspector = sa.inspect(conn)
     for table in metadata.sorted_tables:
         present = {c["name"] for c in inspector.get_columns(table.name)}
@@ -52,6 +68,18 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> None:
         _move_legacy_events(conn, st)
         rebuild_aggregates(conn, st)
         conn.exec_driver_sql(f"DROP TABLE {LEGACY_EVENTS}")
+
+
+def _project_leading_users_key(conn: Connection) -> None:
+    """The first layout keyed users by id alone: key them by (project_id, id) like every table."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        name = sa.inspect(conn).get_pk_constraint("users")["name"]
+        conn.exec_driver_sql(f'ALTER TABLE users DROP CONSTRAINT "{name}", ADD PRIMARY KEY (project_id, id)')
+    elif dialect == "mysql":
+        conn.exec_driver_sql("ALTER TABLE users DROP PRIMARY KEY, ADD PRIMARY KEY (project_id, id)")
+    else:  # SQLite cannot change a key: the table is made again (create_all, then copied back)
+        conn.exec_driver_sql("ALTER TABLE users RENAME TO users_v1")
 
 
 def _rename(conn: Connection, old: str, new: str) -> None:

@@ -32,8 +32,8 @@ projects = sa.Table(
 users = sa.Table(
     "users",
     metadata,
+    sa.Column("project_id", sa.String(36), primary_key=True),
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("project_id", sa.String(36), nullable=False),
     sa.Column("external_id", sa.String(128), nullable=False),
     sa.Column("traits_json", _Json),
     sa.Column("created_at", sa.BigInteger, nullable=False),

@@ -54,7 +54,7 @@
   function drawHeatmap(canvas, heatmap, options) {
     const { points, meta } = heatmap;
     const width = meta.viewport.w;
-    const cell = Math.max(width, meta.renderHeight) / meta.resolution;
+    const cell = meta.cell ? meta.cell.w : width / meta.resolution;  // square cells (SPEC 4)
     const radius = Math.max(12, 1.6 * cell);
     // Room below the render height, so the spots of the lowest rows are not cut in half.
     const height = points.length ? meta.renderHeight + Math.ceil(radius) : meta.renderHeight;
