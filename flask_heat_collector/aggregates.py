@@ -10,6 +10,7 @@ serve every heatmap resolution that divides it (cell ``b`` at 128 is cell ``b //
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -149,6 +150,16 @@ def rollup(
     return out
 
 
+def fresh_part() -> int:
+    """The ``part`` of a piece written by ingest: positive, so compaction finds the pieces to merge."""
+    return secrets.randbits(62) + 1
+
+
+def _merged_part() -> int:
+    """The ``part`` of a merged piece: negative (not looked at again until a fresh piece joins it)."""
+    return -(secrets.randbits(61) + 2**20)
+
+
 def pieces(path_key: int, stats: dict[Key, Stats], part: int) -> list[AggregateRow]:
     """The aggregate rows storing ``stats`` of one path (``part`` tells pieces of a key apart)."""
     return [
@@ -184,8 +195,9 @@ def batch_pieces(rows: Iterable[EventRow], part: int) -> list[AggregateRow]:
 MAX_MERGED_CELLS = 200_000  # cells per merged piece: keeps one row far below MySQL's max_allowed_packet
 
 
-def merge_pieces(group: list[AggregateRow], part: int) -> list[AggregateRow]:
-    """One key's pieces merged into one (or a few, when its cells are very many)."""
+def merge_pieces(group: list[AggregateRow]) -> list[AggregateRow]:
+    """One key's pieces merged into one (or a few, when its cells are very many), marked merged."""
+    part = _merged_part()
     total = Stats()
     for piece in group:
         total.add_piece(piece)
@@ -203,7 +215,7 @@ def merge_pieces(group: list[AggregateRow], part: int) -> list[AggregateRow]:
                 type=first.type,
                 bucket_w=first.bucket_w,
                 bucket_h=first.bucket_h,
-                part=part + i,
+                part=part - i,
                 n=total.n if i == 0 else 0,
                 first_seq=total.first_seq if i == 0 else None,
                 max_y=total.max_y if i == 0 else None,

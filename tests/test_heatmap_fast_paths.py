@@ -255,3 +255,72 @@ def test_concurrent_migrations_of_an_empty_database(backend: str, backend_name: 
     with ThreadPoolExecutor(4) as pool:
         for future in [pool.submit(migrate) for _ in range(4)]:
             future.result()
+
+
+def test_compaction_during_ingest_keeps_every_count(app: Flask) -> None:
+    """Batches stored while compactions run: the pieces still add up to exactly the stored rows."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    repo = app.extensions["heat_collector"].repository
+    done = threading.Event()
+
+    def compact_until_done() -> int:
+        runs = 0
+        while not done.is_set():
+            repo.compact()
+            runs += 1
+        return runs
+
+    def send(worker: int) -> None:
+        client = app.test_client()
+        for n in range(12):
+            ts = T0 + (n % 3) * DAY + worker * 1000 + n
+            moves = [{"x": 5 * i + worker, "y": 7 * i + n, "tsOffset": i} for i in range(4)]
+            body = batch(
+                event("click", ts=ts, x=worker * 10 + n, y=n * 3, path="/c", w=1200),
+                event("move", ts=ts + 1, path="/c", w=1200, points=moves),
+                session_id=f"w-{worker}",
+            )
+            response = client.post("/ingest", json=body, headers=headers())
+            assert response.status_code == 200, response.get_json()
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        compactor = pool.submit(compact_until_done)
+        for future in [pool.submit(send, worker) for worker in range(4)]:
+            future.result()
+        done.set()
+        assert compactor.result() > 0
+    client = app.test_client()
+    project = client.post("/ingest", json=batch(event("pageview", ts=T0)), headers=headers()).get_json()["projectId"]
+    params = {"type": "all", "path": "/c", "from": T0, "to": T0 + 3 * DAY - 1}
+    url = f"/api/projects/{project}/heatmap"
+    merged = client.get(url, query_string=params, headers=API).get_json()
+    assert merged["meta"]["total"] == 4 * 12 * 5
+    repo.rebuild_aggregates()  # the oracle: every piece computed again from the stored rows
+    assert client.get(url, query_string=params, headers=API).get_json() == merged
+
+
+def test_a_mongo_merge_stopped_halfway_changes_no_answer(app: Flask, client: FlaskClient, backend_name: str) -> None:
+    """MongoDB merges without a transaction: the merged piece is written first, naming what it replaces."""
+    if backend_name != "mongodb":
+        pytest.skip("MongoDB only")
+    from flask_heat_collector.aggregates import merge_pieces
+    from flask_heat_collector.repositories.mongo import _piece, _piece_doc
+
+    project = _fill(client)
+    before = _answers(client, project)
+    db = app.extensions["heat_collector"].repository.db
+    fields = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH")
+    key = db.heat_aggregates.find_one({"part": {"$gt": 0}, "type": "click"}, {"_id": 0, **dict.fromkeys(fields, 1)})
+    docs = list(db.heat_aggregates.find(key))
+    assert len(docs) > 1
+    # The state after the merged pieces were inserted and before the replaced ones were deleted.
+    merged = [
+        dict(_piece_doc(p, project), replaces=[d["_id"] for d in docs]) for p in merge_pieces([_piece(d) for d in docs])
+    ]
+    db.heat_aggregates.insert_many(merged)
+    assert _answers(client, project) == before
+    assert app.test_cli_runner().invoke(args=["heat", "compact"]).exit_code == 0
+    assert _answers(client, project) == before
+    assert db.heat_aggregates.count_documents({"_id": {"$in": [d["_id"] for d in docs]}}) == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import threading
 import time
 import uuid
@@ -20,7 +19,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
-from ..aggregates import batch_pieces, merge_pieces, pieces, rollup
+from ..aggregates import batch_pieces, fresh_part, merge_pieces, pieces, rollup
 from ..errors import ConfigurationError, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..log import log
@@ -74,6 +73,7 @@ INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
         "uq_heat_aggregates_key",
     ),
     ("heat_aggregates", ("projectId", "day"), False, "ix_heat_aggregates_day"),
+    ("heat_aggregates", ("projectId", "part"), False, "ix_heat_aggregates_fresh"),
 )
 LEGACY_EVENTS = "events_v1"
 DUPLICATE_KEY = 11000
@@ -84,6 +84,8 @@ _NO_ID = {"_id": 0}
 _LIGHT = {"_id": 0, "path": 0, "selector": 0, "metaJson": 0, "dataJson": 0}
 _BY_TS = [("ts", 1), ("seq", 1)]
 _CHUNK = 5000
+_LOCK_SECONDS = 60.0  # a compaction lock older than this belongs to a process that died
+_AGGREGATE_KEY = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH")
 
 
 def _now_ms() -> int:
@@ -372,7 +374,7 @@ class MongoRepository(Repository):
                 if tail is not None:
                     new.append(tail)
             if new:
-                docs = [_piece_doc(p, project_id) for p in batch_pieces(new, secrets.randbits(62))]
+                docs = [_piece_doc(p, project_id) for p in batch_pieces(new, fresh_part())]
                 self._coll("heat_aggregates").insert_many(docs, ordered=False)
             accepted = sum(row.row_count for row in new)
             self._upsert_session(batch, project_id, user_id, accepted)
@@ -445,8 +447,56 @@ class MongoRepository(Repository):
             return fn(_MongoReader(self))
 
     def compact(self, max_keys: int = 1000) -> int:
-        """Nothing to merge on MongoDB: its pieces are read as they are (see docs/backends.md)."""
-        return 0
+        """Merge the keys that have fresh pieces (positive ``part``), one key at a time.
+
+        Without transactions a merge is made safe by its order: the merged pieces are inserted
+        naming the pieces they replace (readers skip those), then the replaced pieces are deleted,
+        then the names are dropped. A per-key lock document keeps two processes off one key.
+        """
+        with self._guard():
+            keys: dict[tuple[Any, ...], None] = {}
+            fields = {"_id": 0, **{name: 1 for name in _AGGREGATE_KEY}}
+            for project in self._coll("projects").find({}, {"_id": 0, "id": 1}):
+                fresh = {"projectId": project["id"], "part": {"$gt": 0}}
+                for doc in self._coll("heat_aggregates").find(fresh, fields, limit=max_keys * 4):
+                    keys[tuple(doc.get(name) for name in _AGGREGATE_KEY)] = None
+                if len(keys) >= max_keys:
+                    break
+            return sum(self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True))) for key in list(keys)[:max_keys])
+
+    def _compact_key(self, key: Doc) -> bool:
+        locks, aggregates = self._coll("heat_locks"), self._coll("heat_aggregates")
+        lock = {"_id": json.dumps(key, sort_keys=True)}
+        now = time.time()
+        try:
+            locks.insert_one({**lock, "at": now})
+        except DuplicateKeyError:  # held; taken over only from a holder gone for a minute
+            if not locks.delete_one({**lock, "at": {"$lt": now - _LOCK_SECONDS}}).deleted_count:
+                return False
+            try:
+                locks.insert_one({**lock, "at": now})
+            except DuplicateKeyError:
+                return False
+        try:
+            docs = list(aggregates.find(key))
+            replaced = {r for doc in docs for r in doc.get("replaces") or ()}
+            live = [doc for doc in docs if doc["_id"] not in replaced]
+            ids = [doc["_id"] for doc in docs if doc["_id"] in replaced or int(doc["part"]) > 0]
+            if not any(int(doc["part"]) > 0 for doc in live):
+                aggregates.delete_many({"_id": {"$in": ids}})  # left by a merge that stopped halfway
+                return False
+            keep = [doc["_id"] for doc in live if int(doc["part"]) <= 0]
+            merged = merge_pieces([_piece(doc) for doc in live])
+            ids += keep
+            new = [{**_piece_doc(piece, str(key["projectId"])), "replaces": ids} for piece in merged]
+            if new:
+                aggregates.insert_many(new)
+            aggregates.delete_many({"_id": {"$in": ids}})
+            if new:
+                aggregates.update_many({"_id": {"$in": [doc["_id"] for doc in new]}}, {"$unset": {"replaces": ""}})
+            return True
+        finally:
+            locks.delete_one(lock)
 
     def rebuild_aggregates(self) -> int:
         with self._guard():
@@ -469,7 +519,7 @@ class MongoRepository(Repository):
                 _piece_doc(merged, project_id)
                 for key, path_rows in by_path.items()
                 for piece in pieces(key, rollup(path_rows), 0)
-                for merged in merge_pieces([piece], secrets.randbits(62))
+                for merged in merge_pieces([piece])
             ]
             if docs:
                 aggregates.insert_many(docs)
@@ -602,13 +652,16 @@ class _MongoReader(Reader):
         match: Doc = {"projectId": project_id, "day": {"$gte": days[0], "$lt": days[1] + 1}}  # see scan()
         if path is not None:
             match["pathKey"] = path_key(path)
-        projection: Doc = {"_id": 0}
+        projection: Doc = {}
         if blobs is None:
             projection.update(cells=0, depths=0)
         else:
             match["type"] = {"$in": list(blobs[0])}
             match["bucketW"] = blobs[1]
-        return [_piece(doc) for doc in self.repo._coll("heat_aggregates").find(match, projection)]
+        docs = list(self.repo._coll("heat_aggregates").find(match, projection or None))
+        # Pieces named by a merged piece's "replaces" are being (or were to be) deleted: not counted.
+        replaced = {r for doc in docs for r in doc.get("replaces") or ()}
+        return [_piece(doc) for doc in docs if doc["_id"] not in replaced]
 
     def max_span(self, project_id: str) -> int:
         doc = self.repo._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 import time
 import uuid
@@ -15,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from ..aggregates import batch_pieces, merge_pieces
+from ..aggregates import batch_pieces, fresh_part, merge_pieces
 from ..errors import StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from .base import (
@@ -309,7 +308,7 @@ class SqlRepository(Repository):
             finally:
                 cursor.close()
         if rows or tails:
-            pieces = batch_pieces(rows + tails, secrets.randbits(62))
+            pieces = batch_pieces(rows + tails, fresh_part())
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
                 cursor.executemany(st.pieces_sql, st.pieces_params(project_id, pieces))
@@ -338,7 +337,7 @@ class SqlRepository(Repository):
         """PostgreSQL: the whole batch in one autocommit statement (atomic, one round trip)."""
         st = self._statements
         sql = st.one_statement[batch.external_user_id is not None]
-        pieces = batch_pieces(batch.events, secrets.randbits(62))
+        pieces = batch_pieces(batch.events, fresh_part())
 
         def run(conn: Connection) -> IngestResult:
             project_id = self._project_id(conn, batch.project_key, batch.create_project)
@@ -372,9 +371,21 @@ class SqlRepository(Repository):
         return self._read(run)
 
     def compact(self, max_keys: int = 1000) -> int:
-        key_columns = [heat_aggregates.c[name] for name in _AGGREGATE_KEY]
-        find = sa.select(*key_columns).group_by(*key_columns).having(sa.func.count() > 1).limit(max_keys)
-        keys = self._read(lambda conn: [tuple(row) for row in conn.execute(find)])
+        """Merge the keys that have fresh pieces (found through ``ix_heat_aggregates_fresh``)."""
+        t = heat_aggregates.c
+        key_columns = [t[name] for name in _AGGREGATE_KEY]
+
+        def find(conn: Connection) -> list[tuple[Any, ...]]:
+            keys: dict[tuple[Any, ...], None] = {}
+            for project_id in conn.execute(sa.select(projects.c.id)).scalars():
+                stmt = sa.select(*key_columns).where(t.project_id == project_id, t.part > 0).limit(max_keys * 4)
+                for row in conn.execute(stmt):
+                    keys[tuple(row)] = None
+                if len(keys) >= max_keys:
+                    break
+            return list(keys)[:max_keys]
+
+        keys = self._read(find)
         for start in range(0, len(keys), 50):
             self._write(lambda conn, chunk=keys[start : start + 50]: self._compact_keys(conn, chunk))  # type: ignore[misc]
         return len(keys)
@@ -387,11 +398,11 @@ class SqlRepository(Repository):
             if lock:  # a concurrent compaction leaves these pieces alone; ingest adds new ones meanwhile
                 select = select.with_for_update(skip_locked=True)
             group = [AggregateRow(*row) for row in conn.execute(select)]
-            if len(group) < 2:
-                continue
+            if not any(piece.part > 0 for piece in group):
+                continue  # merged meanwhile by another process
             parts = [piece.part for piece in group]
             conn.execute(sa.delete(heat_aggregates).where(*match, heat_aggregates.c.part.in_(parts)))
-            merged = merge_pieces(group, secrets.randbits(62))
+            merged = merge_pieces(group)
             if merged:
                 conn.execute(
                     sa.insert(heat_aggregates),

@@ -4,7 +4,6 @@ the first layout (one row per move point) moved forward; aggregates rebuilt from
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -245,7 +244,7 @@ def rebuild_aggregates(conn: Connection, st: IngestStatements) -> int:
         rows_out: list[tuple[Any, ...]] = []
         for key, path_stats in totals.items():
             for piece in pieces(key, path_stats, 0):
-                rows_out.extend(st.pieces_params(project_id, merge_pieces([piece], secrets.randbits(62))))
+                rows_out.extend(st.pieces_params(project_id, merge_pieces([piece])))
         if rows_out:
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:

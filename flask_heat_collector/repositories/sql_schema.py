@@ -113,6 +113,8 @@ heat_aggregates = sa.Table(
     sa.Column("cells", _Blob),
     sa.Column("depths", _Blob),
     sa.Index("ix_heat_aggregates_day", "project_id", "day"),
+    # Pieces written by ingest have a positive part, merged ones a negative part: compaction's work list.
+    sa.Index("ix_heat_aggregates_fresh", "project_id", "part"),
     **_MYSQL,
 )
 
