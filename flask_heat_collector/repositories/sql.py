@@ -65,6 +65,10 @@ class _Raced(Exception):
     """Another transaction stored some of this batch's events meanwhile: store it again."""
 
 
+class _Duplicates(Exception):
+    """Some events of the batch were stored before: the batch is stored by the exact path."""
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -261,11 +265,14 @@ class SqlRepository(Repository):
                     raise
         raised: dict[str, int] = {}
 
-        def run(conn: Connection) -> IngestResult:
+        def run(conn: Connection, exact: bool) -> IngestResult:
             raised.clear()
-            return self._ingest_rows(conn, batch, raised)
+            return self._ingest_rows(conn, batch, raised, exact)
 
-        result = self._write(run)
+        try:  # most batches are all new: insert them at once, no lookup first
+            result = self._write(lambda conn: run(conn, False))
+        except _Duplicates:  # rolled back: store the new rows only
+            result = self._write(lambda conn: run(conn, True))
         for project_id, span in raised.items():  # known only once committed (a retry starts over)
             self._spans[project_id] = max(span, self._spans.get(project_id, 0))
         return result
@@ -276,8 +283,13 @@ class SqlRepository(Repository):
             conn.execute(self._statements.raise_span, {"pid": project_id, "span": span})
             raised[project_id] = span
 
-    def _ingest_rows(self, conn: Connection, batch: Batch, raised: dict[str, int]) -> IngestResult:
-        """In one transaction: upserts, then only the events not stored yet and their aggregate pieces."""
+    def _ingest_rows(self, conn: Connection, batch: Batch, raised: dict[str, int], exact: bool) -> IngestResult:
+        """In one transaction: upserts, then only the events not stored yet and their aggregate pieces.
+
+        Not ``exact``: every event is inserted at once, and :class:`_Duplicates` (rolling the
+        transaction back) when some were stored already. ``exact``: the stored ids are looked up
+        first, resent moves extended, and only new events inserted.
+        """
         st = self._statements
         project_id = self._project_id(conn, batch.project_key, batch.create_project)
         user_id = (
@@ -288,7 +300,7 @@ class SqlRepository(Repository):
         self._raise_span(conn, project_id, batch.span, raised)
         rows = batch.events
         tails: list[EventRow] = []
-        if rows:
+        if rows and exact:
             ids = [r.event_id for r in rows]
             stored = {
                 eid: (kind, n) for eid, kind, n in conn.execute(st.existing_ids, {"project_id": project_id, "ids": ids})
@@ -304,7 +316,9 @@ class SqlRepository(Repository):
             try:
                 cursor.executemany(st.events_sql, st.events_params(project_id, user_id, rows))
                 if cursor.rowcount != len(rows):
-                    raise _Raced()  # MySQL: a concurrent batch stored some of them first
+                    # Not exact: some were stored before. Exact: a concurrent batch (MySQL) stored
+                    # some of them first; either way this transaction starts over.
+                    raise _Raced() if exact else _Duplicates()
             finally:
                 cursor.close()
         if rows or tails:
