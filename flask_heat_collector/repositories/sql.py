@@ -32,7 +32,7 @@ from .base import (
     SessionSummary,
     StoredEvent,
 )
-from .sql_ingest import IngestStatements, insert_ignore, session_values
+from .sql_ingest import IngestStatements, PreparedStatement, insert_ignore, session_values
 from .sql_migrate import migrate_schema, rebuild_aggregates
 from .sql_schema import (
     MIGRATE_LOCK_ID,
@@ -347,6 +347,16 @@ class SqlRepository(Repository):
         self._raise_span(conn, project_id, span, raised)
         return tail
 
+    @staticmethod
+    def _execute_prepared(conn: Connection, statement: PreparedStatement, params: dict[str, Any]) -> Any:
+        """Run a statement prepared once per connection: planning it cost more than running it."""
+        info = conn.connection.info
+        prepared = info.setdefault("heat_prepared", set())
+        if statement.name not in prepared:
+            conn.exec_driver_sql(statement.prepare)
+            prepared.add(statement.name)
+        return conn.exec_driver_sql(statement.execute, params).one()
+
     def _ingest_one_statement(self, batch: Batch) -> IngestResult:
         """PostgreSQL: the whole batch in one autocommit statement (atomic, one round trip)."""
         st = self._statements
@@ -357,7 +367,7 @@ class SqlRepository(Repository):
             project_id = self._project_id(conn, batch.project_key, batch.create_project)
             user_uuid = str(uuid.uuid4()) if batch.external_user_id is not None else None
             params = st.pg_batch_params(batch, project_id, user_uuid, _now_ms(), pieces)
-            _, accepted = conn.exec_driver_sql(sql, params).one()
+            _, accepted = self._execute_prepared(conn, sql, params)
             return IngestResult(
                 project_id=project_id, accepted=int(accepted), duplicates=batch.row_count - int(accepted)
             )

@@ -9,7 +9,9 @@ as one JSON parameter of a single statement.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -107,6 +109,35 @@ def _columns_insert(dialect: Dialect, table: sa.Table, names: tuple[str, ...], t
     return sql if tail in ("", "IGNORE") else f"{sql} {tail}"
 
 
+_PYFORMAT = re.compile(r"%\((\w+)\)s")
+
+
+@dataclass(frozen=True)
+class PreparedStatement:
+    """A PostgreSQL statement as ``PREPARE`` (``$n`` placeholders) and ``EXECUTE`` (pyformat) texts."""
+
+    name: str
+    prepare: str
+    execute: str
+
+    @classmethod
+    def of(cls, name: str, sql: str) -> PreparedStatement:
+        """From a pyformat statement; the server infers each parameter's type from where it is used."""
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match[1] not in names:
+                names.append(match[1])
+            return f"${names.index(match[1]) + 1}"
+
+        body = _PYFORMAT.sub(number, sql)
+        return cls(
+            name=name,
+            prepare=f"PREPARE {name} AS {body}".replace("%%", "%"),
+            execute=f"EXECUTE {name}({', '.join(f'%({n})s' for n in names)})",
+        )
+
+
 class IngestStatements:
     """The statements of one ingest for one dialect.
 
@@ -146,8 +177,11 @@ class IngestStatements:
         self.pieces_sql = _columns_insert(dialect, heat_aggregates, ("project_id", *AGGREGATE_FIELDS))
         self._table = dialect.identifier_preparer.format_table(events)
         self._columns = ", ".join(dialect.identifier_preparer.quote(n) for n in event_columns)
-        self.one_statement: dict[bool, str] = (
-            {True: self._pg_batch_sql(dialect, True), False: self._pg_batch_sql(dialect, False)}
+        self.one_statement: dict[bool, PreparedStatement] = (
+            {
+                True: PreparedStatement.of("heat_batch_user", self._pg_batch_sql(dialect, True)),
+                False: PreparedStatement.of("heat_batch", self._pg_batch_sql(dialect, False)),
+            }
             if name == "postgresql"
             else {}
         )
