@@ -32,7 +32,7 @@ from .base import (
     SessionSummary,
     StoredEvent,
 )
-from .sql_ingest import IngestStatements, PreparedStatement, insert_ignore, session_values
+from .sql_ingest import IngestStatements, PreparedStatement, after_key, insert_ignore, session_values
 from .sql_migrate import migrate_schema, rebuild_aggregates
 from .sql_schema import (
     MIGRATE_LOCK_ID,
@@ -555,7 +555,7 @@ class _SqlReader(Reader):
         if flt.ts_to is not None:
             clauses.append(events.c.ts <= flt.ts_to)
         if after is not None:
-            clauses.append(sa.or_(events.c.ts > after[0], sa.and_(events.c.ts == after[0], events.c.seq > after[1])))
+            clauses.append(after_key(after))
         columns = _LIGHT_COLUMNS if light else _STORED_COLUMNS
         stmt = sa.select(*columns).where(*clauses).order_by(events.c.ts, events.c.seq).limit(limit)
         return [StoredEvent(*row) for row in self.conn.execute(stmt)]

@@ -56,6 +56,14 @@ def upsert(dialect: str, table: sa.Table, keys: list[str], update: Callable[[Any
 _SESSION_COLUMNS = tuple(c.name for c in sessions.columns)
 
 
+def after_key(after: tuple[int, int]) -> Any:
+    """Rows after ``(ts, seq)`` in (ts, seq) order, spelled so every database starts an index range
+    at ``ts`` (SQLite does not for ``ts > a OR (ts = a AND seq > b)`` alone: each page rescanned the
+    rows before it)."""
+    ts, seq = after
+    return sa.and_(events.c.ts >= ts, sa.or_(events.c.ts > ts, events.c.seq > seq))
+
+
 def session_values(session: SessionRow, project_id: str, user_id: str | None, event_count: int) -> dict[str, Any]:
     """The parameters of the session upsert (named as the columns)."""
     return {

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from ..aggregates import Stats, merge_pieces, pieces, rollup
 from ..ingest import path_key
 from .base import STORED_FIELDS, EventRow, StoredEvent
-from .sql_ingest import IngestStatements
+from .sql_ingest import IngestStatements, after_key
 from .sql_schema import (
     LEGACY_EVENTS,
     LEGACY_MARKER,
@@ -223,9 +223,7 @@ def rebuild_aggregates(conn: Connection, st: IngestStatements) -> int:
         while True:
             stmt = sa.select(*_ROLLUP_FIELDS).where(events.c.project_id == project_id)
             if after is not None:
-                stmt = stmt.where(
-                    sa.or_(events.c.ts > after[0], sa.and_(events.c.ts == after[0], events.c.seq > after[1]))
-                )
+                stmt = stmt.where(after_key(after))
             chunk = [StoredEvent(*r) for r in conn.execute(stmt.order_by(events.c.ts, events.c.seq).limit(_CHUNK))]
             read += len(chunk)
             by_path: dict[int, list[StoredEvent]] = {}
