@@ -68,8 +68,8 @@ sessions = sa.Table(
 events = sa.Table(
     "events",
     metadata,
-    sa.Column("project_id", sa.String(36), primary_key=True),
-    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("project_id", sa.String(36), nullable=False),
+    sa.Column("event_id", sa.String(128), nullable=False),
     sa.Column("user_id", sa.String(36)),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("session_id", sa.String(128), nullable=False),
@@ -88,7 +88,10 @@ events = sa.Table(
     sa.Column("points", _Json),
     sa.Column("meta_json", _Json, nullable=False),
     sa.Column("data_json", _Json),
-    sa.Index("ix_events_ts_seq", "project_id", "ts", "seq"),
+    # Keyed in time order: InnoDB clusters rows by the primary key, so a page's rows are read in
+    # order instead of by random lookups; the unique key makes a retried event a duplicate.
+    sa.PrimaryKeyConstraint("project_id", "ts", "seq", "event_id", name="pk_events"),
+    sa.UniqueConstraint("project_id", "event_id", name="uq_events_project_event"),
     sa.Index("ix_events_type_ts_seq", "project_id", "type", "ts", "seq"),
     sa.Index("ix_events_path_ts_seq", "project_id", "path_key", "ts", "seq"),
     sa.Index("ix_events_path_type_ts_seq", "project_id", "path_key", "type", "ts", "seq"),
