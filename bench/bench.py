@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -540,19 +541,24 @@ class Bench:
             for name, r in results.items()
         }
 
-    def queries(self, dialect: str) -> dict[str, Any]:
-        """Fill both schemas with the same rows, then time the query APIs on both servers."""
+    def _side_by_side(
+        self,
+        dialect: str,
+        what: str,
+        fill_ours: Callable[[str, int], tuple[float, float]],
+        fill_original: Callable[[str, int], float],
+        paths: dict[str, str],
+    ) -> dict[str, Any]:
+        """Fill both schemas with the same ``rows`` of ``what``, then time ``paths`` on both servers."""
         rows = self.opts.rows
-        if dialect == "mongo":
-            return self.mongo_queries()
         ours_uri, _ = self.dbs.create(dialect, "q_ours")
         orig_uri, orig_native = self.dbs.create(dialect, "q_orig")
         original = Server(Config("original", 0), dialect, orig_uri, orig_native, self.workdir)  # autoMigrate
         ours: Server | None = None
         try:
-            log(f"  {dialect}: filling {rows:,} events into each schema")
-            t_ours, t_rebuild = fill.fill_ours(ours_uri, rows)
-            t_orig = fill.fill_original(orig_uri, rows)
+            log(f"  {dialect}: filling {rows:,} {what} into each schema")
+            t_ours, t_rebuild = fill_ours(ours_uri, rows)
+            t_orig = fill_original(orig_uri, rows)
             log(
                 f"  {dialect}: filled in {t_ours:.1f} s + {t_rebuild:.1f} s aggregates (ours, with its indexes) "
                 f"and {t_orig:.1f} s (original)"
@@ -561,20 +567,27 @@ class Bench:
             servers = {"ours": ours, "original": original}
             for server in servers.values():
                 server.reset_peak()
-            timings, bodies = self._time_queries(dialect, servers, _query_paths())
+            timings, bodies = self._time_queries(dialect, servers, paths)
             rss = {name: server.peak_rss() for name, server in servers.items()}
             return {
                 "timings": timings,
                 "rss": rss,
-                "checks": _compare(bodies, _query_paths()),
+                "checks": _compare(bodies, paths),
                 "fill": [t_ours, t_orig],
                 "rebuild_s": t_rebuild,
+                "rows": rows,
             }
         finally:
             original.stop()
             if ours is not None:
                 ours.stop()
             self.dbs.drop_all()
+
+    def queries(self, dialect: str) -> dict[str, Any]:
+        """Fill both schemas with the same events, then time the query APIs on both servers."""
+        if dialect == "mongo":
+            return self.mongo_queries()
+        return self._side_by_side(dialect, "events", fill.fill_ours, fill.fill_original, _query_paths())
 
     def _time_queries(
         self, dialect: str, servers: dict[str, Server], paths: dict[str, str]
@@ -592,31 +605,12 @@ class Bench:
 
     def spread(self, dialect: str) -> dict[str, Any]:
         """Move points spread uniformly over 1280 x 3000 on one path: the heatmap on both servers."""
-        points = self.opts.rows
-        ours_uri, _ = self.dbs.create(dialect, "s_ours")
-        orig_uri, orig_native = self.dbs.create(dialect, "s_orig")
-        original = Server(Config("original", 0), dialect, orig_uri, orig_native, self.workdir)
-        ours: Server | None = None
-        try:
-            log(f"  {dialect}: filling {points:,} spread move points into each schema")
-            t_ours, t_rebuild = fill.fill_spread_ours(ours_uri, points)
-            t_orig = fill.fill_spread_original(orig_uri, points)
-            log(
-                f"  {dialect}: filled in {t_ours:.1f} s + {t_rebuild:.1f} s aggregates (ours), "
-                f"{t_orig:.1f} s (original)"
-            )
-            ours = Server(Config("ours", 1, "sync"), dialect, ours_uri, "", self.workdir)
-            servers = {"ours": ours, "original": original}
-            p = fill.PROJECT_ID
-            paths = {"heatmap (spread moves, default)": f"/api/projects/{p}/heatmap?path={fill.PATH}"}
-            timings, bodies = self._time_queries(dialect, servers, paths)
-            same = bodies[f"{next(iter(paths))}/ours"]["meta"]["total"] == points
-            return {"timings": timings, "points": points, "total_ok": same}
-        finally:
-            original.stop()
-            if ours is not None:
-                ours.stop()
-            self.dbs.drop_all()
+        p = fill.PROJECT_ID
+        paths = {"heatmap (spread moves, default)": f"/api/projects/{p}/heatmap?path={fill.PATH}"}
+        result = self._side_by_side(
+            dialect, "spread move points", fill.fill_spread_ours, fill.fill_spread_original, paths
+        )
+        return {"timings": result["timings"], "points": result["rows"], "checks": result["checks"]}
 
     def scale(self, dialect: str, small: dict[str, dict[str, float]]) -> dict[str, Any]:
         """Ours at ``scale_rows`` events: the default heatmap, events page and sessions list vs ``rows``."""
@@ -824,8 +818,9 @@ def report(bench: Bench, info: dict[str, str], started: float) -> str:
         lines += _extra_rows(dialect, r)
     lines += ["", "## Targets", "", *targets(bench), "", "## Answers compared", ""]
     for dialect, r in bench.results.items():
-        if "queries" in r and "checks" in r["queries"]:
-            lines.append(f"- {dialect}: " + "; ".join(f"{k}: {v}" for k, v in r["queries"]["checks"].items()))
+        checks = {**r.get("queries", {}).get("checks", {}), **r.get("spread", {}).get("checks", {})}
+        if checks:
+            lines.append(f"- {dialect}: " + "; ".join(f"{k}: {v}" for k, v in checks.items()))
     if bench.search_log:
         lines += ["", "## Configuration search (events/s, errors)", ""]
         for dialect, entries in bench.search_log.items():

@@ -48,20 +48,21 @@ def _as_bool(key: str, value: Any) -> bool:
     raise ConfigurationError(f"{key} must be a boolean (true/false/1/0), got {value!r}")
 
 
-def _as_positive_int(key: str, value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{key} must be a positive integer, got {value!r}")
-    return value
+def _integer(minimum: int, words: str) -> Callable[[str, Any], int]:
+    """A converter of plain digits or an int, at least ``minimum`` (``words`` names the range)."""
+
+    def convert(key: str, value: Any) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigurationError(f"{key} must be a {words} integer, got {value!r}")
+        return value
+
+    return convert
 
 
-def _as_non_negative_int(key: str, value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(f"{key} must be a non-negative integer, got {value!r}")
-    return value
+_as_positive_int = _integer(1, "positive")
+_as_non_negative_int = _integer(0, "non-negative")
 
 
 def _as_str_tuple(key: str, value: Any) -> tuple[str, ...]:
