@@ -465,7 +465,16 @@ def build_openapi() -> Json:
             "/api/projects/{projectId}/sessions/{sessionId}": {
                 "get": {**detail, "parameters": [project, session, *detail["parameters"]]}
             },
-            "/api/sessions/{sessionId}": {"get": {**detail, "parameters": [session, *detail["parameters"]]}},
+            "/api/sessions/{sessionId}": {
+                "get": {
+                    **detail,
+                    "parameters": [session, *detail["parameters"]],
+                    "responses": {
+                        **detail["responses"],
+                        "409": _error("The session id exists in several projects (details.projects lists them)"),
+                    },
+                }
+            },
             "/api/metrics": {
                 "get": {
                     "summary": "Ingest counters",

@@ -275,3 +275,38 @@ def test_query_key_required(client: FlaskClient, url: str) -> None:
 def test_query_auth_none(make_app: Any) -> None:
     client = make_app(query_auth="none", query_api_keys=[]).test_client()
     assert client.get("/api/metrics").status_code == 200
+
+
+def test_unscoped_session_in_several_projects_is_a_409(client: FlaskClient) -> None:
+    """A client of another project posting the same session id is never shown instead (SPEC 5)."""
+    projects = []
+    for key, started in (("key-a", 5_000), ("key-b", 0)):
+        body = batch(event("click"), session_id="shared", started_at=started)
+        response = client.post("/ingest", json=body, headers=headers(key))
+        assert response.status_code == 200, response.get_json()
+        projects.append(response.get_json()["projectId"])
+    response = get(client, "/api/sessions/shared")
+    assert response.status_code == 409
+    body = response.get_json()
+    assert body["code"] == "ambiguous_session" and body["details"]["projects"] == sorted(projects)
+    for project in projects:
+        scoped = get(client, f"/api/projects/{project}/sessions/shared").get_json()
+        assert scoped["session"]["projectId"] == project and scoped["meta"]["count"] == 1
+    only = client.post("/ingest", json=batch(event("click"), session_id="alone"), headers=headers("key-a"))
+    assert get(client, "/api/sessions/alone").get_json()["session"]["projectId"] == only.get_json()["projectId"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/projects/p%00x/events",
+        "/api/projects/p/events?path=%2Fa%00",
+        "/api/projects/p/heatmap?path=%00",
+        "/api/projects/p/sessions?userId=u%00",
+        "/api/sessions/s%00",
+        "/api/projects/p/sessions/s%00",
+    ],
+)
+def test_nul_in_a_segment_or_parameter_is_a_400(client: FlaskClient, url: str) -> None:
+    response = client.get(url, headers=API)
+    assert response.status_code == 400 and response.get_json()["code"] == "invalid_query", url

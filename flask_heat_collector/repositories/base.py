@@ -272,8 +272,13 @@ class Repository(ABC):
         """Sessions ordered by start, each with its stored event count, in one query."""
 
     @abstractmethod
+    def find_sessions(self, session_id: str, project_id: str | None, limit: int = 51) -> list[Session]:
+        """The sessions with this id: in the project when given, else in every project (earliest first)."""
+
     def get_session(self, session_id: str, project_id: str | None) -> Session | None:
-        """One session by id (within a project when given)."""
+        """The earliest session with this id (within a project when given)."""
+        found = self.find_sessions(session_id, project_id, 1)
+        return found[0] if found else None
 
     @abstractmethod
     def create_project(self, key: str, name: str) -> Project:

@@ -557,27 +557,29 @@ class MongoRepository(Repository):
                 for doc in cursor
             ]
 
-    def get_session(self, session_id: str, project_id: str | None) -> Session | None:
+    def find_sessions(self, session_id: str, project_id: str | None, limit: int = 51) -> list[Session]:
         with self._guard():
             if project_id is None:  # every key leads with the project: probe each project's key
                 projects = [str(p["id"]) for p in self._coll("projects").find({}, {"_id": 0, "id": 1})]
                 match: Doc = {"projectId": {"$in": projects}, "id": session_id}
             else:
                 match = {"projectId": project_id, "id": session_id}
-            doc = self._coll("sessions").find_one(match, _NO_ID, sort=[("startedAt", 1), ("projectId", 1)])
-        if doc is None:
-            return None
-        return Session(
-            id=str(doc["id"]),
-            project_id=str(doc["projectId"]),
-            user_id=_opt_str(doc.get("userId")),
-            started_at=int(doc["startedAt"]),
-            last_seen_at=int(doc["lastSeenAt"]),
-            first_path=str(doc["firstPath"]),
-            user_agent=_opt_str(doc.get("userAgent")),
-            device_json=_opt_str(doc.get("deviceJson")),
-            ip_hash=_opt_str(doc.get("ipHash")),
-        )
+            order = [("startedAt", 1), ("projectId", 1)]
+            docs = list(self._coll("sessions").find(match, _NO_ID, sort=order, limit=limit))
+        return [
+            Session(
+                id=str(doc["id"]),
+                project_id=str(doc["projectId"]),
+                user_id=_opt_str(doc.get("userId")),
+                started_at=int(doc["startedAt"]),
+                last_seen_at=int(doc["lastSeenAt"]),
+                first_path=str(doc["firstPath"]),
+                user_agent=_opt_str(doc.get("userAgent")),
+                device_json=_opt_str(doc.get("deviceJson")),
+                ip_hash=_opt_str(doc.get("ipHash")),
+            )
+            for doc in docs
+        ]
 
     # -- projects -----------------------------------------------------------
 

@@ -481,25 +481,28 @@ class SqlRepository(Repository):
             ]
         )
 
-    def get_session(self, session_id: str, project_id: str | None) -> Session | None:
+    def find_sessions(self, session_id: str, project_id: str | None, limit: int = 51) -> list[Session]:
         stmt = sa.select(sessions).where(sessions.c.id == session_id)
         if project_id is not None:
             stmt = stmt.where(sessions.c.project_id == project_id)
         else:  # every key leads with the project: probe (project, id) for each project
             stmt = stmt.where(sessions.c.project_id.in_(sa.select(projects.c.id)))
-        row = self._read(lambda conn: conn.execute(stmt.order_by(sessions.c.started_at).limit(1)).first())
-        if row is None:
-            return None
-        return Session(
-            id=row.id,
-            project_id=row.project_id,
-            user_id=row.user_id,
-            started_at=int(row.started_at),
-            last_seen_at=int(row.last_seen_at),
-            first_path=row.first_path,
-            user_agent=row.user_agent,
-            device_json=row.device_json,
-            ip_hash=row.ip_hash,
+        stmt = stmt.order_by(sessions.c.started_at, sessions.c.project_id).limit(limit)
+        return self._read(
+            lambda conn: [
+                Session(
+                    id=row.id,
+                    project_id=row.project_id,
+                    user_id=row.user_id,
+                    started_at=int(row.started_at),
+                    last_seen_at=int(row.last_seen_at),
+                    first_path=row.first_path,
+                    user_agent=row.user_agent,
+                    device_json=row.device_json,
+                    ip_hash=row.ip_hash,
+                )
+                for row in conn.execute(stmt)
+            ]
         )
 
     # -- projects -----------------------------------------------------------

@@ -26,6 +26,7 @@ _EVENTS = EventsQuerySchema()
 _SESSIONS = SessionsQuerySchema()
 _DETAIL = SessionDetailQuerySchema()
 MAX_ID_PARAM = 128
+MAX_DETAILS = 50  # SPEC 5: error details are bounded
 
 
 def parse_time(value: str) -> int | None:
@@ -201,9 +202,18 @@ def project_sessions(project_id: str) -> Response:
 def session_detail(session_id: str, project_id: str | None = None) -> Response:
     query = _load(_DETAIL)
     repo = get_state().repository
-    session = repo.get_session(
+    found_sessions = repo.find_sessions(
         _check_id(session_id, "sessionId"), _check_id(project_id, "projectId") if project_id is not None else None
     )
+    projects = sorted({s.project_id for s in found_sessions})
+    if len(projects) > 1:  # never mix projects: the caller picks one
+        raise ApiError(
+            409,
+            "ambiguous_session",
+            "This session id exists in several projects; use /api/projects/<projectId>/sessions/<sessionId>.",
+            details={"projects": projects[:MAX_DETAILS]},
+        )
+    session = found_sessions[0] if found_sessions else None
     found = (
         []
         if session is None
@@ -244,6 +254,14 @@ def _require_key() -> None:
     if (request.endpoint or "").endswith(".openapi_document"):
         return
     check_query_key(request, get_state().settings)
+    _refuse_nul()
+
+
+def _refuse_nul() -> None:
+    """A NUL in a path segment or parameter can never match stored data (PostgreSQL refuses it): 400."""
+    values = [*(request.view_args or {}).values(), *request.args.keys(), *request.args.values()]
+    if any(isinstance(value, str) and "\x00" in value for value in values):
+        raise ApiError(400, "invalid_query", "Path segments and query parameters may not contain NUL characters.")
 
 
 def create_api_blueprint() -> Blueprint:
