@@ -15,8 +15,9 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+from .ingest import path_key
 from .log import log
 from .repositories.base import AggregateRow, EventRow, StoredEvent
 
@@ -27,6 +28,7 @@ DAY_MS = 86_400_000
 RESOLUTION = 128
 PLOTTABLE_TYPES = ("click", "move", "scroll")
 Key = tuple[int, str, int, int]  # (day, type, bucket_w, bucket_h)
+K = TypeVar("K")
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
@@ -40,11 +42,21 @@ def cell_index(value: int, width: int, resolution: int) -> int:
     return value * resolution // width
 
 
+def cell_of(x: int, y: int, width: int, resolution: int) -> tuple[int, int]:
+    """``(cy, cx)`` of a point on a ``width``-wide frame: cx clamped to the columns, cy at least 0."""
+    return max(0, cell_index(y, width, resolution)), min(resolution - 1, max(0, cell_index(x, width, resolution)))
+
+
 def fine_cell(x: int, y: int, width: int) -> int:
     """The aggregate cell of a point of a ``width``-wide bucket: ``cy * RESOLUTION + cx``."""
-    cx = min(RESOLUTION - 1, max(0, cell_index(x, width, RESOLUTION)))
-    cy = max(0, cell_index(y, width, RESOLUTION))
+    cy, cx = cell_of(x, y, width, RESOLUTION)
     return cy * RESOLUTION + cx
+
+
+def add_counts(into: dict[int, int], counts: dict[int, int]) -> None:
+    """Add ``counts`` to ``into``, key by key."""
+    for key, count in counts.items():
+        into[key] = into.get(key, 0) + count
 
 
 def encode_pairs(counts: dict[int, int]) -> str | None:
@@ -103,26 +115,46 @@ class Stats:
                 cell = fine_cell(x, y, bucket_w)
                 self.cells[cell] = self.cells.get(cell, 0) + 1
 
+    def _combine(self, n: int, first_seq: int | None, max_y: int | None) -> None:
+        self.n += n
+        if first_seq is not None and (self.first_seq is None or first_seq < self.first_seq):
+            self.first_seq = first_seq
+        if max_y is not None and (self.max_y is None or max_y > self.max_y):
+            self.max_y = max_y
+
     def add_piece(self, piece: AggregateRow, *, blobs: bool = True) -> None:
-        self.n += piece.n
-        if piece.first_seq is not None and (self.first_seq is None or piece.first_seq < self.first_seq):
-            self.first_seq = piece.first_seq
-        if piece.max_y is not None and (self.max_y is None or piece.max_y > self.max_y):
-            self.max_y = piece.max_y
+        self._combine(piece.n, piece.first_seq, piece.max_y)
         if blobs:
             add_pairs(self.cells, piece.cells)
             add_pairs(self.depths, piece.depths)
 
     def merge(self, other: Stats) -> None:
-        self.n += other.n
-        if other.first_seq is not None and (self.first_seq is None or other.first_seq < self.first_seq):
-            self.first_seq = other.first_seq
-        if other.max_y is not None and (self.max_y is None or other.max_y > self.max_y):
-            self.max_y = other.max_y
-        for cell, count in other.cells.items():
-            self.cells[cell] = self.cells.get(cell, 0) + count
-        for depth, count in other.depths.items():
-            self.depths[depth] = self.depths.get(depth, 0) + count
+        self._combine(other.n, other.first_seq, other.max_y)
+        add_counts(self.cells, other.cells)
+        add_counts(self.depths, other.depths)
+
+
+def merge_into(totals: dict[K, Stats], key: K, stats: Stats) -> None:
+    """Add ``stats`` to ``totals[key]`` (taking ``stats`` itself when the key is new)."""
+    if key in totals:
+        totals[key].merge(stats)
+    else:
+        totals[key] = stats
+
+
+def add_event(
+    into: dict[Key, Stats], row: EventRow | StoredEvent, *, ts_range: tuple[int, int] | None = None, by_day: bool = True
+) -> None:
+    """Add the rows of one stored event to ``into`` (see :func:`rollup`)."""
+    kind, bw, bh, seq = row.type, row.bucket_w, row.bucket_h, row.seq
+    for _, ts, x, y in items(row):
+        if ts_range is not None and (ts < ts_range[0] or ts > ts_range[1]):
+            continue
+        key = (day_of(ts) if by_day else 0, kind, bw, bh)
+        stats = into.get(key)
+        if stats is None:
+            stats = into[key] = Stats()
+        stats.add_row(seq, kind, bw, x, y, row.scroll_depth)
 
 
 def rollup(
@@ -136,17 +168,8 @@ def rollup(
     With ``by_day=False`` every key has day 0 (the heatmap adds raw edges regardless of the day).
     """
     out: dict[Key, Stats] = {}
-    lo, hi = ts_range if ts_range is not None else (None, None)
     for row in rows:
-        kind, bw, bh, seq = row.type, row.bucket_w, row.bucket_h, row.seq
-        for _, ts, x, y in items(row):
-            if lo is not None and (ts < lo or ts > hi):  # type: ignore[operator]
-                continue
-            key = (day_of(ts) if by_day else 0, kind, bw, bh)
-            stats = out.get(key)
-            if stats is None:
-                stats = out[key] = Stats()
-            stats.add_row(seq, kind, bw, x, y, row.scroll_depth)
+        add_event(out, row, ts_range=ts_range, by_day=by_day)
     return out
 
 
@@ -187,9 +210,25 @@ def batch_pieces(rows: Iterable[EventRow], part: int) -> list[AggregateRow]:
     for row in rows:
         by_path.setdefault(row.path_key, []).append(row)
     out: list[AggregateRow] = []
-    for path_key, path_rows in by_path.items():
-        out.extend(pieces(path_key, rollup(path_rows), part))
+    for key, path_rows in by_path.items():
+        out.extend(pieces(key, rollup(path_rows), part))
     return out
+
+
+def rebuild_pieces(rows: Iterable[StoredEvent]) -> tuple[list[AggregateRow], int]:
+    """The merged pieces of every key of ``rows`` (all events of one project, streamed once) and
+    the number of events read."""
+    keys: dict[str, int] = {}
+    totals: dict[int, dict[Key, Stats]] = {}
+    read = 0
+    for row in rows:
+        read += 1
+        key = keys.get(row.path)
+        if key is None:
+            key = keys[row.path] = path_key(row.path)
+        add_event(totals.setdefault(key, {}), row)
+    merged = [m for key, stats in totals.items() for piece in pieces(key, stats, 0) for m in merge_pieces([piece])]
+    return merged, read
 
 
 MAX_MERGED_CELLS = 200_000  # cells per merged piece: keeps one row far below MySQL's max_allowed_packet

@@ -12,7 +12,19 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .aggregates import DAY_MS, PLOTTABLE_TYPES, RESOLUTION, Stats, add_pairs, cell_index, items, rollup
+from .aggregates import (
+    DAY_MS,
+    PLOTTABLE_TYPES,
+    RESOLUTION,
+    Stats,
+    add_counts,
+    add_pairs,
+    cell_index,
+    cell_of,
+    items,
+    merge_into,
+    rollup,
+)
 from .ingest import js_round, parse_bucket
 from .listing import stored_events
 from .repositories.base import EventFilter, Reader, Repository
@@ -52,13 +64,6 @@ def _raw(reader: Reader, flt: EventFilter, lo: int, hi: int, span: int) -> dict[
     return {(kind, bw, bh): stats for (_, kind, bw, bh), stats in rollup(rows, ts_range=(lo, hi), by_day=False).items()}
 
 
-def _add(into: dict[Bucket, Stats], key: Bucket, stats: Stats) -> None:
-    if key in into:
-        into[key].merge(stats)
-    else:
-        into[key] = stats
-
-
 class _Plan:
     """What one heatmap request reads: whole days from aggregates, edges from raw rows."""
 
@@ -70,7 +75,7 @@ class _Plan:
         self.edge_stats: dict[Bucket, Stats] = {}
         for lo, hi in self.edges:
             for key, stats in _raw(reader, flt, lo, hi, self.span).items():
-                _add(self.edge_stats, key, stats)
+                merge_into(self.edge_stats, key, stats)
 
     def summary(self) -> dict[Bucket, Stats]:
         """Rows, first stored row and largest y per (type, bucket): aggregates plus edges."""
@@ -79,10 +84,10 @@ class _Plan:
             for piece in self.reader.aggregates(self.flt.project_id, self.flt.path, self.days):
                 stats = Stats()
                 stats.add_piece(piece, blobs=False)
-                _add(out, (piece.type, piece.bucket_w, piece.bucket_h), stats)
+                merge_into(out, (piece.type, piece.bucket_w, piece.bucket_h), stats)
         for key, stats in self.edge_stats.items():
             summary = Stats(n=stats.n, first_seq=stats.first_seq, max_y=stats.max_y)
-            _add(out, key, summary)
+            merge_into(out, key, summary)
         return out
 
     def fine_cells(self, types: tuple[str, ...], width: int) -> tuple[dict[int, int], dict[int, int]]:
@@ -95,10 +100,8 @@ class _Plan:
                 add_pairs(depths, piece.depths)
         for (kind, bw, _), stats in self.edge_stats.items():
             if kind in types and bw == width:
-                for cell, count in stats.cells.items():
-                    cells[cell] = cells.get(cell, 0) + count
-                for depth, count in stats.depths.items():
-                    depths[depth] = depths.get(depth, 0) + count
+                add_counts(cells, stats.cells)
+                add_counts(depths, stats.depths)
         return cells, depths
 
     def raw_cells(
@@ -122,8 +125,7 @@ class _Plan:
                         if row.scroll_depth is not None:
                             depths[row.scroll_depth] = depths.get(row.scroll_depth, 0) + 1
                     elif x is not None and y is not None:
-                        cx = min(resolution - 1, max(0, cell_index(x, frame_w, resolution)))
-                        key = (max(0, cell_index(y, frame_w, resolution)), cx)
+                        key = cell_of(x, y, frame_w, resolution)
                         cells[key] = cells.get(key, 0) + 1
         return cells, depths
 

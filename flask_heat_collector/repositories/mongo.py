@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from itertools import groupby
 from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -19,7 +20,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
-from ..aggregates import batch_pieces, fresh_part, merge_pieces, pieces, rollup
+from ..aggregates import batch_pieces, fresh_part, merge_pieces, rebuild_pieces
 from ..errors import ConfigurationError, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..log import log
@@ -269,46 +270,40 @@ class MongoRepository(Repository):
         counts: dict[tuple[str, str], int] = {}
         spans: dict[str, int] = {}
         out: list[Doc] = []
-        group: list[Doc] = []
 
-        def flush_group() -> None:
+        for _, docs in groupby(old, key=lambda d: (d["projectId"], d["eventId"])):
+            group = list(docs)
             first = group[0]
             move = first["type"] == "move"
-            start = min(int(d["ts"]) for d in group)
-            flat = [v for d in group for v in (int(d["ts"]) - start, d.get("x"), d.get("y"))]
+            if move:
+                ts, span, points = pack_points([(int(d["ts"]), int(d["x"]), int(d["y"])) for d in group])
+            else:
+                ts, span, points = int(first["ts"]), 0, None
             doc = {
                 key: first.get(key)
                 for key in ("projectId", "userId", "eventId", "sessionId", "type", "path", "selector", "scrollDepth")
             }
             doc.update(
                 seq=min(_legacy_seq(d["_id"]) for d in group),
-                ts=start if move else int(first["ts"]),
-                span=max(int(d["ts"]) for d in group) - start if move else 0,
+                ts=ts,
+                span=span,
                 pathKey=path_key(str(first["path"])),
                 x=None if move else first.get("x"),
                 y=None if move else first.get("y"),
                 bucketW=first["bucketW"],
                 bucketH=first["bucketH"],
                 rowCount=len(group) if move else 1,
-                points=json.dumps(flat, separators=(",", ":")) if move else None,
+                points=points,
                 metaJson=first["metaJson"],
                 dataJson=first.get("dataJson"),
             )
             out.append(doc)
             key = (str(first["projectId"]), str(first["sessionId"]))
             counts[key] = counts.get(key, 0) + (len(group) if move else 1)
-            spans[key[0]] = max(spans.get(key[0], 0), int(doc["span"] or 0))
+            spans[key[0]] = max(spans.get(key[0], 0), span)
             if len(out) >= _CHUNK:
                 self._insert_events(out)  # a re-run after an interruption finds some stored already
                 out.clear()
-
-        for doc in old:
-            if group and (doc["projectId"], doc["eventId"]) != (group[0]["projectId"], group[0]["eventId"]):
-                flush_group()
-                group = []
-            group.append(doc)
-        if group:
-            flush_group()
         if out:
             self._insert_events(out)
         for (project_id, session_id), count in counts.items():
@@ -508,21 +503,12 @@ class MongoRepository(Repository):
         read = 0
         for project in self._coll("projects").find({}, {"_id": 0, "id": 1}):
             project_id = str(project["id"])
-            rows = [
-                _stored(doc) for doc in events.find({"projectId": project_id}, {"_id": 0, "metaJson": 0, "dataJson": 0})
-            ]
-            read += len(rows)
-            by_path: dict[int, list[StoredEvent]] = {}
-            for row in rows:
-                by_path.setdefault(path_key(row.path), []).append(row)
-            docs = [
-                _piece_doc(merged, project_id)
-                for key, path_rows in by_path.items()
-                for piece in pieces(key, rollup(path_rows), 0)
-                for merged in merge_pieces([piece])
-            ]
-            if docs:
-                aggregates.insert_many(docs)
+            light = {"_id": 0, "metaJson": 0, "dataJson": 0}
+            cursor = events.find({"projectId": project_id}, light)
+            merged, count = rebuild_pieces(_stored(doc) for doc in cursor)
+            read += count
+            if merged:
+                aggregates.insert_many([_piece_doc(piece, project_id) for piece in merged])
         return read
 
     def list_sessions(self, query: SessionQuery) -> list[SessionSummary]:

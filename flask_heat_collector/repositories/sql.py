@@ -32,7 +32,14 @@ from .base import (
     SessionSummary,
     StoredEvent,
 )
-from .sql_ingest import IngestStatements, PreparedStatement, after_key, insert_ignore, session_values
+from .sql_ingest import (
+    IngestStatements,
+    PreparedStatement,
+    after_key,
+    executemany,
+    insert_ignore,
+    session_values,
+)
 from .sql_migrate import migrate_schema, rebuild_aggregates
 from .sql_schema import (
     MIGRATE_LOCK_ID,
@@ -257,12 +264,14 @@ class SqlRepository(Repository):
         return str(conn.execute(st.user_select, params).scalar_one())
 
     def ingest(self, batch: Batch) -> IngestResult:
+        known_duplicates = False
         if self._statements.one_statement:
             try:
                 return self._ingest_one_statement(batch)
             except sa.exc.DataError as exc:  # some rows were duplicates: the exact path below
                 if getattr(exc.orig, "pgcode", None) != "22012":
                     raise
+                known_duplicates = True
         raised: dict[str, int] = {}
 
         def run(conn: Connection, exact: bool) -> IngestResult:
@@ -270,7 +279,7 @@ class SqlRepository(Repository):
             return self._ingest_rows(conn, batch, raised, exact)
 
         try:  # most batches are all new: insert them at once, no lookup first
-            result = self._write(lambda conn: run(conn, False))
+            result = self._write(lambda conn: run(conn, known_duplicates))
         except _Duplicates:  # rolled back: store the new rows only
             result = self._write(lambda conn: run(conn, True))
         for project_id, span in raised.items():  # known only once committed (a retry starts over)
@@ -311,23 +320,13 @@ class SqlRepository(Repository):
                     if tail is not None:
                         tails.append(tail)
             rows = [r for r in rows if r.event_id not in stored]
-        if rows:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.executemany(st.events_sql, st.events_params(project_id, user_id, rows))
-                if cursor.rowcount != len(rows):
-                    # Not exact: some were stored before. Exact: a concurrent batch (MySQL) stored
-                    # some of them first; either way this transaction starts over.
-                    raise _Raced() if exact else _Duplicates()
-            finally:
-                cursor.close()
+        if rows and executemany(conn, st.events_sql, st.events_params(project_id, user_id, rows)) != len(rows):
+            # Not exact: some were stored before. Exact: a concurrent batch (MySQL) stored some of
+            # them first; either way this transaction starts over.
+            raise _Raced() if exact else _Duplicates()
         if rows or tails:
             pieces = batch_pieces(rows + tails, fresh_part())
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.executemany(st.pieces_sql, st.pieces_params(project_id, pieces))
-            finally:
-                cursor.close()
+            executemany(conn, st.pieces_sql, st.pieces_params(project_id, pieces))
         accepted = sum(r.row_count for r in rows) + sum(t.row_count for t in tails)
         conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id, accepted))
         return IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)

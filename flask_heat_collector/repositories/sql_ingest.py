@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 
 from .base import AggregateRow, Batch, EventRow, SessionRow
 from .sql_schema import events, heat_aggregates, projects, sessions, users
@@ -54,6 +54,17 @@ def upsert(dialect: str, table: sa.Table, keys: list[str], update: Callable[[Any
 
 
 _SESSION_COLUMNS = tuple(c.name for c in sessions.columns)
+
+
+def executemany(conn: Connection, sql: str, params: list[tuple[Any, ...]]) -> int:
+    """``sql`` once per parameter tuple through the driver's own cursor (PyMySQL folds the rows into
+    INSERTs of at most ~1 MB, SQLite steps one prepared statement); the rows changed."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, params)
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
 
 
 def after_key(after: tuple[int, int]) -> Any:

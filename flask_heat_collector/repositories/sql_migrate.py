@@ -3,17 +3,17 @@ the first layout (one row per move point) moved forward; aggregates rebuilt from
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
+from itertools import groupby
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..aggregates import Stats, merge_pieces, pieces, rollup
-from ..ingest import path_key
+from ..aggregates import rebuild_pieces
+from ..ingest import pack_points, path_key
 from .base import STORED_FIELDS, EventRow, StoredEvent
-from .sql_ingest import IngestStatements, after_key
+from .sql_ingest import IngestStatements, after_key, executemany
 from .sql_schema import (
     LEGACY_EVENTS,
     LEGACY_MARKER,
@@ -27,7 +27,6 @@ from .sql_schema import (
 
 _CHUNK = 5000
 _OBSOLETE_INDEXES = {"sessions": ("ix_sessions_id",)}  # an index must lead with the project
-_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def migrate_schema(conn: Connection, st: IngestStatements) -> None:
@@ -134,11 +133,7 @@ def _event_row(group: list[Any]) -> EventRow:
     """One stored event from its first-layout rows (several for a move: one per point)."""
     first = group[0]
     if first.type == "move":
-        start = min(int(r.ts) for r in group)
-        flat: list[int] = []
-        for r in group:
-            flat.extend((int(r.ts) - start, int(r.x), int(r.y)))
-        ts, span, points = start, max(int(r.ts) for r in group) - start, _JSON.encode(flat)
+        ts, span, points = pack_points([(int(r.ts), int(r.x), int(r.y)) for r in group])
         x = y = None
     else:
         ts, span, points, x, y = int(first.ts), 0, None, first.x, first.y
@@ -169,9 +164,8 @@ def _move_legacy_events(conn: Connection, st: IngestStatements) -> None:
     counters: dict[tuple[str, str], list[Any]] = {}  # (project, session) -> [items, last_ts, seq, path]
     spans: dict[str, int] = {}
     out: list[tuple[Any, ...]] = []
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-
-    def store(group: list[Any]) -> None:
+    for _, rows in groupby(_legacy_rows(conn), key=lambda r: (r.project_id, r.event_id)):
+        group = list(rows)
         row = _event_row(group)
         project, user = group[0].project_id, group[0].user_id
         out.append((project, user, *row))
@@ -182,22 +176,10 @@ def _move_legacy_events(conn: Connection, st: IngestStatements) -> None:
         if entry[1] is None or end >= (entry[1], entry[2]):
             entry[1], entry[2], entry[3] = end[0], end[1], row.path
         if len(out) >= _CHUNK:
-            cursor.executemany(st.events_sql, out)
+            executemany(conn, st.events_sql, out)
             out.clear()
-
-    try:
-        group: list[Any] = []
-        for old in _legacy_rows(conn):
-            if group and (old.project_id, old.event_id) != (group[0].project_id, group[0].event_id):
-                store(group)
-                group = []
-            group.append(old)
-        if group:
-            store(group)
-        if out:
-            cursor.executemany(st.events_sql, out)
-    finally:
-        cursor.close()
+    if out:
+        executemany(conn, st.events_sql, out)
     update = (
         sa.update(sessions)
         .where(sessions.c.project_id == sa.bindparam("p"), sessions.c.id == sa.bindparam("s"))
@@ -218,35 +200,22 @@ def rebuild_aggregates(conn: Connection, st: IngestStatements) -> int:
     conn.execute(sa.delete(heat_aggregates))
     read = 0
     for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
-        totals: dict[int, dict[Any, Stats]] = {}
-        after: tuple[int, int] | None = None
-        while True:
-            stmt = sa.select(*_ROLLUP_FIELDS).where(events.c.project_id == project_id)
-            if after is not None:
-                stmt = stmt.where(after_key(after))
-            chunk = [StoredEvent(*r) for r in conn.execute(stmt.order_by(events.c.ts, events.c.seq).limit(_CHUNK))]
-            read += len(chunk)
-            by_path: dict[int, list[StoredEvent]] = {}
-            for row in chunk:
-                by_path.setdefault(path_key(row.path), []).append(row)
-            for key, rows in by_path.items():
-                into = totals.setdefault(key, {})
-                for agg_key, stats in rollup(rows).items():
-                    if agg_key in into:
-                        into[agg_key].merge(stats)
-                    else:
-                        into[agg_key] = stats
-            if len(chunk) < _CHUNK:
-                break
-            after = (chunk[-1].ts, chunk[-1].seq)
-        rows_out: list[tuple[Any, ...]] = []
-        for key, path_stats in totals.items():
-            for piece in pieces(key, path_stats, 0):
-                rows_out.extend(st.pieces_params(project_id, merge_pieces([piece])))
-        if rows_out:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.executemany(st.pieces_sql, rows_out)
-            finally:
-                cursor.close()
+        merged, count = rebuild_pieces(_project_rows(conn, project_id))
+        read += count
+        if merged:
+            executemany(conn, st.pieces_sql, st.pieces_params(project_id, merged))
     return read
+
+
+def _project_rows(conn: Connection, project_id: str) -> Iterator[StoredEvent]:
+    """The project's events without their JSON, in (ts, seq) order, read in chunks."""
+    after: tuple[int, int] | None = None
+    while True:
+        stmt = sa.select(*_ROLLUP_FIELDS).where(events.c.project_id == project_id)
+        if after is not None:
+            stmt = stmt.where(after_key(after))
+        chunk = [StoredEvent(*r) for r in conn.execute(stmt.order_by(events.c.ts, events.c.seq).limit(_CHUNK))]
+        yield from chunk
+        if len(chunk) < _CHUNK:
+            return
+        after = (chunk[-1].ts, chunk[-1].seq)
