@@ -113,6 +113,16 @@ def _algorithms(key: str, value: Any) -> tuple[str, ...]:
     return algs
 
 
+def _query_origins(key: str, value: Any) -> tuple[str, ...]:
+    origins = _as_str_tuple(key, value)
+    bad = [o for o in origins if o == "*" or not o.startswith(("http://", "https://")) or o.endswith("/")]
+    if bad:
+        raise ConfigurationError(
+            f"{key} lists exact origins such as https://dash.example.com (no '*', no path); got {bad[0]!r}"
+        )
+    return origins
+
+
 @dataclass(frozen=True)
 class Key:
     """One configuration key: its app-config name, default and converter."""
@@ -149,6 +159,8 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_REGISTERED_PROJECTS_ONLY", False, _as_bool),
     Key("HEAT_VIEWER_ENABLED", False, _as_bool),
     Key("HEAT_AGGREGATE_COMPACT_SECONDS", 10, _as_non_negative_int),
+    Key("HEAT_NEW_PROJECTS_PER_IP", "10 per hour", _rate_limit),
+    Key("HEAT_QUERY_ALLOWED_ORIGINS", (), _query_origins),
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 
@@ -179,6 +191,8 @@ class Settings:
     registered_projects_only: bool
     viewer_enabled: bool
     aggregate_compact_seconds: int
+    new_projects_per_ip: str
+    query_allowed_origins: tuple[str, ...]
 
 
 def default_database_uri(instance_path: str) -> str:
