@@ -84,16 +84,54 @@ class JwtVerifier:
         return claims
 
 
-def check_query_key(request: Request, settings: Settings) -> None:
-    """Require a configured query key as ``Authorization: Bearer`` or ``x-api-key``."""
+Scope = frozenset[str] | None  # the projects a query key may read; None: every project
+
+
+def parse_query_keys(entries: tuple[str, ...]) -> tuple[tuple[bytes, Scope], ...]:
+    """``HEAT_QUERY_API_KEYS`` entries as (key, projects): ``key@projectId`` scopes, a bare key reads all."""
+    scopes: dict[str, set[str] | None] = {}
+    for entry in entries:
+        key, at, project = entry.rpartition("@") if "@" in entry else (entry, "", "")
+        if at and scopes.get(key, set()) is not None:
+            scopes.setdefault(key, set()).add(project)  # type: ignore[union-attr]
+        elif not at:
+            scopes[key] = None
+    return tuple((key.encode(), None if projects is None else frozenset(projects)) for key, projects in scopes.items())
+
+
+def check_query_key(request: Request, settings: Settings, keys: tuple[tuple[bytes, Scope], ...]) -> Scope:
+    """The scope of the query key given as ``Authorization: Bearer`` or ``x-api-key``; 401 without one.
+
+    Every configured key is compared in constant time, all of them on every request.
+    """
     if settings.query_auth == "none":
-        return
+        return None
+    if not keys:
+        raise ApiError(
+            401,
+            "invalid_api_key",
+            "No query API key is configured on this server (HEAT_QUERY_API_KEYS is empty), so no key is accepted.",
+        )
     supplied = request.headers.get("x-api-key") or bearer_token(request)
     if not supplied:
         raise ApiError(401, "missing_api_key", "A query API key is required (Authorization: Bearer or x-api-key).")
     given = supplied.encode()
-    matched = False
-    for key in settings.query_api_keys:
-        matched |= hmac.compare_digest(given, key.encode())
-    if not matched:
+    found: list[Scope] = []
+    for key, scope in keys:
+        if hmac.compare_digest(given, key):
+            found.append(scope)
+    if not found:
         raise ApiError(401, "invalid_api_key", "The query API key is not valid.")
+    return found[0]
+
+
+def require_project(scope: Scope, project_id: str) -> None:
+    """403 ``forbidden_project`` when the key may not read ``project_id``."""
+    if scope is not None and project_id not in scope:
+        raise ApiError(403, "forbidden_project", "This query key may not read this project.")
+
+
+def require_unscoped(scope: Scope) -> None:
+    """403 ``forbidden_project`` for a key scoped to some projects (totals cover every project)."""
+    if scope is not None:
+        raise ApiError(403, "forbidden_project", "This endpoint covers every project: it needs a key with no @project.")

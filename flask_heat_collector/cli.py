@@ -9,9 +9,9 @@ from collections.abc import Mapping
 import click
 from flask.cli import AppGroup
 
-from .errors import ConfigurationError, HeatCollectorError
+from .errors import ConfigurationError, HeatCollectorError, RetiredProjectKey
 from .extension import get_state
-from .repositories import repository_from_uri
+from .repositories import repository_from_uri, resolve_database_uri
 
 heat_cli = AppGroup("heat", help="Heat collector: database migration and projects.")
 
@@ -48,7 +48,10 @@ def project_group() -> None:
 @click.option("--key", "key", default=None, help="Project key to register; a random one when omitted.")
 def project_create(name: str, key: str | None) -> None:
     """Register a project and print its id and key."""
-    project = get_state().repository.create_project(key or secrets.token_urlsafe(24), name)
+    try:
+        project = get_state().repository.create_project(key or secrets.token_urlsafe(24), name)
+    except RetiredProjectKey:
+        raise click.ClickException("that key was retired by rotate-key; it cannot name a project again") from None
     click.echo(f"{project.id}\t{project.key}\t{project.name}")
 
 
@@ -63,20 +66,19 @@ def project_list() -> None:
 @click.argument("project_id")
 @click.option("--key", "key", default=None, help="The new key; a random one when omitted.")
 def project_rotate(project_id: str, key: str | None) -> None:
-    """Give a project a new key; the old key stops working."""
-    project = get_state().repository.rotate_project_key(project_id, key or secrets.token_urlsafe(24))
+    """Give a project a new key; the old key is retired: refused at once (403 retired_project_key), for good."""
+    try:
+        project = get_state().repository.rotate_project_key(project_id, key or secrets.token_urlsafe(24))
+    except RetiredProjectKey:
+        raise click.ClickException("that key was retired by an earlier rotate-key; choose another") from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     if project is None:
         raise click.ClickException(f"no project with id {project_id}")
     click.echo(f"{project.id}\t{project.key}\t{project.name}")
 
 
-_DIALECT_SCHEMES = {"pg": "postgresql+psycopg2", "mysql": "mysql+pymysql"}
-_NATIVE_SCHEMES = {
-    "postgres": "postgresql+psycopg2",
-    "postgresql": "postgresql+psycopg2",
-    "mysql": "mysql+pymysql",
-    "mariadb": "mysql+pymysql",
-}
+_DIALECT_FAMILIES = {"pg": "postgresql", "mysql": "mysql"}
 
 
 def uri_from_environ(environ: Mapping[str, str]) -> tuple[str, str | None]:
@@ -94,18 +96,16 @@ def uri_from_environ(environ: Mapping[str, str]) -> tuple[str, str | None]:
         if not url:
             raise ConfigurationError("DATABASE_URL is required when HEAT_DIALECT is 'mongodb'")
         return url, environ.get("MONGODB_DATABASE") or None
-    if dialect not in _DIALECT_SCHEMES:
+    if dialect not in _DIALECT_FAMILIES:
         raise ConfigurationError("HEAT_DIALECT must be one of pg, mysql, sqlite, mongodb")
     if not url:
         raise ConfigurationError(f"DATABASE_URL is required when HEAT_DIALECT is {dialect!r}")
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ConfigurationError(f"DATABASE_URL is not a URL: {url!r}")
-    scheme = _NATIVE_SCHEMES.get(scheme.lower(), scheme)
-    expected = _DIALECT_SCHEMES[dialect].split("+")[0]
-    if not scheme.startswith(expected):
-        raise ConfigurationError(f"DATABASE_URL scheme {scheme!r} does not match HEAT_DIALECT {dialect!r}")
-    return f"{scheme}://{rest}", None
+    family, resolved = resolve_database_uri(url, "DATABASE_URL")  # the rule HEAT_DATABASE_URI follows too
+    if family != _DIALECT_FAMILIES[dialect]:
+        raise ConfigurationError(
+            f"DATABASE_URL scheme {url.partition('://')[0]!r} does not match HEAT_DIALECT {dialect!r}"
+        )
+    return resolved, None
 
 
 @click.command("heat-collector-migrate")

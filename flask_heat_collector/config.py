@@ -8,9 +8,10 @@ their Python type or as the strings an environment variable carries
 
 from __future__ import annotations
 
+import difflib
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ import limits
 from flask import Flask
 
 from .errors import ConfigurationError
+from .log import log
 
 AUTH_MODES = ("projectKey", "jwt", "both")
 QUERY_AUTH_MODES = ("apiKey", "none")
@@ -113,6 +115,15 @@ def _algorithms(key: str, value: Any) -> tuple[str, ...]:
     return algs
 
 
+def _query_keys(key: str, value: Any) -> tuple[str, ...]:
+    entries = _as_str_tuple(key, value)
+    for entry in entries:
+        head, at, project = entry.rpartition("@")
+        if at and (not head or not project):
+            raise ConfigurationError(f"{key} entries are 'key' or 'key@projectId'; one has an empty part")
+    return entries
+
+
 def _query_origins(key: str, value: Any) -> tuple[str, ...]:
     origins = _as_str_tuple(key, value)
     bad = [o for o in origins if o == "*" or not o.startswith(("http://", "https://")) or o.endswith("/")]
@@ -149,7 +160,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_MAX_BODY_BYTES", 1_000_000, _as_positive_int),
     Key("HEAT_RATE_LIMIT", "120 per 10 seconds", _rate_limit),
     Key("HEAT_RATE_LIMIT_STORAGE_URI", "memory://", _storage_uri),
-    Key("HEAT_QUERY_API_KEYS", (), _as_str_tuple),
+    Key("HEAT_QUERY_API_KEYS", (), _query_keys),
     Key("HEAT_QUERY_AUTH", "apiKey", _choice(QUERY_AUTH_MODES)),
     Key("HEAT_ALLOWED_ORIGINS", ("*",), _as_str_tuple),
     Key("HEAT_IP_HASH_SECRET", None, _as_opt_str),
@@ -230,3 +241,28 @@ def load_config(app: Flask, overrides: Mapping[str, Any]) -> Settings:
 def settings_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """The ``HEAT_*`` variables of an environment, as raw app-config values."""
     return {key.name: environ[key.name] for key in KEYS if environ.get(key.name, "") != ""}
+
+
+# ``HEAT_TEST_*`` names are reserved for the test suite (HEAT_TEST_POSTGRES, ...); HEAT_DIALECT
+# belongs to heat-collector-migrate. Neither is an app setting, nor a typo of one.
+RESERVED_PREFIX = "HEAT_TEST_"
+_NOT_SETTINGS = frozenset({"HEAT_DIALECT"})
+
+
+def unknown_names(names: Iterable[object]) -> dict[str, str | None]:
+    """Each ``HEAT_*`` name that is no configuration key, with the closest key (None if none is close)."""
+    valid = [key.name for key in KEYS]
+    unknown: dict[str, str | None] = {}
+    for name in sorted(n for n in names if isinstance(n, str) and n.startswith("HEAT_")):
+        if name in valid or name in _NOT_SETTINGS or name.startswith(RESERVED_PREFIX):
+            continue
+        close = difflib.get_close_matches(name, valid, n=1)
+        unknown[name] = close[0] if close else None
+    return unknown
+
+
+def warn_unknown_names(names: Iterable[object], where: str) -> None:
+    """Log one warning per unknown ``HEAT_*`` name in ``where``: a misspelt key is otherwise ignored."""
+    for name, close in unknown_names(names).items():
+        hint = f"; did you mean {close}?" if close else ""
+        log("warn", f"unknown setting {name} in {where} is ignored{hint}", setting=name, suggestion=close)

@@ -18,7 +18,11 @@ class StorageUnavailable(HeatCollectorError):
 
 
 class UnknownProject(HeatCollectorError):
-    """The project key is not registered and projects may not be created."""
+    """The project key is not registered (yet)."""
+
+
+class RetiredProjectKey(HeatCollectorError):
+    """The project key was replaced by ``rotate-key``; it never names a project again."""
 
 
 class ApiError(HeatCollectorError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,13 +12,14 @@ from flask import Flask, current_app
 
 from . import log as heat_log
 from .aggregates import Compactor
-from .auth import JwtVerifier
-from .config import Settings, load_config
+from .auth import JwtVerifier, Scope, parse_query_keys
+from .config import Settings, load_config, warn_unknown_names
 from .ingest import SeqClock
 from .metrics import Metrics, RedisMetrics
 from .ratelimit import IngestRateLimiter
 from .repositories import Repository, repository_from_uri
 from .schemas import IngestSchema
+from .startup import PendingMigration, migrate_at_start
 
 EXTENSION_KEY = "heat_collector"
 Hook = Callable[[dict[str, Any]], dict[str, Any]]
@@ -30,12 +32,17 @@ class HeatState:
     settings: Settings
     repository: Repository
     limiter: IngestRateLimiter
+    new_projects: IngestRateLimiter
     metrics: Metrics
     ingest_schema: IngestSchema
     jwt: JwtVerifier | None
     hooks: list[Hook] = field(default_factory=list)
     seq: SeqClock = field(default_factory=SeqClock)
     compactor: Compactor = field(default_factory=lambda: Compactor(0))
+    query_keys: tuple[tuple[bytes, Scope], ...] = ()
+    new_project_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set when the database was unreachable at start: requests retry the migration (views/common.py).
+    pending_migration: PendingMigration | None = None
 
 
 def get_state(app: Flask | None = None) -> HeatState:
@@ -87,25 +94,34 @@ class HeatCollector:
             raise RuntimeError("HeatCollector is already initialised on this app.")
         settings = load_config(app, self.overrides)
         heat_log.configure(settings.log_level)
+        warn_unknown_names(app.config, "app.config")
         repository = repository_from_uri(settings.database_uri, settings.mongo_database)
         state = HeatState(
             settings=settings,
             repository=repository,
             limiter=IngestRateLimiter(settings.rate_limit, settings.rate_limit_storage_uri),
+            new_projects=IngestRateLimiter(
+                settings.new_projects_per_ip, settings.rate_limit_storage_uri, namespace="heat-new-project"
+            ),
             metrics=_metrics_for(settings),
             ingest_schema=IngestSchema(settings.max_events_per_batch),
             jwt=JwtVerifier(settings) if settings.auth_mode in ("jwt", "both") else None,
             hooks=self._hooks,
             compactor=Compactor(settings.aggregate_compact_seconds),
+            query_keys=parse_query_keys(settings.query_api_keys),
         )
         if settings.ip_hash_secret_generated:
             heat_log.log("warn", "HEAT_IP_HASH_SECRET is not set; ipHash values change at every start")
         if settings.query_auth == "none":
             heat_log.log("warn", "HEAT_QUERY_AUTH is 'none': anyone can read every project's data")
+        elif not settings.query_api_keys:
+            heat_log.log(
+                "warn",
+                "HEAT_QUERY_API_KEYS is empty while HEAT_QUERY_AUTH is 'apiKey': every query answers 401 "
+                "until a key is configured",
+            )
         if settings.auto_migrate:
-            repository.migrate()
-            # Pooled connections opened before a gunicorn fork must not be shared by workers.
-            repository.dispose()
+            state.pending_migration = migrate_at_start(repository, settings.database_uri)
         app.extensions[EXTENSION_KEY] = state
         if register_blueprint:
             app.register_blueprint(self.blueprint, url_prefix=settings.url_prefix or None)

@@ -167,7 +167,6 @@ def prepare_batch(
     ip: str | None,
     ip_secret: str,
     now_ms: int,
-    create_project: bool,
     seq: int,
 ) -> Prepared:
     """Apply the storage rules of the contract to a validated payload.
@@ -215,7 +214,6 @@ def prepare_batch(
             ),
             events=rows,
             row_count=items,
-            create_project=create_project,
         ),
         dropped=len(payload["events"]) - len(kept),
     )

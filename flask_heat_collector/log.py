@@ -12,6 +12,7 @@ logger = logging.getLogger("flask_heat_collector")
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error"}
+_LINE_BREAKS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,7 +28,9 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             payload["exception"] = {"type": type(exc).__name__, "message": str(exc)[:500]}
-        return json.dumps(payload, default=str, ensure_ascii=False)
+        line = json.dumps(payload, default=str, ensure_ascii=False)
+        # Line separators that JSON leaves raw would split the line for splitlines() and JS readers.
+        return line.translate(_LINE_BREAKS)
 
 
 def configure(level: str) -> None:

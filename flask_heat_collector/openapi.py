@@ -50,6 +50,7 @@ def _query_errors() -> Json:
     return {
         "400": _error("Invalid query parameters"),
         "401": _error("Missing or invalid query API key"),
+        "403": _error("The query key is scoped to other projects (forbidden_project)"),
         "500": _error("Unexpected failure (no internals disclosed)"),
         "503": _error("Database unavailable", retry=True),
     }
@@ -406,10 +407,10 @@ def build_openapi() -> Json:
                         ),
                         "400": _error("Invalid JSON, payload or hook payload"),
                         "401": _error("Missing project key or JWT, or invalid JWT"),
-                        "403": _error("Unknown or impossible project key"),
+                        "403": _error("Unknown, impossible or retired project key"),
                         "413": _error("Body larger than HEAT_MAX_BODY_BYTES"),
                         "415": _error("Not an uncompressed JSON body"),
-                        "429": _error("Rate limited", retry=True),
+                        "429": _error("Rate limited, or too many new projects from this IP", retry=True),
                         "500": _error("Unexpected failure (no internals disclosed)"),
                         "503": _error("Database or JWKS unavailable; retry", retry=True),
                     },
@@ -479,7 +480,12 @@ def build_openapi() -> Json:
                 "get": {
                     "summary": "Ingest counters",
                     "security": query_security,
-                    "responses": {"200": _ok("Metrics", "Counters"), "401": _error("Missing or invalid query key")},
+                    "responses": {
+                        "200": _ok("Metrics", "Counters"),
+                        "400": _error("A header with a NUL or other unstorable character"),
+                        "401": _error("Missing or invalid query key"),
+                        "403": _error("A project-scoped key: the totals cover every project (forbidden_project)"),
+                    },
                 }
             },
             "/api/openapi.json": {

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from .fastload import GiveUp, Loader, NotCompilable, compile_loader
 
@@ -219,6 +219,15 @@ class IngestSchema(_Base):
         self.max_events = max_events
         self._fast = _compile_ingest(self)
 
+    @pre_load
+    def _cap_first(self, data: Any, **kwargs: Any) -> Any:
+        """Too many events: one short error before any item is read (cost bounded by the cap)."""
+        events = data.get("events") if isinstance(data, dict) else None
+        if isinstance(events, list) and len(events) > self.max_events:
+            message = f"Must hold 1 to {self.max_events} events; this batch has {len(events)}."
+            raise ValidationError({"events": [message]})
+        return data
+
     @validates_schema(skip_on_field_errors=False)
     def _batch_size(self, data: dict[str, Any], **kwargs: Any) -> None:
         events = data.get("events")
@@ -227,6 +236,7 @@ class IngestSchema(_Base):
 
     def load_payload(self, data: Any) -> dict[str, Any]:
         """``self.load(data)``: same result, same errors; a valid batch skips marshmallow's machinery."""
+        self._cap_first(data)
         if self._fast is not None:
             try:
                 result: dict[str, Any] = self._fast(data)
@@ -284,9 +294,9 @@ _FAST_FIELDS: dict[type, Callable[[fields.Field[Any]], Loader]] = {
 
 
 def _compile_ingest(schema: IngestSchema) -> Loader | None:
-    """The fast loader of ``schema`` (its batch-size hook is re-checked by the caller)."""
+    """The fast loader of ``schema`` (its batch-size hooks are re-checked by the caller)."""
     try:
-        return compile_loader(schema, _FAST_FIELDS, allowed_hooks=frozenset({"_batch_size"}))
+        return compile_loader(schema, _FAST_FIELDS, allowed_hooks=frozenset({"_cap_first", "_batch_size"}))
     except NotCompilable:
         return None
 

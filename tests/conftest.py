@@ -169,6 +169,28 @@ def logs() -> Iterator[ListHandler]:
     logger.removeHandler(handler)
 
 
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless (Playwright cannot download browsers here); one per test session.
+
+    One Playwright for the whole session: a second sync Playwright started while one runs fails.
+    """
+    from .e2e.support import CHROMIUM, CHROMIUM_ARGS
+
+    if not os.access(CHROMIUM, os.X_OK):
+        unavailable(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright for Python is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
 @pytest.fixture
 def live_server() -> Iterator[Callable[[Flask], Server]]:
     """Serve an app over real HTTP on a free loopback port (threaded)."""

@@ -3,7 +3,7 @@
 One seeded scenario (several sessions, three awkward paths, mixed viewport buckets, outliers,
 moves with negative offsets, dropped inputs, retried batches, ts spread over five days) is posted
 through ``/ingest``; then many random queries are compared with the oracle. Set
-``HEAT_ORACLE_SEED`` to explore other scenarios.
+``HEAT_TEST_ORACLE_SEED`` to explore other scenarios.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .conftest import QUERY_KEY
 from .helpers import batch, event, headers
 
 API = {"x-api-key": QUERY_KEY}
-SEED = int(os.environ.get("HEAT_ORACLE_SEED", "20250106"))
+SEED = int(os.environ.get("HEAT_TEST_ORACLE_SEED", "20250106"))
 BASE = 1_736_121_600_000  # 2025-01-06T00:00:00Z: a day boundary, safely before "now"
 HOUR = 3_600_000
 DAY = 24 * HOUR

@@ -185,10 +185,13 @@ def test_rejected_events_counted(app: Flask) -> None:
     assert metrics["ingestCount"] == 0
 
 
-def test_errors_for_list_items_and_the_batch_together(make_app: Any) -> None:
-    """Item errors (int keys) next to a batch error (str key) still give a JSON 400, never a 500."""
+def test_over_the_cap_only_the_cap_is_reported(make_app: Any) -> None:
+    """Too many events: the cap is checked before any item is read; within it, each bad item is reported."""
     client = make_app(max_events_per_batch=2).test_client()
     body = batch(event("click", x="bad"), event("click"), event("click", button={}))
     response = client.post("/ingest", json=body, headers=headers())
     details = assert_error(response, 400, "invalid_payload")["details"]
-    assert set(details["events"]) >= {"0", "2"}
+    assert details == {"events": ["Must hold 1 to 2 events; this batch has 3."]}
+    del body["events"][1]
+    details = assert_error(client.post("/ingest", json=body, headers=headers()), 400, "invalid_payload")["details"]
+    assert set(details["events"]) == {"0", "1"}

@@ -1,4 +1,4 @@
-"""The optional heatmap viewer page (``HEAT_VIEWER_ENABLED``); its behaviour in a browser is in tests/e2e."""
+"""The optional heatmap viewer page (``HEAT_VIEWER_ENABLED``); the SDK-driven browser run is in tests/e2e."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 from flask import Flask
 
 from flask_heat_collector import HeatCollector
+
+from .helpers import Server, batch, event, headers
 
 QUERY_KEY = "viewer-query-key"
 
@@ -124,3 +126,64 @@ def test_viewer_can_be_mounted_by_hand(tmp_path: Path) -> None:
         assert app.test_client().get("/viewer").status_code == 404
     finally:
         app.extensions["heat_collector"].repository.dispose()
+
+
+# Saturation of the canvas pixel at each (x, y): the backdrop and grid are near-grey, heat is not.
+_SATURATION = """(spots) => {
+    const ctx = document.getElementById("heatmap").getContext("2d");
+    return spots.map(([x, y]) => {
+        const [r, g, b] = ctx.getImageData(x, y, 1, 1).data;
+        return Math.max(r, g, b) - Math.min(r, g, b);
+    });
+}"""
+
+
+def test_viewer_draws_an_answer_ten_million_pixels_tall(
+    make_viewer_app: Callable[..., Flask], live_server: Callable[[Flask], Server], browser: Any
+) -> None:
+    """One click at y = 10,000,000 made the page fail (getImageData: out of memory); now it is left out and said."""
+    app = make_viewer_app(HEAT_VIEWER_ENABLED=True)
+    normal = [event("click", x=300, y=200), event("click", x=900, y=600), event("click", x=600, y=1500)]
+    tall = batch(event("click", x=600, y=10_000_000), *normal)
+    answer = app.test_client().post("/ingest", json=tall, headers=headers())
+    project = answer.get_json()["projectId"]
+    heatmap = app.test_client().get(f"/api/projects/{project}/heatmap", headers={"x-api-key": QUERY_KEY}).get_json()
+    assert heatmap["meta"]["renderHeight"] == 10_000_000 and len(heatmap["points"]) == 4
+    drawn = [(p["x"], p["y"]) for p in heatmap["points"] if p["y"] < 20_000]
+    assert len(drawn) == 3
+
+    server = live_server(app)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    errors: list[str] = []
+
+    def console(message: Any) -> None:
+        if message.type == "error" and "favicon" not in message.location["url"]:  # the browser's own 404
+            errors.append(message.text)
+
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", console)
+    page.goto(f"{server.url}/viewer#key={QUERY_KEY}&project={project}")
+    page.wait_for_function("() => document.body.dataset.heatmapPoints !== undefined")
+    assert page.get_attribute("body", "data-heatmap-points") == "4", page.inner_text("#status")
+    assert errors == []
+    width, height = page.eval_on_selector("#heatmap", "canvas => [canvas.width, canvas.height]")
+    assert width == 1200 and 1500 < height <= 20_000
+    assert page.is_visible("#cut-note")
+    assert page.inner_text("#cut-note") == "1 point (1 event) below 20,000 px is not drawn."
+    assert all(saturation > 60 for saturation in page.evaluate(_SATURATION, drawn)), drawn
+
+    # Too wide: the canvas keeps to 10,000 px and says what lies right of it.
+    wide = {
+        "points": [{"x": 100, "y": 100, "value": 2}, {"x": 25_000, "y": 100, "value": 4}],
+        "meta": {"viewport": {"w": 30_000, "h": 800}, "renderHeight": 800, "resolution": 128},
+    }
+    size = page.evaluate(
+        """(heatmap) => {
+            const canvas = document.createElement("canvas");
+            window.HeatViewer.drawHeatmap(canvas, heatmap);
+            return [canvas.width, canvas.height, window.HeatViewer.describeCut(heatmap)];
+        }""",
+        wide,
+    )
+    assert size == [10_000, 800 + 375, "1 point (4 events) right of 10,000 px is not drawn."]
+    assert errors == []

@@ -107,7 +107,6 @@ class Batch:
     session: SessionRow
     events: list[EventRow]
     row_count: int  # rows the batch's events answer as, repeated ids included (accepted + duplicates)
-    create_project: bool = True
 
     @property
     def span(self) -> int:
@@ -238,9 +237,10 @@ class Repository(ABC):
     """Storage for projects, users, sessions, events and heatmap aggregates.
 
     Implementations raise :class:`~flask_heat_collector.errors.StorageUnavailable`
-    when the database cannot be reached and
-    :class:`~flask_heat_collector.errors.UnknownProject` when a batch names an
-    unknown key that may not be created.
+    when the database cannot be reached. A batch's key is looked up on every ingest (no cache, so a
+    rotation holds at once in every process): :class:`~flask_heat_collector.errors.UnknownProject`
+    when no project has it (the caller may :meth:`ensure_project` and ingest again),
+    :class:`~flask_heat_collector.errors.RetiredProjectKey` when it was rotated away.
     """
 
     @abstractmethod
@@ -282,7 +282,15 @@ class Repository(ABC):
 
     @abstractmethod
     def create_project(self, key: str, name: str) -> Project:
-        """Register a project key."""
+        """Register a project key; :class:`RetiredProjectKey` for a retired one."""
+
+    @abstractmethod
+    def ensure_project(self, key: str) -> str:
+        """The id of the project with ``key``, made (named "Default") when there is none.
+
+        :class:`RetiredProjectKey` when the key was rotated away: the check runs after the insert,
+        so a rotation committed meanwhile is seen (the unique key serialises the two).
+        """
 
     @abstractmethod
     def list_projects(self) -> list[Project]:
@@ -290,4 +298,7 @@ class Repository(ABC):
 
     @abstractmethod
     def rotate_project_key(self, project_id: str, new_key: str) -> Project | None:
-        """Replace a project's key; ``None`` when the project does not exist."""
+        """Replace a project's key, retiring the old one; ``None`` when the project does not exist.
+
+        :class:`RetiredProjectKey` when ``new_key`` is retired, ``ValueError`` when another project has it.
+        """

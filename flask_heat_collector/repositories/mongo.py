@@ -15,13 +15,13 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pymongo import MongoClient, ReturnDocument
+from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
 from ..aggregates import batch_pieces, fresh_part, merge_pieces, rebuild_pieces
-from ..errors import ConfigurationError, StorageUnavailable, UnknownProject
+from ..errors import ConfigurationError, RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..log import log
 from .base import (
@@ -80,7 +80,6 @@ LEGACY_EVENTS = "events_v1"
 DUPLICATE_KEY = 11000
 UNAUTHORIZED = 13
 _UPSERT_ATTEMPTS = 3
-_PROJECT_CACHE_SECONDS = 30.0
 _NO_ID = {"_id": 0}
 _LIGHT = {"_id": 0, "path": 0, "selector": 0, "metaJson": 0, "dataJson": 0}
 _BY_TS = [("ts", 1), ("seq", 1)]
@@ -193,7 +192,6 @@ class MongoRepository(Repository):
         self._client: MongoClient[Doc] | None = None
         self._pid = 0
         self._lock = threading.Lock()
-        self._project_cache: dict[str, tuple[str, float]] = {}
 
     @property
     def client(self) -> MongoClient[Doc]:
@@ -328,20 +326,17 @@ class MongoRepository(Repository):
             raise RuntimeError(f"the {collection} upsert left no document")
         return str(doc["id"])
 
-    def _project_id(self, key: str, create: bool) -> str:
-        cached = self._project_cache.get(key)
-        if cached and cached[1] > time.monotonic():
-            return cached[0]
+    def _project_id(self, key: str) -> str:
+        """The project holding ``key`` now; UnknownProject or RetiredProjectKey."""
         doc = self._coll("projects").find_one({"key": key}, {"_id": 0, "id": 1})
-        if doc is not None:
-            project_id = str(doc["id"])
-        elif not create:
+        if doc is None:
+            self._refuse_retired(key)
             raise UnknownProject(key)
-        else:
-            new = {"id": str(uuid.uuid4()), "name": "Default", "createdAt": _now_ms()}
-            project_id = self._upsert_id("projects", {"key": key}, {"$setOnInsert": new})
-        self._project_cache[key] = (project_id, time.monotonic() + _PROJECT_CACHE_SECONDS)
-        return project_id
+        return str(doc["id"])
+
+    def _refuse_retired(self, key: str) -> None:
+        if self._coll("retired_keys").find_one({"_id": key}, {"_id": 1}) is not None:
+            raise RetiredProjectKey(key)
 
     def _user_id(self, project_id: str, external_id: str, traits_json: str | None) -> str:
         on_insert: Doc = {"id": str(uuid.uuid4()), "createdAt": _now_ms()}
@@ -354,7 +349,7 @@ class MongoRepository(Repository):
 
     def ingest(self, batch: Batch) -> IngestResult:
         with self._guard():
-            project_id = self._project_id(batch.project_key, batch.create_project)
+            project_id = self._project_id(batch.project_key)
             user_id = (
                 self._user_id(project_id, batch.external_user_id, batch.user_traits_json)
                 if batch.external_user_id
@@ -573,7 +568,28 @@ class MongoRepository(Repository):
         values = {"id": str(uuid.uuid4()), "key": key, "name": name, "createdAt": _now_ms()}
         with self._guard():
             self._coll("projects").insert_one(dict(values))
+            self._undo_if_retired(key, str(values["id"]))
         return _project(values)
+
+    def _undo_if_retired(self, key: str, created_id: str) -> None:
+        """Remove a project just made for ``key`` when the key is retired (checked after the insert)."""
+        try:
+            self._refuse_retired(key)
+        except RetiredProjectKey:
+            self._coll("projects").delete_one({"id": created_id})
+            raise
+
+    def ensure_project(self, key: str) -> str:
+        new_id = str(uuid.uuid4())
+        with self._guard():
+            project_id = self._upsert_id(
+                "projects", {"key": key}, {"$setOnInsert": {"id": new_id, "name": "Default", "createdAt": _now_ms()}}
+            )
+            if project_id == new_id:
+                self._undo_if_retired(key, new_id)
+            else:
+                self._refuse_retired(key)
+        return project_id
 
     def list_projects(self) -> list[Project]:
         with self._guard():
@@ -581,15 +597,26 @@ class MongoRepository(Repository):
             return [_project(doc) for doc in cursor]
 
     def rotate_project_key(self, project_id: str, new_key: str) -> Project | None:
-        self._project_cache.clear()
+        projects, retired = self._coll("projects"), self._coll("retired_keys")
         with self._guard():
-            doc = self._coll("projects").find_one_and_update(
-                {"id": project_id},
-                {"$set": {"key": new_key}},
-                projection=_NO_ID,
-                return_document=ReturnDocument.AFTER,
+            doc = projects.find_one({"id": project_id}, _NO_ID)
+            if doc is None:
+                return None
+            self._refuse_retired(new_key)
+            if new_key == doc["key"] or projects.find_one({"key": new_key}, {"_id": 1}) is not None:
+                raise ValueError("the new key is already a project's key")
+            # Retired first: from then on no project can be made with the old key (see ensure_project).
+            retired.update_one(
+                {"_id": doc["key"]},
+                {"$setOnInsert": {"projectId": project_id, "retiredAt": _now_ms()}},
+                upsert=True,
             )
-        return _project(doc) if doc else None
+            try:
+                projects.update_one({"id": project_id, "key": doc["key"]}, {"$set": {"key": new_key}})
+            except DuplicateKeyError:
+                retired.delete_one({"_id": doc["key"]})
+                raise ValueError("the new key is already a project's key") from None
+        return _project({**doc, "key": new_key})
 
 
 class _MongoReader(Reader):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import IO, Any, TypeVar
 
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..aggregates import batch_pieces, fresh_part, merge_pieces
-from ..errors import StorageUnavailable, UnknownProject
+from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from .base import (
     STORED_FIELDS,
@@ -48,6 +49,7 @@ from .sql_schema import (
     events,
     heat_aggregates,
     projects,
+    retired_keys,
     sessions,
 )
 
@@ -61,7 +63,6 @@ T = TypeVar("T")
 # MySQL error codes worth retrying: deadlock, lock wait timeout. PostgreSQL: serialization, deadlock.
 _RETRY_CODES = {1213, 1205}
 _RETRY_SQLSTATES = {"40001", "40P01"}
-_PROJECT_CACHE_SECONDS = 30.0
 _STORED_COLUMNS = [events.c[name] for name in STORED_FIELDS]
 _HEAVY = ("path", "selector", "meta_json", "data_json")
 _LIGHT_COLUMNS = [sa.null() if name in _HEAVY else events.c[name] for name in STORED_FIELDS]
@@ -95,13 +96,15 @@ class SqlRepository(Repository):
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self._engine: Engine | None = None
-        self._project_cache: dict[str, tuple[str, float]] = {}
         self._spans: dict[str, int] = {}  # the max_span of each project as this process last raised it
         self._ingest: IngestStatements | None = None
         url = sa.make_url(uri)
         database = url.database or ""
         file_db = url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
         self._sqlite_path: str | None = os.path.abspath(database) if file_db else None
+        memory_db = url.get_backend_name() == "sqlite" and not file_db
+        # An in-memory SQLite database is one shared connection (StaticPool): one operation at a time.
+        self._memory_lock: threading.RLock | None = threading.RLock() if memory_db else None
         self._writer_mutex = threading.Lock()
         self._lock_file: IO[bytes] | None = None
         self._lock_pid = 0
@@ -118,14 +121,18 @@ class SqlRepository(Repository):
         return self.engine.dialect.name
 
     def dispose(self) -> None:
-        if self._engine is not None:
+        # Closing an in-memory database's one connection would drop its data: it lives with the engine.
+        if self._engine is not None and self._memory_lock is None:
             self._engine.dispose()
+
+    def _memory_turn(self) -> AbstractContextManager[Any]:
+        return self._memory_lock if self._memory_lock is not None else nullcontext()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
         try:
             yield
-        except (UnknownProject, StorageUnavailable):
+        except (UnknownProject, RetiredProjectKey, StorageUnavailable):
             raise
         except sa.exc.OperationalError as exc:
             raise StorageUnavailable(str(exc.orig)[:200]) from exc
@@ -135,7 +142,7 @@ class SqlRepository(Repository):
     def _read(self, fn: Callable[[Connection], T]) -> T:
         for attempt in (1, 2):
             try:
-                with self._guard(), self.engine.connect() as conn:
+                with self._memory_turn(), self._guard(), self.engine.connect() as conn:
                     return fn(conn)
             except StorageUnavailable as exc:
                 cause = exc.__cause__
@@ -158,7 +165,10 @@ class SqlRepository(Repository):
             return
         with self._writer_mutex:
             if self._lock_file is None or self._lock_pid != os.getpid():
-                self._lock_file = open(path + "-heatlock", "a+b")
+                try:
+                    self._lock_file = open(path + "-heatlock", "a+b")
+                except OSError as exc:  # its folder is missing or read-only: unreachable, as a down server
+                    raise StorageUnavailable(f"cannot open {path}-heatlock: {exc.strerror}") from exc
                 self._lock_pid = os.getpid()
             fd = self._lock_file.fileno()
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -175,7 +185,7 @@ class SqlRepository(Repository):
         attempt = 0
         while True:
             try:
-                with self._writer_turn(), self._guard(), self._connect(autocommit) as conn:
+                with self._memory_turn(), self._writer_turn(), self._guard(), self._connect(autocommit) as conn:
                     if autocommit:
                         return fn(conn)
                     with conn.begin():
@@ -219,7 +229,6 @@ class SqlRepository(Repository):
                     conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{MIGRATE_LOCK_NAME}')")
 
         self._write(run)
-        self._project_cache.clear()
 
     def rebuild_aggregates(self) -> int:
         return self._write(lambda conn: rebuild_aggregates(conn, self._statements))
@@ -233,20 +242,14 @@ class SqlRepository(Repository):
             self._ingest = IngestStatements(self.engine.dialect)
         return self._ingest
 
-    def _project_id(self, conn: Connection, key: str, create: bool) -> str:
-        cached = self._project_cache.get(key)
-        if cached and cached[1] > time.monotonic():
-            return cached[0]
+    @staticmethod
+    def _project_id(conn: Connection, key: str) -> str:
+        """The project holding ``key`` now; UnknownProject or RetiredProjectKey."""
         found = conn.execute(sa.select(projects.c.id).where(projects.c.key == key)).scalar()
         if found is None:
-            if not create:
-                raise UnknownProject(key)
-            stmt = insert_ignore(self.dialect, projects, ["key"]).values(
-                id=str(uuid.uuid4()), key=key, name="Default", created_at=_now_ms(), max_span=0
-            )
-            conn.execute(stmt)
-            found = conn.execute(sa.select(projects.c.id).where(projects.c.key == key)).scalar_one()
-        self._project_cache[key] = (found, time.monotonic() + _PROJECT_CACHE_SECONDS)
+            if conn.execute(sa.select(retired_keys.c.key).where(retired_keys.c.key == key)).first() is not None:
+                raise RetiredProjectKey(key)
+            raise UnknownProject(key)
         return str(found)
 
     def _user_id(self, conn: Connection, project_id: str, external_id: str, traits_json: str | None) -> str:
@@ -272,6 +275,9 @@ class SqlRepository(Repository):
                 if getattr(exc.orig, "pgcode", None) != "22012":
                     raise
                 known_duplicates = True
+            except sa.exc.IntegrityError as exc:  # no project has the key: the path below says why
+                if getattr(exc.orig, "pgcode", None) != "23502":
+                    raise
         raised: dict[str, int] = {}
 
         def run(conn: Connection, exact: bool) -> IngestResult:
@@ -300,7 +306,7 @@ class SqlRepository(Repository):
         first, resent moves extended, and only new events inserted.
         """
         st = self._statements
-        project_id = self._project_id(conn, batch.project_key, batch.create_project)
+        project_id = self._project_id(conn, batch.project_key)
         user_id = (
             self._user_id(conn, project_id, batch.external_user_id, batch.user_traits_json)
             if batch.external_user_id
@@ -363,12 +369,11 @@ class SqlRepository(Repository):
         pieces = batch_pieces(batch.events, fresh_part())
 
         def run(conn: Connection) -> IngestResult:
-            project_id = self._project_id(conn, batch.project_key, batch.create_project)
             user_uuid = str(uuid.uuid4()) if batch.external_user_id is not None else None
-            params = st.pg_batch_params(batch, project_id, user_uuid, _now_ms(), pieces)
-            _, accepted = self._execute_prepared(conn, sql, params)
+            params = st.pg_batch_params(batch, user_uuid, _now_ms(), pieces)
+            _, accepted, project_id = self._execute_prepared(conn, sql, params)
             return IngestResult(
-                project_id=project_id, accepted=int(accepted), duplicates=batch.row_count - int(accepted)
+                project_id=str(project_id), accepted=int(accepted), duplicates=batch.row_count - int(accepted)
             )
 
         return self._write(run, autocommit=True)
@@ -510,10 +515,31 @@ class SqlRepository(Repository):
     def _project(row: Any) -> Project:
         return Project(id=row.id, key=row.key, name=row.name, created_at=int(row.created_at))
 
+    @staticmethod
+    def _refuse_retired(conn: Connection, key: str) -> None:
+        if conn.execute(sa.select(retired_keys.c.key).where(retired_keys.c.key == key)).first() is not None:
+            raise RetiredProjectKey(key)
+
     def create_project(self, key: str, name: str) -> Project:
         values = dict(id=str(uuid.uuid4()), key=key, name=name, created_at=_now_ms())
-        self._write(lambda conn: conn.execute(sa.insert(projects).values(max_span=0, **values)))
+
+        def run(conn: Connection) -> None:
+            conn.execute(sa.insert(projects).values(max_span=0, **values))
+            self._refuse_retired(conn, key)  # after the insert: see RetiredProjectKey's race note
+
+        self._write(run)
         return Project(**values)  # type: ignore[arg-type]
+
+    def ensure_project(self, key: str) -> str:
+        def run(conn: Connection) -> str:
+            stmt = insert_ignore(self.dialect, projects, ["key"]).values(
+                id=str(uuid.uuid4()), key=key, name="Default", created_at=_now_ms(), max_span=0
+            )
+            conn.execute(stmt)
+            self._refuse_retired(conn, key)  # rolls the insert back
+            return str(conn.execute(sa.select(projects.c.id).where(projects.c.key == key)).scalar_one())
+
+        return self._write(run)
 
     def list_projects(self) -> list[Project]:
         stmt = sa.select(projects).order_by(projects.c.created_at, projects.c.id)
@@ -521,11 +547,17 @@ class SqlRepository(Repository):
 
     def rotate_project_key(self, project_id: str, new_key: str) -> Project | None:
         def run(conn: Connection) -> Project | None:
+            select = sa.select(projects).where(projects.c.id == project_id)
+            row = conn.execute(select if self.dialect == "sqlite" else select.with_for_update()).first()
+            if row is None:
+                return None
+            self._refuse_retired(conn, new_key)
+            if new_key == row.key or conn.execute(sa.select(projects.c.id).where(projects.c.key == new_key)).first():
+                raise ValueError("the new key is already a project's key")
+            conn.execute(sa.insert(retired_keys).values(key=row.key, project_id=project_id, retired_at=_now_ms()))
             conn.execute(sa.update(projects).where(projects.c.id == project_id).values(key=new_key))
-            row = conn.execute(sa.select(projects).where(projects.c.id == project_id)).first()
-            return self._project(row) if row else None
+            return dataclasses.replace(self._project(row), key=new_key)
 
-        self._project_cache.clear()
         return self._write(run)
 
 

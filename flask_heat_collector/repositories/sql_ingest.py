@@ -278,12 +278,14 @@ class IngestStatements:
             f"AND v.row_count < (e->>{EVENT_ROW_FIELDS.index('row_count')})::integer) "
             "THEN c / (c - c) = 0 ELSE false END FROM tot))",
         ]
-        return f"WITH {', '.join(ctes)} SELECT c, n FROM tot"
+        # The project is looked up by key inside the statement (no cache: a rotated key fails at
+        # once); no project with the key leaves project_id NULL, failing the statement (23502).
+        sql = f"WITH {', '.join(ctes)} SELECT c, n, %(project_id)s FROM tot"
+        return sql.replace("%(project_id)s", "(SELECT id FROM projects WHERE key = %(project_key)s)")
 
     @staticmethod
     def pg_batch_params(
         batch: Batch,
-        project_id: str,
         user_uuid: str | None,
         now: int,
         pieces: list[AggregateRow],
@@ -295,9 +297,11 @@ class IngestStatements:
             (*row[:meta_at], positions.setdefault(row.meta_json, len(positions) + 1), *row[meta_at + 1 :])
             for row in batch.events
         ]
-        values = session_values(batch.session, project_id, None, 0)  # user and count come from CTEs
+        values = session_values(batch.session, "", None, 0)  # project, user and count come from the statement
+        del values["project_id"]
         return {
             **values,
+            "project_key": batch.project_key,
             "user_uuid": user_uuid,
             "external_id": batch.external_user_id,
             "traits_json": batch.user_traits_json,

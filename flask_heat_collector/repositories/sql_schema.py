@@ -29,6 +29,16 @@ projects = sa.Table(
     **_MYSQL,
 )
 
+# Keys replaced by `flask heat project rotate-key`: refused for ever, never made into a project.
+retired_keys = sa.Table(
+    "heat_retired_keys",
+    metadata,
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("project_id", sa.String(36), nullable=False),
+    sa.Column("retired_at", sa.BigInteger, nullable=False),
+    **_MYSQL,
+)
+
 users = sa.Table(
     "users",
     metadata,
@@ -170,6 +180,9 @@ def create_sql_engine(uri: str) -> Engine:
         kwargs.update(pool_recycle=1800, pool_timeout=5, isolation_level="READ COMMITTED")
     elif backend == "sqlite":
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        if url.database in (None, "", ":memory:"):
+            # An in-memory database lives in its connection: every operation shares the one.
+            kwargs["poolclass"] = sa.StaticPool
     engine = sa.create_engine(url, **kwargs)
     if backend == "sqlite":
         _sqlite_setup(engine)

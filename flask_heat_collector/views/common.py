@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import ApiError, StorageUnavailable
+from ..extension import get_state
 from ..log import log, logger
 
 STORAGE_RETRY_AFTER_SECONDS = 5
+MAX_DETAILS = 50  # entries per level of an error's details, and messages in all (SPEC 5)
+MAX_MESSAGE = 500  # characters of one detail message
+OMITTED = "_omitted"
+# What no database column can hold: NUL and lone surrogates.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 # The 500 code of each endpoint (by view function name).
 FAILURE_CODES = {
@@ -34,13 +43,30 @@ def request_id() -> str:
     return rid
 
 
-def _plain(details: Any) -> Any:
-    """Field errors with string keys only (marshmallow keys list items by int)."""
-    if isinstance(details, dict):
-        return {str(key): _plain(value) for key, value in details.items()}
-    if isinstance(details, list):
-        return [_plain(item) for item in details]
-    return details
+def _plain(details: Any, budget: list[int]) -> Any:
+    """Field errors with string keys only (marshmallow keys list items by int), bounded.
+
+    At most ``MAX_DETAILS`` entries at each level and ``budget[0]`` messages in all; what is left
+    out is counted in a last entry (``OMITTED`` in a mapping, a sentence in a list).
+    """
+    if isinstance(details, (dict, list, tuple)):
+        entries = details.items() if isinstance(details, dict) else enumerate(details)
+        room = len(details) if len(details) <= MAX_DETAILS else MAX_DETAILS - 1
+        kept: list[tuple[Any, Any]] = []
+        for key, value in itertools.islice(entries, room):
+            if budget[0] <= 0:
+                break
+            kept.append((key, _plain(value, budget)))
+        left_out = len(details) - len(kept)
+        if isinstance(details, dict):
+            plain = {str(key): value for key, value in kept}
+            if left_out:
+                plain[OMITTED] = f"{left_out} more entries left out."
+            return plain
+        items = [value for _, value in kept]
+        return [*items, f"{left_out} more entries left out."] if left_out else items
+    budget[0] -= 1
+    return details[:MAX_MESSAGE] if isinstance(details, str) else details
 
 
 def error_response(err: ApiError, cause: BaseException | None = None) -> Response:
@@ -52,7 +78,7 @@ def error_response(err: ApiError, cause: BaseException | None = None) -> Respons
         "requestId": request_id(),
     }
     if err.details is not None:
-        body["details"] = _plain(err.details)
+        body["details"] = _plain(err.details, [MAX_DETAILS])
     response = jsonify(body)
     response.status_code = err.status
     for name, value in err.headers.items():
@@ -110,6 +136,61 @@ def _start() -> None:
     request_id()
 
 
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _raw_path_and_params() -> list[bytes]:
+    """The path and each query name and value as the client sent them, percent-decoded.
+
+    Some servers (werkzeug's, its test client) put U+FFFD in ``PATH_INFO`` for bytes that are not
+    UTF-8; the request line they keep in ``RAW_URI``/``REQUEST_URI`` still has them.
+    """
+    environ = request.environ
+    sent = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or "").split("?", 1)[0]
+    parts = []
+    for text, decode in ((environ.get("PATH_INFO", ""), False), (sent, True)):
+        try:
+            raw = str(text).encode("latin-1")
+        except UnicodeEncodeError:  # a server that already decoded the path to text
+            continue
+        parts.append(unquote_to_bytes(raw) if decode else raw)
+    for pair in request.query_string.split(b"&"):
+        parts.extend(unquote_to_bytes(piece.replace(b"+", b" ")) for piece in pair.split(b"=", 1))
+    return parts
+
+
+def _refuse_unstorable() -> None:
+    """Refuse what no database can store (NUL, lone surrogates, bytes that are not UTF-8) before any view.
+
+    Header values get ``invalid_header``; path segments and query parameters ``invalid_query``.
+    """
+    for name, value in request.headers.items():
+        if _UNSTORABLE.search(name) or _UNSTORABLE.search(value):
+            shown = name if name.isascii() and name.isprintable() and len(name) <= 64 else "a"
+            message = f"The {shown} header holds a NUL or another character that cannot be stored."
+            raise ApiError(400, "invalid_header", message)
+    texts = [value for value in (request.view_args or {}).values() if isinstance(value, str)]
+    texts.extend(text for pair in request.args.items(multi=True) for text in pair)
+    if any(_UNSTORABLE.search(text) for text in texts) or not all(map(_is_utf8, _raw_path_and_params())):
+        raise ApiError(
+            400,
+            "invalid_query",
+            "Path segments and query parameters must be UTF-8 without NUL or other characters that cannot be stored.",
+        )
+
+
+def _await_migration() -> None:
+    """While the start's migration is pending (database unreachable), retry it when due, else 503."""
+    pending = get_state().pending_migration
+    if pending is not None and request.method != "OPTIONS":  # preflights need no database
+        pending.check()
+
+
 def _finish(response: Response) -> Response:
     response.headers["X-Request-Id"] = request_id()
     response.headers["X-Heat-Collector"] = "heat-collector"
@@ -131,6 +212,8 @@ def _finish(response: Response) -> Response:
 def install(bp: Blueprint) -> None:
     """Give ``bp`` the shared request hooks and error handlers (never app-wide)."""
     bp.before_request(_start)
+    bp.before_request(_refuse_unstorable)
+    bp.before_request(_await_migration)
     bp.after_request(_finish)
     bp.register_error_handler(ApiError, _handle_api_error)
     bp.register_error_handler(StorageUnavailable, _handle_storage)

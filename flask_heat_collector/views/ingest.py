@@ -11,10 +11,11 @@ from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import ValidationError
 
 from ..auth import bearer_token, project_key
-from ..errors import ApiError, UnknownProject
-from ..extension import get_state
+from ..errors import ApiError, RetiredProjectKey, UnknownProject
+from ..extension import HeatState, get_state
 from ..ingest import prepare_batch
 from ..log import log
+from ..repositories.base import Batch, IngestResult
 from . import common
 
 _ALLOWED_TYPES = ("application/json", "text/plain", "")
@@ -56,6 +57,9 @@ def _parse_body(max_bytes: int) -> Any:
     body = request.stream.read(max_bytes + 1)
     if len(body) > max_bytes:
         raise ApiError(413, "payload_too_large", f"Request body exceeds {max_bytes} bytes.")
+    if request.content_length is not None and len(body) < request.content_length:
+        # The client went away mid-body (a server may hand over a short read): nothing is stored.
+        raise ApiError(400, "incomplete_body", "The request body ended before its Content-Length; send it again.")
     try:
         data = _DECODER.decode(body.decode("utf-8"))
         if _SUSPECT_ESCAPES.search(body):
@@ -65,9 +69,10 @@ def _parse_body(max_bytes: int) -> Any:
     return data
 
 
-def _count_events(data: Any) -> int:
+def _count_events(data: Any, cap: int) -> int:
+    """Events of a rejected batch, counted up to ``cap`` (HEAT_MAX_EVENTS_PER_BATCH)."""
     events = data.get("events") if isinstance(data, dict) else None
-    return len(events) if isinstance(events, list) else 0
+    return min(len(events), cap) if isinstance(events, list) else 0
 
 
 def _validate(data: Any, code: str) -> dict[str, Any]:
@@ -75,7 +80,7 @@ def _validate(data: Any, code: str) -> dict[str, Any]:
     try:
         result = state.ingest_schema.load_payload(data if isinstance(data, dict) else {"": data})
     except ValidationError as exc:
-        state.metrics.incr("rejectedEventCount", _count_events(data))
+        state.metrics.incr("rejectedEventCount", _count_events(data, state.settings.max_events_per_batch))
         message = (
             "Request body did not match the expected ingestion schema."
             if code == "invalid_payload"
@@ -110,6 +115,44 @@ def preflight() -> Response:
     response.headers["Access-Control-Allow-Headers"] = "Content-Type, X-Project-Key, Authorization"
     response.headers["Access-Control-Max-Age"] = "600"
     return response
+
+
+def _store(state: HeatState, batch: Batch) -> IngestResult:
+    """Store ``batch``; 403 ``retired_project_key`` for a key replaced by rotate-key."""
+    try:
+        return _store_or_create(state, batch)
+    except RetiredProjectKey as exc:
+        raise ApiError(
+            403,
+            "retired_project_key",
+            "This project key was replaced by a new one (rotate-key); it is refused for good.",
+        ) from exc
+
+
+def _store_or_create(state: HeatState, batch: Batch) -> IngestResult:
+    """An unknown key becomes a project unless registered-only (403) or over the per-IP limit (429)."""
+    try:
+        return state.repository.ingest(batch)
+    except UnknownProject as exc:
+        if state.settings.registered_projects_only:
+            raise ApiError(403, "unknown_project_key", "The project key is not registered.") from exc
+    # One new project at a time per process: racing first batches of one key count once here.
+    with state.new_project_lock:
+        try:
+            return state.repository.ingest(batch)
+        except UnknownProject:
+            pass
+        status = state.new_projects.hit(request.remote_addr or "unknown")
+        if status is not None and not status.allowed:
+            raise ApiError(
+                429,
+                "too_many_new_projects",
+                "This client made too many new projects (unknown project keys) in the current window "
+                "(HEAT_NEW_PROJECTS_PER_IP).",
+                headers={"Retry-After": status.headers()["Retry-After"]},
+            )
+        state.repository.ensure_project(batch.project_key)
+    return state.repository.ingest(batch)
 
 
 def ingest() -> Response:
@@ -150,13 +193,9 @@ def ingest() -> Response:
         ip=request.remote_addr,
         ip_secret=settings.ip_hash_secret,
         now_ms=int(time.time() * 1000),
-        create_project=not settings.registered_projects_only,
         seq=state.seq.take(len(payload["events"])),
     )
-    try:
-        result = state.repository.ingest(prepared.batch)
-    except UnknownProject as exc:
-        raise ApiError(403, "unknown_project_key", "The project key is not registered.") from exc
+    result = _store(state, prepared.batch)
 
     elapsed_ms = round((time.perf_counter() - started) * 1000)
     state.metrics.incr("ingestCount")

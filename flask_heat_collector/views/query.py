@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import Schema, ValidationError
 
-from ..auth import check_query_key
+from ..auth import Scope, check_query_key, require_project, require_unscoped
 from ..errors import ApiError
 from ..extension import get_state
 from ..heatmap import build_heatmap, heatmap_json
@@ -199,10 +199,19 @@ def project_sessions(project_id: str) -> Response:
     return _json({"sessions": items, "meta": meta}, X_Total_Count=str(len(items)))
 
 
+def _find_sessions(session_id: str, project_id: str | None) -> list[Session]:
+    """The sessions with this id in ``project_id``, else in every project the key may read."""
+    repo = get_state().repository
+    scope: Scope = g.heat_scope
+    if project_id is not None or scope is None:
+        return repo.find_sessions(session_id, project_id)
+    return [s for p in sorted(scope) for s in repo.find_sessions(session_id, p)]
+
+
 def session_detail(session_id: str, project_id: str | None = None) -> Response:
     query = _load(_DETAIL)
     repo = get_state().repository
-    found_sessions = repo.find_sessions(
+    found_sessions = _find_sessions(
         _check_id(session_id, "sessionId"), _check_id(project_id, "projectId") if project_id is not None else None
     )
     projects = sorted({s.project_id for s in found_sessions})
@@ -238,6 +247,7 @@ def project_session_detail(project_id: str, session_id: str) -> Response:
 
 
 def metrics() -> Response:
+    require_unscoped(g.heat_scope)
     body = {
         "metrics": get_state().metrics.snapshot(),
         "requestId": common.request_id(),
@@ -250,24 +260,58 @@ def openapi_document() -> Response:
     return _json(build_openapi())
 
 
-def _require_key() -> None:
+def _require_key() -> Response | None:
+    """Preflights answer without a key; every other request needs one that may read its project."""
+    if request.method == "OPTIONS":
+        return _preflight()
     if (request.endpoint or "").endswith(".openapi_document"):
-        return
-    check_query_key(request, get_state().settings)
-    _refuse_nul()
+        return None
+    state = get_state()
+    g.heat_scope = check_query_key(request, state.settings, state.query_keys)
+    project_id = (request.view_args or {}).get("project_id")
+    if isinstance(project_id, str):
+        require_project(g.heat_scope, project_id)
+    return None
 
 
-def _refuse_nul() -> None:
-    """A NUL in a path segment or parameter can never match stored data (PostgreSQL refuses it): 400."""
-    values = [*(request.view_args or {}).values(), *request.args.keys(), *request.args.values()]
-    if any(isinstance(value, str) and "\x00" in value for value in values):
-        raise ApiError(400, "invalid_query", "Path segments and query parameters may not contain NUL characters.")
+_CORS_HEADERS = "Authorization, X-Api-Key"
+_CORS_EXPOSED = (
+    "X-Request-Id, X-Total-Count, X-Result-Count, X-Heatmap-Point-Count, X-Requested-Type, X-Resolved-Type, "
+    "X-Session-Found"
+)
+
+
+def _allowed_origin() -> str | None:
+    """The request's Origin when HEAT_QUERY_ALLOWED_ORIGINS lists it (never ``*``, never credentials)."""
+    origin = request.headers.get("Origin")
+    return origin if origin and origin in get_state().settings.query_allowed_origins else None
+
+
+def _preflight() -> Response:
+    response = Response(status=204)
+    if _allowed_origin() is not None:
+        response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+def _cors(response: Response) -> Response:
+    """CORS for dashboards on the origins of HEAT_QUERY_ALLOWED_ORIGINS."""
+    if get_state().settings.query_allowed_origins:
+        response.vary.add("Origin")
+    origin = _allowed_origin()
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = _CORS_EXPOSED
+    return response
 
 
 def create_api_blueprint() -> Blueprint:
     bp = Blueprint("heat_api", __name__)
     common.install(bp)
     bp.before_request(_require_key)
+    bp.after_request(_cors)
     bp.add_url_rule("/api/projects/<project_id>/heatmap", view_func=heatmap)
     bp.add_url_rule("/api/projects/<project_id>/events", view_func=project_events)
     bp.add_url_rule("/api/projects/<project_id>/sessions", view_func=project_sessions)

@@ -7,36 +7,17 @@ skips locally and fails when ``CI=true``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .support import CHROMIUM, CHROMIUM_ARGS, REDIS_URI, ensure_sdk, static_site, unavailable
+from .support import REDIS_URI, ensure_sdk, static_site, unavailable
 
 
 @pytest.fixture(scope="session")
 def sdk_dist() -> Path:
     return ensure_sdk()
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless (Playwright cannot download browsers here)."""
-    if not os.access(CHROMIUM, os.X_OK):
-        unavailable(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright for Python is not installed (pip install -e '.[test]')")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(scope="session")

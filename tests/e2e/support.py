@@ -31,7 +31,7 @@ SDK_PACKAGE = "@m-software-engineering/heat-sdk"
 SDK_VERSION = "0.2.6"
 SDK_DIR = NODE_DIR / "node_modules" / "@m-software-engineering" / "heat-sdk"
 ARTIFACTS = ROOT / "build" / "e2e"
-CHROMIUM = os.environ.get("HEAT_E2E_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("HEAT_TEST_E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -191,6 +191,8 @@ def collector_env(tmp: Path, **env: str) -> dict[str, str]:
         HEAT_QUERY_API_KEYS=QUERY_KEY,
         HEAT_IP_HASH_SECRET=IP_HASH_SECRET,
         HEAT_ALLOWED_ORIGINS="*",
+        # Every run makes new projects from 127.0.0.1, counted in the shared Redis for an hour.
+        HEAT_NEW_PROJECTS_PER_IP="100000 per hour",
         PYTHONUNBUFFERED="1",
     )
     base.update(env)
@@ -221,6 +223,22 @@ def _gunicorn_command(app: str, access_path: Path) -> list[str]:
     if any(setting.name == "control_socket_disable" for setting in gunicorn.config.KNOWN_SETTINGS):
         command.append("--no-control-socket")
     return [*command, app]
+
+
+def spawn_gunicorn(
+    options: list[str], env: Mapping[str, str], log_path: Path, app: str = "flask_heat_collector.wsgi:create_app()"
+) -> subprocess.Popen[bytes]:
+    """``gunicorn OPTIONS APP`` in the background, its output in ``log_path`` (stop it with ``_stop``)."""
+    try:
+        import gunicorn.config  # type: ignore[import-untyped]
+    except ImportError:
+        unavailable("gunicorn is not installed (pip install -e '.[test]')")
+    command = [sys.executable, "-m", "gunicorn", *options]
+    # gunicorn 24+ opens a control socket at a fixed path; parallel servers must not share it.
+    if any(setting.name == "control_socket_disable" for setting in gunicorn.config.KNOWN_SETTINGS):
+        command.append("--no-control-socket")
+    with log_path.open("wb") as log:
+        return subprocess.Popen([*command, app], cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

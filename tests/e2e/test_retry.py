@@ -35,8 +35,8 @@ def test_batches_refused_during_an_outage_are_retried_and_stored_once(browser: A
     with run_collector(
         tmp_path,
         app="tests.e2e.failing_app:create_app()",
-        HEAT_E2E_OUTAGE_FLAG=str(flag),
-        HEAT_E2E_OUTAGE_LOG=str(attempts),
+        HEAT_TEST_E2E_OUTAGE_FLAG=str(flag),
+        HEAT_TEST_E2E_OUTAGE_LOG=str(attempts),
     ) as collector:
         ingest_url = f"{collector.url}/ingest"
         context = browser.new_context(viewport={"width": 1300, "height": 700})

@@ -26,6 +26,9 @@ def body_with(**changes: Any) -> bytes:
     return json.dumps(body).encode()
 
 
+# 499,001 invalid events in 1 MB: refused at the cap, before any event is read.
+MEGABYTE_OF_ZEROS = b'{"session":{"id":"s"},"events":[' + b"0," * 499_000 + b"0]}"
+
 # (name, raw body, extra headers, expected status, expected code)
 CORPUS: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("empty body", b"", JSON, 400, "invalid_json"),
@@ -44,6 +47,8 @@ CORPUS: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("huge string", body_with(selector="s" * 200_000), JSON, 400, "invalid_payload"),
     ("huge props", body_with(type="custom", name="n", props={"k": "v" * 50_000}), JSON, 400, "invalid_payload"),
     ("huge array", json.dumps({**batch(), "events": [event("click")] * 5000}).encode(), JSON, 413, "payload_too_large"),
+    ("1 MB of invalid events", MEGABYTE_OF_ZEROS, JSON, 400, "invalid_payload"),
+    ("1,001 empty events", json.dumps({**batch(), "events": [{}] * 1001}).encode(), JSON, 400, "invalid_payload"),
     (
         "too many points",
         body_with(type="move", points=[{"x": 1, "y": 1, "tsOffset": 0}] * 2001),
@@ -111,6 +116,9 @@ HEADER_ABUSE: list[tuple[str, list[tuple[str, str]], int, str]] = [
     ("unicode key", [("X-Project-Key", "ключ")], 403, "unknown_project_key"),
     ("sql key", [("X-Project-Key", "x';DROP TABLE events;--")], 403, "unknown_project_key"),
     ("empty key", [("X-Project-Key", "")], 401, "missing_project_key"),
+    ("NUL in key", [("X-Project-Key", "a\x00b")], 400, "invalid_header"),
+    ("NUL in user agent", [("X-Project-Key", "k"), ("User-Agent", "Mozilla/5.0\x00")], 400, "invalid_header"),
+    ("lone surrogate in a header", [("X-Project-Key", "k"), ("X-Note", "\udc80")], 400, "invalid_header"),
 ]
 
 
@@ -150,6 +158,10 @@ QUERY_ABUSE: list[tuple[str, Callable[[str], str], int, str]] = [
     ("from absurd", lambda p: f"/api/projects/{p}/events?from=1e300", 400, "invalid_from"),
     ("long project id", lambda p: "/api/projects/" + "p" * 500 + "/events", 400, "invalid_query"),
     ("long session id", lambda p: "/api/sessions/" + "s" * 500, 400, "invalid_query"),
+    ("NUL in a parameter name", lambda p: f"/api/projects/{p}/events?pa%00th=%2F", 400, "invalid_query"),
+    ("NUL in a repeated parameter", lambda p: f"/api/projects/{p}/events?path=%2F&path=%00", 400, "invalid_query"),
+    ("path segment not UTF-8", lambda p: "/api/projects/%FF/events", 400, "invalid_query"),
+    ("parameter not UTF-8", lambda p: f"/api/projects/{p}/heatmap?path=%2F%E9", 400, "invalid_query"),
 ]
 
 

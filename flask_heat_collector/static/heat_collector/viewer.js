@@ -46,18 +46,65 @@
     }
   }
 
+  // The largest canvas drawn (canvas px = page px): browsers refuse taller or larger ones.
+  const LIMITS = { width: 10000, height: 20000, pixels: 32000000 };
+
+  /**
+   * The canvas for `heatmap` within LIMITS and what falls outside it: {width, height, radius, drawn,
+   * below: {points, events, from}, right: {points, events, from}}. Points at or beyond a limit are
+   * not drawn (one click at y = 10,000,000 must not make the page fail).
+   */
+  function layout(heatmap) {
+    const { points, meta } = heatmap;
+    const fullWidth = Math.max(0, Math.ceil(meta.viewport.w));
+    const cell = meta.cell ? meta.cell.w : fullWidth / meta.resolution;  // square cells (SPEC 4)
+    const radius = Math.max(12, 1.6 * cell);
+    const width = Math.min(fullWidth, LIMITS.width);
+    const maxHeight = width ? Math.min(LIMITS.height, Math.floor(LIMITS.pixels / width)) : LIMITS.height;
+    // Room below the render height, so the spots of the lowest rows are not cut in half.
+    const fullHeight = points.length ? meta.renderHeight + Math.ceil(radius) : meta.renderHeight;
+    const result = {
+      width,
+      height: Math.max(0, Math.min(fullHeight, maxHeight)),
+      radius,
+      drawn: [],
+      below: { points: 0, events: 0, from: maxHeight },
+      right: { points: 0, events: 0, from: width },
+    };
+    for (const p of points) {
+      const cut = p.y >= maxHeight ? result.below : p.x >= width ? result.right : null;
+      if (!cut) {
+        result.drawn.push(p);
+        continue;
+      }
+      cut.points += 1;
+      cut.events += p.value;
+    }
+    return result;
+  }
+
+  /** What `layout(heatmap)` left out, as a sentence for the page ("" when nothing). */
+  function describeCut(heatmap) {
+    const { below, right } = layout(heatmap);
+    const plural = (n, word) => `${n.toLocaleString("en-US")} ${word}${n === 1 ? "" : "s"}`;
+    const parts = [];
+    for (const [cut, where] of [[below, "below"], [right, "right of"]]) {
+      if (!cut.points) continue;
+      parts.push(`${plural(cut.points, "point")} (${plural(cut.events, "event")}) ${where} `
+                 + `${cut.from.toLocaleString("en-US")} px ${cut.points === 1 ? "is" : "are"} not drawn.`);
+    }
+    return parts.join(" ");
+  }
+
   /**
    * Draw `heatmap` (the body of GET /api/projects/<id>/heatmap) on `canvas`, one canvas pixel per
-   * page pixel: points are page coordinates. `options.backdrop === false` leaves the canvas
-   * transparent (an overlay). Returns the largest cell count.
+   * page pixel: points are page coordinates; the canvas stays within LIMITS (see `layout`).
+   * `options.backdrop === false` leaves the canvas transparent (an overlay). Returns the largest
+   * cell count drawn.
    */
   function drawHeatmap(canvas, heatmap, options) {
-    const { points, meta } = heatmap;
-    const width = meta.viewport.w;
-    const cell = meta.cell ? meta.cell.w : width / meta.resolution;  // square cells (SPEC 4)
-    const radius = Math.max(12, 1.6 * cell);
-    // Room below the render height, so the spots of the lowest rows are not cut in half.
-    const height = points.length ? meta.renderHeight + Math.ceil(radius) : meta.renderHeight;
+    const { meta } = heatmap;
+    const { width, height, radius, drawn: points } = layout(heatmap);
     canvas.width = width;
     canvas.height = height;
     const ctx = canvas.getContext("2d");
@@ -65,11 +112,23 @@
     if (!options || options.backdrop !== false) drawBackdrop(ctx, meta, width, height);
     if (!points.length) return 0;
 
-    const max = points.reduce((m, p) => Math.max(m, p.value), 1);
+    let max = 1;
+    let [left, top, right, bottom] = [Infinity, Infinity, -Infinity, -Infinity];
+    for (const p of points) {
+      max = Math.max(max, p.value);
+      [left, top, right, bottom] = [Math.min(left, p.x), Math.min(top, p.y), Math.max(right, p.x), Math.max(bottom, p.y)];
+    }
+    // The density layer covers only the spots' bounding box (a tall page is mostly empty).
+    const x0 = Math.max(0, Math.floor(left - radius));
+    const y0 = Math.max(0, Math.floor(top - radius));
+    const x1 = Math.min(width, Math.ceil(right + radius));
+    const y1 = Math.min(height, Math.ceil(bottom + radius));
+    if (x1 <= x0 || y1 <= y0) return max;
     const layer = document.createElement("canvas");
-    layer.width = width;
-    layer.height = height;
+    layer.width = x1 - x0;
+    layer.height = y1 - y0;
     const lctx = layer.getContext("2d");
+    lctx.translate(-x0, -y0);
     for (const p of points) {
       // Logarithmic, so one very hot cell does not hide the rest.
       const alpha = 0.25 + 0.75 * (Math.log(1 + p.value) / Math.log(1 + max));
@@ -80,7 +139,7 @@
       lctx.fillRect(p.x - radius, p.y - radius, 2 * radius, 2 * radius);
     }
     // Colour each pixel by its accumulated density.
-    const image = lctx.getImageData(0, 0, width, height);
+    const image = lctx.getImageData(0, 0, layer.width, layer.height);
     const data = image.data;
     const colours = densityPalette();
     for (let i = 3; i < data.length; i += 4) {
@@ -93,7 +152,7 @@
       data[i] = Math.min(220, 30 + density);
     }
     lctx.putImageData(image, 0, 0);
-    ctx.drawImage(layer, 0, 0);
+    ctx.drawImage(layer, x0, y0);
     return max;
   }
 
@@ -203,6 +262,7 @@
       renderSessions([], new Map());
       drawHeatmap($("heatmap"), { points: [], meta: { viewport: { w: 0, h: 0 }, renderHeight: 0, resolution: 1 } });
       delete document.body.dataset.heatmapPoints;
+      $("cut-note").hidden = true;
       const [body, views] = await Promise.all([api(projectPath("/sessions"), { limit: 200 }), pageviews()]);
       const pathsBySession = new Map();
       const remember = (sessionId, path) => {
@@ -230,6 +290,9 @@
       $("legend-max").textContent = String(max);
       status(`${meta.plotted} of ${meta.total} events plotted (${meta.resolvedType}), viewport ${meta.bucket}, `
              + `${heatmap.points.length} cells` + (meta.warning ? `. ${meta.warning}` : "."));
+      const cut = describeCut(heatmap);
+      $("cut-note").textContent = cut;
+      $("cut-note").hidden = !cut;
       document.body.dataset.heatmapPoints = String(heatmap.points.length);
     }
 
@@ -275,6 +338,6 @@
     if (state.key && state.project) run(loadProject);
   }
 
-  window.HeatViewer = { drawHeatmap };
+  window.HeatViewer = { drawHeatmap, describeCut, LIMITS };
   if (document.getElementById("heat-viewer")) start();
 })();
