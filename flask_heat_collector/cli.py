@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Mapping
+from typing import Any
 
 import click
 from flask.cli import AppGroup
 
+from . import lifecycle
 from .errors import ConfigurationError, HeatCollectorError, RetiredProjectKey
 from .extension import get_state
 from .repositories import repository_from_uri, resolve_database_uri
+from .repositories.base import Erasure
 
 heat_cli = AppGroup("heat", help="Heat collector: database migration and projects.")
 
@@ -36,6 +40,57 @@ def rebuild_command() -> None:
     """Recompute the heatmap aggregates from the stored events (after loading events with SQL)."""
     read = get_state().repository.rebuild_aggregates()
     click.echo(f"heat-collector: aggregates rebuilt from {read} stored event(s)")
+
+
+@heat_cli.command("erase")
+@click.option("--project-id", required=True, help="The project to erase in.")
+@click.option("--user-id", default=None, help="A user: the SDK's/JWT's user id or the internal id.")
+@click.option("--session-id", default=None, help="A session id.")
+@click.option("--before", default=None, help="Everything before this time (unix ms or an ISO 8601 date).")
+@click.option("--dry-run", is_flag=True, help="Only count what would be erased.")
+def erase_command(
+    project_id: str, user_id: str | None, session_id: str | None, before: str | None, dry_run: bool
+) -> None:
+    """Erase a user's data, a session or everything before a time, correcting every heatmap (SPEC 8)."""
+    from .views.query import parse_time
+
+    if user_id is None and session_id is None and before is None:
+        raise click.UsageError("give --user-id, --session-id or --before")
+    before_ms = parse_time(before) if before is not None else None
+    if before is not None and before_ms is None:
+        raise click.BadParameter("unix ms or an ISO 8601 date", param_hint="--before")
+    erasure = Erasure(project_id=project_id, user=user_id, session_id=session_id, before=before_ms)
+    answer = lifecycle.erase(get_state().repository, erasure, dry_run=dry_run, actor="cli")
+    click.echo(json.dumps(answer))
+
+
+@heat_cli.command("export")
+@click.option("--project-id", required=True, help="The user's project.")
+@click.option("--user-id", required=True, help="The SDK's/JWT's user id or the internal id.")
+@click.option("--output", type=click.File("w", encoding="utf-8"), default="-", help="A file (default: stdout).")
+def export_command(project_id: str, user_id: str, output: Any) -> None:
+    """Write a user's data (user, sessions, events) as JSON, streamed (SPEC 8)."""
+    for chunk in lifecycle.export(get_state().repository, project_id, user_id, actor="cli"):
+        output.write(chunk)
+    output.write("\n")
+
+
+@heat_cli.command("purge")
+@click.option("--dry-run", is_flag=True, help="Only count what would be purged.")
+def purge_command(dry_run: bool) -> None:
+    """Delete raw events older than HEAT_RETENTION_DAYS and heatmap aggregates older than
+    HEAT_AGGREGATE_RETENTION_DAYS, in short chunks while ingest goes on (for cron; SPEC 8)."""
+    state = get_state()
+    raw_days, aggregate_days = state.settings.retention_days, state.settings.aggregate_retention_days
+    if raw_days is None and aggregate_days is None:
+        click.echo(
+            "heat-collector: neither HEAT_RETENTION_DAYS nor HEAT_AGGREGATE_RETENTION_DAYS is set; nothing purged"
+        )
+        return
+    answer = lifecycle.purge(
+        state.repository, raw_days=raw_days, aggregate_days=aggregate_days, dry_run=dry_run, actor="cli"
+    )
+    click.echo(json.dumps(answer))
 
 
 @heat_cli.group("project")

@@ -172,6 +172,11 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_AGGREGATE_COMPACT_SECONDS", 10, _as_non_negative_int),
     Key("HEAT_NEW_PROJECTS_PER_IP", "10 per hour", _rate_limit),
     Key("HEAT_QUERY_ALLOWED_ORIGINS", (), _query_origins),
+    Key("HEAT_ADMIN_API_KEYS", (), _query_keys),
+    Key("HEAT_PROMETHEUS_ENABLED", True, _as_bool),
+    Key("HEAT_PROMETHEUS_PUBLIC", False, _as_bool),
+    Key("HEAT_RETENTION_DAYS", None, _as_positive_int),
+    Key("HEAT_AGGREGATE_RETENTION_DAYS", None, _as_positive_int),
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 
@@ -204,6 +209,11 @@ class Settings:
     aggregate_compact_seconds: int
     new_projects_per_ip: str
     query_allowed_origins: tuple[str, ...]
+    admin_api_keys: tuple[str, ...]
+    prometheus_enabled: bool
+    prometheus_public: bool
+    retention_days: int | None
+    aggregate_retention_days: int | None
 
 
 def default_database_uri(instance_path: str) -> str:
@@ -232,6 +242,17 @@ def load_config(app: Flask, overrides: Mapping[str, Any]) -> Settings:
             if not values[field]:
                 name = KEYS_BY_FIELD[field].name
                 raise ConfigurationError(f"{name} is required when HEAT_AUTH_MODE is {values['auth_mode']!r}")
+
+    def bare(entries: tuple[str, ...]) -> set[str]:
+        return {entry.rpartition("@")[0] if "@" in entry else entry for entry in entries}
+
+    if bare(values["admin_api_keys"]) & bare(values["query_api_keys"]):
+        raise ConfigurationError("HEAT_ADMIN_API_KEYS and HEAT_QUERY_API_KEYS share a key; admin keys must differ")
+    raw_days, aggregate_days = values["retention_days"], values["aggregate_retention_days"]
+    if raw_days is not None and aggregate_days is not None and aggregate_days < raw_days:
+        raise ConfigurationError(
+            f"HEAT_AGGREGATE_RETENTION_DAYS ({aggregate_days}) must be at least HEAT_RETENTION_DAYS ({raw_days})"
+        )
     generated = values["ip_hash_secret"] is None
     if generated:
         values["ip_hash_secret"] = secrets.token_hex(32)

@@ -40,6 +40,7 @@ class HeatState:
     seq: SeqClock = field(default_factory=SeqClock)
     compactor: Compactor = field(default_factory=lambda: Compactor(0))
     query_keys: tuple[tuple[bytes, Scope], ...] = ()
+    admin_keys: tuple[tuple[bytes, Scope], ...] = ()
     new_project_lock: threading.Lock = field(default_factory=threading.Lock)
     # Set when the database was unreachable at start: requests retry the migration (views/common.py).
     pending_migration: PendingMigration | None = None
@@ -75,25 +76,27 @@ class HeatCollector:
 
     def __init__(self, app: Flask | None = None, **overrides: Any) -> None:
         from .views import create_blueprints
+        from .views.prometheus import create_prometheus_blueprint
         from .views.viewer import create_viewer_blueprint
 
         self.overrides = overrides
         self._hooks: list[Hook] = []
         self.blueprint, self.ingest_blueprint, self.api_blueprint = create_blueprints()
         self.viewer_blueprint = create_viewer_blueprint()
+        self.prometheus_blueprint = create_prometheus_blueprint()
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask, *, register_blueprint: bool = True) -> None:
         """Validate config, prepare storage and register the blueprint and the ``flask heat`` commands.
 
-        With ``register_blueprint=False`` the app registers ``ingest_blueprint`` and/or
-        ``api_blueprint`` itself.
+        With ``register_blueprint=False`` the app registers ``ingest_blueprint``, ``api_blueprint``
+        and/or ``prometheus_blueprint`` itself.
         """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("HeatCollector is already initialised on this app.")
         settings = load_config(app, self.overrides)
-        heat_log.configure(settings.log_level)
+        heat_log.set_level(settings.log_level)
         warn_unknown_names(app.config, "app.config")
         repository = repository_from_uri(settings.database_uri, settings.mongo_database)
         state = HeatState(
@@ -109,6 +112,7 @@ class HeatCollector:
             hooks=self._hooks,
             compactor=Compactor(settings.aggregate_compact_seconds),
             query_keys=parse_query_keys(settings.query_api_keys),
+            admin_keys=parse_query_keys(settings.admin_api_keys),
         )
         if settings.ip_hash_secret_generated:
             heat_log.log("warn", "HEAT_IP_HASH_SECRET is not set; ipHash values change at every start")
@@ -127,6 +131,8 @@ class HeatCollector:
             app.register_blueprint(self.blueprint, url_prefix=settings.url_prefix or None)
             if settings.viewer_enabled:
                 app.register_blueprint(self.viewer_blueprint, url_prefix=settings.url_prefix or None)
+            if settings.prometheus_enabled:
+                app.register_blueprint(self.prometheus_blueprint, url_prefix=settings.url_prefix or None)
         from .cli import heat_cli
 
         if "heat" not in app.cli.commands:
@@ -138,7 +144,7 @@ class HeatCollector:
         return hook
 
     def metrics(self, app: Flask | None = None) -> dict[str, Any]:
-        """The ingest counters (summed over all workers when Redis is configured)."""
+        """The ingest counters: every worker's of this host in multiprocess mode, every host's with Redis."""
         return get_state(app).metrics.snapshot()
 
     @staticmethod

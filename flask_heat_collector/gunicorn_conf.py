@@ -6,11 +6,19 @@ A slow client holds one thread of a threaded (``gthread``) worker, not the whole
 ``sync``: fewer than ``GUNICORN_THREADS`` slow clients never delay anyone else. Internet-facing
 deployments still need a buffering proxy in front (docs/deployment.md). Command-line options win
 over these values.
+
+It also sets up prometheus_client's multiprocess mode, so that ``/metrics`` and ``/api/metrics`` add
+up every worker: unless ``PROMETHEUS_MULTIPROC_DIR`` is set, loading this module creates a fresh
+temporary directory and sets the variable (the master does, before any worker imports
+prometheus_client); the directory is removed when the master exits.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from typing import Any
 
 
 def _env_int(name: str, default: int) -> int:
@@ -31,3 +39,25 @@ keepalive = 5
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+# A directory given by the operator is used as it is (empty it before each start).
+_created_dir: str | None = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _created_dir = tempfile.mkdtemp(prefix="heat-collector-prometheus-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _created_dir
+
+
+def on_starting(server: Any) -> None:
+    server.log.info("Prometheus multiprocess directory: %s", os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """prometheus_client's bookkeeping for a worker that exited (its live gauges are dropped)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    if _created_dir is not None:
+        shutil.rmtree(_created_dir, ignore_errors=True)

@@ -112,6 +112,12 @@ def _event(stored: StoredEvent, index: int, ts: int, x: int | None, y: int | Non
     )
 
 
+def expand(stored: StoredEvent) -> Iterator[Event]:
+    """The rows of one stored event as the events API answers them (a move: one per point)."""
+    for index, ts, x, y in items(stored):
+        yield _event(stored, index, ts, x, y)
+
+
 def page(reader: Reader, flt: EventFilter, limit: int, offset: int, *, session_id: str | None = None) -> list[Event]:
     """Rows ``offset .. offset + limit`` of ``flt`` in ts order.
 

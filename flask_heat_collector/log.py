@@ -1,4 +1,9 @@
-"""JSON-lines logging for the ``flask_heat_collector`` logger."""
+"""Logging of the package: the ``flask_heat_collector`` logger and its JSON-lines formatter.
+
+The package only logs to that logger (with a ``NullHandler``, as libraries do): the host's handlers
+get its records by propagation. ``install_json_handler()`` writes them as JSON lines to stderr, as
+the ready app in ``wsgi.py`` does.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 logger = logging.getLogger("flask_heat_collector")
+logger.addHandler(logging.NullHandler())
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error"}
@@ -33,15 +39,34 @@ class JsonFormatter(logging.Formatter):
         return line.translate(_LINE_BREAKS)
 
 
-def configure(level: str) -> None:
-    """Attach the JSON handler once and set the level."""
-    if not any(getattr(h, "_heat_json", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter())
-        handler._heat_json = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.propagate = False
+def set_level(level: str) -> None:
+    """Set the package logger's level (HEAT_LOG_LEVEL); handlers and propagation are the host's."""
     logger.setLevel(LEVELS[level])
+
+
+class _Stderr:
+    """Writes to whatever ``sys.stderr`` is at the time (a server or test runner may replace it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_JSON_HANDLER_NAME = "flask_heat_collector.json"
+
+
+def install_json_handler() -> logging.Handler:
+    """Write the package's records to stderr as JSON lines; once per process (returns that handler)."""
+    for existing in logger.handlers:
+        if existing.get_name() == _JSON_HANDLER_NAME:
+            return existing
+    handler: logging.StreamHandler[_Stderr] = logging.StreamHandler(_Stderr())
+    handler.set_name(_JSON_HANDLER_NAME)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    return handler
 
 
 def log(level: str, msg: str, **fields: Any) -> None:

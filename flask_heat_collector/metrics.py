@@ -1,16 +1,19 @@
-"""Ingest counters, per process or shared through Redis across gunicorn workers.
+"""Ingest counters: Prometheus metrics of this host, and optionally a Redis hash shared by every host.
 
-Redis calls go through the shared :mod:`.breaker`: a Redis that fails or hangs is skipped for a
-while and each worker keeps counting on its own meanwhile.
+The ``/api/metrics`` totals are read back from the Prometheus metrics (:mod:`.prometheus`): in
+multiprocess mode every gunicorn worker of the host answers the same. With Redis they come from one
+hash that every host adds to. Redis calls go through the shared :mod:`.breaker`: a Redis that fails
+or hangs is skipped for a while and the host's own totals are reported meanwhile.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .breaker import REDIS_TIMEOUT_SECONDS, breaker_for
+from .prometheus import EventCounts, PrometheusMetrics
+from .repositories.base import IngestResult
 
 T = TypeVar("T")
 COUNTERS = ("ingestCount", "ingestErrorCount", "rejectedEventCount")
@@ -19,30 +22,44 @@ _SKIPPED_READ = "metrics storage unavailable, reporting this worker only"
 
 
 class Metrics:
-    """In-process counters (one gunicorn worker sees only its own)."""
+    """The ingest counters of one app, kept as Prometheus metrics; ``snapshot()`` reads their totals."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: dict[str, Any] = {name: 0 for name in COUNTERS} | {"lastIngestMs": None}
+    def __init__(self, prometheus: PrometheusMetrics | None = None) -> None:
+        self.prometheus = PrometheusMetrics() if prometheus is None else prometheus
 
-    def incr(self, name: str, amount: int = 1) -> None:
-        with self._lock:
-            self._values[name] += amount
+    def batch_received(self, counts: EventCounts) -> None:
+        self.prometheus.received(counts)
 
-    def set_last_ingest_ms(self, ms: int) -> None:
-        with self._lock:
-            self._values["lastIngestMs"] = ms
+    def batch_stored(self, counts: EventCounts, result: IngestResult, seconds: float) -> None:
+        self.prometheus.stored(counts, result.accepted, result.duplicates, seconds)
+        self._add("ingestCount", 1)
+        self._set_last_ingest_ms(round(seconds * 1000))
+
+    def events_rejected(self, code: str, events: int) -> None:
+        self.prometheus.events_rejected(code, events)
+        self._add("rejectedEventCount", events)
+
+    def batch_rejected(self, code: str, status: int) -> None:
+        self.prometheus.batch_rejected(code, status)
+        if status >= 500:
+            self._add("ingestErrorCount", 1)
 
     def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return dict(self._values)
+        """``{ingestCount, ingestErrorCount, rejectedEventCount, lastIngestMs}``."""
+        return self.prometheus.totals()
+
+    def _add(self, name: str, amount: int) -> None:
+        """Also add to counter ``name`` where other hosts see it (nothing here; Redis in the subclass)."""
+
+    def _set_last_ingest_ms(self, ms: int) -> None:
+        """Also record the latest ingest duration where other hosts see it."""
 
 
 class RedisMetrics(Metrics):
-    """Counters in one Redis hash, so every worker reports the same totals."""
+    """Counters also kept in one Redis hash, so every host reports the same totals."""
 
-    def __init__(self, uri: str, namespace: str) -> None:
-        super().__init__()
+    def __init__(self, uri: str, namespace: str, prometheus: PrometheusMetrics | None = None) -> None:
+        super().__init__(prometheus)
         self.uri = uri
         self.key = f"heat_collector:metrics:{namespace}"
         self.breaker = breaker_for(uri)
@@ -66,12 +83,10 @@ class RedisMetrics(Metrics):
         """``command(client)`` through the breaker; ``None`` when Redis is skipped or fails."""
         return self.breaker.call(lambda: command(self.client), skipped=skipped)
 
-    def incr(self, name: str, amount: int = 1) -> None:
-        super().incr(name, amount)
+    def _add(self, name: str, amount: int) -> None:
         self._call(lambda client: client.hincrby(self.key, name, amount), _SKIPPED_WRITE)
 
-    def set_last_ingest_ms(self, ms: int) -> None:
-        super().set_last_ingest_ms(ms)
+    def _set_last_ingest_ms(self, ms: int) -> None:
         self._call(lambda client: client.hset(self.key, "lastIngestMs", ms), _SKIPPED_WRITE)
 
     def snapshot(self) -> dict[str, Any]:

@@ -56,6 +56,16 @@ def _query_errors() -> Json:
     }
 
 
+def _admin_errors() -> Json:
+    return {
+        "400": _error("Invalid id or header"),
+        "401": _error("Missing or invalid admin key (query keys are not admin keys)"),
+        "403": _error("The admin key is scoped to other projects"),
+        "500": _error("Unexpected failure (no internals disclosed)"),
+        "503": _error("Database unavailable", retry=True),
+    }
+
+
 def _param(name: str, schema: Json, where: str = "query", required: bool = False) -> Json:
     return {"name": name, "in": where, "required": required, "schema": schema}
 
@@ -265,6 +275,7 @@ def _components() -> Json:
                     "id": {"type": "string"},
                     "projectId": {"type": "string"},
                     "userId": string_or_null,
+                    "externalUserId": {**string_or_null, "description": "the user id the SDK or JWT gave"},
                     "startedAt": {"type": "integer"},
                     "lastSeenAt": {"type": "integer"},
                     "firstPath": {"type": "string"},
@@ -334,6 +345,7 @@ def _components() -> Json:
                         "items": {
                             "type": "object",
                             "required": ["sessionId", "userId", "startedAt", "lastSeenAt", "firstPath", "eventCount"],
+                            "properties": {"userId": string_or_null, "externalUserId": string_or_null},
                         },
                     },
                     "meta": {"type": "object"},
@@ -370,6 +382,7 @@ def build_openapi() -> Json:
     query_security: list[Json] = [{"queryKey": []}, {"queryBearer": []}]
     project = _param("projectId", _STR_ID, "path", True)
     session = _param("sessionId", _STR_ID, "path", True)
+    user = _param("userId", _STR_ID, "path", True)
     time_params = [_param("from", _TIME), _param("to", _TIME)]
     type_param = _param("type", {"enum": list(QUERY_TYPES)})
     detail: Json = {
@@ -405,11 +418,11 @@ def build_openapi() -> Json:
                             **{"X-Ingested-Events": {"schema": {"type": "string"}}},
                             **_RATE_HEADERS,
                         ),
-                        "400": _error("Invalid JSON, payload or hook payload"),
+                        "400": _error("Invalid JSON, gzip, payload or hook payload"),
                         "401": _error("Missing project key or JWT, or invalid JWT"),
                         "403": _error("Unknown, impossible or retired project key"),
-                        "413": _error("Body larger than HEAT_MAX_BODY_BYTES"),
-                        "415": _error("Not an uncompressed JSON body"),
+                        "413": _error("Body larger than HEAT_MAX_BODY_BYTES (gzip: once inflated), or gzip over 100:1"),
+                        "415": _error("Not a JSON body, or a Content-Encoding other than gzip"),
                         "429": _error("Rate limited, or too many new projects from this IP", retry=True),
                         "500": _error("Unexpected failure (no internals disclosed)"),
                         "503": _error("Database or JWKS unavailable; retry", retry=True),
@@ -454,7 +467,14 @@ def build_openapi() -> Json:
                     "parameters": [
                         project,
                         *time_params,
-                        _param("userId", {"type": "string", "maxLength": MAX_ID}),
+                        _param(
+                            "userId",
+                            {
+                                "type": "string",
+                                "maxLength": MAX_ID,
+                                "description": "the SDK's or JWT's user id, or the internal one",
+                            },
+                        ),
                         _param("path", {"type": "string", "maxLength": MAX_PATH}),
                         _param("order", {"type": "string", "enum": ["asc", "desc"]}),
                         _limit(50, 200),
@@ -485,6 +505,79 @@ def build_openapi() -> Json:
                         "400": _error("A header with a NUL or other unstorable character"),
                         "401": _error("Missing or invalid query key"),
                         "403": _error("A project-scoped key: the totals cover every project (forbidden_project)"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics, summed over the host's workers (HEAT_PROMETHEUS_ENABLED)",
+                    "description": "Public with HEAT_PROMETHEUS_PUBLIC; OpenMetrics when Accept asks for it.",
+                    "security": query_security,
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text exposition format",
+                            "headers": {
+                                **_COMMON_HEADERS,
+                                "Cache-Control": {"schema": {"type": "string", "enum": ["no-store"]}},
+                            },
+                            "content": {
+                                "text/plain": {"schema": {"type": "string"}},
+                                "application/openmetrics-text": {"schema": {"type": "string"}},
+                            },
+                        },
+                        "400": _error("A header with a NUL or other unstorable character"),
+                        "401": _error("Missing or invalid query key"),
+                        "403": _error("A project-scoped key: the totals cover every project (forbidden_project)"),
+                    },
+                }
+            },
+            "/api/projects/{projectId}/users/{userId}": {
+                "delete": {
+                    "summary": "Erase a user's data (admin key): every answer afterwards as if never stored",
+                    "security": [{"queryKey": []}, {"queryBearer": []}],
+                    "description": "An admin key from HEAT_ADMIN_API_KEYS (query keys are refused). "
+                    "userId is the SDK's/JWT's user id or the internal id.",
+                    "parameters": [project, user, _param("dryRun", {"type": "string", "enum": ["true", "false"]})],
+                    "responses": {
+                        "200": {
+                            "description": "{erased: {users, sessions, events}, verified} or, with dryRun, "
+                            "{found: {...}, dryRun: true}",
+                            "headers": _COMMON_HEADERS,
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        **_admin_errors(),
+                    },
+                }
+            },
+            "/api/projects/{projectId}/users/{userId}/export": {
+                "get": {
+                    "summary": "Export a user's data (admin key): {user, users, sessions, events}, streamed",
+                    "security": [{"queryKey": []}, {"queryBearer": []}],
+                    "parameters": [project, user],
+                    "responses": {
+                        "200": {
+                            "description": "The user, their sessions and events (rows as the events API answers)",
+                            "headers": _COMMON_HEADERS,
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        **_admin_errors(),
+                    },
+                }
+            },
+            "/api/purge": {
+                "post": {
+                    "summary": "Apply HEAT_RETENTION_DAYS / HEAT_AGGREGATE_RETENTION_DAYS (an unscoped admin key)",
+                    "security": [{"queryKey": []}, {"queryBearer": []}],
+                    "parameters": [_param("dryRun", {"type": "string", "enum": ["true", "false"]})],
+                    "responses": {
+                        "200": {
+                            "description": "{purged|found: {events, sessions, users, aggregates}, dryRun, rawBefore, "
+                            "aggregatesBefore}",
+                            "headers": _COMMON_HEADERS,
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "409": _error("No retention is configured"),
+                        **_admin_errors(),
                     },
                 }
             },

@@ -6,19 +6,45 @@
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 from collections.abc import Mapping
 
 from flask import Flask
 
 from .config import settings_from_environ, warn_unknown_names
 from .extension import HeatCollector
+from .log import install_json_handler
+from .prometheus import MULTIPROC_ENV
+
+
+def _shared_metrics_dir() -> None:
+    """Under a plain ``gunicorn -w N`` (no PROMETHEUS_MULTIPROC_DIR), one metrics directory for the
+    workers of this gunicorn master: named by the master's pid and start, made by the first worker.
+
+    Set before prometheus_client is imported (at ``init_app``), so it starts in multiprocess mode.
+    """
+    if os.environ.get(MULTIPROC_ENV) or "gunicorn.arbiter" not in sys.modules or "prometheus_client" in sys.modules:
+        return
+    master = os.getppid()
+    try:
+        started = int(os.stat(f"/proc/{master}").st_ctime)
+    except OSError:
+        started = 0
+    path = os.path.join(tempfile.gettempdir(), f"heat-collector-metrics-{master}-{started}")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.environ[MULTIPROC_ENV] = path
 
 
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """A Flask app with HeatCollector configured from the environment (lists comma-separated).
 
-    Unknown ``HEAT_*`` variables (typos) are logged as warnings, even when the start then fails.
+    The ``flask_heat_collector`` logger writes JSON lines to stderr. Unknown ``HEAT_*`` variables
+    (typos) are logged as warnings, even when the start then fails. Under a plain ``gunicorn -w N``
+    the workers share one Prometheus metrics directory (see :func:`_shared_metrics_dir`).
     """
+    install_json_handler()
+    _shared_metrics_dir()
     source = os.environ if environ is None else environ
     app = Flask("flask_heat_collector")
     app.config.update(settings_from_environ(source))

@@ -6,11 +6,13 @@ import copy
 import json
 import logging
 import socket
+import struct
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,21 @@ def batch(
 
 def headers(key: str = PROJECT_KEY, **extra: str) -> dict[str, str]:
     return {"X-Project-Key": key, **extra}
+
+
+def gzip_bomb(mebibytes: int) -> bytes:
+    """A valid gzip member of ``mebibytes`` MiB of zeros (about 1,000:1), built in well under a second.
+
+    After a full flush the deflate state is reset, so every MiB compresses to the same bytes.
+    """
+    zeros = bytes(1 << 20)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = deflater.compress(zeros) + deflater.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(mebibytes):
+        crc = zlib.crc32(zeros, crc)
+    trailer = struct.pack("<II", crc, (mebibytes << 20) & 0xFFFFFFFF)
+    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + block * mebibytes + deflater.flush() + trailer
 
 
 class ListHandler(logging.Handler):
@@ -176,3 +193,18 @@ def post_batch(url: str, body: dict[str, Any], key: str) -> HttpAnswer:
     except urllib.error.HTTPError as exc:
         status, raw, headers = exc.code, exc.read(), dict(exc.headers)
     return HttpAnswer(status, json.loads(raw or b"{}"), headers, time.monotonic() - started)
+
+
+def without_ids(value: Any, ids: dict[str, str]) -> Any:
+    """``value`` (a query answer) without the ids that differ between two projects holding the same
+    data: ``id``/``requestId``/``projectId`` dropped, ``o-`` event id prefixes and internal user ids
+    (``ids``: internal -> a stable name) replaced."""
+    if isinstance(value, dict):
+        return {
+            k: v.removeprefix("o-") if k == "eventId" else without_ids(v, ids)
+            for k, v in value.items()
+            if k not in ("id", "requestId", "projectId")
+        }
+    if isinstance(value, list):
+        return [without_ids(v, ids) for v in value]
+    return ids.get(value, value) if isinstance(value, str) else value

@@ -196,7 +196,9 @@ def test_sessions_list_with_counts_filters_and_pagination(client: FlaskClient) -
     url = f"/api/projects/{project}/sessions"
     body = get(client, url).get_json()
     assert [(s["sessionId"], s["eventCount"]) for s in body["sessions"]] == [("s-a", 4), ("s-b", 1), ("s-c", 2)]
-    assert set(body["sessions"][0]) == {"sessionId", "userId", "startedAt", "lastSeenAt", "firstPath", "eventCount"}
+    # SPEC 4's fields, and the SDK's user id next to the internal one (issue 12).
+    fields = {"sessionId", "userId", "externalUserId", "startedAt", "lastSeenAt", "firstPath", "eventCount"}
+    assert set(body["sessions"][0]) == fields
     assert [s["sessionId"] for s in get(client, url, limit=1, offset=1).get_json()["sessions"]] == ["s-b"]
     assert [s["sessionId"] for s in get(client, url, path="/other").get_json()["sessions"]] == ["s-b"]
     assert [s["sessionId"] for s in get(client, url, **{"from": 300}).get_json()["sessions"]] == ["s-b", "s-c"]
@@ -215,6 +217,7 @@ def test_session_detail(client: FlaskClient) -> None:
         "id",
         "projectId",
         "userId",
+        "externalUserId",
         "startedAt",
         "lastSeenAt",
         "firstPath",

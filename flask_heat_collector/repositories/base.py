@@ -179,11 +179,84 @@ class SessionQuery:
     project_id: str
     started_from: int | None = None
     last_seen_to: int | None = None
-    user_id: str | None = None
+    user_id: str | None = None  # the SDK's or JWT's user id, or the internal one
     first_path: str | None = None
     descending: bool = False
     limit: int = 50
     offset: int = 0
+
+
+class AggregateKey(NamedTuple):
+    """One key-day of the heatmap aggregates of a project."""
+
+    path_key: int
+    type: str
+    bucket_w: int
+    bucket_h: int
+    day: int
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What to erase in one project: a user's data, a session, or everything before a time.
+
+    ``user`` is the SDK's/JWT's user id or the internal one; ``before`` unix ms. Given together, the
+    conditions all apply.
+    """
+
+    project_id: str
+    user: str | None = None
+    session_id: str | None = None
+    before: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.user is None and self.session_id is None and self.before is None:
+            raise ValueError("an erasure needs a user, a session or a time")
+
+
+@dataclass(frozen=True)
+class ErasedCounts:
+    """What an erasure found (dry run) or removed: users, sessions and event rows (a move: its points)."""
+
+    users: int
+    sessions: int
+    events: int
+    verified: bool = False  # a second look found nothing of it left
+
+
+@dataclass(frozen=True)
+class UserData:
+    """A user as stored (every internal id the SDK/JWT id or internal id names), with their sessions."""
+
+    users: list[dict[str, Any]]  # {id, externalId, traits, createdAt}
+    sessions: list[Session]
+
+    @property
+    def user_ids(self) -> list[str]:
+        return sorted(str(u["id"]) for u in self.users)
+
+    @property
+    def session_ids(self) -> list[str]:
+        return sorted(s.id for s in self.sessions)
+
+
+@dataclass(frozen=True)
+class PurgeCounts:
+    """What a retention purge found (dry run) or removed: event rows (a move: its points), sessions,
+    users and heatmap aggregate pieces."""
+
+    events: int = 0
+    sessions: int = 0
+    users: int = 0
+    aggregates: int = 0
+
+    def __add__(self, other: PurgeCounts) -> PurgeCounts:
+        return PurgeCounts(
+            self.events + other.events,
+            self.sessions + other.sessions,
+            self.users + other.users,
+            self.aggregates + other.aggregates,
+        )
 
 
 @dataclass(frozen=True)
@@ -270,6 +343,41 @@ class Repository(ABC):
     @abstractmethod
     def list_sessions(self, query: SessionQuery) -> list[SessionSummary]:
         """Sessions ordered by start, each with its stored event count, in one query."""
+
+    @abstractmethod
+    def erase(self, erasure: Erasure, *, dry_run: bool = False) -> ErasedCounts:
+        """Delete what ``erasure`` names and correct every aggregate and counter, so that every
+        query answers as if it had never been stored; then look again (``verified``).
+
+        With ``dry_run`` only count. Erasing what is gone already answers zero counts.
+        """
+
+    @abstractmethod
+    def user_data(self, project_id: str, user: str) -> UserData:
+        """The users ``user`` names (SDK/JWT id or internal id) and their sessions."""
+
+    @abstractmethod
+    def user_events(
+        self, project_id: str, data: UserData, after: tuple[int, int] | None, limit: int
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` stored events of the user (theirs, or of their sessions) after ``(ts, seq)``, in order."""
+
+    @abstractmethod
+    def purge(
+        self, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int = 5000
+    ) -> PurgeCounts:
+        """Retention in every project: delete events wholly before ``raw_before`` (unix ms, a UTC
+        midnight; a move whose last point is later is kept), then the sessions started before it
+        with no event left and the users created before it with no session left; then the aggregate
+        pieces of days before ``aggregates_before_day``. ``None`` keeps that tier.
+
+        Aggregates are not recomputed: heatmaps of whole old days stay. Each chunk of at most
+        ``chunk`` items is its own short transaction. With ``dry_run`` only count.
+        """
+
+    @abstractmethod
+    def external_user_ids(self, project_id: str, user_ids: list[str]) -> dict[str, str]:
+        """The SDK/JWT id of each internal user id given (those that exist)."""
 
     @abstractmethod
     def find_sessions(self, session_id: str, project_id: str | None, limit: int = 51) -> list[Session]:

@@ -20,24 +20,29 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
-from ..aggregates import batch_pieces, fresh_part, merge_pieces, rebuild_pieces
+from ..aggregates import DAY_MS, batch_pieces, day_of, fresh_part, merge_pieces, pieces, rebuild_pieces, rollup
 from ..errors import ConfigurationError, RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..log import log
+from . import mongo_purge
 from .base import (
     STORED_FIELDS,
     AggregateRow,
     Batch,
+    ErasedCounts,
+    Erasure,
     EventFilter,
     EventRow,
     IngestResult,
     Project,
+    PurgeCounts,
     Reader,
     Repository,
     Session,
     SessionQuery,
     SessionSummary,
     StoredEvent,
+    UserData,
 )
 
 Doc = dict[str, Any]
@@ -58,6 +63,7 @@ INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     ("projects", ("key",), True, "uq_projects_key"),
     ("projects", ("id",), True, "uq_projects_id"),
     ("users", ("projectId", "externalId"), True, "uq_users_project_external"),
+    ("users", ("projectId", "id"), True, "uq_users_project_id"),
     ("sessions", ("projectId", "id"), True, "uq_sessions_project_id"),
     ("sessions", ("projectId", "startedAt", "id"), False, "ix_sessions_project_started"),
     ("sessions", ("projectId", "userId", "startedAt"), False, "ix_sessions_project_user_started"),
@@ -162,6 +168,20 @@ def _legacy_seq(oid: Any) -> int:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _session(doc: Mapping[str, Any]) -> Session:
+    return Session(
+        id=str(doc["id"]),
+        project_id=str(doc["projectId"]),
+        user_id=_opt_str(doc.get("userId")),
+        started_at=int(doc["startedAt"]),
+        last_seen_at=int(doc["lastSeenAt"]),
+        first_path=str(doc["firstPath"]),
+        user_agent=_opt_str(doc.get("userAgent")),
+        device_json=_opt_str(doc.get("deviceJson")),
+        ip_hash=_opt_str(doc.get("ipHash")),
+    )
 
 
 def _project(doc: Mapping[str, Any]) -> Project:
@@ -454,19 +474,27 @@ class MongoRepository(Repository):
                     break
             return sum(self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True))) for key in list(keys)[:max_keys])
 
-    def _compact_key(self, key: Doc) -> bool:
-        locks, aggregates = self._coll("heat_locks"), self._coll("heat_aggregates")
+    def _lock_key(self, key: Doc) -> Doc | None:
+        """Take the lock document of an aggregate key; ``None`` when another process holds it."""
+        locks = self._coll("heat_locks")
         lock = {"_id": json.dumps(key, sort_keys=True)}
         now = time.time()
         try:
             locks.insert_one({**lock, "at": now})
         except DuplicateKeyError:  # held; taken over only from a holder gone for a minute
             if not locks.delete_one({**lock, "at": {"$lt": now - _LOCK_SECONDS}}).deleted_count:
-                return False
+                return None
             try:
                 locks.insert_one({**lock, "at": now})
             except DuplicateKeyError:
-                return False
+                return None
+        return lock
+
+    def _compact_key(self, key: Doc) -> bool:
+        locks, aggregates = self._coll("heat_locks"), self._coll("heat_aggregates")
+        lock = self._lock_key(key)
+        if lock is None:
+            return False
         try:
             docs = list(aggregates.find(key))
             replaced = {r for doc in docs for r in doc.get("replaces") or ()}
@@ -506,10 +534,166 @@ class MongoRepository(Repository):
                 aggregates.insert_many([_piece_doc(piece, project_id) for piece in merged])
         return read
 
+    # -- lifecycle ----------------------------------------------------------
+
+    def _erased_filter(self, erasure: Erasure, uids: list[str], sids: list[str]) -> Doc:
+        match: Doc = {"projectId": erasure.project_id}
+        if erasure.before is not None:
+            match["ts"] = {"$lt": erasure.before}
+        if erasure.session_id is not None:
+            match["sessionId"] = erasure.session_id
+        if erasure.user is not None:
+            match["$or"] = [{"userId": {"$in": uids}}, {"sessionId": {"$in": sids}}]
+        return match
+
+    def _emptied_sessions(self, project_id: str, before: int) -> list[str]:
+        """Sessions started before ``before`` with no event at or after it."""
+        started = self._coll("sessions").find({"projectId": project_id, "startedAt": {"$lt": before}}, {"id": 1})
+        events = self._coll("events")
+        return [
+            str(doc["id"])
+            for doc in started
+            if events.find_one({"projectId": project_id, "sessionId": doc["id"], "ts": {"$gte": before}}, {"_id": 1})
+            is None
+        ]
+
+    def erase(self, erasure: Erasure, *, dry_run: bool = False) -> ErasedCounts:
+        """As on SQL, without transactions: each aggregate key-day is replaced under its lock
+        document, in the order compaction uses (new pieces naming what they replace first)."""
+        pid = erasure.project_id
+        with self._guard():
+            uids: list[str] = []
+            if erasure.user is not None:
+                found = self._coll("users").find(
+                    {"projectId": pid, "$or": [{"id": erasure.user}, {"externalId": erasure.user}]}
+                )
+                uids = sorted(str(doc["id"]) for doc in found)
+            sids = (
+                sorted(
+                    str(doc["id"]) for doc in self._coll("sessions").find({"projectId": pid, "userId": {"$in": uids}})
+                )
+                if uids
+                else []
+            )
+            match = self._erased_filter(erasure, uids, sids)
+            rows = sum(int(doc.get("rowCount") or 1) for doc in self._coll("events").find(match, {"rowCount": 1}))
+            if dry_run:
+                if erasure.user is not None:
+                    found_sessions = len(sids)
+                elif erasure.session_id is not None:
+                    found_sessions = self._coll("sessions").count_documents(
+                        {"projectId": pid, "id": erasure.session_id}
+                    )
+                else:
+                    found_sessions = len(self._emptied_sessions(pid, erasure.before or 0))
+                return ErasedCounts(users=len(uids), sessions=found_sessions, events=rows)
+            while True:
+                chunk = [
+                    _stored(doc) for doc in self._coll("events").find(match, sort=[("ts", 1), ("seq", 1)], limit=1000)
+                ]
+                if not chunk:
+                    break
+                self._erase_chunk(pid, chunk)
+            if erasure.user is not None:
+                doomed = sids
+            elif erasure.session_id is not None:
+                doomed = [erasure.session_id]
+            else:
+                doomed = self._emptied_sessions(pid, erasure.before or 0)
+            removed = self._coll("sessions").delete_many({"projectId": pid, "id": {"$in": doomed}}).deleted_count
+            gone = self._coll("users").delete_many({"projectId": pid, "id": {"$in": uids}}).deleted_count if uids else 0
+            if erasure.before is not None:
+                self._coll("heat_aggregates").delete_many({"projectId": pid, "day": {"$lt": day_of(erasure.before)}})
+            left = (
+                self._coll("events").find_one(match, {"_id": 1}) is not None
+                or self._coll("sessions").find_one({"projectId": pid, "id": {"$in": doomed}}, {"_id": 1}) is not None
+                or bool(uids and self._coll("users").find_one({"projectId": pid, "id": {"$in": uids}}, {"_id": 1}))
+            )
+        return ErasedCounts(users=gone, sessions=removed, events=rows, verified=not left)
+
+    def _erase_chunk(self, project_id: str, rows: list[StoredEvent]) -> None:
+        """Delete the rows, then replace each aggregate key-day they touched and fix session counters."""
+        self._coll("events").delete_many({"projectId": project_id, "eventId": {"$in": [r.event_id for r in rows]}})
+        doc = self._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})
+        max_span = int((doc or {}).get("maxSpan") or 0)
+        keys = {
+            (path_key(r.path), r.type, r.bucket_w, r.bucket_h, day)
+            for r in rows
+            for day in range(day_of(r.ts), day_of(r.ts + r.span) + 1)
+        }
+        for pkey, kind, bw, bh, day in sorted(keys):
+            self._rebuild_key_day(project_id, max_span, pkey, kind, bw, bh, day)
+        removed: dict[str, int] = {}
+        for r in rows:
+            removed[r.session_id] = removed.get(r.session_id, 0) + r.row_count
+        sessions, events = self._coll("sessions"), self._coll("events")
+        for session_id, count in sorted(removed.items()):
+            remaining = [_stored(d) for d in events.find({"projectId": project_id, "sessionId": session_id})]
+            last = max(remaining, key=lambda r: (r.ts + r.span, r.seq), default=None)
+            key = {"projectId": project_id, "id": session_id}
+            sessions.update_one(key, {"$inc": {"eventCount": -count}})
+            if last is not None:
+                sessions.update_one(key, {"$set": {"lastPath": last.path, "lastTs": last.ts + last.span}})
+            else:
+                session = sessions.find_one(key, {"firstPath": 1})
+                if session is not None:
+                    sessions.update_one(key, {"$set": {"lastPath": session.get("firstPath"), "lastTs": None}})
+
+    def _rebuild_key_day(
+        self, project_id: str, max_span: int, pkey: int, kind: str, bw: int, bh: int, day: int
+    ) -> None:
+        key: Doc = {"projectId": project_id, "pathKey": pkey, "day": day, "type": kind, "bucketW": bw, "bucketH": bh}
+        deadline = time.monotonic() + _LOCK_SECONDS + 10
+        while (lock := self._lock_key(key)) is None:  # a compaction of this key: wait for it
+            if time.monotonic() > deadline:
+                raise StorageUnavailable("an aggregate key stayed locked")
+            time.sleep(0.02)
+        aggregates = self._coll("heat_aggregates")
+        try:
+            start = day * DAY_MS
+            found = self._coll("events").find(
+                {
+                    "projectId": project_id,
+                    "pathKey": pkey,
+                    "type": kind,
+                    "ts": {"$gte": start - max_span, "$lt": start + DAY_MS},
+                    "bucketW": bw,
+                    "bucketH": bh,
+                }
+            )
+            stats = rollup([_stored(d) for d in found], ts_range=(start, start + DAY_MS - 1)).get((day, kind, bw, bh))
+            ids = [d["_id"] for d in aggregates.find(key, {"_id": 1})]
+            merged = (
+                merge_pieces(pieces(pkey, {(day, kind, bw, bh): stats}, 0)) if stats is not None and stats.n else []
+            )
+            new = [{**_piece_doc(piece, project_id), "replaces": ids} for piece in merged]
+            if new:
+                aggregates.insert_many(new)
+            aggregates.delete_many({"_id": {"$in": ids}})
+            if new:
+                aggregates.update_many({"_id": {"$in": [d["_id"] for d in new]}}, {"$unset": {"replaces": ""}})
+        finally:
+            self._coll("heat_locks").delete_one(lock)
+
+    def purge(
+        self, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int = 5000
+    ) -> PurgeCounts:
+        with self._guard():
+            return mongo_purge.purge(self._coll, raw_before, aggregates_before_day, dry_run=dry_run, chunk=chunk)
+
+    def external_user_ids(self, project_id: str, user_ids: list[str]) -> dict[str, str]:
+        if not user_ids:
+            return {}
+        with self._guard():
+            found = self._coll("users").find({"projectId": project_id, "id": {"$in": sorted(set(user_ids))}})
+            return {str(doc["id"]): str(doc["externalId"]) for doc in found}
+
     def list_sessions(self, query: SessionQuery) -> list[SessionSummary]:
         match: Doc = {"projectId": query.project_id}
-        if query.user_id is not None:
-            match["userId"] = query.user_id
+        if query.user_id is not None:  # the internal id, or the one of the user with that SDK/JWT id
+            with self._guard():
+                user = self._coll("users").find_one({"projectId": query.project_id, "externalId": query.user_id})
+            match["userId"] = {"$in": [query.user_id, *([user["id"]] if user else [])]}
         if query.first_path is not None:
             match["firstPath"] = query.first_path
         if query.started_from is not None:
@@ -547,20 +731,38 @@ class MongoRepository(Repository):
                 match = {"projectId": project_id, "id": session_id}
             order = [("startedAt", 1), ("projectId", 1)]
             docs = list(self._coll("sessions").find(match, _NO_ID, sort=order, limit=limit))
-        return [
-            Session(
-                id=str(doc["id"]),
-                project_id=str(doc["projectId"]),
-                user_id=_opt_str(doc.get("userId")),
-                started_at=int(doc["startedAt"]),
-                last_seen_at=int(doc["lastSeenAt"]),
-                first_path=str(doc["firstPath"]),
-                user_agent=_opt_str(doc.get("userAgent")),
-                device_json=_opt_str(doc.get("deviceJson")),
-                ip_hash=_opt_str(doc.get("ipHash")),
+        return [_session(doc) for doc in docs]
+
+    def user_data(self, project_id: str, user: str) -> UserData:
+        with self._guard():
+            match = {"projectId": project_id, "$or": [{"id": user}, {"externalId": user}]}
+            found = list(self._coll("users").find(match, _NO_ID, sort=[("id", 1)]))
+            uids = [str(doc["id"]) for doc in found]
+            docs = self._coll("sessions").find(
+                {"projectId": project_id, "userId": {"$in": uids}}, _NO_ID, sort=[("startedAt", 1), ("id", 1)]
             )
-            for doc in docs
+            sessions = [_session(doc) for doc in docs] if uids else []
+        users = [
+            {
+                "id": str(doc["id"]),
+                "externalId": str(doc["externalId"]),
+                "traits": json.loads(doc["traitsJson"]) if doc.get("traitsJson") else None,
+                "createdAt": int(doc["createdAt"]),
+            }
+            for doc in found
         ]
+        return UserData(users, sessions)
+
+    def user_events(
+        self, project_id: str, data: UserData, after: tuple[int, int] | None, limit: int
+    ) -> list[StoredEvent]:
+        match = self._erased_filter(Erasure(project_id, user="-"), data.user_ids, data.session_ids)
+        if after is not None:
+            ts, seq = after
+            match = {"$and": [match, {"$or": [{"ts": {"$gt": ts}}, {"ts": ts, "seq": {"$gt": seq}}]}]}
+        with self._guard():
+            docs = self._coll("events").find(match, sort=[("ts", 1), ("seq", 1)], limit=limit)
+            return [_stored(doc) for doc in docs]
 
     # -- projects -----------------------------------------------------------
 

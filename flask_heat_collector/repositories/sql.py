@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 import time
@@ -18,21 +19,27 @@ from sqlalchemy.exc import DBAPIError
 from ..aggregates import batch_pieces, fresh_part, merge_pieces
 from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
+from . import sql_erase, sql_purge
 from .base import (
     STORED_FIELDS,
     AggregateRow,
     Batch,
+    ErasedCounts,
+    Erasure,
     EventFilter,
     EventRow,
     IngestResult,
     Project,
+    PurgeCounts,
     Reader,
     Repository,
     Session,
     SessionQuery,
     SessionSummary,
     StoredEvent,
+    UserData,
 )
+from .sql_erase import PiecesChanged
 from .sql_ingest import (
     IngestStatements,
     PreparedStatement,
@@ -51,6 +58,7 @@ from .sql_schema import (
     projects,
     retired_keys,
     sessions,
+    users,
 )
 
 try:
@@ -177,7 +185,7 @@ class SqlRepository(Repository):
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _write(self, fn: Callable[[Connection], T], *, autocommit: bool = False) -> T:
+    def _write(self, fn: Callable[[Connection], T], *, autocommit: bool = False, snapshot: bool = False) -> T:
         """Run ``fn`` in one transaction (or, with ``autocommit``, statement by statement).
 
         Deadlocks, serialization failures and dead pooled connections are retried.
@@ -185,12 +193,17 @@ class SqlRepository(Repository):
         attempt = 0
         while True:
             try:
-                with self._memory_turn(), self._writer_turn(), self._guard(), self._connect(autocommit) as conn:
+                with (
+                    self._memory_turn(),
+                    self._writer_turn(),
+                    self._guard(),
+                    self._connect(autocommit, snapshot) as conn,
+                ):
                     if autocommit:
                         return fn(conn)
                     with conn.begin():
                         return fn(conn)
-            except _Raced:
+            except (_Raced, PiecesChanged):
                 attempt += 1
                 if attempt >= 5:
                     raise StorageUnavailable("concurrent batches kept storing the same events") from None
@@ -201,8 +214,10 @@ class SqlRepository(Repository):
                     raise
                 time.sleep(0.01 * attempt)
 
-    def _connect(self, autocommit: bool) -> Connection:
+    def _connect(self, autocommit: bool, snapshot: bool = False) -> Connection:
         conn = self.engine.connect()
+        if snapshot and self.dialect in ("postgresql", "mysql"):  # one snapshot for every read
+            return conn.execution_options(isolation_level="REPEATABLE READ")
         if self.dialect == "postgresql":  # the engine autocommits (see create_sql_engine)
             return conn if autocommit else conn.execution_options(isolation_level="READ COMMITTED")
         if autocommit:
@@ -439,8 +454,11 @@ class SqlRepository(Repository):
 
     def list_sessions(self, query: SessionQuery) -> list[SessionSummary]:
         clauses: list[Any] = [sessions.c.project_id == query.project_id]
-        if query.user_id is not None:
-            clauses.append(sessions.c.user_id == query.user_id)
+        if query.user_id is not None:  # the internal id, or the one of the user with that SDK/JWT id
+            by_external = sa.select(users.c.id).where(
+                users.c.project_id == query.project_id, users.c.external_id == query.user_id
+            )
+            clauses.append(sessions.c.user_id.in_(sa.union(sa.select(sa.literal(query.user_id)), by_external)))
         if query.first_path is not None:
             clauses.append(sessions.c.first_path == query.first_path)
         if query.started_from is not None:
@@ -485,6 +503,14 @@ class SqlRepository(Repository):
             ]
         )
 
+    def external_user_ids(self, project_id: str, user_ids: list[str]) -> dict[str, str]:
+        if not user_ids:
+            return {}
+        stmt = sa.select(users.c.id, users.c.external_id).where(
+            users.c.project_id == project_id, users.c.id.in_(sorted(set(user_ids)))
+        )
+        return self._read(lambda conn: {str(r.id): str(r.external_id) for r in conn.execute(stmt)})
+
     def find_sessions(self, session_id: str, project_id: str | None, limit: int = 51) -> list[Session]:
         stmt = sa.select(sessions).where(sessions.c.id == session_id)
         if project_id is not None:
@@ -492,22 +518,111 @@ class SqlRepository(Repository):
         else:  # every key leads with the project: probe (project, id) for each project
             stmt = stmt.where(sessions.c.project_id.in_(sa.select(projects.c.id)))
         stmt = stmt.order_by(sessions.c.started_at, sessions.c.project_id).limit(limit)
-        return self._read(
-            lambda conn: [
-                Session(
-                    id=row.id,
-                    project_id=row.project_id,
-                    user_id=row.user_id,
-                    started_at=int(row.started_at),
-                    last_seen_at=int(row.last_seen_at),
-                    first_path=row.first_path,
-                    user_agent=row.user_agent,
-                    device_json=row.device_json,
-                    ip_hash=row.ip_hash,
-                )
-                for row in conn.execute(stmt)
-            ]
+        return self._read(lambda conn: [self._session(row) for row in conn.execute(stmt)])
+
+    @staticmethod
+    def _session(row: Any) -> Session:
+        return Session(
+            id=row.id,
+            project_id=row.project_id,
+            user_id=row.user_id,
+            started_at=int(row.started_at),
+            last_seen_at=int(row.last_seen_at),
+            first_path=row.first_path,
+            user_agent=row.user_agent,
+            device_json=row.device_json,
+            ip_hash=row.ip_hash,
         )
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def erase(self, erasure: Erasure, *, dry_run: bool = False) -> ErasedCounts:
+        pid = erasure.project_id
+
+        def targets(conn: Connection) -> tuple[list[str], list[str]]:
+            uids = sql_erase.user_ids(conn, pid, erasure.user) if erasure.user is not None else []
+            return uids, sql_erase.session_ids(conn, pid, uids)
+
+        uids, sids = self._read(targets)
+        found = self._read(lambda conn: sql_erase.count(conn, erasure, uids, sids))
+        if dry_run:
+            return found
+        st = self._statements
+        while True:  # the first chunk left is deleted with what it added up to, one transaction each
+            chunk = self._read(lambda conn: next(sql_erase.erased_events(conn, erasure, uids, sids), []))
+            if not chunk:
+                break
+            self._write(functools.partial(sql_erase.delete_chunk, st=st, project_id=pid, rows=chunk), snapshot=True)
+        removed_sessions, removed_users = self._write(lambda conn: sql_erase.finish(conn, erasure, uids, sids))
+        left = self._read(lambda conn: sql_erase.left_over(conn, erasure, uids, sids))
+        return ErasedCounts(users=removed_users, sessions=removed_sessions, events=found.events, verified=not left)
+
+    def user_data(self, project_id: str, user: str) -> UserData:
+        def run(conn: Connection) -> UserData:
+            uids = sql_erase.user_ids(conn, project_id, user)
+            found = (
+                conn.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.project_id == project_id, sessions.c.user_id.in_(uids))
+                    .order_by(sessions.c.started_at, sessions.c.id)
+                ).all()
+                if uids
+                else []
+            )
+            return UserData(sql_erase.user_rows(conn, project_id, uids), [self._session(r) for r in found])
+
+        return self._read(run)
+
+    def user_events(
+        self, project_id: str, data: UserData, after: tuple[int, int] | None, limit: int
+    ) -> list[StoredEvent]:
+        clause = sql_erase.key_columns(Erasure(project_id, user="-"), data.user_ids, data.session_ids)
+        stmt = sa.select(*_STORED_COLUMNS).where(clause)
+        if after is not None:
+            stmt = stmt.where(after_key(after))
+        stmt = stmt.order_by(events.c.ts, events.c.seq).limit(limit)
+        return self._read(lambda conn: [StoredEvent(*r) for r in conn.execute(stmt)])
+
+    def purge(
+        self, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int = 5000
+    ) -> PurgeCounts:
+        total = PurgeCounts()
+        for pid in [project.id for project in self.list_projects()]:
+            if dry_run:
+                total += self._read(
+                    functools.partial(
+                        sql_purge.count,
+                        project_id=pid,
+                        raw_before=raw_before,
+                        aggregates_before_day=aggregates_before_day,
+                    )
+                )
+                continue
+            if raw_before is not None:  # events first: sessions and users are emptied by them
+                kw: dict[str, Any] = {"project_id": pid, "before": raw_before, "chunk": chunk}
+                total += PurgeCounts(
+                    events=self._chunks(functools.partial(sql_purge.delete_events, **kw), chunk),
+                    sessions=self._chunks(functools.partial(sql_purge.delete_sessions, **kw), chunk),
+                    users=self._chunks(functools.partial(sql_purge.delete_users, **kw), chunk),
+                )
+            if aggregates_before_day is not None:
+                step = functools.partial(
+                    sql_purge.delete_aggregates, project_id=pid, before_day=aggregates_before_day, chunk=chunk
+                )
+                while (gone := self._write(step)) is not None:
+                    total += PurgeCounts(aggregates=gone)
+        return total
+
+    def _chunks(self, step: Callable[..., tuple[int, int, Any]], chunk: int) -> int:
+        """Run ``step(conn, after=...)`` in one transaction each until a chunk is short; the sum of its counts."""
+        done, after = 0, None
+        while True:
+            count, found, after = self._write(functools.partial(step, after=after))
+            done += count
+            if found < chunk:
+                return done
+            if self._sqlite_path is not None:  # flock is not fair: let the waiting batches write first
+                time.sleep(0.02)
 
     # -- projects -----------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from .admin import create_admin_blueprint
 from .ingest import create_ingest_blueprint
 from .query import create_api_blueprint
 
@@ -15,4 +16,5 @@ def create_blueprints() -> tuple[Blueprint, Blueprint, Blueprint]:
     whole = Blueprint("heat_collector", __name__)
     whole.register_blueprint(ingest)
     whole.register_blueprint(api)
+    whole.register_blueprint(create_admin_blueprint())
     return whole, ingest, api

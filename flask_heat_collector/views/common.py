@@ -209,11 +209,15 @@ def _finish(response: Response) -> Response:
     return response
 
 
-def install(bp: Blueprint) -> None:
-    """Give ``bp`` the shared request hooks and error handlers (never app-wide)."""
+def install(bp: Blueprint, *, needs_database: bool = True) -> None:
+    """Give ``bp`` the shared request hooks and error handlers (never app-wide).
+
+    Without ``needs_database`` its requests are served while the start's migration is pending.
+    """
     bp.before_request(_start)
     bp.before_request(_refuse_unstorable)
-    bp.before_request(_await_migration)
+    if needs_database:
+        bp.before_request(_await_migration)
     bp.after_request(_finish)
     bp.register_error_handler(ApiError, _handle_api_error)
     bp.register_error_handler(StorageUnavailable, _handle_storage)

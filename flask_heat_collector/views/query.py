@@ -17,8 +17,9 @@ from ..extension import get_state
 from ..heatmap import build_heatmap, heatmap_json
 from ..listing import event_page
 from ..openapi import build_openapi
-from ..repositories.base import Event, EventFilter, Session, SessionQuery
+from ..repositories.base import EventFilter, Session, SessionQuery
 from ..schemas import EventsQuerySchema, HeatmapQuerySchema, SessionDetailQuerySchema, SessionsQuerySchema
+from ..serialize import event_json, session_json
 from . import common
 
 _HEATMAP = HeatmapQuerySchema()
@@ -86,39 +87,6 @@ def _types(value: str | None) -> tuple[str, ...] | None:
     return None if value in (None, "all") else (str(value),)
 
 
-def event_json(event: Event) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "eventId": event.event_id,
-        "projectId": event.project_id,
-        "sessionId": event.session_id,
-        "userId": event.user_id,
-        "type": event.type,
-        "ts": event.ts,
-        "path": event.path,
-        "selector": event.selector,
-        "x": event.x,
-        "y": event.y,
-        "scrollDepth": event.scroll_depth,
-        "metaJson": event.meta_json,
-        "data": event.data,
-    }
-
-
-def session_json(session: Session) -> dict[str, Any]:
-    return {
-        "id": session.id,
-        "projectId": session.project_id,
-        "userId": session.user_id,
-        "startedAt": session.started_at,
-        "lastSeenAt": session.last_seen_at,
-        "firstPath": session.first_path,
-        "userAgent": session.user_agent,
-        "deviceJson": session.device_json,
-        "ipHash": session.ip_hash,
-    }
-
-
 def _json(body: dict[str, Any], **headers: str) -> Response:
     response = jsonify(body)
     for name, value in headers.items():
@@ -172,7 +140,8 @@ def project_events(project_id: str) -> Response:
 def project_sessions(project_id: str) -> Response:
     query = _load(_SESSIONS)
     start, end = _time_range()
-    found = get_state().repository.list_sessions(
+    repo = get_state().repository
+    found = repo.list_sessions(
         SessionQuery(
             project_id=_check_id(project_id, "projectId"),
             started_from=start,
@@ -184,10 +153,12 @@ def project_sessions(project_id: str) -> Response:
             offset=query["offset"],
         )
     )
+    external = repo.external_user_ids(project_id, [s.user_id for s in found if s.user_id])
     items = [
         {
             "sessionId": s.session_id,
             "userId": s.user_id,
+            "externalUserId": external.get(s.user_id) if s.user_id else None,
             "startedAt": s.started_at,
             "lastSeenAt": s.last_seen_at,
             "firstPath": s.first_path,
@@ -235,7 +206,9 @@ def session_detail(session_id: str, project_id: str | None = None) -> Response:
         )
     )
     body = {
-        "session": session_json(session) if session else None,
+        "session": session_json(session, repo.external_user_ids(session.project_id, [session.user_id or ""]))
+        if session
+        else None,
         "events": [event_json(e) for e in found],
         "meta": {"found": session is not None, "count": len(found), "limit": query["limit"], "offset": query["offset"]},
     }

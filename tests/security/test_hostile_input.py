@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from ..conftest import QUERY_KEY
-from ..helpers import batch, dump_database, event, headers
+from ..helpers import batch, dump_database, event, gzip_bomb, headers
 
 API = {"x-api-key": QUERY_KEY}
 JSON = {"Content-Type": "application/json"}
@@ -28,6 +30,15 @@ def body_with(**changes: Any) -> bytes:
 
 # 499,001 invalid events in 1 MB: refused at the cap, before any event is read.
 MEGABYTE_OF_ZEROS = b'{"session":{"id":"s"},"events":[' + b"0," * 499_000 + b"0]}"
+
+GZIP = {**JSON, "Content-Encoding": "gzip"}
+GZ_BATCH = gzip.compress(json.dumps(batch()).encode(), mtime=0)
+# Valid JSON under the 1 MB cap once inflated, but about 470 times its gzip size.
+GZ_PADDED = gzip.compress(json.dumps(batch()).encode()[:-1] + b" " * 300_000 + b"}", mtime=0)
+# 1.3 MB of distinct events, about 12:1: over the cap once inflated, under the ratio guard.
+GZ_LARGE = gzip.compress(json.dumps(batch(*[event("click") for _ in range(4500)])).encode(), mtime=0)
+GZ_BAD_CRC = GZ_BATCH[:-8] + bytes([GZ_BATCH[-8] ^ 0xFF]) + GZ_BATCH[-7:]
+GZ_FLIPPED = GZ_BATCH[:40] + bytes(b ^ 0x5A for b in GZ_BATCH[40:60]) + GZ_BATCH[60:]
 
 # (name, raw body, extra headers, expected status, expected code)
 CORPUS: list[tuple[str, bytes, dict[str, str], int, str]] = [
@@ -73,7 +84,38 @@ CORPUS: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("form body", b"session=1", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
     ("multipart", b"--x--", {"Content-Type": "multipart/form-data; boundary=x"}, 415, "unsupported_media_type"),
     ("xml", b"<a/>", {"Content-Type": "application/xml"}, 415, "unsupported_media_type"),
-    ("gzip", b"\x1f\x8b\x08\x00", {**JSON, "Content-Encoding": "gzip"}, 415, "unsupported_media_type"),
+    # gzip is accepted (tests/test_gzip.py); capped once inflated and at 100:1, whole streams only.
+    ("gzip bomb", gzip_bomb(100), GZIP, 413, "payload_too_large"),
+    ("gzip bomb in a second member", GZ_BATCH + gzip_bomb(100), GZIP, 413, "payload_too_large"),
+    ("gzip over 100:1", GZ_PADDED, GZIP, 413, "payload_too_large"),
+    ("gzip over the cap once inflated", GZ_LARGE, GZIP, 413, "payload_too_large"),
+    ("gzip truncated", GZ_BATCH[: len(GZ_BATCH) // 2], GZIP, 400, "invalid_gzip"),
+    ("gzip without its trailer", GZ_BATCH[:-8], GZIP, 400, "invalid_gzip"),
+    ("gzip header only", b"\x1f\x8b\x08\x00", GZIP, 400, "invalid_gzip"),
+    ("gzip empty body", b"", GZIP, 400, "invalid_gzip"),
+    ("gzip bad crc", GZ_BAD_CRC, GZIP, 400, "invalid_gzip"),
+    ("gzip corrupt deflate data", GZ_FLIPPED, GZIP, 400, "invalid_gzip"),
+    ("gzip then garbage", GZ_BATCH + b"garbage", GZIP, 400, "invalid_gzip"),
+    ("plain JSON labelled gzip", json.dumps(batch()).encode(), GZIP, 400, "invalid_gzip"),
+    ("gzip of invalid JSON", gzip.compress(b'{"session": {"id": ', mtime=0), GZIP, 400, "invalid_json"),
+    ("gzip of NaN", gzip.compress(b'{"events": [{"x": NaN}]}', mtime=0), GZIP, 400, "invalid_json"),
+    ("gzip of an invalid payload", gzip.compress(b'{"session": [1]}', mtime=0), GZIP, 400, "invalid_payload"),
+    ("gzip twice", gzip.compress(GZ_BATCH), {**JSON, "Content-Encoding": "gzip, gzip"}, 415, "unsupported_media_type"),
+    (
+        "deflate",
+        zlib.compress(json.dumps(batch()).encode()),
+        {**JSON, "Content-Encoding": "deflate"},
+        415,
+        "unsupported_media_type",
+    ),
+    ("br", b"\x0b\x02\x80{}\x03", {**JSON, "Content-Encoding": "br"}, 415, "unsupported_media_type"),
+    (
+        "gzip form body",
+        GZ_BATCH,
+        {"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"},
+        415,
+        "unsupported_media_type",
+    ),
 ]
 
 

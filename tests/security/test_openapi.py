@@ -25,8 +25,9 @@ def test_document_is_valid_and_lists_every_route(client: Any, app: Any) -> None:
         .replace(">", "}")
         .replace("{project_id}", "{projectId}")
         .replace("{session_id}", "{sessionId}")
+        .replace("{user_id}", "{userId}")
         for rule in app.url_map.iter_rules()
-        if rule.endpoint.startswith("heat_collector.")
+        if rule.endpoint.startswith(("heat_collector.", "heat_prometheus."))
     }
     assert routes == set(document["paths"])
 

@@ -1,0 +1,97 @@
+"""The admin API (SPEC 8): erase and export a user's data, behind ``HEAT_ADMIN_API_KEYS``.
+
+Admin keys are not query keys and query keys are not admin keys. The audit line of each call names
+the key by id (the start of its SHA-256), never by value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+
+from .. import lifecycle
+from ..auth import bearer_token, require_project, require_unscoped
+from ..errors import ApiError
+from ..extension import get_state
+from ..repositories.base import Erasure
+from . import common
+
+MAX_ID = 128
+
+
+def _require_admin_key() -> None:
+    """The admin key as ``Authorization: Bearer`` or ``x-api-key``, compared in constant time."""
+    keys = get_state().admin_keys
+    if not keys:
+        raise ApiError(401, "invalid_api_key", "No admin key is configured on this server (HEAT_ADMIN_API_KEYS).")
+    supplied = request.headers.get("x-api-key") or bearer_token(request)
+    if not supplied:
+        raise ApiError(401, "missing_api_key", "An admin key is required (Authorization: Bearer or x-api-key).")
+    given = supplied.encode()
+    found = [scope for key, scope in keys if hmac.compare_digest(given, key)]
+    if not found:
+        raise ApiError(401, "invalid_api_key", "The admin key is not valid (query keys are not admin keys).")
+    project_id = (request.view_args or {}).get("project_id")
+    if project_id is None:
+        require_unscoped(found[0])  # the purge covers every project
+    else:
+        require_project(found[0], str(project_id))
+    g.heat_actor = "key:" + hashlib.sha256(given).hexdigest()[:12]
+
+
+def _ids(project_id: str, user_id: str) -> None:
+    for name, value in (("projectId", project_id), ("userId", user_id)):
+        if not 0 < len(value) <= MAX_ID:
+            raise ApiError(400, "invalid_query", f"'{name}' must be 1 to {MAX_ID} characters.")
+
+
+def erase_user(project_id: str, user_id: str) -> Response:
+    _ids(project_id, user_id)
+    dry_run = request.args.get("dryRun", "false").lower() in ("1", "true")
+    erasure = Erasure(project_id=project_id, user=user_id)
+    answer = lifecycle.erase(get_state().repository, erasure, dry_run=dry_run, actor=g.heat_actor)
+    return common.no_store(jsonify(answer))
+
+
+def export_user(project_id: str, user_id: str) -> Response:
+    _ids(project_id, user_id)
+    chunks = lifecycle.export(get_state().repository, project_id, user_id, actor=g.heat_actor)
+    first = next(chunks)  # the user and sessions are read before the answer starts (503 if down)
+    response = Response(stream_with_context(_chain(first, chunks)), mimetype="application/json")
+    response.headers["Content-Disposition"] = 'attachment; filename="heat-collector-export.json"'
+    return common.no_store(response)
+
+
+def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+def purge() -> Response:
+    """What ``flask heat purge`` does, for schedulers that call HTTP rather than run a command."""
+    settings = get_state().settings
+    if settings.retention_days is None and settings.aggregate_retention_days is None:
+        raise ApiError(
+            409, "retention_not_configured", "Neither HEAT_RETENTION_DAYS nor HEAT_AGGREGATE_RETENTION_DAYS is set."
+        )
+    answer = lifecycle.purge(
+        get_state().repository,
+        raw_days=settings.retention_days,
+        aggregate_days=settings.aggregate_retention_days,
+        dry_run=request.args.get("dryRun", "false").lower() in ("1", "true"),
+        actor=g.heat_actor,
+    )
+    return common.no_store(jsonify(answer))
+
+
+def create_admin_blueprint() -> Blueprint:
+    bp = Blueprint("heat_admin", __name__)
+    common.install(bp)
+    bp.before_request(_require_admin_key)
+    bp.add_url_rule("/api/projects/<project_id>/users/<user_id>", "erase_user", erase_user, methods=["DELETE"])
+    bp.add_url_rule("/api/projects/<project_id>/users/<user_id>/export", "export_user", export_user)
+    bp.add_url_rule("/api/purge", "purge", purge, methods=["POST"])
+    return bp

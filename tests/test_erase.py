@@ -1,0 +1,256 @@
+"""Erasure (SPEC 8): afterwards every query answers as if the erased events had never been stored.
+
+The oracle is a second project into which the same batches, minus the erased ones, were ingested in
+the same order: every answer of the erased project must equal its answer, ids aside.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from flask_heat_collector.errors import ConfigurationError
+
+from .conftest import QUERY_KEY
+from .helpers import TS, ListHandler, batch, event, headers, without_ids
+
+API = {"x-api-key": QUERY_KEY}
+DAY = 86_400_000
+WIDTHS = (1280, 390)
+PATHS = ("/", "/pricing")
+
+
+def _batches(seed: int) -> list[tuple[str | None, dict[str, Any]]]:
+    """Batches of three users and anonymous visitors over three days: (SDK user id, body)."""
+    rng = random.Random(seed)
+    out: list[tuple[str | None, dict[str, Any]]] = []
+    for index in range(36):
+        user = rng.choice(["alice", "bob", "carol", None])
+        width = rng.choice(WIDTHS)
+        start = TS + rng.randrange(3) * DAY + rng.randrange(DAY - 60_000)
+        events = []
+        for _ in range(rng.randrange(1, 6)):
+            kind = rng.choice(["click", "click", "move", "scroll", "pageview"])
+            extra: dict[str, Any] = {}
+            if kind == "click":
+                extra = {"x": rng.randrange(width), "y": rng.randrange(4000), "selector": rng.choice(["#a", "#b"])}
+            elif kind == "move":
+                points = [{"x": rng.randrange(width), "y": rng.randrange(3000), "tsOffset": 40 * i} for i in range(4)]
+                extra = {"points": points}
+            elif kind == "scroll":
+                extra = {"scrollY": rng.randrange(3000), "scrollDepthPct": rng.randrange(101)}
+            ts = start + rng.randrange(50_000)
+            events.append(event(kind, ts=ts, path=rng.choice(PATHS), w=width, h=800, **extra))
+        session = f"s-{index}-{user or 'anon'}"
+        body = batch(*events, session_id=session, user={"id": user} if user else None, started_at=start)
+        out.append((user, body))
+    return out
+
+
+def _answers(client: FlaskClient, project: str) -> dict[str, Any]:
+    """Everything the query API says of ``project``."""
+    found: dict[str, Any] = {}
+    urls = []
+    for path in (*PATHS, None):
+        for kind in ("click", "move", "scroll", "all"):
+            for extra in ("", "&resolution=100", "&viewports=all", f"&from={TS + DAY // 2}"):
+                query = (f"path={path}" if path else "") + (f"&type={kind}" if kind else "") + extra
+                urls.append(f"/api/projects/{project}/heatmap?{query}")
+    urls += [f"/api/projects/{project}/events?limit=1000", f"/api/projects/{project}/sessions?limit=200"]
+    sessions = client.get(f"/api/projects/{project}/sessions?limit=200", headers=API).get_json()["sessions"]
+    ids = {s["userId"]: f"user:{s['externalUserId']}" for s in sessions if s["userId"]}
+    for s in sessions:
+        urls.append(f"/api/projects/{project}/sessions/{s['sessionId']}")
+    for url in urls:
+        answer = client.get(url, headers=API)
+        assert answer.status_code == 200, (url, answer.get_json())
+        found[url.replace(project, "P")] = without_ids(answer.get_json(), ids)
+    return found
+
+
+def test_erasing_a_user_answers_as_if_never_stored(app: Flask, client: FlaskClient) -> None:
+    batches = _batches(seed=11)
+    for user, body in batches:
+        for key in ("erased", "oracle") if user != "alice" else ("erased",):
+            copy = json.loads(json.dumps(body))
+            if key == "oracle":  # new event ids: the same events, stored a second time
+                for item in copy["events"]:
+                    item["eventId"] = "o-" + item["eventId"]
+            answer = client.post("/ingest", json=copy, headers=headers(key))
+            assert answer.status_code == 200, answer.get_json()
+    projects = {
+        row.split("\t")[1]: row.split("\t")[0]
+        for row in app.test_cli_runner().invoke(args=["heat", "project", "list"]).output.splitlines()
+    }
+    erased, oracle = projects["erased"], projects["oracle"]
+    alice_rows = sum(len(e.get("points", [])) or 1 for user, body in batches if user == "alice" for e in body["events"])
+    assert alice_rows > 0 and _answers(client, erased) != _answers(client, oracle)
+
+    runner = app.test_cli_runner()
+    dry = runner.invoke(args=["heat", "erase", "--project-id", erased, "--user-id", "alice", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["found"]["events"] == alice_rows
+    assert _answers(client, erased) != _answers(client, oracle)  # a dry run changes nothing
+
+    done = runner.invoke(args=["heat", "erase", "--project-id", erased, "--user-id", "alice"])
+    assert done.exit_code == 0, done.output
+    answer = json.loads(done.stdout)
+    assert answer["verified"] is True
+    alice_sessions = sum(1 for user, _ in batches if user == "alice")
+    assert answer["erased"] == {"users": 1, "sessions": alice_sessions, "events": alice_rows}
+    assert _answers(client, erased) == _answers(client, oracle)
+
+    again = runner.invoke(args=["heat", "erase", "--project-id", erased, "--user-id", "alice"])
+    assert json.loads(again.stdout) == {"erased": {"users": 0, "sessions": 0, "events": 0}, "verified": True}
+
+
+def test_erasing_after_compaction_and_by_internal_id(app: Flask, client: FlaskClient) -> None:
+    batches = _batches(seed=5)
+    for user, body in batches:
+        for key in ("erased", "oracle") if user != "bob" else ("erased",):
+            copy = json.loads(json.dumps(body))
+            if key == "oracle":
+                for item in copy["events"]:
+                    item["eventId"] = "o-" + item["eventId"]
+            assert client.post("/ingest", json=copy, headers=headers(key)).status_code == 200
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["heat", "compact"]).exit_code == 0
+    listed = runner.invoke(args=["heat", "project", "list"]).output.splitlines()
+    projects = {row.split("\t")[1]: row.split("\t")[0] for row in listed}
+    erased, oracle = projects["erased"], projects["oracle"]
+    sessions = client.get(f"/api/projects/{erased}/sessions?userId=bob&limit=200", headers=API).get_json()
+    internal = sessions["sessions"][0]["userId"]
+    done = runner.invoke(args=["heat", "erase", "--project-id", erased, "--user-id", internal])
+    assert json.loads(done.stdout)["verified"] is True
+    assert _answers(client, erased) == _answers(client, oracle)
+
+
+def test_erasing_a_session_and_a_time_range(app: Flask, client: FlaskClient) -> None:
+    batches = _batches(seed=23)
+    cut = TS + DAY + DAY // 3
+    target = batches[0][1]["session"]["id"]
+    for _user, body in batches:
+        for key in ("erased", "oracle"):
+            copy = json.loads(json.dumps(body))
+            if key == "oracle":
+                copy["events"] = [e for e in copy["events"] if e["ts"] >= cut]
+                if copy["session"]["id"] == target or not copy["events"]:
+                    continue
+                for item in copy["events"]:
+                    item["eventId"] = "o-" + item["eventId"]
+            assert client.post("/ingest", json=copy, headers=headers(key)).status_code == 200
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["heat", "project", "list"]).output.splitlines()
+    projects = {row.split("\t")[1]: row.split("\t")[0] for row in listed}
+    erased, oracle = projects["erased"], projects["oracle"]
+    one = runner.invoke(args=["heat", "erase", "--project-id", erased, "--session-id", target])
+    assert json.loads(one.stdout)["erased"]["sessions"] == 1
+    before = runner.invoke(args=["heat", "erase", "--project-id", erased, "--before", str(cut)])
+    assert json.loads(before.stdout)["verified"] is True, before.output
+
+    def comparable(answers: dict[str, Any]) -> dict[str, Any]:
+        # Sessions keep their startedAt/lastSeenAt from the SDK; the oracle's batches were cut.
+        return {url: body for url, body in answers.items() if "/sessions" not in url}
+
+    assert comparable(_answers(client, erased)) == comparable(_answers(client, oracle))
+
+
+def test_erase_writes_one_audit_line_without_personal_data(app: Flask, client: FlaskClient, logs: ListHandler) -> None:
+    body = batch(event("click"), session_id="s-secret", user={"id": "dana@example.com"})
+    project = client.post("/ingest", json=body, headers=headers()).get_json()["projectId"]
+    runner = app.test_cli_runner()
+    runner.invoke(args=["heat", "erase", "--project-id", project, "--user-id", "dana@example.com"])
+    audits = [r for r in logs.records() if r.get("audit") == "erase"]
+    assert len(audits) == 1
+    line = json.dumps(audits[0])
+    assert "dana@example.com" not in line and "s-secret" not in line
+    assert audits[0]["events"] == 1 and audits[0]["users"] == 1 and audits[0]["actor"] == "cli"
+
+
+ADMIN = "admin-key-1"
+
+
+def _admin_app(make_app: Any) -> Flask:
+    app: Flask = make_app(admin_api_keys=[ADMIN])
+    return app
+
+
+def test_erase_and_export_over_http_with_admin_keys_only(make_app: Any, logs: ListHandler) -> None:
+    app = _admin_app(make_app)
+    client = app.test_client()
+    batches = _batches(seed=3)
+    for _user, body in batches:
+        assert client.post("/ingest", json=body, headers=headers()).status_code == 200
+    project = client.post("/ingest", json=batch(event("click")), headers=headers()).get_json()["projectId"]
+    carol = [(u, b) for u, b in batches if u == "carol"]
+    carol_rows = sum(len(e.get("points", [])) or 1 for _, b in carol for e in b["events"])
+    url = f"/api/projects/{project}/users/carol"
+
+    # Admin keys are not query keys, and query keys are not admin keys.
+    assert client.get(f"/api/projects/{project}/events", headers={"x-api-key": ADMIN}).status_code == 401
+    for key in (QUERY_KEY, "wrong"):
+        refused = client.delete(url, headers={"x-api-key": key})
+        assert refused.status_code == 401 and refused.get_json()["code"] == "invalid_api_key"
+    assert client.delete(url).get_json()["code"] == "missing_api_key"
+
+    exported = client.get(f"{url}/export", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert exported.status_code == 200 and exported.is_streamed
+    document = json.loads(exported.get_data(as_text=True))
+    assert document["user"]["externalId"] == "carol"
+    assert sorted(s["id"] for s in document["sessions"]) == sorted(b["session"]["id"] for _, b in carol)
+    assert len(document["events"]) == carol_rows
+    assert {e["sessionId"] for e in document["events"]} <= {s["id"] for s in document["sessions"]}
+
+    cli = app.test_cli_runner().invoke(args=["heat", "export", "--project-id", project, "--user-id", "carol"])
+    assert json.loads(cli.stdout) == document
+
+    dry = client.delete(f"{url}?dryRun=true", headers={"x-api-key": ADMIN}).get_json()
+    assert dry == {"found": {"users": 1, "sessions": len(carol), "events": carol_rows}, "dryRun": True}
+    done = client.delete(url, headers={"x-api-key": ADMIN})
+    assert done.status_code == 200
+    assert done.get_json() == {
+        "erased": {"users": 1, "sessions": len(carol), "events": carol_rows},
+        "verified": True,
+    }
+    again = client.delete(url, headers={"x-api-key": ADMIN}).get_json()
+    assert again == {"erased": {"users": 0, "sessions": 0, "events": 0}, "verified": True}
+    empty = json.loads(client.get(f"{url}/export", headers={"x-api-key": ADMIN}).get_data(as_text=True))
+    assert empty == {"user": None, "users": [], "sessions": [], "events": []}
+
+    audits = [r for r in logs.records() if r.get("audit")]
+    assert [r["audit"] for r in audits] == ["export", "export", "erase", "erase", "erase", "export"]
+    assert all(r["actor"].startswith("key:") and ADMIN not in json.dumps(r) for r in audits if r["actor"] != "cli")
+    assert all("carol" not in json.dumps(r) for r in audits)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # never reaches storage
+def test_admin_keys_must_differ_from_query_keys(make_app: Any) -> None:
+    with pytest.raises(ConfigurationError, match="HEAT_ADMIN_API_KEYS"):
+        make_app(admin_api_keys=[QUERY_KEY])
+
+
+def test_export_reads_events_a_page_at_a_time(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask_heat_collector import lifecycle
+
+    monkeypatch.setattr(lifecycle, "EXPORT_PAGE", 7)  # pages of 7 stored events
+    app = _admin_app(make_app)
+    client = app.test_client()
+    sent = []
+    for index in range(5):
+        events = [event("click", ts=TS + index * 1000 + i, x=i, y=index) for i in range(9)]
+        events.append(event("move", ts=TS + index * 1000 + 20, points=[{"x": 1, "y": 2, "tsOffset": 5}] * 3))
+        sent += events
+        body = batch(*events, session_id=f"s-{index}", user={"id": "erin"})
+        project = client.post("/ingest", json=body, headers=headers()).get_json()["projectId"]
+    exported = client.get(f"/api/projects/{project}/users/erin/export", headers={"x-api-key": ADMIN})
+    document = json.loads(exported.get_data(as_text=True))
+    assert len(document["events"]) == 5 * 9 + 5 * 3
+    listed = client.get(f"/api/projects/{project}/events?limit=1000", headers={"x-api-key": QUERY_KEY}).get_json()
+    assert sorted(e["id"] for e in document["events"]) == sorted(e["id"] for e in listed["events"])
+    order = [(e["ts"], e["id"]) for e in document["events"]]
+    assert [ts for ts, _ in order] == sorted(ts for ts, _ in order)
