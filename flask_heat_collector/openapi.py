@@ -56,6 +56,15 @@ def _query_errors() -> Json:
     }
 
 
+def _admin_ok(description: str) -> Json:
+    """The 200 answer of an admin endpoint: a JSON object."""
+    return {
+        "description": description,
+        "headers": _COMMON_HEADERS,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+
+
 def _admin_errors() -> Json:
     return {
         "400": _error("Invalid id or header"),
@@ -534,17 +543,15 @@ def build_openapi() -> Json:
             "/api/projects/{projectId}/users/{userId}": {
                 "delete": {
                     "summary": "Erase a user's data (admin key): every answer afterwards as if never stored",
-                    "security": [{"queryKey": []}, {"queryBearer": []}],
+                    "security": query_security,
                     "description": "An admin key from HEAT_ADMIN_API_KEYS (query keys are refused). "
                     "userId is the SDK's/JWT's user id or the internal id.",
                     "parameters": [project, user, _param("dryRun", {"type": "string", "enum": ["true", "false"]})],
                     "responses": {
-                        "200": {
-                            "description": "{erased: {users, sessions, events}, verified} or, with dryRun, "
-                            "{found: {...}, dryRun: true}",
-                            "headers": _COMMON_HEADERS,
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
+                        "200": _admin_ok(
+                            "{erased: {users, sessions, events}, verified} or, with dryRun, "
+                            "{found: {...}, dryRun: true}"
+                        ),
                         **_admin_errors(),
                     },
                 }
@@ -552,14 +559,10 @@ def build_openapi() -> Json:
             "/api/projects/{projectId}/users/{userId}/export": {
                 "get": {
                     "summary": "Export a user's data (admin key): {user, users, sessions, events}, streamed",
-                    "security": [{"queryKey": []}, {"queryBearer": []}],
+                    "security": query_security,
                     "parameters": [project, user],
                     "responses": {
-                        "200": {
-                            "description": "The user, their sessions and events (rows as the events API answers)",
-                            "headers": _COMMON_HEADERS,
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
+                        "200": _admin_ok("The user, their sessions and events (rows as the events API answers)"),
                         **_admin_errors(),
                     },
                 }
@@ -567,15 +570,12 @@ def build_openapi() -> Json:
             "/api/purge": {
                 "post": {
                     "summary": "Apply HEAT_RETENTION_DAYS / HEAT_AGGREGATE_RETENTION_DAYS (an unscoped admin key)",
-                    "security": [{"queryKey": []}, {"queryBearer": []}],
+                    "security": query_security,
                     "parameters": [_param("dryRun", {"type": "string", "enum": ["true", "false"]})],
                     "responses": {
-                        "200": {
-                            "description": "{purged|found: {events, sessions, users, aggregates}, dryRun, rawBefore, "
-                            "aggregatesBefore}",
-                            "headers": _COMMON_HEADERS,
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
+                        "200": _admin_ok(
+                            "{purged|found: {events, sessions, users, aggregates}, dryRun, rawBefore, aggregatesBefore}"
+                        ),
                         "409": _error("No retention is configured"),
                         **_admin_errors(),
                     },

@@ -17,13 +17,13 @@ from sqlalchemy.engine import Connection
 
 from ..aggregates import DAY_MS, day_of, merge_pieces, pieces, rollup
 from ..ingest import path_key
-from .base import STORED_FIELDS, AggregateKey, ErasedCounts, Erasure, StoredEvent
+from .base import AggregateKey, ErasedCounts, Erasure, StoredEvent
 from .sql_ingest import IngestStatements, after_key, executemany
+from .sql_migrate import ROLLUP_FIELDS
 from .sql_schema import events, heat_aggregates, projects, sessions, users
 
 CHUNK = 1000
 _SCAN = 5000
-_ROLLUP_FIELDS = [events.c[name] if name not in ("meta_json", "data_json") else sa.null() for name in STORED_FIELDS]
 _PIECE_KEY = ("path_key", "type", "bucket_w", "bucket_h", "day")
 
 
@@ -79,7 +79,7 @@ def erased_events(conn: Connection, erasure: Erasure, uids: list[str], sids: lis
     clause = key_columns(erasure, uids, sids)
     after: tuple[int, int] | None = None
     while True:
-        stmt = sa.select(*_ROLLUP_FIELDS).where(clause)
+        stmt = sa.select(*ROLLUP_FIELDS).where(clause)
         if after is not None:
             stmt = stmt.where(after_key(after))
         page = list(conn.execute(stmt.order_by(events.c.ts, events.c.seq).limit(CHUNK)))
@@ -118,7 +118,7 @@ def delete_chunk(conn: Connection, st: IngestStatements, project_id: str, rows: 
 def rebuild_key_day(conn: Connection, st: IngestStatements, project_id: str, max_span: int, key: AggregateKey) -> None:
     """Replace the pieces of one key-day seen by this transaction by one computed from its rows."""
     start = key.day * DAY_MS
-    stmt = sa.select(*_ROLLUP_FIELDS).where(
+    stmt = sa.select(*ROLLUP_FIELDS).where(
         events.c.project_id == project_id,
         events.c.path_key == key.path_key,
         events.c.type == key.type,

@@ -192,7 +192,8 @@ def _move_legacy_events(conn: Connection, st: IngestStatements) -> None:
         conn.execute(sa.update(projects).where(projects.c.id == project).values(max_span=span))
 
 
-_ROLLUP_FIELDS = [events.c[name] if name not in ("meta_json", "data_json") else sa.null() for name in STORED_FIELDS]
+# Every stored column but the JSON ones: what the aggregates add up.
+ROLLUP_FIELDS = [events.c[name] if name not in ("meta_json", "data_json") else sa.null() for name in STORED_FIELDS]
 
 
 def rebuild_aggregates(conn: Connection, st: IngestStatements) -> int:
@@ -211,7 +212,7 @@ def _project_rows(conn: Connection, project_id: str) -> Iterator[StoredEvent]:
     """The project's events without their JSON, in (ts, seq) order, read in chunks."""
     after: tuple[int, int] | None = None
     while True:
-        stmt = sa.select(*_ROLLUP_FIELDS).where(events.c.project_id == project_id)
+        stmt = sa.select(*ROLLUP_FIELDS).where(events.c.project_id == project_id)
         if after is not None:
             stmt = stmt.where(after_key(after))
         chunk = [StoredEvent(*r) for r in conn.execute(stmt.order_by(events.c.ts, events.c.seq).limit(_CHUNK))]

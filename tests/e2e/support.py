@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -199,32 +199,6 @@ def collector_env(tmp: Path, **env: str) -> dict[str, str]:
     return base
 
 
-def _gunicorn_command(app: str, access_path: Path) -> list[str]:
-    import gunicorn.config  # type: ignore[import-untyped]
-
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-w",
-        str(WORKERS),
-        "-b",
-        "127.0.0.1:0",
-        "--chdir",
-        str(ROOT),
-        "--access-logfile",
-        str(access_path),
-        "--access-logformat",
-        ACCESS_FORMAT,
-        "--graceful-timeout",
-        "5",
-    ]
-    # gunicorn 24+ opens a control socket at a fixed path; parallel servers must not share it.
-    if any(setting.name == "control_socket_disable" for setting in gunicorn.config.KNOWN_SETTINGS):
-        command.append("--no-control-socket")
-    return [*command, app]
-
-
 def spawn_gunicorn(
     options: list[str], env: Mapping[str, str], log_path: Path, app: str = "flask_heat_collector.wsgi:create_app()"
 ) -> subprocess.Popen[bytes]:
@@ -252,20 +226,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def run_collector(tmp: Path, app: str = "flask_heat_collector.wsgi:create_app()", **env: str) -> Iterator[Collector]:
-    """``gunicorn -w 3 APP`` on a free loopback port, configured by ``HEAT_*`` variables; always stopped."""
-    try:
-        import gunicorn  # noqa: F401
-    except ImportError:
-        unavailable("gunicorn is not installed (pip install -e '.[test]')")
+def run_collector(
+    tmp: Path, app: str = "flask_heat_collector.wsgi:create_app()", *, config: Sequence[str] = (), **env: str
+) -> Iterator[Collector]:
+    """``gunicorn [CONFIG] -w 3 APP`` on a free loopback port, configured by ``HEAT_*`` variables; always stopped."""
     tmp.mkdir(parents=True, exist_ok=True)
     log_path, access_path = tmp / "gunicorn.log", tmp / "access.log"
     access_path.touch()
     full_env = collector_env(tmp, **env)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            _gunicorn_command(app, access_path), cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
-        )
+    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # a server of its own: never the caller's metrics
+    options = [
+        *config,
+        *("-w", str(WORKERS), "-b", "127.0.0.1:0", "--chdir", str(ROOT), "--graceful-timeout", "5"),
+        *("--access-logfile", str(access_path), "--access-logformat", ACCESS_FORMAT),
+    ]
+    process = spawn_gunicorn(options, full_env, log_path, app)
     try:
         url = _wait_listening(process, log_path)
         collector = Collector(url, process, log_path, access_path, full_env)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,18 +20,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .support import (
-    ACCESS_FORMAT,
     QUERY_KEY,
-    ROOT,
     WORKERS,
     Answer,
     Collector,
-    _stop,
-    _wait_listening,
-    _wait_ready,
-    collector_env,
     http,
-    spawn_gunicorn,
+    run_collector,
 )
 
 pytestmark = pytest.mark.e2e
@@ -44,40 +37,14 @@ KEYLESS = 5
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-@contextmanager
-def shipped_collector(tmp: Path, shipped: bool = True) -> Iterator[Collector]:
+def shipped_collector(tmp: Path, shipped: bool = True) -> Any:
     """The documented command with 3 workers, default storage (no Redis); always stopped.
 
     ``shipped=False``: a plain ``gunicorn -w 3`` without the configuration (SPEC 7's command).
+    The configuration's metrics directory goes under ``tmp`` (``TMPDIR``).
     """
-    tmp.mkdir(parents=True, exist_ok=True)
-    log_path, access_path = tmp / "gunicorn.log", tmp / "access.log"
-    access_path.touch()
-    env = collector_env(tmp, TMPDIR=str(tmp))  # the configuration's directory goes under tmp
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.pop("HEAT_RATE_LIMIT_STORAGE_URI", None)
-    options = [
-        *(["-c", "python:flask_heat_collector.gunicorn_conf"] if shipped else []),
-        "-w",
-        str(WORKERS),
-        "-b",
-        "127.0.0.1:0",
-        "--chdir",
-        str(ROOT),
-        "--access-logfile",
-        str(access_path),
-        "--access-logformat",
-        ACCESS_FORMAT,
-        "--graceful-timeout",
-        "5",
-    ]
-    process = spawn_gunicorn(options, env, log_path)
-    try:
-        collector = Collector(_wait_listening(process, log_path), process, log_path, access_path, env)
-        _wait_ready(collector)
-        yield collector
-    finally:
-        _stop(process)
+    config = ["-c", "python:flask_heat_collector.gunicorn_conf"] if shipped else []
+    return run_collector(tmp, config=config, TMPDIR=str(tmp))
 
 
 def _batch(index: int) -> dict[str, Any]:
