@@ -53,6 +53,11 @@ def fine_cell(x: int, y: int, width: int) -> int:
     return cy * RESOLUTION + cx
 
 
+def scroll_pct(depth: int) -> float:
+    """A stored scroll depth as a percent of the page (depths above 100 are hundredths of a percent)."""
+    return depth / 100 if depth > 100 else depth
+
+
 def add_counts(into: dict[int, int], counts: dict[int, int]) -> None:
     """Add ``counts`` to ``into``, key by key."""
     for key, count in counts.items():
@@ -115,7 +120,7 @@ class Stats:
                 cell = fine_cell(x, y, bucket_w)
                 self.cells[cell] = self.cells.get(cell, 0) + 1
 
-    def _combine(self, n: int, first_seq: int | None, max_y: int | None) -> None:
+    def combine(self, n: int, first_seq: int | None, max_y: int | None) -> None:
         self.n += n
         if first_seq is not None and (self.first_seq is None or first_seq < self.first_seq):
             self.first_seq = first_seq
@@ -123,13 +128,13 @@ class Stats:
             self.max_y = max_y
 
     def add_piece(self, piece: AggregateRow, *, blobs: bool = True) -> None:
-        self._combine(piece.n, piece.first_seq, piece.max_y)
+        self.combine(piece.n, piece.first_seq, piece.max_y)
         if blobs:
             add_pairs(self.cells, piece.cells)
             add_pairs(self.depths, piece.depths)
 
     def merge(self, other: Stats) -> None:
-        self._combine(other.n, other.first_seq, other.max_y)
+        self.combine(other.n, other.first_seq, other.max_y)
         add_counts(self.cells, other.cells)
         add_counts(self.depths, other.depths)
 

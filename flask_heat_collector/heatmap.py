@@ -24,9 +24,11 @@ from .aggregates import (
     items,
     merge_into,
     rollup,
+    scroll_pct,
 )
 from .ingest import js_round, parse_bucket
 from .listing import stored_events
+from .rageclicks import RAGECLICK, rage_clicks
 from .repositories.base import EventFilter, Reader, Repository
 
 DEFAULT_VIEWPORT = (1280, 720)
@@ -35,6 +37,7 @@ NOT_PLOTTABLE_WARNING = (
     "Use type=click|move|scroll or inspect /api/projects/:projectId/events."
 )
 Bucket = tuple[str, int, int]  # (type, bucket_w, bucket_h)
+Cells = tuple[dict[int, int], dict[int, int]]  # (cy * resolution + cx -> rows, scroll depth -> rows)
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def _raw(reader: Reader, flt: EventFilter, lo: int, hi: int, span: int) -> dict[
     return {(kind, bw, bh): stats for (_, kind, bw, bh), stats in rollup(rows, ts_range=(lo, hi), by_day=False).items()}
 
 
-class _Plan:
+class Plan:
     """What one heatmap request reads: whole days from aggregates, edges from raw rows."""
 
     def __init__(self, reader: Reader, flt: EventFilter) -> None:
@@ -90,7 +93,23 @@ class _Plan:
             merge_into(out, key, summary)
         return out
 
-    def fine_cells(self, types: tuple[str, ...], width: int) -> tuple[dict[int, int], dict[int, int]]:
+    def cells(self, types: tuple[str, ...], width: int | None, frame_w: int, resolution: int) -> Cells:
+        """Cells at ``resolution`` (``cy * resolution + cx``) and scroll depths of ``types`` rows
+        ``width`` wide (``None``: every width) on a ``frame_w`` frame."""
+        if width is None or RESOLUTION % resolution:
+            return self.raw_cells(types, width, frame_w, resolution)
+        fine, depths = self.fine_cells(types, width)
+        step = RESOLUTION // resolution
+        if step == 1:  # the aggregates' own cells
+            return fine, depths
+        counts: dict[int, int] = {}
+        for cell, count in fine.items():
+            cy, cx = divmod(cell, RESOLUTION)
+            key = cy // step * resolution + cx // step
+            counts[key] = counts.get(key, 0) + count
+        return counts, depths
+
+    def fine_cells(self, types: tuple[str, ...], width: int) -> Cells:
         """Cells at the aggregate resolution and scroll depths of ``types`` rows ``width`` wide."""
         cells: dict[int, int] = {}
         depths: dict[int, int] = {}
@@ -104,11 +123,9 @@ class _Plan:
                 add_counts(depths, stats.depths)
         return cells, depths
 
-    def raw_cells(
-        self, types: tuple[str, ...], width: int | None, frame_w: int, resolution: int
-    ) -> tuple[dict[tuple[int, int], int], dict[int, int]]:
+    def raw_cells(self, types: tuple[str, ...], width: int | None, frame_w: int, resolution: int) -> Cells:
         """Cells at ``resolution`` on a ``frame_w`` frame and scroll depths, binned from the raw rows."""
-        cells: dict[tuple[int, int], int] = {}
+        cells: dict[int, int] = {}
         depths: dict[int, int] = {}
         lo, hi = self.flt.ts_from, self.flt.ts_to
         assert lo is not None and hi is not None
@@ -125,16 +142,41 @@ class _Plan:
                         if row.scroll_depth is not None:
                             depths[row.scroll_depth] = depths.get(row.scroll_depth, 0) + 1
                     elif x is not None and y is not None:
-                        key = cell_of(x, y, frame_w, resolution)
-                        cells[key] = cells.get(key, 0) + 1
+                        cy, cx = cell_of(x, y, frame_w, resolution)
+                        cells[cy * resolution + cx] = cells.get(cy * resolution + cx, 0) + 1
         return cells, depths
 
 
-def _choose_bucket(summary: dict[Bucket, Stats]) -> str | None:
-    """The most common bucket; a tie goes to the bucket of the earliest stored row."""
+class _RagePlan:
+    """A ``type=rageclick`` request: the range's clicks that belong to rage bursts, from raw rows."""
+
+    def __init__(self, reader: Reader, flt: EventFilter) -> None:
+        self.clicks = list(rage_clicks(reader, flt))
+
+    def summary(self) -> dict[Bucket, Stats]:
+        out: dict[Bucket, Stats] = {}
+        for click in self.clicks:
+            key = (RAGECLICK, click.bucket_w, click.bucket_h)
+            stats = out.get(key)
+            if stats is None:
+                stats = out[key] = Stats()
+            stats.combine(1, click.seq, click.y)
+        return out
+
+    def cells(self, types: tuple[str, ...], width: int | None, frame_w: int, resolution: int) -> Cells:
+        counts: dict[int, int] = {}
+        for click in self.clicks:
+            if click.x is not None and click.y is not None and (width is None or click.bucket_w == width):
+                cy, cx = cell_of(click.x, click.y, frame_w, resolution)
+                counts[cy * resolution + cx] = counts.get(cy * resolution + cx, 0) + 1
+        return counts, {}
+
+
+def choose_bucket(summary: dict[Bucket, Stats], width: int | None = None) -> str | None:
+    """The most common bucket (of ``width`` when given); a tie goes to the bucket of the earliest stored row."""
     buckets: dict[tuple[int, int], tuple[int, int]] = {}  # bucket -> (rows, first seq)
     for (_, bw, bh), stats in summary.items():
-        if not stats.n:
+        if not stats.n or (width is not None and bw != width):
             continue
         rows, first = buckets.get((bw, bh), (0, stats.first_seq or 0))
         buckets[(bw, bh)] = (rows + stats.n, min(first, stats.first_seq or 0))
@@ -142,6 +184,38 @@ def _choose_bucket(summary: dict[Bucket, Stats]) -> str | None:
         return None
     bw, bh = min(buckets, key=lambda b: (-buckets[b][0], buckets[b][1]))
     return f"{bw}x{bh}"
+
+
+def frame_of(
+    summary: dict[Bucket, Stats], viewport_bucket: str | None, viewport_width: int | None
+) -> tuple[str, int, int]:
+    """The chosen bucket text and the frame ``(w, h)``: the bucket asked for, else the most common one
+    (of ``viewport_width`` when given; a width no row has gets the default height), else 1280x720."""
+    chosen = viewport_bucket or choose_bucket(summary, viewport_width)
+    parsed = parse_bucket(chosen)
+    if parsed is None and viewport_width is not None:
+        parsed = (viewport_width, DEFAULT_VIEWPORT[1])
+    vw, vh = parsed or DEFAULT_VIEWPORT
+    return chosen or f"{vw}x{vh}", vw, vh
+
+
+def other_viewports(summary: dict[Bucket, Stats], width: int) -> dict[str, int]:
+    """Rows per bucket width other than ``width`` (``meta.otherViewports``)."""
+    other: dict[str, int] = {}
+    for (_, bw, _), stats in summary.items():
+        if bw != width:
+            other[str(bw)] = other.get(str(bw), 0) + stats.n
+    return other
+
+
+def render_height(summary: dict[Bucket, Stats], types: tuple[str, ...], width: int | None, frame_h: int) -> int:
+    """The frame's height, or the largest y of the plotted non-scroll rows when lower on the page."""
+    tops = [
+        s.max_y
+        for (kind, bw, _), s in summary.items()
+        if kind in types and kind != "scroll" and (width is None or bw == width) and s.max_y is not None
+    ]
+    return max([frame_h, *tops])
 
 
 def build_heatmap(
@@ -152,9 +226,12 @@ def build_heatmap(
     resolution: int,
     viewport_bucket: str | None,
     viewports: str = "width",
+    viewport_width: int | None = None,
 ) -> Heatmap:
     """Aggregate the heatmap and shape the response body (memory bounded by the cells)."""
-    return repo.read(lambda reader: _build(reader, flt, requested_type, resolution, viewport_bucket, viewports))
+    return repo.read(
+        lambda reader: _build(reader, flt, requested_type, resolution, viewport_bucket, viewports, viewport_width)
+    )
 
 
 def _build(
@@ -164,8 +241,9 @@ def _build(
     resolution: int,
     viewport_bucket: str | None,
     viewports: str,
+    viewport_width: int | None,
 ) -> Heatmap:
-    plan = _Plan(reader, flt)
+    plan: Plan | _RagePlan = _RagePlan(reader, flt) if requested_type == RAGECLICK else Plan(reader, flt)
     everything = plan.summary()
     requested = requested_type or "click"
     resolved = requested
@@ -178,40 +256,21 @@ def _build(
         by_type[kind] = by_type.get(kind, 0) + stats.n
     total = sum(by_type.values())
 
-    chosen = viewport_bucket or _choose_bucket(summary)
-    vw, vh = parse_bucket(chosen) or DEFAULT_VIEWPORT
-    width_band = viewports == "width"
-    plotted_types = PLOTTABLE_TYPES if resolved == "all" else (resolved,) if resolved in PLOTTABLE_TYPES else ()
-    plotted_keys = [k for k in summary if k[0] in plotted_types and (not width_band or k[1] == vw)]
-    tops = [summary[k].max_y for k in plotted_keys if k[0] != "scroll"]
-    render_height = max([vh, *[y for y in tops if y is not None]])
-    other: dict[str, int] = {}
-    if width_band:
-        for (_, bw, _), stats in summary.items():
-            if bw != vw:
-                other[str(bw)] = other.get(str(bw), 0) + stats.n
+    chosen, vw, vh = frame_of(summary, viewport_bucket, viewport_width)
+    width = vw if viewports == "width" else None
+    plottable = (*PLOTTABLE_TYPES, RAGECLICK)
+    plotted_types = PLOTTABLE_TYPES if resolved == "all" else (resolved,) if resolved in plottable else ()
+    height = render_height(summary, plotted_types, width, vh)
+    other = other_viewports(summary, vw) if width is not None else {}
 
     counts: dict[int, int] = {}  # cy * resolution + cx -> rows
     depths: dict[int, int] = {}
     if total and plotted_types:
-        if width_band and RESOLUTION % resolution == 0:
-            fine, depths = plan.fine_cells(plotted_types, vw)
-            step = RESOLUTION // resolution
-            if step == 1:  # the aggregates' own cells
-                counts = fine
-            for cell, count in fine.items() if step > 1 else ():
-                cy, cx = divmod(cell, RESOLUTION)
-                key = cy // step * resolution + cx // step
-                counts[key] = counts.get(key, 0) + count
-        else:
-            raw, depths = plan.raw_cells(plotted_types, vw if width_band else None, vw, resolution)
-            for (cy, cx), count in raw.items():
-                counts[cy * resolution + cx] = count
+        counts, depths = plan.cells(plotted_types, width, vw, resolution)
     for depth, count in depths.items():
         if not count:
             continue
-        pct = (depth / 100 if depth > 100 else depth) / 100
-        key = max(0, cell_index(js_round(pct * render_height), vw, resolution)) * resolution
+        key = max(0, cell_index(js_round(scroll_pct(depth) / 100 * height), vw, resolution)) * resolution
         counts[key] = counts.get(key, 0) + count
 
     side = vw / resolution
@@ -232,7 +291,7 @@ def _build(
     meta: dict[str, Any] = {
         "resolution": resolution,
         "viewport": {"w": vw, "h": vh},
-        "renderHeight": render_height,
+        "renderHeight": height,
         "cell": {"w": side, "h": side},
         "total": total,
         "plotted": plotted,
@@ -240,7 +299,7 @@ def _build(
         "otherViewports": other,
         "requestedType": requested,
         "resolvedType": resolved,
-        "bucket": chosen or f"{vw}x{vh}",
+        "bucket": chosen,
         "plottableTypes": list(PLOTTABLE_TYPES),
         "typeBreakdown": by_type,
     }

@@ -25,11 +25,12 @@ def stored_events(
     ts_low: int | None,
     session_id: str | None = None,
     light: bool = False,
+    text: bool = False,
     first_page: int = _FIRST_PAGE,
 ) -> Iterator[StoredEvent]:
     """Every stored event of ``flt`` from ``ts_low`` on, in ``(ts, seq)`` order, fetched in growing pages.
 
-    ``light`` leaves out the JSON columns, path and selector (``None``).
+    ``light`` leaves out the JSON columns, path and selector (``None``); ``text`` keeps path and selector.
     """
     after: tuple[int, int] | None = None
     size = max(1, min(first_page, _MAX_PAGE))
@@ -37,7 +38,7 @@ def stored_events(
     # starts AT the last key, skipping the events of that key already given.
     given: set[str] = set()
     while True:
-        page = reader.scan(flt, ts_low=ts_low, after=after, limit=size, session_id=session_id, light=light)
+        page = reader.scan(flt, ts_low=ts_low, after=after, limit=size, session_id=session_id, light=light, text=text)
         key = after and (after[0], after[1] + 1)
         fresh = [e for e in page if not ((e.ts, e.seq) == key and e.event_id in given)]
         yield from fresh

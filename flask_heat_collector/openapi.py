@@ -6,7 +6,7 @@ from functools import cache
 from typing import Any
 
 from . import __version__
-from .schemas import EVENT_TYPES, MAX_ID, MAX_PATH, MAX_POINTS, MAX_TS, QUERY_TYPES
+from .schemas import EVENT_TYPES, HEATMAP_TYPES, MAX_ID, MAX_PATH, MAX_POINTS, MAX_TS, MAX_VIEWPORT_WIDTH, QUERY_TYPES
 
 Json = dict[str, Any]
 
@@ -345,6 +345,77 @@ def _components() -> Json:
                     "meta": {"type": "object", "required": ["count", "limit", "offset", "projectId", "requestedType"]},
                 },
             },
+            "Scrollmap": {
+                "type": "object",
+                "required": ["reach", "meta"],
+                "properties": {
+                    "reach": {
+                        "type": "array",
+                        "minItems": 21,
+                        "maxItems": 21,
+                        "items": {
+                            "type": "object",
+                            "required": ["depth", "sessions", "pct"],
+                            "properties": {
+                                "depth": {"type": "integer", "minimum": 0, "maximum": 100, "multipleOf": 5},
+                                "sessions": {"type": "integer", "minimum": 0},
+                                "pct": {"type": "number", "minimum": 0, "maximum": 100},
+                            },
+                        },
+                    },
+                    "meta": {
+                        "type": "object",
+                        "required": ["sessions", "foldPct", "viewport", "renderHeight", "bucket", "otherViewports"],
+                        "properties": {
+                            "sessions": {"type": "integer", "minimum": 0},
+                            "foldPct": {"type": "number", "minimum": 0, "maximum": 100},
+                            "otherViewports": {"type": "object", "additionalProperties": {"type": "integer"}},
+                        },
+                    },
+                },
+            },
+            "Elements": {
+                "type": "object",
+                "required": ["elements", "meta"],
+                "properties": {
+                    "elements": {
+                        "type": "array",
+                        "maxItems": 500,
+                        "items": {
+                            "type": "object",
+                            "required": ["selector", "clicks", "sessions", "rageClicks"],
+                            "properties": {
+                                "selector": {"type": "string"},
+                                "clicks": {"type": "integer", "minimum": 1},
+                                "sessions": {"type": "integer", "minimum": 1},
+                                "rageClicks": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                    },
+                    "meta": {"type": "object", "required": ["count", "total", "limit", "requestedType", "clicks"]},
+                },
+            },
+            "Paths": {
+                "type": "object",
+                "required": ["paths", "meta"],
+                "properties": {
+                    "paths": {
+                        "type": "array",
+                        "maxItems": 500,
+                        "items": {
+                            "type": "object",
+                            "required": ["path", "events", "sessions", "lastSeenAt"],
+                            "properties": {
+                                "path": {"type": "string"},
+                                "events": {"type": "integer", "minimum": 1},
+                                "sessions": {"type": "integer", "minimum": 1},
+                                "lastSeenAt": {"type": "integer"},
+                            },
+                        },
+                    },
+                    "meta": {"type": "object", "required": ["count", "total", "limit", "q"]},
+                },
+            },
             "SessionPage": {
                 "type": "object",
                 "required": ["sessions", "meta"],
@@ -394,6 +465,20 @@ def build_openapi() -> Json:
     user = _param("userId", _STR_ID, "path", True)
     time_params = [_param("from", _TIME), _param("to", _TIME)]
     type_param = _param("type", {"enum": list(QUERY_TYPES)})
+    path_param = _param("path", {"type": "string", "maxLength": MAX_PATH})
+    frame_params = [
+        _param("viewportBucket", {"type": "string", "pattern": r"^\d{1,6}x\d{1,6}$"}),
+        _param(
+            "viewportWidth",
+            {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_VIEWPORT_WIDTH,
+                "description": "the frame is the most common bucket of this width",
+            },
+        ),
+        _param("viewports", {"type": "string", "enum": ["width", "all"]}),
+    ]
     detail: Json = {
         "summary": "One session and its events",
         "security": query_security,
@@ -444,14 +529,48 @@ def build_openapi() -> Json:
                     "security": query_security,
                     "parameters": [
                         project,
-                        _param("path", {"type": "string", "maxLength": MAX_PATH}),
+                        path_param,
                         *time_params,
-                        type_param,
+                        _param("type", {"enum": list(HEATMAP_TYPES)}),
                         _param("resolution", {"type": "integer", "minimum": 8, "maximum": 1024}),
-                        _param("viewportBucket", {"type": "string", "pattern": r"^\d{1,6}x\d{1,6}$"}),
-                        _param("viewports", {"type": "string", "enum": ["width", "all"]}),
+                        *frame_params,
                     ],
                     "responses": {"200": _ok("Heatmap", "Points and meta"), **_query_errors()},
+                }
+            },
+            "/api/projects/{projectId}/scrollmap": {
+                "get": {
+                    "summary": "Share of the sessions that scrolled reaching each 5 % depth, and the fold",
+                    "security": query_security,
+                    "parameters": [project, path_param, *time_params, *frame_params],
+                    "responses": {"200": _ok("Scrollmap", "Reach and meta"), **_query_errors()},
+                }
+            },
+            "/api/projects/{projectId}/elements": {
+                "get": {
+                    "summary": "Clicked selectors, most clicked (or most rage-clicked) first",
+                    "security": query_security,
+                    "parameters": [
+                        project,
+                        path_param,
+                        *time_params,
+                        _param("type", {"type": "string", "enum": ["click", "rageclick"]}),
+                        _limit(50, 500),
+                    ],
+                    "responses": {"200": _ok("Elements", "Ranked elements"), **_query_errors()},
+                }
+            },
+            "/api/projects/{projectId}/paths": {
+                "get": {
+                    "summary": "Paths with events in the range, most events first",
+                    "security": query_security,
+                    "parameters": [
+                        project,
+                        *time_params,
+                        _param("q", {"type": "string", "maxLength": MAX_PATH, "description": "path prefix"}),
+                        _limit(100, 500),
+                    ],
+                    "responses": {"200": _ok("Paths", "Ranked paths"), **_query_errors()},
                 }
             },
             "/api/projects/{projectId}/events": {

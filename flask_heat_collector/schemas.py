@@ -17,6 +17,7 @@ from .fastload import GiveUp, Loader, NotCompilable, compile_loader
 
 EVENT_TYPES = ("click", "move", "scroll", "pageview", "custom", "input", "keyboard")
 QUERY_TYPES = ("all", *EVENT_TYPES)
+HEATMAP_TYPES = (*QUERY_TYPES, "rageclick")
 
 MAX_ID = 128
 MAX_PATH = 1024
@@ -26,6 +27,7 @@ MAX_OBJECT_DEPTH = 8
 MAX_POINTS = 2000
 MAX_COORD = 10_000_000
 MAX_TS = 10**14  # year 5138 in ms
+MAX_VIEWPORT_WIDTH = 999_999  # the widest "WxH" bucket a query names
 
 
 class Number(fields.Field[float]):
@@ -317,12 +319,33 @@ def _type() -> fields.String:
     return fields.String(validate=validate.OneOf(QUERY_TYPES))
 
 
-class HeatmapQuerySchema(_Base):
+class _FrameQuerySchema(_Base):
+    """The frame of a map: a bucket, or the most common bucket of a width; the width band or all."""
+
     path = _path()
-    type = _type()
-    resolution = fields.Integer(load_default=128, validate=validate.Range(min=8, max=1024))
     viewportBucket = fields.String(validate=validate.Regexp(r"^\d{1,6}x\d{1,6}$"))
+    viewportWidth = fields.Integer(validate=validate.Range(min=1, max=MAX_VIEWPORT_WIDTH))
     viewports = fields.String(load_default="width", validate=validate.OneOf(("width", "all")))
+
+
+class HeatmapQuerySchema(_FrameQuerySchema):
+    type = fields.String(validate=validate.OneOf(HEATMAP_TYPES))
+    resolution = fields.Integer(load_default=128, validate=validate.Range(min=8, max=1024))
+
+
+class ScrollmapQuerySchema(_FrameQuerySchema):
+    pass
+
+
+class ElementsQuerySchema(_Base):
+    path = _path()
+    type = fields.String(load_default="click", validate=validate.OneOf(("click", "rageclick")))
+    limit = _limit(50, 500)
+
+
+class PathsQuerySchema(_Base):
+    q = _path()
+    limit = _limit(100, 500)
 
 
 class EventsQuerySchema(_Base):

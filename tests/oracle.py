@@ -7,6 +7,7 @@ the most direct (slow, obviously correct) way, so that property tests can compar
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections import Counter
@@ -270,3 +271,116 @@ def events_page(
 def session_event_counts(rows: list[Row]) -> dict[str, int]:
     """``eventCount`` of each session in the sessions list: its stored rows (a move counts its points)."""
     return dict(Counter(r.session_id for r in rows))
+
+
+def _distance_ok(a: Row, b: Row) -> bool:
+    assert a.x is not None and a.y is not None and b.x is not None and b.y is not None
+    return math.hypot(a.x - b.x, a.y - b.y) <= 30
+
+
+def rage_rows(rows: list[Row]) -> list[Row]:
+    """Clicks in a burst of >= 3 clicks of one session within 1,000 ms and 30 px of the burst's first
+    click (SPEC §4). Each click, in (ts, storage) order, joins the earliest burst of its session whose
+    first click is close enough in time and space, else starts one."""
+    bursts: dict[str, list[list[Row]]] = {}
+    clicks = sorted(
+        (r for r in rows if r.type == "click" and r.x is not None and r.y is not None), key=lambda r: (r.ts, r.seq)
+    )
+    for click in clicks:
+        mine = bursts.setdefault(click.session_id, [])
+        for burst in mine:
+            if click.ts - burst[0].ts <= 1000 and _distance_ok(click, burst[0]):
+                burst.append(click)
+                break
+        else:
+            mine.append([click])
+    return [r for mine in bursts.values() for burst in mine if len(burst) >= 3 for r in burst]
+
+
+def rage_heatmap(
+    rows: list[Row], *, path: str | None = None, ts_from: int = 0, ts_to: int, **params: Any
+) -> dict[str, Any]:
+    """``GET /heatmap?type=rageclick``: the heatmap of the rage clicks among the range's clicks."""
+    clicks = [r for r in rows if _matches(r, path, ts_from, ts_to, "click")]
+    rage = [dataclasses.replace(r, type="rageclick") for r in rage_rows(clicks)]
+    return heatmap(rage, path=path, ts_from=ts_from, ts_to=ts_to, type="rageclick", **params)
+
+
+def scrollmap(
+    rows: list[Row], *, path: str | None = None, ts_from: int = 0, ts_to: int, viewports: str = "width"
+) -> dict[str, Any]:
+    """``GET /scrollmap``: the share of the sessions that scrolled (in the band) reaching each 5 % depth.
+
+    The frame is the heatmap's of type ``all``; foldPct = 100 * frame.h / renderHeight."""
+    frame = heatmap(rows, path=path, ts_from=ts_from, ts_to=ts_to, type="all", viewports=viewports)["meta"]
+    fw = frame["viewport"]["w"]
+    deepest: dict[str, float] = {}
+    for r in rows:
+        if not _matches(r, path, ts_from, ts_to, "scroll") or r.scroll_depth is None:
+            continue
+        if viewports == "width" and r.bucket[0] != fw:
+            continue
+        pct = min(100.0, r.scroll_depth / 100 if r.scroll_depth > 100 else float(r.scroll_depth))
+        deepest[r.session_id] = max(deepest.get(r.session_id, -1.0), pct)
+    total = len(deepest)
+    reach = []
+    for depth in range(0, 101, 5):
+        n = len([s for s, pct in deepest.items() if pct >= depth])
+        reach.append({"depth": depth, "sessions": n, "pct": 100 * n / total if total else 0})
+    meta = {
+        "sessions": total,
+        "foldPct": 100 * frame["viewport"]["h"] / frame["renderHeight"],
+        "viewport": frame["viewport"],
+    }
+    return {"reach": reach, "meta": meta}
+
+
+def elements(
+    rows: list[Row],
+    *,
+    path: str | None = None,
+    ts_from: int | None = None,
+    ts_to: int | None = None,
+    type: str = "click",
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """``GET /elements``: clicked selectors with clicks, sessions and rage clicks."""
+    clicks = [r for r in rows if _matches(r, path, ts_from, ts_to, "click")]
+    rage = Counter(r.selector for r in rage_rows(clicks))
+    found = []
+    for selector in {r.selector for r in clicks if r.selector}:
+        mine = [r for r in clicks if r.selector == selector]
+        found.append(
+            {
+                "selector": selector,
+                "clicks": len(mine),
+                "sessions": len({r.session_id for r in mine}),
+                "rageClicks": rage[selector],
+            }
+        )
+    if type == "rageclick":
+        found = [e for e in found if e["rageClicks"]]
+        found.sort(key=lambda e: (-e["rageClicks"], -e["clicks"], e["selector"]))
+    else:
+        found.sort(key=lambda e: (-e["clicks"], e["selector"]))
+    return found[:limit]
+
+
+def paths(
+    rows: list[Row], *, ts_from: int | None = None, ts_to: int | None = None, q: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """``GET /paths``: paths with rows in the range (starting with ``q``), most rows first."""
+    matched = [r for r in rows if _matches(r, None, ts_from, ts_to, None) and (not q or r.path.startswith(q))]
+    found = []
+    for path in {r.path for r in matched}:
+        mine = [r for r in matched if r.path == path]
+        found.append(
+            {
+                "path": path,
+                "events": len(mine),
+                "sessions": len({r.session_id for r in mine}),
+                "lastSeenAt": max(r.ts for r in mine),
+            }
+        )
+    found.sort(key=lambda p: (-p["events"], p["path"]))
+    return found[:limit]

@@ -280,10 +280,12 @@ class Reader(ABC):
         limit: int,
         session_id: str | None = None,
         light: bool = False,
+        text: bool = False,
     ) -> list[StoredEvent]:
         """Events of ``flt`` (project, path, types; ``ts`` at most ``flt.ts_to``, at least ``ts_low``)
         in ``(ts, seq)`` order, after the key ``after``; at most ``limit``. ``light`` reads neither
-        the JSON columns nor path and selector (they are ``None``)."""
+        the JSON columns nor path and selector (they are ``None``); ``text`` reads path and selector
+        even then."""
 
     @abstractmethod
     def fetch(self, project_id: str, event_ids: list[str]) -> list[StoredEvent]:

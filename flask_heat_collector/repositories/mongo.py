@@ -88,6 +88,7 @@ UNAUTHORIZED = 13
 _UPSERT_ATTEMPTS = 3
 _NO_ID = {"_id": 0}
 _LIGHT = {"_id": 0, "path": 0, "selector": 0, "metaJson": 0, "dataJson": 0}
+_TEXT = {"_id": 0, "metaJson": 0, "dataJson": 0}
 _BY_TS = [("ts", 1), ("seq", 1)]
 _CHUNK = 5000
 _LOCK_SECONDS = 60.0  # a compaction lock older than this belongs to a process that died
@@ -834,6 +835,7 @@ class _MongoReader(Reader):
         limit: int,
         session_id: str | None = None,
         light: bool = False,
+        text: bool = False,
     ) -> list[StoredEvent]:
         match = _match(flt)
         if session_id is not None:
@@ -850,7 +852,7 @@ class _MongoReader(Reader):
             match["$or"] = [{"ts": {"$gt": after[0]}}, {"ts": after[0], "seq": {"$gt": after[1]}}]
         if ts:
             match["ts"] = ts
-        projection = _LIGHT if light else _NO_ID
+        projection = (_TEXT if text else _LIGHT) if light else _NO_ID
         cursor = self.repo._coll("events").find(match, projection, sort=_BY_TS, limit=limit)
         return [_stored(doc) for doc in cursor]
 

@@ -72,8 +72,10 @@ T = TypeVar("T")
 _RETRY_CODES = {1213, 1205}
 _RETRY_SQLSTATES = {"40001", "40P01"}
 _STORED_COLUMNS = [events.c[name] for name in STORED_FIELDS]
-_HEAVY = ("path", "selector", "meta_json", "data_json")
+_JSON_FIELDS = ("meta_json", "data_json")
+_HEAVY = ("path", "selector", *_JSON_FIELDS)
 _LIGHT_COLUMNS = [sa.null() if name in _HEAVY else events.c[name] for name in STORED_FIELDS]
+_TEXT_COLUMNS = [sa.null() if name in _JSON_FIELDS else events.c[name] for name in STORED_FIELDS]
 _AGGREGATE_KEY = ("project_id", "path_key", "day", "type", "bucket_w", "bucket_h")
 
 
@@ -691,6 +693,7 @@ class _SqlReader(Reader):
         limit: int,
         session_id: str | None = None,
         light: bool = False,
+        text: bool = False,
     ) -> list[StoredEvent]:
         clauses: list[Any] = [events.c.project_id == flt.project_id]
         if session_id is not None:
@@ -705,7 +708,7 @@ class _SqlReader(Reader):
             clauses.append(events.c.ts <= flt.ts_to)
         if after is not None:
             clauses.append(after_key(after))
-        columns = _LIGHT_COLUMNS if light else _STORED_COLUMNS
+        columns = (_TEXT_COLUMNS if text else _LIGHT_COLUMNS) if light else _STORED_COLUMNS
         stmt = sa.select(*columns).where(*clauses).order_by(events.c.ts, events.c.seq).limit(limit)
         return [StoredEvent(*row) for row in self.conn.execute(stmt)]
 

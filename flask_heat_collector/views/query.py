@@ -1,4 +1,4 @@
-"""The query API: heatmap, events, sessions, session detail and metrics."""
+"""The query API: heatmap, scroll map, elements, paths, events, sessions, session detail and metrics."""
 
 from __future__ import annotations
 
@@ -17,8 +17,17 @@ from ..extension import get_state
 from ..heatmap import build_heatmap, heatmap_json
 from ..listing import event_page
 from ..openapi import build_openapi
+from ..reports import elements, paths, scrollmap
 from ..repositories.base import EventFilter, Session, SessionQuery
-from ..schemas import EventsQuerySchema, HeatmapQuerySchema, SessionDetailQuerySchema, SessionsQuerySchema
+from ..schemas import (
+    ElementsQuerySchema,
+    EventsQuerySchema,
+    HeatmapQuerySchema,
+    PathsQuerySchema,
+    ScrollmapQuerySchema,
+    SessionDetailQuerySchema,
+    SessionsQuerySchema,
+)
 from ..serialize import event_json, session_json
 from . import common
 
@@ -26,6 +35,9 @@ _HEATMAP = HeatmapQuerySchema()
 _EVENTS = EventsQuerySchema()
 _SESSIONS = SessionsQuerySchema()
 _DETAIL = SessionDetailQuerySchema()
+_SCROLLMAP = ScrollmapQuerySchema()
+_ELEMENTS = ElementsQuerySchema()
+_PATHS = PathsQuerySchema()
 MAX_ID_PARAM = 128
 MAX_DETAILS = 50  # SPEC 5: error details are bounded
 
@@ -94,20 +106,26 @@ def _json(body: dict[str, Any], **headers: str) -> Response:
     return common.no_store(response)
 
 
-def heatmap(project_id: str) -> Response:
-    query = _load(_HEATMAP)
+def _map_range(project_id: str, path: str | None) -> EventFilter:
+    """The filter of a map: ``from`` defaults to 0 and ``to`` to now, checked after the defaults."""
     start, end = _time_range(require_order=False)
     start = 0 if start is None else start
     end = int(time.time() * 1000) if end is None else end
     if start > end:
         raise ApiError(400, "invalid_time_range", "Query param 'from' must be less than or equal to 'to'.")
+    return EventFilter(project_id=_check_id(project_id, "projectId"), path=path, ts_from=start, ts_to=end)
+
+
+def heatmap(project_id: str) -> Response:
+    query = _load(_HEATMAP)
     result = build_heatmap(
         get_state().repository,
-        EventFilter(project_id=_check_id(project_id, "projectId"), path=query.get("path"), ts_from=start, ts_to=end),
+        _map_range(project_id, query.get("path")),
         requested_type=query.get("type"),
         resolution=query["resolution"],
         viewport_bucket=query.get("viewportBucket"),
         viewports=query["viewports"],
+        viewport_width=query.get("viewportWidth"),
     )
     meta = result.meta
     response = Response(heatmap_json(result), mimetype="application/json")
@@ -116,6 +134,34 @@ def heatmap(project_id: str) -> Response:
     response.headers["X-Requested-Type"] = meta["requestedType"]
     response.headers["X-Resolved-Type"] = meta["resolvedType"]
     return common.no_store(response)
+
+
+def project_scrollmap(project_id: str) -> Response:
+    query = _load(_SCROLLMAP)
+    body = scrollmap(
+        get_state().repository,
+        _map_range(project_id, query.get("path")),
+        viewports=query["viewports"],
+        viewport_bucket=query.get("viewportBucket"),
+        viewport_width=query.get("viewportWidth"),
+    )
+    return _json(body, X_Result_Count=str(body["meta"]["sessions"]))
+
+
+def project_elements(project_id: str) -> Response:
+    query = _load(_ELEMENTS)
+    start, end = _time_range()
+    flt = EventFilter(_check_id(project_id, "projectId"), query.get("path"), start, end)
+    body = elements(get_state().repository, flt, requested_type=query["type"], limit=query["limit"])
+    return _json(body, X_Total_Count=str(body["meta"]["count"]))
+
+
+def project_paths(project_id: str) -> Response:
+    query = _load(_PATHS)
+    start, end = _time_range()
+    flt = EventFilter(_check_id(project_id, "projectId"), None, start, end)
+    body = paths(get_state().repository, flt, prefix=query.get("q") or None, limit=query["limit"])
+    return _json(body, X_Total_Count=str(body["meta"]["count"]))
 
 
 def project_events(project_id: str) -> Response:
@@ -286,6 +332,9 @@ def create_api_blueprint() -> Blueprint:
     bp.before_request(_require_key)
     bp.after_request(_cors)
     bp.add_url_rule("/api/projects/<project_id>/heatmap", view_func=heatmap)
+    bp.add_url_rule("/api/projects/<project_id>/scrollmap", view_func=project_scrollmap)
+    bp.add_url_rule("/api/projects/<project_id>/elements", view_func=project_elements)
+    bp.add_url_rule("/api/projects/<project_id>/paths", view_func=project_paths)
     bp.add_url_rule("/api/projects/<project_id>/events", view_func=project_events)
     bp.add_url_rule("/api/projects/<project_id>/sessions", view_func=project_sessions)
     bp.add_url_rule("/api/projects/<project_id>/sessions/<session_id>", view_func=project_session_detail)

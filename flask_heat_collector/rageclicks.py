@@ -1,0 +1,83 @@
+"""Rage clicks (SPEC §4): the clicks of one session that make a burst of at least three within
+1,000 ms and 30 px of the burst's first click, each click in one burst at most. Backend-free, from
+the raw click rows of a range."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+
+from .listing import stored_events
+from .repositories.base import EventFilter, Reader, StoredEvent
+
+RAGECLICK = "rageclick"
+MIN_CLICKS = 3
+WINDOW_MS = 1000
+RADIUS_PX = 30
+_SWEEP_EVERY = 4096  # clicks between sweeps of the bursts of sessions that stopped clicking
+
+Burst = list[StoredEvent]
+
+
+def rage_clicks(reader: Reader, flt: EventFilter, *, text: bool = False) -> Iterator[StoredEvent]:
+    """The clicks of ``flt`` (path, ``from``..``to``) that belong to rage bursts.
+
+    ``text`` reads each click's path and selector too (never its JSON).
+    """
+    clicks = stored_events(reader, replace(flt, types=("click",)), ts_low=flt.ts_from, light=True, text=text)
+    return in_bursts(clicks)
+
+
+def in_bursts(clicks: Iterable[StoredEvent]) -> Iterator[StoredEvent]:
+    """The clicks, given in ``(ts, seq)`` order, that belong to a burst of at least :data:`MIN_CLICKS`.
+
+    A click joins the oldest open burst of its session whose first click is at most
+    :data:`WINDOW_MS` earlier and :data:`RADIUS_PX` away, else opens a burst of its own. A burst
+    closes once its window has passed, so memory holds only the last second of each session.
+    Clicks without coordinates belong to no burst.
+    """
+    bursts: dict[str, list[Burst]] = {}
+    seen = 0
+    for click in clicks:
+        x, y = click.x, click.y
+        if x is None or y is None:
+            continue
+        live: list[Burst] = []
+        for burst in bursts.get(click.session_id, ()):
+            if click.ts - burst[0].ts > WINDOW_MS:
+                if len(burst) >= MIN_CLICKS:
+                    yield from burst
+            else:
+                live.append(burst)
+        for burst in live:
+            first = burst[0]
+            assert first.x is not None and first.y is not None
+            if (x - first.x) ** 2 + (y - first.y) ** 2 <= RADIUS_PX**2:
+                burst.append(click)
+                break
+        else:
+            live.append([click])
+        bursts[click.session_id] = live
+        seen += 1
+        if seen % _SWEEP_EVERY == 0:
+            yield from _sweep(bursts, click.ts)
+    for live in bursts.values():
+        for burst in live:
+            if len(burst) >= MIN_CLICKS:
+                yield from burst
+
+
+def _sweep(bursts: dict[str, list[Burst]], now: int) -> Iterator[StoredEvent]:
+    """Close every burst whose window ended before ``now``; forget sessions with none open."""
+    for session_id in list(bursts):
+        live = []
+        for burst in bursts[session_id]:
+            if now - burst[0].ts > WINDOW_MS:
+                if len(burst) >= MIN_CLICKS:
+                    yield from burst
+            else:
+                live.append(burst)
+        if live:
+            bursts[session_id] = live
+        else:
+            del bursts[session_id]
