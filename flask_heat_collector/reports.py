@@ -1,8 +1,9 @@
-"""Scroll reach, element and path rankings (SPEC §4), backend-free, from the raw rows of a range.
+"""Scroll reach, element and path rankings (SPEC §4), backend-free on top of the Reader.
 
 The frame of a scroll map (bucket, width band, render height) is chosen as the heatmap of all
-types chooses it, from the same aggregates; the reach itself and the rankings read the range's
-rows once, without their JSON, keeping one entry per session, element or path.
+types chooses it, from the same aggregates; each session's deepest scroll and each path's totals
+are grouped by the database; the moves cut by an edge of the range are added from their points.
+Element rankings read the range's clicks once (without their JSON) for the rage-click bursts.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .aggregates import PLOTTABLE_TYPES, items, scroll_pct
+from .aggregates import PLOTTABLE_TYPES, items
 from .heatmap import Plan, frame_of, other_viewports, render_height
 from .listing import stored_events
 from .rageclicks import RAGECLICK, in_bursts
@@ -40,17 +41,11 @@ def _scrollmap(
     chosen, vw, vh = frame_of(summary, viewport_bucket, viewport_width)
     width = vw if viewports == "width" else None
     height = render_height(summary, PLOTTABLE_TYPES, width, vh)
-    deepest: dict[str, float] = {}  # session -> deepest scroll (percent of the page)
-    for row in stored_events(reader, replace(flt, types=("scroll",)), ts_low=flt.ts_from, light=True):
-        if row.scroll_depth is None or (width is not None and row.bucket_w != width):
-            continue
-        pct = min(100.0, scroll_pct(row.scroll_depth))
-        if pct > deepest.get(row.session_id, -1.0):
-            deepest[row.session_id] = pct
+    deepest = [min(100.0, pct) for pct in reader.deepest_scrolls(flt, width)]
     sessions = len(deepest)
     reach = []
     for depth in range(0, 101, SCROLL_STEP):
-        count = sum(1 for pct in deepest.values() if pct >= depth)
+        count = sum(1 for pct in deepest if pct >= depth)
         reach.append({"depth": depth, "sessions": count, "pct": 100 * count / sessions if sessions else 0})
     meta = {
         "sessions": sessions,
@@ -115,13 +110,6 @@ def _elements(reader: Reader, flt: EventFilter, requested_type: str, limit: int)
     return {"elements": rows, "meta": meta}
 
 
-@dataclass
-class _Path:
-    events: int
-    sessions: set[str]
-    last_seen: int
-
-
 def paths(repo: Repository, flt: EventFilter, *, prefix: str | None, limit: int) -> dict[str, Any]:
     """``{paths: [{path, events, sessions, lastSeenAt}], meta}``: paths with rows in the range (those
     starting with ``prefix``), most rows first; a move counts one row per point, as everywhere."""
@@ -129,26 +117,44 @@ def paths(repo: Repository, flt: EventFilter, *, prefix: str | None, limit: int)
 
 
 def _paths(reader: Reader, flt: EventFilter, prefix: str | None, limit: int) -> dict[str, Any]:
-    lo = flt.ts_from
-    hi = flt.ts_to
-    ts_low = None if lo is None else lo - reader.max_span(flt.project_id)
-    found: dict[str, _Path] = {}
-    for row in stored_events(reader, flt, ts_low=ts_low, light=True, text=True):
-        if row.path is None or (prefix and not row.path.startswith(prefix)):
-            continue
-        times = [ts for _, ts, _, _ in items(row) if (lo is None or ts >= lo) and (hi is None or ts <= hi)]
-        if not times:
-            continue
-        entry = found.get(row.path)
-        if entry is None:
-            found[row.path] = _Path(len(times), {row.session_id}, max(times))
-        else:
-            entry.events += len(times)
-            entry.sessions.add(row.session_id)
-            entry.last_seen = max(entry.last_seen, *times)
-    ranked = sorted(found.items(), key=lambda item: (-item[1].events, item[0]))
-    rows = [
-        {"path": path, "events": p.events, "sessions": len(p.sessions), "lastSeenAt": p.last_seen}
-        for path, p in ranked[:limit]
-    ]
+    lo, hi = flt.ts_from, flt.ts_to
+    found = {t.path: [t.rows, t.sessions, t.last_seen] for t in reader.path_totals(flt.project_id, lo, hi)}
+    # Moves cut by an edge of the range count their points inside it, and their session once.
+    pairs: set[tuple[str, str]] = set()
+    for move in _cut_moves(reader, flt):
+        assert move.path is not None
+        times = [ts for _, ts, _, _ in items(move) if (lo is None or ts >= lo) and (hi is None or ts <= hi)]
+        if times:
+            entry = found.setdefault(move.path, [0, 0, times[0]])
+            entry[0] += len(times)
+            entry[2] = max(entry[2], *times)
+            pairs.add((move.path, move.session_id))
+    counted = reader.session_paths(flt.project_id, lo, hi, sorted({s for _, s in pairs}))
+    for path, _ in pairs - counted:
+        found[path][1] += 1
+    ranked = sorted(
+        (item for item in found.items() if not prefix or item[0].startswith(prefix)),
+        key=lambda item: (-item[1][0], item[0]),
+    )
+    rows = [{"path": path, "events": n, "sessions": s, "lastSeenAt": last} for path, (n, s, last) in ranked[:limit]]
     return {"paths": rows, "meta": {"count": len(rows), "total": len(ranked), "limit": limit, "q": prefix}}
+
+
+def _cut_moves(reader: Reader, flt: EventFilter) -> Iterator[StoredEvent]:
+    """The moves with points on both sides of ``from`` or of ``to`` (each move once)."""
+    lo, hi = flt.ts_from, flt.ts_to
+    if lo is None and hi is None:
+        return
+    span = reader.max_span(flt.project_id)
+    if not span:
+        return
+    moves = replace(flt, types=("move",))
+    if lo is not None:  # starting before lo, ending at or after it
+        before = replace(moves, ts_to=lo - 1)
+        yield from (
+            m for m in stored_events(reader, before, ts_low=lo - span, light=True, text=True) if m.ts + m.span >= lo
+        )
+    if hi is not None:  # starting inside the range (or after lo's moves), ending after hi
+        low = hi - span if lo is None else max(lo, hi - span)
+        found = stored_events(reader, moves, ts_low=low, light=True, text=True)
+        yield from (m for m in found if m.ts + m.span > hi)

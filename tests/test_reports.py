@@ -186,6 +186,9 @@ def test_paths_by_hand(client: FlaskClient, project: str) -> None:
     # pageviews of a and b and the first clicks of a and c.
     late = get(client, url, **{"from": T + 20_400, "to": T + 21_000})
     assert late["paths"] == [{"path": "/", "events": 2, "sessions": 1, "lastSeenAt": T + 21_000}]
+    # a's move is cut by `to` (one point inside) and a has a click inside too: a counts once.
+    cut = get(client, url, **{"from": T + 5_000, "to": T + 20_400})
+    assert cut["paths"] == [{"path": "/", "events": 5, "sessions": 2, "lastSeenAt": T + 20_000}]
     early = get(client, url, **{"from": T, "to": T + 99})
     assert early["paths"] == [{"path": "/", "events": 4, "sessions": 3, "lastSeenAt": T}]
 

@@ -267,6 +267,15 @@ class Project:
     created_at: int
 
 
+class PathTotal(NamedTuple):
+    """What the events of one path wholly inside a range add up to."""
+
+    path: str
+    rows: int  # a move counts its points
+    sessions: int
+    last_seen: int  # the latest row's ts
+
+
 class Reader(ABC):
     """Reads that see one snapshot of the database (one transaction where the backend has them)."""
 
@@ -302,6 +311,22 @@ class Reader(ABC):
     ) -> list[AggregateRow]:
         """Aggregate pieces of the days ``days[0]..days[1]``; with ``blobs=(types, bucket_w)`` only the
         pieces of those types and width, with their cells and depths (else without them)."""
+
+    @abstractmethod
+    def path_totals(self, project_id: str, ts_from: int | None, ts_to: int | None) -> list[PathTotal]:
+        """Per path, the events whose rows all lie in ``ts_from..ts_to`` (``None``: open), grouped by
+        the database."""
+
+    @abstractmethod
+    def session_paths(
+        self, project_id: str, ts_from: int | None, ts_to: int | None, session_ids: list[str]
+    ) -> set[tuple[str, str]]:
+        """``(path, session id)`` of these sessions' events whose rows all lie in the range."""
+
+    @abstractmethod
+    def deepest_scrolls(self, flt: EventFilter, width: int | None) -> list[float]:
+        """Each session's deepest scroll row of ``flt`` (``ts_from..ts_to``; of bucket width ``width``
+        when given), as a percent of the page (a depth above 100 is hundredths of a percent)."""
 
     @abstractmethod
     def max_span(self, project_id: str) -> int:

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from itertools import groupby
 from types import SimpleNamespace
 from typing import Any, TypeVar
@@ -34,6 +35,7 @@ from .base import (
     EventFilter,
     EventRow,
     IngestResult,
+    PathTotal,
     Project,
     PurgeCounts,
     Reader,
@@ -187,6 +189,19 @@ def _session(doc: Mapping[str, Any]) -> Session:
 
 def _project(doc: Mapping[str, Any]) -> Project:
     return Project(id=str(doc["id"]), key=str(doc["key"]), name=str(doc["name"]), created_at=int(doc["createdAt"]))
+
+
+def _inside(ts_from: int | None, ts_to: int | None) -> Doc:
+    """Events whose rows all lie in ``ts_from..ts_to`` (a move: from its first to its last point)."""
+    ts: Doc = {}
+    if ts_from is not None:
+        ts["$gte"] = ts_from
+    if ts_to is not None:
+        ts["$lt"] = ts_to + 1  # see _MongoReader.scan
+    found: Doc = {"ts": ts} if ts else {}
+    if ts_to is not None:
+        found["$expr"] = {"$lte": [{"$add": ["$ts", "$span"]}, ts_to]}
+    return found
 
 
 def _match(flt: EventFilter) -> Doc:
@@ -859,6 +874,49 @@ class _MongoReader(Reader):
     def fetch(self, project_id: str, event_ids: list[str]) -> list[StoredEvent]:
         match = {"projectId": project_id, "eventId": {"$in": event_ids}}
         return [_stored(doc) for doc in self.repo._coll("events").find(match, _NO_ID)]
+
+    def path_totals(self, project_id: str, ts_from: int | None, ts_to: int | None) -> list[PathTotal]:
+        pipeline: list[Doc] = [
+            {"$match": {"projectId": project_id, **_inside(ts_from, ts_to)}},
+            {
+                "$group": {
+                    "_id": {"k": "$pathKey", "path": "$path", "s": "$sessionId"},
+                    "rows": {"$sum": "$rowCount"},
+                    "last": {"$max": {"$add": ["$ts", "$span"]}},
+                }
+            },
+            {
+                "$group": {
+                    "_id": {"k": "$_id.k", "path": "$_id.path"},
+                    "rows": {"$sum": "$rows"},
+                    "sessions": {"$sum": 1},
+                    "last": {"$max": "$last"},
+                }
+            },
+        ]
+        found = self.repo._aggregate("events", pipeline)
+        return [PathTotal(d["_id"]["path"], int(d["rows"]), int(d["sessions"]), int(d["last"])) for d in found]
+
+    def session_paths(
+        self, project_id: str, ts_from: int | None, ts_to: int | None, session_ids: list[str]
+    ) -> set[tuple[str, str]]:
+        if not session_ids:
+            return set()
+        match = {"projectId": project_id, "sessionId": {"$in": session_ids}, **_inside(ts_from, ts_to)}
+        pipeline: list[Doc] = [
+            {"$match": match},
+            {"$group": {"_id": {"k": "$pathKey", "path": "$path", "s": "$sessionId"}}},
+        ]
+        return {(d["_id"]["path"], d["_id"]["s"]) for d in self.repo._aggregate("events", pipeline)}
+
+    def deepest_scrolls(self, flt: EventFilter, width: int | None) -> list[float]:
+        match = {**_match(replace(flt, types=("scroll",))), **_inside(flt.ts_from, flt.ts_to)}
+        match["scrollDepth"] = {"$ne": None}
+        if width is not None:
+            match["bucketW"] = width
+        pct = {"$cond": [{"$gt": ["$scrollDepth", 100]}, {"$divide": ["$scrollDepth", 100]}, "$scrollDepth"]}
+        pipeline: list[Doc] = [{"$match": match}, {"$group": {"_id": "$sessionId", "deepest": {"$max": pct}}}]
+        return [float(d["deepest"]) for d in self.repo._aggregate("events", pipeline)]
 
     def aggregates(
         self,

@@ -29,6 +29,7 @@ from .base import (
     EventFilter,
     EventRow,
     IngestResult,
+    PathTotal,
     Project,
     PurgeCounts,
     Reader,
@@ -77,6 +78,16 @@ _HEAVY = ("path", "selector", *_JSON_FIELDS)
 _LIGHT_COLUMNS = [sa.null() if name in _HEAVY else events.c[name] for name in STORED_FIELDS]
 _TEXT_COLUMNS = [sa.null() if name in _JSON_FIELDS else events.c[name] for name in STORED_FIELDS]
 _AGGREGATE_KEY = ("project_id", "path_key", "day", "type", "bucket_w", "bucket_h")
+
+
+def _inside(ts_from: int | None, ts_to: int | None) -> list[Any]:
+    """Events whose rows all lie in ``ts_from..ts_to`` (a move: from its first to its last point)."""
+    clauses: list[Any] = []
+    if ts_from is not None:
+        clauses.append(events.c.ts >= ts_from)
+    if ts_to is not None:
+        clauses += [events.c.ts <= ts_to, events.c.ts + events.c.span <= ts_to]
+    return clauses
 
 
 class _Raced(Exception):
@@ -750,6 +761,40 @@ class _SqlReader(Reader):
             )
             for r in self.conn.execute(stmt)
         ]
+
+    def path_totals(self, project_id: str, ts_from: int | None, ts_to: int | None) -> list[PathTotal]:
+        t = events.c
+        stmt = (
+            sa.select(
+                t.path, sa.func.sum(t.row_count), sa.func.count(sa.distinct(t.session_id)), sa.func.max(t.ts + t.span)
+            )
+            .where(t.project_id == project_id, *_inside(ts_from, ts_to))
+            .group_by(t.path_key, t.path)
+        )
+        return [PathTotal(r[0], int(r[1]), int(r[2]), int(r[3])) for r in self.conn.execute(stmt)]
+
+    def session_paths(
+        self, project_id: str, ts_from: int | None, ts_to: int | None, session_ids: list[str]
+    ) -> set[tuple[str, str]]:
+        t = events.c
+        stmt = (
+            sa.select(t.path, t.session_id)
+            .where(t.project_id == project_id, t.session_id.in_(session_ids), *_inside(ts_from, ts_to))
+            .group_by(t.path_key, t.path, t.session_id)
+        )
+        return {(r[0], r[1]) for r in self.conn.execute(stmt)} if session_ids else set()
+
+    def deepest_scrolls(self, flt: EventFilter, width: int | None) -> list[float]:
+        t = events.c
+        pct = sa.case((t.scroll_depth > 100, t.scroll_depth / sa.literal(100.0)), else_=t.scroll_depth)
+        clauses = [t.project_id == flt.project_id, t.type == "scroll", t.scroll_depth.is_not(None)]
+        if flt.path is not None:
+            clauses += [t.path_key == path_key(flt.path), t.path == flt.path]
+        if width is not None:
+            clauses.append(t.bucket_w == width)
+        clauses += _inside(flt.ts_from, flt.ts_to)
+        stmt = sa.select(sa.func.max(pct)).where(*clauses).group_by(t.session_id)
+        return [float(r[0]) for r in self.conn.execute(stmt)]
 
     def max_span(self, project_id: str) -> int:
         found = self.conn.execute(sa.select(projects.c.max_span).where(projects.c.id == project_id)).scalar()
