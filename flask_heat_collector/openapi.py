@@ -392,7 +392,7 @@ def _components() -> Json:
                             },
                         },
                     },
-                    "meta": {"type": "object", "required": ["count", "total", "limit", "requestedType", "clicks"]},
+                    "meta": {"type": "object", "required": ["count", "total", "limit", "requestedType"]},
                 },
             },
             "Paths": {

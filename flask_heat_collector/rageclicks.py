@@ -20,9 +20,8 @@ Burst = list[StoredEvent]
 
 
 def rage_clicks(reader: Reader, flt: EventFilter, *, text: bool = False) -> Iterator[StoredEvent]:
-    """The clicks of ``flt`` (path, ``from``..``to``) that belong to rage bursts.
-
-    ``text`` reads each click's path and selector too (never its JSON).
+    """The clicks of ``flt`` (path, ``from``..``to``) that belong to rage bursts, from one read of
+    the range's clicks in time order. ``text`` reads each click's path and selector too (never its JSON).
     """
     clicks = stored_events(reader, replace(flt, types=("click",)), ts_low=flt.ts_from, light=True, text=text)
     return in_bursts(clicks)

@@ -9,13 +9,13 @@ Element rankings read the range's clicks once (without their JSON) for the rage-
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from .aggregates import PLOTTABLE_TYPES, items
 from .heatmap import Plan, frame_of, other_viewports, render_height
 from .listing import stored_events
-from .rageclicks import RAGECLICK, in_bursts
+from .rageclicks import RAGECLICK, rage_clicks
 from .repositories.base import EventFilter, Reader, Repository, StoredEvent
 
 SCROLL_STEP = 5  # reach is reported at every 5 % of the page
@@ -59,13 +59,6 @@ def _scrollmap(
     return {"reach": reach, "meta": meta}
 
 
-@dataclass
-class _Element:
-    clicks: int = 0
-    rage: int = 0
-    sessions: set[str] = field(default_factory=set)
-
-
 def elements(repo: Repository, flt: EventFilter, *, requested_type: str, limit: int) -> dict[str, Any]:
     """``{elements: [{selector, clicks, sessions, rageClicks}], meta}``: clicked selectors, most
     clicked first (``rageclick``: only those with rage clicks, most rage clicks first)."""
@@ -73,40 +66,20 @@ def elements(repo: Repository, flt: EventFilter, *, requested_type: str, limit: 
 
 
 def _elements(reader: Reader, flt: EventFilter, requested_type: str, limit: int) -> dict[str, Any]:
-    found: dict[str, _Element] = {}
-
-    def counted(clicks: Iterator[StoredEvent]) -> Iterator[StoredEvent]:
-        for click in clicks:
-            if click.selector:
-                element = found.get(click.selector)
-                if element is None:
-                    element = found[click.selector] = _Element()
-                element.clicks += 1
-                element.sessions.add(click.session_id)
-            yield click
-
-    clicks = stored_events(reader, replace(flt, types=("click",)), ts_low=flt.ts_from, light=True, text=True)
-    for click in in_bursts(counted(clicks)):
+    rage: dict[str, int] = {}
+    for click in rage_clicks(reader, flt, text=True):
         if click.selector:
-            found[click.selector].rage += 1
-    ranked = sorted(
-        (item for item in found.items() if requested_type != RAGECLICK or item[1].rage),
-        key=lambda item: (
-            ((-item[1].rage, -item[1].clicks) if requested_type == RAGECLICK else (-item[1].clicks,)) + (item[0],)
-        ),
-    )
-    rows = [
-        {"selector": selector, "clicks": e.clicks, "sessions": len(e.sessions), "rageClicks": e.rage}
-        for selector, e in ranked[:limit]
+            rage[click.selector] = rage.get(click.selector, 0) + 1
+    found = [
+        (selector, clicks, sessions, rage.get(selector, 0))
+        for selector, clicks, sessions in reader.selector_totals(flt)
     ]
-    meta = {
-        "count": len(rows),
-        "total": len(ranked),
-        "limit": limit,
-        "requestedType": requested_type,
-        "path": flt.path,
-        "clicks": sum(e.clicks for e in found.values()),
-    }
+    if requested_type == RAGECLICK:
+        found = sorted((e for e in found if e[3]), key=lambda e: (-e[3], -e[1], e[0]))
+    else:
+        found.sort(key=lambda e: (-e[1], e[0]))
+    rows = [{"selector": s, "clicks": c, "sessions": n, "rageClicks": r} for s, c, n, r in found[:limit]]
+    meta = {"count": len(rows), "total": len(found), "limit": limit, "requestedType": requested_type, "path": flt.path}
     return {"elements": rows, "meta": meta}
 
 

@@ -90,6 +90,19 @@ def _inside(ts_from: int | None, ts_to: int | None) -> list[Any]:
     return clauses
 
 
+def _clicks(flt: EventFilter) -> list[Any]:
+    """The clicks of ``flt``: its project and path, ``ts`` in ``ts_from..ts_to`` (clicks have no span)."""
+    t = events.c
+    clauses: list[Any] = [t.project_id == flt.project_id, t.type == "click"]
+    if flt.path is not None:
+        clauses += [t.path_key == path_key(flt.path), t.path == flt.path]
+    if flt.ts_from is not None:
+        clauses.append(t.ts >= flt.ts_from)
+    if flt.ts_to is not None:
+        clauses.append(t.ts <= flt.ts_to)
+    return clauses
+
+
 class _Raced(Exception):
     """Another transaction stored some of this batch's events meanwhile: store it again."""
 
@@ -783,6 +796,12 @@ class _SqlReader(Reader):
             .group_by(t.path_key, t.path, t.session_id)
         )
         return {(r[0], r[1]) for r in self.conn.execute(stmt)} if session_ids else set()
+
+    def selector_totals(self, flt: EventFilter) -> list[tuple[str, int, int]]:
+        t = events.c
+        clauses = [*_clicks(flt), t.selector.is_not(None), t.selector != ""]
+        stmt = sa.select(t.selector, sa.func.count(), sa.func.count(sa.distinct(t.session_id))).where(*clauses)
+        return [(r[0], int(r[1]), int(r[2])) for r in self.conn.execute(stmt.group_by(t.selector))]
 
     def deepest_scrolls(self, flt: EventFilter, width: int | None) -> list[float]:
         t = events.c
