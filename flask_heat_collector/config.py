@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import secrets
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +108,25 @@ def _url_prefix(key: str, value: Any) -> str:
     return text
 
 
+def _site_url(key: str, value: Any) -> str | None:
+    """An absolute http(s) URL without query or fragment, without its trailing slash (paths are appended)."""
+    text = _as_str(key, value).strip()
+    if not text:
+        return None
+    parts = urllib.parse.urlsplit(text)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # a port that is not a number from 0 to 65535
+        port_ok = False
+    extras = parts.username or parts.password or parts.query or parts.fragment
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok or extras:
+        raise ConfigurationError(
+            f"{key} must be an absolute http:// or https:// URL without user, query or fragment, "
+            f"such as https://shop.example.com; got {value!r}"
+        )
+    return text.rstrip("/")
+
+
 def _algorithms(key: str, value: Any) -> tuple[str, ...]:
     algs = _as_str_tuple(key, value)
     bad = [a for a in algs if a.lower() == "none" or a.upper().startswith("HS")]
@@ -169,6 +189,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_MAX_EVENTS_PER_BATCH", 1000, _as_positive_int),
     Key("HEAT_REGISTERED_PROJECTS_ONLY", False, _as_bool),
     Key("HEAT_VIEWER_ENABLED", False, _as_bool),
+    Key("HEAT_VIEWER_SITE_URL", None, _site_url),
     Key("HEAT_AGGREGATE_COMPACT_SECONDS", 10, _as_non_negative_int),
     Key("HEAT_NEW_PROJECTS_PER_IP", "10 per hour", _rate_limit),
     Key("HEAT_QUERY_ALLOWED_ORIGINS", (), _query_origins),
@@ -206,6 +227,7 @@ class Settings:
     max_events_per_batch: int
     registered_projects_only: bool
     viewer_enabled: bool
+    viewer_site_url: str | None
     aggregate_compact_seconds: int
     new_projects_per_ip: str
     query_allowed_origins: tuple[str, ...]

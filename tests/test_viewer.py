@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_heat_collector import HeatCollector
+from flask_heat_collector import ConfigurationError, HeatCollector
+from flask_heat_collector.config import unknown_names
 
 from .helpers import Server, batch, event, headers
 
@@ -56,29 +57,98 @@ def test_viewer_page_when_enabled(make_viewer_app: Callable[..., Flask]) -> None
     assert response.mimetype == "text/html"
     page = response.get_data(as_text=True)
     assert 'data-api-base="/api"' in page
+    assert 'data-page-base=""' in page  # the host app's own pages, at the path chosen
     assert '<canvas id="heatmap"' in page
-    for control in ('id="api-key"', 'id="project-id"', 'id="path"', 'id="type"', 'id="resolution"'):
-        assert control in page
+    controls = ("api-key", "project-id", "path", "path-options", "type", "band", "from", "to", "resolution")
+    for control in (*controls, "show-page", "export", "elements", "sessions", "sessions-next", "timeline"):
+        assert f'id="{control}"' in page, control
+    assert '<option value="rageclick">' in page
+    assert 'name="view" value="scroll"' in page
+    # The framed page may not run scripts (its SDK would record the viewer's visits).
+    assert '<iframe id="page-frame"' in page and 'sandbox="allow-same-origin"' in page
     # The page carries no data and no key: everything comes through the key-protected API.
     assert QUERY_KEY not in page
     assert response.headers["Cache-Control"] == "no-store"
-    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
-    assert "connect-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Heat-Collector"] == "heat-collector"
     assert response.headers["X-Request-Id"]
+
+
+def csp(response: Any) -> dict[str, str]:
+    """The Content-Security-Policy header as {directive: sources}."""
+    directives = (part.strip().split(" ", 1) for part in response.headers["Content-Security-Policy"].split(";"))
+    return {name: sources for name, sources in directives}
+
+
+def test_viewer_content_security_policy(make_viewer_app: Callable[..., Flask]) -> None:
+    policy = csp(make_viewer_app(HEAT_VIEWER_ENABLED=True).test_client().get("/viewer"))
+    assert policy == {
+        "default-src": "'none'",
+        "script-src": "'self'",
+        "style-src": "'self'",
+        "connect-src": "'self'",
+        "img-src": "'self' data:",
+        "frame-src": "'self'",
+        "base-uri": "'none'",
+        "form-action": "'none'",
+        "frame-ancestors": "'none'",
+    }
+
+
+def test_viewer_site_url_frames_the_site(make_viewer_app: Callable[..., Flask]) -> None:
+    client = make_viewer_app(
+        HEAT_VIEWER_ENABLED=True, HEAT_VIEWER_SITE_URL="https://shop.example.com:8443/store/"
+    ).test_client()
+    response = client.get("/viewer")
+    assert 'data-page-base="https://shop.example.com:8443/store"' in response.get_data(as_text=True)
+    policy = csp(response)
+    # Only the site's origin is added, and only as a frame source.
+    assert policy["frame-src"] == "'self' https://shop.example.com:8443"
+    assert policy["connect-src"] == "'self'" and policy["script-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'"
+
+
+def test_viewer_site_url_is_a_known_key(make_viewer_app: Callable[..., Flask]) -> None:
+    app = make_viewer_app(HEAT_VIEWER_SITE_URL="http://localhost:5000")
+    assert app.extensions["heat_collector"].settings.viewer_site_url == "http://localhost:5000"
+    assert unknown_names(["HEAT_VIEWER_SITE_URL"]) == {}
+    assert make_viewer_app(HEAT_VIEWER_SITE_URL="").extensions["heat_collector"].settings.viewer_site_url is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "shop.example.com",
+        "/pricing",
+        "ftp://shop.example.com",
+        "javascript:alert(1)",
+        "https://",
+        "https://shop.example.com/?utm=1",
+        "https://shop.example.com/#top",
+        "https://user:secret@shop.example.com",
+        "https://shop.example.com:99999",
+        42,
+    ],
+)
+def test_viewer_site_url_is_validated(make_viewer_app: Callable[..., Flask], value: Any) -> None:
+    with pytest.raises(ConfigurationError, match="HEAT_VIEWER_SITE_URL"):
+        make_viewer_app(HEAT_VIEWER_SITE_URL=value)
 
 
 def test_viewer_assets_are_served(make_viewer_app: Callable[..., Flask]) -> None:
     client = make_viewer_app(HEAT_VIEWER_ENABLED=True).test_client()
     page = client.get("/viewer").get_data(as_text=True)
-    assert 'src="/viewer/static/viewer.js"' in page
     assert 'href="/viewer/static/viewer.css"' in page
-    script = client.get("/viewer/static/viewer.js")
-    assert script.status_code == 200
-    assert script.mimetype == "text/javascript"
-    assert b"x-api-key" in script.data
+    for name in ("viewer.js", "viewer-frame.js", "viewer-export.js", "viewer-app.js"):
+        assert f'src="/viewer/static/{name}"' in page
+        script = client.get(f"/viewer/static/{name}")
+        assert script.status_code == 200, name
+        assert script.mimetype == "text/javascript"
+        script.close()
+    app_script = client.get("/viewer/static/viewer-app.js")
+    assert b"x-api-key" in app_script.data
+    app_script.close()
     assert client.get("/viewer/static/viewer.css").status_code == 200
-    script.close()
 
 
 def test_viewer_follows_the_url_prefix(make_viewer_app: Callable[..., Flask]) -> None:
@@ -143,6 +213,7 @@ def test_viewer_draws_an_answer_ten_million_pixels_tall(
 ) -> None:
     """One click at y = 10,000,000 made the page fail (getImageData: out of memory); now it is left out and said."""
     app = make_viewer_app(HEAT_VIEWER_ENABLED=True)
+    app.add_url_rule("/", "home", lambda: "<!doctype html><title>Home</title><p>The page under the map.</p>")
     normal = [event("click", x=300, y=200), event("click", x=900, y=600), event("click", x=600, y=1500)]
     tall = batch(event("click", x=600, y=10_000_000), *normal)
     answer = app.test_client().post("/ingest", json=tall, headers=headers())

@@ -251,9 +251,14 @@ def test_viewer_draws_the_heatmap(run: Run, browser: Any) -> None:
         rows = page.locator("#sessions tbody tr")
         assert rows.count() == 1
         assert rows.first.get_attribute("data-session-id") == session_id
-        assert rows.first.locator("td").first.get_attribute("title") == session_id
+        assert session_id in (rows.first.locator("td").first.get_attribute("title") or "")
+        assert rows.first.locator("td").first.inner_text() == "user-e2e"  # the SDK's user id, not the internal one
         assert PAGE_PATH in rows.first.locator("td.paths").inner_text()
         assert page.input_value("#path") == PAGE_PATH
+        # The page is on the test site's origin and HEAT_VIEWER_SITE_URL is not set here: the viewer
+        # frames the collector's own /index.html, which answers 404, says so and draws on the grid.
+        page.wait_for_function("() => document.body.dataset.frame === 'error'")
+        assert "answered HTTP 404" in page.inner_text("#frame-note")
         assert "(click)" in page.inner_text("#status")
         assert _hot_pixels(page, "#heatmap") > 0
 
@@ -269,7 +274,10 @@ def test_viewer_draws_the_heatmap(run: Run, browser: Any) -> None:
         api = [r for r in requests if r.url.startswith(f"{collector.url}/api/")]
         assert api and all(r.headers.get("x-api-key") == QUERY_KEY for r in api)
         others = {r.url.split("#")[0].removeprefix(collector.url) for r in requests if r not in api}
-        assert others <= {"/viewer", "/viewer/static/viewer.js", "/viewer/static/viewer.css"}
+        scripts = {
+            f"/viewer/static/{name}" for name in ("viewer.js", "viewer-frame.js", "viewer-export.js", "viewer-app.js")
+        }
+        assert others <= {"/viewer", "/viewer/static/viewer.css", PAGE_PATH, *scripts}
 
         # A wrong key shows the API's refusal, nothing else.
         page.goto(f"{collector.url}/viewer#key=wrong-key&project={run.project_id}")

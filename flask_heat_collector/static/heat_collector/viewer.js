@@ -1,8 +1,8 @@
-/* Heatmap viewer of flask-heat-collector.
+/* Heatmap viewer of flask-heat-collector: the drawing functions (window.HeatViewer).
  *
- * Everything comes from the query API, with the key the user typed (or passed as #key=...) sent as
- * x-api-key. `window.HeatViewer.drawHeatmap(canvas, heatmap)` is usable on its own, e.g. to lay a
- * heatmap over the tracked page itself.
+ * Usable on their own, e.g. `HeatViewer.drawHeatmap(canvas, heatmap, {backdrop: false})` lays a
+ * heatmap over the tracked page itself. The viewer page adds viewer-frame.js (the page under the
+ * map), viewer-export.js (PNG export) and viewer-app.js (the page's controls and panels).
  */
 (function () {
   "use strict";
@@ -24,6 +24,33 @@
     return palette;
   }
 
+  /** The colour of `share` (0 to 1) on the density palette, as [r, g, b]. */
+  function paletteColour(share) {
+    const colours = densityPalette();
+    const at = 4 * Math.max(0, Math.min(255, Math.round(share * 255)));
+    return [colours[at], colours[at + 1], colours[at + 2]];
+  }
+
+  /** The dashed fold line at `y` (the bottom of the first screen), with its label. */
+  function drawFold(ctx, y, width, scale) {
+    const px = 1 / (scale || 1);  // one screen pixel, whatever the board's scale
+    ctx.save();
+    ctx.strokeStyle = "#4a5568";
+    ctx.lineWidth = 2 * px;
+    ctx.setLineDash([8 * px, 6 * px]);
+    ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(width, y); ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.font = `${Math.round(12 * px)}px system-ui, sans-serif`;
+    const label = "fold";
+    const w = ctx.measureText(label).width + 8 * px;
+    ctx.fillStyle = "rgba(255, 255, 255, 0.85)";
+    ctx.fillRect(4 * px, y - 18 * px, w, 16 * px);
+    ctx.fillStyle = "#1d2430";
+    ctx.fillText(label, 8 * px, y - 6 * px);
+    ctx.restore();
+  }
+
+  /** The grid drawn when there is no page under the map (canvas px = page px). */
   function drawBackdrop(ctx, meta, width, height) {
     ctx.fillStyle = "#fafbfc";
     ctx.fillRect(0, 0, width, height);
@@ -99,17 +126,20 @@
   /**
    * Draw `heatmap` (the body of GET /api/projects/<id>/heatmap) on `canvas`, one canvas pixel per
    * page pixel: points are page coordinates; the canvas stays within LIMITS (see `layout`).
-   * `options.backdrop === false` leaves the canvas transparent (an overlay). Returns the largest
-   * cell count drawn.
+   * `options.backdrop === false` leaves the canvas transparent (an overlay); `options.fold` then
+   * still draws the fold line (`options.scale`: the board's scale, for its width). Returns the
+   * largest cell count drawn.
    */
   function drawHeatmap(canvas, heatmap, options) {
     const { meta } = heatmap;
+    const opts = options || {};
     const { width, height, radius, drawn: points } = layout(heatmap);
     canvas.width = width;
     canvas.height = height;
     const ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, width, height);
-    if (!options || options.backdrop !== false) drawBackdrop(ctx, meta, width, height);
+    if (opts.backdrop !== false) drawBackdrop(ctx, meta, width, height);
+    else if (opts.fold && meta.viewport.h < height) drawFold(ctx, meta.viewport.h, width, opts.scale);
     if (!points.length) return 0;
 
     let max = 1;
@@ -156,188 +186,100 @@
     return max;
   }
 
-  function shortId(id) {
-    if (!id) return "—";
-    return id.length > 13 ? `${id.slice(0, 8)}…` : id;
-  }
 
-  function formatTime(ms) {
-    return new Date(ms).toISOString().replace("T", " ").slice(5, 19);  // MM-DD hh:mm:ss, UTC
-  }
-
-  function start() {
-    const $ = (id) => document.getElementById(id);
-    const apiBase = document.body.dataset.apiBase;
-    const KEY_STORE = "flask-heat-collector:viewer-key";
-    const state = { key: "", project: "", wantedPath: null };
-
-    function status(text, isError) {
-      $("status").textContent = text;
-      $("status").classList.toggle("error", Boolean(isError));
-    }
-
-    async function api(path, params) {
-      const url = new URL(apiBase + path, location.href);
-      for (const [name, value] of Object.entries(params || {})) {
-        if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, String(value));
-      }
-      const response = await fetch(url, {
-        headers: { "x-api-key": state.key, accept: "application/json" },
-        cache: "no-store",
-        credentials: "omit",
-      });
-      let body = null;
-      try {
-        body = await response.json();
-      } catch (err) {
-        body = null;
-      }
-      if (!response.ok) {
-        throw new Error(body && body.message ? `${body.code}: ${body.message}` : `HTTP ${response.status}`);
-      }
-      return body;
-    }
-
-    const projectPath = (suffix) => `/projects/${encodeURIComponent(state.project)}${suffix}`;
-
-    async function pageviews() {
-      const found = [];
-      for (let offset = 0; offset < 5000; offset += 1000) {
-        const body = await api(projectPath("/events"), { type: "pageview", limit: 1000, offset });
-        found.push(...body.events);
-        if (body.events.length < 1000) break;
-      }
-      return found;
-    }
-
-    function renderSessions(sessions, pathsBySession) {
-      const tbody = $("sessions").querySelector("tbody");
-      tbody.replaceChildren();
-      for (const s of sessions) {
-        const row = document.createElement("tr");
-        row.dataset.sessionId = s.sessionId;
-        const paths = [...(pathsBySession.get(s.sessionId) || [])];
-        const cells = [shortId(s.sessionId), shortId(s.userId), formatTime(s.startedAt), formatTime(s.lastSeenAt),
-                       String(s.eventCount), paths.join(", ")];
-        const titles = [s.sessionId, s.userId || "", new Date(s.startedAt).toISOString(),
-                        new Date(s.lastSeenAt).toISOString(), "", ""];
-        cells.forEach((text, index) => {
-          const cell = document.createElement("td");
-          cell.textContent = text;
-          if (titles[index]) cell.title = titles[index];
-          if (index === 5) cell.className = "paths";
-          row.append(cell);
-        });
-        row.addEventListener("click", () => {
-          for (const other of tbody.querySelectorAll("tr.selected")) other.classList.remove("selected");
-          row.classList.add("selected");
-          $("path").value = s.firstPath;
-          run(draw);
-        });
-        tbody.append(row);
-      }
-      $("session-count").textContent = `(${sessions.length})`;
-    }
-
-    function setPaths(paths) {
-      const select = $("path");
-      const previous = state.wantedPath ?? select.value;
-      select.replaceChildren();
-      const all = document.createElement("option");
-      all.value = "";
-      all.textContent = "(all paths)";
-      select.append(all);
-      for (const path of paths) {
-        const option = document.createElement("option");
-        option.value = path;
-        option.textContent = path;
-        select.append(option);
-      }
-      select.value = paths.includes(previous) ? previous : (paths[0] ?? "");
-      state.wantedPath = null;
-    }
-
-    async function loadProject() {
-      status("Loading sessions…");
-      renderSessions([], new Map());
-      drawHeatmap($("heatmap"), { points: [], meta: { viewport: { w: 0, h: 0 }, renderHeight: 0, resolution: 1 } });
-      delete document.body.dataset.heatmapPoints;
-      $("cut-note").hidden = true;
-      const [body, views] = await Promise.all([api(projectPath("/sessions"), { limit: 200 }), pageviews()]);
-      const pathsBySession = new Map();
-      const remember = (sessionId, path) => {
-        if (!pathsBySession.has(sessionId)) pathsBySession.set(sessionId, new Set());
-        pathsBySession.get(sessionId).add(path);
-      };
-      for (const s of body.sessions) remember(s.sessionId, s.firstPath);
-      for (const e of views) remember(e.sessionId, e.path);
-      renderSessions(body.sessions, pathsBySession);
-      const paths = new Set();
-      for (const set of pathsBySession.values()) for (const path of set) paths.add(path);
-      setPaths([...paths].sort());
-      await draw();
-    }
-
-    async function draw() {
-      if (!state.key || !state.project) return;
-      const heatmap = await api(projectPath("/heatmap"), {
-        path: $("path").value,
-        type: $("type").value,
-        resolution: $("resolution").value,
-      });
-      const max = drawHeatmap($("heatmap"), heatmap);
-      const meta = heatmap.meta;
-      $("legend-max").textContent = String(max);
-      status(`${meta.plotted} of ${meta.total} events plotted (${meta.resolvedType}), viewport ${meta.bucket}, `
-             + `${heatmap.points.length} cells` + (meta.warning ? `. ${meta.warning}` : "."));
-      const cut = describeCut(heatmap);
-      $("cut-note").textContent = cut;
-      $("cut-note").hidden = !cut;
-      document.body.dataset.heatmapPoints = String(heatmap.points.length);
-    }
-
-    async function run(action) {
-      try {
-        await action();
-      } catch (err) {
-        status(err.message, true);
-        document.body.dataset.heatmapPoints = "error";
-      }
-    }
-
-    // #key=...&project=...&path=... ; the key is taken out of the address bar at once.
-    function readFragment() {
-      const fragment = new URLSearchParams(location.hash.replace(/^#/, ""));
-      state.key = fragment.get("key") || sessionStorage.getItem(KEY_STORE) || "";
-      state.project = fragment.get("project") || "";
-      state.wantedPath = fragment.get("path");
-      if (fragment.has("key")) {
-        sessionStorage.setItem(KEY_STORE, state.key);
-        fragment.delete("key");
-        const rest = fragment.toString();
-        history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
-      }
-      $("api-key").value = state.key;
-      $("project-id").value = state.project;
-    }
-
-    $("connect").addEventListener("submit", (event) => {
-      event.preventDefault();
-      state.key = $("api-key").value.trim();
-      state.project = $("project-id").value.trim();
-      sessionStorage.setItem(KEY_STORE, state.key);
-      history.replaceState(null, "", `${location.pathname}${location.search}#project=${encodeURIComponent(state.project)}`);
-      run(loadProject);
+  /**
+   * Draw the scroll reach of `scrollmap` (the body of GET .../scrollmap) on `canvas`: one band per
+   * 5 % of the page (of `meta.renderHeight`, the height the map spans), coloured by the share of
+   * sessions whose deepest scroll reached the band's top, labelled with that share, and the fold at
+   * `meta.foldPct`. Options: `width` (page px), `scale` (the board's, so labels stay readable),
+   * `backdrop` (false: transparent, over the page). Returns the bands drawn: [{depth, pct, top, height}].
+   */
+  function drawScrollReach(canvas, scrollmap, options) {
+    const { reach, meta } = scrollmap;
+    const opts = options || {};
+    const width = Math.min(LIMITS.width, Math.max(1, Math.round(opts.width || meta.viewport.w)));
+    const pageHeight = Math.max(1, meta.renderHeight || meta.viewport.h);
+    const height = Math.min(pageHeight, LIMITS.height, Math.floor(LIMITS.pixels / width));
+    canvas.width = width;
+    canvas.height = height;
+    const ctx = canvas.getContext("2d");
+    ctx.clearRect(0, 0, width, height);
+    if (opts.backdrop !== false) drawBackdrop(ctx, { viewport: { h: Infinity } }, width, height);
+    const px = 1 / (opts.scale || 1);
+    const sorted = [...reach].sort((a, b) => a.depth - b.depth);
+    const bands = [];
+    sorted.forEach((step, index) => {
+      const next = sorted[index + 1];
+      if (!next) return;  // depth 100 is the bottom edge, not a band
+      const top = Math.round(step.depth / 100 * pageHeight);
+      const bottom = Math.round(next.depth / 100 * pageHeight);
+      if (top >= height) return;
+      const [r, g, b] = paletteColour(step.pct / 100);
+      ctx.fillStyle = `rgba(${r}, ${g}, ${b}, 0.38)`;
+      ctx.fillRect(0, top, width, Math.min(bottom, height) - top);
+      ctx.strokeStyle = "rgba(29, 36, 48, 0.25)";
+      ctx.lineWidth = px;
+      ctx.beginPath(); ctx.moveTo(0, top); ctx.lineTo(width, top); ctx.stroke();
+      bands.push({ depth: step.depth, pct: step.pct, top, height: bottom - top });
     });
-    for (const id of ["path", "type", "resolution"]) $(id).addEventListener("change", () => run(draw));
-    window.addEventListener("hashchange", () => {
-      readFragment();
-      if (state.key && state.project) run(loadProject);
-    });
-    readFragment();
-    if (state.key && state.project) run(loadProject);
+    // Labels after every band, so none is painted over; at most one per 22 screen px.
+    ctx.font = `bold ${Math.round(12 * px)}px system-ui, sans-serif`;
+    let lastLabel = -Infinity;
+    for (const band of bands) {
+      const y = band.top + Math.min(band.height, 40 * px) / 2 + 5 * px;
+      if (y - lastLabel < 22 * px || y > height) continue;
+      lastLabel = y;
+      const label = `${formatPct(band.pct)} reached ${band.depth}%`;
+      const w = ctx.measureText(label).width + 10 * px;
+      const x = width - w - 8 * px;
+      ctx.fillStyle = "rgba(255, 255, 255, 0.9)";
+      ctx.fillRect(x, y - 13 * px, w, 18 * px);
+      ctx.fillStyle = "#1d2430";
+      ctx.fillText(label, x + 5 * px, y);
+    }
+    if (meta.foldPct > 0 && meta.foldPct < 100) drawFold(ctx, meta.foldPct / 100 * pageHeight, width, opts.scale);
+    return bands;
   }
 
-  window.HeatViewer = { drawHeatmap, describeCut, LIMITS };
-  if (document.getElementById("heat-viewer")) start();
+  /** `pct` (0 to 100) as "62%" or "0.5%". */
+  function formatPct(pct) {
+    return pct >= 10 || pct === 0 ? `${Math.round(pct)}%` : `${Math.round(pct * 10) / 10}%`;
+  }
+
+  /**
+   * Markers for single points on `canvas` (sized `width` x `height`, transparent): rings for a
+   * highlighted element's clicks, or numbered dots for one session's clicks (`options.numbered`).
+   */
+  function drawMarkers(canvas, points, options) {
+    const opts = options || {};
+    canvas.width = Math.min(LIMITS.width, Math.max(0, Math.round(opts.width || 0)));
+    canvas.height = Math.min(LIMITS.height, Math.max(0, Math.round(opts.height || 0)));
+    const ctx = canvas.getContext("2d");
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    const px = 1 / (opts.scale || 1);
+    const radius = (opts.numbered ? 9 : 11) * px;
+    ctx.font = `bold ${Math.round(10 * px)}px system-ui, sans-serif`;
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    points.forEach((p, index) => {
+      if (p.x >= canvas.width || p.y >= canvas.height) return;
+      ctx.beginPath();
+      ctx.arc(p.x, p.y, radius, 0, 2 * Math.PI);
+      if (opts.numbered) {
+        ctx.fillStyle = "rgba(176, 0, 32, 0.9)";
+        ctx.fill();
+        ctx.fillStyle = "#fff";
+        ctx.fillText(String(index + 1), p.x, p.y + 0.5 * px);
+      } else {
+        // Rings only, so the heat under a crowd of clicks stays visible.
+        ctx.lineWidth = 2 * px;
+        ctx.strokeStyle = "rgba(255, 0, 200, 0.9)";
+        ctx.stroke();
+      }
+    });
+  }
+
+  window.HeatViewer = Object.assign(window.HeatViewer || {}, {
+    drawHeatmap, describeCut, drawScrollReach, drawMarkers, drawBackdrop, formatPct, layout, LIMITS,
+  });
 })();
