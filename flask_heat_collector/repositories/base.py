@@ -11,10 +11,7 @@ T = TypeVar("T")
 
 
 class EventRow(NamedTuple):
-    """One SDK event as stored: its JSON once, a move's points packed in ``points``.
-
-    Fields follow the events table's column order (the PostgreSQL ingest sends rows as arrays).
-    """
+    """One SDK event as stored: its JSON once, a move's points packed in ``points``."""
 
     event_id: str
     seq: int  # storage order: later batches and later events of a batch get larger values

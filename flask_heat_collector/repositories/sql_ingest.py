@@ -21,13 +21,13 @@ from sqlalchemy.engine import Connection, Dialect
 from .base import AggregateRow, Batch, EventRow, SessionRow
 from .sql_schema import events, heat_aggregates, projects, sessions, users
 
-# Event columns in INSERT order: the two the batch shares, then the fields of each EventRow.
-EVENT_ROW_FIELDS = tuple(c.name for c in events.columns if c.name not in ("project_id", "user_id"))
-if EventRow._fields != EVENT_ROW_FIELDS:  # rows are sent as they are: same order as the columns
-    raise RuntimeError("EventRow fields must follow the events table's column order")
-AGGREGATE_FIELDS = tuple(c.name for c in heat_aggregates.columns if c.name != "project_id")
-if AggregateRow._fields != AGGREGATE_FIELDS:
-    raise RuntimeError("AggregateRow fields must follow the heat_aggregates table's column order")
+# Rows are sent as tuples of their record's fields; every statement names its columns in that order,
+# so the records need not follow the tables' column order, only name their columns.
+EVENT_ROW_FIELDS = EventRow._fields
+AGGREGATE_FIELDS = AggregateRow._fields
+for _table, _fields in ((events, EVENT_ROW_FIELDS), (heat_aggregates, AGGREGATE_FIELDS)):
+    if not set(_fields) <= set(_table.c.keys()):
+        raise RuntimeError(f"{_table.name} lacks columns {sorted(set(_fields) - set(_table.c.keys()))}")
 _ROWS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
