@@ -776,15 +776,42 @@ class _SqlReader(Reader):
         ]
 
     def path_totals(self, project_id: str, ts_from: int | None, ts_to: int | None) -> list[PathTotal]:
+        # Grouped by the fixed-size key, not the path itself: MariaDB sorts long VARCHAR group keys
+        # on disk (106 s against 7 s for 1,000,000 rows). A key two paths share is grouped again.
         t = events.c
+        where = [t.project_id == project_id, *_inside(ts_from, ts_to)]
         stmt = (
             sa.select(
-                t.path, sa.func.sum(t.row_count), sa.func.count(sa.distinct(t.session_id)), sa.func.max(t.ts + t.span)
+                t.path_key,
+                sa.func.min(t.path),
+                sa.func.max(t.path),
+                sa.func.sum(t.row_count),
+                sa.func.count(sa.distinct(t.session_id)),
+                sa.func.max(t.ts + t.span),
             )
-            .where(t.project_id == project_id, *_inside(ts_from, ts_to))
-            .group_by(t.path_key, t.path)
+            .where(*where)
+            .group_by(t.path_key)
         )
-        return [PathTotal(r[0], int(r[1]), int(r[2]), int(r[3])) for r in self.conn.execute(stmt)]
+        found: list[PathTotal] = []
+        shared: list[int] = []
+        for key, first, last, rows, sessions_, seen in self.conn.execute(stmt):
+            if first == last:
+                found.append(PathTotal(first, int(rows), int(sessions_), int(seen)))
+            else:
+                shared.append(int(key))
+        if shared:
+            again = (
+                sa.select(
+                    t.path,
+                    sa.func.sum(t.row_count),
+                    sa.func.count(sa.distinct(t.session_id)),
+                    sa.func.max(t.ts + t.span),
+                )
+                .where(*where, t.path_key.in_(shared))
+                .group_by(t.path_key, t.path)
+            )
+            found += [PathTotal(r[0], int(r[1]), int(r[2]), int(r[3])) for r in self.conn.execute(again)]
+        return found
 
     def session_paths(
         self, project_id: str, ts_from: int | None, ts_to: int | None, session_ids: list[str]
@@ -798,10 +825,18 @@ class _SqlReader(Reader):
         return {(r[0], r[1]) for r in self.conn.execute(stmt)} if session_ids else set()
 
     def selector_totals(self, flt: EventFilter) -> list[tuple[str, int, int]]:
+        # (selector, session) pairs first: COUNT(DISTINCT) under a long VARCHAR group key took
+        # MariaDB 30 s for 333,000 clicks, the two steps 6 s.
         t = events.c
-        clauses = [*_clicks(flt), t.selector.is_not(None), t.selector != ""]
-        stmt = sa.select(t.selector, sa.func.count(), sa.func.count(sa.distinct(t.session_id))).where(*clauses)
-        return [(r[0], int(r[1]), int(r[2])) for r in self.conn.execute(stmt.group_by(t.selector))]
+        clicks = [*_clicks(flt), t.selector.is_not(None), t.selector != ""]
+        pairs = (
+            sa.select(t.selector, sa.func.count().label("n"))
+            .where(*clicks)
+            .group_by(t.selector, t.session_id)
+            .subquery()
+        )
+        stmt = sa.select(pairs.c.selector, sa.func.sum(pairs.c.n), sa.func.count()).group_by(pairs.c.selector)
+        return [(r[0], int(r[1]), int(r[2])) for r in self.conn.execute(stmt)]
 
     def deepest_scrolls(self, flt: EventFilter, width: int | None) -> list[float]:
         t = events.c
