@@ -1,715 +1,475 @@
-"""The OpenAPI 3 document of the whole HTTP surface, served at ``/api/openapi.json``."""
+"""The OpenAPI 3.1 document of the HTTP surface, served at ``/api/openapi.json``.
+
+The request body and the query parameters are generated from the marshmallow schemas of
+:mod:`.schemas` by apispec's MarshmallowPlugin, so each limit is written once; the paths, the
+responses and the bodies of the answers are written here.
+"""
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import fields
+
 from . import __version__
-from .schemas import EVENT_TYPES, HEATMAP_TYPES, MAX_ID, MAX_PATH, MAX_POINTS, MAX_TS, MAX_VIEWPORT_WIDTH, QUERY_TYPES
+from .schemas import (
+    EVENT_SCHEMAS,
+    EVENT_TYPES,
+    MAX_ID,
+    MAX_OBJECT_BYTES,
+    MAX_OBJECT_DEPTH,
+    MAX_QUERY_TIME,
+    ElementsQuerySchema,
+    EventField,
+    EventsQuerySchema,
+    HeatmapQuerySchema,
+    IngestSchema,
+    JsonObject,
+    Number,
+    PathsQuerySchema,
+    ScrollmapQuerySchema,
+    SessionDetailQuerySchema,
+    SessionsQuerySchema,
+)
 
 Json = dict[str, Any]
 
-_STR_HEADER: Json = {"schema": {"type": "string"}}
+
+def _event_name(kind: str) -> str:
+    return f"{kind.capitalize()}Event"
+
+
+def _custom_fields(_converter: Any, field: fields.Field[Any], **_kwargs: Any) -> Json:
+    """What the custom fields of :mod:`.schemas` enforce, which apispec cannot see."""
+    if isinstance(field, Number):
+        return {"type": "number", "minimum": field.min_value, "maximum": field.max_value}
+    if isinstance(field, JsonObject):
+        return {
+            "type": "object",
+            "description": f"At most {MAX_OBJECT_DEPTH} levels deep and {MAX_OBJECT_BYTES} bytes as UTF-8 JSON",
+            "x-maxDepth": MAX_OBJECT_DEPTH,
+            "x-maxBytes": MAX_OBJECT_BYTES,
+        }
+    if isinstance(field, EventField):  # the schema of the event's ``type`` validates it
+        refs = {kind: f"#/components/schemas/{_event_name(kind)}" for kind in EVENT_TYPES}
+        return {
+            "oneOf": [{"$ref": ref} for ref in refs.values()],
+            "discriminator": {"propertyName": "type", "mapping": refs},
+        }
+    return {}
+
+
+def _batch_rules(_converter: Any, field: fields.Field[Any], **_kwargs: Any) -> Json:
+    """The rules the batch schema applies in code: the size of ``events``, the ``type`` of each event."""
+    parent = field.parent
+    if isinstance(parent, IngestSchema) and field.name == "events":
+        return {"minItems": 1, "maxItems": parent.max_events}
+    kind = next((kind for kind, schema in EVENT_SCHEMAS.items() if schema is parent), None)
+    return {"const": kind} if kind is not None and field.name == "type" else {}
+
+
+def _inline(_schema: Any) -> Any:
+    """No name: a nested schema is written in place, in the event or batch holding it."""
+    return None
+
+
+_STRING: Json = {"type": "string"}
+_INT: Json = {"type": "integer"}
+_DIGITS: Json = {"type": "string", "pattern": r"^\d+$"}
+_STRING_OR_NULL: Json = {"type": ["string", "null"]}
+_INT_OR_NULL: Json = {"type": ["integer", "null"]}
+_COUNT: Json = {"type": "integer", "minimum": 0}
+_POSITIVE: Json = {"type": "integer", "minimum": 1}
+_PCT: Json = {"type": "number", "minimum": 0, "maximum": 100}
+_VIEWPORT_COUNTS: Json = {"type": "object", "additionalProperties": _INT}
+
+
+def _object(required: str, **properties: Json) -> Json:
+    """An object with the space-separated ``required`` keys."""
+    result: Json = {"type": "object", "required": required.split()}
+    return {**result, "properties": properties} if properties else result
+
+
+def _each(schema: Json, names: str) -> Json:
+    """The space-separated ``names``, each described by ``schema``."""
+    return dict.fromkeys(names.split(), schema)
+
+
+def _array(items: Json, **limits: int) -> Json:
+    return {"type": "array", "items": items, **limits}
+
+
+def _ref(name: str) -> Json:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+# The bodies of the answers: no marshmallow schema produces them.
+_ANSWERS: dict[str, Json] = {
+    "Error": _object("error code message requestId", **_each(_STRING, "error code message requestId"), details={}),
+    "IngestResult": _object(
+        "ok requestId projectId sessionId accepted duplicates dropped",
+        ok={"const": True},
+        **_each(_STRING, "requestId projectId sessionId"),
+        **_each(_INT, "accepted duplicates dropped"),
+    ),
+    "Event": _object(
+        "id eventId projectId sessionId userId type ts path selector x y scrollDepth metaJson data",
+        **_each(_STRING, "id eventId projectId sessionId path metaJson"),
+        **_each(_STRING_OR_NULL, "userId selector"),
+        **_each(_INT_OR_NULL, "x y scrollDepth"),
+        type={"enum": list(EVENT_TYPES)},
+        ts=_INT,
+        data={"type": ["object", "null"]},
+    ),
+    "Session": _object(
+        "id projectId userId startedAt lastSeenAt firstPath userAgent deviceJson ipHash",
+        **_each(_STRING, "id projectId firstPath"),
+        **_each(_STRING_OR_NULL, "userId userAgent deviceJson ipHash"),
+        **_each(_INT, "startedAt lastSeenAt"),
+        externalUserId={**_STRING_OR_NULL, "description": "the user id the SDK or JWT gave"},
+    ),
+    "Heatmap": _object(
+        "points meta",
+        points=_array(_object("x y value", x=_INT, y=_INT, value=_INT)),
+        meta=_object(
+            "resolution viewport renderHeight cell total plotted ignored otherViewports requestedType resolvedType "
+            "bucket plottableTypes typeBreakdown",
+            cell=_object("w h", w={"type": "number"}, h={"type": "number"}),
+            otherViewports=_VIEWPORT_COUNTS,
+        ),
+    ),
+    "EventPage": _object(
+        "events meta", events=_array(_ref("Event")), meta=_object("count limit offset projectId requestedType")
+    ),
+    "Scrollmap": _object(
+        "reach meta",
+        reach=_array(
+            _object(
+                "depth sessions pct",
+                depth={"type": "integer", "minimum": 0, "maximum": 100, "multipleOf": 5},
+                sessions=_COUNT,
+                pct=_PCT,
+            ),
+            minItems=21,
+            maxItems=21,
+        ),
+        meta=_object(
+            "sessions foldPct viewport renderHeight bucket otherViewports",
+            sessions=_COUNT,
+            foldPct=_PCT,
+            otherViewports=_VIEWPORT_COUNTS,
+        ),
+    ),
+    "Elements": _object(
+        "elements meta",
+        elements=_array(
+            _object(
+                "selector clicks sessions rageClicks",
+                selector=_STRING,
+                clicks=_POSITIVE,
+                sessions=_POSITIVE,
+                rageClicks=_COUNT,
+            ),
+            maxItems=500,
+        ),
+        meta=_object("count total limit requestedType"),
+    ),
+    "Paths": _object(
+        "paths meta",
+        paths=_array(
+            _object(
+                "path events sessions lastSeenAt", path=_STRING, events=_POSITIVE, sessions=_POSITIVE, lastSeenAt=_INT
+            ),
+            maxItems=500,
+        ),
+        meta=_object("count total limit q"),
+    ),
+    "SessionPage": _object(
+        "sessions meta",
+        sessions=_array(
+            _object(
+                "sessionId userId startedAt lastSeenAt firstPath eventCount",
+                userId=_STRING_OR_NULL,
+                externalUserId=_STRING_OR_NULL,
+            )
+        ),
+        meta={"type": "object"},
+    ),
+    "SessionDetail": _object(
+        "session events meta",
+        session={"oneOf": [_ref("Session"), {"type": "null"}]},
+        events=_array(_ref("Event")),
+        meta=_object("found count limit offset"),
+    ),
+    "Metrics": _object(
+        "metrics requestId now",
+        metrics=_object("ingestCount ingestErrorCount rejectedEventCount lastIngestMs"),
+        requestId=_STRING,
+        now=_INT,
+    ),
+}
+_SECURITY: Json = {
+    "projectKey": {"type": "apiKey", "in": "header", "name": "x-project-key"},
+    "queryKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    "queryBearer": {"type": "http", "scheme": "bearer"},
+}
+_QUERY_SECURITY: list[Json] = [{"queryKey": []}, {"queryBearer": []}]
 _COMMON_HEADERS: Json = {
-    "X-Request-Id": _STR_HEADER,
+    "X-Request-Id": {"schema": _STRING},
     "X-Heat-Collector": {"schema": {"type": "string", "enum": ["heat-collector"]}},
     "X-Content-Type-Options": {"schema": {"type": "string", "enum": ["nosniff"]}},
 }
-_RATE_HEADERS: Json = {
-    "X-RateLimit-Limit": {"schema": {"type": "string", "pattern": r"^\d+$"}},
-    "X-RateLimit-Remaining": {"schema": {"type": "string", "pattern": r"^\d+$"}},
-    "X-RateLimit-Reset": {"schema": {"type": "string", "pattern": r"^\d+$"}},
-}
+_NO_STORE: Json = {"Cache-Control": {"schema": {"type": "string", "enum": ["no-store"]}}}
+_RATE_HEADERS: Json = {f"X-RateLimit-{name}": {"schema": _DIGITS} for name in ("Limit", "Remaining", "Reset")}
 
 
 def _error(description: str, *, retry: bool = False) -> Json:
     headers = dict(_COMMON_HEADERS)
     if retry:
-        headers["Retry-After"] = {"required": True, "schema": {"type": "string", "pattern": r"^\d+$"}}
-    return {
-        "description": description,
-        "headers": headers,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
+        headers["Retry-After"] = {"required": True, "schema": _DIGITS}
+    return {"description": description, "headers": headers, "content": {"application/json": {"schema": _ref("Error")}}}
 
 
-def _ok(schema_ref: str, description: str, **headers: Json) -> Json:
-    return {
-        "description": description,
-        "headers": {
-            **_COMMON_HEADERS,
-            "Cache-Control": {"schema": {"type": "string", "enum": ["no-store"]}},
-            **headers,
-        },
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}},
-    }
+def _ok(description: str, schema: Json, headers: Json) -> Json:
+    return {"description": description, "headers": headers, "content": {"application/json": {"schema": schema}}}
 
 
-def _query_errors() -> Json:
-    return {
-        "400": _error("Invalid query parameters"),
-        "401": _error("Missing or invalid query API key"),
-        "403": _error("The query key is scoped to other projects (forbidden_project)"),
-        "500": _error("Unexpected failure (no internals disclosed)"),
-        "503": _error("Database unavailable", retry=True),
-    }
+def _answer(name: str, description: str, **headers: Json) -> Json:
+    """The 200 answer of a query endpoint: the ``name`` schema, never cached."""
+    return _ok(description, _ref(name), {**_COMMON_HEADERS, **_NO_STORE, **headers})
 
 
-def _admin_ok(description: str) -> Json:
+def _admin(description: str) -> Json:
     """The 200 answer of an admin endpoint: a JSON object."""
-    return {
-        "description": description,
-        "headers": _COMMON_HEADERS,
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
+    return _ok(description, {"type": "object"}, _COMMON_HEADERS)
 
 
-def _admin_errors() -> Json:
+_UNEXPECTED = _error("Unexpected failure (no internals disclosed)")
+
+
+def _errors(invalid: str, unauthorized: str, forbidden: str) -> Json:
+    """The errors of an endpoint that reads the database."""
     return {
-        "400": _error("Invalid id or header"),
-        "401": _error("Missing or invalid admin key (query keys are not admin keys)"),
-        "403": _error("The admin key is scoped to other projects"),
-        "500": _error("Unexpected failure (no internals disclosed)"),
+        "400": _error(invalid),
+        "401": _error(unauthorized),
+        "403": _error(forbidden),
+        "500": _UNEXPECTED,
         "503": _error("Database unavailable", retry=True),
     }
 
 
-def _param(name: str, schema: Json, where: str = "query", required: bool = False) -> Json:
-    return {"name": name, "in": where, "required": required, "schema": schema}
-
-
-_STR_ID: Json = {"type": "string", "minLength": 1, "maxLength": MAX_ID}
-_TIME: Json = {
-    "type": "integer",
-    "minimum": 0,
-    "maximum": MAX_TS,
-    "description": "Unix milliseconds; an ISO 8601 or RFC 2822 date string is accepted too",
+_QUERY_ERRORS = _errors(
+    "Invalid query parameters",
+    "Missing or invalid query API key",
+    "The query key is scoped to other projects (forbidden_project)",
+)
+_ADMIN_ERRORS = _errors(
+    "Invalid id or header",
+    "Missing or invalid admin key (query keys are not admin keys)",
+    "The admin key is scoped to other projects",
+)
+_TOTALS_ERRORS: Json = {
+    "400": _error("A header with a NUL or other unstorable character"),
+    "401": _error("Missing or invalid query key"),
+    "403": _error("A project-scoped key: the totals cover every project (forbidden_project)"),
 }
-_PAGE = [
-    _param("offset", {"type": "integer", "minimum": 0, "maximum": 10_000_000}),
-]
 
 
-def _limit(default: int, maximum: int) -> Json:
-    return _param("limit", {"type": "integer", "minimum": 1, "maximum": maximum, "default": default})
+def _param(name: str, schema: Json, where: str = "query", **extra: Any) -> Json:
+    return {"name": name, "in": where, "required": where == "path", "schema": schema, **extra}
 
 
-def _nullable(kind: str) -> Json:
-    return {"type": [kind, "null"]}
-
-
-def _event_schemas() -> Json:
-    number: Json = {"type": "number"}
-    base_props: Json = {
-        "eventId": _STR_ID,
-        "sessionId": _STR_ID,
-        "ts": {"type": "number", "minimum": 0},
-        "path": {"type": "string", "maxLength": MAX_PATH},
-        "viewport": {
-            "type": "object",
-            "required": ["w", "h"],
-            "properties": {
-                "w": {"type": "number", "minimum": 0, "maximum": 100_000},
-                "h": {"type": "number", "minimum": 0, "maximum": 100_000},
-                "dpr": {"type": "number", "minimum": 0, "maximum": 100},
-            },
-        },
-        "device": {
-            "type": "object",
-            "properties": {
-                "ua": {"type": "string", "maxLength": 1024},
-                "platform": {"type": "string", "maxLength": 128},
-                "language": {"type": "string", "maxLength": 64},
-            },
-        },
-        "meta": {"type": "object"},
-    }
-    specific: dict[str, tuple[list[str], Json]] = {
-        "click": (["x", "y"], {"x": number, "y": number, "selector": {"type": "string"}, "button": number}),
-        "move": (
-            ["points"],
-            {
-                "points": {
-                    "type": "array",
-                    "maxItems": MAX_POINTS,
-                    "items": {
-                        "type": "object",
-                        "required": ["x", "y", "tsOffset"],
-                        "properties": {"x": number, "y": number, "tsOffset": number},
-                    },
-                }
-            },
-        ),
-        "scroll": (
-            ["scrollY", "scrollDepthPct"],
-            {"scrollY": number, "scrollDepthPct": {"type": "number", "minimum": 0, "maximum": 10_000}},
-        ),
-        "pageview": (["to"], {"to": {"type": "string"}, "from": {"type": "string"}}),
-        "custom": (
-            ["name"],
-            {"name": {"type": "string", "minLength": 1, "maxLength": 256}, "props": {"type": "object"}},
-        ),
-        "input": (
-            ["action"],
-            {
-                "action": {"enum": ["focus", "blur", "change"]},
-                "selector": {"type": "string"},
-                "inputType": {"type": "string"},
-                "length": number,
-                "masked": {"type": "string"},
-            },
-        ),
-        "keyboard": (["category"], {"category": {"enum": ["navigation", "editing", "modifier", "system", "other"]}}),
-    }
-    result: Json = {}
-    for kind in EVENT_TYPES:
-        required, props = specific[kind]
-        result[f"{kind.capitalize()}Event"] = {
-            "type": "object",
-            "required": ["eventId", "sessionId", "ts", "path", "viewport", "device", "type", *required],
-            "properties": {**base_props, "type": {"const": kind}, **props},
-        }
-    return result
-
-
-def _components() -> Json:
-    event_refs = [{"$ref": f"#/components/schemas/{k.capitalize()}Event"} for k in EVENT_TYPES]
-    string_or_null = _nullable("string")
-    int_or_null = _nullable("integer")
-    return {
-        "securitySchemes": {
-            "projectKey": {"type": "apiKey", "in": "header", "name": "x-project-key"},
-            "queryKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
-            "queryBearer": {"type": "http", "scheme": "bearer"},
-        },
-        "schemas": {
-            "Error": {
-                "type": "object",
-                "required": ["error", "code", "message", "requestId"],
-                "properties": {
-                    "error": {"type": "string"},
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "requestId": {"type": "string"},
-                    "details": {},
-                },
-            },
-            **_event_schemas(),
-            "IngestBatch": {
-                "type": "object",
-                "required": ["session", "events"],
-                "properties": {
-                    "sdk": {"type": "object"},
-                    "app": {"type": "object"},
-                    "session": {
-                        "type": "object",
-                        "required": ["id"],
-                        "properties": {
-                            "id": _STR_ID,
-                            "startedAt": {"type": "number", "minimum": 0},
-                            "lastSeenAt": {"type": "number", "minimum": 0},
-                        },
-                    },
-                    "user": {
-                        "type": "object",
-                        "required": ["id"],
-                        "properties": {"id": _STR_ID, "traits": {"type": "object"}},
-                    },
-                    "events": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"oneOf": event_refs}},
-                },
-            },
-            "IngestResult": {
-                "type": "object",
-                "required": ["ok", "requestId", "projectId", "sessionId", "accepted", "duplicates", "dropped"],
-                "properties": {
-                    "ok": {"const": True},
-                    "requestId": {"type": "string"},
-                    "projectId": {"type": "string"},
-                    "sessionId": {"type": "string"},
-                    "accepted": {"type": "integer"},
-                    "duplicates": {"type": "integer"},
-                    "dropped": {"type": "integer"},
-                },
-            },
-            "Event": {
-                "type": "object",
-                "required": [
-                    "id",
-                    "eventId",
-                    "projectId",
-                    "sessionId",
-                    "userId",
-                    "type",
-                    "ts",
-                    "path",
-                    "selector",
-                    "x",
-                    "y",
-                    "scrollDepth",
-                    "metaJson",
-                    "data",
-                ],
-                "properties": {
-                    "id": {"type": "string"},
-                    "eventId": {"type": "string"},
-                    "projectId": {"type": "string"},
-                    "sessionId": {"type": "string"},
-                    "userId": string_or_null,
-                    "type": {"enum": list(EVENT_TYPES)},
-                    "ts": {"type": "integer"},
-                    "path": {"type": "string"},
-                    "selector": string_or_null,
-                    "x": int_or_null,
-                    "y": int_or_null,
-                    "scrollDepth": int_or_null,
-                    "metaJson": {"type": "string"},
-                    "data": {"type": ["object", "null"]},
-                },
-            },
-            "Session": {
-                "type": "object",
-                "required": [
-                    "id",
-                    "projectId",
-                    "userId",
-                    "startedAt",
-                    "lastSeenAt",
-                    "firstPath",
-                    "userAgent",
-                    "deviceJson",
-                    "ipHash",
-                ],
-                "properties": {
-                    "id": {"type": "string"},
-                    "projectId": {"type": "string"},
-                    "userId": string_or_null,
-                    "externalUserId": {**string_or_null, "description": "the user id the SDK or JWT gave"},
-                    "startedAt": {"type": "integer"},
-                    "lastSeenAt": {"type": "integer"},
-                    "firstPath": {"type": "string"},
-                    "userAgent": string_or_null,
-                    "deviceJson": string_or_null,
-                    "ipHash": string_or_null,
-                },
-            },
-            "Heatmap": {
-                "type": "object",
-                "required": ["points", "meta"],
-                "properties": {
-                    "points": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["x", "y", "value"],
-                            "properties": {
-                                "x": {"type": "integer"},
-                                "y": {"type": "integer"},
-                                "value": {"type": "integer"},
-                            },
-                        },
-                    },
-                    "meta": {
-                        "type": "object",
-                        "required": [
-                            "resolution",
-                            "viewport",
-                            "renderHeight",
-                            "cell",
-                            "total",
-                            "plotted",
-                            "ignored",
-                            "otherViewports",
-                            "requestedType",
-                            "resolvedType",
-                            "bucket",
-                            "plottableTypes",
-                            "typeBreakdown",
-                        ],
-                        "properties": {
-                            "cell": {
-                                "type": "object",
-                                "required": ["w", "h"],
-                                "properties": {"w": {"type": "number"}, "h": {"type": "number"}},
-                            },
-                            "otherViewports": {"type": "object", "additionalProperties": {"type": "integer"}},
-                        },
-                    },
-                },
-            },
-            "EventPage": {
-                "type": "object",
-                "required": ["events", "meta"],
-                "properties": {
-                    "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-                    "meta": {"type": "object", "required": ["count", "limit", "offset", "projectId", "requestedType"]},
-                },
-            },
-            "Scrollmap": {
-                "type": "object",
-                "required": ["reach", "meta"],
-                "properties": {
-                    "reach": {
-                        "type": "array",
-                        "minItems": 21,
-                        "maxItems": 21,
-                        "items": {
-                            "type": "object",
-                            "required": ["depth", "sessions", "pct"],
-                            "properties": {
-                                "depth": {"type": "integer", "minimum": 0, "maximum": 100, "multipleOf": 5},
-                                "sessions": {"type": "integer", "minimum": 0},
-                                "pct": {"type": "number", "minimum": 0, "maximum": 100},
-                            },
-                        },
-                    },
-                    "meta": {
-                        "type": "object",
-                        "required": ["sessions", "foldPct", "viewport", "renderHeight", "bucket", "otherViewports"],
-                        "properties": {
-                            "sessions": {"type": "integer", "minimum": 0},
-                            "foldPct": {"type": "number", "minimum": 0, "maximum": 100},
-                            "otherViewports": {"type": "object", "additionalProperties": {"type": "integer"}},
-                        },
-                    },
-                },
-            },
-            "Elements": {
-                "type": "object",
-                "required": ["elements", "meta"],
-                "properties": {
-                    "elements": {
-                        "type": "array",
-                        "maxItems": 500,
-                        "items": {
-                            "type": "object",
-                            "required": ["selector", "clicks", "sessions", "rageClicks"],
-                            "properties": {
-                                "selector": {"type": "string"},
-                                "clicks": {"type": "integer", "minimum": 1},
-                                "sessions": {"type": "integer", "minimum": 1},
-                                "rageClicks": {"type": "integer", "minimum": 0},
-                            },
-                        },
-                    },
-                    "meta": {"type": "object", "required": ["count", "total", "limit", "requestedType"]},
-                },
-            },
-            "Paths": {
-                "type": "object",
-                "required": ["paths", "meta"],
-                "properties": {
-                    "paths": {
-                        "type": "array",
-                        "maxItems": 500,
-                        "items": {
-                            "type": "object",
-                            "required": ["path", "events", "sessions", "lastSeenAt"],
-                            "properties": {
-                                "path": {"type": "string"},
-                                "events": {"type": "integer", "minimum": 1},
-                                "sessions": {"type": "integer", "minimum": 1},
-                                "lastSeenAt": {"type": "integer"},
-                            },
-                        },
-                    },
-                    "meta": {"type": "object", "required": ["count", "total", "limit", "q"]},
-                },
-            },
-            "SessionPage": {
-                "type": "object",
-                "required": ["sessions", "meta"],
-                "properties": {
-                    "sessions": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["sessionId", "userId", "startedAt", "lastSeenAt", "firstPath", "eventCount"],
-                            "properties": {"userId": string_or_null, "externalUserId": string_or_null},
-                        },
-                    },
-                    "meta": {"type": "object"},
-                },
-            },
-            "SessionDetail": {
-                "type": "object",
-                "required": ["session", "events", "meta"],
-                "properties": {
-                    "session": {"oneOf": [{"$ref": "#/components/schemas/Session"}, {"type": "null"}]},
-                    "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-                    "meta": {"type": "object", "required": ["found", "count", "limit", "offset"]},
-                },
-            },
-            "Metrics": {
-                "type": "object",
-                "required": ["metrics", "requestId", "now"],
-                "properties": {
-                    "metrics": {
-                        "type": "object",
-                        "required": ["ingestCount", "ingestErrorCount", "rejectedEventCount", "lastIngestMs"],
-                    },
-                    "requestId": {"type": "string"},
-                    "now": {"type": "integer"},
-                },
-            },
-        },
-    }
-
-
-@cache
-def build_openapi() -> Json:
-    """The document (built once; callers must not change it); paths are relative to ``HEAT_URL_PREFIX``."""
-    query_security: list[Json] = [{"queryKey": []}, {"queryBearer": []}]
-    project = _param("projectId", _STR_ID, "path", True)
-    session = _param("sessionId", _STR_ID, "path", True)
-    user = _param("userId", _STR_ID, "path", True)
-    time_params = [_param("from", _TIME), _param("to", _TIME)]
-    type_param = _param("type", {"enum": list(QUERY_TYPES)})
-    path_param = _param("path", {"type": "string", "maxLength": MAX_PATH})
-    frame_params = [
-        _param("viewportBucket", {"type": "string", "pattern": r"^\d{1,6}x\d{1,6}$"}),
-        _param(
-            "viewportWidth",
-            {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": MAX_VIEWPORT_WIDTH,
-                "description": "the frame is the most common bucket of this width",
-            },
-        ),
-        _param("viewports", {"type": "string", "enum": ["width", "all"]}),
+_ID: Json = {"type": "string", "minLength": 1, "maxLength": MAX_ID}
+_PROJECT = _param("projectId", _ID, "path")
+_SESSION = _param("sessionId", _ID, "path")
+_USER = _param("userId", _ID, "path")
+# `from` and `to` are read by the views (views/query.py parse_time), not by a schema.
+_TIME: Json = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": -MAX_QUERY_TIME, "exclusiveMaximum": MAX_QUERY_TIME},
+        {"type": "string", "format": "date-time"},
+        {"const": "", "description": "not set"},
     ]
-    detail: Json = {
-        "summary": "One session and its events",
-        "security": query_security,
-        "parameters": [type_param, _limit(200, 500), *_PAGE],
-        "responses": {
-            "200": _ok(
-                "SessionDetail",
-                "The session (null when not found)",
-                **{"X-Session-Found": {"schema": {"enum": ["0", "1"]}}},
-            ),
-            **_query_errors(),
-        },
-    }
+}
+_TIMES = [
+    _param(name, _TIME, description="Unix milliseconds, or an ISO 8601 or RFC 2822 date (UTC when no zone is given)")
+    for name in ("from", "to")
+]
+_DRY_RUN = _param("dryRun", {"type": "string", "enum": ["true", "false"]})
+
+
+def _query(schema: type[Any]) -> Json:
+    """The fields of a marshmallow schema, which the plugin expands into query parameters."""
+    return {"in": "query", "schema": schema}
+
+
+def _get(summary: str, parameters: list[Json], answer: Json, **errors: Json) -> Json:
+    """A query endpoint: the query key's security, its parameters, its answer and errors."""
+    responses = {"200": answer, **_QUERY_ERRORS, **errors}
+    return {"get": {"summary": summary, "security": _QUERY_SECURITY, "parameters": parameters, "responses": responses}}
+
+
+def _report(summary: str, schema: type[Any], name: str, description: str) -> Json:
+    """A report of one project over a time range."""
+    return _get(summary, [_PROJECT, *_TIMES, _query(schema)], _answer(name, description))
+
+
+def _detail(*path: Json, **errors: Json) -> Json:
+    """A session and its events, by project and id or by id alone."""
+    found = {"X-Session-Found": {"schema": {"enum": ["0", "1"]}}}
+    answer = _answer("SessionDetail", "The session (null when not found)", **found)
+    return _get("One session and its events", [*path, _query(SessionDetailQuerySchema)], answer, **errors)
+
+
+def _paths() -> dict[str, Json]:
+    """The operations by path (relative to ``HEAT_URL_PREFIX``), made per call: apispec expands them in place."""
+    project = "/api/projects/{projectId}"
     return {
-        "openapi": "3.1.0",
-        "info": {"title": "flask-heat-collector", "version": __version__},
-        "components": _components(),
-        "paths": {
-            "/ingest": {
-                "post": {
-                    "summary": "Store one batch from the heat-tracker SDK",
-                    "security": [{"projectKey": []}],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestBatch"}}},
-                    },
-                    "responses": {
-                        "200": _ok(
-                            "IngestResult",
-                            "Stored (retries store nothing twice)",
-                            **{"X-Ingested-Events": {"schema": {"type": "string"}}},
-                            **_RATE_HEADERS,
-                        ),
-                        "400": _error("Invalid JSON, gzip, payload or hook payload"),
-                        "401": _error("Missing project key or JWT, or invalid JWT"),
-                        "403": _error("Unknown, impossible or retired project key"),
-                        "413": _error("Body larger than HEAT_MAX_BODY_BYTES (gzip: once inflated), or gzip over 100:1"),
-                        "415": _error("Not a JSON body, or a Content-Encoding other than gzip"),
-                        "429": _error("Rate limited, or too many new projects from this IP", retry=True),
-                        "500": _error("Unexpected failure (no internals disclosed)"),
-                        "503": _error("Database or JWKS unavailable; retry", retry=True),
-                    },
+        "/ingest": {
+            "post": {
+                "summary": "Store one batch from the heat-tracker SDK",
+                "security": [{"projectKey": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("IngestBatch")}}},
+                "responses": {
+                    "200": _answer(
+                        "IngestResult",
+                        "Stored (retries store nothing twice)",
+                        **{"X-Ingested-Events": {"schema": _STRING}},
+                        **_RATE_HEADERS,
+                    ),
+                    "400": _error("Invalid JSON, gzip, payload or hook payload"),
+                    "401": _error("Missing project key or JWT, or invalid JWT"),
+                    "403": _error("Unknown, impossible or retired project key"),
+                    "413": _error("Body larger than HEAT_MAX_BODY_BYTES (gzip: once inflated), or gzip over 100:1"),
+                    "415": _error("Not a JSON body, or a Content-Encoding other than gzip"),
+                    "429": _error("Rate limited, or too many new projects from this IP", retry=True),
+                    "500": _UNEXPECTED,
+                    "503": _error("Database or JWKS unavailable; retry", retry=True),
                 },
             },
-            "/api/projects/{projectId}/heatmap": {
-                "get": {
-                    "summary": "Heatmap points aggregated by the database",
-                    "security": query_security,
-                    "parameters": [
-                        project,
-                        path_param,
-                        *time_params,
-                        _param("type", {"enum": list(HEATMAP_TYPES)}),
-                        _param("resolution", {"type": "integer", "minimum": 8, "maximum": 1024}),
-                        *frame_params,
-                    ],
-                    "responses": {"200": _ok("Heatmap", "Points and meta"), **_query_errors()},
-                }
-            },
-            "/api/projects/{projectId}/scrollmap": {
-                "get": {
-                    "summary": "Share of the sessions that scrolled reaching each 5 % depth, and the fold",
-                    "security": query_security,
-                    "parameters": [project, path_param, *time_params, *frame_params],
-                    "responses": {"200": _ok("Scrollmap", "Reach and meta"), **_query_errors()},
-                }
-            },
-            "/api/projects/{projectId}/elements": {
-                "get": {
-                    "summary": "Clicked selectors, most clicked (or most rage-clicked) first",
-                    "security": query_security,
-                    "parameters": [
-                        project,
-                        path_param,
-                        *time_params,
-                        _param("type", {"type": "string", "enum": ["click", "rageclick"]}),
-                        _limit(50, 500),
-                    ],
-                    "responses": {"200": _ok("Elements", "Ranked elements"), **_query_errors()},
-                }
-            },
-            "/api/projects/{projectId}/paths": {
-                "get": {
-                    "summary": "Paths with events in the range, most events first",
-                    "security": query_security,
-                    "parameters": [
-                        project,
-                        *time_params,
-                        _param("q", {"type": "string", "maxLength": MAX_PATH, "description": "path prefix"}),
-                        _limit(100, 500),
-                    ],
-                    "responses": {"200": _ok("Paths", "Ranked paths"), **_query_errors()},
-                }
-            },
-            "/api/projects/{projectId}/events": {
-                "get": {
-                    "summary": "Events ordered by ts",
-                    "security": query_security,
-                    "parameters": [
-                        project,
-                        _param("path", {"type": "string", "maxLength": MAX_PATH}),
-                        *time_params,
-                        type_param,
-                        _limit(200, 1000),
-                        *_PAGE,
-                    ],
-                    "responses": {"200": _ok("EventPage", "A page of events"), **_query_errors()},
-                }
-            },
-            "/api/projects/{projectId}/sessions": {
-                "get": {
-                    "summary": "Sessions ordered by start, with event counts",
-                    "security": query_security,
-                    "parameters": [
-                        project,
-                        *time_params,
-                        _param(
-                            "userId",
-                            {
-                                "type": "string",
-                                "maxLength": MAX_ID,
-                                "description": "the SDK's or JWT's user id, or the internal one",
-                            },
-                        ),
-                        _param("path", {"type": "string", "maxLength": MAX_PATH}),
-                        _param("order", {"type": "string", "enum": ["asc", "desc"]}),
-                        _limit(50, 200),
-                        *_PAGE,
-                    ],
-                    "responses": {"200": _ok("SessionPage", "A page of sessions"), **_query_errors()},
-                }
-            },
-            "/api/projects/{projectId}/sessions/{sessionId}": {
-                "get": {**detail, "parameters": [project, session, *detail["parameters"]]}
-            },
-            "/api/sessions/{sessionId}": {
-                "get": {
-                    **detail,
-                    "parameters": [session, *detail["parameters"]],
-                    "responses": {
-                        **detail["responses"],
-                        "409": _error("The session id exists in several projects (details.projects lists them)"),
-                    },
-                }
-            },
-            "/api/metrics": {
-                "get": {
-                    "summary": "Ingest counters",
-                    "security": query_security,
-                    "responses": {
-                        "200": _ok("Metrics", "Counters"),
-                        "400": _error("A header with a NUL or other unstorable character"),
-                        "401": _error("Missing or invalid query key"),
-                        "403": _error("A project-scoped key: the totals cover every project (forbidden_project)"),
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics, summed over the host's workers (HEAT_PROMETHEUS_ENABLED)",
-                    "description": "Public with HEAT_PROMETHEUS_PUBLIC; OpenMetrics when Accept asks for it.",
-                    "security": query_security,
-                    "responses": {
-                        "200": {
-                            "description": "Prometheus text exposition format",
-                            "headers": {
-                                **_COMMON_HEADERS,
-                                "Cache-Control": {"schema": {"type": "string", "enum": ["no-store"]}},
-                            },
-                            "content": {
-                                "text/plain": {"schema": {"type": "string"}},
-                                "application/openmetrics-text": {"schema": {"type": "string"}},
-                            },
+        },
+        f"{project}/heatmap": _report(
+            "Heatmap points aggregated by the database", HeatmapQuerySchema, "Heatmap", "Points and meta"
+        ),
+        f"{project}/scrollmap": _report(
+            "Share of the sessions that scrolled reaching each 5 % depth, and the fold",
+            ScrollmapQuerySchema,
+            "Scrollmap",
+            "Reach and meta",
+        ),
+        f"{project}/elements": _report(
+            "Clicked selectors, most clicked (or most rage-clicked) first",
+            ElementsQuerySchema,
+            "Elements",
+            "Ranked elements",
+        ),
+        f"{project}/paths": _report(
+            "Paths with events in the range, most events first", PathsQuerySchema, "Paths", "Ranked paths"
+        ),
+        f"{project}/events": _report("Events ordered by ts", EventsQuerySchema, "EventPage", "A page of events"),
+        f"{project}/sessions": _report(
+            "Sessions ordered by start, with event counts", SessionsQuerySchema, "SessionPage", "A page of sessions"
+        ),
+        f"{project}/sessions/{{sessionId}}": _detail(_PROJECT, _SESSION),
+        "/api/sessions/{sessionId}": _detail(
+            _SESSION, **{"409": _error("The session id exists in several projects (details.projects lists them)")}
+        ),
+        "/api/metrics": {
+            "get": {
+                "summary": "Ingest counters",
+                "security": _QUERY_SECURITY,
+                "responses": {"200": _answer("Metrics", "Counters"), **_TOTALS_ERRORS},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics, summed over the host's workers (HEAT_PROMETHEUS_ENABLED)",
+                "description": "Public with HEAT_PROMETHEUS_PUBLIC; OpenMetrics when Accept asks for it.",
+                "security": _QUERY_SECURITY,
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "headers": {**_COMMON_HEADERS, **_NO_STORE},
+                        "content": {
+                            "text/plain": {"schema": _STRING},
+                            "application/openmetrics-text": {"schema": _STRING},
                         },
-                        "400": _error("A header with a NUL or other unstorable character"),
-                        "401": _error("Missing or invalid query key"),
-                        "403": _error("A project-scoped key: the totals cover every project (forbidden_project)"),
                     },
-                }
-            },
-            "/api/projects/{projectId}/users/{userId}": {
-                "delete": {
-                    "summary": "Erase a user's data (admin key): every answer afterwards as if never stored",
-                    "security": query_security,
-                    "description": "An admin key from HEAT_ADMIN_API_KEYS (query keys are refused). "
-                    "userId is the SDK's/JWT's user id or the internal id.",
-                    "parameters": [project, user, _param("dryRun", {"type": "string", "enum": ["true", "false"]})],
-                    "responses": {
-                        "200": _admin_ok(
-                            "{erased: {users, sessions, events}, verified} or, with dryRun, "
-                            "{found: {...}, dryRun: true}"
-                        ),
-                        **_admin_errors(),
-                    },
-                }
-            },
-            "/api/projects/{projectId}/users/{userId}/export": {
-                "get": {
-                    "summary": "Export a user's data (admin key): {user, users, sessions, events}, streamed",
-                    "security": query_security,
-                    "parameters": [project, user],
-                    "responses": {
-                        "200": _admin_ok("The user, their sessions and events (rows as the events API answers)"),
-                        **_admin_errors(),
-                    },
-                }
-            },
-            "/api/purge": {
-                "post": {
-                    "summary": "Apply HEAT_RETENTION_DAYS / HEAT_AGGREGATE_RETENTION_DAYS (an unscoped admin key)",
-                    "security": query_security,
-                    "parameters": [_param("dryRun", {"type": "string", "enum": ["true", "false"]})],
-                    "responses": {
-                        "200": _admin_ok(
-                            "{purged|found: {events, sessions, users, aggregates}, dryRun, rawBefore, aggregatesBefore}"
-                        ),
-                        "409": _error("No retention is configured"),
-                        **_admin_errors(),
-                    },
-                }
-            },
-            "/api/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.1 document",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
+                    **_TOTALS_ERRORS,
+                },
+            }
+        },
+        f"{project}/users/{{userId}}": {
+            "delete": {
+                "summary": "Erase a user's data (admin key): every answer afterwards as if never stored",
+                "security": _QUERY_SECURITY,
+                "description": "An admin key from HEAT_ADMIN_API_KEYS (query keys are refused). "
+                "userId is the SDK's/JWT's user id or the internal id.",
+                "parameters": [_PROJECT, _USER, _DRY_RUN],
+                "responses": {
+                    "200": _admin(
+                        "{erased: {users, sessions, events}, verified} or, with dryRun, {found: {...}, dryRun: true}"
+                    ),
+                    **_ADMIN_ERRORS,
+                },
+            }
+        },
+        f"{project}/users/{{userId}}/export": {
+            "get": {
+                "summary": "Export a user's data (admin key): {user, users, sessions, events}, streamed",
+                "security": _QUERY_SECURITY,
+                "parameters": [_PROJECT, _USER],
+                "responses": {
+                    "200": _admin("The user, their sessions and events (rows as the events API answers)"),
+                    **_ADMIN_ERRORS,
+                },
+            }
+        },
+        "/api/purge": {
+            "post": {
+                "summary": "Apply HEAT_RETENTION_DAYS / HEAT_AGGREGATE_RETENTION_DAYS (an unscoped admin key)",
+                "security": _QUERY_SECURITY,
+                "parameters": [_DRY_RUN],
+                "responses": {
+                    "200": _admin(
+                        "{purged|found: {events, sessions, users, aggregates}, dryRun, rawBefore, aggregatesBefore}"
+                    ),
+                    "409": _error("No retention is configured"),
+                    **_ADMIN_ERRORS,
+                },
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1 document",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
         },
     }
+
+
+def build_openapi(ingest_schema: IngestSchema) -> Json:
+    """The document of an app whose batches ``ingest_schema`` validates (its ``events`` cap included)."""
+    plugin = MarshmallowPlugin(schema_name_resolver=_inline)
+    spec = APISpec("flask-heat-collector", __version__, "3.1.0", plugins=[plugin])
+    converter: Any = plugin.converter  # set by APISpec; apispec leaves add_attribute_function untyped
+    converter.add_attribute_function(_custom_fields)
+    converter.add_attribute_function(_batch_rules)
+    for name, scheme in _SECURITY.items():
+        spec.components.security_scheme(name, scheme)
+    for kind, schema in EVENT_SCHEMAS.items():
+        spec.components.schema(_event_name(kind), schema=schema)
+    spec.components.schema("IngestBatch", schema=ingest_schema)
+    for name, answer in _ANSWERS.items():
+        spec.components.schema(name, answer)
+    for path, operations in _paths().items():
+        spec.path(path, operations=operations)
+    document: Json = spec.to_dict()
+    return document

@@ -27,6 +27,7 @@ MAX_OBJECT_DEPTH = 8
 MAX_POINTS = 2000
 MAX_COORD = 10_000_000
 MAX_TS = 10**14  # year 5138 in ms
+MAX_QUERY_TIME = 10**15  # a numeric query `from`/`to` is below this in absolute value
 MAX_VIEWPORT_WIDTH = 999_999  # the widest "WxH" bucket a query names
 
 
@@ -41,7 +42,7 @@ class Number(fields.Field[float]):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float | int:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValidationError("Not a number.")
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # an int of any size is finite
             raise ValidationError("Must be a finite number.")
         if not self.min_value <= value <= self.max_value:
             raise ValidationError(f"Must be between {self.min_value} and {self.max_value}.")
@@ -62,17 +63,22 @@ def _depth(value: Any, level: int = 0) -> int:
     return level
 
 
+def _json_object(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object within the depth and size caps, else a ValidationError."""
+    if not isinstance(value, dict):
+        raise ValidationError("Not an object.")
+    if _depth(value) > MAX_OBJECT_DEPTH:
+        raise ValidationError(f"Nested deeper than {MAX_OBJECT_DEPTH} levels.")
+    if len(_SIZE_ENCODER.encode(value).encode("utf-8", "surrogatepass")) > MAX_OBJECT_BYTES:
+        raise ValidationError(f"Larger than {MAX_OBJECT_BYTES} bytes.")
+    return value
+
+
 class JsonObject(fields.Field[dict[str, Any]]):
     """A free-form JSON object, capped in depth and encoded size."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise ValidationError("Not an object.")
-        if _depth(value) > MAX_OBJECT_DEPTH:
-            raise ValidationError(f"Nested deeper than {MAX_OBJECT_DEPTH} levels.")
-        if len(_SIZE_ENCODER.encode(value).encode("utf-8", "surrogatepass")) > MAX_OBJECT_BYTES:
-            raise ValidationError(f"Larger than {MAX_OBJECT_BYTES} bytes.")
-        return value
+        return _json_object(value)
 
 
 def _text(max_len: int, *, required: bool = False) -> fields.String:
@@ -265,10 +271,10 @@ def _fast_number(field: fields.Field[Any]) -> Loader:
     return load
 
 
-def _fast_custom(field: fields.Field[Any]) -> Loader:
+def _fast_json_object(_field: fields.Field[Any]) -> Loader:
     def load(value: Any) -> Any:
         try:
-            return field._deserialize(value, None, None)
+            return _json_object(value)
         except ValidationError as exc:
             raise GiveUp from exc
 
@@ -290,7 +296,7 @@ def _fast_event(_field: fields.Field[Any]) -> Loader:
 
 _FAST_FIELDS: dict[type, Callable[[fields.Field[Any]], Loader]] = {
     Number: _fast_number,
-    JsonObject: _fast_custom,
+    JsonObject: _fast_json_object,
     EventField: _fast_event,
 }
 
@@ -311,8 +317,8 @@ def _offset() -> fields.Integer:
     return fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000_000))
 
 
-def _path() -> fields.String:
-    return fields.String(validate=validate.Length(max=MAX_PATH))
+def _path(**metadata: str) -> fields.String:
+    return fields.String(validate=validate.Length(max=MAX_PATH), metadata=metadata)
 
 
 def _type() -> fields.String:
@@ -324,7 +330,10 @@ class _FrameQuerySchema(_Base):
 
     path = _path()
     viewportBucket = fields.String(validate=validate.Regexp(r"^\d{1,6}x\d{1,6}$"))
-    viewportWidth = fields.Integer(validate=validate.Range(min=1, max=MAX_VIEWPORT_WIDTH))
+    viewportWidth = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_VIEWPORT_WIDTH),
+        metadata={"description": "the frame is the most common bucket of this width"},
+    )
     viewports = fields.String(load_default="width", validate=validate.OneOf(("width", "all")))
 
 
@@ -344,7 +353,7 @@ class ElementsQuerySchema(_Base):
 
 
 class PathsQuerySchema(_Base):
-    q = _path()
+    q = _path(description="path prefix")
     limit = _limit(100, 500)
 
 
@@ -356,7 +365,10 @@ class EventsQuerySchema(_Base):
 
 
 class SessionsQuerySchema(_Base):
-    userId = fields.String(validate=validate.Length(max=MAX_ID))
+    userId = fields.String(
+        validate=validate.Length(max=MAX_ID),
+        metadata={"description": "the SDK's or JWT's user id, or the internal one"},
+    )
     path = _path()
     order = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
     limit = _limit(50, 200)
