@@ -13,9 +13,9 @@ from flask.cli import AppGroup
 
 from . import lifecycle
 from .errors import ConfigurationError, HeatCollectorError, RetiredProjectKey
-from .extension import get_state
 from .repositories import repository_from_uri, resolve_database_uri
 from .repositories.base import Erasure
+from .state import get_state
 
 heat_cli = AppGroup("heat", help="Heat collector: database migration and projects.")
 

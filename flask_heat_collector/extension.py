@@ -1,59 +1,22 @@
-"""The HeatCollector extension and its per-app state."""
+"""The HeatCollector extension: configuration, state and blueprints of each app it serves."""
 
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
 
 from . import log as heat_log
 from .aggregates import Compactor
-from .auth import JwtVerifier, Scope, parse_query_keys
+from .auth import JwtVerifier, parse_query_keys
 from .config import Settings, load_config, warn_unknown_names
-from .ingest import SeqClock
 from .metrics import Metrics, RedisMetrics
 from .ratelimit import IngestRateLimiter
-from .repositories import Repository, repository_from_uri
+from .repositories import repository_from_uri
 from .schemas import IngestSchema
-from .startup import PendingMigration, migrate_at_start
-
-EXTENSION_KEY = "heat_collector"
-Hook = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-@dataclass
-class HeatState:
-    """Everything the extension keeps for one app, in ``app.extensions["heat_collector"]``."""
-
-    settings: Settings
-    repository: Repository
-    limiter: IngestRateLimiter
-    new_projects: IngestRateLimiter
-    metrics: Metrics
-    ingest_schema: IngestSchema
-    jwt: JwtVerifier | None
-    hooks: list[Hook] = field(default_factory=list)
-    seq: SeqClock = field(default_factory=SeqClock)
-    compactor: Compactor = field(default_factory=lambda: Compactor(0))
-    query_keys: tuple[tuple[bytes, Scope], ...] = ()
-    admin_keys: tuple[tuple[bytes, Scope], ...] = ()
-    new_project_lock: threading.Lock = field(default_factory=threading.Lock)
-    # Set when the database was unreachable at start: requests retry the migration (views/common.py).
-    pending_migration: PendingMigration | None = None
-
-
-def get_state(app: Flask | None = None) -> HeatState:
-    """The state of ``app`` (default: the current app); RuntimeError when not initialised."""
-    target = app or current_app
-    try:
-        state: HeatState = target.extensions[EXTENSION_KEY]
-    except KeyError:
-        raise RuntimeError("HeatCollector.init_app() has not been called for this app.") from None
-    return state
+from .startup import migrate_at_start
+from .state import EXTENSION_KEY, HeatState, Hook, get_state
 
 
 def _metrics_for(settings: Settings) -> Metrics:

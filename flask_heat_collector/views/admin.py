@@ -15,8 +15,8 @@ from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 from .. import lifecycle
 from ..auth import bearer_token, require_project, require_unscoped
 from ..errors import ApiError
-from ..extension import get_state
 from ..repositories.base import Erasure
+from ..state import get_state
 from . import common
 
 MAX_ID = 128

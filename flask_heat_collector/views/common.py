@@ -14,8 +14,8 @@ from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import ApiError, StorageUnavailable
-from ..extension import get_state
 from ..log import log, logger
+from ..state import get_state
 
 STORAGE_RETRY_AFTER_SECONDS = 5
 MAX_DETAILS = 50  # entries per level of an error's details, and messages in all (SPEC 5)

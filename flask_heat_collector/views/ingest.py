@@ -13,11 +13,11 @@ from marshmallow import ValidationError
 
 from ..auth import bearer_token, project_key
 from ..errors import ApiError, RetiredProjectKey, UnknownProject
-from ..extension import HeatState, get_state
 from ..ingest import prepare_batch
 from ..log import log
 from ..prometheus import EventCounts
 from ..repositories.base import Batch, IngestResult
+from ..state import HeatState, get_state
 from . import common
 
 _ALLOWED_TYPES = ("application/json", "text/plain", "")

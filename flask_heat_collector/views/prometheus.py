@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from ..auth import check_query_key, require_unscoped
-from ..extension import get_state
+from ..state import get_state
 from . import common
 
 

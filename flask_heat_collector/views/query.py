@@ -13,13 +13,13 @@ from marshmallow import Schema, ValidationError
 
 from ..auth import Scope, check_query_key, require_project, require_unscoped
 from ..errors import ApiError
-from ..extension import get_state
 from ..heatmap import build_heatmap, heatmap_json
 from ..listing import event_page
 from ..openapi import build_openapi
 from ..reports import elements, paths, scrollmap
 from ..repositories.base import EventFilter, Session, SessionQuery
 from ..schemas import (
+    MAX_QUERY_TIME,
     ElementsQuerySchema,
     EventsQuerySchema,
     HeatmapQuerySchema,
@@ -29,6 +29,7 @@ from ..schemas import (
     SessionsQuerySchema,
 )
 from ..serialize import event_json, session_json
+from ..state import get_state
 from . import common
 
 _HEATMAP = HeatmapQuerySchema()
@@ -50,7 +51,7 @@ def parse_time(value: str) -> int | None:
     except ValueError:
         pass
     else:
-        return int(number) if math.isfinite(number) and abs(number) < 1e15 else None
+        return int(number) if math.isfinite(number) and abs(number) < MAX_QUERY_TIME else None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -276,7 +277,10 @@ def metrics() -> Response:
 
 
 def openapi_document() -> Response:
-    return _json(build_openapi())
+    state = get_state()
+    if state.openapi is None:  # built on first use, once per app (its settings shape it)
+        state.openapi = build_openapi(state.ingest_schema)
+    return _json(state.openapi)
 
 
 def _require_key() -> Response | None:

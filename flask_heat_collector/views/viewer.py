@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, make_response, render_template, request
 
-from ..extension import get_state
+from ..state import get_state
 from . import common
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
