@@ -6,18 +6,11 @@ small warm-up batch so that empty-table overhead is not counted.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from flask import Flask
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from flask import Flask  # noqa: E402
-
-from flask_heat_collector import HeatCollector  # noqa: E402
-from tests.helpers import batch, event, headers  # noqa: E402
-from tests.storage_size import encode, filler_meta, move_points, stored_bytes  # noqa: E402
+from flask_heat_collector import HeatCollector
+from tests.helpers import batch, event, headers
+from tests.storage_size import encode, filler_meta, move_points, stored_bytes
 
 
 def measure(uri: str) -> tuple[float, int, int]:

@@ -14,7 +14,6 @@ import argparse
 import http.client
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -27,10 +26,11 @@ from typing import Any
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # run as python3 bench/purge.py
+    sys.path.insert(0, str(ROOT))
 
-from fill import PROJECT_KEY, fill_ours  # noqa: E402
+from bench.fill import PROJECT_KEY, fill_ours  # noqa: E402
+from tests import processes  # noqa: E402
 
 PG_ADMIN = os.environ.get("HEAT_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 APP = "flask_heat_collector.wsgi:create_app()"
@@ -130,20 +130,10 @@ def main() -> None:
         "FLASK_APP": APP,
     }
     log_path = tmp / "gunicorn.log"
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:flask_heat_collector.gunicorn_conf"]
-    command += ["-b", "127.0.0.1:0", "--no-control-socket", APP]
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    options = ["-c", "python:flask_heat_collector.gunicorn_conf", "-b", "127.0.0.1:0"]
+    server = processes.spawn_gunicorn(options, env, log_path, APP)
     try:
-        port = 0
-        for _ in range(600):
-            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", log_path.read_text(errors="replace"))
-            if found:
-                port = int(found.group(1))
-                break
-            time.sleep(0.05)
-        if not port:
-            raise SystemExit(f"gunicorn did not start:\n{log_path.read_text()[-2000:]}")
+        port = int(processes.wait_listening(server, log_path).rsplit(":", 1)[1])
         time.sleep(2)  # every worker booted
         load = Load(port, args.clients)
         for thread in load.threads:
@@ -162,8 +152,7 @@ def main() -> None:
         for thread in load.threads:
             thread.join(60)
     finally:
-        server.terminate()
-        server.wait(30)
+        processes.stop(server, timeout=30)
     if purge.returncode != 0:
         raise SystemExit(f"purge failed:\n{purge.stdout}\n{purge.stderr[-3000:]}")
     answer = json.loads(purge.stdout.strip().splitlines()[-1])

@@ -15,7 +15,6 @@ from .errors import ApiError
 MAX_PROJECT_KEY = 256
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")
 JWKS_TIMEOUT_SECONDS = 3.0
-JWKS_REFETCH_COOLDOWN_SECONDS = 1.0
 
 
 def project_key(request: Request) -> str:
@@ -51,7 +50,7 @@ class JwtVerifier:
             cache_keys=True,
             lifespan=300,
             timeout=JWKS_TIMEOUT_SECONDS,
-            cooldown_duration=JWKS_REFETCH_COOLDOWN_SECONDS,
+            cooldown_duration=settings.jwks_refetch_cooldown_seconds,
         )
 
     def verify(self, token: str) -> dict[str, Any]:

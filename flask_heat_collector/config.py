@@ -176,6 +176,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_JWT_ISSUER", None, _as_opt_str),
     Key("HEAT_JWT_AUDIENCE", None, _as_opt_str),
     Key("HEAT_JWT_ALGORITHMS", ("RS256",), _algorithms),
+    Key("HEAT_JWKS_REFETCH_COOLDOWN_SECONDS", 1, _as_non_negative_int),
     Key("HEAT_AUTO_MIGRATE", True, _as_bool),
     Key("HEAT_MAX_BODY_BYTES", 1_000_000, _as_positive_int),
     Key("HEAT_RATE_LIMIT", "120 per 10 seconds", _rate_limit),
@@ -213,6 +214,7 @@ class Settings:
     jwt_issuer: str | None
     jwt_audience: str | None
     jwt_algorithms: tuple[str, ...]
+    jwks_refetch_cooldown_seconds: int
     auto_migrate: bool
     max_body_bytes: int
     rate_limit: str

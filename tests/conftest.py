@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from flask_heat_collector import HeatCollector
 
-from .helpers import ListHandler, Server
+from .helpers import QUERY_KEY, ListHandler, Server
 from .mongo_server import MongoServer
 
 PG_ADMIN = os.environ.get("HEAT_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
@@ -26,7 +26,6 @@ SQL_BACKENDS = ["sqlite", "postgresql", "mysql"]
 BACKENDS = [*SQL_BACKENDS, "mongo"]
 # A running MongoDB to test against instead of a SecantusDB subprocess.
 MONGO_EXTERNAL = os.environ.get("HEAT_TEST_MONGO")
-QUERY_KEY = "test-query-key"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -100,6 +99,9 @@ def mongo_server() -> Iterator[MongoServer]:
 def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     """The database URI of one backend, empty at the start of the test."""
     name = request.param
+    if name == "memory":  # tests.helpers.backend_free: tests that never depend on the database
+        yield "sqlite://"
+        return
     if name == "sqlite":
         yield f"sqlite:///{tmp_path / 'heat.db'}"
         return
@@ -182,7 +184,7 @@ def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        unavailable("Playwright for Python is not installed (pip install -e '.[test]')")
+        unavailable("Playwright for Python is not installed (scripts/ensure-venv, or pip install --group test)")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import socket
 import struct
 import threading
 import time
@@ -13,18 +12,28 @@ import urllib.error
 import urllib.request
 import uuid
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from flask_heat_collector.log import JsonFormatter
 
+from .processes import free_port as free_port  # re-exported: tests import it from here
+
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sdk-batch-chromium.json"
 LOCAL_FIXTURE = Path(__file__).parent / "data" / "sdk-batch-chromium.json"
 PROJECT_KEY = "dev-project-key"
+QUERY_KEY = "test-query-key"
+API = {"x-api-key": QUERY_KEY}  # the query API's headers
+# Tests (or modules, as ``pytestmark``) that never depend on the database, such as validation and
+# auth, run once, on an in-memory SQLite database, instead of once per backend.
+backend_free = pytest.mark.parametrize("backend", ["memory"], indirect=True)
 TS = 1_795_672_217_000
 
 
@@ -87,6 +96,21 @@ def headers(key: str = PROJECT_KEY, **extra: str) -> dict[str, str]:
     return {"X-Project-Key": key, **extra}
 
 
+def ingest(client: FlaskClient, *events: dict[str, Any], key: str = PROJECT_KEY, **batch_fields: Any) -> str:
+    """Post ``batch(*events, **batch_fields)``, expect 200 and return the project id."""
+    return ingest_all(client, [batch(*events, **batch_fields)], key)
+
+
+def ingest_all(client: FlaskClient, bodies: Iterable[dict[str, Any]], key: str = PROJECT_KEY) -> str:
+    """Post ``bodies`` in order, expecting 200 each; return the project id."""
+    project = ""
+    for body in bodies:
+        response = client.post("/ingest", json=body, headers=headers(key))
+        assert response.status_code == 200, response.get_json()
+        project = response.get_json()["projectId"]
+    return project
+
+
 def gzip_bomb(mebibytes: int) -> bytes:
     """A valid gzip member of ``mebibytes`` MiB of zeros (about 1,000:1), built in well under a second.
 
@@ -115,13 +139,6 @@ class ListHandler(logging.Handler):
 
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.lines]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Server:

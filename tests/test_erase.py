@@ -17,9 +17,8 @@ from flask.testing import FlaskClient
 from flask_heat_collector.errors import ConfigurationError
 
 from .conftest import QUERY_KEY
-from .helpers import TS, ListHandler, batch, event, headers, without_ids
+from .helpers import API, TS, ListHandler, batch, event, headers, without_ids
 
-API = {"x-api-key": QUERY_KEY}
 DAY = 86_400_000
 WIDTHS = (1280, 390)
 PATHS = ("/", "/pricing")

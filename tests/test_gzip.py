@@ -16,10 +16,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from .conftest import QUERY_KEY
-from .helpers import batch, dump_database, event, gzip_bomb, headers, sdk_fixture
+from .helpers import API, batch, dump_database, event, gzip_bomb, headers, sdk_fixture
 
-API = {"x-api-key": QUERY_KEY}
 ONCE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # never reaches storage
 
 

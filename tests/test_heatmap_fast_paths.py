@@ -12,10 +12,8 @@ from flask.testing import FlaskClient
 
 from flask_heat_collector.ingest import viewport_bucket
 
-from .conftest import QUERY_KEY
-from .helpers import batch, event, headers
+from .helpers import API, batch, event, headers, ingest
 
-API = {"x-api-key": QUERY_KEY}
 DAY = 86_400_000
 T0 = 1_790_000_000_000 - 1_790_000_000_000 % DAY  # a midnight UTC
 QUERIES: list[dict[str, Any]] = [
@@ -32,13 +30,6 @@ QUERIES: list[dict[str, Any]] = [
 ]
 
 
-def _post(client: FlaskClient, *events: dict[str, Any], session_id: str = "s-1", **kwargs: Any) -> str:
-    response = client.post("/ingest", json=batch(*events, session_id=session_id, **kwargs), headers=headers())
-    assert response.status_code == 200, response.get_json()
-    project: str = response.get_json()["projectId"]
-    return project
-
-
 def _fill(client: FlaskClient) -> str:
     """Three days of events on two paths and two widths, over several batches (several pieces per key)."""
     project = ""
@@ -47,7 +38,7 @@ def _fill(client: FlaskClient) -> str:
             ts = T0 + day * DAY + n * 3_600_000 + 17
             path = "/a" if n % 2 else "/b"
             width = 400 if n == 3 else 1200
-            project = _post(
+            project = ingest(
                 client,
                 event("click", ts=ts, x=10 * n + day, y=30 * n, path=path, w=width),
                 event(
@@ -64,7 +55,7 @@ def _fill(client: FlaskClient) -> str:
             )
     # A move whose points straddle the ``from`` of a query below (and whose first point precedes its ts).
     points = [{"x": 40 + i, "y": 50 + i, "tsOffset": 4 * i - 8} for i in range(6)]
-    _post(client, event("move", ts=T0 + DAY // 2 + 2, path="/b", w=1200, points=points), session_id="s-0")
+    ingest(client, event("move", ts=T0 + DAY // 2 + 2, path="/b", w=1200, points=points), session_id="s-0")
     return project
 
 
@@ -94,14 +85,14 @@ def test_compaction_and_rebuild_change_no_answer(app: Flask, client: FlaskClient
     result = runner.invoke(args=["heat", "rebuild-aggregates"])
     assert result.exit_code == 0 and "from 49 stored event(s)" in result.output, result.output
     assert _answers(client, project) == before
-    _post(client, event("click", ts=T0 + 5, x=1, y=1, path="/b", w=1200), session_id="s-0")
+    ingest(client, event("click", ts=T0 + 5, x=1, y=1, path="/b", w=1200), session_id="s-0")
     after = _answers(client, project)
     assert after[1]["meta"]["total"] == before[1]["meta"]["total"] + 1
 
 
 def test_huge_coordinates_at_the_highest_resolution(client: FlaskClient) -> None:
     # 10^7 x 1024 does not fit a 32-bit integer: the binning must not overflow.
-    project = _post(client, event("click", x=9_999_999, y=9_999_999), event("click", x=-5, y=3))
+    project = ingest(client, event("click", x=9_999_999, y=9_999_999), event("click", x=-5, y=3))
     response = client.get(f"/api/projects/{project}/heatmap", query_string={"resolution": 1024}, headers=API)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
@@ -229,10 +220,9 @@ def test_migrate_moves_the_first_layout_forward(app: Flask, client: FlaskClient,
         assert _answers(client, project) == before
 
 
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)  # server databases only
 def test_concurrent_migrations_of_an_empty_database(backend: str, backend_name: str) -> None:
     """Gunicorn workers all migrate at start; on a new database they must not race on CREATE TABLE."""
-    if backend_name not in ("postgresql", "mysql"):
-        pytest.skip("server databases only")
     from concurrent.futures import ThreadPoolExecutor
     from threading import Barrier
 
@@ -301,10 +291,9 @@ def test_compaction_during_ingest_keeps_every_count(app: Flask) -> None:
     assert client.get(url, query_string=params, headers=API).get_json() == merged
 
 
-def test_a_mongo_merge_stopped_halfway_changes_no_answer(app: Flask, client: FlaskClient, backend_name: str) -> None:
+@pytest.mark.parametrize("backend", ["mongo"], indirect=True)
+def test_a_mongo_merge_stopped_halfway_changes_no_answer(app: Flask, client: FlaskClient) -> None:
     """MongoDB merges without a transaction: the merged piece is written first, naming what it replaces."""
-    if backend_name != "mongodb":
-        pytest.skip("MongoDB only")
     from flask_heat_collector.aggregates import merge_pieces
     from flask_heat_collector.repositories.mongo import _piece, _piece_doc
 

@@ -19,9 +19,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from .conftest import QUERY_KEY
-from .helpers import Server, batch, dump_database, event, headers
+from .helpers import API, Server, batch, dump_database, event, headers
 
-API = {"x-api-key": QUERY_KEY}
 JSON = {"Content-Type": "application/json"}
 ONCE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # never reaches storage
 

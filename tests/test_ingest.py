@@ -10,9 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from .conftest import QUERY_KEY
-from .helpers import PROJECT_KEY, batch, event, headers, sdk_fixture
-
-API = {"x-api-key": QUERY_KEY}
+from .helpers import API, PROJECT_KEY, batch, event, headers, sdk_fixture
 
 
 def post(client: FlaskClient, body: Any, key: str = PROJECT_KEY, **extra: str) -> Any:

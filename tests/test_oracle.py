@@ -21,10 +21,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from . import oracle
-from .conftest import QUERY_KEY
-from .helpers import batch, event, headers
+from .helpers import API, batch, event, ingest, ingest_all
 
-API = {"x-api-key": QUERY_KEY}
 SEED = int(os.environ.get("HEAT_TEST_ORACLE_SEED", "20250106"))
 BASE = 1_736_121_600_000  # 2025-01-06T00:00:00Z: a day boundary, safely before "now"
 HOUR = 3_600_000
@@ -205,16 +203,6 @@ class Generator:
             out.tie_windows.append((path, start, start + 7))
 
 
-def post_all(client: FlaskClient, scenario: Scenario) -> str:
-    """Post every body in order; return the project id."""
-    project = ""
-    for body in scenario.bodies:
-        response = client.post("/ingest", json=body, headers=headers())
-        assert response.status_code == 200, response.get_json()
-        project = response.get_json()["projectId"]
-    return project
-
-
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -318,7 +306,7 @@ def test_scenario_is_what_the_tests_claim(scenario: Scenario) -> None:
 
 def test_heatmap_matches_oracle(client: FlaskClient, scenario: Scenario) -> None:
     """~70 random heatmap queries answer exactly what the oracle computes."""
-    project = post_all(client, scenario)
+    project = ingest_all(client, scenario.bodies)
     rows = oracle.stored_rows(scenario.bodies)
     rng = random.Random(SEED + 1)
     queries: list[dict[str, Any]] = []
@@ -383,7 +371,7 @@ def window_ms(params: dict[str, Any], name: str) -> int | None:
 
 def test_events_match_oracle(client: FlaskClient, scenario: Scenario) -> None:
     """~30 random pages of the events list: same rows, same order (ts, then storage order)."""
-    project = post_all(client, scenario)
+    project = ingest_all(client, scenario.bodies)
     rows = oracle.stored_rows(scenario.bodies)
     rng = random.Random(SEED + 2)
     failures: list[str] = []
@@ -427,7 +415,7 @@ def events_diff(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> str:
 
 def test_session_event_counts_match_oracle(client: FlaskClient, scenario: Scenario) -> None:
     """Each session's eventCount is its stored rows: a move counts its points, retries and drops do not."""
-    project = post_all(client, scenario)
+    project = ingest_all(client, scenario.bodies)
     rows = oracle.stored_rows(scenario.bodies)
     body = get(client, f"/api/projects/{project}/sessions", {"limit": 200})
     got = {s["sessionId"]: s["eventCount"] for s in body["sessions"]}
@@ -437,16 +425,9 @@ def test_session_event_counts_match_oracle(client: FlaskClient, scenario: Scenar
 # -- hand-computed (no oracle) -------------------------------------------------------------
 
 
-def post_events(client: FlaskClient, *events: dict[str, Any]) -> str:
-    response = client.post("/ingest", json=batch(*events), headers=headers())
-    assert response.status_code == 200, response.get_json()
-    project: str = response.get_json()["projectId"]
-    return project
-
-
 def test_square_cells_and_width_band_by_hand(client: FlaskClient) -> None:
     """Frame 1000x800 at resolution 10: cells are 100x100 whatever the outliers; other widths are set aside."""
-    project = post_events(
+    project = ingest(
         client,
         event("click", x=150, y=250, w=1000, h=800),
         event("click", x=160, y=290, w=1000, h=800),  # same cell as (150, 250)

@@ -19,10 +19,8 @@ from flask.testing import FlaskClient
 
 from flask_heat_collector.errors import ConfigurationError
 
-from .conftest import QUERY_KEY
-from .helpers import ListHandler, batch, event, headers, without_ids
+from .helpers import API, ListHandler, batch, event, headers, without_ids
 
-API = {"x-api-key": QUERY_KEY}
 DAY = 86_400_000
 RAW_DAYS, AGGREGATE_DAYS = 3, 5
 PATHS = ("/", "/pricing")

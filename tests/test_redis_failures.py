@@ -6,7 +6,6 @@ a TCP proxy in front of the real Redis that can be switched between forwarding a
 
 from __future__ import annotations
 
-import math
 import os
 import select
 import socket
@@ -171,40 +170,29 @@ def sqlite_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
         app.extensions["heat_collector"].repository.dispose()
 
 
-def _ingest(client: FlaskClient, key: str) -> tuple[Any, float]:
-    started = time.perf_counter()
-    response = client.post("/ingest", json=batch(event("click")), headers=headers(key))
-    return response, time.perf_counter() - started
+def _ingest(client: FlaskClient, key: str) -> Any:
+    return client.post("/ingest", json=batch(event("click")), headers=headers(key))
 
 
 def _lines(logs: ListHandler, msg: str) -> list[dict[str, Any]]:
     return [record for record in logs.records() if record["msg"] == msg]
 
 
-def test_hung_redis_does_not_slow_ingest(sqlite_app: Callable[..., Flask], hung_redis: HungRedis) -> None:
-    """50 ingests against a Redis that never answers: each fails open, stores its event, stays fast."""
-    pytest.importorskip("redis")  # imported before timing: a one-time cost of any Redis, hung or not
+def test_hung_redis_is_skipped_by_the_breaker(sqlite_app: Callable[..., Flask], hung_redis: HungRedis) -> None:
+    """50 ingests against a Redis that never answers: each fails open and stores its event, and Redis
+    is tried a few times, not on every request (each try costs a timeout; bench/ times them)."""
     client = sqlite_app(rate_limit_storage_uri=hung_redis.uri).test_client()
     key = f"hung-{uuid.uuid4().hex}"
-    durations: list[float] = []
     for _ in range(50):
-        response, seconds = _ingest(client, key)
-        # Before the breaker: 7 s and more (a 5 s timeout per limiter call, 1 s per metrics write).
-        assert seconds < 2.0, f"an ingest took {seconds:.2f} s with a hung Redis"
+        response = _ingest(client, key)
         assert response.status_code == 200, response.get_json()
         assert response.get_json()["accepted"] == 1
         assert "X-RateLimit-Limit" not in response.headers  # not limited, not refused
-        durations.append(seconds)
-    assert sum(durations) < 10.0
-    ordered = sorted(durations)
-    p99 = ordered[math.ceil(0.99 * len(ordered)) - 1]  # nearest rank: the slowest of 50
-    print(f"\ningest with a hung Redis: p99 {p99 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms, n={len(ordered)}")
-
-    started = time.perf_counter()
     metrics = client.get("/api/metrics", headers={"x-api-key": QUERY_KEY})
-    assert time.perf_counter() - started < 2.0
     assert metrics.status_code == 200
     assert metrics.get_json()["metrics"]["ingestCount"] == 50  # this worker's own counters
+    # Without the breaker every request opened a connection (the limiter's, the metrics' writes).
+    assert 1 <= len(hung_redis.accepted) < 10, len(hung_redis.accepted)
 
 
 def test_hung_redis_is_logged_once_per_interval(
@@ -213,7 +201,7 @@ def test_hung_redis_is_logged_once_per_interval(
     client = sqlite_app(rate_limit_storage_uri=hung_redis.uri).test_client()
     key = f"hung-{uuid.uuid4().hex}"
     for _ in range(20):
-        assert _ingest(client, key)[0].status_code == 200
+        assert _ingest(client, key).status_code == 200
         client.get("/api/metrics", headers={"x-api-key": QUERY_KEY})
     first = {msg: _lines(logs, msg) for msg in (LIMITER_DOWN, METRICS_DOWN, METRICS_READ_DOWN)}
     assert {msg: len(lines) for msg, lines in first.items()} == {LIMITER_DOWN: 1, METRICS_DOWN: 1, METRICS_READ_DOWN: 1}
@@ -225,7 +213,7 @@ def test_hung_redis_is_logged_once_per_interval(
     # The next interval: one trial call times out again, and each message is logged once more.
     time.sleep(OPEN_SECONDS + 0.3)
     for _ in range(20):
-        assert _ingest(client, key)[0].status_code == 200
+        assert _ingest(client, key).status_code == 200
         client.get("/api/metrics", headers={"x-api-key": QUERY_KEY})
     assert [len(_lines(logs, msg)) for msg in (LIMITER_DOWN, METRICS_DOWN, METRICS_READ_DOWN)] == [2, 2, 2]
     assert _lines(logs, LIMITER_DOWN)[1]["calls"] >= 20  # the requests let through since the first line
@@ -245,19 +233,18 @@ def test_limits_are_enforced_again_when_redis_answers(
     key = f"recover-{uuid.uuid4().hex}"
     metrics_key = app.extensions["heat_collector"].metrics.key
     try:
-        statuses = [_ingest(client, key)[0].status_code for _ in range(4)]
+        statuses = [_ingest(client, key).status_code for _ in range(4)]
         assert statuses == [200, 200, 200, 429]
 
         proxy.hang()
         hung = [_ingest(client, key) for _ in range(5)]
-        assert [response.status_code for response, _ in hung] == [200] * 5  # fails open: no event lost
-        assert max(seconds for _, seconds in hung) < 2.0
+        assert [response.status_code for response in hung] == [200] * 5  # fails open: no event lost
         assert len(_lines(logs, LIMITER_DOWN)) == 1
 
         proxy.forward()
         deadline = time.monotonic() + OPEN_SECONDS + 10
         while True:
-            response, _ = _ingest(client, key)
+            response = _ingest(client, key)
             if response.status_code == 429:
                 break
             assert response.status_code == 200
@@ -271,7 +258,7 @@ def test_limits_are_enforced_again_when_redis_answers(
 
         # The shared counters are written to Redis again as well.
         before = int(real_redis.hget(metrics_key, "ingestCount") or 0)
-        assert _ingest(client, f"{key}-other")[0].status_code == 200
+        assert _ingest(client, f"{key}-other").status_code == 200
         assert int(real_redis.hget(metrics_key, "ingestCount")) == before + 1
     finally:
         proxy.close()

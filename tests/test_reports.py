@@ -4,20 +4,14 @@ then random data against the plain reference in tests/oracle.py."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_heat_collector import HeatCollector
-
 from . import oracle
-from .conftest import QUERY_KEY
-from .helpers import batch, event, headers
+from .helpers import API, backend_free, batch, event, ingest_all
 
-API = {"x-api-key": QUERY_KEY}
 T = 1_790_000_000_000  # a fixed past instant; every event is within a minute of it
 DESKTOP = {"w": 1280, "h": 800, "meta": {"viewportBucket": "1280x800"}}
 MOBILE = {"w": 390, "h": 844}  # bucket 400x800 (rounded to 100 px)
@@ -83,15 +77,6 @@ FIXTURE = [
 ]
 
 
-def post(client: FlaskClient, bodies: list[dict[str, Any]]) -> str:
-    project = ""
-    for body in bodies:
-        response = client.post("/ingest", json=body, headers=headers())
-        assert response.status_code == 200, response.get_json()
-        project = response.get_json()["projectId"]
-    return project
-
-
 def get(client: FlaskClient, url: str, **params: Any) -> dict[str, Any]:
     response = client.get(url, query_string=params, headers=API)
     assert response.status_code == 200, (url, params, response.get_json())
@@ -102,7 +87,7 @@ def get(client: FlaskClient, url: str, **params: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def project(client: FlaskClient) -> str:
-    return post(client, FIXTURE)
+    return ingest_all(client, FIXTURE)
 
 
 def test_elements_by_hand(client: FlaskClient, project: str) -> None:
@@ -249,7 +234,7 @@ def random_bodies(seed: int) -> list[dict[str, Any]]:
 
 def test_reports_match_oracle(client: FlaskClient) -> None:
     bodies = random_bodies(20261129)
-    project = post(client, bodies)
+    project = ingest_all(client, bodies)
     rows = oracle.stored_rows(bodies)
     assert len(oracle.rage_rows(rows)) >= 10  # the data holds rage bursts
     end = max(r.ts for r in rows)
@@ -299,15 +284,7 @@ def test_reports_match_oracle(client: FlaskClient) -> None:
     assert not failures, "\n".join(failures[:5])
 
 
-# Validation and auth never reach a database: once, on in-memory SQLite.
-@pytest.fixture
-def memory_client() -> Iterator[FlaskClient]:
-    app = Flask("reports_validation")
-    HeatCollector(app, database_uri="sqlite://", query_api_keys=[QUERY_KEY], ip_hash_secret="x")
-    yield app.test_client()
-    app.extensions["heat_collector"].repository.dispose()
-
-
+@backend_free
 @pytest.mark.parametrize(
     ("endpoint", "params", "code"),
     [
@@ -327,21 +304,23 @@ def memory_client() -> Iterator[FlaskClient]:
         ("heatmap", {"viewportWidth": "x"}, "invalid_query"),
     ],
 )
-def test_bad_parameters(memory_client: FlaskClient, endpoint: str, params: dict[str, Any], code: str) -> None:
-    response = memory_client.get(f"/api/projects/p/{endpoint}", query_string=params, headers=API)
+def test_bad_parameters(client: FlaskClient, endpoint: str, params: dict[str, Any], code: str) -> None:
+    response = client.get(f"/api/projects/p/{endpoint}", query_string=params, headers=API)
     assert response.status_code == 400
     assert response.get_json()["code"] == code
 
 
+@backend_free
 @pytest.mark.parametrize("endpoint", ["elements", "paths", "scrollmap"])
-def test_new_endpoints_need_the_key(memory_client: FlaskClient, endpoint: str) -> None:
-    assert memory_client.get(f"/api/projects/p/{endpoint}").get_json()["code"] == "missing_api_key"
-    wrong = memory_client.get(f"/api/projects/p/{endpoint}", headers={"x-api-key": "nope"})
+def test_new_endpoints_need_the_key(client: FlaskClient, endpoint: str) -> None:
+    assert client.get(f"/api/projects/p/{endpoint}").get_json()["code"] == "missing_api_key"
+    wrong = client.get(f"/api/projects/p/{endpoint}", headers={"x-api-key": "nope"})
     assert wrong.status_code == 401 and wrong.get_json()["code"] == "invalid_api_key"
 
 
-def test_unknown_project_answers_empty(memory_client: FlaskClient) -> None:
-    assert get(memory_client, "/api/projects/none/elements")["elements"] == []
-    assert get(memory_client, "/api/projects/none/paths")["paths"] == []
-    reach = get(memory_client, "/api/projects/none/scrollmap")
+@backend_free
+def test_unknown_project_answers_empty(client: FlaskClient) -> None:
+    assert get(client, "/api/projects/none/elements")["elements"] == []
+    assert get(client, "/api/projects/none/paths")["paths"] == []
+    reach = get(client, "/api/projects/none/scrollmap")
     assert reach["meta"]["sessions"] == 0 and len(reach["reach"]) == 21

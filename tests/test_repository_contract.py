@@ -12,10 +12,8 @@ from flask.testing import FlaskClient
 from flask_heat_collector.listing import event_page
 from flask_heat_collector.repositories.base import EventFilter, Repository, SessionQuery
 
-from .conftest import QUERY_KEY
-from .helpers import batch, event, headers
+from .helpers import API, batch, event, headers
 
-API = {"x-api-key": QUERY_KEY}
 PLAIN = (str, int, float, bool, type(None))
 
 

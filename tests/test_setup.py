@@ -19,9 +19,8 @@ from flask_heat_collector.cli import migrate_main, uri_from_environ
 from flask_heat_collector.wsgi import create_app
 
 from .conftest import QUERY_KEY
-from .helpers import ListHandler, batch, event, free_port, headers
+from .helpers import API, ListHandler, batch, event, free_port, headers
 
-API = {"x-api-key": QUERY_KEY}
 PASSWORD = "s3cret-pw"
 # The schemes each backend of the fixture is also reached by: plain ones get the installed driver.
 ALIASES = {

@@ -23,11 +23,10 @@ from werkzeug.test import TestResponse
 
 from flask_heat_collector.schemas import MAX_ID, MAX_OBJECT_BYTES, MAX_PATH, MAX_POINTS, MAX_TEXT
 
-from .conftest import MYSQL_ADMIN, PG_ADMIN, QUERY_KEY, SqlServer, unavailable
-from .helpers import PROJECT_KEY, TS, batch, event, headers
+from .conftest import MYSQL_ADMIN, PG_ADMIN, SqlServer, unavailable
+from .helpers import API, PROJECT_KEY, TS, batch, event, headers
 from .storage_size import EXTENT_SLACK, encode, filler_meta, json_bytes, move_points, random_text, stored_bytes
 
-API = {"x-api-key": QUERY_KEY}
 MAX_BODY_BYTES = 1_000_000  # HEAT_MAX_BODY_BYTES default
 AMPLIFICATION = 3  # SPEC §6: stored bytes within a small constant of the body; the issue asks <= 3x
 EMOJI = "\U0001f600"  # 4 bytes in UTF-8

@@ -6,10 +6,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from .conftest import QUERY_KEY
-from .helpers import batch, event, headers
-
-API = {"x-api-key": QUERY_KEY}
+from .helpers import API, batch, event, headers
 
 
 def _sessions(client: FlaskClient, project: str, **params: Any) -> list[dict[str, Any]]:

@@ -6,9 +6,7 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -23,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .. import processes
+from ..processes import APP
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = Path(__file__).resolve().parent / "site"
@@ -200,35 +201,21 @@ def collector_env(tmp: Path, **env: str) -> dict[str, str]:
 
 
 def spawn_gunicorn(
-    options: list[str], env: Mapping[str, str], log_path: Path, app: str = "flask_heat_collector.wsgi:create_app()"
+    options: list[str], env: Mapping[str, str], log_path: Path, app: str = APP
 ) -> subprocess.Popen[bytes]:
     """``gunicorn OPTIONS APP`` in the background, its output in ``log_path`` (stop it with ``_stop``)."""
-    try:
-        import gunicorn.config  # type: ignore[import-untyped]
-    except ImportError:
-        unavailable("gunicorn is not installed (pip install -e '.[test]')")
-    command = [sys.executable, "-m", "gunicorn", *options]
-    # gunicorn 24+ opens a control socket at a fixed path; parallel servers must not share it.
-    if any(setting.name == "control_socket_disable" for setting in gunicorn.config.KNOWN_SETTINGS):
-        command.append("--no-control-socket")
-    with log_path.open("wb") as log:
-        return subprocess.Popen([*command, app], cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
+    if not processes.gunicorn_available():
+        unavailable("gunicorn is not installed (scripts/ensure-venv, or pip install --group test)")
+    return processes.spawn_gunicorn(options, env, log_path, app)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+# The suite's names for the shared helpers of tests/processes.py.
+_stop = processes.stop
+_wait_listening = processes.wait_listening
 
 
 @contextmanager
-def run_collector(
-    tmp: Path, app: str = "flask_heat_collector.wsgi:create_app()", *, config: Sequence[str] = (), **env: str
-) -> Iterator[Collector]:
+def run_collector(tmp: Path, app: str = APP, *, config: Sequence[str] = (), **env: str) -> Iterator[Collector]:
     """``gunicorn [CONFIG] -w 3 APP`` on a free loopback port, configured by ``HEAT_*`` variables; always stopped."""
     tmp.mkdir(parents=True, exist_ok=True)
     log_path, access_path = tmp / "gunicorn.log", tmp / "access.log"
@@ -250,33 +237,14 @@ def run_collector(
         _stop(process)
 
 
-def _wait_listening(process: subprocess.Popen[bytes], log_path: Path) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        match = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
-        if match:
-            return match.group(1)
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"gunicorn did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
-
-
 def _wait_ready(collector: Collector) -> None:
     """Until every worker has booted and one answers."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if collector.process.poll() is not None:
-            break
+
+    def ready() -> bool:
         booted = collector.log_path.read_text(errors="replace").count("Booting worker")
-        try:
-            ok = http("GET", f"{collector.url}/api/metrics", headers={"x-api-key": QUERY_KEY}).status == 200
-        except OSError:
-            ok = False
-        if ok and booted >= WORKERS:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"gunicorn workers not ready:\n{collector.log_path.read_text(errors='replace')[-3000:]}")
+        return booted >= WORKERS and processes.answers(f"{collector.url}/api/metrics", {"x-api-key": QUERY_KEY})
+
+    processes.wait_ready(collector.process, ready, collector.log_path, "gunicorn workers not ready")
 
 
 def register_project(env: Mapping[str, str], key: str) -> str:

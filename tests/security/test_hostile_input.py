@@ -11,10 +11,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from ..conftest import QUERY_KEY
-from ..helpers import batch, dump_database, event, gzip_bomb, headers
+from ..helpers import API, backend_free, batch, dump_database, event, gzip_bomb, headers
 
-API = {"x-api-key": QUERY_KEY}
 JSON = {"Content-Type": "application/json"}
 
 
@@ -47,7 +45,7 @@ CORPUS: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("trailing garbage", json.dumps(batch()).encode() + b"}{", JSON, 400, "invalid_json"),
     ("not utf-8", b'{"session": "\xc3\x28"}', JSON, 400, "invalid_json"),
     ("utf-16 bom", json.dumps(batch()).encode("utf-16"), JSON, 400, "invalid_json"),
-    ("NaN", body_with(x=float("nan")).replace(b"NaN", b"NaN"), JSON, 400, "invalid_json"),
+    ("NaN", body_with(x=float("nan")), JSON, 400, "invalid_json"),  # json.dumps writes NaN
     ("-Infinity", b'{"events": [{"x": -Infinity}]}', JSON, 400, "invalid_json"),
     ("huge exponent", body_with(x=1e308), JSON, 400, "invalid_payload"),
     ("big int", body_with(ts=10**40), JSON, 400, "invalid_payload"),
@@ -208,6 +206,7 @@ QUERY_ABUSE: list[tuple[str, Callable[[str], str], int, str]] = [
 
 
 @pytest.mark.parametrize(("name", "url", "status", "code"), QUERY_ABUSE, ids=[q[0] for q in QUERY_ABUSE])
+@backend_free
 def test_query_abuse(client: FlaskClient, name: str, url: Callable[[str], str], status: int, code: str) -> None:
     project = client.post("/ingest", json=batch(), headers=headers()).get_json()["projectId"]
     response = client.get(url(project), headers=API)
