@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -98,30 +99,47 @@ def parse_query_keys(entries: tuple[str, ...]) -> tuple[tuple[bytes, Scope], ...
     return tuple((key.encode(), None if projects is None else frozenset(projects)) for key, projects in scopes.items())
 
 
-def check_query_key(request: Request, settings: Settings, keys: tuple[tuple[bytes, Scope], ...]) -> Scope:
-    """The scope of the query key given as ``Authorization: Bearer`` or ``x-api-key``; 401 without one.
+@dataclass(frozen=True)
+class KeyWords:
+    """The 401 messages of one kind of key: none configured, none given, not valid."""
+
+    none_configured: str
+    missing: str
+    invalid: str
+
+
+QUERY_KEY_WORDS = KeyWords(
+    "No query API key is configured on this server (HEAT_QUERY_API_KEYS is empty), so no key is accepted.",
+    "A query API key is required (Authorization: Bearer or x-api-key).",
+    "The query API key is not valid.",
+)
+
+
+def match_key(request: Request, keys: tuple[tuple[bytes, Scope], ...], words: KeyWords) -> tuple[bytes, Scope]:
+    """The key given as ``Authorization: Bearer`` or ``x-api-key`` and its scope; 401 without a valid one.
 
     Every configured key is compared in constant time, all of them on every request.
     """
-    if settings.query_auth == "none":
-        return None
     if not keys:
-        raise ApiError(
-            401,
-            "invalid_api_key",
-            "No query API key is configured on this server (HEAT_QUERY_API_KEYS is empty), so no key is accepted.",
-        )
+        raise ApiError(401, "invalid_api_key", words.none_configured)
     supplied = request.headers.get("x-api-key") or bearer_token(request)
     if not supplied:
-        raise ApiError(401, "missing_api_key", "A query API key is required (Authorization: Bearer or x-api-key).")
+        raise ApiError(401, "missing_api_key", words.missing)
     given = supplied.encode()
     found: list[Scope] = []
     for key, scope in keys:
         if hmac.compare_digest(given, key):
             found.append(scope)
     if not found:
-        raise ApiError(401, "invalid_api_key", "The query API key is not valid.")
-    return found[0]
+        raise ApiError(401, "invalid_api_key", words.invalid)
+    return given, found[0]
+
+
+def check_query_key(request: Request, settings: Settings, keys: tuple[tuple[bytes, Scope], ...]) -> Scope:
+    """The scope of the query key of ``request`` (every project when ``HEAT_QUERY_AUTH`` is ``none``)."""
+    if settings.query_auth == "none":
+        return None
+    return match_key(request, keys, QUERY_KEY_WORDS)[1]
 
 
 def require_project(scope: Scope, project_id: str) -> None:

@@ -7,45 +7,38 @@ the key by id (the start of its SHA-256), never by value.
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 
 from .. import lifecycle
-from ..auth import bearer_token, require_project, require_unscoped
+from ..auth import KeyWords, match_key, require_project, require_unscoped
 from ..errors import ApiError
 from ..repositories.base import Erasure
 from ..state import get_state
 from . import common
 
-MAX_ID = 128
+_ADMIN_KEY_WORDS = KeyWords(
+    "No admin key is configured on this server (HEAT_ADMIN_API_KEYS).",
+    "An admin key is required (Authorization: Bearer or x-api-key).",
+    "The admin key is not valid (query keys are not admin keys).",
+)
 
 
 def _require_admin_key() -> None:
-    """The admin key as ``Authorization: Bearer`` or ``x-api-key``, compared in constant time."""
-    keys = get_state().admin_keys
-    if not keys:
-        raise ApiError(401, "invalid_api_key", "No admin key is configured on this server (HEAT_ADMIN_API_KEYS).")
-    supplied = request.headers.get("x-api-key") or bearer_token(request)
-    if not supplied:
-        raise ApiError(401, "missing_api_key", "An admin key is required (Authorization: Bearer or x-api-key).")
-    given = supplied.encode()
-    found = [scope for key, scope in keys if hmac.compare_digest(given, key)]
-    if not found:
-        raise ApiError(401, "invalid_api_key", "The admin key is not valid (query keys are not admin keys).")
+    """An admin key that may act on the request's project (or on all of them, for the purge)."""
+    given, scope = match_key(request, get_state().admin_keys, _ADMIN_KEY_WORDS)
     project_id = (request.view_args or {}).get("project_id")
     if project_id is None:
-        require_unscoped(found[0])  # the purge covers every project
+        require_unscoped(scope)  # the purge covers every project
     else:
-        require_project(found[0], str(project_id))
+        require_project(scope, str(project_id))
     g.heat_actor = "key:" + hashlib.sha256(given).hexdigest()[:12]
 
 
 def _ids(project_id: str, user_id: str) -> None:
-    for name, value in (("projectId", project_id), ("userId", user_id)):
-        if not 0 < len(value) <= MAX_ID:
-            raise ApiError(400, "invalid_query", f"'{name}' must be 1 to {MAX_ID} characters.")
+    common.check_id(project_id, "projectId")
+    common.check_id(user_id, "userId")
 
 
 def erase_user(project_id: str, user_id: str) -> Response:

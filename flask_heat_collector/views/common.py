@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import ApiError, StorageUnavailable
 from ..log import log, logger
+from ..schemas import MAX_ID
 from ..state import get_state
 
 STORAGE_RETRY_AFTER_SECONDS = 5
@@ -41,6 +42,13 @@ def request_id() -> str:
         g.heat_request_id = uuid.uuid4().hex
     rid: str = g.heat_request_id
     return rid
+
+
+def check_id(value: str, name: str) -> str:
+    """``value`` when it is an id of 1 to ``MAX_ID`` characters; 400 ``invalid_query`` otherwise."""
+    if not value or len(value) > MAX_ID:
+        raise ApiError(400, "invalid_query", f"'{name}' must be 1 to {MAX_ID} characters.")
+    return value
 
 
 def _plain(details: Any, budget: list[int]) -> Any:

@@ -39,7 +39,6 @@ _DETAIL = SessionDetailQuerySchema()
 _SCROLLMAP = ScrollmapQuerySchema()
 _ELEMENTS = ElementsQuerySchema()
 _PATHS = PathsQuerySchema()
-MAX_ID_PARAM = 128
 MAX_DETAILS = 50  # SPEC 5: error details are bounded
 
 
@@ -90,12 +89,6 @@ def _load(schema: Schema) -> dict[str, Any]:
     return result
 
 
-def _check_id(value: str, name: str) -> str:
-    if not value or len(value) > MAX_ID_PARAM:
-        raise ApiError(400, "invalid_query", f"'{name}' must be 1 to {MAX_ID_PARAM} characters.")
-    return value
-
-
 def _types(value: str | None) -> tuple[str, ...] | None:
     return None if value in (None, "all") else (str(value),)
 
@@ -114,7 +107,7 @@ def _map_range(project_id: str, path: str | None) -> EventFilter:
     end = int(time.time() * 1000) if end is None else end
     if start > end:
         raise ApiError(400, "invalid_time_range", "Query param 'from' must be less than or equal to 'to'.")
-    return EventFilter(project_id=_check_id(project_id, "projectId"), path=path, ts_from=start, ts_to=end)
+    return EventFilter(project_id=common.check_id(project_id, "projectId"), path=path, ts_from=start, ts_to=end)
 
 
 def heatmap(project_id: str) -> Response:
@@ -152,7 +145,7 @@ def project_scrollmap(project_id: str) -> Response:
 def project_elements(project_id: str) -> Response:
     query = _load(_ELEMENTS)
     start, end = _time_range()
-    flt = EventFilter(_check_id(project_id, "projectId"), query.get("path"), start, end)
+    flt = EventFilter(common.check_id(project_id, "projectId"), query.get("path"), start, end)
     body = elements(get_state().repository, flt, requested_type=query["type"], limit=query["limit"])
     return _json(body, X_Total_Count=str(body["meta"]["count"]))
 
@@ -160,7 +153,7 @@ def project_elements(project_id: str) -> Response:
 def project_paths(project_id: str) -> Response:
     query = _load(_PATHS)
     start, end = _time_range()
-    flt = EventFilter(_check_id(project_id, "projectId"), None, start, end)
+    flt = EventFilter(common.check_id(project_id, "projectId"), None, start, end)
     body = paths(get_state().repository, flt, prefix=query.get("q") or None, limit=query["limit"])
     return _json(body, X_Total_Count=str(body["meta"]["count"]))
 
@@ -169,7 +162,7 @@ def project_events(project_id: str) -> Response:
     query = _load(_EVENTS)
     start, end = _time_range()
     requested = query.get("type", "all")
-    flt = EventFilter(_check_id(project_id, "projectId"), query.get("path"), start, end, _types(requested))
+    flt = EventFilter(common.check_id(project_id, "projectId"), query.get("path"), start, end, _types(requested))
     found = event_page(get_state().repository, flt, query["limit"], query["offset"])
     body = {
         "events": [event_json(e) for e in found],
@@ -190,7 +183,7 @@ def project_sessions(project_id: str) -> Response:
     repo = get_state().repository
     found = repo.list_sessions(
         SessionQuery(
-            project_id=_check_id(project_id, "projectId"),
+            project_id=common.check_id(project_id, "projectId"),
             started_from=start,
             last_seen_to=end,
             user_id=query.get("userId"),
@@ -229,9 +222,9 @@ def _find_sessions(session_id: str, project_id: str | None) -> list[Session]:
 def session_detail(session_id: str, project_id: str | None = None) -> Response:
     query = _load(_DETAIL)
     repo = get_state().repository
-    found_sessions = _find_sessions(
-        _check_id(session_id, "sessionId"), _check_id(project_id, "projectId") if project_id is not None else None
-    )
+    session_id = common.check_id(session_id, "sessionId")
+    project = common.check_id(project_id, "projectId") if project_id is not None else None
+    found_sessions = _find_sessions(session_id, project)
     projects = sorted({s.project_id for s in found_sessions})
     if len(projects) > 1:  # never mix projects: the caller picks one
         raise ApiError(
