@@ -41,13 +41,8 @@ def in_bursts(clicks: Iterable[StoredEvent]) -> Iterator[StoredEvent]:
         x, y = click.x, click.y
         if x is None or y is None:
             continue
-        live: list[Burst] = []
-        for burst in bursts.get(click.session_id, ()):
-            if click.ts - burst[0].ts > WINDOW_MS:
-                if len(burst) >= MIN_CLICKS:
-                    yield from burst
-            else:
-                live.append(burst)
+        rage, live = _close(bursts.get(click.session_id, []), click.ts)
+        yield from rage
         for burst in live:
             first = burst[0]
             assert first.x is not None and first.y is not None
@@ -58,25 +53,25 @@ def in_bursts(clicks: Iterable[StoredEvent]) -> Iterator[StoredEvent]:
             live.append([click])
         bursts[click.session_id] = live
         seen += 1
-        if seen % _SWEEP_EVERY == 0:
-            yield from _sweep(bursts, click.ts)
+        if seen % _SWEEP_EVERY == 0:  # forget the sessions that stopped clicking
+            for session_id in list(bursts):
+                rage, bursts[session_id] = _close(bursts[session_id], click.ts)
+                yield from rage
+                if not bursts[session_id]:
+                    del bursts[session_id]
     for live in bursts.values():
-        for burst in live:
+        yield from _close(live, None)[0]
+
+
+def _close(bursts: list[Burst], now: int | None) -> tuple[list[StoredEvent], list[Burst]]:
+    """The clicks of the rage bursts whose window ended before ``now`` (``None``: every burst ends),
+    and the bursts still open."""
+    rage: list[StoredEvent] = []
+    live: list[Burst] = []
+    for burst in bursts:
+        if now is None or now - burst[0].ts > WINDOW_MS:
             if len(burst) >= MIN_CLICKS:
-                yield from burst
-
-
-def _sweep(bursts: dict[str, list[Burst]], now: int) -> Iterator[StoredEvent]:
-    """Close every burst whose window ended before ``now``; forget sessions with none open."""
-    for session_id in list(bursts):
-        live = []
-        for burst in bursts[session_id]:
-            if now - burst[0].ts > WINDOW_MS:
-                if len(burst) >= MIN_CLICKS:
-                    yield from burst
-            else:
-                live.append(burst)
-        if live:
-            bursts[session_id] = live
+                rage += burst
         else:
-            del bursts[session_id]
+            live.append(burst)
+    return rage, live

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 from flask_heat_collector import HeatCollector
 from flask_heat_collector.log import JsonFormatter, install_json_handler
@@ -59,6 +60,13 @@ def host_app(tmp_path: Path, **config: Any) -> Flask:
     return app
 
 
+def post_good_and_broken(client: FlaskClient) -> None:
+    """One stored batch (an info line) and one body that is not JSON (a warning line)."""
+    assert client.post("/ingest", json=batch(), headers=headers()).status_code == 200
+    broken = client.post("/ingest", data=b"{", headers=headers(**{"Content-Type": "application/json"}))
+    assert broken.status_code == 400
+
+
 def dispose(app: Flask) -> None:
     app.extensions["heat_collector"].repository.dispose()
 
@@ -70,11 +78,7 @@ def test_the_hosts_handler_and_caplog_receive_the_collectors_records(
     HeatCollector(app)
     try:
         client = app.test_client()
-        assert client.post("/ingest", json=batch(), headers=headers()).status_code == 200
-        assert (
-            client.post("/ingest", data=b"{", headers=headers(**{"Content-Type": "application/json"})).status_code
-            == 400
-        )
+        post_good_and_broken(client)
     finally:
         dispose(app)
     for records in (host_handler.records, caplog.records):
@@ -112,11 +116,7 @@ def test_log_level_error_keeps_only_errors(tmp_path: Path, caplog: pytest.LogCap
 
     try:
         client = app.test_client()
-        assert client.post("/ingest", json=batch(), headers=headers()).status_code == 200
-        assert (
-            client.post("/ingest", data=b"{", headers=headers(**{"Content-Type": "application/json"})).status_code
-            == 400
-        )
+        post_good_and_broken(client)
         assert client.post("/ingest", json=batch(session_id="fail"), headers=headers()).status_code == 500
     finally:
         dispose(app)
