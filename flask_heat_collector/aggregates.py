@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .ingest import path_key
 from .log import log
-from .repositories.base import AggregateRow, EventRow, StoredEvent
+from .repositories.base import AggregateRow, EventRow
 
 if TYPE_CHECKING:
     from .repositories.base import Repository
@@ -85,7 +85,7 @@ def add_pairs(into: dict[int, int], text: str | None) -> None:
         into[key] = get(key, 0) + flat[i + 1]
 
 
-def items(row: EventRow | StoredEvent) -> Iterator[tuple[int, int, int | None, int | None]]:
+def items(row: EventRow) -> Iterator[tuple[int, int, int | None, int | None]]:
     """``(point_index, ts, x, y)`` of each row the event answers as (a move: one per point)."""
     if row.points is None:
         yield 0, row.ts, row.x, row.y
@@ -148,7 +148,7 @@ def merge_into(totals: dict[K, Stats], key: K, stats: Stats) -> None:
 
 
 def add_event(
-    into: dict[Key, Stats], row: EventRow | StoredEvent, *, ts_range: tuple[int, int] | None = None, by_day: bool = True
+    into: dict[Key, Stats], row: EventRow, *, ts_range: tuple[int, int] | None = None, by_day: bool = True
 ) -> None:
     """Add the rows of one stored event to ``into`` (see :func:`rollup`)."""
     kind, bw, bh, seq = row.type, row.bucket_w, row.bucket_h, row.seq
@@ -163,7 +163,7 @@ def add_event(
 
 
 def rollup(
-    rows: Iterable[EventRow | StoredEvent],
+    rows: Iterable[EventRow],
     *,
     ts_range: tuple[int, int] | None = None,
     by_day: bool = True,
@@ -191,12 +191,10 @@ def _merged_part() -> int:
 def pieces(path_key: int, stats: dict[Key, Stats], part: int) -> list[AggregateRow]:
     """The aggregate rows storing ``stats`` of one path (``part`` tells pieces of a key apart)."""
     return [
+        # AggregateRow's fields start with the path and the key: (day, type, bucket_w, bucket_h).
         AggregateRow(
-            path_key=path_key,
-            day=day,
-            type=kind,
-            bucket_w=bw,
-            bucket_h=bh,
+            path_key,
+            *key,
             part=part,
             n=s.n,
             first_seq=s.first_seq,
@@ -204,7 +202,7 @@ def pieces(path_key: int, stats: dict[Key, Stats], part: int) -> list[AggregateR
             cells=encode_pairs(s.cells),
             depths=encode_pairs(s.depths),
         )
-        for (day, kind, bw, bh), s in stats.items()
+        for key, s in stats.items()
         if s.n
     ]
 
@@ -220,7 +218,7 @@ def batch_pieces(rows: Iterable[EventRow], part: int) -> list[AggregateRow]:
     return out
 
 
-def rebuild_pieces(rows: Iterable[StoredEvent]) -> tuple[list[AggregateRow], int]:
+def rebuild_pieces(rows: Iterable[EventRow]) -> tuple[list[AggregateRow], int]:
     """The merged pieces of every key of ``rows`` (all events of one project, streamed once) and
     the number of events read."""
     keys: dict[str, int] = {}

@@ -29,7 +29,7 @@ from .aggregates import (
 from .ingest import js_round, parse_bucket
 from .listing import stored_events
 from .rageclicks import RAGECLICK, rage_clicks
-from .repositories.base import EventFilter, Reader, Repository
+from .repositories.base import EventFilter, Reader, Repository, Scan
 
 DEFAULT_VIEWPORT = (1280, 720)
 NOT_PLOTTABLE_WARNING = (
@@ -63,7 +63,7 @@ def split_range(ts_from: int, ts_to: int) -> tuple[tuple[int, int] | None, list[
 
 
 def _raw(reader: Reader, flt: EventFilter, lo: int, hi: int, span: int) -> dict[Bucket, Stats]:
-    rows = stored_events(reader, replace(flt, types=None, ts_from=lo, ts_to=hi), ts_low=lo - span, light=True)
+    rows = stored_events(reader, Scan(replace(flt, types=None, ts_from=lo, ts_to=hi), lo - span, light=True))
     return {(kind, bw, bh): stats for (_, kind, bw, bh), stats in rollup(rows, ts_range=(lo, hi), by_day=False).items()}
 
 
@@ -132,7 +132,7 @@ class Plan:
         span = self.span if self.edges else self.reader.max_span(self.flt.project_id)
         for kind in types:
             flt = replace(self.flt, types=(kind,))
-            for row in stored_events(self.reader, flt, ts_low=lo - span, light=True):
+            for row in stored_events(self.reader, Scan(flt, lo - span, light=True)):
                 if width is not None and row.bucket_w != width:
                     continue
                 for _, ts, x, y in items(row):

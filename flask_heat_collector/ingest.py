@@ -103,7 +103,6 @@ def event_row(event: dict[str, Any], session_id: str, seq: int) -> EventRow | No
             x, y = js_round(event["x"]), js_round(event["y"])
         elif kind == "scroll":
             depth = js_round(event["scrollDepthPct"])
-    path = event["path"]
     return EventRow(
         event_id=event["eventId"],
         seq=seq,
@@ -111,17 +110,17 @@ def event_row(event: dict[str, Any], session_id: str, seq: int) -> EventRow | No
         type=kind,
         ts=ts,
         span=span,
-        path=path,
-        path_key=path_key(path),
+        path=event["path"],
+        path_key=path_key(event["path"]),
         selector=event.get("selector"),
         x=x,
         y=y,
         scroll_depth=depth,
         bucket_w=bw,
         bucket_h=bh,
+        meta_json=_dumps({"viewport": viewport, "device": event["device"], "meta": scrubbed}),
         row_count=items,
         points=points,
-        meta_json=_dumps({"viewport": viewport, "device": event["device"], "meta": scrubbed}),
         data_json=_dumps(data) if data else None,
     )
 

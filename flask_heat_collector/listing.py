@@ -12,33 +12,21 @@ import json
 from collections.abc import Iterator
 
 from .aggregates import items
-from .repositories.base import Event, EventFilter, Reader, Repository, StoredEvent
+from .repositories.base import Event, EventFilter, EventRow, Reader, Repository, Scan
 
 _FIRST_PAGE = 256
 _MAX_PAGE = 8192
 
 
-def stored_events(
-    reader: Reader,
-    flt: EventFilter,
-    *,
-    ts_low: int | None,
-    session_id: str | None = None,
-    light: bool = False,
-    text: bool = False,
-    first_page: int = _FIRST_PAGE,
-) -> Iterator[StoredEvent]:
-    """Every stored event of ``flt`` from ``ts_low`` on, in ``(ts, seq)`` order, fetched in growing pages.
-
-    ``light`` leaves out the JSON columns, path and selector (``None``); ``text`` keeps path and selector.
-    """
+def stored_events(reader: Reader, what: Scan, *, first_page: int = _FIRST_PAGE) -> Iterator[EventRow]:
+    """Every stored event of ``what`` in ``(ts, seq)`` order, fetched in growing pages."""
     after: tuple[int, int] | None = None
     size = max(1, min(first_page, _MAX_PAGE))
     # seq is unique per process, not across processes: events may share (ts, seq). Each next page
     # starts AT the last key, skipping the events of that key already given.
     given: set[str] = set()
     while True:
-        page = reader.scan(flt, ts_low=ts_low, after=after, limit=size, session_id=session_id, light=light, text=text)
+        page = reader.scan(what, after, size)
         key = after and (after[0], after[1] + 1)
         fresh = [e for e in page if not ((e.ts, e.seq) == key and e.event_id in given)]
         yield from fresh
@@ -53,7 +41,7 @@ def stored_events(
         size = min(size * 2, _MAX_PAGE)
 
 
-Row = tuple[StoredEvent, int, int]  # (event, point index, ts)
+Row = tuple[EventRow, int, int]  # (event, point index, ts)
 
 
 def rows_in_order(
@@ -71,8 +59,8 @@ def rows_in_order(
     ts_low = None if flt.ts_from is None else flt.ts_from - reader.max_span(flt.project_id)
     lo = flt.ts_from
     hi = flt.ts_to
-    heap: list[tuple[int, int, int, str, StoredEvent]] = []
-    events = stored_events(reader, flt, ts_low=ts_low, session_id=session_id, light=light, first_page=first_page)
+    heap: list[tuple[int, int, int, str, EventRow]] = []
+    events = stored_events(reader, Scan(flt, ts_low, session_id, light), first_page=first_page)
     for event in events:
         # Rows of earlier events that no later event can precede: (ts, seq) below this event's.
         while heap and (heap[0][0], heap[0][1]) < (event.ts, event.seq):
@@ -94,7 +82,7 @@ def rows_in_order(
         yield owner, index, ts
 
 
-def _event(stored: StoredEvent, index: int, ts: int, x: int | None, y: int | None) -> Event:
+def _event(stored: EventRow, index: int, ts: int, x: int | None, y: int | None) -> Event:
     return Event(
         id=f"{stored.event_id}:{index}",
         event_id=stored.event_id,
@@ -113,7 +101,7 @@ def _event(stored: StoredEvent, index: int, ts: int, x: int | None, y: int | Non
     )
 
 
-def expand(stored: StoredEvent) -> Iterator[Event]:
+def expand(stored: EventRow) -> Iterator[Event]:
     """The rows of one stored event as the events API answers them (a move: one per point)."""
     for index, ts, x, y in items(stored):
         yield _event(stored, index, ts, x, y)

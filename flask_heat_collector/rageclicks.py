@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 from .listing import stored_events
-from .repositories.base import EventFilter, Reader, StoredEvent
+from .repositories.base import EventFilter, EventRow, Reader, Scan
 
 RAGECLICK = "rageclick"
 MIN_CLICKS = 3
@@ -16,18 +16,18 @@ WINDOW_MS = 1000
 RADIUS_PX = 30
 _SWEEP_EVERY = 4096  # clicks between sweeps of the bursts of sessions that stopped clicking
 
-Burst = list[StoredEvent]
+Burst = list[EventRow]
 
 
-def rage_clicks(reader: Reader, flt: EventFilter, *, text: bool = False) -> Iterator[StoredEvent]:
+def rage_clicks(reader: Reader, flt: EventFilter, *, text: bool = False) -> Iterator[EventRow]:
     """The clicks of ``flt`` (path, ``from``..``to``) that belong to rage bursts, from one read of
     the range's clicks in time order. ``text`` reads each click's path and selector too (never its JSON).
     """
-    clicks = stored_events(reader, replace(flt, types=("click",)), ts_low=flt.ts_from, light=True, text=text)
+    clicks = stored_events(reader, Scan(replace(flt, types=("click",)), flt.ts_from, light=True, text=text))
     return in_bursts(clicks)
 
 
-def in_bursts(clicks: Iterable[StoredEvent]) -> Iterator[StoredEvent]:
+def in_bursts(clicks: Iterable[EventRow]) -> Iterator[EventRow]:
     """The clicks, given in ``(ts, seq)`` order, that belong to a burst of at least :data:`MIN_CLICKS`.
 
     A click joins the oldest open burst of its session whose first click is at most
@@ -63,10 +63,10 @@ def in_bursts(clicks: Iterable[StoredEvent]) -> Iterator[StoredEvent]:
         yield from _close(live, None)[0]
 
 
-def _close(bursts: list[Burst], now: int | None) -> tuple[list[StoredEvent], list[Burst]]:
+def _close(bursts: list[Burst], now: int | None) -> tuple[list[EventRow], list[Burst]]:
     """The clicks of the rage bursts whose window ended before ``now`` (``None``: every burst ends),
     and the bursts still open."""
-    rage: list[StoredEvent] = []
+    rage: list[EventRow] = []
     live: list[Burst] = []
     for burst in bursts:
         if now is None or now - burst[0].ts > WINDOW_MS:

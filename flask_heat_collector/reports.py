@@ -16,7 +16,7 @@ from .aggregates import PLOTTABLE_TYPES, items
 from .heatmap import Plan, frame_of, other_viewports, render_height
 from .listing import stored_events
 from .rageclicks import RAGECLICK, rage_clicks
-from .repositories.base import EventFilter, Reader, Repository, StoredEvent
+from .repositories.base import EventFilter, EventRow, Reader, Repository, Scan
 
 SCROLL_STEP = 5  # reach is reported at every 5 % of the page
 
@@ -113,7 +113,7 @@ def _paths(reader: Reader, flt: EventFilter, prefix: str | None, limit: int) -> 
     return {"paths": rows, "meta": {"count": len(rows), "total": len(ranked), "limit": limit, "q": prefix}}
 
 
-def _cut_moves(reader: Reader, flt: EventFilter) -> Iterator[StoredEvent]:
+def _cut_moves(reader: Reader, flt: EventFilter) -> Iterator[EventRow]:
     """The moves with points on both sides of ``from`` or of ``to`` (each move once)."""
     lo, hi = flt.ts_from, flt.ts_to
     if lo is None and hi is None:
@@ -125,9 +125,9 @@ def _cut_moves(reader: Reader, flt: EventFilter) -> Iterator[StoredEvent]:
     if lo is not None:  # starting before lo, ending at or after it
         before = replace(moves, ts_to=lo - 1)
         yield from (
-            m for m in stored_events(reader, before, ts_low=lo - span, light=True, text=True) if m.ts + m.span >= lo
+            m for m in stored_events(reader, Scan(before, lo - span, light=True, text=True)) if m.ts + m.span >= lo
         )
     if hi is not None:  # starting inside the range (or after lo's moves), ending after hi
         low = hi - span if lo is None else max(lo, hi - span)
-        found = stored_events(reader, moves, ts_low=low, light=True, text=True)
+        found = stored_events(reader, Scan(moves, low, light=True, text=True))
         yield from (m for m in found if m.ts + m.span > hi)

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_heat_collector.listing import event_page
-from flask_heat_collector.repositories.base import EventFilter, Repository, SessionQuery
+from flask_heat_collector.repositories.base import EventFilter, Repository, Scan, SessionQuery
 
 from .helpers import API, batch, event, headers
 
@@ -69,7 +69,7 @@ def test_repository_returns_plain_values(app: Flask, client: FlaskClient) -> Non
     ]
     stored, pieces, blobs, span = repo.read(
         lambda reader: (
-            reader.scan(flt, ts_low=None, after=None, limit=100),
+            reader.scan(Scan(flt, None), None, 100),
             reader.aggregates(project, None, (0, 10**9)),
             reader.aggregates(project, None, (0, 10**9), blobs=(("click", "move", "scroll"), 1200)),
             reader.max_span(project),

@@ -8,10 +8,15 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
+Blobs = tuple[tuple[str, ...], int]  # (types, bucket_w): the aggregate pieces to read with their cells
 
 
 class EventRow(NamedTuple):
-    """One SDK event as stored: its JSON once, a move's points packed in ``points``."""
+    """One SDK event as stored: its JSON once, a move's points packed in ``points``.
+
+    ``project_id`` and ``user_id`` say where the row is stored: set on rows read back, left at
+    their defaults on rows made by ingest (the database resolves both when it stores them).
+    """
 
     event_id: str
     seq: int  # storage order: later batches and later events of a batch get larger values
@@ -31,33 +36,13 @@ class EventRow(NamedTuple):
     points: str | None  # a move's points: JSON [dt, x, y, dt, x, y, ...] in point order, dt = ts offset
     meta_json: str
     data_json: str | None
+    project_id: str = ""
+    user_id: str | None = None  # the internal user id
 
 
-class StoredEvent(NamedTuple):
-    """An event read back, with the project and user it was stored under."""
-
-    project_id: str
-    user_id: str | None
-    event_id: str
-    seq: int
-    session_id: str
-    type: str
-    ts: int
-    span: int
-    path: str
-    selector: str | None
-    x: int | None
-    y: int | None
-    scroll_depth: int | None
-    bucket_w: int
-    bucket_h: int
-    row_count: int
-    points: str | None
-    meta_json: str
-    data_json: str | None
-
-
-STORED_FIELDS = StoredEvent._fields
+STORED_FIELDS = EventRow._fields  # what a read returns, in order
+LOCATION_FIELDS = ("project_id", "user_id")
+ROW_FIELDS = STORED_FIELDS[: -len(LOCATION_FIELDS)]  # what ingest stores per event, in order
 
 
 class AggregateRow(NamedTuple):
@@ -80,8 +65,8 @@ class AggregateRow(NamedTuple):
 
 
 @dataclass(frozen=True)
-class SessionRow:
-    """The session fields written when a batch arrives."""
+class SessionFields:
+    """What a session holds from its batches, as ingest writes it and reads return it."""
 
     id: str
     started_at: int
@@ -90,6 +75,12 @@ class SessionRow:
     user_agent: str | None
     device_json: str | None
     ip_hash: str | None
+
+
+@dataclass(frozen=True)
+class SessionRow(SessionFields):
+    """The session fields written when a batch arrives."""
+
     last_path: str
     last_ts: int
 
@@ -148,16 +139,11 @@ class Event:
 
 
 @dataclass(frozen=True)
-class Session:
-    id: str
+class Session(SessionFields):
+    """A stored session, with the project and the (internal) user it belongs to."""
+
     project_id: str
     user_id: str | None
-    started_at: int
-    last_seen_at: int
-    first_path: str
-    user_agent: str | None
-    device_json: str | None
-    ip_hash: str | None
 
 
 @dataclass(frozen=True)
@@ -273,38 +259,36 @@ class PathTotal(NamedTuple):
     last_seen: int  # the latest row's ts
 
 
+@dataclass(frozen=True)
+class Scan:
+    """What :meth:`Reader.scan` reads: the events of ``flt`` (project, path, types; ``ts`` at most
+    ``flt.ts_to``) with ``ts`` at least ``ts_low``, of one session when ``session_id`` is given.
+
+    ``light`` reads neither the JSON columns nor path and selector (they are ``None``); ``text``
+    reads path and selector even then.
+    """
+
+    flt: EventFilter
+    ts_low: int | None
+    session_id: str | None = None
+    light: bool = False
+    text: bool = False
+
+
 class Reader(ABC):
     """Reads that see one snapshot of the database (one transaction where the backend has them)."""
 
     @abstractmethod
-    def scan(
-        self,
-        flt: EventFilter,
-        *,
-        ts_low: int | None,
-        after: tuple[int, int] | None,
-        limit: int,
-        session_id: str | None = None,
-        light: bool = False,
-        text: bool = False,
-    ) -> list[StoredEvent]:
-        """Events of ``flt`` (project, path, types; ``ts`` at most ``flt.ts_to``, at least ``ts_low``)
-        in ``(ts, seq)`` order, after the key ``after``; at most ``limit``. ``light`` reads neither
-        the JSON columns nor path and selector (they are ``None``); ``text`` reads path and selector
-        even then."""
+    def scan(self, what: Scan, after: tuple[int, int] | None, limit: int) -> list[EventRow]:
+        """At most ``limit`` events of ``what`` in ``(ts, seq)`` order, after the key ``after``."""
 
     @abstractmethod
-    def fetch(self, project_id: str, event_ids: list[str]) -> list[StoredEvent]:
+    def fetch(self, project_id: str, event_ids: list[str]) -> list[EventRow]:
         """The stored events of these ids (in no particular order)."""
 
     @abstractmethod
     def aggregates(
-        self,
-        project_id: str,
-        path: str | None,
-        days: tuple[int, int],
-        *,
-        blobs: tuple[tuple[str, ...], int] | None = None,
+        self, project_id: str, path: str | None, days: tuple[int, int], *, blobs: Blobs | None = None
     ) -> list[AggregateRow]:
         """Aggregate pieces of the days ``days[0]..days[1]``; with ``blobs=(types, bucket_w)`` only the
         pieces of those types and width, with their cells and depths (else without them)."""
@@ -386,9 +370,7 @@ class Repository(ABC):
         """The users ``user`` names (SDK/JWT id or internal id) and their sessions."""
 
     @abstractmethod
-    def user_events(
-        self, project_id: str, data: UserData, after: tuple[int, int] | None, limit: int
-    ) -> list[StoredEvent]:
+    def user_events(self, project_id: str, data: UserData, after: tuple[int, int] | None, limit: int) -> list[EventRow]:
         """Up to ``limit`` stored events of the user (theirs, or of their sessions) after ``(ts, seq)``, in order."""
 
     @abstractmethod

@@ -25,27 +25,7 @@ from ..aggregates import DAY_MS, batch_pieces, day_of, fresh_part, merge_pieces,
 from ..errors import ConfigurationError, RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..log import log
-from . import mongo_purge
-from .base import (
-    STORED_FIELDS,
-    AggregateRow,
-    Batch,
-    ErasedCounts,
-    Erasure,
-    EventFilter,
-    EventRow,
-    IngestResult,
-    PathTotal,
-    Project,
-    PurgeCounts,
-    Reader,
-    Repository,
-    Session,
-    SessionQuery,
-    SessionSummary,
-    StoredEvent,
-    UserData,
-)
+from . import base, mongo_purge
 
 Doc = dict[str, Any]
 T = TypeVar("T")
@@ -132,11 +112,11 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-_EVENT_FIELDS = [(name, _camel(name)) for name in STORED_FIELDS]
-_AGGREGATE_FIELDS = [(name, _camel(name)) for name in AggregateRow._fields]
+_EVENT_FIELDS = [(name, _camel(name)) for name in base.STORED_FIELDS]
+_AGGREGATE_FIELDS = [(name, _camel(name)) for name in base.AggregateRow._fields]
 
 
-def _event_doc(row: EventRow, project_id: str, user_id: str | None) -> Doc:
+def _event_doc(row: base.EventRow, project_id: str, user_id: str | None) -> Doc:
     doc = {_camel(name): value for name, value in row._asdict().items()}
     doc.update(projectId=project_id, userId=user_id)
     return doc
@@ -147,18 +127,18 @@ def _plain(value: Any) -> Any:
     return int(value) if isinstance(value, int) and type(value) is not bool else value
 
 
-def _stored(doc: Mapping[str, Any]) -> StoredEvent:
-    return StoredEvent(*(_plain(doc.get(key)) for _, key in _EVENT_FIELDS))
+def _stored(doc: Mapping[str, Any]) -> base.EventRow:
+    return base.EventRow(*(_plain(doc.get(key)) for _, key in _EVENT_FIELDS))
 
 
-def _piece_doc(piece: AggregateRow, project_id: str) -> Doc:
+def _piece_doc(piece: base.AggregateRow, project_id: str) -> Doc:
     doc = {key: getattr(piece, name) for name, key in _AGGREGATE_FIELDS}
     doc["projectId"] = project_id
     return doc
 
 
-def _piece(doc: Mapping[str, Any]) -> AggregateRow:
-    return AggregateRow(*(_plain(doc.get(key)) for _, key in _AGGREGATE_FIELDS))
+def _piece(doc: Mapping[str, Any]) -> base.AggregateRow:
+    return base.AggregateRow(*(_plain(doc.get(key)) for _, key in _AGGREGATE_FIELDS))
 
 
 def _legacy_seq(oid: Any) -> int:
@@ -173,8 +153,8 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _session(doc: Mapping[str, Any]) -> Session:
-    return Session(
+def _session(doc: Mapping[str, Any]) -> base.Session:
+    return base.Session(
         id=str(doc["id"]),
         project_id=str(doc["projectId"]),
         user_id=_opt_str(doc.get("userId")),
@@ -187,8 +167,8 @@ def _session(doc: Mapping[str, Any]) -> Session:
     )
 
 
-def _project(doc: Mapping[str, Any]) -> Project:
-    return Project(id=str(doc["id"]), key=str(doc["key"]), name=str(doc["name"]), created_at=int(doc["createdAt"]))
+def _project(doc: Mapping[str, Any]) -> base.Project:
+    return base.Project(id=str(doc["id"]), key=str(doc["key"]), name=str(doc["name"]), created_at=int(doc["createdAt"]))
 
 
 def _inside(ts_from: int | None, ts_to: int | None) -> Doc:
@@ -204,12 +184,12 @@ def _inside(ts_from: int | None, ts_to: int | None) -> Doc:
     return found
 
 
-def _clicks(flt: EventFilter) -> Doc:
+def _clicks(flt: base.EventFilter) -> Doc:
     """The clicks of ``flt``: its project and path, ``ts`` in ``ts_from..ts_to`` (clicks have no span)."""
     return {**_match(replace(flt, types=("click",))), **_inside(flt.ts_from, flt.ts_to)}
 
 
-def _match(flt: EventFilter) -> Doc:
+def _match(flt: base.EventFilter) -> Doc:
     match: Doc = {"projectId": flt.project_id}
     if flt.path is not None:
         match["pathKey"] = path_key(flt.path)
@@ -219,7 +199,7 @@ def _match(flt: EventFilter) -> Doc:
     return match
 
 
-class MongoRepository(Repository):
+class MongoRepository(base.Repository):
     """The repository over PyMongo; one client per process, made on first use."""
 
     def __init__(self, uri: str, database: str | None = None) -> None:
@@ -388,7 +368,7 @@ class MongoRepository(Repository):
             update["$set"] = {"traitsJson": traits_json}
         return self._upsert_id("users", {"projectId": project_id, "externalId": external_id}, update)
 
-    def ingest(self, batch: Batch) -> IngestResult:
+    def ingest(self, batch: base.Batch) -> base.IngestResult:
         with self._guard():
             project_id = self._project_id(batch.project_key)
             user_id = (
@@ -409,9 +389,9 @@ class MongoRepository(Repository):
                 self._coll("heat_aggregates").insert_many(docs, ordered=False)
             accepted = sum(row.row_count for row in new)
             self._upsert_session(batch, project_id, user_id, accepted)
-        return IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
+        return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
 
-    def _extend_move(self, project_id: str, row: EventRow) -> EventRow | None:
+    def _extend_move(self, project_id: str, row: base.EventRow) -> base.EventRow | None:
         """Append the points of a resent move past those stored; the appended points as a row."""
         events = self._coll("events")
         key = {"projectId": project_id, "eventId": row.event_id, "type": "move"}
@@ -428,7 +408,7 @@ class MongoRepository(Repository):
                 return tail
         return None
 
-    def _upsert_session(self, batch: Batch, project_id: str, user_id: str | None, accepted: int) -> None:
+    def _upsert_session(self, batch: base.Batch, project_id: str, user_id: str | None, accepted: int) -> None:
         s = batch.session
         on_insert: Doc = {
             "startedAt": s.started_at,
@@ -472,7 +452,7 @@ class MongoRepository(Repository):
 
     # -- queries ------------------------------------------------------------
 
-    def read(self, fn: Callable[[Reader], T]) -> T:
+    def read(self, fn: Callable[[base.Reader], T]) -> T:
         """``fn`` without a snapshot (a standalone server has no read-only transactions)."""
         with self._guard():
             return fn(_MongoReader(self))
@@ -557,7 +537,7 @@ class MongoRepository(Repository):
 
     # -- lifecycle ----------------------------------------------------------
 
-    def _erased_filter(self, erasure: Erasure, uids: list[str], sids: list[str]) -> Doc:
+    def _erased_filter(self, erasure: base.Erasure, uids: list[str], sids: list[str]) -> Doc:
         match: Doc = {"projectId": erasure.project_id}
         if erasure.before is not None:
             match["ts"] = {"$lt": erasure.before}
@@ -578,7 +558,7 @@ class MongoRepository(Repository):
             is None
         ]
 
-    def erase(self, erasure: Erasure, *, dry_run: bool = False) -> ErasedCounts:
+    def erase(self, erasure: base.Erasure, *, dry_run: bool = False) -> base.ErasedCounts:
         """As on SQL, without transactions: each aggregate key-day is replaced under its lock
         document, in the order compaction uses (new pieces naming what they replace first)."""
         pid = erasure.project_id
@@ -607,7 +587,7 @@ class MongoRepository(Repository):
                     )
                 else:
                     found_sessions = len(self._emptied_sessions(pid, erasure.before or 0))
-                return ErasedCounts(users=len(uids), sessions=found_sessions, events=rows)
+                return base.ErasedCounts(users=len(uids), sessions=found_sessions, events=rows)
             while True:
                 chunk = [
                     _stored(doc) for doc in self._coll("events").find(match, sort=[("ts", 1), ("seq", 1)], limit=1000)
@@ -630,9 +610,9 @@ class MongoRepository(Repository):
                 or self._coll("sessions").find_one({"projectId": pid, "id": {"$in": doomed}}, {"_id": 1}) is not None
                 or bool(uids and self._coll("users").find_one({"projectId": pid, "id": {"$in": uids}}, {"_id": 1}))
             )
-        return ErasedCounts(users=gone, sessions=removed, events=rows, verified=not left)
+        return base.ErasedCounts(users=gone, sessions=removed, events=rows, verified=not left)
 
-    def _erase_chunk(self, project_id: str, rows: list[StoredEvent]) -> None:
+    def _erase_chunk(self, project_id: str, rows: list[base.EventRow]) -> None:
         """Delete the rows, then replace each aggregate key-day they touched and fix session counters."""
         self._coll("events").delete_many({"projectId": project_id, "eventId": {"$in": [r.event_id for r in rows]}})
         doc = self._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})
@@ -698,7 +678,7 @@ class MongoRepository(Repository):
 
     def purge(
         self, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int = 5000
-    ) -> PurgeCounts:
+    ) -> base.PurgeCounts:
         with self._guard():
             return mongo_purge.purge(self._coll, raw_before, aggregates_before_day, dry_run=dry_run, chunk=chunk)
 
@@ -709,7 +689,7 @@ class MongoRepository(Repository):
             found = self._coll("users").find({"projectId": project_id, "id": {"$in": sorted(set(user_ids))}})
             return {str(doc["id"]): str(doc["externalId"]) for doc in found}
 
-    def list_sessions(self, query: SessionQuery) -> list[SessionSummary]:
+    def list_sessions(self, query: base.SessionQuery) -> list[base.SessionSummary]:
         match: Doc = {"projectId": query.project_id}
         if query.user_id is not None:  # the internal id, or the one of the user with that SDK/JWT id
             with self._guard():
@@ -731,7 +711,7 @@ class MongoRepository(Repository):
                 limit=query.limit,
             )
             return [
-                SessionSummary(
+                base.SessionSummary(
                     session_id=str(doc["id"]),
                     user_id=_opt_str(doc.get("userId")),
                     started_at=int(doc["startedAt"]),
@@ -743,7 +723,7 @@ class MongoRepository(Repository):
                 for doc in cursor
             ]
 
-    def find_sessions(self, session_id: str, project_id: str | None, limit: int = 51) -> list[Session]:
+    def find_sessions(self, session_id: str, project_id: str | None, limit: int = 51) -> list[base.Session]:
         with self._guard():
             if project_id is None:  # every key leads with the project: probe each project's key
                 projects = [str(p["id"]) for p in self._coll("projects").find({}, {"_id": 0, "id": 1})]
@@ -754,7 +734,7 @@ class MongoRepository(Repository):
             docs = list(self._coll("sessions").find(match, _NO_ID, sort=order, limit=limit))
         return [_session(doc) for doc in docs]
 
-    def user_data(self, project_id: str, user: str) -> UserData:
+    def user_data(self, project_id: str, user: str) -> base.UserData:
         with self._guard():
             match = {"projectId": project_id, "$or": [{"id": user}, {"externalId": user}]}
             found = list(self._coll("users").find(match, _NO_ID, sort=[("id", 1)]))
@@ -772,12 +752,12 @@ class MongoRepository(Repository):
             }
             for doc in found
         ]
-        return UserData(users, sessions)
+        return base.UserData(users, sessions)
 
     def user_events(
-        self, project_id: str, data: UserData, after: tuple[int, int] | None, limit: int
-    ) -> list[StoredEvent]:
-        match = self._erased_filter(Erasure(project_id, user="-"), data.user_ids, data.session_ids)
+        self, project_id: str, data: base.UserData, after: tuple[int, int] | None, limit: int
+    ) -> list[base.EventRow]:
+        match = self._erased_filter(base.Erasure(project_id, user="-"), data.user_ids, data.session_ids)
         if after is not None:
             ts, seq = after
             match = {"$and": [match, {"$or": [{"ts": {"$gt": ts}}, {"ts": ts, "seq": {"$gt": seq}}]}]}
@@ -787,7 +767,7 @@ class MongoRepository(Repository):
 
     # -- projects -----------------------------------------------------------
 
-    def create_project(self, key: str, name: str) -> Project:
+    def create_project(self, key: str, name: str) -> base.Project:
         values = {"id": str(uuid.uuid4()), "key": key, "name": name, "createdAt": _now_ms()}
         with self._guard():
             self._coll("projects").insert_one(dict(values))
@@ -814,12 +794,12 @@ class MongoRepository(Repository):
                 self._refuse_retired(key)
         return project_id
 
-    def list_projects(self) -> list[Project]:
+    def list_projects(self) -> list[base.Project]:
         with self._guard():
             cursor = self._coll("projects").find({}, _NO_ID, sort=[("createdAt", 1), ("id", 1)])
             return [_project(doc) for doc in cursor]
 
-    def rotate_project_key(self, project_id: str, new_key: str) -> Project | None:
+    def rotate_project_key(self, project_id: str, new_key: str) -> base.Project | None:
         projects, retired = self._coll("projects"), self._coll("retired_keys")
         with self._guard():
             doc = projects.find_one({"id": project_id}, _NO_ID)
@@ -842,21 +822,12 @@ class MongoRepository(Repository):
         return _project({**doc, "key": new_key})
 
 
-class _MongoReader(Reader):
+class _MongoReader(base.Reader):
     def __init__(self, repo: MongoRepository) -> None:
         self.repo = repo
 
-    def scan(
-        self,
-        flt: EventFilter,
-        *,
-        ts_low: int | None,
-        after: tuple[int, int] | None,
-        limit: int,
-        session_id: str | None = None,
-        light: bool = False,
-        text: bool = False,
-    ) -> list[StoredEvent]:
+    def scan(self, what: base.Scan, after: tuple[int, int] | None, limit: int) -> list[base.EventRow]:
+        flt, ts_low, session_id = what.flt, what.ts_low, what.session_id
         match = _match(flt)
         if session_id is not None:
             match["sessionId"] = session_id
@@ -872,15 +843,15 @@ class _MongoReader(Reader):
             match["$or"] = [{"ts": {"$gt": after[0]}}, {"ts": after[0], "seq": {"$gt": after[1]}}]
         if ts:
             match["ts"] = ts
-        projection = (_TEXT if text else _LIGHT) if light else _NO_ID
+        projection = (_TEXT if what.text else _LIGHT) if what.light else _NO_ID
         cursor = self.repo._coll("events").find(match, projection, sort=_BY_TS, limit=limit)
         return [_stored(doc) for doc in cursor]
 
-    def fetch(self, project_id: str, event_ids: list[str]) -> list[StoredEvent]:
+    def fetch(self, project_id: str, event_ids: list[str]) -> list[base.EventRow]:
         match = {"projectId": project_id, "eventId": {"$in": event_ids}}
         return [_stored(doc) for doc in self.repo._coll("events").find(match, _NO_ID)]
 
-    def path_totals(self, project_id: str, ts_from: int | None, ts_to: int | None) -> list[PathTotal]:
+    def path_totals(self, project_id: str, ts_from: int | None, ts_to: int | None) -> list[base.PathTotal]:
         pipeline: list[Doc] = [
             {"$match": {"projectId": project_id, **_inside(ts_from, ts_to)}},
             {
@@ -900,7 +871,7 @@ class _MongoReader(Reader):
             },
         ]
         found = self.repo._aggregate("events", pipeline)
-        return [PathTotal(d["_id"]["path"], int(d["rows"]), int(d["sessions"]), int(d["last"])) for d in found]
+        return [base.PathTotal(d["_id"]["path"], int(d["rows"]), int(d["sessions"]), int(d["last"])) for d in found]
 
     def session_paths(
         self, project_id: str, ts_from: int | None, ts_to: int | None, session_ids: list[str]
@@ -914,7 +885,7 @@ class _MongoReader(Reader):
         ]
         return {(d["_id"]["path"], d["_id"]["s"]) for d in self.repo._aggregate("events", pipeline)}
 
-    def selector_totals(self, flt: EventFilter) -> list[tuple[str, int, int]]:
+    def selector_totals(self, flt: base.EventFilter) -> list[tuple[str, int, int]]:
         match = _clicks(flt)
         match["selector"] = {"$nin": [None, ""]}
         pipeline: list[Doc] = [
@@ -924,7 +895,7 @@ class _MongoReader(Reader):
         ]
         return [(d["_id"], int(d["clicks"]), int(d["sessions"])) for d in self.repo._aggregate("events", pipeline)]
 
-    def deepest_scrolls(self, flt: EventFilter, width: int | None) -> list[float]:
+    def deepest_scrolls(self, flt: base.EventFilter, width: int | None) -> list[float]:
         match = {**_match(replace(flt, types=("scroll",))), **_inside(flt.ts_from, flt.ts_to)}
         match["scrollDepth"] = {"$ne": None}
         if width is not None:
@@ -934,13 +905,8 @@ class _MongoReader(Reader):
         return [float(d["deepest"]) for d in self.repo._aggregate("events", pipeline)]
 
     def aggregates(
-        self,
-        project_id: str,
-        path: str | None,
-        days: tuple[int, int],
-        *,
-        blobs: tuple[tuple[str, ...], int] | None = None,
-    ) -> list[AggregateRow]:
+        self, project_id: str, path: str | None, days: tuple[int, int], *, blobs: base.Blobs | None = None
+    ) -> list[base.AggregateRow]:
         match: Doc = {"projectId": project_id, "day": {"$gte": days[0], "$lt": days[1] + 1}}  # see scan()
         if path is not None:
             match["pathKey"] = path_key(path)

@@ -19,27 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from ..aggregates import batch_pieces, fresh_part, merge_pieces
 from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
-from . import sql_erase, sql_purge
-from .base import (
-    STORED_FIELDS,
-    AggregateRow,
-    Batch,
-    ErasedCounts,
-    Erasure,
-    EventFilter,
-    EventRow,
-    IngestResult,
-    PathTotal,
-    Project,
-    PurgeCounts,
-    Reader,
-    Repository,
-    Session,
-    SessionQuery,
-    SessionSummary,
-    StoredEvent,
-    UserData,
-)
+from . import base, sql_erase, sql_purge
 from .sql_erase import PiecesChanged
 from .sql_ingest import (
     IngestStatements,
@@ -72,11 +52,11 @@ T = TypeVar("T")
 # MySQL error codes worth retrying: deadlock, lock wait timeout. PostgreSQL: serialization, deadlock.
 _RETRY_CODES = {1213, 1205}
 _RETRY_SQLSTATES = {"40001", "40P01"}
-_STORED_COLUMNS = [events.c[name] for name in STORED_FIELDS]
+_STORED_COLUMNS = [events.c[name] for name in base.STORED_FIELDS]
 _JSON_FIELDS = ("meta_json", "data_json")
 _HEAVY = ("path", "selector", *_JSON_FIELDS)
-_LIGHT_COLUMNS = [sa.null() if name in _HEAVY else events.c[name] for name in STORED_FIELDS]
-_TEXT_COLUMNS = [sa.null() if name in _JSON_FIELDS else events.c[name] for name in STORED_FIELDS]
+_LIGHT_COLUMNS = [sa.null() if name in _HEAVY else events.c[name] for name in base.STORED_FIELDS]
+_TEXT_COLUMNS = [sa.null() if name in _JSON_FIELDS else events.c[name] for name in base.STORED_FIELDS]
 _AGGREGATE_KEY = ("project_id", "path_key", "day", "type", "bucket_w", "bucket_h")
 
 
@@ -90,7 +70,7 @@ def _inside(ts_from: int | None, ts_to: int | None) -> list[Any]:
     return clauses
 
 
-def _clicks(flt: EventFilter) -> list[Any]:
+def _clicks(flt: base.EventFilter) -> list[Any]:
     """The clicks of ``flt``: its project and path, ``ts`` in ``ts_from..ts_to`` (clicks have no span)."""
     t = events.c
     clauses: list[Any] = [t.project_id == flt.project_id, t.type == "click"]
@@ -124,7 +104,7 @@ def _is_retryable(exc: DBAPIError) -> bool:
     return code in _RETRY_CODES or getattr(orig, "pgcode", None) in _RETRY_SQLSTATES
 
 
-class SqlRepository(Repository):
+class SqlRepository(base.Repository):
     """The repository over SQLAlchemy Core; one transaction per operation."""
 
     def __init__(self, uri: str) -> None:
@@ -307,7 +287,7 @@ class SqlRepository(Repository):
         conn.execute(st.user_upsert, params)
         return str(conn.execute(st.user_select, params).scalar_one())
 
-    def ingest(self, batch: Batch) -> IngestResult:
+    def ingest(self, batch: base.Batch) -> base.IngestResult:
         known_duplicates = False
         if self._statements.one_statement:
             try:
@@ -321,7 +301,7 @@ class SqlRepository(Repository):
                     raise
         raised: dict[str, int] = {}
 
-        def run(conn: Connection, exact: bool) -> IngestResult:
+        def run(conn: Connection, exact: bool) -> base.IngestResult:
             raised.clear()
             return self._ingest_rows(conn, batch, raised, exact)
 
@@ -339,7 +319,9 @@ class SqlRepository(Repository):
             conn.execute(self._statements.raise_span, {"pid": project_id, "span": span})
             raised[project_id] = span
 
-    def _ingest_rows(self, conn: Connection, batch: Batch, raised: dict[str, int], exact: bool) -> IngestResult:
+    def _ingest_rows(
+        self, conn: Connection, batch: base.Batch, raised: dict[str, int], exact: bool
+    ) -> base.IngestResult:
         """In one transaction: upserts, then only the events not stored yet and their aggregate pieces.
 
         Not ``exact``: every event is inserted at once, and :class:`_Duplicates` (rolling the
@@ -355,7 +337,7 @@ class SqlRepository(Repository):
         )
         self._raise_span(conn, project_id, batch.span, raised)
         rows = batch.events
-        tails: list[EventRow] = []
+        tails: list[base.EventRow] = []
         if rows and exact:
             ids = [r.event_id for r in rows]
             stored = {
@@ -376,9 +358,11 @@ class SqlRepository(Repository):
             executemany(conn, st.pieces_sql, st.pieces_params(project_id, pieces))
         accepted = sum(r.row_count for r in rows) + sum(t.row_count for t in tails)
         conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id, accepted))
-        return IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
+        return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
 
-    def _extend_move(self, conn: Connection, project_id: str, row: EventRow, raised: dict[str, int]) -> EventRow | None:
+    def _extend_move(
+        self, conn: Connection, project_id: str, row: base.EventRow, raised: dict[str, int]
+    ) -> base.EventRow | None:
         """Append the points of a resent move past those stored; the appended points as a row."""
         key = (events.c.project_id == project_id, events.c.event_id == row.event_id)
         select = sa.select(events.c.ts, events.c.row_count, events.c.points).where(*key)
@@ -403,17 +387,17 @@ class SqlRepository(Repository):
             prepared.add(statement.name)
         return conn.exec_driver_sql(statement.execute, params).one()
 
-    def _ingest_one_statement(self, batch: Batch) -> IngestResult:
+    def _ingest_one_statement(self, batch: base.Batch) -> base.IngestResult:
         """PostgreSQL: the whole batch in one autocommit statement (atomic, one round trip)."""
         st = self._statements
         sql = st.one_statement[batch.external_user_id is not None]
         pieces = batch_pieces(batch.events, fresh_part())
 
-        def run(conn: Connection) -> IngestResult:
+        def run(conn: Connection) -> base.IngestResult:
             user_uuid = str(uuid.uuid4()) if batch.external_user_id is not None else None
             params = st.pg_batch_params(batch, user_uuid, _now_ms(), pieces)
             _, accepted, project_id = self._execute_prepared(conn, sql, params)
-            return IngestResult(
+            return base.IngestResult(
                 project_id=str(project_id), accepted=int(accepted), duplicates=batch.row_count - int(accepted)
             )
 
@@ -421,7 +405,7 @@ class SqlRepository(Repository):
 
     # -- queries ------------------------------------------------------------
 
-    def read(self, fn: Callable[[Reader], T]) -> T:
+    def read(self, fn: Callable[[base.Reader], T]) -> T:
         """One read-only transaction: PostgreSQL and MySQL at REPEATABLE READ, SQLite's WAL snapshot."""
         dialect = self.dialect
 
@@ -463,10 +447,10 @@ class SqlRepository(Repository):
         lock = self.dialect in ("postgresql", "mysql")
         for key in keys:
             match = [heat_aggregates.c[name] == value for name, value in zip(_AGGREGATE_KEY, key, strict=True)]
-            select = sa.select(*[heat_aggregates.c[name] for name in AggregateRow._fields]).where(*match)
+            select = sa.select(*[heat_aggregates.c[name] for name in base.AggregateRow._fields]).where(*match)
             if lock:  # a concurrent compaction leaves these pieces alone; ingest adds new ones meanwhile
                 select = select.with_for_update(skip_locked=True)
-            group = [AggregateRow(*row) for row in conn.execute(select)]
+            group = [base.AggregateRow(*row) for row in conn.execute(select)]
             if not any(piece.part > 0 for piece in group):
                 continue  # merged meanwhile by another process
             parts = [piece.part for piece in group]
@@ -478,7 +462,7 @@ class SqlRepository(Repository):
                     [dict(piece._asdict(), project_id=key[0]) for piece in merged],
                 )
 
-    def list_sessions(self, query: SessionQuery) -> list[SessionSummary]:
+    def list_sessions(self, query: base.SessionQuery) -> list[base.SessionSummary]:
         clauses: list[Any] = [sessions.c.project_id == query.project_id]
         if query.user_id is not None:  # the internal id, or the one of the user with that SDK/JWT id
             by_external = sa.select(users.c.id).where(
@@ -516,7 +500,7 @@ class SqlRepository(Repository):
         )
         return self._read(
             lambda conn: [
-                SessionSummary(
+                base.SessionSummary(
                     r.id,
                     r.user_id,
                     int(r.started_at),
@@ -537,7 +521,7 @@ class SqlRepository(Repository):
         )
         return self._read(lambda conn: {str(r.id): str(r.external_id) for r in conn.execute(stmt)})
 
-    def find_sessions(self, session_id: str, project_id: str | None, limit: int = 51) -> list[Session]:
+    def find_sessions(self, session_id: str, project_id: str | None, limit: int = 51) -> list[base.Session]:
         stmt = sa.select(sessions).where(sessions.c.id == session_id)
         if project_id is not None:
             stmt = stmt.where(sessions.c.project_id == project_id)
@@ -547,8 +531,8 @@ class SqlRepository(Repository):
         return self._read(lambda conn: [self._session(row) for row in conn.execute(stmt)])
 
     @staticmethod
-    def _session(row: Any) -> Session:
-        return Session(
+    def _session(row: Any) -> base.Session:
+        return base.Session(
             id=row.id,
             project_id=row.project_id,
             user_id=row.user_id,
@@ -562,7 +546,7 @@ class SqlRepository(Repository):
 
     # -- lifecycle ----------------------------------------------------------
 
-    def erase(self, erasure: Erasure, *, dry_run: bool = False) -> ErasedCounts:
+    def erase(self, erasure: base.Erasure, *, dry_run: bool = False) -> base.ErasedCounts:
         pid = erasure.project_id
 
         def targets(conn: Connection) -> tuple[list[str], list[str]]:
@@ -581,10 +565,10 @@ class SqlRepository(Repository):
             self._write(functools.partial(sql_erase.delete_chunk, st=st, project_id=pid, rows=chunk), snapshot=True)
         removed_sessions, removed_users = self._write(lambda conn: sql_erase.finish(conn, erasure, uids, sids))
         left = self._read(lambda conn: sql_erase.left_over(conn, erasure, uids, sids))
-        return ErasedCounts(users=removed_users, sessions=removed_sessions, events=found.events, verified=not left)
+        return base.ErasedCounts(users=removed_users, sessions=removed_sessions, events=found.events, verified=not left)
 
-    def user_data(self, project_id: str, user: str) -> UserData:
-        def run(conn: Connection) -> UserData:
+    def user_data(self, project_id: str, user: str) -> base.UserData:
+        def run(conn: Connection) -> base.UserData:
             uids = sql_erase.user_ids(conn, project_id, user)
             found = (
                 conn.execute(
@@ -595,24 +579,24 @@ class SqlRepository(Repository):
                 if uids
                 else []
             )
-            return UserData(sql_erase.user_rows(conn, project_id, uids), [self._session(r) for r in found])
+            return base.UserData(sql_erase.user_rows(conn, project_id, uids), [self._session(r) for r in found])
 
         return self._read(run)
 
     def user_events(
-        self, project_id: str, data: UserData, after: tuple[int, int] | None, limit: int
-    ) -> list[StoredEvent]:
-        clause = sql_erase.key_columns(Erasure(project_id, user="-"), data.user_ids, data.session_ids)
+        self, project_id: str, data: base.UserData, after: tuple[int, int] | None, limit: int
+    ) -> list[base.EventRow]:
+        clause = sql_erase.key_columns(base.Erasure(project_id, user="-"), data.user_ids, data.session_ids)
         stmt = sa.select(*_STORED_COLUMNS).where(clause)
         if after is not None:
             stmt = stmt.where(after_key(after))
         stmt = stmt.order_by(events.c.ts, events.c.seq).limit(limit)
-        return self._read(lambda conn: [StoredEvent(*r) for r in conn.execute(stmt)])
+        return self._read(lambda conn: [base.EventRow(*r) for r in conn.execute(stmt)])
 
     def purge(
         self, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int = 5000
-    ) -> PurgeCounts:
-        total = PurgeCounts()
+    ) -> base.PurgeCounts:
+        total = base.PurgeCounts()
         for pid in [project.id for project in self.list_projects()]:
             if dry_run:
                 total += self._read(
@@ -626,7 +610,7 @@ class SqlRepository(Repository):
                 continue
             if raw_before is not None:  # events first: sessions and users are emptied by them
                 kw: dict[str, Any] = {"project_id": pid, "before": raw_before, "chunk": chunk}
-                total += PurgeCounts(
+                total += base.PurgeCounts(
                     events=self._chunks(functools.partial(sql_purge.delete_events, **kw), chunk),
                     sessions=self._chunks(functools.partial(sql_purge.delete_sessions, **kw), chunk),
                     users=self._chunks(functools.partial(sql_purge.delete_users, **kw), chunk),
@@ -636,7 +620,7 @@ class SqlRepository(Repository):
                     sql_purge.delete_aggregates, project_id=pid, before_day=aggregates_before_day, chunk=chunk
                 )
                 while (gone := self._write(step)) is not None:
-                    total += PurgeCounts(aggregates=gone)
+                    total += base.PurgeCounts(aggregates=gone)
         return total
 
     def _chunks(self, step: Callable[..., tuple[int, int, Any]], chunk: int) -> int:
@@ -653,15 +637,15 @@ class SqlRepository(Repository):
     # -- projects -----------------------------------------------------------
 
     @staticmethod
-    def _project(row: Any) -> Project:
-        return Project(id=row.id, key=row.key, name=row.name, created_at=int(row.created_at))
+    def _project(row: Any) -> base.Project:
+        return base.Project(id=row.id, key=row.key, name=row.name, created_at=int(row.created_at))
 
     @staticmethod
     def _refuse_retired(conn: Connection, key: str) -> None:
         if conn.execute(sa.select(retired_keys.c.key).where(retired_keys.c.key == key)).first() is not None:
             raise RetiredProjectKey(key)
 
-    def create_project(self, key: str, name: str) -> Project:
+    def create_project(self, key: str, name: str) -> base.Project:
         values = dict(id=str(uuid.uuid4()), key=key, name=name, created_at=_now_ms())
 
         def run(conn: Connection) -> None:
@@ -669,7 +653,7 @@ class SqlRepository(Repository):
             self._refuse_retired(conn, key)  # after the insert: see RetiredProjectKey's race note
 
         self._write(run)
-        return Project(**values)  # type: ignore[arg-type]
+        return base.Project(**values)  # type: ignore[arg-type]
 
     def ensure_project(self, key: str) -> str:
         def run(conn: Connection) -> str:
@@ -682,12 +666,12 @@ class SqlRepository(Repository):
 
         return self._write(run)
 
-    def list_projects(self) -> list[Project]:
+    def list_projects(self) -> list[base.Project]:
         stmt = sa.select(projects).order_by(projects.c.created_at, projects.c.id)
         return self._read(lambda conn: [self._project(r) for r in conn.execute(stmt)])
 
-    def rotate_project_key(self, project_id: str, new_key: str) -> Project | None:
-        def run(conn: Connection) -> Project | None:
+    def rotate_project_key(self, project_id: str, new_key: str) -> base.Project | None:
+        def run(conn: Connection) -> base.Project | None:
             select = sa.select(projects).where(projects.c.id == project_id)
             row = conn.execute(select if self.dialect == "sqlite" else select.with_for_update()).first()
             if row is None:
@@ -702,23 +686,14 @@ class SqlRepository(Repository):
         return self._write(run)
 
 
-class _SqlReader(Reader):
+class _SqlReader(base.Reader):
     """Reads on one connection inside one transaction."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def scan(
-        self,
-        flt: EventFilter,
-        *,
-        ts_low: int | None,
-        after: tuple[int, int] | None,
-        limit: int,
-        session_id: str | None = None,
-        light: bool = False,
-        text: bool = False,
-    ) -> list[StoredEvent]:
+    def scan(self, what: base.Scan, after: tuple[int, int] | None, limit: int) -> list[base.EventRow]:
+        flt, ts_low, session_id = what.flt, what.ts_low, what.session_id
         clauses: list[Any] = [events.c.project_id == flt.project_id]
         if session_id is not None:
             clauses.append(events.c.session_id == session_id)
@@ -732,22 +707,17 @@ class _SqlReader(Reader):
             clauses.append(events.c.ts <= flt.ts_to)
         if after is not None:
             clauses.append(after_key(after))
-        columns = (_TEXT_COLUMNS if text else _LIGHT_COLUMNS) if light else _STORED_COLUMNS
+        columns = (_TEXT_COLUMNS if what.text else _LIGHT_COLUMNS) if what.light else _STORED_COLUMNS
         stmt = sa.select(*columns).where(*clauses).order_by(events.c.ts, events.c.seq).limit(limit)
-        return [StoredEvent(*row) for row in self.conn.execute(stmt)]
+        return [base.EventRow(*row) for row in self.conn.execute(stmt)]
 
-    def fetch(self, project_id: str, event_ids: list[str]) -> list[StoredEvent]:
+    def fetch(self, project_id: str, event_ids: list[str]) -> list[base.EventRow]:
         stmt = sa.select(*_STORED_COLUMNS).where(events.c.project_id == project_id, events.c.event_id.in_(event_ids))
-        return [StoredEvent(*row) for row in self.conn.execute(stmt)]
+        return [base.EventRow(*row) for row in self.conn.execute(stmt)]
 
     def aggregates(
-        self,
-        project_id: str,
-        path: str | None,
-        days: tuple[int, int],
-        *,
-        blobs: tuple[tuple[str, ...], int] | None = None,
-    ) -> list[AggregateRow]:
+        self, project_id: str, path: str | None, days: tuple[int, int], *, blobs: base.Blobs | None = None
+    ) -> list[base.AggregateRow]:
         t = heat_aggregates.c
         wanted = [t.cells, t.depths] if blobs else [sa.null(), sa.null()]
         stmt = sa.select(
@@ -759,7 +729,7 @@ class _SqlReader(Reader):
             types, width = blobs
             stmt = stmt.where(t.type.in_(types), t.bucket_w == width)
         return [
-            AggregateRow(
+            base.AggregateRow(
                 int(r[0]),
                 int(r[1]),
                 r[2],
@@ -775,7 +745,7 @@ class _SqlReader(Reader):
             for r in self.conn.execute(stmt)
         ]
 
-    def path_totals(self, project_id: str, ts_from: int | None, ts_to: int | None) -> list[PathTotal]:
+    def path_totals(self, project_id: str, ts_from: int | None, ts_to: int | None) -> list[base.PathTotal]:
         # Grouped by the fixed-size key, not the path itself: MariaDB sorts long VARCHAR group keys
         # on disk (106 s against 7 s for 1,000,000 rows). A key two paths share is grouped again.
         t = events.c
@@ -792,11 +762,11 @@ class _SqlReader(Reader):
             .where(*where)
             .group_by(t.path_key)
         )
-        found: list[PathTotal] = []
+        found: list[base.PathTotal] = []
         shared: list[int] = []
         for key, first, last, rows, sessions_, seen in self.conn.execute(stmt):
             if first == last:
-                found.append(PathTotal(first, int(rows), int(sessions_), int(seen)))
+                found.append(base.PathTotal(first, int(rows), int(sessions_), int(seen)))
             else:
                 shared.append(int(key))
         if shared:
@@ -810,7 +780,7 @@ class _SqlReader(Reader):
                 .where(*where, t.path_key.in_(shared))
                 .group_by(t.path_key, t.path)
             )
-            found += [PathTotal(r[0], int(r[1]), int(r[2]), int(r[3])) for r in self.conn.execute(again)]
+            found += [base.PathTotal(r[0], int(r[1]), int(r[2]), int(r[3])) for r in self.conn.execute(again)]
         return found
 
     def session_paths(
@@ -824,7 +794,7 @@ class _SqlReader(Reader):
         )
         return {(r[0], r[1]) for r in self.conn.execute(stmt)} if session_ids else set()
 
-    def selector_totals(self, flt: EventFilter) -> list[tuple[str, int, int]]:
+    def selector_totals(self, flt: base.EventFilter) -> list[tuple[str, int, int]]:
         # (selector, session) pairs first: COUNT(DISTINCT) under a long VARCHAR group key took
         # MariaDB 30 s for 333,000 clicks, the two steps 6 s.
         t = events.c
@@ -838,7 +808,7 @@ class _SqlReader(Reader):
         stmt = sa.select(pairs.c.selector, sa.func.sum(pairs.c.n), sa.func.count()).group_by(pairs.c.selector)
         return [(r[0], int(r[1]), int(r[2])) for r in self.conn.execute(stmt)]
 
-    def deepest_scrolls(self, flt: EventFilter, width: int | None) -> list[float]:
+    def deepest_scrolls(self, flt: base.EventFilter, width: int | None) -> list[float]:
         t = events.c
         pct = sa.case((t.scroll_depth > 100, t.scroll_depth / sa.literal(100.0)), else_=t.scroll_depth)
         clauses = [t.project_id == flt.project_id, t.type == "scroll", t.scroll_depth.is_not(None)]

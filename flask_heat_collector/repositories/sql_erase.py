@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from ..aggregates import DAY_MS, day_of, merge_pieces, pieces, rollup
 from ..ingest import path_key
-from .base import AggregateKey, ErasedCounts, Erasure, StoredEvent
+from .base import AggregateKey, ErasedCounts, Erasure, EventRow
 from .sql_ingest import IngestStatements, after_key, executemany
 from .sql_migrate import ROLLUP_FIELDS
 from .sql_schema import events, heat_aggregates, projects, sessions, users
@@ -127,7 +127,7 @@ def rebuild_key_day(conn: Connection, st: IngestStatements, project_id: str, max
         events.c.bucket_w == key.bucket_w,
         events.c.bucket_h == key.bucket_h,
     )
-    rows = [StoredEvent(*r) for r in conn.execute(stmt)]
+    rows = [EventRow(*r) for r in conn.execute(stmt)]
     stats = rollup(rows, ts_range=(start, start + DAY_MS - 1)).get((key.day, key.type, key.bucket_w, key.bucket_h))
     match = [heat_aggregates.c.project_id == project_id] + [
         heat_aggregates.c[name] == value for name, value in zip(_PIECE_KEY, key, strict=True)

@@ -18,14 +18,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
-from .base import AggregateRow, Batch, EventRow, SessionRow
+from .base import LOCATION_FIELDS, ROW_FIELDS, AggregateRow, Batch, EventRow, SessionRow
 from .sql_schema import events, heat_aggregates, projects, sessions, users
 
 # Rows are sent as tuples of their record's fields; every statement names its columns in that order,
 # so the records need not follow the tables' column order, only name their columns.
-EVENT_ROW_FIELDS = EventRow._fields
+_ROW_LENGTH = len(ROW_FIELDS)
 AGGREGATE_FIELDS = AggregateRow._fields
-for _table, _fields in ((events, EVENT_ROW_FIELDS), (heat_aggregates, AGGREGATE_FIELDS)):
+for _table, _fields in ((events, ROW_FIELDS), (heat_aggregates, AGGREGATE_FIELDS)):
     if not set(_fields) <= set(_table.c.keys()):
         raise RuntimeError(f"{_table.name} lacks columns {sorted(set(_fields) - set(_table.c.keys()))}")
 _ROWS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -186,7 +186,7 @@ class IngestStatements:
             .where(projects.c.id == sa.bindparam("pid"), projects.c.max_span < sa.bindparam("span"))
             .values(max_span=sa.bindparam("span"))
         )
-        event_columns = ("project_id", "user_id", *EVENT_ROW_FIELDS)
+        event_columns = (*LOCATION_FIELDS, *ROW_FIELDS)
         self.events_sql = _columns_insert(
             dialect,
             events,
@@ -208,7 +208,7 @@ class IngestStatements:
     @staticmethod
     def events_params(project_id: str, user_id: str | None, rows: list[EventRow]) -> list[tuple[Any, ...]]:
         """The ``executemany`` parameters of ``events_sql``."""
-        return [(project_id, user_id, *row) for row in rows]
+        return [(project_id, user_id, *row[:_ROW_LENGTH]) for row in rows]
 
     @staticmethod
     def pieces_params(project_id: str, pieces: list[AggregateRow]) -> list[tuple[Any, ...]]:
@@ -250,7 +250,7 @@ class IngestStatements:
             f"(%(metas)s::text[])[(e->>{i})::integer]"
             if name == "meta_json"
             else f"(e->>{i})::{_pg_type(events.c[name].type)}"
-            for i, name in enumerate(EVENT_ROW_FIELDS)
+            for i, name in enumerate(ROW_FIELDS)
         )
         piece_casts = ", ".join(
             f"(g->>{i})::{_pg_type(heat_aggregates.c[name].type)}" for i, name in enumerate(AGGREGATE_FIELDS)
@@ -274,8 +274,8 @@ class IngestStatements:
             "WHERE (SELECT CASE WHEN c = %(row_count)s THEN true "
             f"WHEN c > 0 OR EXISTS (SELECT 1 FROM jsonb_array_elements(%(rows)s::jsonb) AS e JOIN {self._table} v "
             "ON v.project_id = %(project_id)s AND v.event_id = e->>0 "
-            f"WHERE e->>{EVENT_ROW_FIELDS.index('type')} = 'move' AND v.type = 'move' "
-            f"AND v.row_count < (e->>{EVENT_ROW_FIELDS.index('row_count')})::integer) "
+            f"WHERE e->>{ROW_FIELDS.index('type')} = 'move' AND v.type = 'move' "
+            f"AND v.row_count < (e->>{ROW_FIELDS.index('row_count')})::integer) "
             "THEN c / (c - c) = 0 ELSE false END FROM tot))",
         ]
         # The project is looked up by key inside the statement (no cache: a rotated key fails at
@@ -292,9 +292,9 @@ class IngestStatements:
     ) -> dict[str, Any]:
         """The parameters of ``one_statement[...]`` for ``batch`` (``user_uuid``: id of a new user)."""
         positions: dict[str, int] = {}
-        meta_at = EVENT_ROW_FIELDS.index("meta_json")
+        meta_at = ROW_FIELDS.index("meta_json")
         rows = [
-            (*row[:meta_at], positions.setdefault(row.meta_json, len(positions) + 1), *row[meta_at + 1 :])
+            (*row[:meta_at], positions.setdefault(row.meta_json, len(positions) + 1), *row[meta_at + 1 : _ROW_LENGTH])
             for row in batch.events
         ]
         values = session_values(batch.session, "", None, 0)  # project, user and count come from the statement

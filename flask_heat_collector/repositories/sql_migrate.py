@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from ..aggregates import rebuild_pieces
 from ..ingest import pack_points, path_key
-from .base import STORED_FIELDS, EventRow, StoredEvent
+from .base import STORED_FIELDS, EventRow
 from .sql_ingest import IngestStatements, after_key, executemany
 from .sql_schema import (
     LEGACY_EVENTS,
@@ -168,7 +168,7 @@ def _move_legacy_events(conn: Connection, st: IngestStatements) -> None:
         group = list(rows)
         row = _event_row(group)
         project, user = group[0].project_id, group[0].user_id
-        out.append((project, user, *row))
+        out += st.events_params(project, user, [row])
         spans[project] = max(spans.get(project, 0), row.span)
         entry = counters.setdefault((project, row.session_id), [0, None, 0, None])
         entry[0] += row.row_count
@@ -208,14 +208,14 @@ def rebuild_aggregates(conn: Connection, st: IngestStatements) -> int:
     return read
 
 
-def _project_rows(conn: Connection, project_id: str) -> Iterator[StoredEvent]:
+def _project_rows(conn: Connection, project_id: str) -> Iterator[EventRow]:
     """The project's events without their JSON, in (ts, seq) order, read in chunks."""
     after: tuple[int, int] | None = None
     while True:
         stmt = sa.select(*ROLLUP_FIELDS).where(events.c.project_id == project_id)
         if after is not None:
             stmt = stmt.where(after_key(after))
-        chunk = [StoredEvent(*r) for r in conn.execute(stmt.order_by(events.c.ts, events.c.seq).limit(_CHUNK))]
+        chunk = [EventRow(*r) for r in conn.execute(stmt.order_by(events.c.ts, events.c.seq).limit(_CHUNK))]
         yield from chunk
         if len(chunk) < _CHUNK:
             return

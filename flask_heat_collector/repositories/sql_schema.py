@@ -16,79 +16,84 @@ _MYSQL: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_
 # JSON columns: MySQL's TEXT holds only 64 KB.
 _Json = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 _Blob = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+_Uuid = sa.String(36)  # project and user ids made here
+_ClientId = sa.String(128)  # session and event ids as the SDK sends them
+_Path = sa.String(1024)  # paths, selectors and user agents as the SDK sends them
 
-projects = sa.Table(
+
+def _table(name: str, *items: Any) -> sa.Table:
+    """A table of ``metadata`` with the MySQL/MariaDB charset and binary collation."""
+    return sa.Table(name, metadata, *items, **_MYSQL)
+
+
+def _ms(name: str) -> sa.Column[int]:
+    """A required time in milliseconds since the epoch (UTC)."""
+    return sa.Column(name, sa.BigInteger, nullable=False)
+
+
+projects = _table(
     "projects",
-    metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("id", _Uuid, primary_key=True),
     sa.Column("key", sa.String(256), nullable=False, unique=True),
     sa.Column("name", sa.String(256), nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
+    _ms("created_at"),
     # The longest move stored (ms from first to last point): how far before a time range to look.
     sa.Column("max_span", sa.BigInteger, nullable=False, server_default="0"),
-    **_MYSQL,
 )
 
 # Keys replaced by `flask heat project rotate-key`: refused for ever, never made into a project.
-retired_keys = sa.Table(
+retired_keys = _table(
     "heat_retired_keys",
-    metadata,
     sa.Column("key", sa.String(256), primary_key=True),
-    sa.Column("project_id", sa.String(36), nullable=False),
-    sa.Column("retired_at", sa.BigInteger, nullable=False),
-    **_MYSQL,
+    sa.Column("project_id", _Uuid, nullable=False),
+    _ms("retired_at"),
 )
 
-users = sa.Table(
+users = _table(
     "users",
-    metadata,
-    sa.Column("project_id", sa.String(36), primary_key=True),
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("external_id", sa.String(128), nullable=False),
+    sa.Column("project_id", _Uuid, primary_key=True),
+    sa.Column("id", _Uuid, primary_key=True),
+    sa.Column("external_id", _ClientId, nullable=False),
     sa.Column("traits_json", _Json),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
+    _ms("created_at"),
     sa.UniqueConstraint("project_id", "external_id", name="uq_users_project_external"),
-    **_MYSQL,
 )
 
-sessions = sa.Table(
+sessions = _table(
     "sessions",
-    metadata,
-    sa.Column("project_id", sa.String(36), primary_key=True),
-    sa.Column("id", sa.String(128), primary_key=True),
-    sa.Column("user_id", sa.String(36)),
-    sa.Column("started_at", sa.BigInteger, nullable=False),
-    sa.Column("last_seen_at", sa.BigInteger, nullable=False),
-    sa.Column("first_path", sa.String(1024), nullable=False),
-    sa.Column("user_agent", sa.String(1024)),
+    sa.Column("project_id", _Uuid, primary_key=True),
+    sa.Column("id", _ClientId, primary_key=True),
+    sa.Column("user_id", _Uuid),
+    _ms("started_at"),
+    _ms("last_seen_at"),
+    sa.Column("first_path", _Path, nullable=False),
+    sa.Column("user_agent", _Path),
     sa.Column("device_json", sa.Text),
     sa.Column("ip_hash", sa.String(64)),
     # Counters kept by ingest, so listing sessions never counts events.
     sa.Column("event_count", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("last_path", sa.String(1024)),
+    sa.Column("last_path", _Path),
     sa.Column("last_ts", sa.BigInteger),
     sa.Index("ix_sessions_project_started", "project_id", "started_at", "id"),
     sa.Index("ix_sessions_project_user_started", "project_id", "user_id", "started_at"),
-    **_MYSQL,
 )
 
 # One row per SDK event: its JSON once, a move's points packed in ``points``. Every index leads with
 # the project and then serves one documented filter combination in (ts, seq) order; long strings
 # (path) are indexed through a fixed-size hash (path_key), so any valid path fits every index.
-events = sa.Table(
+events = _table(
     "events",
-    metadata,
-    sa.Column("project_id", sa.String(36), nullable=False),
-    sa.Column("event_id", sa.String(128), nullable=False),
-    sa.Column("user_id", sa.String(36)),
+    sa.Column("project_id", _Uuid, nullable=False),
+    sa.Column("event_id", _ClientId, nullable=False),
+    sa.Column("user_id", _Uuid),
     sa.Column("seq", sa.BigInteger, nullable=False),
-    sa.Column("session_id", sa.String(128), nullable=False),
+    sa.Column("session_id", _ClientId, nullable=False),
     sa.Column("type", sa.String(16), nullable=False),
-    sa.Column("ts", sa.BigInteger, nullable=False),
+    _ms("ts"),
     sa.Column("span", sa.BigInteger, nullable=False),
-    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("path", _Path, nullable=False),
     sa.Column("path_key", sa.BigInteger, nullable=False),
-    sa.Column("selector", sa.String(1024)),
+    sa.Column("selector", _Path),
     sa.Column("x", sa.Integer),
     sa.Column("y", sa.Integer),
     sa.Column("scroll_depth", sa.Integer),
@@ -106,14 +111,12 @@ events = sa.Table(
     sa.Index("ix_events_path_ts_seq", "project_id", "path_key", "ts", "seq"),
     sa.Index("ix_events_path_type_ts_seq", "project_id", "path_key", "type", "ts", "seq"),
     sa.Index("ix_events_session_ts_seq", "project_id", "session_id", "ts", "seq"),
-    **_MYSQL,
 )
 
 # Pieces of the heatmap aggregates (aggregates.py): one per batch and key until compacted.
-heat_aggregates = sa.Table(
+heat_aggregates = _table(
     "heat_aggregates",
-    metadata,
-    sa.Column("project_id", sa.String(36), primary_key=True),
+    sa.Column("project_id", _Uuid, primary_key=True),
     sa.Column("path_key", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("day", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("type", sa.String(16), primary_key=True),
@@ -128,7 +131,6 @@ heat_aggregates = sa.Table(
     sa.Index("ix_heat_aggregates_day", "project_id", "day"),
     # Pieces written by ingest have a positive part, merged ones a negative part: compaction's work list.
     sa.Index("ix_heat_aggregates_fresh", "project_id", "part"),
-    **_MYSQL,
 )
 
 # The events table of the first layout (one row per move point): migrate() moves it forward.

@@ -39,7 +39,6 @@ _DETAIL = SessionDetailQuerySchema()
 _SCROLLMAP = ScrollmapQuerySchema()
 _ELEMENTS = ElementsQuerySchema()
 _PATHS = PathsQuerySchema()
-MAX_DETAILS = 50  # SPEC 5: error details are bounded
 
 
 def parse_time(value: str) -> int | None:
@@ -231,7 +230,7 @@ def session_detail(session_id: str, project_id: str | None = None) -> Response:
             409,
             "ambiguous_session",
             "This session id exists in several projects; use /api/projects/<projectId>/sessions/<sessionId>.",
-            details={"projects": projects[:MAX_DETAILS]},
+            details={"projects": projects},  # bounded by error_response like every error's details
         )
     session = found_sessions[0] if found_sessions else None
     found = (
