@@ -15,9 +15,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_heat_collector import HeatCollector
-
-from .helpers import QUERY_KEY, ListHandler, Server
+from .helpers import Apps, ListHandler, Server
 from .mongo_server import MongoServer
 
 PG_ADMIN = os.environ.get("HEAT_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
@@ -129,24 +127,9 @@ def backend_name(backend: str) -> str:
 @pytest.fixture
 def make_app(backend: str, tmp_path: Any) -> Iterator[Callable[..., Flask]]:
     """Build an app on the test's backend; overrides are HeatCollector options."""
-    apps: list[Flask] = []
-
-    def factory(**overrides: Any) -> Flask:
-        app = Flask("heat_test", instance_path=str(tmp_path / "instance"))
-        app.config["TESTING"] = True
-        options: dict[str, Any] = {
-            "database_uri": backend,
-            "query_api_keys": [QUERY_KEY],
-            "ip_hash_secret": "test-secret",
-        }
-        options.update(overrides)
-        HeatCollector(app, **options)
-        apps.append(app)
-        return app
-
-    yield factory
-    for app in apps:
-        app.extensions["heat_collector"].repository.dispose()
+    apps = Apps("heat_test", testing=True)
+    yield lambda **overrides: apps(tmp_path / "instance", **{"database_uri": backend, **overrides})
+    apps.dispose()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
+from flask_heat_collector import HeatCollector
 from flask_heat_collector.log import JsonFormatter
 
 from .processes import free_port as free_port  # re-exported: tests import it from here
@@ -124,6 +125,28 @@ def gzip_bomb(mebibytes: int) -> bytes:
         crc = zlib.crc32(zeros, crc)
     trailer = struct.pack("<II", crc, (mebibytes << 20) & 0xFFFFFFFF)
     return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + block * mebibytes + deflater.flush() + trailer
+
+
+class Apps:
+    """Builds apps with ``HeatCollector(app, **options)`` (the suite's query key and IP secret unless
+    given); :meth:`dispose` closes their repositories."""
+
+    def __init__(self, name: str, *, testing: bool = False) -> None:
+        self.name, self.testing = name, testing
+        self.made: list[Flask] = []
+
+    def __call__(self, instance: Path, **options: Any) -> Flask:
+        app = Flask(self.name, instance_path=str(instance))
+        app.config["TESTING"] = self.testing
+        options.setdefault("query_api_keys", [QUERY_KEY])
+        options.setdefault("ip_hash_secret", "test-secret")
+        HeatCollector(app, **options)
+        self.made.append(app)
+        return app
+
+    def dispose(self) -> None:
+        for app in self.made:
+            app.extensions["heat_collector"].repository.dispose()
 
 
 class ListHandler(logging.Handler):

@@ -11,8 +11,7 @@ from click.testing import CliRunner
 from flask_heat_collector.cli import migrate_main, uri_from_environ
 from flask_heat_collector.errors import ConfigurationError
 
-from .conftest import QUERY_KEY
-from .helpers import batch, event, headers
+from .helpers import QUERY_KEY, batch, event, headers
 
 
 def event_count(client: Any, project: str) -> int:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .conftest import QUERY_KEY
-from .helpers import batch, event, post_batch
+from .helpers import QUERY_KEY, batch, event, post_batch
 
 THREADS = 16
 BATCHES_PER_THREAD = 4

@@ -16,8 +16,7 @@ from flask.testing import FlaskClient
 
 from flask_heat_collector.errors import ConfigurationError
 
-from .conftest import QUERY_KEY
-from .helpers import API, TS, ListHandler, batch, event, headers, without_ids
+from .helpers import API, QUERY_KEY, TS, ListHandler, batch, event, headers, without_ids
 
 DAY = 86_400_000
 WIDTHS = (1280, 390)

@@ -9,8 +9,7 @@ from flask import Flask
 
 from flask_heat_collector import HeatCollector
 
-from .conftest import QUERY_KEY
-from .helpers import API, batch, event, free_port, headers
+from .helpers import API, QUERY_KEY, batch, event, free_port, headers
 
 UNREACHABLE = {
     "postgresql": "postgresql+psycopg2://postgres@127.0.0.1:{port}/test",

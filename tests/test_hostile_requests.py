@@ -18,8 +18,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from .conftest import QUERY_KEY
-from .helpers import API, Server, batch, dump_database, event, headers
+from .helpers import API, QUERY_KEY, Server, batch, dump_database, event, headers
 
 JSON = {"Content-Type": "application/json"}
 ONCE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # never reaches storage

@@ -9,8 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from .conftest import QUERY_KEY
-from .helpers import API, PROJECT_KEY, batch, event, headers, sdk_fixture
+from .helpers import API, PROJECT_KEY, QUERY_KEY, batch, event, headers, sdk_fixture
 
 
 def post(client: FlaskClient, body: Any, key: str = PROJECT_KEY, **extra: str) -> Any:

@@ -18,8 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask.testing import FlaskClient
 
-from .conftest import QUERY_KEY
-from .helpers import backend_free, batch, event, headers
+from .helpers import QUERY_KEY, backend_free, batch, event, headers
 
 ISSUER = "https://issuer.test"
 AUDIENCE = "heat-collector"

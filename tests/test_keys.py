@@ -14,8 +14,7 @@ from flask.testing import FlaskClient
 from flask_heat_collector import HeatCollector
 from flask_heat_collector.errors import ConfigurationError
 
-from .conftest import QUERY_KEY
-from .helpers import ListHandler, batch, event, headers
+from .helpers import QUERY_KEY, ListHandler, batch, event, headers
 
 
 def post(client: FlaskClient, body: dict[str, Any], key: str, ip: str = "203.0.113.7") -> Any:

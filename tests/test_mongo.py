@@ -17,8 +17,8 @@ from flask_heat_collector.errors import ConfigurationError, StorageUnavailable
 from flask_heat_collector.repositories import mongo as mongo_module
 from flask_heat_collector.repositories.mongo import INDEXES, MongoRepository, client_options
 
-from .conftest import QUERY_KEY, unavailable
-from .helpers import API, HttpAnswer, batch, event, free_port, headers, post_batch
+from .conftest import unavailable
+from .helpers import API, QUERY_KEY, HttpAnswer, batch, event, free_port, headers, post_batch
 from .mongo_server import MongoServer
 
 LIMITED_DB = "heat_limited"

@@ -8,8 +8,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from .conftest import QUERY_KEY
-from .helpers import batch, event, headers
+from .helpers import QUERY_KEY, batch, event, headers
 
 OWN_ID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
 KILL = {"postgresql": "SELECT pg_terminate_backend({})", "mysql": "KILL {}"}

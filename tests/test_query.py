@@ -8,8 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from . import helpers
-from .conftest import QUERY_KEY
-from .helpers import API, backend_free, batch, event, headers
+from .helpers import API, QUERY_KEY, backend_free, batch, event, headers
 
 
 def ingest(

@@ -24,8 +24,8 @@ from flask_heat_collector import HeatCollector
 from flask_heat_collector.breaker import OPEN_SECONDS
 from flask_heat_collector.ratelimit import IngestRateLimiter
 
-from .conftest import QUERY_KEY, unavailable
-from .helpers import ListHandler, batch, event, headers
+from .conftest import unavailable
+from .helpers import QUERY_KEY, ListHandler, batch, event, headers
 
 REDIS_URI = os.environ.get("HEAT_TEST_REDIS", "redis://127.0.0.1:6379/11")
 LIMITER_DOWN = "rate limit storage unavailable, requests not limited"

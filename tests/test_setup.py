@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,7 @@ from flask_heat_collector import ConfigurationError, HeatCollector
 from flask_heat_collector.cli import migrate_main, uri_from_environ
 from flask_heat_collector.wsgi import create_app
 
-from .conftest import QUERY_KEY
-from .helpers import API, ListHandler, batch, event, free_port, headers
+from .helpers import API, Apps, ListHandler, batch, event, free_port, headers
 
 PASSWORD = "s3cret-pw"
 # The schemes each backend of the fixture is also reached by: plain ones get the installed driver.
@@ -32,21 +31,11 @@ ALIASES = {
 
 
 @pytest.fixture
-def apps() -> Iterator[Callable[..., Flask]]:
+def apps() -> Iterator[Apps]:
     """Build apps with HeatCollector(app, **options); their repositories are disposed afterwards."""
-    made: list[Flask] = []
-
-    def build(instance: Path, **options: Any) -> Flask:
-        app = Flask("heat_setup", instance_path=str(instance))
-        options.setdefault("query_api_keys", [QUERY_KEY])
-        options.setdefault("ip_hash_secret", "test-secret")
-        HeatCollector(app, **options)
-        made.append(app)
-        return app
-
-    yield build
-    for app in made:
-        app.extensions["heat_collector"].repository.dispose()
+    made = Apps("heat_setup")
+    yield made
+    made.dispose()
 
 
 def stored_event_ids(app: Flask, project_id: str) -> set[str]:

@@ -12,8 +12,7 @@ from openapi_spec_validator import validate
 
 from flask_heat_collector.views.query import parse_time
 
-from ..conftest import QUERY_KEY
-from ..helpers import backend_free, batch, event, headers
+from ..helpers import QUERY_KEY, backend_free, batch, event, headers
 
 AUTH = {"x-api-key": QUERY_KEY, "x-project-key": "fuzz-project-key"}
 

@@ -17,8 +17,8 @@ from flask import Flask
 
 from flask_heat_collector import HeatCollector
 
-from ..conftest import QUERY_KEY, unavailable
-from ..helpers import HttpAnswer, batch, event, post_batch
+from ..conftest import unavailable
+from ..helpers import QUERY_KEY, HttpAnswer, batch, event, post_batch
 from .servers import PrivateMariaDB, PrivatePostgres
 
 WORKERS = 6
