@@ -117,7 +117,7 @@ _AGGREGATE_FIELDS = [(name, _camel(name)) for name in base.AggregateRow._fields]
 
 
 def _event_doc(row: base.EventRow, project_id: str, user_id: str | None) -> Doc:
-    doc = {_camel(name): value for name, value in row._asdict().items()}
+    doc = {key: value for (_, key), value in zip(_EVENT_FIELDS, row, strict=True)}
     doc.update(projectId=project_id, userId=user_id)
     return doc
 
