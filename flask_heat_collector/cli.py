@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 from collections.abc import Mapping
+from contextlib import closing
 from typing import Any
 
 import click
@@ -70,8 +71,9 @@ def erase_command(
 @click.option("--output", type=click.File("w", encoding="utf-8"), default="-", help="A file (default: stdout).")
 def export_command(project_id: str, user_id: str, output: Any) -> None:
     """Write a user's data (user, sessions, events) as JSON, streamed (SPEC 8)."""
-    for chunk in lifecycle.export(get_state().repository, project_id, user_id, actor="cli"):
-        output.write(chunk)
+    with closing(lifecycle.export(get_state().repository, project_id, user_id, actor="cli")) as chunks:
+        for chunk in chunks:  # closed however the loop ends: the export's end audit line is written now
+            output.write(chunk)
     output.write("\n")
 
 

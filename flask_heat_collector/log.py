@@ -2,7 +2,8 @@
 
 The package only logs to that logger (with a ``NullHandler``, as libraries do): the host's handlers
 get its records by propagation. ``install_json_handler()`` writes them as JSON lines to stderr, as
-the ready app in ``wsgi.py`` does.
+the ready app in ``wsgi.py`` does. Audit lines (erase, export, purge) go to the child logger
+``flask_heat_collector.audit``, whose level is ``INFO`` whatever ``HEAT_LOG_LEVEL`` says.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Any
 
 logger = logging.getLogger("flask_heat_collector")
 logger.addHandler(logging.NullHandler())
+# Its own level: HEAT_LOG_LEVEL sets the package logger's, which this child does not inherit.
+audit_logger = logging.getLogger("flask_heat_collector.audit")
+audit_logger.setLevel(logging.INFO)
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error"}
@@ -72,3 +76,8 @@ def install_json_handler() -> logging.Handler:
 def log(level: str, msg: str, **fields: Any) -> None:
     """Log ``msg`` with structured fields."""
     logger.log(LEVELS[level], msg, extra={"heat": fields})
+
+
+def audit(msg: str, **fields: Any) -> None:
+    """Write an audit line (``info`` on ``flask_heat_collector.audit``), whatever HEAT_LOG_LEVEL says."""
+    audit_logger.info(msg, extra={"heat": fields})

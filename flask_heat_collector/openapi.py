@@ -297,7 +297,7 @@ _TIMES = [
     _param(name, _TIME, description="Unix milliseconds, or an ISO 8601 or RFC 2822 date (UTC when no zone is given)")
     for name in ("from", "to")
 ]
-_DRY_RUN = _param("dryRun", {"type": "string", "enum": ["true", "false"]})
+_DRY_RUN = _param("dryRun", {"type": "string", "enum": ["true", "false", "1", "0"]})
 
 
 def _query(schema: type[Any]) -> Json:

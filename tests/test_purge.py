@@ -184,7 +184,7 @@ def test_purge_keeps_the_window_and_old_heatmaps(make_app: Any, logs: ListHandle
     assert again["purged"] == {"events": 0, "sessions": 0, "users": 0, "aggregates": 0}
     assert _window(client, purged, cutoff) == _window(client, oracle, cutoff)
 
-    audits = [r for r in logs.records() if r.get("audit") == "purge"]
+    audits = [r for r in logs.records() if r.get("audit") == "purge" and r["phase"] == "end"]
     assert [r["dryRun"] for r in audits] == [True, True, False, False]
     assert audits[2]["events"] == old_rows and audits[2]["actor"] == "cli"
     assert audits[2]["retentionDays"] == RAW_DAYS and audits[2]["rawBefore"] == cutoff

@@ -51,6 +51,29 @@ def check_id(value: str, name: str) -> str:
     return value
 
 
+BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def flag(name: str) -> bool:
+    """The boolean query parameter ``name`` (false when absent): ``true``/``false``/``1``/``0`` only.
+
+    Anything else is a 400 ``invalid_query``, never a default (SPEC 5): ``dryRun=yes`` must not erase.
+    """
+    value = request.args.get(name)
+    if value is None:
+        return False
+    if value not in BOOLEANS:
+        raise ApiError(400, "invalid_query", f"Query param '{name}' must be true, false, 1 or 0.")
+    return BOOLEANS[value]
+
+
+def _logged_path() -> str:
+    """The path for a log line: the admin API's route, not its path (which names a user)."""
+    if (request.blueprint or "").endswith("heat_admin"):
+        return request.url_rule.rule if request.url_rule is not None else ""
+    return request.path
+
+
 def _plain(details: Any, budget: list[int]) -> Any:
     """Field errors with string keys only (marshmallow keys list items by int), bounded.
 
@@ -101,7 +124,7 @@ def error_response(err: ApiError, cause: BaseException | None = None) -> Respons
                 "status": err.status,
                 "code": err.code,
                 "method": request.method,
-                "path": request.path,
+                "path": _logged_path(),
             }
         },
     )
@@ -192,6 +215,14 @@ def _refuse_unstorable() -> None:
         )
 
 
+def _refuse_repeated() -> None:
+    """A query parameter given twice is a 400 ``invalid_query``: no endpoint guesses which one was meant."""
+    names = [name for name, values in request.args.lists() if len(values) > 1]
+    if names:
+        shown = names[0] if names[0].isprintable() and len(names[0]) <= 64 else "a parameter"
+        raise ApiError(400, "invalid_query", f"Query param '{shown}' is given more than once.")
+
+
 def _await_migration() -> None:
     """While the start's migration is pending (database unreachable), retry it when due, else 503."""
     pending = get_state().pending_migration
@@ -210,7 +241,7 @@ def _finish(response: Response) -> Response:
             "request completed",
             requestId=request_id(),
             method=request.method,
-            path=request.path,
+            path=_logged_path(),
             status=response.status_code,
             durationMs=round((time.perf_counter() - started) * 1000, 2) if started else None,
         )
@@ -224,6 +255,7 @@ def install(bp: Blueprint, *, needs_database: bool = True) -> None:
     """
     bp.before_request(_start)
     bp.before_request(_refuse_unstorable)
+    bp.before_request(_refuse_repeated)
     if needs_database:
         bp.before_request(_await_migration)
     bp.after_request(_finish)
