@@ -137,7 +137,7 @@ def test_boolean_parameters_take_true_false_1_or_0_only(make_app: Any) -> None:
     assert done == {"erased": {"users": 1, "sessions": 1, "events": 3}, "verified": True}
 
 
-SLASHED = ("tenant/alice", "/lead", "trail/", "a//b", "x/export", "export", "50%/ü?#")
+SLASHED = ("tenant/alice", "/lead", "trail/", "a//b", "x/export", "export", "50%/ü?#", "line\nbreak/")
 
 
 def test_every_user_id_is_exported_and_erased_over_http(make_app: Any) -> None:

@@ -50,7 +50,7 @@ def actor_id(key: bytes, secret: str) -> str:
 class UserIdConverter(PathConverter):
     """A user id in a URL: any characters, ``/`` included (``tenant%2Falice`` is ``tenant/alice``)."""
 
-    regex = ".+?"
+    regex = r"[\s\S]+?"  # newlines too
     part_isolating = False
 
 
