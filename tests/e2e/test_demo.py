@@ -176,7 +176,9 @@ def test_the_viewer_shows_the_demo(demo: Any, browser: Any, live_server: Any) ->
         project_id = demo.app.test_client().get("/demo/project").get_json()["projectId"]
         assert link == f"/viewer#key={demo.QUERY_KEY}&project={project_id}&path=/"
         page.click("#open-viewer")
-        page.wait_for_function("() => document.body.dataset.heatmapPoints !== undefined")
+        # A navigation: until the viewer's document has loaded, there may be no body to read.
+        page.wait_for_url(lambda url: urlsplit(url).path == "/viewer")
+        page.wait_for_function("() => document.body?.dataset.heatmapPoints !== undefined")
         assert int(page.get_attribute("body", "data-heatmap-points") or 0) > 0, page.inner_text("body")
         # The demo page itself is under the map, its dead button among the elements, the user among the sessions.
 
@@ -187,7 +189,8 @@ def test_the_viewer_shows_the_demo(demo: Any, browser: Any, live_server: Any) ->
         wait_until(framed, 20, "the demo page is not framed", page)
         wait_until(lambda: "demo-user-1" in page.inner_text("body"), 20, "no sessions listed", page)
         assert "button#apply-coupon" in page.inner_text("body")
-        page.wait_for_timeout(500)  # let a framed page finish painting
+        page.wait_for_function("() => document.body.dataset.frame === 'ready'")  # the framed page has loaded
+        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")  # painted
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "demo-viewer.png"), full_page=True)
     finally:
