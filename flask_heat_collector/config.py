@@ -202,6 +202,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_VIEWER_SITE_URL", None, _site_url),
     Key("HEAT_AGGREGATE_COMPACT_SECONDS", 10, _as_non_negative_int),
     Key("HEAT_NEW_PROJECTS_PER_IP", "10 per hour", _rate_limit),
+    Key("HEAT_TRUSTED_PROXIES", 0, _as_non_negative_int),
     Key("HEAT_QUERY_ALLOWED_ORIGINS", (), _query_origins),
     Key("HEAT_ADMIN_API_KEYS", (), _query_keys),
     Key("HEAT_PROMETHEUS_ENABLED", True, _as_bool),
@@ -241,6 +242,7 @@ class Settings:
     viewer_site_url: str | None
     aggregate_compact_seconds: int
     new_projects_per_ip: str
+    trusted_proxies: int
     query_allowed_origins: tuple[str, ...]
     admin_api_keys: tuple[str, ...]
     prometheus_enabled: bool

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Mapping
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import settings_from_environ, warn_unknown_names
 from .extension import HeatCollector
@@ -40,7 +41,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """A Flask app with HeatCollector configured from the environment (lists comma-separated).
 
     The ``flask_heat_collector`` logger writes JSON lines to stderr. Unknown ``HEAT_*`` variables
-    (typos) are logged as warnings, even when the start then fails. Under a plain ``gunicorn -w N``
+    (typos) are logged as warnings, even when the start then fails. ``HEAT_TRUSTED_PROXIES`` = N wraps
+    the app in werkzeug's ``ProxyFix(x_for=N, x_proto=N)``. Under a plain ``gunicorn -w N``
     the workers share one Prometheus metrics directory (see :func:`_shared_metrics_dir`).
     """
     install_json_handler()
@@ -49,7 +51,11 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     app = Flask("flask_heat_collector")
     app.config.update(settings_from_environ(source))
     try:
-        HeatCollector(app)
+        heat = HeatCollector(app)
     finally:
         warn_unknown_names(source, "the environment")
+    proxies = heat.state(app).settings.trusted_proxies
+    if proxies:
+        # X-Forwarded-For and -Proto only: the documented nginx sets Host itself, not X-Forwarded-Host.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     return app
