@@ -16,12 +16,16 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .config import settings_from_environ, warn_unknown_names
 from .extension import HeatCollector
 from .log import install_json_handler
-from .prometheus import MULTIPROC_ENV
+from .prometheus import MULTIPROC_ENV, check_private_dir
 
 
 def _shared_metrics_dir() -> None:
     """Under a plain ``gunicorn -w N`` (no PROMETHEUS_MULTIPROC_DIR), one metrics directory for the
     workers of this gunicorn master: named by the master's pid and start, made by the first worker.
+
+    The name can be guessed, so it is made as ``mkdtemp`` makes its directories (exclusively, mode
+    0700), and one found there is used only if it is this user's and 0700 (a sibling worker's):
+    a directory planted by someone else stops the start (ConfigurationError).
 
     Set before prometheus_client is imported (at ``init_app``), so it starts in multiprocess mode.
     """
@@ -33,7 +37,11 @@ def _shared_metrics_dir() -> None:
     except OSError:
         started = 0
     path = os.path.join(tempfile.gettempdir(), f"heat-collector-metrics-{master}-{started}")
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass  # a sibling worker's, or planted: checked next
+    check_private_dir(path, mode=0o077)
     os.environ[MULTIPROC_ENV] = path
 
 
