@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import settings_from_environ, warn_unknown_names
 from .extension import HeatCollector
-from .log import install_json_handler
+from .log import install_json_handler, install_json_handler_for_all_loggers
 from .prometheus import MULTIPROC_ENV, check_private_dir
 
 
@@ -48,12 +48,15 @@ def _shared_metrics_dir() -> None:
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """A Flask app with HeatCollector configured from the environment (lists comma-separated).
 
-    The ``flask_heat_collector`` logger writes JSON lines to stderr. Unknown ``HEAT_*`` variables
-    (typos) are logged as warnings, even when the start then fails. ``HEAT_TRUSTED_PROXIES`` = N wraps
-    the app in werkzeug's ``ProxyFix(x_for=N, x_proto=N)``. Under a plain ``gunicorn -w N``
-    the workers share one Prometheus metrics directory (see :func:`_shared_metrics_dir`).
+    The ``flask_heat_collector`` logger writes JSON lines to stderr, and so does every other logger
+    (SQLAlchemy, werkzeug, the Flask app's): one JSON object per line, exceptions as a field.
+    Unknown ``HEAT_*`` variables (typos) are logged as warnings, even when the start then fails.
+    ``HEAT_TRUSTED_PROXIES`` = N wraps the app in werkzeug's ``ProxyFix(x_for=N, x_proto=N)``. Under
+    a plain ``gunicorn -w N`` the workers share one Prometheus metrics directory (see
+    :func:`_shared_metrics_dir`).
     """
     install_json_handler()
+    install_json_handler_for_all_loggers()  # before Flask(): its app logger then adds no plain handler
     _shared_metrics_dir()
     source = os.environ if environ is None else environ
     app = Flask("flask_heat_collector")
