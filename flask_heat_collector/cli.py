@@ -23,9 +23,15 @@ heat_cli = AppGroup("heat", help="Heat collector: database migration and project
 
 @heat_cli.command("migrate")
 def migrate_command() -> None:
-    """Create missing tables/collections and indexes (repeatable, keeps data)."""
-    get_state().repository.migrate()
-    click.echo("heat-collector: database is up to date")
+    """Create missing tables/collections and indexes (repeatable, keeps data); say what was done."""
+    state = get_state()
+    done = state.repository.migrate()
+    start, state.start_migration = state.start_migration, None
+    if not done.changed and start is not None and start.changed:
+        # HEAT_AUTO_MIGRATE did the work as this command's app started.
+        click.echo(f"heat-collector: {start.describe()}, at start (HEAT_AUTO_MIGRATE)")
+    else:
+        click.echo(f"heat-collector: {done.describe()}")
 
 
 @heat_cli.command("compact")
@@ -172,8 +178,8 @@ def migrate_main() -> None:
     try:
         uri, mongo_database = uri_from_environ(os.environ)
         repository = repository_from_uri(uri, mongo_database)
-        repository.migrate()
+        done = repository.migrate()
         repository.dispose()
     except HeatCollectorError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo("heat-collector-migrate: database is up to date")
+    click.echo(f"heat-collector-migrate: {done.describe()}")

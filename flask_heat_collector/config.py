@@ -9,9 +9,10 @@ their Python type or as the strings an environment variable carries
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
+import re
 import secrets
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,21 +109,29 @@ def _url_prefix(key: str, value: Any) -> str:
     return text
 
 
+# A host name (labels of letters, digits, hyphens), an IPv4 address or a bracketed IPv6 literal.
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_ORIGIN = re.compile(r"(?P<scheme>https?)://(?P<host>\[[0-9A-Fa-f:.]+\]|[^\[\]/:]+)(?::(?P<port>[0-9]{1,5}))?/?")
+
+
 def _site_url(key: str, value: Any) -> str | None:
-    """An absolute http(s) URL without query or fragment, without its trailing slash (paths are appended)."""
+    """An ``http(s)://host[:port]`` origin, without its trailing slash: it goes into the viewer's CSP."""
     text = _as_str(key, value).strip()
     if not text:
         return None
-    parts = urllib.parse.urlsplit(text)
-    try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:  # a port that is not a number from 0 to 65535
-        port_ok = False
-    extras = parts.username or parts.password or parts.query or parts.fragment
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok or extras:
+    match = _ORIGIN.fullmatch(text)
+    host = match["host"] if match else ""
+    if host.startswith("["):
+        try:
+            host_ok = ipaddress.ip_address(host[1:-1]).version == 6
+        except ValueError:
+            host_ok = False
+    else:
+        host_ok = _HOST.fullmatch(host) is not None
+    if match is None or not host_ok or not 0 < int(match["port"] or 80) < 65536:
         raise ConfigurationError(
-            f"{key} must be an absolute http:// or https:// URL without user, query or fragment, "
-            f"such as https://shop.example.com; got {value!r}"
+            f"{key} must be an origin, http(s)://host[:port] such as https://shop.example.com "
+            f"(no path, user, query, fragment, space, ';' or '*'); got {value!r}"
         )
     return text.rstrip("/")
 
@@ -193,6 +202,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_VIEWER_SITE_URL", None, _site_url),
     Key("HEAT_AGGREGATE_COMPACT_SECONDS", 10, _as_non_negative_int),
     Key("HEAT_NEW_PROJECTS_PER_IP", "10 per hour", _rate_limit),
+    Key("HEAT_TRUSTED_PROXIES", 0, _as_non_negative_int),
     Key("HEAT_QUERY_ALLOWED_ORIGINS", (), _query_origins),
     Key("HEAT_ADMIN_API_KEYS", (), _query_keys),
     Key("HEAT_PROMETHEUS_ENABLED", True, _as_bool),
@@ -232,6 +242,7 @@ class Settings:
     viewer_site_url: str | None
     aggregate_compact_seconds: int
     new_projects_per_ip: str
+    trusted_proxies: int
     query_allowed_origins: tuple[str, ...]
     admin_api_keys: tuple[str, ...]
     prometheus_enabled: bool

@@ -15,7 +15,7 @@ from .metrics import Metrics, RedisMetrics
 from .ratelimit import IngestRateLimiter
 from .repositories import repository_from_uri
 from .schemas import IngestSchema
-from .startup import migrate_at_start
+from .startup import PendingMigration, migrate_at_start
 from .state import EXTENSION_KEY, HeatState, Hook, get_state
 
 
@@ -88,7 +88,11 @@ class HeatCollector:
                 "until a key is configured",
             )
         if settings.auto_migrate:
-            state.pending_migration = migrate_at_start(repository, settings.database_uri)
+            started = migrate_at_start(repository, settings.database_uri)
+            if isinstance(started, PendingMigration):
+                state.pending_migration = started
+            else:
+                state.start_migration = started
         app.extensions[EXTENSION_KEY] = state
         if register_blueprint:
             app.register_blueprint(self.blueprint, url_prefix=settings.url_prefix or None)

@@ -7,6 +7,10 @@ A slow client holds one thread of a threaded (``gthread``) worker, not the whole
 deployments still need a buffering proxy in front (docs/deployment.md). Command-line options win
 over these values.
 
+Its error log (gunicorn's own lines, and the tracebacks of workers that fail) is written as JSON
+lines, one object per line like the app's (``JsonErrorLog``), wherever ``--error-logfile`` sends it;
+the access log keeps gunicorn's format.
+
 It also sets up prometheus_client's multiprocess mode, so that ``/metrics`` and ``/api/metrics`` add
 up every worker: unless ``PROMETHEUS_MULTIPROC_DIR`` is set, loading this module creates a fresh
 temporary directory and sets the variable (the master does, before any worker imports
@@ -19,6 +23,10 @@ import os
 import shutil
 import tempfile
 from typing import Any
+
+from gunicorn.glogging import Logger  # type: ignore[import-untyped]
+
+from .log import JsonFormatter
 
 
 def _env_int(name: str, default: int) -> int:
@@ -39,6 +47,18 @@ keepalive = 5
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+
+class JsonErrorLog(Logger):  # type: ignore[misc]
+    """gunicorn's logger, with its error log formatted as JSON lines (the handlers gunicorn chose stay)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+
+logger_class = JsonErrorLog
 
 # A directory given by the operator is used as it is (empty it before each start).
 _created_dir: str | None = None

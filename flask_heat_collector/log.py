@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,6 +23,7 @@ audit_logger.setLevel(logging.INFO)
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error"}
+_FRAMES = 30  # the innermost frames of an exception's traceback that a line keeps
 _LINE_BREAKS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
@@ -34,10 +36,18 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
         }
+        if not record.name.startswith(logger.name):  # another library's record (SQLAlchemy, gunicorn, ...)
+            payload["logger"] = record.name
         payload.update(getattr(record, "heat", {}))
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            payload["exception"] = {"type": type(exc).__name__, "message": str(exc)[:500]}
+            frames = traceback.extract_tb(exc.__traceback__)[-_FRAMES:]
+            payload["exception"] = {
+                "type": type(exc).__name__,
+                "message": str(exc)[:500],
+                # Where, not what: file:line in function (no source lines, no values).
+                "frames": [f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in frames],
+            }
         line = json.dumps(payload, default=str, ensure_ascii=False)
         # Line separators that JSON leaves raw would split the line for splitlines() and JS readers.
         return line.translate(_LINE_BREAKS)
@@ -81,3 +91,28 @@ def log(level: str, msg: str, **fields: Any) -> None:
 def audit(msg: str, **fields: Any) -> None:
     """Write an audit line (``info`` on ``flask_heat_collector.audit``), whatever HEAT_LOG_LEVEL says."""
     audit_logger.info(msg, extra={"heat": fields})
+
+
+_ROOT_HANDLER_NAME = "flask_heat_collector.json.others"
+
+
+def _not_the_package(record: logging.LogRecord) -> bool:
+    """The package's records have their own handler (``install_json_handler``)."""
+    return record.name != logger.name and not record.name.startswith(f"{logger.name}.")
+
+
+def install_json_handler_for_all_loggers() -> logging.Handler:
+    """Write every other logger's records (SQLAlchemy's pool, werkzeug, Flask's app logger, warnings)
+    as JSON lines to stderr too, through a root handler: nothing writes a plain traceback. For the
+    ready app only (a library leaves the root logger to the host); once per process."""
+    root = logging.getLogger()
+    for existing in root.handlers:
+        if existing.get_name() == _ROOT_HANDLER_NAME:
+            return existing
+    handler: logging.StreamHandler[_Stderr] = logging.StreamHandler(_Stderr())
+    handler.set_name(_ROOT_HANDLER_NAME)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(_not_the_package)
+    root.addHandler(handler)
+    logging.captureWarnings(True)  # warnings.warn() lines go through the py.warnings logger
+    return handler

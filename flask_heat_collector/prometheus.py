@@ -11,6 +11,7 @@ this package is imported (gunicorn's master imports ``gunicorn_conf`` before set
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import threading
 from collections import Counter as Tally
@@ -102,6 +103,30 @@ def _shared_families() -> _Families:
         return _process_families["families"]
 
 
+def check_private_dir(path: str, *, mode: int = 0o022) -> None:
+    """Refuse a metrics directory that someone else could have planted counters in.
+
+    It must be a directory (not a symlink) owned by this process's user, with none of the ``mode``
+    bits: by default writable by no one else; ``0o077`` asks for exactly ``0700``.
+    """
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise ConfigurationError(f"{MULTIPROC_ENV}={path!r} cannot be read ({exc.strerror})") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigurationError(f"{MULTIPROC_ENV}={path!r} is not a directory (a symlink is refused too)")
+    if info.st_uid != os.geteuid():
+        raise ConfigurationError(
+            f"{MULTIPROC_ENV}={path!r} belongs to uid {info.st_uid}, not to this process's user "
+            f"({os.geteuid()}): its files would be reported as this collector's metrics; use a directory of your own"
+        )
+    if info.st_mode & mode:
+        wanted = "0700" if mode == 0o077 else "writable by its owner only"
+        raise ConfigurationError(
+            f"{MULTIPROC_ENV}={path!r} has mode {stat.S_IMODE(info.st_mode):04o}; it must be {wanted}"
+        )
+
+
 def multiprocess_dir() -> str | None:
     """``PROMETHEUS_MULTIPROC_DIR`` when set; ConfigurationError when prometheus_client cannot use it."""
     from prometheus_client import values
@@ -114,6 +139,7 @@ def multiprocess_dir() -> str | None:
         return None
     if not os.path.isdir(path):
         raise ConfigurationError(f"{MULTIPROC_ENV}={path!r} is not a directory; create it (empty) before starting")
+    check_private_dir(path)
     if not imported_multiprocess:
         raise ConfigurationError(
             f"{MULTIPROC_ENV} was set after prometheus_client was imported; set it before the server starts "

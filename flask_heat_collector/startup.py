@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from .errors import StorageUnavailable
 from .log import log
 from .repositories import Repository, display_uri
+from .repositories.base import Migration
 
 CAUSE_CHARS = 200
 
@@ -72,13 +73,14 @@ class PendingMigration:
         log("info", f"database {self.database} reachable: migration done, requests are served", database=self.database)
 
 
-def migrate_at_start(repository: Repository, uri: str) -> PendingMigration | None:
-    """Migrate now; when the database is unreachable, log one error line and return the pending retry.
+def migrate_at_start(repository: Repository, uri: str) -> Migration | PendingMigration:
+    """Migrate now and return what was done; when the database is unreachable, log one error line and
+    return the pending retry.
 
     Anything but StorageUnavailable (a configuration or programming error) still raises.
     """
     try:
-        repository.migrate()
+        return repository.migrate()
     except StorageUnavailable as exc:
         shown = display_uri(uri)
         log(
@@ -91,4 +93,3 @@ def migrate_at_start(repository: Repository, uri: str) -> PendingMigration | Non
     finally:
         # Pooled connections opened before a gunicorn fork must not be shared by workers.
         repository.dispose()
-    return None

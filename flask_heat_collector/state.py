@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .ratelimit import IngestRateLimiter
     from .repositories import Repository
+    from .repositories.base import Migration
     from .schemas import IngestSchema
     from .startup import PendingMigration
 
@@ -48,6 +49,8 @@ class HeatState:
     new_project_lock: threading.Lock = field(default_factory=threading.Lock)
     # Set when the database was unreachable at start: requests retry the migration (views/common.py).
     pending_migration: PendingMigration | None = None
+    # What the migration at start did, until `flask heat migrate` has said it (cli.py).
+    start_migration: Migration | None = None
     # The OpenAPI document, built at its first request (views/query.py).
     openapi: dict[str, Any] | None = None
 

@@ -29,8 +29,46 @@ def test_flask_heat_migrate_is_repeatable_and_keeps_data(make_app: Any) -> None:
     for _ in range(2):
         result = runner.invoke(args=["heat", "migrate"])
         assert result.exit_code == 0, result.output
-        assert "up to date" in result.output
+    assert "already up to date" in result.output
     assert event_count(client, project) == 2
+
+
+def empty_database(backend: str, backend_name: str) -> None:
+    """No table at all (the server databases of the suite keep their tables between tests)."""
+    if backend_name in ("postgresql", "mysql"):
+        from flask_heat_collector.repositories.sql_schema import metadata
+
+        engine = sa.create_engine(backend)
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
+def stored_names(backend_name: str) -> list[str]:
+    """The tables (collections) a new database gets, as the migrate commands name them."""
+    if backend_name == "mongodb":
+        from flask_heat_collector.repositories.mongo import INDEXES
+
+        return sorted({collection for collection, *_ in INDEXES})
+    from flask_heat_collector.repositories.sql_schema import metadata
+
+    return [table.name for table in metadata.sorted_tables]
+
+
+@pytest.mark.parametrize("auto_migrate", [False, True])
+def test_flask_heat_migrate_says_what_it_did(
+    backend: str, backend_name: str, make_app: Any, auto_migrate: bool
+) -> None:
+    empty_database(backend, backend_name)
+    runner = make_app(auto_migrate=auto_migrate).test_cli_runner()
+    first = runner.invoke(args=["heat", "migrate"])
+    assert first.exit_code == 0, first.output
+    assert "created a new database" in first.output and "up to date" not in first.output
+    assert all(name in first.output for name in stored_names(backend_name)), first.output
+    # With HEAT_AUTO_MIGRATE the app made them as it started, and the command says so.
+    assert ("at start (HEAT_AUTO_MIGRATE)" in first.output) is auto_migrate
+    again = runner.invoke(args=["heat", "migrate"])
+    assert again.exit_code == 0, again.output
+    assert again.output == "heat-collector: database already up to date (layout 2), nothing to do\n"
 
 
 def test_heat_collector_migrate_from_original_variables(
@@ -50,15 +88,20 @@ def test_heat_collector_migrate_from_original_variables(
         env = {"HEAT_DIALECT": "mysql", "DATABASE_URL": native}
     else:
         env = {"HEAT_DIALECT": "mongodb", "DATABASE_URL": backend}
+    empty_database(backend, backend_name)
     runner = CliRunner()
     result = runner.invoke(migrate_main, env=env)
     assert result.exit_code == 0, result.output
+    assert "heat-collector-migrate: created a new database" in result.output
+    assert all(name in result.output for name in stored_names(backend_name))
     # The schema it made serves an app that does not migrate itself, and a rerun keeps the data.
     app = make_app(auto_migrate=False)
     client = app.test_client()
     response = client.post("/ingest", json=batch(event("click")), headers=headers())
     assert response.status_code == 200, response.get_json()
-    assert runner.invoke(migrate_main, env=env).exit_code == 0
+    again = runner.invoke(migrate_main, env=env)
+    assert again.exit_code == 0, again.output
+    assert again.output == "heat-collector-migrate: database already up to date (layout 2), nothing to do\n"
     assert event_count(client, response.get_json()["projectId"]) == 1
 
 

@@ -214,10 +214,14 @@ def test_migrate_moves_the_first_layout_forward(app: Flask, client: FlaskClient,
     before = _answers(client, project)
     items = client.get(f"/api/projects/{project}/events", query_string={"limit": 1000}, headers=API).get_json()
     _to_first_layout(app, backend_name, _legacy_rows(items["events"]))
+    said = []
     for _ in range(2):  # repeatable
         result = app.test_cli_runner().invoke(args=["heat", "migrate"])
         assert result.exit_code == 0, result.output
         assert _answers(client, project) == before
+        said.append(result.output)
+    assert said[0].startswith("heat-collector: migrated the database from layout 1 to layout 2"), said[0]
+    assert "already up to date" in said[1]
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)  # server databases only

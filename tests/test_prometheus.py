@@ -252,3 +252,83 @@ def test_forked_workers_add_up_through_the_multiprocess_directory(tmp_path: Path
     assert value(samples, "events_accepted_total", type="click") == 6
     assert value(samples, "events_rejected_total", code="invalid_payload") == 6
     assert value(samples, "ingest_duration_seconds_count") == 6
+
+
+def test_a_multiprocess_directory_others_can_write_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
+    with pytest.raises(ConfigurationError, match=r"PROMETHEUS_MULTIPROC_DIR=.* has mode 0777"):
+        make_app(tmp_path)
+    if os.geteuid() == 0:  # only root can give a directory away
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, 65534, 65534)
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(theirs))
+        with pytest.raises(ConfigurationError, match=r"PROMETHEUS_MULTIPROC_DIR=.* belongs to uid 65534"):
+            make_app(tmp_path)
+
+
+# A plain ``gunicorn -w N`` without the configuration: the ready app names the workers' metrics
+# directory after the master, so another local user can make it first. This process is the master.
+_PLANTED_SCRIPT = """
+import json, os, sys, tempfile
+import gunicorn.arbiter  # the ready app is under gunicorn
+master = os.getpid()
+path = os.path.join(
+    tempfile.gettempdir(), f"heat-collector-metrics-{master}-{int(os.stat(f'/proc/{master}').st_ctime)}"
+)
+if sys.argv[2] == "world-writable":
+    os.mkdir(path)
+    os.chmod(path, 0o777)
+elif sys.argv[2] == "another-user":
+    os.mkdir(path, 0o700)
+    os.chown(path, 65534, 65534)
+elif sys.argv[2] == "symlink":
+    os.mkdir(path + "-elsewhere", 0o700)
+    os.symlink(path + "-elsewhere", path)
+read, write = os.pipe()
+if os.fork() == 0:  # a worker
+    from flask_heat_collector.wsgi import create_app
+
+    try:
+        client = create_app({"HEAT_DATABASE_URI": sys.argv[1], "HEAT_QUERY_AUTH": "none"}).test_client()
+        metrics = client.get("/api/metrics").get_json()["metrics"]
+        answer = {"metrics": metrics, "dir": os.environ["PROMETHEUS_MULTIPROC_DIR"]}
+    except Exception as exc:
+        answer = {"refused": f"{type(exc).__name__}: {exc}"}
+    os.write(write, json.dumps(answer).encode())
+    os._exit(0)
+os.wait()
+answer = json.loads(os.read(read, 65536))
+if "dir" in answer:
+    answer["mode"] = os.stat(answer["dir"]).st_mode & 0o777
+print(json.dumps(answer))
+"""
+
+
+@pytest.mark.parametrize("planted", ["none", "world-writable", "another-user", "symlink"])
+def test_the_ready_apps_metrics_directory_cannot_be_planted(tmp_path: Path, planted: str) -> None:
+    if planted == "another-user" and os.geteuid() != 0:
+        pytest.skip("only root can give a directory to another user")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(TMPDIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_PLANTED_SCRIPT), f"sqlite:///{tmp_path / 'heat.db'}", planted],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    if planted == "none":  # made by the worker, as mkdtemp would
+        assert answer["mode"] == 0o700 and answer["metrics"]["ingestCount"] == 0
+        return
+    assert "refused" in answer, answer
+    assert answer["refused"].startswith("ConfigurationError: PROMETHEUS_MULTIPROC_DIR="), answer
+    expected = {"world-writable": "mode 0777", "another-user": "belongs to uid 65534", "symlink": "not a directory"}
+    assert expected[planted] in answer["refused"]

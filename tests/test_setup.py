@@ -313,4 +313,4 @@ def test_flask_heat_migrate_works_when_the_start_found_no_database(tmp_path: Pat
     folder.mkdir()
     result = app.test_cli_runner().invoke(args=["heat", "migrate"])
     assert result.exit_code == 0, result.output
-    assert "up to date" in result.output
+    assert "created a new database" in result.output

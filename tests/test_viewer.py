@@ -97,10 +97,10 @@ def test_viewer_content_security_policy(make_viewer_app: Callable[..., Flask]) -
 
 def test_viewer_site_url_frames_the_site(make_viewer_app: Callable[..., Flask]) -> None:
     client = make_viewer_app(
-        HEAT_VIEWER_ENABLED=True, HEAT_VIEWER_SITE_URL="https://shop.example.com:8443/store/"
+        HEAT_VIEWER_ENABLED=True, HEAT_VIEWER_SITE_URL="https://shop.example.com:8443/"
     ).test_client()
     response = client.get("/viewer")
-    assert 'data-page-base="https://shop.example.com:8443/store"' in response.get_data(as_text=True)
+    assert 'data-page-base="https://shop.example.com:8443"' in response.get_data(as_text=True)
     policy = csp(response)
     # Only the site's origin is added, and only as a frame source.
     assert policy["frame-src"] == "'self' https://shop.example.com:8443"
@@ -128,6 +128,16 @@ def test_viewer_site_url_is_a_known_key(make_viewer_app: Callable[..., Flask]) -
         "https://user:secret@shop.example.com",
         "https://shop.example.com:99999",
         42,
+        # Only an origin: nothing that could add a source or a directive to the viewer's CSP.
+        "https://shop.example.com/store/",
+        "https://shop.example.com;script-src *",
+        "https://shop.example.com; frame-src *",
+        "https://shop .example.com",
+        "https://*.example.com",
+        "https://*",
+        "https://shop.example.com https://evil.example",
+        "https://[::1;]",
+        "https://user@shop.example.com",
     ],
 )
 def test_viewer_site_url_is_validated(make_viewer_app: Callable[..., Flask], value: Any) -> None:

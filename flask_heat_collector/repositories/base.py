@@ -11,6 +11,49 @@ T = TypeVar("T")
 Blobs = tuple[tuple[str, ...], int]  # (types, bucket_w): the aggregate pieces to read with their cells
 
 
+LAYOUT = 2
+"""The storage layout this version writes; layout 1 stored one row (document) per move point."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What one ``migrate()`` did, for the migrate commands to say.
+
+    ``created``: tables (collections) made; ``new`` when none existed before (a new database).
+    ``added``: columns and indexes added to tables that existed. ``from_layout``: the older layout
+    whose data was moved forward.
+    """
+
+    noun: str = "table"  # what ``created`` holds: "table" or "collection"
+    new: bool = False
+    created: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    from_layout: int | None = None
+    known: bool = True  # False when the database would not list what it had (a user without the right)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.added or self.from_layout is not None)
+
+    def describe(self) -> str:
+        """One sentence: created / migrated from layout N / updated / already up to date."""
+        if not self.known:
+            moved = f"migrated the database from layout {self.from_layout}; " if self.from_layout else ""
+            return f"{moved}indexes ensured (this user may not list what existed, so what was new is not known)"
+        if not self.changed:
+            return f"database already up to date (layout {LAYOUT}), nothing to do"
+        created = f"{len(self.created)} {self.noun}{'s' if len(self.created) != 1 else ''} ({', '.join(self.created)})"
+        if self.new:
+            return f"created a new database (layout {LAYOUT}): {created}"
+        parts = [f"created {created}"] if self.created else []
+        if self.added:
+            parts.append(f"added {', '.join(self.added)}")
+        if self.from_layout is not None:
+            head = f"migrated the database from layout {self.from_layout} to layout {LAYOUT}"
+            return head + (f" ({'; '.join(parts)})" if parts else "")
+        return f"updated the database to layout {LAYOUT}: {'; '.join(parts)}"
+
+
 class EventRow(NamedTuple):
     """One SDK event as stored: its JSON once, a move's points packed in ``points``.
 
@@ -330,7 +373,7 @@ class Repository(ABC):
     """
 
     @abstractmethod
-    def migrate(self) -> None:
+    def migrate(self) -> Migration:
         """Create missing tables/collections and indexes; move data of an older layout forward."""
 
     @abstractmethod

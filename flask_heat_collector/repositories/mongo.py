@@ -250,17 +250,29 @@ class MongoRepository(base.Repository):
 
     # -- schema -------------------------------------------------------------
 
-    def migrate(self) -> None:
+    def migrate(self) -> base.Migration:
         """Create the indexes (a user without the createIndex privilege gets a warning, not a
         failure) and move events of the first layout (one document per move point) forward."""
         refused: list[str] = []
+        added: list[str] = []
         with self._guard():
+            wanted = sorted({collection for collection, *_ in INDEXES})
+            try:
+                present: set[str] | None = set(self.db.list_collection_names())
+                indexes = {name: {ix["name"] for ix in self._coll(name).list_indexes()} for name in wanted}
+            except OperationFailure as exc:  # a user who may create indexes but not list them
+                if not _is_unauthorized(exc):
+                    raise
+                present, indexes = None, {}
+            created = () if present is None else tuple(name for name in wanted if name not in present)
             legacy = self._coll("events").find_one({"pointIndex": {"$exists": True}}, {"_id": 1}) is not None
             if legacy:
                 self._coll("events").rename(LEGACY_EVENTS)
             for collection, keys, unique, name in INDEXES:
                 try:
                     self._coll(collection).create_index([(key, 1) for key in keys], unique=unique, name=name)
+                    if collection not in created and name not in indexes.get(collection, {name}):
+                        added.append(f"index {collection}.{name}")
                 except OperationFailure as exc:
                     if not _is_unauthorized(exc):
                         raise
@@ -269,7 +281,8 @@ class MongoRepository(base.Repository):
                 self._coll("sessions").drop_index("ix_sessions_id")
             except OperationFailure:
                 pass  # not there (or not ours to drop)
-            if self._coll(LEGACY_EVENTS).find_one({}, {"_id": 1}) is not None:
+            moved = self._coll(LEGACY_EVENTS).find_one({}, {"_id": 1}) is not None
+            if moved:
                 self._move_legacy_events()
                 self._rebuild_aggregates()
                 self._coll(LEGACY_EVENTS).drop()
@@ -281,6 +294,10 @@ class MongoRepository(base.Repository):
                 database=self.database_name,
                 indexes=refused,
             )
+        if present is None:
+            return base.Migration("collection", known=False, from_layout=1 if moved else None)
+        new = not present & set(wanted)
+        return base.Migration("collection", new, created, tuple(added), 1 if moved else None)
 
     def _move_legacy_events(self) -> None:
         """Copy the first layout's point documents into one document per event, with counters."""

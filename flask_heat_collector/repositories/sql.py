@@ -232,8 +232,8 @@ class SqlRepository(base.Repository):
 
     # -- schema -------------------------------------------------------------
 
-    def migrate(self) -> None:
-        def run(conn: Connection) -> None:
+    def migrate(self) -> base.Migration:
+        def run(conn: Connection) -> base.Migration:
             # Gunicorn workers each run migrate() at start: one at a time, or two CREATE TABLEs race.
             # (SQLite writers are already serialized by BEGIN IMMEDIATE.)
             dialect = conn.dialect.name
@@ -244,12 +244,12 @@ class SqlRepository(base.Repository):
                 if got != 1:
                     raise StorageUnavailable("another process held the migration lock for 10 minutes")
             try:
-                migrate_schema(conn, self._statements)
+                return migrate_schema(conn, self._statements)
             finally:
                 if dialect == "mysql":
                     conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{MIGRATE_LOCK_NAME}')")
 
-        self._write(run)
+        return self._write(run)
 
     def rebuild_aggregates(self) -> int:
         return self._write(lambda conn: rebuild_aggregates(conn, self._statements))

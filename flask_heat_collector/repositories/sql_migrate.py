@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from ..aggregates import rebuild_pieces
 from ..ingest import pack_points, path_key
-from .base import STORED_FIELDS, EventRow
+from .base import STORED_FIELDS, EventRow, Migration
 from .sql_ingest import IngestStatements, after_key, executemany
 from .sql_schema import (
     LEGACY_EVENTS,
@@ -29,10 +29,13 @@ _CHUNK = 5000
 _OBSOLETE_INDEXES = {"sessions": ("ix_sessions_id",)}  # an index must lead with the project
 
 
-def migrate_schema(conn: Connection, st: IngestStatements) -> None:
+def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
     """Create what is missing and move older layouts forward; repeatable, keeps data."""
     inspector = sa.inspect(conn)
     tables = set(inspector.get_table_names())
+    before = tables & set(metadata.tables)
+    created = tuple(t.name for t in metadata.sorted_tables if t.name not in tables)
+    added: list[str] = []
     if "events" in tables and LEGACY_MARKER in {c["name"] for c in inspector.get_columns("events")}:
         _rename(conn, "events", LEGACY_EVENTS)
         tables.add(LEGACY_EVENTS)
@@ -51,6 +54,7 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> None:
             if column.name not in present:
                 spec = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
                 conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {spec}")
+                added.append(f"column {table.name}.{column.name}")
         existing = {ix["name"] for ix in inspector.get_indexes(table.name)}
         for name in _OBSOLETE_INDEXES.get(table.name, ()):
             if name in existing:
@@ -60,12 +64,15 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> None:
         for index in table.indexes:
             if index.name not in existing:
                 index.create(conn)
+                added.append(f"index {index.name}")
     if conn.dialect.name == "mysql":
         _no_pad_collation(conn)
     if LEGACY_EVENTS in tables:
         _move_legacy_events(conn, st)
         rebuild_aggregates(conn, st)
         conn.exec_driver_sql(f"DROP TABLE {LEGACY_EVENTS}")
+    legacy = LEGACY_EVENTS in tables or users_v1
+    return Migration(new=not before, created=created, added=tuple(added), from_layout=1 if legacy else None)
 
 
 def _project_leading_users_key(conn: Connection) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import ValidationError
 
+from ..addresses import client_address, limit_unit
 from ..auth import bearer_token, project_key
 from ..errors import ApiError, RetiredProjectKey, UnknownProject
 from ..ingest import prepare_batch
@@ -197,7 +198,8 @@ def _store_or_create(state: HeatState, batch: Batch) -> IngestResult:
             return state.repository.ingest(batch)
         except UnknownProject:
             pass
-        status = state.new_projects.hit(request.remote_addr or "unknown")
+        client = client_address(request.environ, state.settings.trusted_proxies)
+        status = state.new_projects.hit(limit_unit(client))
         if status is not None and not status.allowed:
             raise ApiError(
                 429,
@@ -215,8 +217,9 @@ def ingest() -> Response:
     settings = state.settings
     started = time.perf_counter()
     key = project_key(request)
+    client = client_address(request.environ, settings.trusted_proxies)
 
-    rate = state.limiter.hit(f"{key}:{request.remote_addr or 'unknown'}")
+    rate = state.limiter.hit(f"{key}:{limit_unit(client)}")
     if rate is not None:
         g.heat_rate_headers = rate.headers()
         if not rate.allowed:
@@ -247,7 +250,7 @@ def ingest() -> Response:
         project_key=key,
         jwt_sub=jwt_sub,
         user_agent=request.headers.get("User-Agent"),
-        ip=request.remote_addr,
+        ip=client,
         ip_secret=settings.ip_hash_secret,
         now_ms=int(time.time() * 1000),
         seq=state.seq.take(len(payload["events"])),

@@ -155,6 +155,6 @@ def test_metrics_add_up_every_worker_without_redis(tmp_path: Path, shipped: bool
     if not shipped:  # the ready app made one directory for the master's workers, under TMPDIR
         assert len(list(tmp_path.glob("heat-collector-metrics-*"))) == 1
         return
-    match = re.search(r"Prometheus multiprocess directory: (\S+)", log_text)
+    match = re.search(r'Prometheus multiprocess directory: ([^"\s]+)', log_text)  # a JSON line's msg
     assert match and match.group(1).startswith(str(tmp_path))
     assert not Path(match.group(1)).exists()  # removed when the master exited

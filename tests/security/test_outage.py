@@ -5,6 +5,7 @@ Each test runs its own PostgreSQL or MariaDB server (never the shared ones) and 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -107,3 +108,44 @@ def test_outage_mid_load(private_server: Any, tmp_path: Path, live_server: Any) 
     assert seen == expected
     # The server is still alive and answering (no worker died).
     assert client.get("/api/metrics", headers=api).status_code == 200
+
+
+def test_the_ready_apps_log_is_json_lines_through_an_outage(private_server: Any, tmp_path: Path) -> None:
+    """gunicorn with the shipped configuration and the ready app: every line of its log, gunicorn's own
+    included, is one JSON object while the database stops and comes back (exceptions as a field)."""
+    from ..e2e.support import _stop, _wait_listening, collector_env, spawn_gunicorn
+
+    env = collector_env(tmp_path, HEAT_DATABASE_URI=private_server.uri, HEAT_RATE_LIMIT="100000 per second")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log_path = tmp_path / "gunicorn.log"
+    options = ["-c", "python:flask_heat_collector.gunicorn_conf", "-w", "2", "-b", "127.0.0.1:0"]
+    process = spawn_gunicorn([*options, "--graceful-timeout", "5"], env, log_path)
+    try:
+        url = _wait_listening(process, log_path)
+        bodies = [batch(event("click", x=i), session_id=f"s-{i % 5}") for i in range(120)]
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            for index, body in enumerate(bodies):
+                if index == 30:
+                    private_server.stop()
+                if index == 80:
+                    private_server.start()
+                pool.submit(post_batch, url, body, "outage-key")
+                time.sleep(0.005)
+        for _ in range(40):  # until the collector stores again
+            if post_batch(url, bodies[0], "outage-key").status == 200:
+                break
+            time.sleep(0.25)
+    finally:
+        _stop(process)
+    lines = log_path.read_text(errors="replace").splitlines()
+    assert any("Booting worker" in line for line in lines)
+    not_json, records = [], []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            not_json.append(line)
+    assert not not_json, "\n".join(not_json[:40])
+    assert all(isinstance(r, dict) and {"level", "msg", "ts"} <= set(r) for r in records)
+    assert any(r.get("code") == "storage_unavailable" for r in records)  # the outage was seen
+    assert any(r.get("logger") == "gunicorn.error" and "Booting worker" in r["msg"] for r in records)
