@@ -3,7 +3,7 @@
 The frame of a scroll map (bucket, width band, render height) is chosen as the heatmap of all
 types chooses it, from the same aggregates; each session's deepest scroll and each path's totals
 are grouped by the database; the moves cut by an edge of the range are added from their points.
-Element rankings read the range's clicks once (without their JSON) for the rage-click bursts.
+Element rankings read the range's settled rage clicks (rageclicks.py), not every click.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from .aggregates import PLOTTABLE_TYPES, items
 from .heatmap import Plan, frame_of, other_viewports, render_height
 from .listing import stored_events
-from .rageclicks import RAGECLICK, rage_clicks
+from .rageclicks import RAGECLICK
 from .repositories.base import EventFilter, EventRow, Reader, Repository, Scan
 
 SCROLL_STEP = 5  # reach is reported at every 5 % of the page
@@ -62,12 +62,13 @@ def _scrollmap(
 def elements(repo: Repository, flt: EventFilter, *, requested_type: str, limit: int) -> dict[str, Any]:
     """``{elements: [{selector, clicks, sessions, rageClicks}], meta}``: clicked selectors, most
     clicked first (``rageclick``: only those with rage clicks, most rage clicks first)."""
+    repo.settle_rage(flt.project_id)
     return repo.read(lambda reader: _elements(reader, flt, requested_type, limit))
 
 
 def _elements(reader: Reader, flt: EventFilter, requested_type: str, limit: int) -> dict[str, Any]:
     rage: dict[str, int] = {}
-    for click in rage_clicks(reader, flt, text=True):
+    for click in reader.rage_clicks(flt):
         if click.selector:
             rage[click.selector] = rage.get(click.selector, 0) + 1
     found = [

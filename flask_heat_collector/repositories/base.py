@@ -315,6 +315,11 @@ class Reader(ABC):
         when given), as a percent of the page (a depth above 100 is hundredths of a percent)."""
 
     @abstractmethod
+    def rage_clicks(self, flt: EventFilter) -> list[EventRow]:
+        """The settled rage clicks of ``flt`` (project, path, ``ts_from..ts_to``) in ``(ts, seq)`` order, as
+        light rows (no JSON)."""
+
+    @abstractmethod
     def max_span(self, project_id: str) -> int:
         """The longest move ever stored in the project (ms): how far before a range its points may start."""
 
@@ -348,6 +353,11 @@ class Repository(ABC):
     @abstractmethod
     def compact(self, max_keys: int = 1000) -> int:
         """Merge the aggregate pieces of up to ``max_keys`` keys into one each; the keys merged."""
+
+    @abstractmethod
+    def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
+        """Settle the rage clicks of the pending sessions (of one project, or of any; at most ``limit``):
+        recompute each one's bursts from all its clicks and store the difference. The sessions settled."""
 
     @abstractmethod
     def rebuild_aggregates(self) -> int:

@@ -25,7 +25,7 @@ from ..aggregates import DAY_MS, batch_pieces, day_of, fresh_part, merge_pieces,
 from ..errors import ConfigurationError, RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..log import log
-from . import base, mongo_purge
+from . import base, mongo_purge, mongo_rage
 
 Doc = dict[str, Any]
 T = TypeVar("T")
@@ -258,7 +258,8 @@ class MongoRepository(base.Repository):
             legacy = self._coll("events").find_one({"pointIndex": {"$exists": True}}, {"_id": 1}) is not None
             if legacy:
                 self._coll("events").rename(LEGACY_EVENTS)
-            for collection, keys, unique, name in INDEXES:
+            rage_new = mongo_rage.PENDING not in self.db.list_collection_names()
+            for collection, keys, unique, name in (*INDEXES, *mongo_rage.INDEXES):
                 try:
                     self._coll(collection).create_index([(key, 1) for key in keys], unique=unique, name=name)
                 except OperationFailure as exc:
@@ -269,6 +270,8 @@ class MongoRepository(base.Repository):
                 self._coll("sessions").drop_index("ix_sessions_id")
             except OperationFailure:
                 pass  # not there (or not ours to drop)
+            if rage_new:  # rage clicks are decided from now on
+                mongo_rage.mark_all(self._coll)
             if self._coll(LEGACY_EVENTS).find_one({}, {"_id": 1}) is not None:
                 self._move_legacy_events()
                 self._rebuild_aggregates()
@@ -378,6 +381,8 @@ class MongoRepository(base.Repository):
             )
             if batch.span:
                 self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": batch.span}})
+            if any(row.type == "click" for row in batch.events):  # marked first: a crash leaves it marked
+                mongo_rage.mark(self._coll, project_id, [batch.session.id])
             stored = self._insert_events([_event_doc(row, project_id, user_id) for row in batch.events])
             new = [row for row, is_new in zip(batch.events, stored, strict=True) if is_new]
             for row, is_new in zip(batch.events, stored, strict=True):
@@ -457,6 +462,18 @@ class MongoRepository(base.Repository):
         with self._guard():
             return fn(_MongoReader(self))
 
+    def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
+        done = 0
+        with self._guard():
+            while limit is None or done < limit:
+                page = 5000 if limit is None else min(limit - done, 5000)
+                found = mongo_rage.pending(self._coll, project_id, page)
+                settled = sum(mongo_rage.settle_session(self._coll, pid, sid) for pid, sid in found)
+                done += settled
+                if len(found) < page or not settled:
+                    break
+        return done
+
     def compact(self, max_keys: int = 1000) -> int:
         """Merge the keys that have fresh pieces (positive ``part``), one key at a time.
 
@@ -524,6 +541,8 @@ class MongoRepository(base.Repository):
     def _rebuild_aggregates(self) -> int:
         aggregates, events = self._coll("heat_aggregates"), self._coll("events")
         aggregates.delete_many({})
+        self._coll(mongo_rage.CLICKS).delete_many({})
+        mongo_rage.mark_all(self._coll)
         read = 0
         for project in self._coll("projects").find({}, {"_id": 0, "id": 1}):
             project_id = str(project["id"])
@@ -627,6 +646,7 @@ class MongoRepository(base.Repository):
         removed: dict[str, int] = {}
         for r in rows:
             removed[r.session_id] = removed.get(r.session_id, 0) + r.row_count
+        mongo_rage.forget(self._coll, project_id, list(removed))
         sessions, events = self._coll("sessions"), self._coll("events")
         for session_id, count in sorted(removed.items()):
             remaining = [_stored(d) for d in events.find({"projectId": project_id, "sessionId": session_id})]
@@ -920,6 +940,9 @@ class _MongoReader(base.Reader):
         # Pieces named by a merged piece's "replaces" are being (or were to be) deleted: not counted.
         replaced = {r for doc in docs for r in doc.get("replaces") or ()}
         return [_piece(doc) for doc in docs if doc["_id"] not in replaced]
+
+    def rage_clicks(self, flt: base.EventFilter) -> list[base.EventRow]:
+        return mongo_rage.read(self.repo._coll, flt)
 
     def max_span(self, project_id: str) -> int:
         doc = self.repo._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})

@@ -12,6 +12,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 
+from . import mongo_rage
 from .base import PurgeCounts
 
 Doc = dict[str, Any]
@@ -90,6 +91,7 @@ def _purge_raw(coll: Coll, pid: str, before: int, chunk: int) -> PurgeCounts:
         for d in page:
             removed[str(d["sessionId"])] = removed.get(str(d["sessionId"]), 0) + int(d.get("rowCount") or 1)
         _correct_sessions(coll, pid, before, removed)
+        mongo_rage.forget(coll, pid, list(removed))
         rows += sum(removed.values())
     gone_sessions = 0
     for doc in list(_emptied(coll, pid, before)):  # a batch stored meanwhile changed eventCount: kept

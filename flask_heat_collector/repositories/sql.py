@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import os
 import threading
 import time
@@ -19,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from ..aggregates import batch_pieces, fresh_part, merge_pieces
 from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
-from . import base, sql_erase, sql_purge
+from . import base, sql_erase, sql_purge, sql_rage
 from .sql_erase import PiecesChanged
 from .sql_ingest import (
     IngestStatements,
@@ -356,6 +357,8 @@ class SqlRepository(base.Repository):
         if rows or tails:
             pieces = batch_pieces(rows + tails, fresh_part())
             executemany(conn, st.pieces_sql, st.pieces_params(project_id, pieces))
+        if any(row.type == "click" for row in rows):  # its rage clicks are settled again
+            sql_rage.mark(conn, project_id, [batch.session.id])
         accepted = sum(r.row_count for r in rows) + sum(t.row_count for t in tails)
         conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id, accepted))
         return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
@@ -422,6 +425,21 @@ class SqlRepository(base.Repository):
                 return fn(_SqlReader(conn))
 
         return self._read(run)
+
+    def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
+        done = 0
+        while limit is None or done < limit:
+            page = sql_rage.SETTLE_CHUNK * 50 if limit is None else min(limit - done, sql_rage.SETTLE_CHUNK * 50)
+            found = self._read(lambda conn, n=page: sql_rage.pending(conn, project_id, n))  # type: ignore[misc]
+            for pid, group in itertools.groupby(found, key=lambda pair: pair[0]):
+                sids = [sid for _, sid in group]
+                for start in range(0, len(sids), sql_rage.SETTLE_CHUNK):
+                    chunk = sids[start : start + sql_rage.SETTLE_CHUNK]
+                    self._write(functools.partial(sql_rage.settle_sessions, project_id=pid, session_ids=chunk))
+            done += len(found)
+            if len(found) < page:
+                break
+        return done
 
     def compact(self, max_keys: int = 1000) -> int:
         """Merge the keys that have fresh pieces (found through ``ix_heat_aggregates_fresh``)."""
@@ -819,6 +837,9 @@ class _SqlReader(base.Reader):
         clauses += _inside(flt.ts_from, flt.ts_to)
         stmt = sa.select(sa.func.max(pct)).where(*clauses).group_by(t.session_id)
         return [float(r[0]) for r in self.conn.execute(stmt)]
+
+    def rage_clicks(self, flt: base.EventFilter) -> list[base.EventRow]:
+        return sql_rage.read(self.conn, flt)
 
     def max_span(self, project_id: str) -> int:
         found = self.conn.execute(sa.select(projects.c.max_span).where(projects.c.id == project_id)).scalar()

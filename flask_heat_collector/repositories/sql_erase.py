@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from ..aggregates import DAY_MS, day_of, merge_pieces, pieces, rollup
 from ..ingest import path_key
+from . import sql_rage
 from .base import AggregateKey, ErasedCounts, Erasure, EventRow
 from .sql_ingest import IngestStatements, after_key, executemany
 from .sql_migrate import ROLLUP_FIELDS
@@ -113,6 +114,7 @@ def delete_chunk(conn: Connection, st: IngestStatements, project_id: str, rows: 
         counts[str(row.session_id)] = counts.get(str(row.session_id), 0) + int(row.row_count)
     for session_id, removed in sorted(counts.items()):
         _correct_session(conn, project_id, session_id, removed)
+    sql_rage.forget(conn, project_id, list(counts))
 
 
 def rebuild_key_day(conn: Connection, st: IngestStatements, project_id: str, max_span: int, key: AggregateKey) -> None:

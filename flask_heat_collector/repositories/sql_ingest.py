@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
+from ..rageclicks import new_token
 from .base import LOCATION_FIELDS, ROW_FIELDS, AggregateRow, Batch, EventRow, SessionRow
 from .sql_schema import events, heat_aggregates, projects, sessions, users
 
@@ -263,6 +264,10 @@ class IngestStatements:
             f"SELECT %(project_id)s, {user_id}, {casts} FROM jsonb_array_elements(%(rows)s::jsonb) AS e "
             "ON CONFLICT (project_id, event_id) DO NOTHING RETURNING row_count)",
             "tot AS (SELECT count(*) AS c, coalesce(sum(row_count), 0) AS n FROM ins)",
+            # New clicks: the session's rage clicks are settled again (sql_rage.py).
+            "r AS (INSERT INTO heat_rage_pending (project_id, session_id, token) "
+            "SELECT %(project_id)s, %(id)s, %(rage_token)s FROM tot WHERE %(clicks)s AND c > 0 "
+            "ON CONFLICT (project_id, session_id) DO UPDATE SET token = EXCLUDED.token)",
             f"s AS ({session_cte})",
             # The pieces describe every row of the batch: added when all rows were new, skipped when
             # none were; a partial duplicate divides by zero, failing the statement (nothing stored)
@@ -311,4 +316,6 @@ class IngestStatements:
             "rows": _ROWS_JSON.encode(rows),
             "row_count": len(rows),
             "pieces": _ROWS_JSON.encode(pieces),
+            "clicks": any(row.type == "click" for row in batch.events),
+            "rage_token": new_token(),
         }

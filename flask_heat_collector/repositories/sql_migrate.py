@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from ..aggregates import rebuild_pieces
 from ..ingest import pack_points, path_key
+from . import sql_rage
 from .base import STORED_FIELDS, EventRow
 from .sql_ingest import IngestStatements, after_key, executemany
 from .sql_schema import (
@@ -19,6 +20,7 @@ from .sql_schema import (
     LEGACY_MARKER,
     events,
     heat_aggregates,
+    heat_rage_clicks,
     metadata,
     projects,
     sessions,
@@ -40,6 +42,8 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> None:
     if users_v1:
         _project_leading_users_key(conn)
     metadata.create_all(conn, checkfirst=True)
+    if "events" in tables and "heat_rage_pending" not in tables:  # rage clicks are decided from now on
+        sql_rage.mark_all(conn)
     if users_v1 and conn.dialect.name == "sqlite":
         names = ", ".join(c.name for c in users.columns)
         conn.exec_driver_sql(f"INSERT INTO users ({names}) SELECT {names} FROM users_v1")
@@ -199,6 +203,8 @@ ROLLUP_FIELDS = [events.c[name] if name not in ("meta_json", "data_json") else s
 def rebuild_aggregates(conn: Connection, st: IngestStatements) -> int:
     """Replace every aggregate by one computed from the stored events; the events read."""
     conn.execute(sa.delete(heat_aggregates))
+    conn.execute(sa.delete(heat_rage_clicks))
+    sql_rage.mark_all(conn)
     read = 0
     for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
         merged, count = rebuild_pieces(_project_rows(conn, project_id))

@@ -133,6 +133,36 @@ heat_aggregates = _table(
     sa.Index("ix_heat_aggregates_fresh", "project_id", "part"),
 )
 
+# Rage clicks (rageclicks.py), decided per session over all its clicks and kept up to date: a batch
+# with clicks marks its session pending (in the batch's transaction); settling a pending session
+# recomputes its bursts and writes the difference here. Reports read these rows, never every click.
+heat_rage_clicks = _table(
+    "heat_rage_clicks",
+    sa.Column("project_id", _Uuid, primary_key=True),
+    sa.Column("session_id", _ClientId, primary_key=True),
+    sa.Column("event_id", _ClientId, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    _ms("ts"),
+    sa.Column("path", _Path, nullable=False),
+    sa.Column("path_key", sa.BigInteger, nullable=False),
+    sa.Column("selector", _Path),
+    sa.Column("x", sa.Integer, nullable=False),
+    sa.Column("y", sa.Integer, nullable=False),
+    sa.Column("bucket_w", sa.Integer, nullable=False),
+    sa.Column("bucket_h", sa.Integer, nullable=False),
+    sa.Index("ix_heat_rage_clicks_ts", "project_id", "ts"),
+    sa.Index("ix_heat_rage_clicks_path_ts", "project_id", "path_key", "ts"),
+)
+
+# Sessions whose clicks changed since their rage clicks were last settled; ``token`` changes with
+# every change, so a settle that raced a batch leaves the mark for the next one.
+heat_rage_pending = _table(
+    "heat_rage_pending",
+    sa.Column("project_id", _Uuid, primary_key=True),
+    sa.Column("session_id", _ClientId, primary_key=True),
+    sa.Column("token", sa.BigInteger, nullable=False),
+)
+
 # The events table of the first layout (one row per move point): migrate() moves it forward.
 LEGACY_EVENTS = "events_v1"
 LEGACY_MARKER = "point_index"
