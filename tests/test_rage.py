@@ -138,6 +138,7 @@ def test_a_database_without_rage_tables_is_moved_forward(app: Flask, client: Fla
     if backend.startswith("mongodb"):
         repo.db.drop_collection("heat_rage_clicks")
         repo.db.drop_collection("heat_rage_pending")
+        repo.db.drop_collection("heat_migrations")
     else:
         with repo.engine.begin() as conn:
             conn.exec_driver_sql("DROP TABLE heat_rage_clicks")

@@ -258,7 +258,6 @@ class MongoRepository(base.Repository):
             legacy = self._coll("events").find_one({"pointIndex": {"$exists": True}}, {"_id": 1}) is not None
             if legacy:
                 self._coll("events").rename(LEGACY_EVENTS)
-            rage_new = mongo_rage.PENDING not in self.db.list_collection_names()
             for collection, keys, unique, name in (*INDEXES, *mongo_rage.INDEXES):
                 try:
                     self._coll(collection).create_index([(key, 1) for key in keys], unique=unique, name=name)
@@ -270,8 +269,7 @@ class MongoRepository(base.Repository):
                 self._coll("sessions").drop_index("ix_sessions_id")
             except OperationFailure:
                 pass  # not there (or not ours to drop)
-            if rage_new:  # rage clicks are decided from now on
-                mongo_rage.mark_all(self._coll)
+            mongo_rage.migrate(self._coll)
             if self._coll(LEGACY_EVENTS).find_one({}, {"_id": 1}) is not None:
                 self._move_legacy_events()
                 self._rebuild_aggregates()

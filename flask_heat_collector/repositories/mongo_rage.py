@@ -14,7 +14,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..ingest import path_key
 from ..rageclicks import new_token, rage_row, settle
@@ -24,6 +24,7 @@ Doc = dict[str, Any]
 Coll = Callable[[str], Collection[Doc]]
 CLICKS = "heat_rage_clicks"
 PENDING = "heat_rage_pending"
+MIGRATIONS = "heat_migrations"  # one document per data migration done
 INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     (CLICKS, ("projectId", "sessionId", "eventId"), True, "uq_heat_rage_clicks_key"),
     (CLICKS, ("projectId", "ts"), False, "ix_heat_rage_clicks_ts"),
@@ -80,6 +81,16 @@ def mark_all(coll: Coll) -> None:
     for pair in pairs:
         key = {"projectId": pair["_id"]["p"], "sessionId": pair["_id"]["s"]}
         coll(PENDING).update_one(key, {"$setOnInsert": {"token": 1}}, upsert=True)
+
+
+def migrate(coll: Coll) -> None:
+    """The first time (a database of an earlier layout, or a new one): mark every session with a click
+    pending, so its rage clicks are decided from then on."""
+    try:
+        coll(MIGRATIONS).insert_one({"_id": "rage-clicks"})
+    except DuplicateKeyError:
+        return
+    mark_all(coll)
 
 
 def pending(coll: Coll, project_id: str | None, limit: int) -> list[tuple[str, str]]:

@@ -357,10 +357,10 @@ class SqlRepository(base.Repository):
         if rows or tails:
             pieces = batch_pieces(rows + tails, fresh_part())
             executemany(conn, st.pieces_sql, st.pieces_params(project_id, pieces))
-        if any(row.type == "click" for row in rows):  # its rage clicks are settled again
-            sql_rage.mark(conn, project_id, [batch.session.id])
         accepted = sum(r.row_count for r in rows) + sum(t.row_count for t in tails)
         conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id, accepted))
+        if any(row.type == "click" for row in rows):  # after the session: erase and purge lock in that order
+            sql_rage.mark(conn, project_id, [batch.session.id])
         return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
 
     def _extend_move(

@@ -39,6 +39,7 @@ def forget(conn: Connection, project_id: str, session_ids: list[str]) -> None:
     """Drop the stored rage clicks of these sessions (some of their events are being deleted) and mark
     them pending, so the next settle decides again from the clicks left."""
     ids = sorted(set(session_ids))
+    mark(conn, project_id, ids)  # the marks first: a settle locks them before the rage clicks
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         conn.execute(
@@ -46,7 +47,6 @@ def forget(conn: Connection, project_id: str, session_ids: list[str]) -> None:
                 heat_rage_clicks.c.project_id == project_id, heat_rage_clicks.c.session_id.in_(chunk)
             )
         )
-    mark(conn, project_id, ids)
 
 
 def mark_all(conn: Connection, project_id: str | None = None) -> None:
