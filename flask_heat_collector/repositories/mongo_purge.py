@@ -12,7 +12,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 
-from . import mongo_rage
+from . import mongo_rage, mongo_reports
 from .base import PurgeCounts
 
 Doc = dict[str, Any]
@@ -140,4 +140,6 @@ def purge(
             if not ids:
                 break
             total += PurgeCounts(aggregates=coll("heat_aggregates").delete_many({"_id": {"$in": ids}}).deleted_count)
+        if aggregates_before_day is not None:
+            mongo_reports.delete_before(coll, pid, aggregates_before_day)
     return total
