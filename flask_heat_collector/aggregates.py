@@ -271,7 +271,8 @@ def merge_pieces(group: list[AggregateRow]) -> list[AggregateRow]:
 class Compactor:
     """Merges aggregate pieces now and then, after an ingest answer has been sent (per process).
 
-    Pieces are exact as they are; merging only keeps the number a heatmap reads small.
+    Pieces are exact as they are; merging only keeps the number a heatmap reads small. The same pass
+    settles pending rage clicks, so a report seldom has many to settle first.
     """
 
     def __init__(self, interval_seconds: int, max_keys: int = 2000) -> None:
@@ -288,6 +289,7 @@ class Compactor:
         try:
             self._next = now + self.interval
             repo.compact(self.max_keys)
+            repo.settle_rage(None, self.max_keys * 10)
         except Exception as exc:  # noqa: BLE001 - never fails a request; the next run tries again
             log("warn", "heatmap aggregate compaction failed", error=type(exc).__name__)
         finally:

@@ -28,7 +28,7 @@ from .aggregates import (
 )
 from .ingest import js_round, parse_bucket
 from .listing import stored_events
-from .rageclicks import RAGECLICK, rage_clicks
+from .rageclicks import RAGECLICK
 from .repositories.base import EventFilter, Reader, Repository, Scan
 
 DEFAULT_VIEWPORT = (1280, 720)
@@ -148,10 +148,10 @@ class Plan:
 
 
 class _RagePlan:
-    """A ``type=rageclick`` request: the range's clicks that belong to rage bursts, from raw rows."""
+    """A ``type=rageclick`` request: the settled rage clicks of the range (rageclicks.py)."""
 
     def __init__(self, reader: Reader, flt: EventFilter) -> None:
-        self.clicks = list(rage_clicks(reader, flt))
+        self.clicks = reader.rage_clicks(flt)
 
     def summary(self) -> dict[Bucket, Stats]:
         out: dict[Bucket, Stats] = {}
@@ -229,6 +229,8 @@ def build_heatmap(
     viewport_width: int | None = None,
 ) -> Heatmap:
     """Aggregate the heatmap and shape the response body (memory bounded by the cells)."""
+    if requested_type == RAGECLICK:
+        repo.settle_rage(flt.project_id)
     return repo.read(
         lambda reader: _build(reader, flt, requested_type, resolution, viewport_bucket, viewports, viewport_width)
     )

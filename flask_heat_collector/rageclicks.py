@@ -1,14 +1,18 @@
 """Rage clicks (SPEC §4): the clicks of one session that make a burst of at least three within
-1,000 ms and 30 px of the burst's first click, each click in one burst at most. Backend-free, from
-the raw click rows of a range."""
+1,000 ms and 30 px of the burst's first click, each click in one burst at most.
+
+Decided once per session, over all its clicks (every path, every time): a batch with clicks marks
+its session pending, and settling it (before a report reads them, and after compaction) recomputes
+the session's bursts and stores the difference, so late and retried batches correct them exactly.
+Reports then read the stored rage clicks of their range, never every click. Backend-free.
+"""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 
-from .listing import stored_events
-from .repositories.base import EventFilter, EventRow, Reader, Scan
+from .repositories.base import EventRow
 
 RAGECLICK = "rageclick"
 MIN_CLICKS = 3
@@ -19,12 +23,53 @@ _SWEEP_EVERY = 4096  # clicks between sweeps of the bursts of sessions that stop
 Burst = list[EventRow]
 
 
-def rage_clicks(reader: Reader, flt: EventFilter, *, text: bool = False) -> Iterator[EventRow]:
-    """The clicks of ``flt`` (path, ``from``..``to``) that belong to rage bursts, from one read of
-    the range's clicks in time order. ``text`` reads each click's path and selector too (never its JSON).
-    """
-    clicks = stored_events(reader, Scan(replace(flt, types=("click",)), flt.ts_from, light=True, text=text))
-    return in_bursts(clicks)
+def new_token() -> int:
+    """A fresh mark of a session's pending rage clicks (positive, never repeating in practice)."""
+    return secrets.randbits(62) + 1
+
+
+def settle(clicks: Iterable[EventRow], stored: Iterable[str]) -> tuple[list[EventRow], list[str]]:
+    """What turns the stored rage clicks of a session (``stored``: their event ids) into the bursts of
+    its ``clicks`` (all of them, in ``(ts, seq)`` order): the clicks to add and the ids to remove."""
+    rage = {click.event_id: click for click in in_bursts(clicks)}
+    known = set(stored)
+    return [click for event_id, click in rage.items() if event_id not in known], sorted(known - rage.keys())
+
+
+def rage_row(
+    event_id: str,
+    seq: int,
+    session_id: str,
+    ts: int,
+    path: str,
+    path_key: int,
+    selector: str | None,
+    x: int,
+    y: int,
+    bucket_w: int,
+    bucket_h: int,
+) -> EventRow:
+    """A stored rage click as the light event row the reports read."""
+    return EventRow(
+        event_id,
+        seq,
+        session_id,
+        "click",
+        ts,
+        0,
+        path,
+        path_key,
+        selector,
+        x,
+        y,
+        None,
+        bucket_w,
+        bucket_h,
+        1,
+        None,
+        "",
+        None,
+    )
 
 
 def in_bursts(clicks: Iterable[EventRow]) -> Iterator[EventRow]:

@@ -1,24 +1,25 @@
 """Scroll reach, element and path rankings (SPEC §4), backend-free on top of the Reader.
 
 The frame of a scroll map (bucket, width band, render height) is chosen as the heatmap of all
-types chooses it, from the same aggregates; each session's deepest scroll and each path's totals
-are grouped by the database; the moves cut by an edge of the range are added from their points.
-Element rankings read the range's clicks once (without their JSON) for the rage-click bursts.
+types chooses it, from the same aggregates; each session's deepest scroll is grouped by the database.
+Paths and elements add up the report pieces (report_pieces.py) of the range's whole UTC days and the
+raw rows of its partial days; rage clicks are the range's settled ones (rageclicks.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from .aggregates import PLOTTABLE_TYPES, items
-from .heatmap import Plan, frame_of, other_viewports, render_height
+from .aggregates import DAY_MS, PLOTTABLE_TYPES
+from .heatmap import Plan, frame_of, other_viewports, render_height, split_range
 from .listing import stored_events
-from .rageclicks import RAGECLICK, rage_clicks
-from .repositories.base import EventFilter, EventRow, Reader, Repository, Scan
+from .rageclicks import RAGECLICK
+from .report_pieces import ReportTotals
+from .repositories.base import EventFilter, Reader, Repository, Scan
 
 SCROLL_STEP = 5  # reach is reported at every 5 % of the page
+_FIRST_DAY, _LAST_DAY = -(10**8), 10**8  # an open end of a range: every stored day
 
 
 def scrollmap(
@@ -62,17 +63,20 @@ def _scrollmap(
 def elements(repo: Repository, flt: EventFilter, *, requested_type: str, limit: int) -> dict[str, Any]:
     """``{elements: [{selector, clicks, sessions, rageClicks}], meta}``: clicked selectors, most
     clicked first (``rageclick``: only those with rage clicks, most rage clicks first)."""
+    repo.settle_rage(flt.project_id)
     return repo.read(lambda reader: _elements(reader, flt, requested_type, limit))
 
 
 def _elements(reader: Reader, flt: EventFilter, requested_type: str, limit: int) -> dict[str, Any]:
     rage: dict[str, int] = {}
-    for click in rage_clicks(reader, flt, text=True):
+    for click in reader.rage_clicks(flt):
         if click.selector:
             rage[click.selector] = rage.get(click.selector, 0) + 1
+    totals, ordinals = _totals(reader, flt, selectors=True)
     found = [
-        (selector, clicks, sessions, rage.get(selector, 0))
-        for selector, clicks, sessions in reader.selector_totals(flt)
+        (selector, t.rows, t.sessions.count(ordinals), rage.get(selector, 0))
+        for selector, t in totals.selectors.items()
+        if t.rows
     ]
     if requested_type == RAGECLICK:
         found = sorted((e for e in found if e[3]), key=lambda e: (-e[3], -e[1], e[0]))
@@ -90,44 +94,33 @@ def paths(repo: Repository, flt: EventFilter, *, prefix: str | None, limit: int)
 
 
 def _paths(reader: Reader, flt: EventFilter, prefix: str | None, limit: int) -> dict[str, Any]:
-    lo, hi = flt.ts_from, flt.ts_to
-    found = {t.path: [t.rows, t.sessions, t.last_seen] for t in reader.path_totals(flt.project_id, lo, hi)}
-    # Moves cut by an edge of the range count their points inside it, and their session once.
-    pairs: set[tuple[str, str]] = set()
-    for move in _cut_moves(reader, flt):
-        assert move.path is not None
-        times = [ts for _, ts, _, _ in items(move) if (lo is None or ts >= lo) and (hi is None or ts <= hi)]
-        if times:
-            entry = found.setdefault(move.path, [0, 0, times[0]])
-            entry[0] += len(times)
-            entry[2] = max(entry[2], *times)
-            pairs.add((move.path, move.session_id))
-    counted = reader.session_paths(flt.project_id, lo, hi, sorted({s for _, s in pairs}))
-    for path, _ in pairs - counted:
-        found[path][1] += 1
+    totals, ordinals = _totals(reader, flt, selectors=False)
     ranked = sorted(
-        (item for item in found.items() if not prefix or item[0].startswith(prefix)),
-        key=lambda item: (-item[1][0], item[0]),
+        (
+            (path, t.rows, t.sessions.count(ordinals), t.last_ts)
+            for path, t in totals.paths.items()
+            if t.rows and (not prefix or path.startswith(prefix))
+        ),
+        key=lambda item: (-item[1], item[0]),
     )
-    rows = [{"path": path, "events": n, "sessions": s, "lastSeenAt": last} for path, (n, s, last) in ranked[:limit]]
+    rows = [{"path": path, "events": n, "sessions": s, "lastSeenAt": last} for path, n, s, last in ranked[:limit]]
     return {"paths": rows, "meta": {"count": len(rows), "total": len(ranked), "limit": limit, "q": prefix}}
 
 
-def _cut_moves(reader: Reader, flt: EventFilter) -> Iterator[EventRow]:
-    """The moves with points on both sides of ``from`` or of ``to`` (each move once)."""
-    lo, hi = flt.ts_from, flt.ts_to
-    if lo is None and hi is None:
-        return
-    span = reader.max_span(flt.project_id)
-    if not span:
-        return
-    moves = replace(flt, types=("move",))
-    if lo is not None:  # starting before lo, ending at or after it
-        before = replace(moves, ts_to=lo - 1)
-        yield from (
-            m for m in stored_events(reader, Scan(before, lo - span, light=True, text=True)) if m.ts + m.span >= lo
-        )
-    if hi is not None:  # starting inside the range (or after lo's moves), ending after hi
-        low = hi - span if lo is None else max(lo, hi - span)
-        found = stored_events(reader, Scan(moves, low, light=True, text=True))
-        yield from (m for m in found if m.ts + m.span > hi)
+def _totals(reader: Reader, flt: EventFilter, *, selectors: bool) -> tuple[ReportTotals, dict[str, int]]:
+    """Per path (and per selector) totals of ``flt``'s range: the report pieces of its whole days, the
+    raw rows of its partial days at the edges; and the ordinals of the sessions they name."""
+    lo = flt.ts_from if flt.ts_from is not None else _FIRST_DAY * DAY_MS
+    hi = flt.ts_to if flt.ts_to is not None else (_LAST_DAY + 1) * DAY_MS - 1
+    totals = ReportTotals(selectors=selectors)
+    days, edges = split_range(lo, hi)
+    if days is not None:
+        for piece in reader.report_pieces(flt.project_id, flt.path, days, selectors=selectors):
+            totals.add_piece(piece)
+    if edges:
+        span = reader.max_span(flt.project_id)
+        for edge_lo, edge_hi in edges:
+            edge = replace(flt, types=("click",) if selectors else None, ts_from=edge_lo, ts_to=edge_hi)
+            for row in stored_events(reader, Scan(edge, edge_lo - span, light=True, text=True)):
+                totals.add_row(row, edge_lo, edge_hi)
+    return totals, reader.session_ordinals(flt.project_id, totals.unmapped())

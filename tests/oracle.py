@@ -300,9 +300,10 @@ def rage_rows(rows: list[Row]) -> list[Row]:
 def rage_heatmap(
     rows: list[Row], *, path: str | None = None, ts_from: int = 0, ts_to: int, **params: Any
 ) -> dict[str, Any]:
-    """``GET /heatmap?type=rageclick``: the heatmap of the rage clicks among the range's clicks."""
-    clicks = [r for r in rows if _matches(r, path, ts_from, ts_to, "click")]
-    rage = [dataclasses.replace(r, type="rageclick") for r in rage_rows(clicks)]
+    """``GET /heatmap?type=rageclick``: the heatmap of the range's rage clicks (decided per session
+    over all its clicks, then filtered by path and range)."""
+    found = [r for r in rage_rows(rows) if _matches(r, path, ts_from, ts_to, "click")]
+    rage = [dataclasses.replace(r, type="rageclick") for r in found]
     return heatmap(rage, path=path, ts_from=ts_from, ts_to=ts_to, type="rageclick", **params)
 
 
@@ -346,7 +347,7 @@ def elements(
 ) -> list[dict[str, Any]]:
     """``GET /elements``: clicked selectors with clicks, sessions and rage clicks."""
     clicks = [r for r in rows if _matches(r, path, ts_from, ts_to, "click")]
-    rage = Counter(r.selector for r in rage_rows(clicks))
+    rage = Counter(r.selector for r in rage_rows(rows) if _matches(r, path, ts_from, ts_to, "click"))
     found = []
     for selector in {r.selector for r in clicks if r.selector}:
         mine = [r for r in clicks if r.selector == selector]

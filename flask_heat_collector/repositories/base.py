@@ -107,6 +107,26 @@ class AggregateRow(NamedTuple):
     depths: str | None  # JSON [depth, count, ...] of scroll rows
 
 
+class ReportPiece(NamedTuple):
+    """One piece of report data of a key-day (path, day, band).
+
+    ``session_id`` names the one session of a fresh piece (``sessions`` is then ``None``); a merged
+    piece has ``session_id`` ``None`` and its sessions' ordinals in ``sessions``. ``selectors`` is JSON
+    ``[[selector, clicks, bitmap or null], ...]`` (``null``: the fresh piece's own session).
+    """
+
+    path_key: int
+    day: int
+    bucket_w: int
+    part: int
+    path: str
+    n_rows: int
+    last_ts: int | None
+    session_id: str | None
+    sessions: str | None  # base64 of a serialized Roaring bitmap
+    selectors: str | None
+
+
 @dataclass(frozen=True)
 class SessionFields:
     """What a session holds from its batches, as ingest writes it and reads return it."""
@@ -358,6 +378,22 @@ class Reader(ABC):
         when given), as a percent of the page (a depth above 100 is hundredths of a percent)."""
 
     @abstractmethod
+    def report_pieces(
+        self, project_id: str, path: str | None, days: tuple[int, int], *, selectors: bool
+    ) -> list[ReportPiece]:
+        """Report pieces of the days ``days[0]..days[1]`` (of one path when given); with ``selectors``
+        their per-selector data too (else ``None``)."""
+
+    @abstractmethod
+    def session_ordinals(self, project_id: str, session_ids: set[str]) -> dict[str, int]:
+        """The ordinals of those of these sessions that have one."""
+
+    @abstractmethod
+    def rage_clicks(self, flt: EventFilter) -> list[EventRow]:
+        """The settled rage clicks of ``flt`` (project, path, ``ts_from..ts_to``) in ``(ts, seq)`` order, as
+        light rows (no JSON)."""
+
+    @abstractmethod
     def max_span(self, project_id: str) -> int:
         """The longest move ever stored in the project (ms): how far before a range its points may start."""
 
@@ -391,6 +427,11 @@ class Repository(ABC):
     @abstractmethod
     def compact(self, max_keys: int = 1000) -> int:
         """Merge the aggregate pieces of up to ``max_keys`` keys into one each; the keys merged."""
+
+    @abstractmethod
+    def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
+        """Settle the rage clicks of the pending sessions (of one project, or of any; at most ``limit``):
+        recompute each one's bursts from all its clicks and store the difference. The sessions settled."""
 
     @abstractmethod
     def rebuild_aggregates(self) -> int:

@@ -25,7 +25,8 @@ from ..aggregates import DAY_MS, batch_pieces, day_of, fresh_part, merge_pieces,
 from ..errors import ConfigurationError, RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..log import log
-from . import base, mongo_purge
+from ..report_pieces import batch_pieces as report_batch_pieces
+from . import base, mongo_purge, mongo_rage, mongo_reports
 
 Doc = dict[str, Any]
 T = TypeVar("T")
@@ -268,7 +269,7 @@ class MongoRepository(base.Repository):
             legacy = self._coll("events").find_one({"pointIndex": {"$exists": True}}, {"_id": 1}) is not None
             if legacy:
                 self._coll("events").rename(LEGACY_EVENTS)
-            for collection, keys, unique, name in INDEXES:
+            for collection, keys, unique, name in (*INDEXES, *mongo_rage.INDEXES, *mongo_reports.INDEXES):
                 try:
                     self._coll(collection).create_index([(key, 1) for key in keys], unique=unique, name=name)
                     if collection not in created and name not in indexes.get(collection, {name}):
@@ -281,6 +282,13 @@ class MongoRepository(base.Repository):
                 self._coll("sessions").drop_index("ix_sessions_id")
             except OperationFailure:
                 pass  # not there (or not ours to drop)
+            mongo_rage.migrate(self._coll)
+            try:  # the first time: report data of the events stored so far
+                self._coll(mongo_rage.MIGRATIONS).insert_one({"_id": "report-pieces"})
+                for project in list(self._coll("projects").find({}, {"_id": 0, "id": 1})):
+                    self._rebuild_reports(str(project["id"]))
+            except DuplicateKeyError:
+                pass
             moved = self._coll(LEGACY_EVENTS).find_one({}, {"_id": 1}) is not None
             if moved:
                 self._move_legacy_events()
@@ -395,6 +403,8 @@ class MongoRepository(base.Repository):
             )
             if batch.span:
                 self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": batch.span}})
+            if any(row.type == "click" for row in batch.events):  # marked first: a crash leaves it marked
+                mongo_rage.mark(self._coll, project_id, [batch.session.id])
             stored = self._insert_events([_event_doc(row, project_id, user_id) for row in batch.events])
             new = [row for row, is_new in zip(batch.events, stored, strict=True) if is_new]
             for row, is_new in zip(batch.events, stored, strict=True):
@@ -402,8 +412,10 @@ class MongoRepository(base.Repository):
                 if tail is not None:
                     new.append(tail)
             if new:
-                docs = [_piece_doc(p, project_id) for p in batch_pieces(new, fresh_part())]
+                part = fresh_part()
+                docs = [_piece_doc(p, project_id) for p in batch_pieces(new, part)]
                 self._coll("heat_aggregates").insert_many(docs, ordered=False)
+                mongo_reports.insert(self._coll, project_id, report_batch_pieces(new, batch.session.id, part))
             accepted = sum(row.row_count for row in new)
             self._upsert_session(batch, project_id, user_id, accepted)
         return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
@@ -474,6 +486,18 @@ class MongoRepository(base.Repository):
         with self._guard():
             return fn(_MongoReader(self))
 
+    def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
+        done = 0
+        with self._guard():
+            while limit is None or done < limit:
+                page = 5000 if limit is None else min(limit - done, 5000)
+                found = mongo_rage.pending(self._coll, project_id, page)
+                settled = sum(mongo_rage.settle_session(self._coll, pid, sid) for pid, sid in found)
+                done += settled
+                if len(found) < page or not settled:
+                    break
+        return done
+
     def compact(self, max_keys: int = 1000) -> int:
         """Merge the keys that have fresh pieces (positive ``part``), one key at a time.
 
@@ -490,7 +514,18 @@ class MongoRepository(base.Repository):
                     keys[tuple(doc.get(name) for name in _AGGREGATE_KEY)] = None
                 if len(keys) >= max_keys:
                     break
-            return sum(self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True))) for key in list(keys)[:max_keys])
+            merged = sum(
+                self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True))) for key in list(keys)[:max_keys]
+            )
+            for key in mongo_reports.fresh_keys(self._coll, max_keys):
+                lock = self._lock_key({"report": True, **key})
+                if lock is None:
+                    continue
+                try:
+                    merged += mongo_reports.compact_key(self._coll, key)
+                finally:
+                    self._coll("heat_locks").delete_one(lock)
+            return merged
 
     def _lock_key(self, key: Doc) -> Doc | None:
         """Take the lock document of an aggregate key; ``None`` when another process holds it."""
@@ -541,6 +576,8 @@ class MongoRepository(base.Repository):
     def _rebuild_aggregates(self) -> int:
         aggregates, events = self._coll("heat_aggregates"), self._coll("events")
         aggregates.delete_many({})
+        self._coll(mongo_rage.CLICKS).delete_many({})
+        mongo_rage.mark_all(self._coll)
         read = 0
         for project in self._coll("projects").find({}, {"_id": 0, "id": 1}):
             project_id = str(project["id"])
@@ -550,7 +587,13 @@ class MongoRepository(base.Repository):
             read += count
             if merged:
                 aggregates.insert_many([_piece_doc(piece, project_id) for piece in merged])
+            self._rebuild_reports(project_id)
         return read
+
+    def _rebuild_reports(self, project_id: str) -> None:
+        light = {"_id": 0, "metaJson": 0, "dataJson": 0}
+        cursor = self._coll("events").find({"projectId": project_id}, light, sort=_BY_TS)
+        mongo_reports.rebuild_all(self._coll, project_id, (_stored(doc) for doc in cursor))
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -619,9 +662,11 @@ class MongoRepository(base.Repository):
             else:
                 doomed = self._emptied_sessions(pid, erasure.before or 0)
             removed = self._coll("sessions").delete_many({"projectId": pid, "id": {"$in": doomed}}).deleted_count
+            mongo_reports.forget_ordinals(self._coll, pid, list(doomed))
             gone = self._coll("users").delete_many({"projectId": pid, "id": {"$in": uids}}).deleted_count if uids else 0
             if erasure.before is not None:
                 self._coll("heat_aggregates").delete_many({"projectId": pid, "day": {"$lt": day_of(erasure.before)}})
+                mongo_reports.delete_before(self._coll, pid, day_of(erasure.before))
             left = (
                 self._coll("events").find_one(match, {"_id": 1}) is not None
                 or self._coll("sessions").find_one({"projectId": pid, "id": {"$in": doomed}}, {"_id": 1}) is not None
@@ -641,9 +686,12 @@ class MongoRepository(base.Repository):
         }
         for pkey, kind, bw, bh, day in sorted(keys):
             self._rebuild_key_day(project_id, max_span, pkey, kind, bw, bh, day)
+        for report_key in sorted({(pkey, day, bw) for pkey, _, bw, _, day in keys}):
+            self._rebuild_report_day(project_id, max_span, report_key)
         removed: dict[str, int] = {}
         for r in rows:
             removed[r.session_id] = removed.get(r.session_id, 0) + r.row_count
+        mongo_rage.forget(self._coll, project_id, list(removed))
         sessions, events = self._coll("sessions"), self._coll("events")
         for session_id, count in sorted(removed.items()):
             remaining = [_stored(d) for d in events.find({"projectId": project_id, "sessionId": session_id})]
@@ -656,6 +704,23 @@ class MongoRepository(base.Repository):
                 session = sessions.find_one(key, {"firstPath": 1})
                 if session is not None:
                     sessions.update_one(key, {"$set": {"lastPath": session.get("firstPath"), "lastTs": None}})
+
+    def _rebuild_report_day(self, project_id: str, max_span: int, key: tuple[int, int, int]) -> None:
+        """Replace one report key-day's pieces under its lock document (waiting for a compaction)."""
+        pkey, day, width = key
+        lock_key = {"report": True, "projectId": project_id, "pathKey": pkey, "day": day, "bucketW": width}
+        deadline = time.monotonic() + _LOCK_SECONDS + 10
+        while (lock := self._lock_key(lock_key)) is None:
+            if time.monotonic() > deadline:
+                raise StorageUnavailable("a report key stayed locked")
+            time.sleep(0.02)
+        try:
+            start = day * DAY_MS
+            match = {"projectId": project_id, "pathKey": pkey, "ts": {"$gte": start - max_span, "$lt": start + DAY_MS}}
+            rows = [_stored(d) for d in self._coll("events").find(match, {"_id": 0, "metaJson": 0, "dataJson": 0})]
+            mongo_reports.rebuild_key_day(self._coll, project_id, rows, key)
+        finally:
+            self._coll("heat_locks").delete_one(lock)
 
     def _rebuild_key_day(
         self, project_id: str, max_span: int, pkey: int, kind: str, bw: int, bh: int, day: int
@@ -937,6 +1002,17 @@ class _MongoReader(base.Reader):
         # Pieces named by a merged piece's "replaces" are being (or were to be) deleted: not counted.
         replaced = {r for doc in docs for r in doc.get("replaces") or ()}
         return [_piece(doc) for doc in docs if doc["_id"] not in replaced]
+
+    def rage_clicks(self, flt: base.EventFilter) -> list[base.EventRow]:
+        return mongo_rage.read(self.repo._coll, flt)
+
+    def report_pieces(
+        self, project_id: str, path: str | None, days: tuple[int, int], *, selectors: bool
+    ) -> list[base.ReportPiece]:
+        return mongo_reports.read_pieces(self.repo._coll, project_id, path, days, selectors=selectors)
+
+    def session_ordinals(self, project_id: str, session_ids: set[str]) -> dict[str, int]:
+        return mongo_reports.ordinals(self.repo._coll, project_id, session_ids)
 
     def max_span(self, project_id: str) -> int:
         doc = self.repo._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})

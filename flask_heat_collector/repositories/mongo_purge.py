@@ -12,6 +12,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 
+from . import mongo_rage, mongo_reports
 from .base import PurgeCounts
 
 Doc = dict[str, Any]
@@ -90,6 +91,7 @@ def _purge_raw(coll: Coll, pid: str, before: int, chunk: int) -> PurgeCounts:
         for d in page:
             removed[str(d["sessionId"])] = removed.get(str(d["sessionId"]), 0) + int(d.get("rowCount") or 1)
         _correct_sessions(coll, pid, before, removed)
+        mongo_rage.forget(coll, pid, list(removed))
         rows += sum(removed.values())
     gone_sessions = 0
     for doc in list(_emptied(coll, pid, before)):  # a batch stored meanwhile changed eventCount: kept
@@ -138,4 +140,6 @@ def purge(
             if not ids:
                 break
             total += PurgeCounts(aggregates=coll("heat_aggregates").delete_many({"_id": {"$in": ids}}).deleted_count)
+        if aggregates_before_day is not None:
+            mongo_reports.delete_before(coll, pid, aggregates_before_day)
     return total

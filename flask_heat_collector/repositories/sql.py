@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import os
 import threading
 import time
@@ -16,10 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from .. import report_pieces
 from ..aggregates import batch_pieces, fresh_part, merge_pieces
 from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
-from . import base, sql_erase, sql_purge
+from . import base, sql_erase, sql_purge, sql_rage, sql_reports
 from .sql_erase import PiecesChanged
 from .sql_ingest import (
     IngestStatements,
@@ -354,10 +356,14 @@ class SqlRepository(base.Repository):
             # them first; either way this transaction starts over.
             raise _Raced() if exact else _Duplicates()
         if rows or tails:
-            pieces = batch_pieces(rows + tails, fresh_part())
+            part = fresh_part()
+            pieces = batch_pieces(rows + tails, part)
             executemany(conn, st.pieces_sql, st.pieces_params(project_id, pieces))
+            sql_reports.insert(conn, project_id, report_pieces.batch_pieces(rows + tails, batch.session.id, part))
         accepted = sum(r.row_count for r in rows) + sum(t.row_count for t in tails)
         conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id, accepted))
+        if any(row.type == "click" for row in rows):  # after the session: erase and purge lock in that order
+            sql_rage.mark(conn, project_id, [batch.session.id])
         return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
 
     def _extend_move(
@@ -391,11 +397,13 @@ class SqlRepository(base.Repository):
         """PostgreSQL: the whole batch in one autocommit statement (atomic, one round trip)."""
         st = self._statements
         sql = st.one_statement[batch.external_user_id is not None]
-        pieces = batch_pieces(batch.events, fresh_part())
+        part = fresh_part()
+        pieces = batch_pieces(batch.events, part)
+        reports = report_pieces.batch_pieces(batch.events, batch.session.id, part)
 
         def run(conn: Connection) -> base.IngestResult:
             user_uuid = str(uuid.uuid4()) if batch.external_user_id is not None else None
-            params = st.pg_batch_params(batch, user_uuid, _now_ms(), pieces)
+            params = st.pg_batch_params(batch, user_uuid, _now_ms(), pieces, reports)
             _, accepted, project_id = self._execute_prepared(conn, sql, params)
             return base.IngestResult(
                 project_id=str(project_id), accepted=int(accepted), duplicates=batch.row_count - int(accepted)
@@ -423,6 +431,21 @@ class SqlRepository(base.Repository):
 
         return self._read(run)
 
+    def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
+        done = 0
+        while limit is None or done < limit:
+            page = sql_rage.SETTLE_CHUNK * 50 if limit is None else min(limit - done, sql_rage.SETTLE_CHUNK * 50)
+            found = self._read(lambda conn, n=page: sql_rage.pending(conn, project_id, n))  # type: ignore[misc]
+            for pid, group in itertools.groupby(found, key=lambda pair: pair[0]):
+                sids = [sid for _, sid in group]
+                for start in range(0, len(sids), sql_rage.SETTLE_CHUNK):
+                    chunk = sids[start : start + sql_rage.SETTLE_CHUNK]
+                    self._write(functools.partial(sql_rage.settle_sessions, project_id=pid, session_ids=chunk))
+            done += len(found)
+            if len(found) < page:
+                break
+        return done
+
     def compact(self, max_keys: int = 1000) -> int:
         """Merge the keys that have fresh pieces (found through ``ix_heat_aggregates_fresh``)."""
         t = heat_aggregates.c
@@ -441,7 +464,10 @@ class SqlRepository(base.Repository):
         keys = self._read(find)
         for start in range(0, len(keys), 50):
             self._write(lambda conn, chunk=keys[start : start + 50]: self._compact_keys(conn, chunk))  # type: ignore[misc]
-        return len(keys)
+        reports = self._read(lambda conn: sql_reports.fresh_keys(conn, max_keys))
+        for start in range(0, len(reports), 50):
+            self._write(functools.partial(sql_reports.compact_keys, keys=reports[start : start + 50]))
+        return len(keys) + len(reports)
 
     def _compact_keys(self, conn: Connection, keys: list[tuple[Any, ...]]) -> None:
         lock = self.dialect in ("postgresql", "mysql")
@@ -621,6 +647,11 @@ class SqlRepository(base.Repository):
                 )
                 while (gone := self._write(step)) is not None:
                     total += base.PurgeCounts(aggregates=gone)
+                report_step = functools.partial(
+                    sql_reports.delete_before, project_id=pid, before_day=aggregates_before_day, chunk=chunk
+                )
+                while self._write(report_step):
+                    pass
         return total
 
     def _chunks(self, step: Callable[..., tuple[int, int, Any]], chunk: int) -> int:
@@ -819,6 +850,17 @@ class _SqlReader(base.Reader):
         clauses += _inside(flt.ts_from, flt.ts_to)
         stmt = sa.select(sa.func.max(pct)).where(*clauses).group_by(t.session_id)
         return [float(r[0]) for r in self.conn.execute(stmt)]
+
+    def rage_clicks(self, flt: base.EventFilter) -> list[base.EventRow]:
+        return sql_rage.read(self.conn, flt)
+
+    def report_pieces(
+        self, project_id: str, path: str | None, days: tuple[int, int], *, selectors: bool
+    ) -> list[base.ReportPiece]:
+        return sql_reports.read_pieces(self.conn, project_id, path, days, selectors=selectors)
+
+    def session_ordinals(self, project_id: str, session_ids: set[str]) -> dict[str, int]:
+        return sql_reports.ordinals(self.conn, project_id, session_ids)
 
     def max_span(self, project_id: str) -> int:
         found = self.conn.execute(sa.select(projects.c.max_span).where(projects.c.id == project_id)).scalar()

@@ -17,10 +17,10 @@ from sqlalchemy.engine import Connection
 
 from ..aggregates import DAY_MS, day_of, merge_pieces, pieces, rollup
 from ..ingest import path_key
+from . import sql_rage, sql_reports
 from .base import AggregateKey, ErasedCounts, Erasure, EventRow
 from .sql_ingest import IngestStatements, after_key, executemany
-from .sql_migrate import ROLLUP_FIELDS
-from .sql_schema import events, heat_aggregates, projects, sessions, users
+from .sql_schema import ROLLUP_FIELDS, events, heat_aggregates, heat_report_pieces, projects, sessions, users
 
 CHUNK = 1000
 _SCAN = 5000
@@ -108,11 +108,13 @@ def delete_chunk(conn: Connection, st: IngestStatements, project_id: str, rows: 
     max_span = int(conn.execute(sa.select(projects.c.max_span).where(projects.c.id == project_id)).scalar() or 0)
     for key in sorted(touched(rows)):
         rebuild_key_day(conn, st, project_id, max_span, key)
+    sql_reports.rebuild_key_days(conn, project_id, max_span, {(k.path_key, k.day, k.bucket_w) for k in touched(rows)})
     counts: dict[str, int] = {}
     for row in rows:
         counts[str(row.session_id)] = counts.get(str(row.session_id), 0) + int(row.row_count)
     for session_id, removed in sorted(counts.items()):
         _correct_session(conn, project_id, session_id, removed)
+    sql_rage.forget(conn, project_id, list(counts))
 
 
 def rebuild_key_day(conn: Connection, st: IngestStatements, project_id: str, max_span: int, key: AggregateKey) -> None:
@@ -169,7 +171,9 @@ def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str])
         doomed = sessions.c.id == erasure.session_id
     elif erasure.before is not None:
         doomed = _emptied_sessions(erasure.before)
+    gone = list(conn.execute(sa.select(sessions.c.id).where(sessions.c.project_id == pid, doomed)).scalars())
     removed = conn.execute(sa.delete(sessions).where(sessions.c.project_id == pid, doomed)).rowcount
+    sql_reports.forget_ordinals(conn, pid, [str(sid) for sid in gone])
     gone_users = 0
     if erasure.user is not None and uids:
         gone_users = conn.execute(sa.delete(users).where(users.c.project_id == pid, users.c.id.in_(uids))).rowcount
@@ -177,6 +181,11 @@ def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str])
         conn.execute(
             sa.delete(heat_aggregates).where(
                 heat_aggregates.c.project_id == pid, heat_aggregates.c.day < day_of(erasure.before)
+            )
+        )
+        conn.execute(
+            sa.delete(heat_report_pieces).where(
+                heat_report_pieces.c.project_id == pid, heat_report_pieces.c.day < day_of(erasure.before)
             )
         )
     return int(removed), int(gone_users)

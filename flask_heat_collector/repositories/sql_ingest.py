@@ -18,8 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
-from .base import LOCATION_FIELDS, ROW_FIELDS, AggregateRow, Batch, EventRow, SessionRow
-from .sql_schema import events, heat_aggregates, projects, sessions, users
+from ..rageclicks import new_token
+from .base import LOCATION_FIELDS, ROW_FIELDS, AggregateRow, Batch, EventRow, ReportPiece, SessionRow
+from .sql_schema import events, heat_aggregates, heat_report_pieces, projects, sessions, users
 
 # Rows are sent as tuples of their record's fields; every statement names its columns in that order,
 # so the records need not follow the tables' column order, only name their columns.
@@ -256,6 +257,10 @@ class IngestStatements:
             f"(g->>{i})::{_pg_type(heat_aggregates.c[name].type)}" for i, name in enumerate(AGGREGATE_FIELDS)
         )
         piece_columns = ", ".join(("project_id", *AGGREGATE_FIELDS))
+        report_casts = ", ".join(
+            f"(g->>{i})::{_pg_type(heat_report_pieces.c[name].type)}" for i, name in enumerate(ReportPiece._fields)
+        )
+        report_columns = ", ".join(("project_id", *ReportPiece._fields))
         ctes = [
             "p AS (UPDATE projects SET max_span = %(span)s WHERE id = %(project_id)s AND max_span < %(span)s)",
             *([f"u AS ({user_cte})"] if with_user else []),
@@ -263,6 +268,10 @@ class IngestStatements:
             f"SELECT %(project_id)s, {user_id}, {casts} FROM jsonb_array_elements(%(rows)s::jsonb) AS e "
             "ON CONFLICT (project_id, event_id) DO NOTHING RETURNING row_count)",
             "tot AS (SELECT count(*) AS c, coalesce(sum(row_count), 0) AS n FROM ins)",
+            # New clicks: the session's rage clicks are settled again (sql_rage.py).
+            "r AS (INSERT INTO heat_rage_pending (project_id, session_id, token) "
+            "SELECT %(project_id)s, %(id)s, %(rage_token)s FROM tot WHERE %(clicks)s AND c > 0 "
+            "ON CONFLICT (project_id, session_id) DO UPDATE SET token = EXCLUDED.token)",
             f"s AS ({session_cte})",
             # The pieces describe every row of the batch: added when all rows were new, skipped when
             # none were; a partial duplicate divides by zero, failing the statement (nothing stored)
@@ -278,6 +287,12 @@ class IngestStatements:
             f"AND v.row_count < (e->>{ROW_FIELDS.index('row_count')})::integer) "
             "THEN c / (c - c) = 0 ELSE false END FROM tot))",
         ]
+        # Report pieces only when every row was new (a partial duplicate failed the statement above).
+        ctes.append(
+            f"rp AS (INSERT INTO heat_report_pieces ({report_columns}) "
+            f"SELECT %(project_id)s, {report_casts} FROM jsonb_array_elements(%(reports)s::jsonb) AS g "
+            "WHERE (SELECT c FROM tot) = %(row_count)s)"
+        )
         # The project is looked up by key inside the statement (no cache: a rotated key fails at
         # once); no project with the key leaves project_id NULL, failing the statement (23502).
         sql = f"WITH {', '.join(ctes)} SELECT c, n, %(project_id)s FROM tot"
@@ -289,6 +304,7 @@ class IngestStatements:
         user_uuid: str | None,
         now: int,
         pieces: list[AggregateRow],
+        reports: list[ReportPiece],
     ) -> dict[str, Any]:
         """The parameters of ``one_statement[...]`` for ``batch`` (``user_uuid``: id of a new user)."""
         positions: dict[str, int] = {}
@@ -311,4 +327,7 @@ class IngestStatements:
             "rows": _ROWS_JSON.encode(rows),
             "row_count": len(rows),
             "pieces": _ROWS_JSON.encode(pieces),
+            "reports": _ROWS_JSON.encode(reports),
+            "clicks": any(row.type == "click" for row in batch.events),
+            "rage_token": new_token(),
         }

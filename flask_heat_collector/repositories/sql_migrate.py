@@ -12,13 +12,16 @@ from sqlalchemy.engine import Connection
 
 from ..aggregates import rebuild_pieces
 from ..ingest import pack_points, path_key
-from .base import STORED_FIELDS, EventRow, Migration
+from . import sql_rage, sql_reports
+from .base import EventRow, Migration
 from .sql_ingest import IngestStatements, after_key, executemany
 from .sql_schema import (
     LEGACY_EVENTS,
     LEGACY_MARKER,
+    ROLLUP_FIELDS,
     events,
     heat_aggregates,
+    heat_rage_clicks,
     metadata,
     projects,
     sessions,
@@ -43,6 +46,11 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
     if users_v1:
         _project_leading_users_key(conn)
     metadata.create_all(conn, checkfirst=True)
+    if "events" in tables and "heat_rage_pending" not in tables:  # rage clicks are decided from now on
+        sql_rage.mark_all(conn)
+    if "events" in tables and "heat_report_pieces" not in tables:  # report data of the events stored so far
+        for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
+            sql_reports.rebuild_all(conn, project_id, _project_rows(conn, project_id))
     if users_v1 and conn.dialect.name == "sqlite":
         names = ", ".join(c.name for c in users.columns)
         conn.exec_driver_sql(f"INSERT INTO users ({names}) SELECT {names} FROM users_v1")
@@ -199,19 +207,18 @@ def _move_legacy_events(conn: Connection, st: IngestStatements) -> None:
         conn.execute(sa.update(projects).where(projects.c.id == project).values(max_span=span))
 
 
-# Every stored column but the JSON ones: what the aggregates add up.
-ROLLUP_FIELDS = [events.c[name] if name not in ("meta_json", "data_json") else sa.null() for name in STORED_FIELDS]
-
-
 def rebuild_aggregates(conn: Connection, st: IngestStatements) -> int:
     """Replace every aggregate by one computed from the stored events; the events read."""
     conn.execute(sa.delete(heat_aggregates))
+    conn.execute(sa.delete(heat_rage_clicks))
+    sql_rage.mark_all(conn)
     read = 0
     for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
         merged, count = rebuild_pieces(_project_rows(conn, project_id))
         read += count
         if merged:
             executemany(conn, st.pieces_sql, st.pieces_params(project_id, merged))
+        sql_reports.rebuild_all(conn, project_id, _project_rows(conn, project_id))
     return read
 
 

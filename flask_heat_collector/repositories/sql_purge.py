@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from . import sql_rage
 from .base import PurgeCounts
 from .sql_erase import PiecesChanged, _correct_session
 from .sql_ingest import after_key
@@ -94,6 +95,7 @@ def delete_events(
             .values(event_count=sessions.c.event_count - sa.bindparam("b_n")),
             plain,
         )
+    sql_rage.forget(conn, project_id, list(removed))
     last = found[-1]
     return sum(removed.values()), len(found), (int(last.ts), int(last.seq))
 

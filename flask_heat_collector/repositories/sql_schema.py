@@ -9,6 +9,8 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
+from .base import STORED_FIELDS
+
 metadata = sa.MetaData()
 # Binary collation: ids, keys and paths compare exactly (case matters) on MySQL/MariaDB too; migrate()
 # then switches the tables to the server's NO PAD binary collation, so trailing spaces matter as well.
@@ -39,6 +41,8 @@ projects = _table(
     _ms("created_at"),
     # The longest move stored (ms from first to last point): how far before a time range to look.
     sa.Column("max_span", sa.BigInteger, nullable=False, server_default="0"),
+    # The next session ordinal of the report pieces (heat_session_ordinals).
+    sa.Column("next_ordinal", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # Keys replaced by `flask heat project rotate-key`: refused for ever, never made into a project.
@@ -132,6 +136,68 @@ heat_aggregates = _table(
     # Pieces written by ingest have a positive part, merged ones a negative part: compaction's work list.
     sa.Index("ix_heat_aggregates_fresh", "project_id", "part"),
 )
+
+# Pieces of the report data (report_pieces.py): per path, UTC day and width band, one per batch
+# (``session_id`` its session) until compacted into one with a bitmap of session ordinals.
+heat_report_pieces = _table(
+    "heat_report_pieces",
+    sa.Column("project_id", _Uuid, primary_key=True),
+    sa.Column("path_key", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("day", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("bucket_w", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("part", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("path", _Path, nullable=False),
+    sa.Column("n_rows", sa.BigInteger, nullable=False),
+    sa.Column("last_ts", sa.BigInteger),
+    sa.Column("session_id", _ClientId),
+    sa.Column("sessions", _Blob),
+    sa.Column("selectors", _Blob),
+    sa.Index("ix_heat_report_pieces_day", "project_id", "day"),
+    sa.Index("ix_heat_report_pieces_fresh", "project_id", "part"),
+)
+
+# Per-project session ordinals, the members of the report pieces' bitmaps; given by compaction
+# (projects.next_ordinal counts them, so an ordinal is never given twice).
+heat_session_ordinals = _table(
+    "heat_session_ordinals",
+    sa.Column("project_id", _Uuid, primary_key=True),
+    sa.Column("session_id", _ClientId, primary_key=True),
+    sa.Column("ordinal", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("project_id", "ordinal", name="uq_heat_session_ordinals_ordinal"),
+)
+
+# Rage clicks (rageclicks.py), decided per session over all its clicks and kept up to date: a batch
+# with clicks marks its session pending (in the batch's transaction); settling a pending session
+# recomputes its bursts and writes the difference here. Reports read these rows, never every click.
+heat_rage_clicks = _table(
+    "heat_rage_clicks",
+    sa.Column("project_id", _Uuid, primary_key=True),
+    sa.Column("session_id", _ClientId, primary_key=True),
+    sa.Column("event_id", _ClientId, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    _ms("ts"),
+    sa.Column("path", _Path, nullable=False),
+    sa.Column("path_key", sa.BigInteger, nullable=False),
+    sa.Column("selector", _Path),
+    sa.Column("x", sa.Integer, nullable=False),
+    sa.Column("y", sa.Integer, nullable=False),
+    sa.Column("bucket_w", sa.Integer, nullable=False),
+    sa.Column("bucket_h", sa.Integer, nullable=False),
+    sa.Index("ix_heat_rage_clicks_ts", "project_id", "ts"),
+    sa.Index("ix_heat_rage_clicks_path_ts", "project_id", "path_key", "ts"),
+)
+
+# Sessions whose clicks changed since their rage clicks were last settled; ``token`` changes with
+# every change, so a settle that raced a batch leaves the mark for the next one.
+heat_rage_pending = _table(
+    "heat_rage_pending",
+    sa.Column("project_id", _Uuid, primary_key=True),
+    sa.Column("session_id", _ClientId, primary_key=True),
+    sa.Column("token", sa.BigInteger, nullable=False),
+)
+
+# Every stored column of events but the JSON ones: what the aggregates add up.
+ROLLUP_FIELDS = [events.c[name] if name not in ("meta_json", "data_json") else sa.null() for name in STORED_FIELDS]
 
 # The events table of the first layout (one row per move point): migrate() moves it forward.
 LEGACY_EVENTS = "events_v1"

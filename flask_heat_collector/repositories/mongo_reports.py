@@ -1,0 +1,167 @@
+"""Report data on MongoDB (report_pieces.py): the SQL backends' rules without transactions.
+
+A merge is made safe by its order, as the heatmap aggregates' is: the merged piece is inserted naming
+the pieces it replaces (readers skip those), then they are deleted, then the names are dropped. Session
+ordinals come from a counter on the project document (``$inc``), so none is given twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError
+
+from ..aggregates import DAY_MS
+from ..ingest import path_key
+from ..report_pieces import merge, rebuild
+from .base import EventRow, ReportPiece
+
+Doc = dict[str, Any]
+Coll = Callable[[str], Collection[Doc]]
+PIECES = "heat_report_pieces"
+ORDINALS = "heat_session_ordinals"
+KEY = ("projectId", "pathKey", "day", "bucketW")
+INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
+    (PIECES, ("projectId", "pathKey", "day", "bucketW", "part"), True, "uq_heat_report_pieces_key"),
+    (PIECES, ("projectId", "day"), False, "ix_heat_report_pieces_day"),
+    (PIECES, ("projectId", "part"), False, "ix_heat_report_pieces_fresh"),
+    (ORDINALS, ("projectId", "sessionId"), True, "uq_heat_session_ordinals_session"),
+    (ORDINALS, ("projectId", "ordinal"), True, "uq_heat_session_ordinals_ordinal"),
+)
+_FIELDS = [
+    (name, "".join(w.title() if i else w for i, w in enumerate(name.split("_")))) for name in ReportPiece._fields
+]
+
+
+def piece_doc(piece: ReportPiece, project_id: str) -> Doc:
+    return {"projectId": project_id, **{key: getattr(piece, name) for name, key in _FIELDS}}
+
+
+def _piece(doc: Doc) -> ReportPiece:
+    values: list[Any] = [doc.get(key) for _, key in _FIELDS]
+    return ReportPiece(*values)
+
+
+def insert(coll: Coll, project_id: str, found: Iterable[ReportPiece], **extra: Any) -> list[Any]:
+    """Insert pieces; their ``_id``s."""
+    docs = [{**piece_doc(piece, project_id), **extra} for piece in found]
+    if not docs:
+        return []
+    return list(coll(PIECES).insert_many(docs, ordered=False).inserted_ids)
+
+
+def ordinals(coll: Coll, project_id: str, session_ids: set[str]) -> dict[str, int]:
+    """The ordinals of those sessions that have one."""
+    found: dict[str, int] = {}
+    ids = sorted(session_ids)
+    for start in range(0, len(ids), 1000):
+        match = {"projectId": project_id, "sessionId": {"$in": ids[start : start + 1000]}}
+        found.update((str(d["sessionId"]), int(d["ordinal"])) for d in coll(ORDINALS).find(match, {"_id": 0}))
+    return found
+
+
+def ensure_ordinals(coll: Coll, project_id: str, session_ids: set[str]) -> dict[str, int]:
+    """The ordinals of these sessions, giving new ones (from the project's counter) to those without."""
+    found = ordinals(coll, project_id, session_ids)
+    missing = sorted(session_ids - found.keys())
+    if not missing:
+        return found
+    doc = coll("projects").find_one_and_update(
+        {"id": project_id}, {"$inc": {"nextOrdinal": len(missing)}}, return_document=ReturnDocument.AFTER
+    )
+    first = int((doc or {}).get("nextOrdinal") or len(missing)) - len(missing)
+    for i, sid in enumerate(missing):
+        try:
+            coll(ORDINALS).insert_one({"projectId": project_id, "sessionId": sid, "ordinal": first + i})
+        except DuplicateKeyError:  # given meanwhile by another process: that one holds
+            pass
+    found.update(ordinals(coll, project_id, set(missing)))
+    return found
+
+
+def forget_ordinals(coll: Coll, project_id: str, session_ids: list[str]) -> None:
+    if session_ids:
+        coll(ORDINALS).delete_many({"projectId": project_id, "sessionId": {"$in": sorted(session_ids)}})
+
+
+def fresh_keys(coll: Coll, limit: int) -> list[Doc]:
+    """Up to ``limit`` key-days with fresh pieces (every project)."""
+    keys: dict[tuple[Any, ...], None] = {}
+    fields = {"_id": 0, **{name: 1 for name in KEY}}
+    for project in coll("projects").find({}, {"_id": 0, "id": 1}):
+        for doc in coll(PIECES).find({"projectId": project["id"], "part": {"$gt": 0}}, fields, limit=limit * 4):
+            keys[tuple(doc.get(name) for name in KEY)] = None
+        if len(keys) >= limit:
+            break
+    return [dict(zip(KEY, key, strict=True)) for key in list(keys)[:limit]]
+
+
+def _replace(coll: Coll, project_id: str, ids: list[Any], merged: list[ReportPiece]) -> None:
+    """Insert ``merged`` naming the pieces ``ids`` it replaces, delete those, then drop the names."""
+    new = insert(coll, project_id, merged, replaces=ids)
+    coll(PIECES).delete_many({"_id": {"$in": ids}})
+    if new:
+        coll(PIECES).update_many({"_id": {"$in": new}}, {"$unset": {"replaces": ""}})
+
+
+def compact_key(coll: Coll, key: Doc) -> bool:
+    """Merge one key-day's live pieces (the caller holds the key's lock)."""
+    docs = list(coll(PIECES).find(key))
+    replaced = {r for doc in docs for r in doc.get("replaces") or ()}
+    live = [doc for doc in docs if doc["_id"] not in replaced]
+    stale = [doc["_id"] for doc in docs if doc["_id"] in replaced]
+    if not any(int(doc["part"]) > 0 for doc in live):
+        if stale:
+            coll(PIECES).delete_many({"_id": {"$in": stale}})  # left by a merge that stopped halfway
+        return False
+    group = [_piece(doc) for doc in live]
+    project_id = str(key["projectId"])
+    known = ensure_ordinals(coll, project_id, {p.session_id for p in group if p.session_id is not None})
+    merged = merge(group, known.__getitem__)
+    _replace(coll, project_id, stale + [doc["_id"] for doc in live], [merged] if merged else [])
+    return True
+
+
+def read_pieces(
+    coll: Coll, project_id: str, path: str | None, days: tuple[int, int], *, selectors: bool
+) -> list[ReportPiece]:
+    match: Doc = {"projectId": project_id, "day": {"$gte": days[0], "$lt": days[1] + 1}}
+    if path is not None:
+        match["pathKey"] = path_key(path)
+        match["path"] = path
+    docs = list(coll(PIECES).find(match, None if selectors else {"selectors": 0}))
+    replaced = {r for doc in docs for r in doc.get("replaces") or ()}
+    return [_piece(doc) for doc in docs if doc["_id"] not in replaced]
+
+
+def rebuild_key_day(coll: Coll, project_id: str, rows: list[EventRow], key: tuple[int, int, int]) -> None:
+    """Replace the pieces of one ``(path_key, day, bucket_w)`` key-day by one computed from ``rows``
+    (its stored rows; the caller holds the key's lock)."""
+    pkey, day, width = key
+    start = day * DAY_MS
+    clipped = [r for r in rows if r.bucket_w == width and r.ts < start + DAY_MS and r.ts + r.span >= start]
+    match = {"projectId": project_id, "pathKey": pkey, "day": day, "bucketW": width}
+    ids = [d["_id"] for d in coll(PIECES).find(match, {"_id": 1})]
+    known = ensure_ordinals(coll, project_id, {r.session_id for r in clipped}) if clipped else {}
+    merged = [p for p in rebuild(clipped, known.__getitem__) if p.day == day]
+    _replace(coll, project_id, ids, merged)
+
+
+def rebuild_all(coll: Coll, project_id: str, rows: Iterable[EventRow]) -> None:
+    """Replace every report piece of the project by merged ones computed from its events."""
+    coll(PIECES).delete_many({"projectId": project_id})
+    given: dict[str, int] = {}
+
+    def ordinal(session_id: str) -> int:
+        if session_id not in given:
+            given.update(ensure_ordinals(coll, project_id, {session_id}))
+        return given[session_id]
+
+    insert(coll, project_id, rebuild(rows, ordinal))
+
+
+def delete_before(coll: Coll, project_id: str, before_day: int) -> None:
+    coll(PIECES).delete_many({"projectId": project_id, "day": {"$lt": before_day}})

@@ -1,0 +1,149 @@
+"""Rage clicks on the SQL backends (rageclicks.py): the pending marks ingest writes, settling a
+pending session, and the reads of the reports."""
+
+from __future__ import annotations
+
+from itertools import groupby
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..ingest import path_key
+from ..rageclicks import new_token, rage_row, settle
+from .base import EventFilter, EventRow
+from .sql_ingest import insert_ignore, upsert
+from .sql_schema import events, heat_rage_clicks, heat_rage_pending
+
+SETTLE_CHUNK = 100  # sessions settled in one transaction
+_RAGE_FIELDS = ("event_id", "seq", "session_id", "ts", "path", "path_key", "selector", "x", "y", "bucket_w", "bucket_h")
+_CLICK_COLUMNS = [events.c[name] for name in _RAGE_FIELDS]
+_RAGE_COLUMNS = [heat_rage_clicks.c[name] for name in _RAGE_FIELDS]
+
+
+def mark_statement(dialect: str) -> Any:
+    """The upsert that marks one session pending with a new token (parameters named as the columns)."""
+    return upsert(dialect, heat_rage_pending, ["project_id", "session_id"], lambda new: {"token": new.token})
+
+
+def mark(conn: Connection, project_id: str, session_ids: list[str]) -> None:
+    """Mark these sessions pending (their clicks changed) with a new token."""
+    if session_ids:
+        conn.execute(
+            mark_statement(conn.dialect.name),
+            [{"project_id": project_id, "session_id": sid, "token": new_token()} for sid in sorted(set(session_ids))],
+        )
+
+
+def forget(conn: Connection, project_id: str, session_ids: list[str]) -> None:
+    """Drop the stored rage clicks of these sessions (some of their events are being deleted) and mark
+    them pending, so the next settle decides again from the clicks left."""
+    ids = sorted(set(session_ids))
+    mark(conn, project_id, ids)  # the marks first: a settle locks them before the rage clicks
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        conn.execute(
+            sa.delete(heat_rage_clicks).where(
+                heat_rage_clicks.c.project_id == project_id, heat_rage_clicks.c.session_id.in_(chunk)
+            )
+        )
+
+
+def mark_all(conn: Connection, project_id: str | None = None) -> None:
+    """Mark every session with a click pending (after a bulk load or when the tables are new)."""
+    found = sa.select(events.c.project_id, events.c.session_id, sa.literal(1, sa.BigInteger)).where(
+        events.c.type == "click"
+    )
+    if project_id is not None:
+        found = found.where(events.c.project_id == project_id)
+    stmt = insert_ignore(conn.dialect.name, heat_rage_pending, ["project_id", "session_id"])
+    conn.execute(stmt.from_select(["project_id", "session_id", "token"], found.distinct()))
+
+
+def pending(conn: Connection, project_id: str | None, limit: int) -> list[tuple[str, str]]:
+    """Up to ``limit`` pending ``(project, session)`` pairs (of one project when given)."""
+    t = heat_rage_pending.c
+    stmt = sa.select(t.project_id, t.session_id)
+    if project_id is not None:
+        stmt = stmt.where(t.project_id == project_id)
+    return [(str(r[0]), str(r[1])) for r in conn.execute(stmt.order_by(t.project_id, t.session_id).limit(limit))]
+
+
+def settle_sessions(conn: Connection, project_id: str, session_ids: list[str]) -> int:
+    """Settle these pending sessions of one project in this transaction; the sessions settled.
+
+    Their marks are locked first (in order), so a concurrent settle waits and then finds them gone,
+    and a batch committing meanwhile waits to mark its session again; a mark whose token changed
+    after it was read stays for the next settle.
+    """
+    t = heat_rage_pending.c
+    lock = sa.select(t.session_id, t.token).where(t.project_id == project_id, t.session_id.in_(sorted(session_ids)))
+    lock = lock.order_by(t.session_id)
+    if conn.dialect.name != "sqlite":  # SQLite's writers take turns already
+        lock = lock.with_for_update()
+    tokens = {str(r[0]): int(r[1]) for r in conn.execute(lock)}
+    if not tokens:
+        return 0
+    ids = sorted(tokens)
+    clicks = conn.execute(
+        sa.select(*_CLICK_COLUMNS)
+        .where(events.c.project_id == project_id, events.c.session_id.in_(ids), events.c.type == "click")
+        .order_by(events.c.session_id, events.c.ts, events.c.seq)
+    ).all()
+    r = heat_rage_clicks.c
+    stored: dict[str, list[str]] = {}
+    for sid, eid in conn.execute(
+        sa.select(r.session_id, r.event_id).where(r.project_id == project_id, r.session_id.in_(ids))
+    ):
+        stored.setdefault(str(sid), []).append(str(eid))
+    added: list[EventRow] = []
+    removed: list[tuple[str, str]] = []
+    by_session = {sid: [rage_row(*row) for row in rows] for sid, rows in groupby(clicks, key=lambda c: str(c[2]))}
+    for sid in ids:
+        new, gone = settle(by_session.get(sid, []), stored.get(sid, []))
+        added += new
+        removed += [(sid, eid) for eid in gone]
+    if removed:
+        conn.execute(
+            sa.delete(heat_rage_clicks).where(
+                r.project_id == project_id,
+                r.session_id == sa.bindparam("b_sid"),
+                r.event_id == sa.bindparam("b_eid"),
+            ),
+            [{"b_sid": sid, "b_eid": eid} for sid, eid in removed],
+        )
+    if added:
+        conn.execute(
+            sa.insert(heat_rage_clicks),
+            [{"project_id": project_id, **{name: getattr(c, name) for name in _RAGE_FIELDS}} for c in added],
+        )
+    conn.execute(
+        sa.delete(heat_rage_pending).where(
+            t.project_id == project_id, t.session_id == sa.bindparam("b_sid"), t.token == sa.bindparam("b_token")
+        ),
+        [{"b_sid": sid, "b_token": token} for sid, token in sorted(tokens.items())],
+    )
+    return len(ids)
+
+
+def read(conn: Connection, flt: EventFilter) -> list[EventRow]:
+    """The stored rage clicks of ``flt`` in ``(ts, seq)`` order."""
+    r = heat_rage_clicks.c
+    clauses: list[Any] = [r.project_id == flt.project_id]
+    if flt.path is not None:
+        clauses += [r.path_key == path_key(flt.path), r.path == flt.path]
+    if flt.ts_from is not None:
+        clauses.append(r.ts >= flt.ts_from)
+    if flt.ts_to is not None:
+        clauses.append(r.ts <= flt.ts_to)
+    stmt = sa.select(*_RAGE_COLUMNS).where(*clauses).order_by(r.ts, r.seq)
+    return [rage_row(*row) for row in conn.execute(stmt)]
+
+
+def left(conn: Connection, project_id: str, session_ids: list[str]) -> bool:
+    """Whether any rage click of these sessions is still stored."""
+    if not session_ids:
+        return False
+    r = heat_rage_clicks.c
+    stmt = sa.select(r.event_id).where(r.project_id == project_id, r.session_id.in_(sorted(session_ids))).limit(1)
+    return conn.execute(stmt).first() is not None

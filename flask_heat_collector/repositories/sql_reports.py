@@ -1,0 +1,180 @@
+"""Report data on the SQL backends (report_pieces.py): session ordinals, compaction of the pieces,
+the pieces a report reads, and their correction by erase."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..aggregates import DAY_MS
+from ..ingest import path_key
+from ..report_pieces import merge, rebuild
+from .base import EventRow, ReportPiece
+from .sql_schema import ROLLUP_FIELDS, events, heat_report_pieces, heat_session_ordinals, projects
+
+PIECE_FIELDS = ReportPiece._fields
+KEY = ("project_id", "path_key", "day", "bucket_w")
+_LIGHT = ("sessions", "selectors")
+
+
+def pieces_params(project_id: str, found: list[ReportPiece]) -> list[dict[str, Any]]:
+    """Insert parameters of ``heat_report_pieces`` rows."""
+    return [{"project_id": project_id, **piece._asdict()} for piece in found]
+
+
+def insert(conn: Connection, project_id: str, found: list[ReportPiece]) -> None:
+    if found:
+        conn.execute(sa.insert(heat_report_pieces), pieces_params(project_id, found))
+
+
+def ordinals(conn: Connection, project_id: str, session_ids: set[str]) -> dict[str, int]:
+    """The ordinals of those sessions that have one."""
+    t = heat_session_ordinals.c
+    found: dict[str, int] = {}
+    ids = sorted(session_ids)
+    for start in range(0, len(ids), 500):
+        stmt = sa.select(t.session_id, t.ordinal).where(
+            t.project_id == project_id, t.session_id.in_(ids[start : start + 500])
+        )
+        found.update((str(sid), int(n)) for sid, n in conn.execute(stmt))
+    return found
+
+
+def ensure_ordinals(conn: Connection, project_id: str, session_ids: set[str]) -> dict[str, int]:
+    """The ordinals of these sessions, giving the next ones of the project to those without
+    (under the project row's lock, so two compactions never give one ordinal twice)."""
+    found = ordinals(conn, project_id, session_ids)
+    missing = session_ids - found.keys()
+    if not missing:
+        return found
+    lock = sa.select(projects.c.next_ordinal).where(projects.c.id == project_id)
+    if conn.dialect.name != "sqlite":
+        lock = lock.with_for_update()
+    first = int(conn.execute(lock).scalar() or 0)
+    found.update(ordinals(conn, project_id, missing))  # given meanwhile by a compaction we waited for
+    still = sorted(session_ids - found.keys())
+    if still:
+        new = {sid: first + i for i, sid in enumerate(still)}
+        conn.execute(sa.update(projects).where(projects.c.id == project_id).values(next_ordinal=first + len(new)))
+        conn.execute(
+            sa.insert(heat_session_ordinals),
+            [{"project_id": project_id, "session_id": sid, "ordinal": n} for sid, n in new.items()],
+        )
+        found.update(new)
+    return found
+
+
+def forget_ordinals(conn: Connection, project_id: str, session_ids: list[str]) -> None:
+    """Drop the ordinals of erased sessions (never given again: ``projects.next_ordinal`` goes on)."""
+    t = heat_session_ordinals.c
+    for start in range(0, len(session_ids), 500):
+        chunk = sorted(session_ids)[start : start + 500]
+        conn.execute(sa.delete(heat_session_ordinals).where(t.project_id == project_id, t.session_id.in_(chunk)))
+
+
+def fresh_keys(conn: Connection, limit: int) -> list[tuple[Any, ...]]:
+    """Up to ``limit`` key-days with fresh pieces (every project)."""
+    t = heat_report_pieces.c
+    keys: dict[tuple[Any, ...], None] = {}
+    for project_id in conn.execute(sa.select(projects.c.id)).scalars():
+        stmt = sa.select(*[t[name] for name in KEY]).where(t.project_id == project_id, t.part > 0).limit(limit * 4)
+        for row in conn.execute(stmt):
+            keys[tuple(row)] = None
+        if len(keys) >= limit:
+            break
+    return list(keys)[:limit]
+
+
+def _match(key: tuple[Any, ...]) -> list[Any]:
+    return [heat_report_pieces.c[name] == value for name, value in zip(KEY, key, strict=True)]
+
+
+def compact_keys(conn: Connection, keys: list[tuple[Any, ...]]) -> None:
+    """Merge the pieces of each key-day into one (pieces stored meanwhile are left for later)."""
+    lock = conn.dialect.name in ("postgresql", "mysql")
+    for key in keys:
+        select = sa.select(*[heat_report_pieces.c[name] for name in PIECE_FIELDS]).where(*_match(key))
+        if lock:
+            select = select.with_for_update(skip_locked=True)
+        group = [ReportPiece(*row) for row in conn.execute(select)]
+        if not any(piece.part > 0 for piece in group):
+            continue
+        known = ensure_ordinals(conn, str(key[0]), {p.session_id for p in group if p.session_id is not None})
+        conn.execute(
+            sa.delete(heat_report_pieces).where(*_match(key), heat_report_pieces.c.part.in_([p.part for p in group]))
+        )
+        merged = merge(group, known.__getitem__)
+        if merged is not None:
+            insert(conn, str(key[0]), [merged])
+
+
+def read_pieces(
+    conn: Connection, project_id: str, path: str | None, days: tuple[int, int], *, selectors: bool
+) -> list[ReportPiece]:
+    """The pieces of the days ``days[0]..days[1]`` (of one path when given); ``selectors`` reads them too."""
+    t = heat_report_pieces.c
+    columns = [sa.null() if name == "selectors" and not selectors else t[name] for name in PIECE_FIELDS]
+    stmt = sa.select(*columns).where(t.project_id == project_id, t.day >= days[0], t.day <= days[1])
+    if path is not None:
+        stmt = stmt.where(t.path_key == path_key(path), t.path == path)
+    return [ReportPiece(*row) for row in conn.execute(stmt)]
+
+
+def rebuild_key_days(conn: Connection, project_id: str, max_span: int, keys: set[tuple[int, int, int]]) -> None:
+    """Replace the pieces of these ``(path_key, day, bucket_w)`` key-days that this transaction sees by
+    ones computed from their rows (a piece stored meanwhile by a batch it does not see is kept)."""
+    for pkey, day, width in sorted(keys):
+        start = day * DAY_MS
+        stmt = sa.select(*ROLLUP_FIELDS).where(
+            events.c.project_id == project_id,
+            events.c.path_key == pkey,
+            events.c.ts >= start - max_span,
+            events.c.ts < start + DAY_MS,
+            events.c.bucket_w == width,
+        )
+        rows = [EventRow(*r) for r in conn.execute(stmt)]
+        clipped = list(_inside(rows, start, start + DAY_MS - 1))
+        key = (project_id, pkey, day, width)
+        seen = list(conn.execute(sa.select(heat_report_pieces.c.part).where(*_match(key))).scalars())
+        if seen:
+            conn.execute(sa.delete(heat_report_pieces).where(*_match(key), heat_report_pieces.c.part.in_(seen)))
+        if clipped:
+            known = ensure_ordinals(conn, project_id, {r.session_id for r in clipped})
+            insert(conn, project_id, [p for p in rebuild(clipped, known.__getitem__) if p.day == day])
+
+
+def _inside(rows: list[EventRow], lo: int, hi: int) -> Iterator[EventRow]:
+    """The rows with an item in ``lo..hi`` (a move's points outside are dropped by ``batch_pieces``'
+    day split, since only the key-day ``lo`` starts is kept)."""
+    for row in rows:
+        if row.ts <= hi and row.ts + row.span >= lo:
+            yield row
+
+
+def rebuild_all(conn: Connection, project_id: str, rows: Iterator[EventRow]) -> None:
+    """Replace every report piece of the project by merged ones computed from its events."""
+    conn.execute(sa.delete(heat_report_pieces).where(heat_report_pieces.c.project_id == project_id))
+    given: dict[str, int] = {}
+
+    def ordinal(session_id: str) -> int:
+        if session_id not in given:
+            given.update(ensure_ordinals(conn, project_id, {session_id}))
+        return given[session_id]
+
+    insert(conn, project_id, rebuild(rows, ordinal))
+
+
+def delete_before(conn: Connection, project_id: str, before_day: int, chunk: int) -> int:
+    """Delete up to ``chunk`` pieces of days before ``before_day``; how many."""
+    t = heat_report_pieces.c
+    found = conn.execute(
+        sa.select(t.path_key, t.day, t.bucket_w, t.part)
+        .where(t.project_id == project_id, t.day < before_day)
+        .limit(chunk)
+    ).all()
+    for pkey, day, width, part in found:
+        conn.execute(sa.delete(heat_report_pieces).where(*_match((project_id, pkey, day, width)), t.part == part))
+    return len(found)
