@@ -59,7 +59,7 @@ def export(repository: Repository, project_id: str, user: str, *, actor: str) ->
         )
     yield '], "events": ['
     rows = 0
-    after: tuple[int, int] | None = None
+    after: tuple[int, int, str] | None = None
     while data.users:
         page = repository.user_events(project_id, data, after, EXPORT_PAGE)
         for stored in page:
@@ -68,7 +68,7 @@ def export(repository: Repository, project_id: str, user: str, *, actor: str) ->
                 rows += 1
         if len(page) < EXPORT_PAGE:
             break
-        after = (page[-1].ts, page[-1].seq)
+        after = (page[-1].ts, page[-1].seq, page[-1].event_id)  # unique: events tied on (ts, seq) all come
     yield "]}"
     log(
         "info",

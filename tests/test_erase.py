@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from flask.testing import FlaskClient
 
 from flask_heat_collector.errors import ConfigurationError
 
-from .helpers import API, QUERY_KEY, TS, ListHandler, batch, event, headers, without_ids
+from .helpers import API, QUERY_KEY, TS, ListHandler, batch, event, headers, ingest_all, without_ids
 
 DAY = 86_400_000
 WIDTHS = (1280, 390)
@@ -252,3 +253,23 @@ def test_export_reads_events_a_page_at_a_time(make_app: Any, monkeypatch: pytest
     assert sorted(e["id"] for e in document["events"]) == sorted(e["id"] for e in listed["events"])
     order = [(e["ts"], e["id"]) for e in document["events"]]
     assert [ts for ts, _ in order] == sorted(ts for ts, _ in order)
+
+
+def test_export_pages_on_a_unique_key_when_events_tie_on_ts_and_seq(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_heat_collector import ingest, lifecycle
+
+    monkeypatch.setattr(lifecycle, "EXPORT_PAGE", 1)
+    # Two workers whose clocks read the same microsecond give their events the same seq.
+    monkeypatch.setattr(ingest, "time", SimpleNamespace(time_ns=lambda: 1_700_000_000_000_000_000))
+    workers = [_admin_app(make_app), _admin_app(make_app)]
+    sent = []
+    for index, worker in enumerate(workers):
+        worker.extensions["heat_collector"].seq = ingest.SeqClock()
+        body = batch(event("click", ts=TS, x=index), session_id=f"s-{index}", user={"id": "erin"})
+        project = ingest_all(worker.test_client(), [body])
+        sent.append(body["events"][0]["eventId"])
+    exported = workers[0].test_client().get(f"/api/projects/{project}/users/erin/export", headers={"x-api-key": ADMIN})
+    document = json.loads(exported.get_data(as_text=True))
+    assert sorted(e["eventId"] for e in document["events"]) == sorted(sent)

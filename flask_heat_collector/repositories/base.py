@@ -370,8 +370,10 @@ class Repository(ABC):
         """The users ``user`` names (SDK/JWT id or internal id) and their sessions."""
 
     @abstractmethod
-    def user_events(self, project_id: str, data: UserData, after: tuple[int, int] | None, limit: int) -> list[EventRow]:
-        """Up to ``limit`` stored events of the user (theirs, or of their sessions) after ``(ts, seq)``, in order."""
+    def user_events(
+        self, project_id: str, data: UserData, after: tuple[int, int, str] | None, limit: int
+    ) -> list[EventRow]:
+        """Up to ``limit`` stored events of the user after ``(ts, seq, event_id)``, in that (unique) order."""
 
     @abstractmethod
     def purge(

@@ -755,14 +755,19 @@ class MongoRepository(base.Repository):
         return base.UserData(users, sessions)
 
     def user_events(
-        self, project_id: str, data: base.UserData, after: tuple[int, int] | None, limit: int
+        self, project_id: str, data: base.UserData, after: tuple[int, int, str] | None, limit: int
     ) -> list[base.EventRow]:
         match = self._erased_filter(base.Erasure(project_id, user="-"), data.user_ids, data.session_ids)
-        if after is not None:
-            ts, seq = after
-            match = {"$and": [match, {"$or": [{"ts": {"$gt": ts}}, {"ts": ts, "seq": {"$gt": seq}}]}]}
+        if after is not None:  # (ts, seq, eventId) is unique: events tied on (ts, seq) are all read
+            ts, seq, event_id = after
+            later = [
+                {"ts": {"$gt": ts}},
+                {"ts": ts, "seq": {"$gt": seq}},
+                {"ts": ts, "seq": seq, "eventId": {"$gt": event_id}},
+            ]
+            match = {"$and": [match, {"$or": later}]}
         with self._guard():
-            docs = self._coll("events").find(match, sort=[("ts", 1), ("seq", 1)], limit=limit)
+            docs = self._coll("events").find(match, sort=[("ts", 1), ("seq", 1), ("eventId", 1)], limit=limit)
             return [_stored(doc) for doc in docs]
 
     # -- projects -----------------------------------------------------------

@@ -584,13 +584,13 @@ class SqlRepository(base.Repository):
         return self._read(run)
 
     def user_events(
-        self, project_id: str, data: base.UserData, after: tuple[int, int] | None, limit: int
+        self, project_id: str, data: base.UserData, after: tuple[int, int, str] | None, limit: int
     ) -> list[base.EventRow]:
         clause = sql_erase.key_columns(base.Erasure(project_id, user="-"), data.user_ids, data.session_ids)
         stmt = sa.select(*_STORED_COLUMNS).where(clause)
         if after is not None:
-            stmt = stmt.where(after_key(after))
-        stmt = stmt.order_by(events.c.ts, events.c.seq).limit(limit)
+            stmt = stmt.where(sql_erase.after_event(after))
+        stmt = stmt.order_by(events.c.ts, events.c.seq, events.c.event_id).limit(limit)
         return self._read(lambda conn: [base.EventRow(*r) for r in conn.execute(stmt)])
 
     def purge(

@@ -74,6 +74,16 @@ def key_columns(erasure: Erasure, uids: list[str], sids: list[str]) -> Any:
     return sa.and_(*where)
 
 
+def after_event(after: tuple[int, int, str]) -> Any:
+    """Events after ``(ts, seq, event_id)`` in that order: a unique key, so events of two processes that
+    tie on (ts, seq) are each read once (paging on (ts, seq) alone skipped the second)."""
+    ts, seq, event_id = after
+    return sa.and_(
+        events.c.ts >= ts,
+        sa.or_(events.c.ts > ts, events.c.seq > seq, sa.and_(events.c.seq == seq, events.c.event_id > event_id)),
+    )
+
+
 def erased_events(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) -> Iterator[list[Any]]:
     """The erased events (without JSON), in (ts, seq) pages of at most :data:`CHUNK`."""
     clause = key_columns(erasure, uids, sids)
