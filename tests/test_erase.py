@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -273,3 +274,56 @@ def test_export_pages_on_a_unique_key_when_events_tie_on_ts_and_seq(
     exported = workers[0].test_client().get(f"/api/projects/{project}/users/erin/export", headers={"x-api-key": ADMIN})
     document = json.loads(exported.get_data(as_text=True))
     assert sorted(e["eventId"] for e in document["events"]) == sorted(sent)
+
+
+class _Injection:
+    """Posts one batch from another thread the first time the erase computes a key-day's aggregate:
+    between its read of the key-day and its replacement of the pieces.
+
+    Where the erase's transaction would hold the batch back (SQLite's one writer, MySQL's locks) the
+    erase goes on without waiting; the batch is then stored when the erase's transaction ends.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, backend_name: str, post: Any) -> None:
+        from flask_heat_collector.repositories import mongo, sql_erase
+
+        self.threads: list[threading.Thread] = []
+        self.answers: list[Any] = []
+        wait = backend_name in ("mongodb", "postgresql")
+        real = sql_erase.rollup
+
+        def rollup(*args: Any, **kwargs: Any) -> Any:
+            if not self.threads:
+                thread = threading.Thread(target=lambda: self.answers.append(post()))
+                self.threads.append(thread)
+                thread.start()
+                if wait:
+                    thread.join(30)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(sql_erase, "rollup", rollup)
+        monkeypatch.setattr(mongo, "rollup", rollup)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(60)
+        assert self.threads and not any(t.is_alive() for t in self.threads)
+
+
+def test_a_batch_of_another_user_stored_during_an_erase_is_not_lost_from_the_heatmap(
+    make_app: Any, backend_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _admin_app(make_app)
+    client = app.test_client()
+    for user in ("alice", "bob"):
+        body = batch(*[event("click", x=10 * i, y=20) for i in range(5)], session_id=f"s-{user}", user={"id": user})
+        project = ingest_all(client, [body])
+    carol = batch(*[event("click", x=10 * i, y=20) for i in range(7)], session_id="s-carol", user={"id": "carol"})
+    injection = _Injection(monkeypatch, backend_name, lambda: client.post("/ingest", json=carol, headers=headers()))
+    done = client.delete(f"/api/projects/{project}/users/alice", headers={"x-api-key": ADMIN})
+    injection.join()
+    assert done.status_code == 200 and done.get_json()["verified"] is True
+    assert injection.answers[0].status_code == 200 and injection.answers[0].get_json()["accepted"] == 7
+    heatmap = client.get(f"/api/projects/{project}/heatmap?type=click", headers=API).get_json()
+    assert heatmap["meta"]["total"] == 5 + 7
+    assert sum(point["value"] for point in heatmap["points"]) == 5 + 7

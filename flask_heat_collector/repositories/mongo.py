@@ -651,6 +651,10 @@ class MongoRepository(base.Repository):
             time.sleep(0.02)
         aggregates = self._coll("heat_aggregates")
         try:
+            # The pieces are read before the rows: a batch storing its rows and then its piece meanwhile
+            # either has its piece replaced here (its rows were read too) or keeps it. Only the pieces
+            # read are deleted, by _id: a piece stored after that read is never lost.
+            ids = [d["_id"] for d in aggregates.find(key, {"_id": 1})]
             start = day * DAY_MS
             found = self._coll("events").find(
                 {
@@ -663,7 +667,6 @@ class MongoRepository(base.Repository):
                 }
             )
             stats = rollup([_stored(d) for d in found], ts_range=(start, start + DAY_MS - 1)).get((day, kind, bw, bh))
-            ids = [d["_id"] for d in aggregates.find(key, {"_id": 1})]
             merged = (
                 merge_pieces(pieces(pkey, {(day, kind, bw, bh): stats}, 0)) if stats is not None and stats.n else []
             )
