@@ -105,15 +105,18 @@ def purge(
     dry_run: bool,
     actor: str,
     now_ms: int | None = None,
+    erased_days: int | None = None,
 ) -> dict[str, Any]:
-    """Purge (or with ``dry_run`` count) what is older than the retention days; one audit line; the JSON answer."""
+    """Purge (or with ``dry_run`` count) what is older than the retention days, and the tombstones of
+    users erased more than ``erased_days`` ago (counted as users); one audit line; the JSON answer."""
     import time
 
     from .aggregates import DAY_MS
 
     now = int(time.time() * 1000) if now_ms is None else now_ms
     raw_before, aggregates_day = retention_cutoffs(now, raw_days, aggregate_days)
-    counts = repository.purge(raw_before, aggregates_day, dry_run=dry_run)
+    erased_before = now - erased_days * DAY_MS if erased_days is not None else None
+    counts = repository.purge(raw_before, aggregates_day, dry_run=dry_run, erased_before=erased_before)
     numbers = {
         "events": counts.events,
         "sessions": counts.sessions,

@@ -18,7 +18,18 @@ from flask.testing import FlaskClient
 
 from flask_heat_collector.errors import ConfigurationError
 
-from .helpers import API, QUERY_KEY, TS, ListHandler, batch, event, headers, ingest_all, without_ids
+from .helpers import (
+    API,
+    QUERY_KEY,
+    TS,
+    ListHandler,
+    batch,
+    dump_database,
+    event,
+    headers,
+    ingest_all,
+    without_ids,
+)
 
 DAY = 86_400_000
 WIDTHS = (1280, 390)
@@ -327,3 +338,95 @@ def test_a_batch_of_another_user_stored_during_an_erase_is_not_lost_from_the_hea
     heatmap = client.get(f"/api/projects/{project}/heatmap?type=click", headers=API).get_json()
     assert heatmap["meta"]["total"] == 5 + 7
     assert sum(point["value"] for point in heatmap["points"]) == 5 + 7
+
+
+def _alice_and_bob(client: FlaskClient) -> str:
+    """Alice (two sessions) and Bob on the same page; the project id."""
+    bodies = [
+        batch(event("click", x=1), event("scroll"), session_id="s-alice-1", user={"id": "alice", "traits": {"a": 1}}),
+        batch(event("click", x=2), session_id="s-alice-2", user={"id": "alice"}),
+        batch(event("click", x=3), session_id="s-bob", user={"id": "bob"}),
+    ]
+    return ingest_all(client, bodies)
+
+
+def _nothing_of_alice(client: FlaskClient, project: str) -> None:
+    """No query or export finds anything Alice sent."""
+    export = client.get(f"/api/projects/{project}/users/alice/export", headers={"x-api-key": ADMIN})
+    assert json.loads(export.get_data(as_text=True)) == {"user": None, "users": [], "sessions": [], "events": []}
+    sessions = client.get(f"/api/projects/{project}/sessions?limit=200", headers=API).get_json()["sessions"]
+    assert [s["sessionId"] for s in sessions] == ["s-bob"]
+    listed = client.get(f"/api/projects/{project}/events?limit=1000", headers=API).get_json()["events"]
+    assert [e["sessionId"] for e in listed] == ["s-bob"]
+
+
+def test_a_batch_of_the_user_during_the_erase_stores_nothing(
+    make_app: Any, backend: str, backend_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new tab of Alice opens while she is erased: the erase still leaves nothing of her."""
+    app = _admin_app(make_app)
+    client = app.test_client()
+    project = _alice_and_bob(client)
+    new_tab = batch(event("click", x=4), event("click", x=5), session_id="s-alice-new-tab", user={"id": "alice"})
+    injection = _Injection(
+        monkeypatch,
+        backend_name,
+        lambda: client.post("/ingest", json=new_tab, headers=headers(), environ_base={"REMOTE_ADDR": "203.0.113.7"}),
+    )
+    done = client.delete(f"/api/projects/{project}/users/alice", headers={"x-api-key": ADMIN})
+    injection.join()
+    assert done.get_json() == {"erased": {"users": 1, "sessions": 2, "events": 3}, "verified": True}
+    answer = injection.answers[0]
+    assert answer.status_code == 200
+    assert (answer.get_json()["accepted"], answer.get_json()["dropped"]) == (0, 2)
+    _nothing_of_alice(client, project)
+    stored = dump_database(backend)
+    assert "s-alice-new-tab" not in stored and '{"a": 1}' not in stored and '{"a":1}' not in stored
+
+
+def test_a_batch_of_an_erased_user_after_the_erase_is_dropped_and_counted(make_app: Any) -> None:
+    app = _admin_app(make_app)
+    client = app.test_client()
+    project = _alice_and_bob(client)
+    runner = app.test_cli_runner()
+    done = runner.invoke(args=["heat", "erase", "--project-id", project, "--user-id", "alice"])
+    assert json.loads(done.stdout)["verified"] is True
+    # A late batch of an erased session, and a new one: both answered 200 (the SDK must not retry)
+    # with every event dropped.
+    for session in ("s-alice-1", "s-alice-3"):
+        late = batch(event("click"), event("move"), session_id=session, user={"id": "alice", "traits": {"b": 2}})
+        answer = client.post("/ingest", json=late, headers=headers())
+        assert answer.status_code == 200
+        assert {k: answer.get_json()[k] for k in ("accepted", "duplicates", "dropped")} == {
+            "accepted": 0,
+            "duplicates": 0,
+            "dropped": 2,
+        }
+    _nothing_of_alice(client, project)
+    again = runner.invoke(args=["heat", "erase", "--project-id", project, "--user-id", "alice"])
+    assert json.loads(again.stdout) == {"erased": {"users": 0, "sessions": 0, "events": 0}, "verified": True}
+    # Bob is untouched.
+    bob = json.loads(
+        client.get(f"/api/projects/{project}/users/bob/export", headers={"x-api-key": ADMIN}).get_data(as_text=True)
+    )
+    assert [s["id"] for s in bob["sessions"]] == ["s-bob"] and len(bob["events"]) == 1
+
+
+def test_an_erased_user_is_remembered_for_the_erased_user_ttl(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    app = make_app(admin_api_keys=[ADMIN], retention_days=3650, erased_user_ttl_days=2)
+    client = app.test_client()
+    project = _alice_and_bob(client)
+    runner = app.test_cli_runner()
+    runner.invoke(args=["heat", "erase", "--project-id", project, "--user-id", "alice"])
+    comeback = batch(event("click"), session_id="s-alice-4", user={"id": "alice"})
+    purged = json.loads(runner.invoke(args=["heat", "purge"]).stdout)
+    assert purged["purged"]["users"] == 0  # remembered: within its time
+    assert client.post("/ingest", json=comeback, headers=headers()).get_json()["accepted"] == 0
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3 * 86_400)
+    purged = json.loads(runner.invoke(args=["heat", "purge"]).stdout)
+    monkeypatch.setattr(time, "time", real)
+    assert purged["purged"]["users"] == 1  # the tombstone is gone
+    assert client.post("/ingest", json=comeback, headers=headers()).get_json()["accepted"] == 1

@@ -107,6 +107,7 @@ class IngestResult:
     project_id: str
     accepted: int
     duplicates: int
+    erased_user: bool = False  # the batch's user was erased: nothing of it was stored
 
 
 @dataclass(frozen=True)
@@ -377,12 +378,19 @@ class Repository(ABC):
 
     @abstractmethod
     def purge(
-        self, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int = 5000
+        self,
+        raw_before: int | None,
+        aggregates_before_day: int | None,
+        *,
+        dry_run: bool,
+        chunk: int = 5000,
+        erased_before: int | None = None,
     ) -> PurgeCounts:
         """Retention in every project: delete events wholly before ``raw_before`` (unix ms, a UTC
         midnight; a move whose last point is later is kept), then the sessions started before it
-        with no event left and the users created before it with no session left; then the aggregate
-        pieces of days before ``aggregates_before_day``. ``None`` keeps that tier.
+        with no event left and the users created before it with no session left (not the tombstones
+        of erased users: those go once erased before ``erased_before``, counted as users); then the
+        aggregate pieces of days before ``aggregates_before_day``. ``None`` keeps that tier.
 
         Aggregates are not recomputed: heatmaps of whole old days stay. Each chunk of at most
         ``chunk`` items is its own short transaction. With ``dry_run`` only count.

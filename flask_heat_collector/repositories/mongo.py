@@ -359,23 +359,30 @@ class MongoRepository(base.Repository):
         if self._coll("retired_keys").find_one({"_id": key}, {"_id": 1}) is not None:
             raise RetiredProjectKey(key)
 
-    def _user_id(self, project_id: str, external_id: str, traits_json: str | None) -> str:
-        on_insert: Doc = {"id": str(uuid.uuid4()), "createdAt": _now_ms()}
-        update: Doc = {"$setOnInsert": on_insert}
-        if traits_json is None:
-            on_insert["traitsJson"] = None
-        else:
-            update["$set"] = {"traitsJson": traits_json}
-        return self._upsert_id("users", {"projectId": project_id, "externalId": external_id}, update)
+    def _user_id(self, project_id: str, external_id: str, traits_json: str | None) -> tuple[str, bool]:
+        """The internal id of the user, made when new, and whether the user was erased (a tombstone,
+        which never takes traits again)."""
+        key = {"projectId": project_id, "externalId": external_id}
+        on_insert: Doc = {"id": str(uuid.uuid4()), "createdAt": _now_ms(), "traitsJson": traits_json}
+        user_id = self._upsert_id("users", key, {"$setOnInsert": on_insert})
+        if self._erased(project_id, user_id):
+            return user_id, True
+        if traits_json is not None and user_id != on_insert["id"]:
+            self._coll("users").update_one({**key, "erasedAt": None}, {"$set": {"traitsJson": traits_json}})
+        return user_id, False
+
+    def _erased(self, project_id: str, user_id: str) -> bool:
+        doc = self._coll("users").find_one({"projectId": project_id, "id": user_id}, {"_id": 0, "erasedAt": 1})
+        return doc is not None and doc.get("erasedAt") is not None
 
     def ingest(self, batch: base.Batch) -> base.IngestResult:
         with self._guard():
             project_id = self._project_id(batch.project_key)
-            user_id = (
-                self._user_id(project_id, batch.external_user_id, batch.user_traits_json)
-                if batch.external_user_id
-                else None
-            )
+            user_id: str | None = None
+            if batch.external_user_id:
+                user_id, erased = self._user_id(project_id, batch.external_user_id, batch.user_traits_json)
+                if erased:
+                    return base.IngestResult(project_id=project_id, accepted=0, duplicates=0, erased_user=True)
             if batch.span:
                 self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": batch.span}})
             stored = self._insert_events([_event_doc(row, project_id, user_id) for row in batch.events])
@@ -389,6 +396,11 @@ class MongoRepository(base.Repository):
                 self._coll("heat_aggregates").insert_many(docs, ordered=False)
             accepted = sum(row.row_count for row in new)
             self._upsert_session(batch, project_id, user_id, accepted)
+            if batch.external_user_id and user_id is not None and self._erased(project_id, user_id):
+                # No transactions: an erase that started while this batch was being stored may have
+                # missed it. Looked at again after the last write, so one of the two erases it.
+                self.erase(base.Erasure(project_id, user=batch.external_user_id))
+                return base.IngestResult(project_id=project_id, accepted=0, duplicates=0, erased_user=True)
         return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
 
     def _extend_move(self, project_id: str, row: base.EventRow) -> base.EventRow | None:
@@ -564,11 +576,15 @@ class MongoRepository(base.Repository):
         pid = erasure.project_id
         with self._guard():
             uids: list[str] = []
+            live = 0
             if erasure.user is not None:
-                found = self._coll("users").find(
-                    {"projectId": pid, "$or": [{"id": erasure.user}, {"externalId": erasure.user}]}
-                )
+                named = {"projectId": pid, "$or": [{"id": erasure.user}, {"externalId": erasure.user}]}
+                if not dry_run:  # first: a batch of the user from now on stores nothing (see ingest)
+                    live = self._claim(pid, erasure.user)
+                found = list(self._coll("users").find(named))
                 uids = sorted(str(doc["id"]) for doc in found)
+                if dry_run:
+                    live = sum(1 for doc in found if doc.get("erasedAt") is None)
             sids = (
                 sorted(
                     str(doc["id"]) for doc in self._coll("sessions").find({"projectId": pid, "userId": {"$in": uids}})
@@ -587,7 +603,7 @@ class MongoRepository(base.Repository):
                     )
                 else:
                     found_sessions = len(self._emptied_sessions(pid, erasure.before or 0))
-                return base.ErasedCounts(users=len(uids), sessions=found_sessions, events=rows)
+                return base.ErasedCounts(users=live, sessions=found_sessions, events=rows)
             while True:
                 chunk = [
                     _stored(doc) for doc in self._coll("events").find(match, sort=[("ts", 1), ("seq", 1)], limit=1000)
@@ -602,15 +618,30 @@ class MongoRepository(base.Repository):
             else:
                 doomed = self._emptied_sessions(pid, erasure.before or 0)
             removed = self._coll("sessions").delete_many({"projectId": pid, "id": {"$in": doomed}}).deleted_count
-            gone = self._coll("users").delete_many({"projectId": pid, "id": {"$in": uids}}).deleted_count if uids else 0
             if erasure.before is not None:
                 self._coll("heat_aggregates").delete_many({"projectId": pid, "day": {"$lt": day_of(erasure.before)}})
+            theirs = {"projectId": pid, "$or": [{"id": {"$in": doomed}}, {"userId": {"$in": uids}}]}
+            live_user = {"$or": [{"erasedAt": None}, {"traitsJson": {"$ne": None}}]}
             left = (
                 self._coll("events").find_one(match, {"_id": 1}) is not None
-                or self._coll("sessions").find_one({"projectId": pid, "id": {"$in": doomed}}, {"_id": 1}) is not None
-                or bool(uids and self._coll("users").find_one({"projectId": pid, "id": {"$in": uids}}, {"_id": 1}))
+                or self._coll("sessions").find_one(theirs, {"_id": 1}) is not None
+                or bool(
+                    uids
+                    and self._coll("users").find_one({"projectId": pid, "id": {"$in": uids}, **live_user}, {"_id": 1})
+                )
             )
-        return base.ErasedCounts(users=gone, sessions=removed, events=rows, verified=not left)
+        return base.ErasedCounts(users=live, sessions=removed, events=rows, verified=not left)
+
+    def _claim(self, project_id: str, user: str) -> int:
+        """Mark the user erased (the tombstone: ids kept, traits gone; a document is made when none has
+        ``user`` as SDK/JWT id); how many users were live."""
+        now = _now_ms()
+        users = self._coll("users")
+        key = {"projectId": project_id, "externalId": user}
+        on_insert = {"id": str(uuid.uuid4()), "createdAt": now, "erasedAt": now, "traitsJson": None}
+        _retry_duplicate(lambda: users.update_one(key, {"$setOnInsert": on_insert}, upsert=True))
+        named = {"projectId": project_id, "$or": [{"id": user}, {"externalId": user}], "erasedAt": None}
+        return users.update_many(named, {"$set": {"erasedAt": now, "traitsJson": None}}).modified_count
 
     def _erase_chunk(self, project_id: str, rows: list[base.EventRow]) -> None:
         """Delete the rows, then replace each aggregate key-day they touched and fix session counters."""
@@ -680,10 +711,18 @@ class MongoRepository(base.Repository):
             self._coll("heat_locks").delete_one(lock)
 
     def purge(
-        self, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int = 5000
+        self,
+        raw_before: int | None,
+        aggregates_before_day: int | None,
+        *,
+        dry_run: bool,
+        chunk: int = 5000,
+        erased_before: int | None = None,
     ) -> base.PurgeCounts:
         with self._guard():
-            return mongo_purge.purge(self._coll, raw_before, aggregates_before_day, dry_run=dry_run, chunk=chunk)
+            return mongo_purge.purge(
+                self._coll, raw_before, aggregates_before_day, dry_run=dry_run, chunk=chunk, erased_before=erased_before
+            )
 
     def external_user_ids(self, project_id: str, user_ids: list[str]) -> dict[str, str]:
         if not user_ids:
@@ -739,7 +778,7 @@ class MongoRepository(base.Repository):
 
     def user_data(self, project_id: str, user: str) -> base.UserData:
         with self._guard():
-            match = {"projectId": project_id, "$or": [{"id": user}, {"externalId": user}]}
+            match = {"projectId": project_id, "$or": [{"id": user}, {"externalId": user}], "erasedAt": None}
             found = list(self._coll("users").find(match, _NO_ID, sort=[("id", 1)]))
             uids = [str(doc["id"]) for doc in found]
             docs = self._coll("sessions").find(

@@ -273,7 +273,10 @@ class SqlRepository(base.Repository):
             raise UnknownProject(key)
         return str(found)
 
-    def _user_id(self, conn: Connection, project_id: str, external_id: str, traits_json: str | None) -> str:
+    def _user_id(
+        self, conn: Connection, project_id: str, external_id: str, traits_json: str | None
+    ) -> tuple[str, bool]:
+        """The internal id of the user, made when new, and whether the user was erased (a tombstone)."""
         st = self._statements
         params = dict(
             id=str(uuid.uuid4()),
@@ -283,9 +286,11 @@ class SqlRepository(base.Repository):
             created_at=_now_ms(),
         )
         if st.user_select is None:  # RETURNING: one round trip
-            return str(conn.execute(st.user_upsert, params).scalar_one())
-        conn.execute(st.user_upsert, params)
-        return str(conn.execute(st.user_select, params).scalar_one())
+            row = conn.execute(st.user_upsert, params).one()
+        else:
+            conn.execute(st.user_upsert, params)
+            row = conn.execute(st.user_select, params).one()
+        return str(row.id), row.erased_at is not None
 
     def ingest(self, batch: base.Batch) -> base.IngestResult:
         known_duplicates = False
@@ -330,11 +335,11 @@ class SqlRepository(base.Repository):
         """
         st = self._statements
         project_id = self._project_id(conn, batch.project_key)
-        user_id = (
-            self._user_id(conn, project_id, batch.external_user_id, batch.user_traits_json)
-            if batch.external_user_id
-            else None
-        )
+        user_id: str | None = None
+        if batch.external_user_id:
+            user_id, erased = self._user_id(conn, project_id, batch.external_user_id, batch.user_traits_json)
+            if erased:
+                return base.IngestResult(project_id=project_id, accepted=0, duplicates=0, erased_user=True)
         self._raise_span(conn, project_id, batch.span, raised)
         rows = batch.events
         tails: list[base.EventRow] = []
@@ -396,7 +401,9 @@ class SqlRepository(base.Repository):
         def run(conn: Connection) -> base.IngestResult:
             user_uuid = str(uuid.uuid4()) if batch.external_user_id is not None else None
             params = st.pg_batch_params(batch, user_uuid, _now_ms(), pieces)
-            _, accepted, project_id = self._execute_prepared(conn, sql, params)
+            _, accepted, project_id, erased = self._execute_prepared(conn, sql, params)
+            if erased:
+                return base.IngestResult(project_id=str(project_id), accepted=0, duplicates=0, erased_user=True)
             return base.IngestResult(
                 project_id=str(project_id), accepted=int(accepted), duplicates=batch.row_count - int(accepted)
             )
@@ -553,7 +560,11 @@ class SqlRepository(base.Repository):
             uids = sql_erase.user_ids(conn, pid, erasure.user) if erasure.user is not None else []
             return uids, sql_erase.session_ids(conn, pid, uids)
 
-        uids, sids = self._read(targets)
+        live = 0
+        if erasure.user is not None and not dry_run:  # first: from its commit on no batch of the user is stored
+            user = erasure.user
+            live = self._write(lambda conn: sql_erase.claim(conn, pid, user, _now_ms()))
+        uids, sids = self._read(targets)  # after the claim: what batches stored until then is found
         found = self._read(lambda conn: sql_erase.count(conn, erasure, uids, sids))
         if dry_run:
             return found
@@ -563,13 +574,13 @@ class SqlRepository(base.Repository):
             if not chunk:
                 break
             self._write(functools.partial(sql_erase.delete_chunk, st=st, project_id=pid, rows=chunk), snapshot=True)
-        removed_sessions, removed_users = self._write(lambda conn: sql_erase.finish(conn, erasure, uids, sids))
+        removed_sessions = self._write(lambda conn: sql_erase.finish(conn, erasure, uids, sids))
         left = self._read(lambda conn: sql_erase.left_over(conn, erasure, uids, sids))
-        return base.ErasedCounts(users=removed_users, sessions=removed_sessions, events=found.events, verified=not left)
+        return base.ErasedCounts(users=live, sessions=removed_sessions, events=found.events, verified=not left)
 
     def user_data(self, project_id: str, user: str) -> base.UserData:
         def run(conn: Connection) -> base.UserData:
-            uids = sql_erase.user_ids(conn, project_id, user)
+            uids = sql_erase.user_ids(conn, project_id, user, live=True)
             found = (
                 conn.execute(
                     sa.select(sessions)
@@ -594,10 +605,19 @@ class SqlRepository(base.Repository):
         return self._read(lambda conn: [base.EventRow(*r) for r in conn.execute(stmt)])
 
     def purge(
-        self, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int = 5000
+        self,
+        raw_before: int | None,
+        aggregates_before_day: int | None,
+        *,
+        dry_run: bool,
+        chunk: int = 5000,
+        erased_before: int | None = None,
     ) -> base.PurgeCounts:
         total = base.PurgeCounts()
         for pid in [project.id for project in self.list_projects()]:
+            if erased_before is not None:
+                expired = functools.partial(sql_purge.tombstones, project_id=pid, before=erased_before, dry_run=dry_run)
+                total += base.PurgeCounts(users=self._read(expired) if dry_run else self._write(expired))
             if dry_run:
                 total += self._read(
                     functools.partial(

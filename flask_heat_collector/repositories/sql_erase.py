@@ -9,6 +9,7 @@ counters of the sessions that keep other events are corrected.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Connection
 from ..aggregates import DAY_MS, day_of, merge_pieces, pieces, rollup
 from ..ingest import path_key
 from .base import AggregateKey, ErasedCounts, Erasure, EventRow
-from .sql_ingest import IngestStatements, after_key, executemany
+from .sql_ingest import IngestStatements, after_key, executemany, upsert
 from .sql_migrate import ROLLUP_FIELDS
 from .sql_schema import events, heat_aggregates, projects, sessions, users
 
@@ -31,12 +32,44 @@ class PiecesChanged(Exception):
     """A concurrent compaction replaced pieces this transaction saw: run the chunk again."""
 
 
-def user_ids(conn: Connection, project_id: str, user: str) -> list[str]:
-    """Internal ids of the user known as ``user`` (the SDK/JWT id, or the internal id)."""
+def user_ids(conn: Connection, project_id: str, user: str, *, live: bool = False) -> list[str]:
+    """Internal ids of the user known as ``user`` (the SDK/JWT id, or the internal id); with ``live``
+    only those not erased (a tombstone is no user)."""
     stmt = sa.select(users.c.id).where(
         users.c.project_id == project_id, sa.or_(users.c.id == user, users.c.external_id == user)
     )
+    if live:
+        stmt = stmt.where(users.c.erased_at.is_(None))
     return sorted(str(i) for i in conn.execute(stmt).scalars())
+
+
+def claim(conn: Connection, project_id: str, user: str, now: int) -> int:
+    """Mark the user erased (the tombstone: ids kept, traits gone) before anything is deleted; how many
+    users were live.
+
+    ``user`` is marked as an SDK/JWT id (a row is made when none has it) and as an internal id. The
+    upsert and the update wait for every batch of the user whose transaction holds the row, and each
+    later batch reads the mark in the transaction that would store it (sql_ingest): from the commit
+    of this transaction on, nothing of the user is stored.
+    """
+    new_id = str(uuid.uuid4())
+    tombstone = upsert(
+        conn.dialect.name,
+        users,
+        ["project_id", "external_id"],
+        lambda new: {
+            "erased_at": sa.case((users.c.erased_at.is_(None), new.erased_at), else_=users.c.erased_at),
+            "traits_json": None,
+        },
+    )
+    conn.execute(
+        tombstone,
+        {"id": new_id, "project_id": project_id, "external_id": user, "created_at": now, "erased_at": now},
+    )
+    named = (users.c.project_id == project_id, sa.or_(users.c.id == user, users.c.external_id == user))
+    conn.execute(sa.update(users).where(*named, users.c.erased_at.is_(None)).values(erased_at=now, traits_json=None))
+    marked = sa.select(sa.func.count()).where(*named, users.c.erased_at == now, users.c.id != new_id)
+    return int(conn.execute(marked).scalar() or 0)
 
 
 def session_ids(conn: Connection, project_id: str, ids: list[str]) -> list[str]:
@@ -169,8 +202,8 @@ def _correct_session(conn: Connection, project_id: str, session_id: str, removed
     conn.execute(sa.update(sessions).where(*key).values(**values))
 
 
-def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) -> tuple[int, int]:
-    """Delete the erased sessions and users once their events are gone: ``(sessions, users)``."""
+def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) -> int:
+    """Delete the erased sessions once their events are gone; how many. (The users stay as tombstones.)"""
     pid = erasure.project_id
     doomed: Any = None
     if erasure.user is not None:
@@ -180,16 +213,13 @@ def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str])
     elif erasure.before is not None:
         doomed = _emptied_sessions(erasure.before)
     removed = conn.execute(sa.delete(sessions).where(sessions.c.project_id == pid, doomed)).rowcount
-    gone_users = 0
-    if erasure.user is not None and uids:
-        gone_users = conn.execute(sa.delete(users).where(users.c.project_id == pid, users.c.id.in_(uids))).rowcount
     if erasure.before is not None:  # days wholly before: whatever their pieces hold was erased
         conn.execute(
             sa.delete(heat_aggregates).where(
                 heat_aggregates.c.project_id == pid, heat_aggregates.c.day < day_of(erasure.before)
             )
         )
-    return int(removed), int(gone_users)
+    return int(removed)
 
 
 def _emptied_sessions(before: int) -> Any:
@@ -227,11 +257,22 @@ def count(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) 
             ).scalar()
             or 0
         )
-    return ErasedCounts(users=len(uids), sessions=found_sessions, events=int(rows or 0))
+    live = 0
+    if uids:
+        live = int(
+            conn.execute(
+                sa.select(sa.func.count()).where(
+                    users.c.project_id == erasure.project_id, users.c.id.in_(uids), users.c.erased_at.is_(None)
+                )
+            ).scalar()
+            or 0
+        )
+    return ErasedCounts(users=live, sessions=found_sessions, events=int(rows or 0))
 
 
 def left_over(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) -> bool:
-    """True when nothing ``erasure`` named is left: the users, their or the named session, the events."""
+    """True when something ``erasure`` named is left: a live user, a session of theirs or the named
+    one, an event of theirs or of those sessions."""
     pid = erasure.project_id
     events_left = conn.execute(sa.select(events.c.event_id).where(key_columns(erasure, uids, sids)).limit(1)).first()
     doomed = [*sids, *([erasure.session_id] if erasure.session_id is not None else [])]
@@ -241,8 +282,24 @@ def left_over(conn: Connection, erasure: Erasure, uids: list[str], sids: list[st
             sa.select(sessions.c.id).where(sessions.c.project_id == pid, sessions.c.id.in_(doomed)).limit(1)
         ).first()
     )
+    # The user's: a session opened by a batch that raced the erase, or a user not marked erased (or
+    # holding traits again).
+    users_sessions = (
+        uids
+        and conn.execute(
+            sa.select(sessions.c.id).where(sessions.c.project_id == pid, sessions.c.user_id.in_(uids)).limit(1)
+        ).first()
+    )
     users_left = (
         uids
-        and conn.execute(sa.select(users.c.id).where(users.c.project_id == pid, users.c.id.in_(uids)).limit(1)).first()
+        and conn.execute(
+            sa.select(users.c.id)
+            .where(
+                users.c.project_id == pid,
+                users.c.id.in_(uids),
+                sa.or_(users.c.erased_at.is_(None), users.c.traits_json.is_not(None)),
+            )
+            .limit(1)
+        ).first()
     )
-    return bool(events_left or sessions_left or users_left)
+    return bool(events_left or sessions_left or users_sessions or users_left)

@@ -56,6 +56,9 @@ users = _table(
     sa.Column("external_id", _ClientId, nullable=False),
     sa.Column("traits_json", _Json),
     _ms("created_at"),
+    # Set when the user is erased: the row stays as the tombstone (ids only) that ingest checks in the
+    # transaction that stores a batch, until purge drops it after HEAT_ERASED_USER_TTL_DAYS.
+    sa.Column("erased_at", sa.BigInteger),
     sa.UniqueConstraint("project_id", "external_id", name="uq_users_project_external"),
 )
 

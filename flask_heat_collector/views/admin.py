@@ -74,6 +74,7 @@ def purge() -> Response:
         get_state().repository,
         raw_days=settings.retention_days,
         aggregate_days=settings.aggregate_retention_days,
+        erased_days=settings.erased_user_ttl_days,
         dry_run=request.args.get("dryRun", "false").lower() in ("1", "true"),
         actor=g.heat_actor,
     )
