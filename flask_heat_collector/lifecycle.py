@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from .listing import expand
 from .log import log
 from .repositories import Repository
-from .repositories.base import Erasure
+from .repositories.base import Erasure, Session, UserData
 from .serialize import event_json, session_json
 
 
@@ -54,6 +55,7 @@ def export(repository: Repository, project_id: str, user: str, *, actor: str) ->
     yield ', "users": ' + _dumps(data.users)
     yield ', "sessions": ['
     for index, session in enumerate(data.sessions):
+        session = _as_theirs(session, data)
         yield ("" if index == 0 else ", ") + _dumps(
             session_json(session, {u["id"]: u["externalId"] for u in data.users})
         )
@@ -80,6 +82,16 @@ def export(repository: Repository, project_id: str, user: str, *, actor: str) ->
         sessions=len(data.sessions),
         events=rows,
     )
+
+
+def _as_theirs(session: Session, data: UserData) -> Session:
+    """A session as the user's export shows it: another user's id is not theirs to see, nor what another
+    user's batch put in the row (agent, device, IP hash)."""
+    if session.user_id not in data.user_ids:
+        session = replace(session, user_id=None)
+    if session.id in data.foreign:
+        session = replace(session, user_agent=None, device_json=None, ip_hash=None)
+    return session
 
 
 def _dumps(value: Any) -> str:

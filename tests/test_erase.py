@@ -430,3 +430,62 @@ def test_an_erased_user_is_remembered_for_the_erased_user_ttl(make_app: Any, mon
     monkeypatch.setattr(time, "time", real)
     assert purged["purged"]["users"] == 1  # the tombstone is gone
     assert client.post("/ingest", json=comeback, headers=headers()).get_json()["accepted"] == 1
+
+
+def _export(client: FlaskClient, project: str, user: str) -> dict[str, Any]:
+    answer = client.get(f"/api/projects/{project}/users/{user}/export", headers={"x-api-key": ADMIN})
+    assert answer.status_code == 200
+    document: dict[str, Any] = json.loads(answer.get_data(as_text=True))
+    return document
+
+
+@pytest.mark.parametrize("erased", ["alice", "bob"])
+def test_a_browser_session_that_changes_hands_is_exported_and_erased_per_user(make_app: Any, erased: str) -> None:
+    """Bob logs in on Alice's tab: each export and erase covers exactly the events that user sent."""
+    app = _admin_app(make_app)
+    client = app.test_client()
+    alice_tab = batch(event("click", x=1), event("scroll"), session_id="s-tab", user={"id": "alice"})
+    bob_on_it = batch(event("click", x=2), event("click", x=3), session_id="s-tab", user={"id": "bob"})
+    bob_own = batch(event("click", x=4), session_id="s-bob", user={"id": "bob"})
+    for body, ip in ((alice_tab, "198.51.100.1"), (bob_on_it, "198.51.100.2"), (bob_own, "198.51.100.2")):
+        answer = client.post("/ingest", json=body, headers=headers(), environ_base={"REMOTE_ADDR": ip})
+        assert answer.status_code == 200
+    project = answer.get_json()["projectId"]
+    sent = {
+        "alice": {e["eventId"] for e in alice_tab["events"]},
+        "bob": {e["eventId"] for e in bob_on_it["events"] + bob_own["events"]},
+    }
+    tab = client.get(f"/api/projects/{project}/sessions/s-tab", headers=API).get_json()["session"]
+    alice_ip = tab["ipHash"]  # the row was made by Alice's batch
+    assert alice_ip is not None
+
+    def exported(user: str) -> tuple[set[str], dict[str, Any]]:
+        document = _export(client, project, user)
+        return {e["eventId"] for e in document["events"]}, {s["id"]: s for s in document["sessions"]}
+
+    events, sessions = exported("alice")
+    assert events == sent["alice"] and set(sessions) == {"s-tab"}
+    assert sessions["s-tab"]["ipHash"] == alice_ip
+    events, sessions = exported("bob")
+    assert events == sent["bob"] and set(sessions) == {"s-tab", "s-bob"}
+    assert sessions["s-tab"]["ipHash"] is None and sessions["s-tab"]["userAgent"] is None  # Alice's, not his
+
+    kept = "bob" if erased == "alice" else "alice"
+    done = client.delete(f"/api/projects/{project}/users/{erased}", headers={"x-api-key": ADMIN}).get_json()
+    assert done["verified"] is True
+    assert done["erased"]["events"] == len(sent[erased])
+    assert _export(client, project, erased) == {"user": None, "users": [], "sessions": [], "events": []}
+    events, sessions = exported(kept)
+    assert events == sent[kept]
+    listed = client.get(f"/api/projects/{project}/events?limit=1000", headers=API).get_json()["events"]
+    assert {e["eventId"] for e in listed} == sent[kept]
+    tab = client.get(f"/api/projects/{project}/sessions/s-tab", headers=API).get_json()["session"]
+    assert tab["externalUserId"] == kept
+    assert "s-tab" in sessions
+    # What Alice's batch put in the row stays hers: erased with her, kept with her.
+    assert tab["ipHash"] == (None if erased == "alice" else alice_ip)
+    counted = {
+        s["sessionId"]: s["eventCount"]
+        for s in client.get(f"/api/projects/{project}/sessions", headers=API).get_json()["sessions"]
+    }
+    assert counted["s-tab"] == 2  # both sent two events in it

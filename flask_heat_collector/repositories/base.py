@@ -210,18 +210,23 @@ class ErasedCounts:
 
 @dataclass(frozen=True)
 class UserData:
-    """A user as stored (every internal id the SDK/JWT id or internal id names), with their sessions."""
+    """A user as stored (every internal id the SDK/JWT id or internal id names), with the sessions
+    they sent events in.
+
+    An event is the user's whose batch sent it; one sent without a user is the user's of its session
+    (``owned``: the sessions whose user, the last one a batch named, is this one). A session row holds
+    what its first batch said (agent, device, IP hash): ``foreign`` are the sessions whose row another
+    user's batch made.
+    """
 
     users: list[dict[str, Any]]  # {id, externalId, traits, createdAt}
     sessions: list[Session]
+    owned: tuple[str, ...] = ()
+    foreign: frozenset[str] = frozenset()
 
     @property
     def user_ids(self) -> list[str]:
         return sorted(str(u["id"]) for u in self.users)
-
-    @property
-    def session_ids(self) -> list[str]:
-        return sorted(s.id for s in self.sessions)
 
 
 @dataclass(frozen=True)

@@ -435,6 +435,7 @@ class MongoRepository(base.Repository):
             "$max": {"lastSeenAt": s.last_seen_at},
             "$inc": {"eventCount": accepted},
         }
+        on_insert["firstUserId"] = user_id  # whose batch made the row (see sql_schema.sessions)
         if user_id is None:
             on_insert["userId"] = None
         else:
@@ -555,9 +556,49 @@ class MongoRepository(base.Repository):
             match["ts"] = {"$lt": erasure.before}
         if erasure.session_id is not None:
             match["sessionId"] = erasure.session_id
-        if erasure.user is not None:
-            match["$or"] = [{"userId": {"$in": uids}}, {"sessionId": {"$in": sids}}]
+        if erasure.user is not None:  # the user's batches, and those without a user in their sessions
+            match["$or"] = [{"userId": {"$in": uids}}, {"userId": None, "sessionId": {"$in": sids}}]
         return match
+
+    def _session_ids(self, project_id: str, uids: list[str]) -> tuple[list[str], list[str]]:
+        """``(owned, touched)``: as sql_erase.session_ids."""
+        if not uids:
+            return [], []
+        theirs = {"projectId": project_id, "userId": {"$in": uids}}
+        sent = sorted({str(d["sessionId"]) for d in self._coll("events").find(theirs, {"_id": 0, "sessionId": 1})})
+        match = {
+            "projectId": project_id,
+            "$or": [{"userId": {"$in": uids}}, {"firstUserId": {"$in": uids}}, {"id": {"$in": sent}}],
+        }
+        found = list(self._coll("sessions").find(match, {"_id": 0, "id": 1, "userId": 1}))
+        return sorted(str(d["id"]) for d in found if d.get("userId") in uids), sorted(str(d["id"]) for d in found)
+
+    def _finish_user_sessions(self, project_id: str, uids: list[str], touched: list[str]) -> int:
+        """As sql_erase._finish_user_sessions."""
+        sessions, events = self._coll("sessions"), self._coll("events")
+        done = 0
+        for session_id in touched:
+            key = {"projectId": project_id, "id": session_id}
+            in_session = {"projectId": project_id, "sessionId": session_id}
+            if events.find_one(in_session, {"_id": 1}) is None:
+                done += sessions.delete_one(key).deleted_count
+                continue
+            row = sessions.find_one(key, {"_id": 0, "userId": 1, "firstUserId": 1})
+            if row is None:
+                continue
+            done += 1
+            values: Doc = {}
+            if row.get("userId") in uids:
+                latest = events.find_one({**in_session, "userId": {"$ne": None}}, {"userId": 1}, sort=[("seq", -1)])
+                values["userId"] = latest.get("userId") if latest else None
+            if (row.get("firstUserId") or row.get("userId")) in uids:
+                first = events.find_one(in_session, {"path": 1}, sort=_BY_TS)
+                values.update(firstUserId=None, userAgent=None, deviceJson=None, ipHash=None)
+                if first is not None:
+                    values["firstPath"] = first["path"]
+            if values:
+                sessions.update_one(key, {"$set": values})
+        return done
 
     def _emptied_sessions(self, project_id: str, before: int) -> list[str]:
         """Sessions started before ``before`` with no event at or after it."""
@@ -585,18 +626,12 @@ class MongoRepository(base.Repository):
                 uids = sorted(str(doc["id"]) for doc in found)
                 if dry_run:
                     live = sum(1 for doc in found if doc.get("erasedAt") is None)
-            sids = (
-                sorted(
-                    str(doc["id"]) for doc in self._coll("sessions").find({"projectId": pid, "userId": {"$in": uids}})
-                )
-                if uids
-                else []
-            )
+            sids, touched = self._session_ids(pid, uids)
             match = self._erased_filter(erasure, uids, sids)
             rows = sum(int(doc.get("rowCount") or 1) for doc in self._coll("events").find(match, {"rowCount": 1}))
             if dry_run:
                 if erasure.user is not None:
-                    found_sessions = len(sids)
+                    found_sessions = len(touched)
                 elif erasure.session_id is not None:
                     found_sessions = self._coll("sessions").count_documents(
                         {"projectId": pid, "id": erasure.session_id}
@@ -611,16 +646,21 @@ class MongoRepository(base.Repository):
                 if not chunk:
                     break
                 self._erase_chunk(pid, chunk)
+            doomed: list[str] = []
             if erasure.user is not None:
-                doomed = sids
-            elif erasure.session_id is not None:
-                doomed = [erasure.session_id]
+                removed = self._finish_user_sessions(pid, uids, touched)
             else:
-                doomed = self._emptied_sessions(pid, erasure.before or 0)
-            removed = self._coll("sessions").delete_many({"projectId": pid, "id": {"$in": doomed}}).deleted_count
+                if erasure.session_id is not None:
+                    doomed = [erasure.session_id]
+                else:
+                    doomed = self._emptied_sessions(pid, erasure.before or 0)
+                removed = self._coll("sessions").delete_many({"projectId": pid, "id": {"$in": doomed}}).deleted_count
             if erasure.before is not None:
                 self._coll("heat_aggregates").delete_many({"projectId": pid, "day": {"$lt": day_of(erasure.before)}})
-            theirs = {"projectId": pid, "$or": [{"id": {"$in": doomed}}, {"userId": {"$in": uids}}]}
+            theirs = {
+                "projectId": pid,
+                "$or": [{"id": {"$in": doomed}}, {"userId": {"$in": uids}}, {"firstUserId": {"$in": uids}}],
+            }
             live_user = {"$or": [{"erasedAt": None}, {"traitsJson": {"$ne": None}}]}
             left = (
                 self._coll("events").find_one(match, {"_id": 1}) is not None
@@ -781,10 +821,14 @@ class MongoRepository(base.Repository):
             match = {"projectId": project_id, "$or": [{"id": user}, {"externalId": user}], "erasedAt": None}
             found = list(self._coll("users").find(match, _NO_ID, sort=[("id", 1)]))
             uids = [str(doc["id"]) for doc in found]
-            docs = self._coll("sessions").find(
-                {"projectId": project_id, "userId": {"$in": uids}}, _NO_ID, sort=[("startedAt", 1), ("id", 1)]
+            owned, touched = self._session_ids(project_id, uids)
+            docs = list(
+                self._coll("sessions").find(
+                    {"projectId": project_id, "id": {"$in": touched}}, _NO_ID, sort=[("startedAt", 1), ("id", 1)]
+                )
             )
-            sessions = [_session(doc) for doc in docs] if uids else []
+            sessions = [_session(doc) for doc in docs]
+            foreign = frozenset(str(d["id"]) for d in docs if (d.get("firstUserId") or d.get("userId")) not in uids)
         users = [
             {
                 "id": str(doc["id"]),
@@ -794,12 +838,12 @@ class MongoRepository(base.Repository):
             }
             for doc in found
         ]
-        return base.UserData(users, sessions)
+        return base.UserData(users, sessions, owned=tuple(owned), foreign=foreign)
 
     def user_events(
         self, project_id: str, data: base.UserData, after: tuple[int, int, str] | None, limit: int
     ) -> list[base.EventRow]:
-        match = self._erased_filter(base.Erasure(project_id, user="-"), data.user_ids, data.session_ids)
+        match = self._erased_filter(base.Erasure(project_id, user="-"), data.user_ids, list(data.owned))
         if after is not None:  # (ts, seq, eventId) is unique: events tied on (ts, seq) are all read
             ts, seq, event_id = after
             later = [

@@ -556,16 +556,16 @@ class SqlRepository(base.Repository):
     def erase(self, erasure: base.Erasure, *, dry_run: bool = False) -> base.ErasedCounts:
         pid = erasure.project_id
 
-        def targets(conn: Connection) -> tuple[list[str], list[str]]:
+        def targets(conn: Connection) -> tuple[list[str], list[str], list[str]]:
             uids = sql_erase.user_ids(conn, pid, erasure.user) if erasure.user is not None else []
-            return uids, sql_erase.session_ids(conn, pid, uids)
+            return uids, *sql_erase.session_ids(conn, pid, uids)
 
         live = 0
         if erasure.user is not None and not dry_run:  # first: from its commit on no batch of the user is stored
             user = erasure.user
             live = self._write(lambda conn: sql_erase.claim(conn, pid, user, _now_ms()))
-        uids, sids = self._read(targets)  # after the claim: what batches stored until then is found
-        found = self._read(lambda conn: sql_erase.count(conn, erasure, uids, sids))
+        uids, sids, touched = self._read(targets)  # after the claim: what batches stored until then is found
+        found = self._read(lambda conn: sql_erase.count(conn, erasure, uids, sids, touched))
         if dry_run:
             return found
         st = self._statements
@@ -574,30 +574,36 @@ class SqlRepository(base.Repository):
             if not chunk:
                 break
             self._write(functools.partial(sql_erase.delete_chunk, st=st, project_id=pid, rows=chunk), snapshot=True)
-        removed_sessions = self._write(lambda conn: sql_erase.finish(conn, erasure, uids, sids))
+        removed_sessions = self._write(lambda conn: sql_erase.finish(conn, erasure, uids, touched))
         left = self._read(lambda conn: sql_erase.left_over(conn, erasure, uids, sids))
         return base.ErasedCounts(users=live, sessions=removed_sessions, events=found.events, verified=not left)
 
     def user_data(self, project_id: str, user: str) -> base.UserData:
         def run(conn: Connection) -> base.UserData:
             uids = sql_erase.user_ids(conn, project_id, user, live=True)
+            owned, touched = sql_erase.session_ids(conn, project_id, uids)
             found = (
                 conn.execute(
                     sa.select(sessions)
-                    .where(sessions.c.project_id == project_id, sessions.c.user_id.in_(uids))
+                    .where(sessions.c.project_id == project_id, sessions.c.id.in_(touched))
                     .order_by(sessions.c.started_at, sessions.c.id)
                 ).all()
-                if uids
+                if touched
                 else []
             )
-            return base.UserData(sql_erase.user_rows(conn, project_id, uids), [self._session(r) for r in found])
+            return base.UserData(
+                sql_erase.user_rows(conn, project_id, uids),
+                [self._session(r) for r in found],
+                owned=tuple(owned),
+                foreign=frozenset(str(r.id) for r in found if (r.first_user_id or r.user_id) not in uids),
+            )
 
         return self._read(run)
 
     def user_events(
         self, project_id: str, data: base.UserData, after: tuple[int, int, str] | None, limit: int
     ) -> list[base.EventRow]:
-        clause = sql_erase.key_columns(base.Erasure(project_id, user="-"), data.user_ids, data.session_ids)
+        clause = sql_erase.key_columns(base.Erasure(project_id, user="-"), data.user_ids, list(data.owned))
         stmt = sa.select(*_STORED_COLUMNS).where(clause)
         if after is not None:
             stmt = stmt.where(sql_erase.after_event(after))

@@ -72,11 +72,19 @@ def claim(conn: Connection, project_id: str, user: str, now: int) -> int:
     return int(conn.execute(marked).scalar() or 0)
 
 
-def session_ids(conn: Connection, project_id: str, ids: list[str]) -> list[str]:
+def session_ids(conn: Connection, project_id: str, ids: list[str]) -> tuple[list[str], list[str]]:
+    """``(owned, touched)`` of the users ``ids``: the sessions whose user is one of them (their events
+    sent without a user are theirs too), and every session they sent an event in or whose row their
+    batch made (a browser session may change hands)."""
     if not ids:
-        return []
-    stmt = sa.select(sessions.c.id).where(sessions.c.project_id == project_id, sessions.c.user_id.in_(ids))
-    return sorted(str(i) for i in conn.execute(stmt).scalars())
+        return [], []
+    sent = sa.select(events.c.session_id).where(events.c.project_id == project_id, events.c.user_id.in_(ids))
+    stmt = sa.select(sessions.c.id, sessions.c.user_id).where(
+        sessions.c.project_id == project_id,
+        sa.or_(sessions.c.user_id.in_(ids), sessions.c.first_user_id.in_(ids), sessions.c.id.in_(sent)),
+    )
+    found = conn.execute(stmt).all()
+    return sorted(str(r.id) for r in found if r.user_id in ids), sorted(str(r.id) for r in found)
 
 
 def user_rows(conn: Connection, project_id: str, uids: list[str]) -> list[dict[str, Any]]:
@@ -96,14 +104,15 @@ def user_rows(conn: Connection, project_id: str, uids: list[str]) -> list[dict[s
 
 
 def key_columns(erasure: Erasure, uids: list[str], sids: list[str]) -> Any:
-    """The clause selecting the erased events of ``erasure``."""
+    """The clause selecting the erased events of ``erasure`` (``sids``: the sessions the users own)."""
     where = [events.c.project_id == erasure.project_id]
     if erasure.before is not None:
         where.append(events.c.ts < erasure.before)
     if erasure.session_id is not None:
         where.append(events.c.session_id == erasure.session_id)
-    if erasure.user is not None:
-        where.append(sa.or_(events.c.user_id.in_(uids or [""]), events.c.session_id.in_(sids or [""])))
+    if erasure.user is not None:  # the user's batches, and those without a user in their sessions
+        anonymous = sa.and_(events.c.user_id.is_(None), events.c.session_id.in_(sids or [""]))
+        where.append(sa.or_(events.c.user_id.in_(uids or [""]), anonymous))
     return sa.and_(*where)
 
 
@@ -203,12 +212,14 @@ def _correct_session(conn: Connection, project_id: str, session_id: str, removed
 
 
 def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) -> int:
-    """Delete the erased sessions once their events are gone; how many. (The users stay as tombstones.)"""
+    """Delete the erased sessions once their events are gone; how many (for a user: ``sids``, the
+    sessions they touched, deleted or, holding another user's events, handed over to that user).
+    The users stay as tombstones."""
     pid = erasure.project_id
-    doomed: Any = None
     if erasure.user is not None:
-        doomed = sessions.c.id.in_(sids or [""])
-    elif erasure.session_id is not None:
+        return _finish_user_sessions(conn, pid, uids, sids)
+    doomed: Any = None
+    if erasure.session_id is not None:
         doomed = sessions.c.id == erasure.session_id
     elif erasure.before is not None:
         doomed = _emptied_sessions(erasure.before)
@@ -222,6 +233,39 @@ def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str])
     return int(removed)
 
 
+def _finish_user_sessions(conn: Connection, project_id: str, uids: list[str], touched: list[str]) -> int:
+    """Delete the sessions of ``touched`` left without events; in the others (another user's events
+    remain) take out what the erased users' batches put in the row."""
+    if not touched:
+        return 0
+    any_event = sa.select(events.c.event_id).where(
+        events.c.project_id == sessions.c.project_id, events.c.session_id == sessions.c.id
+    )
+    where = (sessions.c.project_id == project_id, sessions.c.id.in_(touched))
+    removed = int(conn.execute(sa.delete(sessions).where(*where, ~sa.exists(any_event))).rowcount)
+    kept = conn.execute(sa.select(sessions.c.id, sessions.c.user_id, sessions.c.first_user_id).where(*where)).all()
+    for row in kept:
+        in_session = (events.c.project_id == project_id, events.c.session_id == row.id)
+        values: dict[str, Any] = {}
+        if row.user_id in uids:  # the last user of the events left
+            latest = sa.select(events.c.user_id).where(*in_session, events.c.user_id.is_not(None))
+            values["user_id"] = conn.execute(latest.order_by(events.c.seq.desc()).limit(1)).scalar()
+        if (row.first_user_id or row.user_id) in uids:  # the row was made by their batch
+            first = sa.select(events.c.path).where(*in_session).order_by(events.c.ts, events.c.seq).limit(1)
+            values.update(
+                first_user_id=None,
+                user_agent=None,
+                device_json=None,
+                ip_hash=None,
+                first_path=conn.execute(first).scalar(),
+            )
+        if values:
+            conn.execute(
+                sa.update(sessions).where(sessions.c.project_id == project_id, sessions.c.id == row.id).values(**values)
+            )
+    return removed + len(kept)
+
+
 def _emptied_sessions(before: int) -> Any:
     """Sessions started before ``before`` with no event at or after it: nothing of them would remain."""
     later = sa.select(events.c.event_id).where(
@@ -232,13 +276,14 @@ def _emptied_sessions(before: int) -> Any:
     return sa.and_(sessions.c.started_at < before, ~sa.exists(later))
 
 
-def count(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) -> ErasedCounts:
-    """What ``erasure`` finds: users, sessions and event rows (a move counts its points)."""
+def count(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str], touched: list[str]) -> ErasedCounts:
+    """What ``erasure`` finds: users, sessions (of a user: those they touched) and event rows (a move
+    counts its points)."""
     rows = conn.execute(
         sa.select(sa.func.coalesce(sa.func.sum(events.c.row_count), 0)).where(key_columns(erasure, uids, sids))
     ).scalar()
     if erasure.user is not None:
-        found_sessions = len(sids)
+        found_sessions = len(touched)
     elif erasure.session_id is not None:
         found_sessions = int(
             conn.execute(
@@ -272,23 +317,20 @@ def count(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) 
 
 def left_over(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) -> bool:
     """True when something ``erasure`` named is left: a live user, a session of theirs or the named
-    one, an event of theirs or of those sessions."""
+    one, an event of theirs (``sids``: the sessions they own) or of the named session."""
     pid = erasure.project_id
     events_left = conn.execute(sa.select(events.c.event_id).where(key_columns(erasure, uids, sids)).limit(1)).first()
-    doomed = [*sids, *([erasure.session_id] if erasure.session_id is not None else [])]
     sessions_left = (
-        doomed
+        erasure.session_id is not None
         and conn.execute(
-            sa.select(sessions.c.id).where(sessions.c.project_id == pid, sessions.c.id.in_(doomed)).limit(1)
+            sa.select(sessions.c.id).where(sessions.c.project_id == pid, sessions.c.id == erasure.session_id)
         ).first()
     )
-    # The user's: a session opened by a batch that raced the erase, or a user not marked erased (or
-    # holding traits again).
+    # The user's: a session of theirs (one opened by a batch that raced the erase too) or whose row
+    # their batch made, or a user not marked erased (or holding traits again).
+    theirs = sa.or_(sessions.c.user_id.in_(uids), sessions.c.first_user_id.in_(uids))
     users_sessions = (
-        uids
-        and conn.execute(
-            sa.select(sessions.c.id).where(sessions.c.project_id == pid, sessions.c.user_id.in_(uids)).limit(1)
-        ).first()
+        uids and conn.execute(sa.select(sessions.c.id).where(sessions.c.project_id == pid, theirs).limit(1)).first()
     )
     users_left = (
         uids

@@ -81,6 +81,7 @@ def session_values(session: SessionRow, project_id: str, user_id: str | None, ev
         "project_id": project_id,
         "id": session.id,
         "user_id": user_id,
+        "first_user_id": user_id,  # kept by later batches (not in _session_update)
         "started_at": session.started_at,
         "last_seen_at": session.last_seen_at,
         "first_path": session.first_path,
@@ -242,7 +243,7 @@ class IngestStatements:
             self.session_upsert.values(
                 {
                     name: sa.literal_column(user_id)
-                    if name == "user_id"
+                    if name in ("user_id", "first_user_id")
                     else sa.literal_column("(SELECT n FROM tot)")
                     if name == "event_count"
                     else sa.bindparam(name)

@@ -66,7 +66,10 @@ sessions = _table(
     "sessions",
     sa.Column("project_id", _Uuid, primary_key=True),
     sa.Column("id", _ClientId, primary_key=True),
-    sa.Column("user_id", _Uuid),
+    sa.Column("user_id", _Uuid),  # the last user a batch of the session named
+    # The user of the batch that made the row (whose agent, device and IP hash it holds): a browser
+    # session may change hands, and each user's export and erase cover what they sent.
+    sa.Column("first_user_id", _Uuid),
     _ms("started_at"),
     _ms("last_seen_at"),
     sa.Column("first_path", _Path, nullable=False),
