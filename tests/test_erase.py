@@ -403,6 +403,8 @@ def test_a_batch_of_an_erased_user_after_the_erase_is_dropped_and_counted(make_a
             "dropped": 2,
         }
     _nothing_of_alice(client, project)
+    metrics = client.get("/metrics", headers=API).get_data(as_text=True)
+    assert 'heat_collector_events_dropped_total{reason="erased_user",type="click"} 2.0' in metrics
     again = runner.invoke(args=["heat", "erase", "--project-id", project, "--user-id", "alice"])
     assert json.loads(again.stdout) == {"erased": {"users": 0, "sessions": 0, "events": 0}, "verified": True}
     # Bob is untouched.
@@ -489,3 +491,27 @@ def test_a_browser_session_that_changes_hands_is_exported_and_erased_per_user(ma
         for s in client.get(f"/api/projects/{project}/sessions", headers=API).get_json()["sessions"]
     }
     assert counted["s-tab"] == 2  # both sent two events in it
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"], indirect=True)
+def test_migrate_adds_the_tombstone_and_session_owner_to_an_existing_database(make_app: Any, backend: str) -> None:
+    import sqlalchemy as sa
+
+    app = _admin_app(make_app)
+    client = app.test_client()
+    project = _alice_and_bob(client)
+    app.extensions["heat_collector"].repository.dispose()
+    engine = sa.create_engine(backend)
+    with engine.begin() as conn:  # the layout before: no erased_at, no first_user_id
+        conn.exec_driver_sql("ALTER TABLE users DROP COLUMN erased_at")
+        conn.exec_driver_sql("ALTER TABLE sessions DROP COLUMN first_user_id")
+    engine.dispose()
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["heat", "migrate"]).exit_code == 0
+    # Sessions stored before: their row is their user's.
+    assert [s["id"] for s in _export(client, project, "alice")["sessions"]] == ["s-alice-1", "s-alice-2"]
+    done = runner.invoke(args=["heat", "erase", "--project-id", project, "--user-id", "alice"])
+    assert json.loads(done.stdout) == {"erased": {"users": 1, "sessions": 2, "events": 3}, "verified": True}
+    late = client.post("/ingest", json=batch(event("click"), user={"id": "alice"}), headers=headers())
+    assert late.get_json()["accepted"] == 0
+    _nothing_of_alice(client, project)
