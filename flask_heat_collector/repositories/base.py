@@ -197,6 +197,11 @@ class Erasure:
         if self.user is None and self.session_id is None and self.before is None:
             raise ValueError("an erasure needs a user, a session or a time")
 
+    @property
+    def whole_user(self) -> bool:
+        """A user's erasure with no other condition: the user is then remembered as erased."""
+        return self.user is not None and self.session_id is None and self.before is None
+
 
 @dataclass(frozen=True)
 class ErasedCounts:

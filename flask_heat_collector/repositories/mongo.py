@@ -620,7 +620,7 @@ class MongoRepository(base.Repository):
             live = 0
             if erasure.user is not None:
                 named = {"projectId": pid, "$or": [{"id": erasure.user}, {"externalId": erasure.user}]}
-                if not dry_run:  # first: a batch of the user from now on stores nothing (see ingest)
+                if erasure.whole_user and not dry_run:  # first: a batch of the user now stores nothing
                     live = self._claim(pid, erasure.user)
                 found = list(self._coll("users").find(named))
                 uids = sorted(str(doc["id"]) for doc in found)

@@ -561,8 +561,8 @@ class SqlRepository(base.Repository):
             return uids, *sql_erase.session_ids(conn, pid, uids)
 
         live = 0
-        if erasure.user is not None and not dry_run:  # first: from its commit on no batch of the user is stored
-            user = erasure.user
+        if erasure.user is not None and erasure.whole_user and not dry_run:
+            user = erasure.user  # first: from the commit of the mark on, no batch of the user is stored
             live = self._write(lambda conn: sql_erase.claim(conn, pid, user, _now_ms()))
         uids, sids, touched = self._read(targets)  # after the claim: what batches stored until then is found
         found = self._read(lambda conn: sql_erase.count(conn, erasure, uids, sids, touched))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -26,6 +26,7 @@ from .sql_schema import events, heat_aggregates, projects, sessions, users
 CHUNK = 1000
 _SCAN = 5000
 _PIECE_KEY = ("path_key", "type", "bucket_w", "bucket_h", "day")
+_EXTERNAL_ID_LENGTH = cast(sa.String, users.c.external_id.type).length or 0
 
 
 class PiecesChanged(Exception):
@@ -53,19 +54,20 @@ def claim(conn: Connection, project_id: str, user: str, now: int) -> int:
     of this transaction on, nothing of the user is stored.
     """
     new_id = str(uuid.uuid4())
-    tombstone = upsert(
-        conn.dialect.name,
-        users,
-        ["project_id", "external_id"],
-        lambda new: {
-            "erased_at": sa.case((users.c.erased_at.is_(None), new.erased_at), else_=users.c.erased_at),
-            "traits_json": None,
-        },
-    )
-    conn.execute(
-        tombstone,
-        {"id": new_id, "project_id": project_id, "external_id": user, "created_at": now, "erased_at": now},
-    )
+    if len(user) <= _EXTERNAL_ID_LENGTH:  # longer, no batch can name it: only an internal id to mark
+        tombstone = upsert(
+            conn.dialect.name,
+            users,
+            ["project_id", "external_id"],
+            lambda new: {
+                "erased_at": sa.case((users.c.erased_at.is_(None), new.erased_at), else_=users.c.erased_at),
+                "traits_json": None,
+            },
+        )
+        conn.execute(
+            tombstone,
+            {"id": new_id, "project_id": project_id, "external_id": user, "created_at": now, "erased_at": now},
+        )
     named = (users.c.project_id == project_id, sa.or_(users.c.id == user, users.c.external_id == user))
     conn.execute(sa.update(users).where(*named, users.c.erased_at.is_(None)).values(erased_at=now, traits_json=None))
     marked = sa.select(sa.func.count()).where(*named, users.c.erased_at == now, users.c.id != new_id)
