@@ -573,7 +573,7 @@ class MongoRepository(base.Repository):
         found = list(self._coll("sessions").find(match, {"_id": 0, "id": 1, "userId": 1}))
         return sorted(str(d["id"]) for d in found if d.get("userId") in uids), sorted(str(d["id"]) for d in found)
 
-    def _finish_user_sessions(self, project_id: str, uids: list[str], touched: list[str]) -> int:
+    def _finish_user_sessions(self, project_id: str, uids: list[str], touched: list[str], *, hand_over: bool) -> int:
         """As sql_erase._finish_user_sessions."""
         sessions, events = self._coll("sessions"), self._coll("events")
         done = 0
@@ -582,6 +582,8 @@ class MongoRepository(base.Repository):
             in_session = {"projectId": project_id, "sessionId": session_id}
             if events.find_one(in_session, {"_id": 1}) is None:
                 done += sessions.delete_one(key).deleted_count
+                continue
+            if not hand_over:
                 continue
             row = sessions.find_one(key, {"_id": 0, "userId": 1, "firstUserId": 1})
             if row is None:
@@ -648,7 +650,7 @@ class MongoRepository(base.Repository):
                 self._erase_chunk(pid, chunk)
             doomed: list[str] = []
             if erasure.user is not None:
-                removed = self._finish_user_sessions(pid, uids, touched)
+                removed = self._finish_user_sessions(pid, uids, touched, hand_over=erasure.whole_user)
             else:
                 if erasure.session_id is not None:
                     doomed = [erasure.session_id]
@@ -657,16 +659,15 @@ class MongoRepository(base.Repository):
                 removed = self._coll("sessions").delete_many({"projectId": pid, "id": {"$in": doomed}}).deleted_count
             if erasure.before is not None:
                 self._coll("heat_aggregates").delete_many({"projectId": pid, "day": {"$lt": day_of(erasure.before)}})
-            theirs = {
-                "projectId": pid,
-                "$or": [{"id": {"$in": doomed}}, {"userId": {"$in": uids}}, {"firstUserId": {"$in": uids}}],
-            }
+            whole = bool(uids) and erasure.whole_user  # else the user and their later data stay, by design
+            theirs_if_whole = [{"userId": {"$in": uids}}, {"firstUserId": {"$in": uids}}] if whole else []
+            theirs = {"projectId": pid, "$or": [{"id": {"$in": doomed}}, *theirs_if_whole]}
             live_user = {"$or": [{"erasedAt": None}, {"traitsJson": {"$ne": None}}]}
             left = (
                 self._coll("events").find_one(match, {"_id": 1}) is not None
                 or self._coll("sessions").find_one(theirs, {"_id": 1}) is not None
                 or bool(
-                    uids
+                    whole
                     and self._coll("users").find_one({"projectId": pid, "id": {"$in": uids}, **live_user}, {"_id": 1})
                 )
             )

@@ -219,7 +219,7 @@ def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str])
     The users stay as tombstones."""
     pid = erasure.project_id
     if erasure.user is not None:
-        return _finish_user_sessions(conn, pid, uids, sids)
+        return _finish_user_sessions(conn, pid, uids, sids, hand_over=erasure.whole_user)
     doomed: Any = None
     if erasure.session_id is not None:
         doomed = sessions.c.id == erasure.session_id
@@ -235,9 +235,12 @@ def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str])
     return int(removed)
 
 
-def _finish_user_sessions(conn: Connection, project_id: str, uids: list[str], touched: list[str]) -> int:
-    """Delete the sessions of ``touched`` left without events; in the others (another user's events
-    remain) take out what the erased users' batches put in the row."""
+def _finish_user_sessions(
+    conn: Connection, project_id: str, uids: list[str], touched: list[str], *, hand_over: bool
+) -> int:
+    """Delete the sessions of ``touched`` left without events; with ``hand_over`` (the whole user is
+    erased), take out of the others (another user's events remain) what the users' batches put in
+    the row."""
     if not touched:
         return 0
     any_event = sa.select(events.c.event_id).where(
@@ -245,6 +248,8 @@ def _finish_user_sessions(conn: Connection, project_id: str, uids: list[str], to
     )
     where = (sessions.c.project_id == project_id, sessions.c.id.in_(touched))
     removed = int(conn.execute(sa.delete(sessions).where(*where, ~sa.exists(any_event))).rowcount)
+    if not hand_over:
+        return removed
     kept = conn.execute(sa.select(sessions.c.id, sessions.c.user_id, sessions.c.first_user_id).where(*where)).all()
     for row in kept:
         in_session = (events.c.project_id == project_id, events.c.session_id == row.id)
@@ -331,11 +336,12 @@ def left_over(conn: Connection, erasure: Erasure, uids: list[str], sids: list[st
     # The user's: a session of theirs (one opened by a batch that raced the erase too) or whose row
     # their batch made, or a user not marked erased (or holding traits again).
     theirs = sa.or_(sessions.c.user_id.in_(uids), sessions.c.first_user_id.in_(uids))
+    whole = bool(uids) and erasure.whole_user  # else the user and their later data stay, by design
     users_sessions = (
-        uids and conn.execute(sa.select(sessions.c.id).where(sessions.c.project_id == pid, theirs).limit(1)).first()
+        whole and conn.execute(sa.select(sessions.c.id).where(sessions.c.project_id == pid, theirs).limit(1)).first()
     )
     users_left = (
-        uids
+        whole
         and conn.execute(
             sa.select(users.c.id)
             .where(
