@@ -238,7 +238,8 @@ class IngestStatements:
         user_id = "(SELECT id FROM u)" if with_user else "NULL"
         # An erased user's batch (u.erased_at set: the upsert read the row after any erase holding it)
         # stores nothing: every write below is conditioned on ``live``.
-        live = "NOT EXISTS (SELECT 1 FROM u WHERE erased_at IS NOT NULL)" if with_user else "true"
+        erased = "EXISTS (SELECT 1 FROM u WHERE erased_at IS NOT NULL)" if with_user else "false"
+        live = f"NOT {erased}"
         session_cte = compiled(
             self.session_upsert.values(
                 {
@@ -293,7 +294,7 @@ class IngestStatements:
         ]
         # The project is looked up by key inside the statement (no cache: a rotated key fails at
         # once); no project with the key leaves project_id NULL, failing the statement (23502).
-        sql = f"WITH {', '.join(ctes)} SELECT c, n, %(project_id)s, NOT {live} FROM tot"
+        sql = f"WITH {', '.join(ctes)} SELECT c, n, %(project_id)s, {erased} FROM tot"
         return sql.replace("%(project_id)s", "(SELECT id FROM projects WHERE key = %(project_key)s)")
 
     @staticmethod
