@@ -555,3 +555,31 @@ def test_an_erase_raced_by_the_users_own_browser_leaves_nothing(make_app: Any, b
     _nothing_of_alice(client, project)
     again = app.test_cli_runner().invoke(args=["heat", "erase", "--project-id", project, "--user-id", "alice"])
     assert json.loads(again.stdout) == {"erased": {"users": 0, "sessions": 0, "events": 0}, "verified": True}
+
+
+@pytest.mark.parametrize("backend", ["mongo"], indirect=True)  # SQL: the mark is read in the batch's transaction
+def test_a_mongodb_batch_that_raced_the_start_of_the_erase_erases_itself(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No transactions: the erase starts after the batch read the mark and before its last write."""
+    from flask_heat_collector.repositories.mongo import MongoRepository
+
+    app = _admin_app(make_app)
+    client = app.test_client()
+    project = _alice_and_bob(client)
+    real = MongoRepository._upsert_session
+    erases: list[Any] = []
+
+    def racing(self: MongoRepository, *args: Any) -> None:
+        if not erases:
+            erases.append(
+                app.test_cli_runner().invoke(args=["heat", "erase", "--project-id", project, "--user-id", "alice"])
+            )
+        real(self, *args)
+
+    monkeypatch.setattr(MongoRepository, "_upsert_session", racing)
+    raced = batch(event("click"), event("scroll"), session_id="s-alice-raced", user={"id": "alice"})
+    answer = client.post("/ingest", json=raced, headers=headers()).get_json()
+    assert json.loads(erases[0].stdout)["erased"]["users"] == 1
+    assert (answer["accepted"], answer["dropped"]) == (0, 2)
+    _nothing_of_alice(client, project)
