@@ -96,7 +96,12 @@ def purge_command(dry_run: bool) -> None:
         )
         return
     answer = lifecycle.purge(
-        state.repository, raw_days=raw_days, aggregate_days=aggregate_days, dry_run=dry_run, actor="cli"
+        state.repository,
+        raw_days=raw_days,
+        aggregate_days=aggregate_days,
+        erased_days=state.settings.erased_user_ttl_days,
+        dry_run=dry_run,
+        actor="cli",
     )
     click.echo(json.dumps(answer))
 

@@ -209,6 +209,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_PROMETHEUS_PUBLIC", False, _as_bool),
     Key("HEAT_RETENTION_DAYS", None, _as_positive_int),
     Key("HEAT_AGGREGATE_RETENTION_DAYS", None, _as_positive_int),
+    Key("HEAT_ERASED_USER_TTL_DAYS", 30, _as_positive_int),
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 
@@ -249,6 +250,7 @@ class Settings:
     prometheus_public: bool
     retention_days: int | None
     aggregate_retention_days: int | None
+    erased_user_ttl_days: int
 
 
 def default_database_uri(instance_path: str) -> str:

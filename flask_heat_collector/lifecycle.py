@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Generator, Iterator
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
 from .listing import expand
 from .log import audit
 from .repositories import Repository
-from .repositories.base import Erasure
+from .repositories.base import Erasure, Session, UserData
 from .serialize import event_json, session_json
 
 
@@ -87,13 +88,14 @@ def _document(repository: Repository, project_id: str, user: str, counts: dict[s
     yield ', "users": ' + _dumps(data.users)
     yield ', "sessions": ['
     for index, session in enumerate(data.sessions):
+        session = _as_theirs(session, data)
         yield ("" if index == 0 else ", ") + _dumps(
             session_json(session, {u["id"]: u["externalId"] for u in data.users})
         )
         counts["sessions"] = index + 1
     yield '], "events": ['
     rows = 0
-    after: tuple[int, int] | None = None
+    after: tuple[int, int, str] | None = None
     while data.users:
         page = repository.user_events(project_id, data, after, EXPORT_PAGE)
         for stored in page:
@@ -103,8 +105,18 @@ def _document(repository: Repository, project_id: str, user: str, counts: dict[s
                 counts["events"] = rows
         if len(page) < EXPORT_PAGE:
             break
-        after = (page[-1].ts, page[-1].seq)
+        after = (page[-1].ts, page[-1].seq, page[-1].event_id)  # unique: events tied on (ts, seq) all come
     yield "]}"
+
+
+def _as_theirs(session: Session, data: UserData) -> Session:
+    """A session as the user's export shows it: another user's id is not theirs to see, nor what another
+    user's batch put in the row (agent, device, IP hash)."""
+    if session.user_id not in data.user_ids:
+        session = replace(session, user_id=None)
+    if session.id in data.foreign:
+        session = replace(session, user_agent=None, device_json=None, ip_hash=None)
+    return session
 
 
 def _dumps(value: Any) -> str:
@@ -130,15 +142,18 @@ def purge(
     dry_run: bool,
     actor: str,
     now_ms: int | None = None,
+    erased_days: int | None = None,
 ) -> dict[str, Any]:
-    """Purge (or with ``dry_run`` count) what is older than the retention days, between a start and an end
-    audit line; the JSON answer."""
+    """Purge (or with ``dry_run`` count) what is older than the retention days, and the tombstones of
+    users erased more than ``erased_days`` ago (counted as users), between a start and an end audit
+    line; the JSON answer."""
     import time
 
     from .aggregates import DAY_MS
 
     now = int(time.time() * 1000) if now_ms is None else now_ms
     raw_before, aggregates_day = retention_cutoffs(now, raw_days, aggregate_days)
+    erased_before = now - erased_days * DAY_MS if erased_days is not None else None
     cutoffs = {
         "rawBefore": raw_before,
         "aggregatesBefore": aggregates_day * DAY_MS if aggregates_day is not None else None,
@@ -152,7 +167,7 @@ def purge(
         **cutoffs,
     )
     with trail:
-        counts = repository.purge(raw_before, aggregates_day, dry_run=dry_run)
+        counts = repository.purge(raw_before, aggregates_day, dry_run=dry_run, erased_before=erased_before)
         numbers = {
             "events": counts.events,
             "sessions": counts.sessions,

@@ -181,11 +181,17 @@ class PrometheusMetrics:
             families.received.labels(kind).inc(events)
             families.dropped.labels(kind, reason).inc(events)
 
-    def stored(self, counts: EventCounts, accepted: int, duplicates: int, seconds: float) -> None:
-        """A batch was stored; the database reports counts, so a batch partly new is ``type="mixed"``."""
+    def stored(
+        self, counts: EventCounts, accepted: int, duplicates: int, seconds: float, *, erased_user: bool = False
+    ) -> None:
+        """A batch was stored; the database reports counts, so a batch partly new is ``type="mixed"``.
+        A batch of an erased user stores nothing: its rows are dropped (reason ``erased_user``)."""
         families = self._families
         total = sum(counts.rows.values())
-        if duplicates == 0 and accepted == total:
+        if erased_user:
+            for kind, rows in counts.rows.items():
+                families.dropped.labels(kind, "erased_user").inc(rows)
+        elif duplicates == 0 and accepted == total:
             for kind, rows in counts.rows.items():
                 families.accepted.labels(kind).inc(rows)
         elif accepted == 0 and duplicates == total:

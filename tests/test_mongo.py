@@ -195,7 +195,7 @@ def test_documents_use_the_documented_field_names(mongo_uri: str, tmp_path: Path
     fields = {
         "projects": "id key name createdAt",
         "users": "id projectId externalId traitsJson createdAt",
-        "sessions": "projectId id userId startedAt lastSeenAt firstPath userAgent deviceJson ipHash "
+        "sessions": "projectId id userId firstUserId startedAt lastSeenAt firstPath userAgent deviceJson ipHash "
         "eventCount lastPath lastTs",
         "events": "projectId eventId seq sessionId userId type ts span path pathKey selector x y scrollDepth "
         "bucketW bucketH rowCount points metaJson dataJson",

@@ -170,6 +170,7 @@ class IngestResult:
     project_id: str
     accepted: int
     duplicates: int
+    erased_user: bool = False  # the batch's user was erased: nothing of it was stored
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,11 @@ class Erasure:
         if self.user is None and self.session_id is None and self.before is None:
             raise ValueError("an erasure needs a user, a session or a time")
 
+    @property
+    def whole_user(self) -> bool:
+        """A user's erasure with no other condition: the user is then remembered as erased."""
+        return self.user is not None and self.session_id is None and self.before is None
+
 
 @dataclass(frozen=True)
 class ErasedCounts:
@@ -272,18 +278,23 @@ class ErasedCounts:
 
 @dataclass(frozen=True)
 class UserData:
-    """A user as stored (every internal id the SDK/JWT id or internal id names), with their sessions."""
+    """A user as stored (every internal id the SDK/JWT id or internal id names), with the sessions
+    they sent events in.
+
+    An event is the user's whose batch sent it; one sent without a user is the user's of its session
+    (``owned``: the sessions whose user, the last one a batch named, is this one). A session row holds
+    what its first batch said (agent, device, IP hash): ``foreign`` are the sessions whose row another
+    user's batch made.
+    """
 
     users: list[dict[str, Any]]  # {id, externalId, traits, createdAt}
     sessions: list[Session]
+    owned: tuple[str, ...] = ()
+    foreign: frozenset[str] = frozenset()
 
     @property
     def user_ids(self) -> list[str]:
         return sorted(str(u["id"]) for u in self.users)
-
-    @property
-    def session_ids(self) -> list[str]:
-        return sorted(s.id for s in self.sessions)
 
 
 @dataclass(frozen=True)
@@ -454,17 +465,26 @@ class Repository(ABC):
         """The users ``user`` names (SDK/JWT id or internal id) and their sessions."""
 
     @abstractmethod
-    def user_events(self, project_id: str, data: UserData, after: tuple[int, int] | None, limit: int) -> list[EventRow]:
-        """Up to ``limit`` stored events of the user (theirs, or of their sessions) after ``(ts, seq)``, in order."""
+    def user_events(
+        self, project_id: str, data: UserData, after: tuple[int, int, str] | None, limit: int
+    ) -> list[EventRow]:
+        """Up to ``limit`` stored events of the user after ``(ts, seq, event_id)``, in that (unique) order."""
 
     @abstractmethod
     def purge(
-        self, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int = 5000
+        self,
+        raw_before: int | None,
+        aggregates_before_day: int | None,
+        *,
+        dry_run: bool,
+        chunk: int = 5000,
+        erased_before: int | None = None,
     ) -> PurgeCounts:
         """Retention in every project: delete events wholly before ``raw_before`` (unix ms, a UTC
         midnight; a move whose last point is later is kept), then the sessions started before it
-        with no event left and the users created before it with no session left; then the aggregate
-        pieces of days before ``aggregates_before_day``. ``None`` keeps that tier.
+        with no event left and the users created before it with no session left (not the tombstones
+        of erased users: those go once erased before ``erased_before``, counted as users); then the
+        aggregate pieces of days before ``aggregates_before_day``. ``None`` keeps that tier.
 
         Aggregates are not recomputed: heatmaps of whole old days stay. Each chunk of at most
         ``chunk`` items is its own short transaction. With ``dry_run`` only count.

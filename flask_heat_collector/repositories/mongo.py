@@ -384,23 +384,30 @@ class MongoRepository(base.Repository):
         if self._coll("retired_keys").find_one({"_id": key}, {"_id": 1}) is not None:
             raise RetiredProjectKey(key)
 
-    def _user_id(self, project_id: str, external_id: str, traits_json: str | None) -> str:
-        on_insert: Doc = {"id": str(uuid.uuid4()), "createdAt": _now_ms()}
-        update: Doc = {"$setOnInsert": on_insert}
-        if traits_json is None:
-            on_insert["traitsJson"] = None
-        else:
-            update["$set"] = {"traitsJson": traits_json}
-        return self._upsert_id("users", {"projectId": project_id, "externalId": external_id}, update)
+    def _user_id(self, project_id: str, external_id: str, traits_json: str | None) -> tuple[str, bool]:
+        """The internal id of the user, made when new, and whether the user was erased (a tombstone,
+        which never takes traits again)."""
+        key = {"projectId": project_id, "externalId": external_id}
+        on_insert: Doc = {"id": str(uuid.uuid4()), "createdAt": _now_ms(), "traitsJson": traits_json}
+        user_id = self._upsert_id("users", key, {"$setOnInsert": on_insert})
+        if self._erased(project_id, user_id):
+            return user_id, True
+        if traits_json is not None and user_id != on_insert["id"]:
+            self._coll("users").update_one({**key, "erasedAt": None}, {"$set": {"traitsJson": traits_json}})
+        return user_id, False
+
+    def _erased(self, project_id: str, user_id: str) -> bool:
+        doc = self._coll("users").find_one({"projectId": project_id, "id": user_id}, {"_id": 0, "erasedAt": 1})
+        return doc is not None and doc.get("erasedAt") is not None
 
     def ingest(self, batch: base.Batch) -> base.IngestResult:
         with self._guard():
             project_id = self._project_id(batch.project_key)
-            user_id = (
-                self._user_id(project_id, batch.external_user_id, batch.user_traits_json)
-                if batch.external_user_id
-                else None
-            )
+            user_id: str | None = None
+            if batch.external_user_id:
+                user_id, erased = self._user_id(project_id, batch.external_user_id, batch.user_traits_json)
+                if erased:
+                    return base.IngestResult(project_id=project_id, accepted=0, duplicates=0, erased_user=True)
             if batch.span:
                 self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": batch.span}})
             if any(row.type == "click" for row in batch.events):  # marked first: a crash leaves it marked
@@ -418,6 +425,11 @@ class MongoRepository(base.Repository):
                 mongo_reports.insert(self._coll, project_id, report_batch_pieces(new, batch.session.id, part))
             accepted = sum(row.row_count for row in new)
             self._upsert_session(batch, project_id, user_id, accepted)
+            if batch.external_user_id and user_id is not None and self._erased(project_id, user_id):
+                # No transactions: an erase that started while this batch was being stored may have
+                # missed it. Looked at again after the last write, so one of the two erases it.
+                self.erase(base.Erasure(project_id, user=batch.external_user_id))
+                return base.IngestResult(project_id=project_id, accepted=0, duplicates=0, erased_user=True)
         return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
 
     def _extend_move(self, project_id: str, row: base.EventRow) -> base.EventRow | None:
@@ -452,6 +464,7 @@ class MongoRepository(base.Repository):
             "$max": {"lastSeenAt": s.last_seen_at},
             "$inc": {"eventCount": accepted},
         }
+        on_insert["firstUserId"] = user_id  # whose batch made the row (see sql_schema.sessions)
         if user_id is None:
             on_insert["userId"] = None
         else:
@@ -603,9 +616,52 @@ class MongoRepository(base.Repository):
             match["ts"] = {"$lt": erasure.before}
         if erasure.session_id is not None:
             match["sessionId"] = erasure.session_id
-        if erasure.user is not None:
-            match["$or"] = [{"userId": {"$in": uids}}, {"sessionId": {"$in": sids}}]
+        if erasure.user is not None:  # the user's batches, and those without a user in their sessions
+            match["$or"] = [{"userId": {"$in": uids}}, {"userId": None, "sessionId": {"$in": sids}}]
         return match
+
+    def _session_ids(self, project_id: str, uids: list[str]) -> tuple[list[str], list[str]]:
+        """``(owned, touched)``: as sql_erase.session_ids."""
+        if not uids:
+            return [], []
+        theirs = {"projectId": project_id, "userId": {"$in": uids}}
+        sent = sorted({str(d["sessionId"]) for d in self._coll("events").find(theirs, {"_id": 0, "sessionId": 1})})
+        match = {
+            "projectId": project_id,
+            "$or": [{"userId": {"$in": uids}}, {"firstUserId": {"$in": uids}}, {"id": {"$in": sent}}],
+        }
+        found = list(self._coll("sessions").find(match, {"_id": 0, "id": 1, "userId": 1}))
+        return sorted(str(d["id"]) for d in found if d.get("userId") in uids), sorted(str(d["id"]) for d in found)
+
+    def _finish_user_sessions(self, project_id: str, uids: list[str], touched: list[str], *, hand_over: bool) -> int:
+        """As sql_erase._finish_user_sessions."""
+        sessions, events = self._coll("sessions"), self._coll("events")
+        done = 0
+        for session_id in touched:
+            key = {"projectId": project_id, "id": session_id}
+            in_session = {"projectId": project_id, "sessionId": session_id}
+            if events.find_one(in_session, {"_id": 1}) is None:
+                done += sessions.delete_one(key).deleted_count
+                mongo_reports.forget_ordinals(self._coll, project_id, [session_id])
+                continue
+            if not hand_over:
+                continue
+            row = sessions.find_one(key, {"_id": 0, "userId": 1, "firstUserId": 1})
+            if row is None:
+                continue
+            done += 1
+            values: Doc = {}
+            if row.get("userId") in uids:
+                latest = events.find_one({**in_session, "userId": {"$ne": None}}, {"userId": 1}, sort=[("seq", -1)])
+                values["userId"] = latest.get("userId") if latest else None
+            if (row.get("firstUserId") or row.get("userId")) in uids:
+                first = events.find_one(in_session, {"path": 1}, sort=_BY_TS)
+                values.update(firstUserId=None, userAgent=None, deviceJson=None, ipHash=None)
+                if first is not None:
+                    values["firstPath"] = first["path"]
+            if values:
+                sessions.update_one(key, {"$set": values})
+        return done
 
     def _emptied_sessions(self, project_id: str, before: int) -> list[str]:
         """Sessions started before ``before`` with no event at or after it."""
@@ -624,30 +680,28 @@ class MongoRepository(base.Repository):
         pid = erasure.project_id
         with self._guard():
             uids: list[str] = []
+            live = 0
             if erasure.user is not None:
-                found = self._coll("users").find(
-                    {"projectId": pid, "$or": [{"id": erasure.user}, {"externalId": erasure.user}]}
-                )
+                named = {"projectId": pid, "$or": [{"id": erasure.user}, {"externalId": erasure.user}]}
+                if erasure.whole_user and not dry_run:  # first: a batch of the user now stores nothing
+                    live = self._claim(pid, erasure.user)
+                found = list(self._coll("users").find(named))
                 uids = sorted(str(doc["id"]) for doc in found)
-            sids = (
-                sorted(
-                    str(doc["id"]) for doc in self._coll("sessions").find({"projectId": pid, "userId": {"$in": uids}})
-                )
-                if uids
-                else []
-            )
+                if dry_run:
+                    live = sum(1 for doc in found if doc.get("erasedAt") is None)
+            sids, touched = self._session_ids(pid, uids)
             match = self._erased_filter(erasure, uids, sids)
             rows = sum(int(doc.get("rowCount") or 1) for doc in self._coll("events").find(match, {"rowCount": 1}))
             if dry_run:
                 if erasure.user is not None:
-                    found_sessions = len(sids)
+                    found_sessions = len(touched)
                 elif erasure.session_id is not None:
                     found_sessions = self._coll("sessions").count_documents(
                         {"projectId": pid, "id": erasure.session_id}
                     )
                 else:
                     found_sessions = len(self._emptied_sessions(pid, erasure.before or 0))
-                return base.ErasedCounts(users=len(uids), sessions=found_sessions, events=rows)
+                return base.ErasedCounts(users=live, sessions=found_sessions, events=rows)
             while True:
                 chunk = [
                     _stored(doc) for doc in self._coll("events").find(match, sort=[("ts", 1), ("seq", 1)], limit=1000)
@@ -655,24 +709,43 @@ class MongoRepository(base.Repository):
                 if not chunk:
                     break
                 self._erase_chunk(pid, chunk)
+            doomed: list[str] = []
             if erasure.user is not None:
-                doomed = sids
-            elif erasure.session_id is not None:
-                doomed = [erasure.session_id]
+                removed = self._finish_user_sessions(pid, uids, touched, hand_over=erasure.whole_user)
             else:
-                doomed = self._emptied_sessions(pid, erasure.before or 0)
-            removed = self._coll("sessions").delete_many({"projectId": pid, "id": {"$in": doomed}}).deleted_count
-            mongo_reports.forget_ordinals(self._coll, pid, list(doomed))
-            gone = self._coll("users").delete_many({"projectId": pid, "id": {"$in": uids}}).deleted_count if uids else 0
+                if erasure.session_id is not None:
+                    doomed = [erasure.session_id]
+                else:
+                    doomed = self._emptied_sessions(pid, erasure.before or 0)
+                removed = self._coll("sessions").delete_many({"projectId": pid, "id": {"$in": doomed}}).deleted_count
+                mongo_reports.forget_ordinals(self._coll, pid, list(doomed))
             if erasure.before is not None:
                 self._coll("heat_aggregates").delete_many({"projectId": pid, "day": {"$lt": day_of(erasure.before)}})
                 mongo_reports.delete_before(self._coll, pid, day_of(erasure.before))
+            whole = bool(uids) and erasure.whole_user  # else the user and their later data stay, by design
+            theirs_if_whole = [{"userId": {"$in": uids}}, {"firstUserId": {"$in": uids}}] if whole else []
+            theirs = {"projectId": pid, "$or": [{"id": {"$in": doomed}}, *theirs_if_whole]}
+            live_user = {"$or": [{"erasedAt": None}, {"traitsJson": {"$ne": None}}]}
             left = (
                 self._coll("events").find_one(match, {"_id": 1}) is not None
-                or self._coll("sessions").find_one({"projectId": pid, "id": {"$in": doomed}}, {"_id": 1}) is not None
-                or bool(uids and self._coll("users").find_one({"projectId": pid, "id": {"$in": uids}}, {"_id": 1}))
+                or self._coll("sessions").find_one(theirs, {"_id": 1}) is not None
+                or bool(
+                    whole
+                    and self._coll("users").find_one({"projectId": pid, "id": {"$in": uids}, **live_user}, {"_id": 1})
+                )
             )
-        return base.ErasedCounts(users=gone, sessions=removed, events=rows, verified=not left)
+        return base.ErasedCounts(users=live, sessions=removed, events=rows, verified=not left)
+
+    def _claim(self, project_id: str, user: str) -> int:
+        """Mark the user erased (the tombstone: ids kept, traits gone; a document is made when none has
+        ``user`` as SDK/JWT id); how many users were live."""
+        now = _now_ms()
+        users = self._coll("users")
+        key = {"projectId": project_id, "externalId": user}
+        on_insert = {"id": str(uuid.uuid4()), "createdAt": now, "erasedAt": now, "traitsJson": None}
+        _retry_duplicate(lambda: users.update_one(key, {"$setOnInsert": on_insert}, upsert=True))
+        named = {"projectId": project_id, "$or": [{"id": user}, {"externalId": user}], "erasedAt": None}
+        return users.update_many(named, {"$set": {"erasedAt": now, "traitsJson": None}}).modified_count
 
     def _erase_chunk(self, project_id: str, rows: list[base.EventRow]) -> None:
         """Delete the rows, then replace each aggregate key-day they touched and fix session counters."""
@@ -733,6 +806,10 @@ class MongoRepository(base.Repository):
             time.sleep(0.02)
         aggregates = self._coll("heat_aggregates")
         try:
+            # The pieces are read before the rows: a batch storing its rows and then its piece meanwhile
+            # either has its piece replaced here (its rows were read too) or keeps it. Only the pieces
+            # read are deleted, by _id: a piece stored after that read is never lost.
+            ids = [d["_id"] for d in aggregates.find(key, {"_id": 1})]
             start = day * DAY_MS
             found = self._coll("events").find(
                 {
@@ -745,7 +822,6 @@ class MongoRepository(base.Repository):
                 }
             )
             stats = rollup([_stored(d) for d in found], ts_range=(start, start + DAY_MS - 1)).get((day, kind, bw, bh))
-            ids = [d["_id"] for d in aggregates.find(key, {"_id": 1})]
             merged = (
                 merge_pieces(pieces(pkey, {(day, kind, bw, bh): stats}, 0)) if stats is not None and stats.n else []
             )
@@ -759,10 +835,18 @@ class MongoRepository(base.Repository):
             self._coll("heat_locks").delete_one(lock)
 
     def purge(
-        self, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int = 5000
+        self,
+        raw_before: int | None,
+        aggregates_before_day: int | None,
+        *,
+        dry_run: bool,
+        chunk: int = 5000,
+        erased_before: int | None = None,
     ) -> base.PurgeCounts:
         with self._guard():
-            return mongo_purge.purge(self._coll, raw_before, aggregates_before_day, dry_run=dry_run, chunk=chunk)
+            return mongo_purge.purge(
+                self._coll, raw_before, aggregates_before_day, dry_run=dry_run, chunk=chunk, erased_before=erased_before
+            )
 
     def external_user_ids(self, project_id: str, user_ids: list[str]) -> dict[str, str]:
         if not user_ids:
@@ -818,13 +902,17 @@ class MongoRepository(base.Repository):
 
     def user_data(self, project_id: str, user: str) -> base.UserData:
         with self._guard():
-            match = {"projectId": project_id, "$or": [{"id": user}, {"externalId": user}]}
+            match = {"projectId": project_id, "$or": [{"id": user}, {"externalId": user}], "erasedAt": None}
             found = list(self._coll("users").find(match, _NO_ID, sort=[("id", 1)]))
             uids = [str(doc["id"]) for doc in found]
-            docs = self._coll("sessions").find(
-                {"projectId": project_id, "userId": {"$in": uids}}, _NO_ID, sort=[("startedAt", 1), ("id", 1)]
+            owned, touched = self._session_ids(project_id, uids)
+            docs = list(
+                self._coll("sessions").find(
+                    {"projectId": project_id, "id": {"$in": touched}}, _NO_ID, sort=[("startedAt", 1), ("id", 1)]
+                )
             )
-            sessions = [_session(doc) for doc in docs] if uids else []
+            sessions = [_session(doc) for doc in docs]
+            foreign = frozenset(str(d["id"]) for d in docs if (d.get("firstUserId") or d.get("userId")) not in uids)
         users = [
             {
                 "id": str(doc["id"]),
@@ -834,17 +922,22 @@ class MongoRepository(base.Repository):
             }
             for doc in found
         ]
-        return base.UserData(users, sessions)
+        return base.UserData(users, sessions, owned=tuple(owned), foreign=foreign)
 
     def user_events(
-        self, project_id: str, data: base.UserData, after: tuple[int, int] | None, limit: int
+        self, project_id: str, data: base.UserData, after: tuple[int, int, str] | None, limit: int
     ) -> list[base.EventRow]:
-        match = self._erased_filter(base.Erasure(project_id, user="-"), data.user_ids, data.session_ids)
-        if after is not None:
-            ts, seq = after
-            match = {"$and": [match, {"$or": [{"ts": {"$gt": ts}}, {"ts": ts, "seq": {"$gt": seq}}]}]}
+        match = self._erased_filter(base.Erasure(project_id, user="-"), data.user_ids, list(data.owned))
+        if after is not None:  # (ts, seq, eventId) is unique: events tied on (ts, seq) are all read
+            ts, seq, event_id = after
+            later = [
+                {"ts": {"$gt": ts}},
+                {"ts": ts, "seq": {"$gt": seq}},
+                {"ts": ts, "seq": seq, "eventId": {"$gt": event_id}},
+            ]
+            match = {"$and": [match, {"$or": later}]}
         with self._guard():
-            docs = self._coll("events").find(match, sort=[("ts", 1), ("seq", 1)], limit=limit)
+            docs = self._coll("events").find(match, sort=[("ts", 1), ("seq", 1), ("eventId", 1)], limit=limit)
             return [_stored(doc) for doc in docs]
 
     # -- projects -----------------------------------------------------------

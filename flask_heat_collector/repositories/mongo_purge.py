@@ -98,7 +98,7 @@ def _purge_raw(coll: Coll, pid: str, before: int, chunk: int) -> PurgeCounts:
         match = {"_id": doc["_id"], "eventCount": doc.get("eventCount")}
         gone_sessions += coll("sessions").delete_one(match).deleted_count
     gone_users = 0
-    for user in list(coll("users").find({"projectId": pid, "createdAt": {"$lt": before}})):
+    for user in list(coll("users").find({"projectId": pid, "createdAt": {"$lt": before}, "erasedAt": None})):
         if coll("sessions").find_one({"projectId": pid, "userId": user["id"]}, {"_id": 1}) is not None:
             continue
         if coll("users").delete_one({"_id": user["_id"]}).deleted_count:
@@ -113,19 +113,31 @@ def _count(coll: Coll, pid: str, before: int) -> PurgeCounts:
     rows = sum(int(d.get("rowCount") or 1) for page in _old_events(coll, pid, before, 5000) for d in page)
     doomed = {str(doc["id"]) for doc in _emptied(coll, pid, before)}
     users = 0
-    for user in coll("users").find({"projectId": pid, "createdAt": {"$lt": before}}, {"_id": 0, "id": 1}):
+    for user in coll("users").find({"projectId": pid, "createdAt": {"$lt": before}, "erasedAt": None}, {"id": 1}):
         theirs = coll("sessions").find({"projectId": pid, "userId": user["id"]}, {"_id": 0, "id": 1})
         users += all(str(s["id"]) in doomed for s in theirs)
     return PurgeCounts(events=rows, sessions=len(doomed), users=users)
 
 
 def purge(
-    coll: Coll, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int
+    coll: Coll,
+    raw_before: int | None,
+    aggregates_before_day: int | None,
+    *,
+    dry_run: bool,
+    chunk: int,
+    erased_before: int | None = None,
 ) -> PurgeCounts:
     """What :meth:`Repository.purge` does, over the collections ``coll`` names."""
     total = PurgeCounts()
     for project in list(coll("projects").find({}, {"_id": 0, "id": 1})):
         pid = str(project["id"])
+        if erased_before is not None:  # tombstones of users erased long enough ago
+            expired = {"projectId": pid, "erasedAt": {"$lt": erased_before}}
+            gone = (
+                coll("users").count_documents(expired) if dry_run else coll("users").delete_many(expired).deleted_count
+            )
+            total += PurgeCounts(users=gone)
         old_pieces = {"projectId": pid, "day": {"$lt": aggregates_before_day}}
         if dry_run:
             if raw_before is not None:

@@ -275,7 +275,10 @@ class SqlRepository(base.Repository):
             raise UnknownProject(key)
         return str(found)
 
-    def _user_id(self, conn: Connection, project_id: str, external_id: str, traits_json: str | None) -> str:
+    def _user_id(
+        self, conn: Connection, project_id: str, external_id: str, traits_json: str | None
+    ) -> tuple[str, bool]:
+        """The internal id of the user, made when new, and whether the user was erased (a tombstone)."""
         st = self._statements
         params = dict(
             id=str(uuid.uuid4()),
@@ -285,9 +288,11 @@ class SqlRepository(base.Repository):
             created_at=_now_ms(),
         )
         if st.user_select is None:  # RETURNING: one round trip
-            return str(conn.execute(st.user_upsert, params).scalar_one())
-        conn.execute(st.user_upsert, params)
-        return str(conn.execute(st.user_select, params).scalar_one())
+            row = conn.execute(st.user_upsert, params).one()
+        else:
+            conn.execute(st.user_upsert, params)
+            row = conn.execute(st.user_select, params).one()
+        return str(row.id), row.erased_at is not None
 
     def ingest(self, batch: base.Batch) -> base.IngestResult:
         known_duplicates = False
@@ -332,11 +337,11 @@ class SqlRepository(base.Repository):
         """
         st = self._statements
         project_id = self._project_id(conn, batch.project_key)
-        user_id = (
-            self._user_id(conn, project_id, batch.external_user_id, batch.user_traits_json)
-            if batch.external_user_id
-            else None
-        )
+        user_id: str | None = None
+        if batch.external_user_id:
+            user_id, erased = self._user_id(conn, project_id, batch.external_user_id, batch.user_traits_json)
+            if erased:
+                return base.IngestResult(project_id=project_id, accepted=0, duplicates=0, erased_user=True)
         self._raise_span(conn, project_id, batch.span, raised)
         rows = batch.events
         tails: list[base.EventRow] = []
@@ -404,7 +409,9 @@ class SqlRepository(base.Repository):
         def run(conn: Connection) -> base.IngestResult:
             user_uuid = str(uuid.uuid4()) if batch.external_user_id is not None else None
             params = st.pg_batch_params(batch, user_uuid, _now_ms(), pieces, reports)
-            _, accepted, project_id = self._execute_prepared(conn, sql, params)
+            _, accepted, project_id, erased = self._execute_prepared(conn, sql, params)
+            if erased:
+                return base.IngestResult(project_id=str(project_id), accepted=0, duplicates=0, erased_user=True)
             return base.IngestResult(
                 project_id=str(project_id), accepted=int(accepted), duplicates=batch.row_count - int(accepted)
             )
@@ -575,12 +582,16 @@ class SqlRepository(base.Repository):
     def erase(self, erasure: base.Erasure, *, dry_run: bool = False) -> base.ErasedCounts:
         pid = erasure.project_id
 
-        def targets(conn: Connection) -> tuple[list[str], list[str]]:
+        def targets(conn: Connection) -> tuple[list[str], list[str], list[str]]:
             uids = sql_erase.user_ids(conn, pid, erasure.user) if erasure.user is not None else []
-            return uids, sql_erase.session_ids(conn, pid, uids)
+            return uids, *sql_erase.session_ids(conn, pid, uids)
 
-        uids, sids = self._read(targets)
-        found = self._read(lambda conn: sql_erase.count(conn, erasure, uids, sids))
+        live = 0
+        if erasure.user is not None and erasure.whole_user and not dry_run:
+            user = erasure.user  # first: from the commit of the mark on, no batch of the user is stored
+            live = self._write(lambda conn: sql_erase.claim(conn, pid, user, _now_ms()))
+        uids, sids, touched = self._read(targets)  # after the claim: what batches stored until then is found
+        found = self._read(lambda conn: sql_erase.count(conn, erasure, uids, sids, touched))
         if dry_run:
             return found
         st = self._statements
@@ -589,41 +600,56 @@ class SqlRepository(base.Repository):
             if not chunk:
                 break
             self._write(functools.partial(sql_erase.delete_chunk, st=st, project_id=pid, rows=chunk), snapshot=True)
-        removed_sessions, removed_users = self._write(lambda conn: sql_erase.finish(conn, erasure, uids, sids))
+        removed_sessions = self._write(lambda conn: sql_erase.finish(conn, erasure, uids, touched))
         left = self._read(lambda conn: sql_erase.left_over(conn, erasure, uids, sids))
-        return base.ErasedCounts(users=removed_users, sessions=removed_sessions, events=found.events, verified=not left)
+        return base.ErasedCounts(users=live, sessions=removed_sessions, events=found.events, verified=not left)
 
     def user_data(self, project_id: str, user: str) -> base.UserData:
         def run(conn: Connection) -> base.UserData:
-            uids = sql_erase.user_ids(conn, project_id, user)
+            uids = sql_erase.user_ids(conn, project_id, user, live=True)
+            owned, touched = sql_erase.session_ids(conn, project_id, uids)
             found = (
                 conn.execute(
                     sa.select(sessions)
-                    .where(sessions.c.project_id == project_id, sessions.c.user_id.in_(uids))
+                    .where(sessions.c.project_id == project_id, sessions.c.id.in_(touched))
                     .order_by(sessions.c.started_at, sessions.c.id)
                 ).all()
-                if uids
+                if touched
                 else []
             )
-            return base.UserData(sql_erase.user_rows(conn, project_id, uids), [self._session(r) for r in found])
+            return base.UserData(
+                sql_erase.user_rows(conn, project_id, uids),
+                [self._session(r) for r in found],
+                owned=tuple(owned),
+                foreign=frozenset(str(r.id) for r in found if (r.first_user_id or r.user_id) not in uids),
+            )
 
         return self._read(run)
 
     def user_events(
-        self, project_id: str, data: base.UserData, after: tuple[int, int] | None, limit: int
+        self, project_id: str, data: base.UserData, after: tuple[int, int, str] | None, limit: int
     ) -> list[base.EventRow]:
-        clause = sql_erase.key_columns(base.Erasure(project_id, user="-"), data.user_ids, data.session_ids)
+        clause = sql_erase.key_columns(base.Erasure(project_id, user="-"), data.user_ids, list(data.owned))
         stmt = sa.select(*_STORED_COLUMNS).where(clause)
         if after is not None:
-            stmt = stmt.where(after_key(after))
-        stmt = stmt.order_by(events.c.ts, events.c.seq).limit(limit)
+            stmt = stmt.where(sql_erase.after_event(after))
+        stmt = stmt.order_by(events.c.ts, events.c.seq, events.c.event_id).limit(limit)
         return self._read(lambda conn: [base.EventRow(*r) for r in conn.execute(stmt)])
 
     def purge(
-        self, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int = 5000
+        self,
+        raw_before: int | None,
+        aggregates_before_day: int | None,
+        *,
+        dry_run: bool,
+        chunk: int = 5000,
+        erased_before: int | None = None,
     ) -> base.PurgeCounts:
         total = base.PurgeCounts()
         for pid in [project.id for project in self.list_projects()]:
+            if erased_before is not None:
+                expired = functools.partial(sql_purge.tombstones, project_id=pid, before=erased_before, dry_run=dry_run)
+                total += base.PurgeCounts(users=self._read(expired) if dry_run else self._write(expired))
             if dry_run:
                 total += self._read(
                     functools.partial(

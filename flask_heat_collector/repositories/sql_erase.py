@@ -9,8 +9,9 @@ counters of the sessions that keep other events are corrected.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -19,31 +20,73 @@ from ..aggregates import DAY_MS, day_of, merge_pieces, pieces, rollup
 from ..ingest import path_key
 from . import sql_rage, sql_reports
 from .base import AggregateKey, ErasedCounts, Erasure, EventRow
-from .sql_ingest import IngestStatements, after_key, executemany
+from .sql_ingest import IngestStatements, after_key, executemany, upsert
 from .sql_schema import ROLLUP_FIELDS, events, heat_aggregates, heat_report_pieces, projects, sessions, users
 
 CHUNK = 1000
 _SCAN = 5000
 _PIECE_KEY = ("path_key", "type", "bucket_w", "bucket_h", "day")
+_EXTERNAL_ID_LENGTH = cast(sa.String, users.c.external_id.type).length or 0
 
 
 class PiecesChanged(Exception):
     """A concurrent compaction replaced pieces this transaction saw: run the chunk again."""
 
 
-def user_ids(conn: Connection, project_id: str, user: str) -> list[str]:
-    """Internal ids of the user known as ``user`` (the SDK/JWT id, or the internal id)."""
+def user_ids(conn: Connection, project_id: str, user: str, *, live: bool = False) -> list[str]:
+    """Internal ids of the user known as ``user`` (the SDK/JWT id, or the internal id); with ``live``
+    only those not erased (a tombstone is no user)."""
     stmt = sa.select(users.c.id).where(
         users.c.project_id == project_id, sa.or_(users.c.id == user, users.c.external_id == user)
     )
+    if live:
+        stmt = stmt.where(users.c.erased_at.is_(None))
     return sorted(str(i) for i in conn.execute(stmt).scalars())
 
 
-def session_ids(conn: Connection, project_id: str, ids: list[str]) -> list[str]:
+def claim(conn: Connection, project_id: str, user: str, now: int) -> int:
+    """Mark the user erased (the tombstone: ids kept, traits gone) before anything is deleted; how many
+    users were live.
+
+    ``user`` is marked as an SDK/JWT id (a row is made when none has it) and as an internal id. The
+    upsert and the update wait for every batch of the user whose transaction holds the row, and each
+    later batch reads the mark in the transaction that would store it (sql_ingest): from the commit
+    of this transaction on, nothing of the user is stored.
+    """
+    new_id = str(uuid.uuid4())
+    if len(user) <= _EXTERNAL_ID_LENGTH:  # longer, no batch can name it: only an internal id to mark
+        tombstone = upsert(
+            conn.dialect.name,
+            users,
+            ["project_id", "external_id"],
+            lambda new: {
+                "erased_at": sa.case((users.c.erased_at.is_(None), new.erased_at), else_=users.c.erased_at),
+                "traits_json": None,
+            },
+        )
+        conn.execute(
+            tombstone,
+            {"id": new_id, "project_id": project_id, "external_id": user, "created_at": now, "erased_at": now},
+        )
+    named = (users.c.project_id == project_id, sa.or_(users.c.id == user, users.c.external_id == user))
+    conn.execute(sa.update(users).where(*named, users.c.erased_at.is_(None)).values(erased_at=now, traits_json=None))
+    marked = sa.select(sa.func.count()).where(*named, users.c.erased_at == now, users.c.id != new_id)
+    return int(conn.execute(marked).scalar() or 0)
+
+
+def session_ids(conn: Connection, project_id: str, ids: list[str]) -> tuple[list[str], list[str]]:
+    """``(owned, touched)`` of the users ``ids``: the sessions whose user is one of them (their events
+    sent without a user are theirs too), and every session they sent an event in or whose row their
+    batch made (a browser session may change hands)."""
     if not ids:
-        return []
-    stmt = sa.select(sessions.c.id).where(sessions.c.project_id == project_id, sessions.c.user_id.in_(ids))
-    return sorted(str(i) for i in conn.execute(stmt).scalars())
+        return [], []
+    sent = sa.select(events.c.session_id).where(events.c.project_id == project_id, events.c.user_id.in_(ids))
+    stmt = sa.select(sessions.c.id, sessions.c.user_id).where(
+        sessions.c.project_id == project_id,
+        sa.or_(sessions.c.user_id.in_(ids), sessions.c.first_user_id.in_(ids), sessions.c.id.in_(sent)),
+    )
+    found = conn.execute(stmt).all()
+    return sorted(str(r.id) for r in found if r.user_id in ids), sorted(str(r.id) for r in found)
 
 
 def user_rows(conn: Connection, project_id: str, uids: list[str]) -> list[dict[str, Any]]:
@@ -63,15 +106,26 @@ def user_rows(conn: Connection, project_id: str, uids: list[str]) -> list[dict[s
 
 
 def key_columns(erasure: Erasure, uids: list[str], sids: list[str]) -> Any:
-    """The clause selecting the erased events of ``erasure``."""
+    """The clause selecting the erased events of ``erasure`` (``sids``: the sessions the users own)."""
     where = [events.c.project_id == erasure.project_id]
     if erasure.before is not None:
         where.append(events.c.ts < erasure.before)
     if erasure.session_id is not None:
         where.append(events.c.session_id == erasure.session_id)
-    if erasure.user is not None:
-        where.append(sa.or_(events.c.user_id.in_(uids or [""]), events.c.session_id.in_(sids or [""])))
+    if erasure.user is not None:  # the user's batches, and those without a user in their sessions
+        anonymous = sa.and_(events.c.user_id.is_(None), events.c.session_id.in_(sids or [""]))
+        where.append(sa.or_(events.c.user_id.in_(uids or [""]), anonymous))
     return sa.and_(*where)
+
+
+def after_event(after: tuple[int, int, str]) -> Any:
+    """Events after ``(ts, seq, event_id)`` in that order: a unique key, so events of two processes that
+    tie on (ts, seq) are each read once (paging on (ts, seq) alone skipped the second)."""
+    ts, seq, event_id = after
+    return sa.and_(
+        events.c.ts >= ts,
+        sa.or_(events.c.ts > ts, events.c.seq > seq, sa.and_(events.c.seq == seq, events.c.event_id > event_id)),
+    )
 
 
 def erased_events(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) -> Iterator[list[Any]]:
@@ -161,22 +215,21 @@ def _correct_session(conn: Connection, project_id: str, session_id: str, removed
     conn.execute(sa.update(sessions).where(*key).values(**values))
 
 
-def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) -> tuple[int, int]:
-    """Delete the erased sessions and users once their events are gone: ``(sessions, users)``."""
+def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) -> int:
+    """Delete the erased sessions once their events are gone; how many (for a user: ``sids``, the
+    sessions they touched, deleted or, holding another user's events, handed over to that user).
+    The users stay as tombstones."""
     pid = erasure.project_id
-    doomed: Any = None
     if erasure.user is not None:
-        doomed = sessions.c.id.in_(sids or [""])
-    elif erasure.session_id is not None:
+        return _finish_user_sessions(conn, pid, uids, sids, hand_over=erasure.whole_user)
+    doomed: Any = None
+    if erasure.session_id is not None:
         doomed = sessions.c.id == erasure.session_id
     elif erasure.before is not None:
         doomed = _emptied_sessions(erasure.before)
     gone = list(conn.execute(sa.select(sessions.c.id).where(sessions.c.project_id == pid, doomed)).scalars())
     removed = conn.execute(sa.delete(sessions).where(sessions.c.project_id == pid, doomed)).rowcount
     sql_reports.forget_ordinals(conn, pid, [str(sid) for sid in gone])
-    gone_users = 0
-    if erasure.user is not None and uids:
-        gone_users = conn.execute(sa.delete(users).where(users.c.project_id == pid, users.c.id.in_(uids))).rowcount
     if erasure.before is not None:  # days wholly before: whatever their pieces hold was erased
         conn.execute(
             sa.delete(heat_aggregates).where(
@@ -188,7 +241,47 @@ def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str])
                 heat_report_pieces.c.project_id == pid, heat_report_pieces.c.day < day_of(erasure.before)
             )
         )
-    return int(removed), int(gone_users)
+    return int(removed)
+
+
+def _finish_user_sessions(
+    conn: Connection, project_id: str, uids: list[str], touched: list[str], *, hand_over: bool
+) -> int:
+    """Delete the sessions of ``touched`` left without events; with ``hand_over`` (the whole user is
+    erased), take out of the others (another user's events remain) what the users' batches put in
+    the row."""
+    if not touched:
+        return 0
+    any_event = sa.select(events.c.event_id).where(
+        events.c.project_id == sessions.c.project_id, events.c.session_id == sessions.c.id
+    )
+    where = (sessions.c.project_id == project_id, sessions.c.id.in_(touched))
+    gone = list(conn.execute(sa.select(sessions.c.id).where(*where, ~sa.exists(any_event))).scalars())
+    removed = int(conn.execute(sa.delete(sessions).where(*where, ~sa.exists(any_event))).rowcount)
+    sql_reports.forget_ordinals(conn, project_id, [str(sid) for sid in gone])
+    if not hand_over:
+        return removed
+    kept = conn.execute(sa.select(sessions.c.id, sessions.c.user_id, sessions.c.first_user_id).where(*where)).all()
+    for row in kept:
+        in_session = (events.c.project_id == project_id, events.c.session_id == row.id)
+        values: dict[str, Any] = {}
+        if row.user_id in uids:  # the last user of the events left
+            latest = sa.select(events.c.user_id).where(*in_session, events.c.user_id.is_not(None))
+            values["user_id"] = conn.execute(latest.order_by(events.c.seq.desc()).limit(1)).scalar()
+        if (row.first_user_id or row.user_id) in uids:  # the row was made by their batch
+            first = sa.select(events.c.path).where(*in_session).order_by(events.c.ts, events.c.seq).limit(1)
+            values.update(
+                first_user_id=None,
+                user_agent=None,
+                device_json=None,
+                ip_hash=None,
+                first_path=conn.execute(first).scalar(),
+            )
+        if values:
+            conn.execute(
+                sa.update(sessions).where(sessions.c.project_id == project_id, sessions.c.id == row.id).values(**values)
+            )
+    return removed + len(kept)
 
 
 def _emptied_sessions(before: int) -> Any:
@@ -201,13 +294,14 @@ def _emptied_sessions(before: int) -> Any:
     return sa.and_(sessions.c.started_at < before, ~sa.exists(later))
 
 
-def count(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) -> ErasedCounts:
-    """What ``erasure`` finds: users, sessions and event rows (a move counts its points)."""
+def count(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str], touched: list[str]) -> ErasedCounts:
+    """What ``erasure`` finds: users, sessions (of a user: those they touched) and event rows (a move
+    counts its points)."""
     rows = conn.execute(
         sa.select(sa.func.coalesce(sa.func.sum(events.c.row_count), 0)).where(key_columns(erasure, uids, sids))
     ).scalar()
     if erasure.user is not None:
-        found_sessions = len(sids)
+        found_sessions = len(touched)
     elif erasure.session_id is not None:
         found_sessions = int(
             conn.execute(
@@ -226,22 +320,47 @@ def count(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) 
             ).scalar()
             or 0
         )
-    return ErasedCounts(users=len(uids), sessions=found_sessions, events=int(rows or 0))
+    live = 0
+    if uids:
+        live = int(
+            conn.execute(
+                sa.select(sa.func.count()).where(
+                    users.c.project_id == erasure.project_id, users.c.id.in_(uids), users.c.erased_at.is_(None)
+                )
+            ).scalar()
+            or 0
+        )
+    return ErasedCounts(users=live, sessions=found_sessions, events=int(rows or 0))
 
 
 def left_over(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str]) -> bool:
-    """True when nothing ``erasure`` named is left: the users, their or the named session, the events."""
+    """True when something ``erasure`` named is left: a live user, a session of theirs or the named
+    one, an event of theirs (``sids``: the sessions they own) or of the named session."""
     pid = erasure.project_id
     events_left = conn.execute(sa.select(events.c.event_id).where(key_columns(erasure, uids, sids)).limit(1)).first()
-    doomed = [*sids, *([erasure.session_id] if erasure.session_id is not None else [])]
     sessions_left = (
-        doomed
+        erasure.session_id is not None
         and conn.execute(
-            sa.select(sessions.c.id).where(sessions.c.project_id == pid, sessions.c.id.in_(doomed)).limit(1)
+            sa.select(sessions.c.id).where(sessions.c.project_id == pid, sessions.c.id == erasure.session_id)
         ).first()
     )
-    users_left = (
-        uids
-        and conn.execute(sa.select(users.c.id).where(users.c.project_id == pid, users.c.id.in_(uids)).limit(1)).first()
+    # The user's: a session of theirs (one opened by a batch that raced the erase too) or whose row
+    # their batch made, or a user not marked erased (or holding traits again).
+    theirs = sa.or_(sessions.c.user_id.in_(uids), sessions.c.first_user_id.in_(uids))
+    whole = bool(uids) and erasure.whole_user  # else the user and their later data stay, by design
+    users_sessions = (
+        whole and conn.execute(sa.select(sessions.c.id).where(sessions.c.project_id == pid, theirs).limit(1)).first()
     )
-    return bool(events_left or sessions_left or users_left)
+    users_left = (
+        whole
+        and conn.execute(
+            sa.select(users.c.id)
+            .where(
+                users.c.project_id == pid,
+                users.c.id.in_(uids),
+                sa.or_(users.c.erased_at.is_(None), users.c.traits_json.is_not(None)),
+            )
+            .limit(1)
+        ).first()
+    )
+    return bool(events_left or sessions_left or users_sessions or users_left)

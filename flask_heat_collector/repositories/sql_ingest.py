@@ -82,6 +82,7 @@ def session_values(session: SessionRow, project_id: str, user_id: str | None, ev
         "project_id": project_id,
         "id": session.id,
         "user_id": user_id,
+        "first_user_id": user_id,  # kept by later batches (not in _session_update)
         "started_at": session.started_at,
         "last_seen_at": session.last_seen_at,
         "first_path": session.first_path,
@@ -101,7 +102,9 @@ def _pg_type(column_type: Any) -> str:
 
 
 def _user_update(new: Any) -> dict[str, Any]:
-    return {"traits_json": sa.func.coalesce(new.traits_json, users.c.traits_json)}
+    # An erased user's row is a tombstone: it takes no traits again.
+    live = users.c.erased_at.is_(None)
+    return {"traits_json": sa.case((live, sa.func.coalesce(new.traits_json, users.c.traits_json)), else_=None)}
 
 
 def _session_update(new: Any) -> dict[str, Any]:
@@ -171,12 +174,14 @@ class IngestStatements:
         name = dialect.name
         self.user_upsert: Any = upsert(name, users, ["project_id", "external_id"], _user_update)
         self.user_select: Any = None
+        # The upsert waits for an erase holding the row, then reads its erased_at (the tombstone):
+        # the check is part of the transaction that stores the batch.
         if name == "mysql":
-            self.user_select = sa.select(users.c.id).where(
+            self.user_select = sa.select(users.c.id, users.c.erased_at).where(
                 users.c.project_id == sa.bindparam("project_id"), users.c.external_id == sa.bindparam("external_id")
             )
         else:
-            self.user_upsert = self.user_upsert.returning(users.c.id)
+            self.user_upsert = self.user_upsert.returning(users.c.id, users.c.erased_at)
         self.session_upsert: Any = upsert(name, sessions, ["project_id", "id"], _session_update)
         self.existing_ids: Any = sa.select(events.c.event_id, events.c.type, events.c.row_count).where(
             events.c.project_id == sa.bindparam("project_id"),
@@ -232,17 +237,26 @@ class IngestStatements:
             )
         )
         user_id = "(SELECT id FROM u)" if with_user else "NULL"
+        # An erased user's batch (u.erased_at set: the upsert read the row after any erase holding it)
+        # stores nothing: every write below is conditioned on ``live``.
+        erased = "EXISTS (SELECT 1 FROM u WHERE erased_at IS NOT NULL)" if with_user else "false"
+        live = f"NOT {erased}"
         session_cte = compiled(
             self.session_upsert.values(
                 {
                     name: sa.literal_column(user_id)
-                    if name == "user_id"
+                    if name in ("user_id", "first_user_id")
                     else sa.literal_column("(SELECT n FROM tot)")
                     if name == "event_count"
                     else sa.bindparam(name)
                     for name in _SESSION_COLUMNS
                 }
             )
+        )
+        values_at, conflict_at = session_cte.index(" VALUES ("), session_cte.index(") ON CONFLICT ")
+        session_cte = (
+            f"{session_cte[:values_at]} SELECT {session_cte[values_at + 9 : conflict_at]} WHERE {live}"
+            f"{session_cte[conflict_at + 1 :]}"
         )
         # Plain types: a cast to VARCHAR(n) would truncate silently where the INSERT raises.
         # meta_json arrives once per distinct value (usually one per batch): the row holds its
@@ -266,7 +280,7 @@ class IngestStatements:
             *([f"u AS ({user_cte})"] if with_user else []),
             f"ins AS (INSERT INTO {self._table} ({self._columns}) "
             f"SELECT %(project_id)s, {user_id}, {casts} FROM jsonb_array_elements(%(rows)s::jsonb) AS e "
-            "ON CONFLICT (project_id, event_id) DO NOTHING RETURNING row_count)",
+            f"WHERE {live} ON CONFLICT (project_id, event_id) DO NOTHING RETURNING row_count)",
             "tot AS (SELECT count(*) AS c, coalesce(sum(row_count), 0) AS n FROM ins)",
             # New clicks: the session's rage clicks are settled again (sql_rage.py).
             "r AS (INSERT INTO heat_rage_pending (project_id, session_id, token) "
@@ -280,7 +294,7 @@ class IngestStatements:
             f"SELECT %(project_id)s, {piece_casts} FROM jsonb_array_elements(%(pieces)s::jsonb) AS g "
             # A full duplicate is also stored by that path when one of its moves came back with more
             # points (rows are unique per point: the new points are new rows).
-            "WHERE (SELECT CASE WHEN c = %(row_count)s THEN true "
+            f"WHERE {live} AND (SELECT CASE WHEN c = %(row_count)s THEN true "
             f"WHEN c > 0 OR EXISTS (SELECT 1 FROM jsonb_array_elements(%(rows)s::jsonb) AS e JOIN {self._table} v "
             "ON v.project_id = %(project_id)s AND v.event_id = e->>0 "
             f"WHERE e->>{ROW_FIELDS.index('type')} = 'move' AND v.type = 'move' "
@@ -295,7 +309,7 @@ class IngestStatements:
         )
         # The project is looked up by key inside the statement (no cache: a rotated key fails at
         # once); no project with the key leaves project_id NULL, failing the statement (23502).
-        sql = f"WITH {', '.join(ctes)} SELECT c, n, %(project_id)s FROM tot"
+        sql = f"WITH {', '.join(ctes)} SELECT c, n, %(project_id)s, {erased} FROM tot"
         return sql.replace("%(project_id)s", "(SELECT id FROM projects WHERE key = %(project_key)s)")
 
     @staticmethod

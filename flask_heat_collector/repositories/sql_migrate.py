@@ -52,7 +52,8 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
         for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
             sql_reports.rebuild_all(conn, project_id, _project_rows(conn, project_id))
     if users_v1 and conn.dialect.name == "sqlite":
-        names = ", ".join(c.name for c in users.columns)
+        old = {c["name"] for c in sa.inspect(conn).get_columns("users_v1")}  # columns added since are new
+        names = ", ".join(c.name for c in users.columns if c.name in old)
         conn.exec_driver_sql(f"INSERT INTO users ({names}) SELECT {names} FROM users_v1")
         conn.exec_driver_sql("DROP TABLE users_v1")
     inspector = sa.inspect(conn)

@@ -52,7 +52,20 @@ def _emptied(project_id: str, before: int, max_span: int) -> Any:
 def _lonely(project_id: str, before: int) -> Any:
     """Users created before ``before`` with no session."""
     theirs = sa.select(sessions.c.id).where(sessions.c.project_id == project_id, sessions.c.user_id == users.c.id)
-    return sa.and_(users.c.project_id == project_id, users.c.created_at < before, ~sa.exists(theirs))
+    return sa.and_(
+        users.c.project_id == project_id,
+        users.c.created_at < before,
+        users.c.erased_at.is_(None),  # a tombstone lives its own time (tombstones())
+        ~sa.exists(theirs),
+    )
+
+
+def tombstones(conn: Connection, project_id: str, before: int, dry_run: bool) -> int:
+    """Delete (or count) the tombstones of users erased before ``before``: their batches are stored again."""
+    expired = (users.c.project_id == project_id, users.c.erased_at < before)
+    if dry_run:
+        return int(conn.execute(sa.select(sa.func.count()).where(*expired)).scalar() or 0)
+    return int(conn.execute(sa.delete(users).where(*expired)).rowcount)
 
 
 def delete_events(
@@ -163,7 +176,10 @@ def count(conn: Connection, project_id: str, raw_before: int | None, aggregates_
         )
         lonely = conn.execute(
             sa.select(sa.func.count()).where(
-                users.c.project_id == project_id, users.c.created_at < raw_before, ~sa.exists(surviving)
+                users.c.project_id == project_id,
+                users.c.created_at < raw_before,
+                users.c.erased_at.is_(None),
+                ~sa.exists(surviving),
             )
         ).scalar()
         found = PurgeCounts(events=int(rows or 0), sessions=int(doomed or 0), users=int(lonely or 0))

@@ -60,6 +60,9 @@ users = _table(
     sa.Column("external_id", _ClientId, nullable=False),
     sa.Column("traits_json", _Json),
     _ms("created_at"),
+    # Set when the user is erased: the row stays as the tombstone (ids only) that ingest checks in the
+    # transaction that stores a batch, until purge drops it after HEAT_ERASED_USER_TTL_DAYS.
+    sa.Column("erased_at", sa.BigInteger),
     sa.UniqueConstraint("project_id", "external_id", name="uq_users_project_external"),
 )
 
@@ -67,7 +70,10 @@ sessions = _table(
     "sessions",
     sa.Column("project_id", _Uuid, primary_key=True),
     sa.Column("id", _ClientId, primary_key=True),
-    sa.Column("user_id", _Uuid),
+    sa.Column("user_id", _Uuid),  # the last user a batch of the session named
+    # The user of the batch that made the row (whose agent, device and IP hash it holds): a browser
+    # session may change hands, and each user's export and erase cover what they sent.
+    sa.Column("first_user_id", _Uuid),
     _ms("started_at"),
     _ms("last_seen_at"),
     sa.Column("first_path", _Path, nullable=False),

@@ -102,6 +102,7 @@ def purge() -> Response:
         get_state().repository,
         raw_days=settings.retention_days,
         aggregate_days=settings.aggregate_retention_days,
+        erased_days=settings.erased_user_ttl_days,
         dry_run=dry_run,
         actor=g.heat_actor,
     )

@@ -266,7 +266,8 @@ def ingest() -> Response:
         "sessionId": prepared.batch.session.id,
         "accepted": result.accepted,
         "duplicates": result.duplicates,
-        "dropped": prepared.dropped,
+        # A batch of an erased user is dropped whole (SPEC 8: erased stays erased).
+        "dropped": len(payload["events"]) if result.erased_user else prepared.dropped,
     }
     log("info", "ingest success", **outcome, durationMs=elapsed_ms)
     response = jsonify(ok=True, **outcome)
