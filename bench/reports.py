@@ -2,7 +2,7 @@
 ``POST /ingest`` over HTTP by concurrent clients, to ours under gunicorn.
 
 ``python -m bench.reports --dialect sqlite --events 1000000 --growth 5`` fills the first size, times
-every report over the 30 days (median of ``--runs``), fills up to ``events × growth``, times them
+every report over the 30 days (median of ``--runs``), fills up to ``events x growth``, times them
 again, and prints each report's time as a multiple of the click heatmap's in the same run and its
 growth. The traffic: sessions of 50 events (two batches of 25) on 40 paths, three screen widths;
 clicks on ~300 selectors with a skewed popularity, scrolls, pageviews; 5 % of sessions rage-click
@@ -203,14 +203,14 @@ def report(opts: argparse.Namespace, rows: list[tuple[int, dict[str, float], flo
         "",
         f"gunicorn -w {opts.workers} (sync), {opts.clients} clients; median of {opts.runs} requests each.",
         "",
-        f"| query (one path) | {small:,} events | × click heatmap | {big:,} events | × click heatmap | growth |",
+        f"| query (one path) | {small:,} events | x click heatmap | {big:,} events | x click heatmap | growth |",
         "|---|---|---|---|---|---|",
     ]
     scale_a, scale_b = a["heatmap, clicks (for scale)"], b["heatmap, clicks (for scale)"]
     for label in a:
         lines.append(
             f"| {label} | {a[label]:,.1f} ms | {a[label] / scale_a:.2f} | {b[label]:,.1f} ms | "
-            f"{b[label] / scale_b:.2f} | ×{b[label] / a[label]:.2f} |"
+            f"{b[label] / scale_b:.2f} | x{b[label] / a[label]:.2f} |"
         )
     steps, before = [], 0
     for n, _, seconds, bad in rows:
