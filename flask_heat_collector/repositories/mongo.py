@@ -604,8 +604,7 @@ class MongoRepository(base.Repository):
         return read
 
     def _rebuild_reports(self, project_id: str) -> None:
-        light = {"_id": 0, "metaJson": 0, "dataJson": 0}
-        cursor = self._coll("events").find({"projectId": project_id}, light, sort=_BY_TS)
+        cursor = self._coll("events").find({"projectId": project_id}, _NO_ID, sort=_BY_TS)
         mongo_reports.rebuild_all(self._coll, project_id, (_stored(doc) for doc in cursor))
 
     # -- lifecycle ----------------------------------------------------------
@@ -790,7 +789,7 @@ class MongoRepository(base.Repository):
         try:
             start = day * DAY_MS
             match = {"projectId": project_id, "pathKey": pkey, "ts": {"$gte": start - max_span, "$lt": start + DAY_MS}}
-            rows = [_stored(d) for d in self._coll("events").find(match, {"_id": 0, "metaJson": 0, "dataJson": 0})]
+            rows = [_stored(d) for d in self._coll("events").find(match, _NO_ID)]  # scroll rows' JSON too
             mongo_reports.rebuild_key_day(self._coll, project_id, rows, key)
         finally:
             self._coll("heat_locks").delete_one(lock)
@@ -1100,9 +1099,18 @@ class _MongoReader(base.Reader):
         return mongo_rage.read(self.repo._coll, flt)
 
     def report_pieces(
-        self, project_id: str, path: str | None, days: tuple[int, int], *, selectors: bool
+        self,
+        project_id: str,
+        path: str | None,
+        days: tuple[int, int],
+        *,
+        selectors: bool = False,
+        scroll: bool = False,
+        width: int | None = None,
     ) -> list[base.ReportPiece]:
-        return mongo_reports.read_pieces(self.repo._coll, project_id, path, days, selectors=selectors)
+        return mongo_reports.read_pieces(
+            self.repo._coll, project_id, path, days, selectors=selectors, scroll=scroll, width=width
+        )
 
     def session_ordinals(self, project_id: str, session_ids: set[str]) -> dict[str, int]:
         return mongo_reports.ordinals(self.repo._coll, project_id, session_ids)

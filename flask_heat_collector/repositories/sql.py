@@ -881,9 +881,18 @@ class _SqlReader(base.Reader):
         return sql_rage.read(self.conn, flt)
 
     def report_pieces(
-        self, project_id: str, path: str | None, days: tuple[int, int], *, selectors: bool
+        self,
+        project_id: str,
+        path: str | None,
+        days: tuple[int, int],
+        *,
+        selectors: bool = False,
+        scroll: bool = False,
+        width: int | None = None,
     ) -> list[base.ReportPiece]:
-        return sql_reports.read_pieces(self.conn, project_id, path, days, selectors=selectors)
+        return sql_reports.read_pieces(
+            self.conn, project_id, path, days, selectors=selectors, scroll=scroll, width=width
+        )
 
     def session_ordinals(self, project_id: str, session_ids: set[str]) -> dict[str, int]:
         return sql_reports.ordinals(self.conn, project_id, session_ids)
