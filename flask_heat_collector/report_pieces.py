@@ -154,14 +154,22 @@ def batch_pieces(rows: Iterable[EventRow], session_id: str, part: int) -> list[R
     """The fresh report pieces of one batch's newly stored rows (one per path, day and band)."""
     found: dict[tuple[int, int, int], _Piece] = {}
     for row in rows:
-        for _, ts, _, _ in items(row):
-            key = (row.path_key, day_of(ts), row.bucket_w)
-            entry = found.get(key)
-            if entry is None:
-                entry = found[key] = _Piece(row.path, ts)
-            entry.rows += 1
-            entry.last_ts = max(entry.last_ts, ts)
-        own = found[(row.path_key, day_of(row.ts), row.bucket_w)]
+        day = day_of(row.ts)
+        if day == day_of(row.ts + row.span):  # every item on one day (nearly every row)
+            own = found.get((row.path_key, day, row.bucket_w))
+            if own is None:
+                own = found[(row.path_key, day, row.bucket_w)] = _Piece(row.path, row.ts)
+            own.rows += row.row_count
+            own.last_ts = max(own.last_ts, row.ts + row.span)
+        else:
+            for _, ts, _, _ in items(row):
+                key = (row.path_key, day_of(ts), row.bucket_w)
+                entry = found.get(key)
+                if entry is None:
+                    entry = found[key] = _Piece(row.path, ts)
+                entry.rows += 1
+                entry.last_ts = max(entry.last_ts, ts)
+            own = found[(row.path_key, day, row.bucket_w)]
         if row.type == "click" and row.selector:
             own.clicks[row.selector] = own.clicks.get(row.selector, 0) + 1
         reach = scroll_reach(row)

@@ -21,6 +21,7 @@ from .. import report_pieces
 from ..aggregates import batch_pieces, fresh_part, merge_pieces
 from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
+from ..rageclicks import new_token
 from . import base, sql_erase, sql_purge, sql_rage, sql_reports
 from .sql_erase import PiecesChanged
 from .sql_ingest import (
@@ -364,11 +365,12 @@ class SqlRepository(base.Repository):
             part = fresh_part()
             pieces = batch_pieces(rows + tails, part)
             executemany(conn, st.pieces_sql, st.pieces_params(project_id, pieces))
-            sql_reports.insert(conn, project_id, report_pieces.batch_pieces(rows + tails, batch.session.id, part))
+            reports = report_pieces.batch_pieces(rows + tails, batch.session.id, part)
+            executemany(conn, st.reports_sql, [(project_id, *piece) for piece in reports])
         accepted = sum(r.row_count for r in rows) + sum(t.row_count for t in tails)
         conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id, accepted))
         if any(row.type == "click" for row in rows):  # after the session: erase and purge lock in that order
-            sql_rage.mark(conn, project_id, [batch.session.id])
+            executemany(conn, st.rage_mark_sql, [(project_id, batch.session.id, new_token())])
         return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
 
     def _extend_move(
