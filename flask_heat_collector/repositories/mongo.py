@@ -410,8 +410,6 @@ class MongoRepository(base.Repository):
                     return base.IngestResult(project_id=project_id, accepted=0, duplicates=0, erased_user=True)
             if batch.span:
                 self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": batch.span}})
-            if any(row.type == "click" for row in batch.events):  # marked first: a crash leaves it marked
-                mongo_rage.mark(self._coll, project_id, [batch.session.id])
             stored = self._insert_events([_event_doc(row, project_id, user_id) for row in batch.events])
             new = [row for row, is_new in zip(batch.events, stored, strict=True) if is_new]
             for row, is_new in zip(batch.events, stored, strict=True):
@@ -425,6 +423,8 @@ class MongoRepository(base.Repository):
                 mongo_reports.insert(self._coll, project_id, report_batch_pieces(new, batch.session.id, part))
             accepted = sum(row.row_count for row in new)
             self._upsert_session(batch, project_id, user_id, accepted)
+            if any(row.type == "click" for row in new):  # new clicks: the session's bursts are decided again
+                mongo_rage.mark(self._coll, project_id, [batch.session.id])
             if batch.external_user_id and user_id is not None and self._erased(project_id, user_id):
                 # No transactions: an erase that started while this batch was being stored may have
                 # missed it. Looked at again after the last write, so one of the two erases it.
