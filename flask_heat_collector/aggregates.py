@@ -234,6 +234,9 @@ def rebuild_pieces(rows: Iterable[EventRow]) -> tuple[list[AggregateRow], int]:
     return merged, read
 
 
+# Sessions whose rage clicks a run settles: the run holds up the worker's next request, so it stays
+# short (tens of ms); a report settles the rest of its project first.
+SETTLE_PER_RUN = 20
 MAX_MERGED_CELLS = 200_000  # cells per merged piece: keeps one row far below MySQL's max_allowed_packet
 
 
@@ -289,7 +292,7 @@ class Compactor:
         try:
             self._next = now + self.interval
             repo.compact(self.max_keys)
-            repo.settle_rage(None, self.max_keys * 10)
+            repo.settle_rage(None, SETTLE_PER_RUN)
         except Exception as exc:  # noqa: BLE001 - never fails a request; the next run tries again
             log("warn", "heatmap aggregate compaction failed", error=type(exc).__name__)
         finally:

@@ -1,5 +1,6 @@
 """Precomputed report data: what the rows of one path, UTC day and width band add up to for the
-paths and elements reports (rows, last row, distinct sessions; clicks and sessions per selector).
+paths, elements and scroll map reports (rows, last row, distinct sessions; clicks and sessions per
+selector; the sessions at each scroll reach level and the page and viewport heights of scroll rows).
 
 Backend-free, like the heatmap aggregates: ingest writes one fresh piece per key-day and batch (a
 batch is one session, so a fresh piece names its session), compaction merges a key-day's pieces into
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 
 from pyroaring import BitMap
 
-from .aggregates import _merged_part, day_of, items
+from .aggregates import _merged_part, day_of, items, scroll_pct
+from .ingest import js_round
 from .repositories.base import EventRow, ReportPiece
 
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -108,39 +110,94 @@ class ReportTotals:
         return found
 
 
-def _day_key(row: EventRow, day: int) -> tuple[int, int, int]:
-    return row.path_key, day, row.bucket_w
+LEVELS = 21  # reach levels: level k is a reach of at least 5k % of the page
+
+
+def scroll_reach(row: EventRow) -> tuple[float, int, int] | None:
+    """``(reach %, page height H, viewport height h)`` of a scroll row that scrolled (SPEC §4): with
+    progress p > 0 and scrollY y on a viewport h, H = y * 100 / p + h and the reach is (y + h) / H.
+    ``None`` for a row without progress (it tells nothing of the page) or without the numbers."""
+    if row.type != "scroll" or row.scroll_depth is None or scroll_pct(row.scroll_depth) <= 0:
+        return None
+    try:
+        y = json.loads(row.data_json or "{}").get("scrollY")
+        h = json.loads(row.meta_json or "{}").get("viewport", {}).get("h")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(y, int | float) or not isinstance(h, int | float) or y < 0 or h <= 0:
+        return None
+    page = y * 100 / scroll_pct(row.scroll_depth) + h
+    return min(100.0, 100 * (y + h) / page), js_round(page), js_round(h)
+
+
+def level_of(reach: float) -> int:
+    return min(LEVELS - 1, int(reach // 5))
+
+
+class _Piece:
+    """What one batch's rows add to one key-day, before it is written."""
+
+    def __init__(self, path: str, ts: int) -> None:
+        self.path, self.rows, self.last_ts = path, 0, ts
+        self.clicks: dict[str, int] = {}
+        self.level: int | None = None
+        self.pages: dict[int, int] = {}
+        self.views: dict[int, int] = {}
+
+    def scroll_json(self) -> str | None:
+        if self.level is None and not self.pages:
+            return None
+        return _JSON.encode({"k": self.level, "H": sorted(self.pages.items()), "h": sorted(self.views.items())})
 
 
 def batch_pieces(rows: Iterable[EventRow], session_id: str, part: int) -> list[ReportPiece]:
     """The fresh report pieces of one batch's newly stored rows (one per path, day and band)."""
-    found: dict[tuple[int, int, int], list[object]] = {}  # key -> [path, rows, last_ts, {selector: clicks}]
+    found: dict[tuple[int, int, int], _Piece] = {}
     for row in rows:
-        for _, ts, _, _ in items(row):
-            key = _day_key(row, day_of(ts))
-            entry = found.get(key)
-            if entry is None:
-                entry = found[key] = [row.path, 0, ts, {}]
-            entry[1] = int(entry[1]) + 1  # type: ignore[call-overload]
-            entry[2] = max(int(entry[2]), ts)  # type: ignore[call-overload]
+        day = day_of(row.ts)
+        if day == day_of(row.ts + row.span):  # every item on one day (nearly every row)
+            own = found.get((row.path_key, day, row.bucket_w))
+            if own is None:
+                own = found[(row.path_key, day, row.bucket_w)] = _Piece(row.path, row.ts)
+            own.rows += row.row_count
+            own.last_ts = max(own.last_ts, row.ts + row.span)
+        else:
+            for _, ts, _, _ in items(row):
+                key = (row.path_key, day_of(ts), row.bucket_w)
+                entry = found.get(key)
+                if entry is None:
+                    entry = found[key] = _Piece(row.path, ts)
+                entry.rows += 1
+                entry.last_ts = max(entry.last_ts, ts)
+            own = found[(row.path_key, day, row.bucket_w)]
         if row.type == "click" and row.selector:
-            clicks: dict[str, int] = found[_day_key(row, day_of(row.ts))][3]  # type: ignore[assignment]
-            clicks[row.selector] = clicks.get(row.selector, 0) + 1
+            own.clicks[row.selector] = own.clicks.get(row.selector, 0) + 1
+        reach = scroll_reach(row)
+        if reach is not None:
+            own.level = max(level_of(reach[0]), -1 if own.level is None else own.level)
+            own.pages[reach[1]] = own.pages.get(reach[1], 0) + 1
+            own.views[reach[2]] = own.views.get(reach[2], 0) + 1
     return [
         ReportPiece(
             path_key=key[0],
             day=key[1],
             bucket_w=key[2],
             part=part,
-            path=str(path),
-            n_rows=int(n),  # type: ignore[call-overload]
-            last_ts=int(last),  # type: ignore[call-overload]
+            path=piece.path,
+            n_rows=piece.rows,
+            last_ts=piece.last_ts,
             session_id=session_id,
             sessions=None,
-            selectors=_JSON.encode([[s, c, None] for s, c in sorted(clicks.items())]) if clicks else None,  # type: ignore[attr-defined]
+            selectors=_JSON.encode([[s, c, None] for s, c in sorted(piece.clicks.items())]) if piece.clicks else None,
+            scroll=piece.scroll_json(),
         )
-        for key, (path, n, last, clicks) in found.items()
+        for key, piece in found.items()
     ]
+
+
+def _add_pairs(into: dict[int, int], pairs: list[list[int]]) -> None:
+    for value, count in pairs:
+        into[value] = into.get(value, 0) + count
 
 
 def merge(group: list[ReportPiece], ordinal: Callable[[str], int]) -> ReportPiece | None:
@@ -148,7 +205,11 @@ def merge(group: list[ReportPiece], ordinal: Callable[[str], int]) -> ReportPiec
     ordinal); ``None`` when they add up to nothing."""
     rows, last = 0, None
     sessions = BitMap()
-    selectors: dict[str, list[object]] = {}  # selector -> [clicks, bitmap]
+    clicks: dict[str, int] = {}
+    members: dict[str, BitMap] = {}
+    levels = [BitMap() for _ in range(LEVELS)]
+    pages: dict[int, int] = {}
+    views: dict[int, int] = {}
     for piece in group:
         rows += piece.n_rows
         if piece.last_ts is not None and (last is None or piece.last_ts > last):
@@ -158,19 +219,32 @@ def merge(group: list[ReportPiece], ordinal: Callable[[str], int]) -> ReportPiec
             sessions.add(own)
         if piece.sessions:
             sessions |= decode_bitmap(piece.sessions)
-        for selector, clicks, bitmap in json.loads(piece.selectors) if piece.selectors else []:
-            entry = selectors.setdefault(selector, [0, BitMap()])
-            entry[0] = int(entry[0]) + clicks  # type: ignore[call-overload]
-            members: BitMap = entry[1]  # type: ignore[assignment]
+        for selector, count, bitmap in json.loads(piece.selectors) if piece.selectors else []:
+            clicks[selector] = clicks.get(selector, 0) + count
+            mine = members.setdefault(selector, BitMap())
             if bitmap is None:
                 assert own is not None
-                members.add(own)
+                mine.add(own)
             else:
-                members |= decode_bitmap(bitmap)
+                mine |= decode_bitmap(bitmap)
+        if piece.scroll:
+            scroll = json.loads(piece.scroll)
+            if scroll.get("k") is not None:
+                assert own is not None
+                for k in range(scroll["k"] + 1):
+                    levels[k].add(own)
+            for k, bitmap in scroll.get("r", []):
+                levels[k] |= decode_bitmap(bitmap)
+            _add_pairs(pages, scroll["H"])
+            _add_pairs(views, scroll["h"])
     if not rows:
         return None
     first = group[0]
-    encoded = [[s, c, encode_bitmap(b)] for s, (c, b) in sorted(selectors.items()) if c]  # type: ignore[arg-type]
+    encoded = [[s, c, encode_bitmap(members[s])] for s, c in sorted(clicks.items()) if c]
+    reach = [[k, encode_bitmap(b)] for k, b in enumerate(levels) if b]
+    scroll_text = (
+        _JSON.encode({"r": reach, "H": sorted(pages.items()), "h": sorted(views.items())}) if reach or pages else None
+    )
     return ReportPiece(
         path_key=first.path_key,
         day=first.day,
@@ -182,7 +256,67 @@ def merge(group: list[ReportPiece], ordinal: Callable[[str], int]) -> ReportPiec
         session_id=None,
         sessions=encode_bitmap(sessions),
         selectors=_JSON.encode(encoded) if encoded else None,
+        scroll=scroll_text,
     )
+
+
+class ScrollTotals:
+    """Scroll reach of some pieces and raw rows: the sessions (all, and at each reach level) and the
+    page and viewport heights of the rows that scrolled."""
+
+    def __init__(self) -> None:
+        self.sessions = Sessions()
+        self.levels = [Sessions() for _ in range(LEVELS)]
+        self.pages: dict[int, int] = {}
+        self.views: dict[int, int] = {}
+
+    def add_piece(self, piece: ReportPiece) -> None:
+        if piece.session_id is not None:
+            self.sessions.ids.add(piece.session_id)
+        self.sessions.add_bitmap(piece.sessions)
+        if not piece.scroll:
+            return
+        scroll = json.loads(piece.scroll)
+        if scroll.get("k") is not None:
+            assert piece.session_id is not None
+            for k in range(scroll["k"] + 1):
+                self.levels[k].ids.add(piece.session_id)
+        for k, bitmap in scroll.get("r", []):
+            self.levels[k].add_bitmap(bitmap)
+        _add_pairs(self.pages, scroll["H"])
+        _add_pairs(self.views, scroll["h"])
+
+    def add_row(self, row: EventRow, lo: int, hi: int) -> None:
+        if not any(lo <= ts <= hi for _, ts, _, _ in items(row)):
+            return
+        self.sessions.ids.add(row.session_id)
+        reach = scroll_reach(row)
+        if reach is not None:
+            for k in range(level_of(reach[0]) + 1):
+                self.levels[k].ids.add(row.session_id)
+            self.pages[reach[1]] = self.pages.get(reach[1], 0) + 1
+            self.views[reach[2]] = self.views.get(reach[2], 0) + 1
+
+    def unmapped(self) -> set[str]:
+        found = set(self.sessions.ids)
+        for level in self.levels:
+            found |= level.ids
+        return found
+
+
+def median(counts: dict[int, int]) -> float | None:
+    """The median of a multiset given as ``{value: count}`` (the mean of the two middle values)."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    wanted = [(total - 1) // 2, total // 2]
+    found: list[int] = []
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        while len(found) < 2 and seen > wanted[len(found)]:
+            found.append(value)
+    return (found[0] + found[1]) / 2
 
 
 def rebuild(rows: Iterable[EventRow], ordinal: Callable[[str], int]) -> list[ReportPiece]:

@@ -8,6 +8,7 @@ raw rows of its partial days; rage clicks are the range's settled ones (rageclic
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -15,8 +16,8 @@ from .aggregates import DAY_MS, PLOTTABLE_TYPES
 from .heatmap import Plan, frame_of, other_viewports, render_height, split_range
 from .listing import stored_events
 from .rageclicks import RAGECLICK
-from .report_pieces import ReportTotals
-from .repositories.base import EventFilter, Reader, Repository, Scan
+from .report_pieces import ReportTotals, ScrollTotals, median
+from .repositories.base import EventFilter, EventRow, Reader, Repository, Scan
 
 SCROLL_STEP = 5  # reach is reported at every 5 % of the page
 _FIRST_DAY, _LAST_DAY = -(10**8), 10**8  # an open end of a range: every stored day
@@ -30,8 +31,9 @@ def scrollmap(
     viewport_bucket: str | None = None,
     viewport_width: int | None = None,
 ) -> dict[str, Any]:
-    """``{reach: [{depth, sessions, pct}], meta}``: of the sessions that scrolled on the path (in the
-    width band), how many reached each depth; ``pct`` and ``meta.foldPct`` are percents."""
+    """``{reach: [{depth, sessions, pct}], meta}``: of the sessions with an event on the path (in the
+    width band), how many saw each depth of the page: the bottom edge of their viewport (SPEC §4);
+    a session that never scrolled saw the fold. ``pct`` and ``meta.foldPct`` are percents."""
     return repo.read(lambda reader: _scrollmap(reader, flt, viewports, viewport_bucket, viewport_width))
 
 
@@ -42,15 +44,30 @@ def _scrollmap(
     chosen, vw, vh = frame_of(summary, viewport_bucket, viewport_width)
     width = vw if viewports == "width" else None
     height = render_height(summary, PLOTTABLE_TYPES, width, vh)
-    deepest = [min(100.0, pct) for pct in reader.deepest_scrolls(flt, width)]
-    sessions = len(deepest)
+    totals = ScrollTotals()
+    days, edges = _split(flt)
+    if days is not None:
+        for piece in reader.report_pieces(flt.project_id, flt.path, days, scroll=True, width=width):
+            totals.add_piece(piece)
+    for edge_lo, edge_hi, rows in _edge_rows(reader, flt, edges, None, light=False):
+        for row in rows:
+            if width is None or row.bucket_w == width:
+                totals.add_row(row, edge_lo, edge_hi)
+    ordinals = reader.session_ordinals(flt.project_id, totals.unmapped())
+    sessions = totals.sessions.count(ordinals)
+    page, view = median(totals.pages), median(totals.views)
+    if page and view:  # the median page and viewport of the rows that scrolled
+        fold, page_height = 100 * view / page, page
+    else:  # nobody scrolled: the frame over the lowest plotted row, as the heatmap draws it
+        fold, page_height = 100 * vh / height, float(height)
     reach = []
     for depth in range(0, 101, SCROLL_STEP):
-        count = sum(1 for pct in deepest if pct >= depth)
+        count = sessions if depth <= fold else totals.levels[depth // SCROLL_STEP].count(ordinals)
         reach.append({"depth": depth, "sessions": count, "pct": 100 * count / sessions if sessions else 0})
     meta = {
         "sessions": sessions,
-        "foldPct": 100 * vh / height,
+        "foldPct": fold,
+        "pageHeight": page_height,
         "viewport": {"w": vw, "h": vh},
         "renderHeight": height,
         "bucket": chosen,
@@ -107,20 +124,32 @@ def _paths(reader: Reader, flt: EventFilter, prefix: str | None, limit: int) -> 
     return {"paths": rows, "meta": {"count": len(rows), "total": len(ranked), "limit": limit, "q": prefix}}
 
 
+def _split(flt: EventFilter) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
+    """The whole UTC days of ``flt``'s range (open ends: every stored day) and its partial days."""
+    lo = flt.ts_from if flt.ts_from is not None else _FIRST_DAY * DAY_MS
+    hi = flt.ts_to if flt.ts_to is not None else (_LAST_DAY + 1) * DAY_MS - 1
+    return split_range(lo, hi)
+
+
+def _edge_rows(
+    reader: Reader, flt: EventFilter, edges: list[tuple[int, int]], types: tuple[str, ...] | None, *, light: bool
+) -> Iterator[tuple[int, int, Iterator[EventRow]]]:
+    """The stored rows that may hold items in each edge (moves reaching into it from before too)."""
+    span = reader.max_span(flt.project_id) if edges else 0
+    for edge_lo, edge_hi in edges:
+        edge = replace(flt, types=types, ts_from=edge_lo, ts_to=edge_hi)
+        yield edge_lo, edge_hi, stored_events(reader, Scan(edge, edge_lo - span, light=light, text=True))
+
+
 def _totals(reader: Reader, flt: EventFilter, *, selectors: bool) -> tuple[ReportTotals, dict[str, int]]:
     """Per path (and per selector) totals of ``flt``'s range: the report pieces of its whole days, the
     raw rows of its partial days at the edges; and the ordinals of the sessions they name."""
-    lo = flt.ts_from if flt.ts_from is not None else _FIRST_DAY * DAY_MS
-    hi = flt.ts_to if flt.ts_to is not None else (_LAST_DAY + 1) * DAY_MS - 1
     totals = ReportTotals(selectors=selectors)
-    days, edges = split_range(lo, hi)
+    days, edges = _split(flt)
     if days is not None:
         for piece in reader.report_pieces(flt.project_id, flt.path, days, selectors=selectors):
             totals.add_piece(piece)
-    if edges:
-        span = reader.max_span(flt.project_id)
-        for edge_lo, edge_hi in edges:
-            edge = replace(flt, types=("click",) if selectors else None, ts_from=edge_lo, ts_to=edge_hi)
-            for row in stored_events(reader, Scan(edge, edge_lo - span, light=True, text=True)):
-                totals.add_row(row, edge_lo, edge_hi)
+    for edge_lo, edge_hi, rows in _edge_rows(reader, flt, edges, ("click",) if selectors else None, light=True):
+        for row in rows:
+            totals.add_row(row, edge_lo, edge_hi)
     return totals, reader.session_ordinals(flt.project_id, totals.unmapped())

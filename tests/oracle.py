@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import statistics
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class Row:
     scroll_depth: int | None
     bucket: tuple[int, int]
     data: dict[str, Any] | None
+    viewport_h: float | None = None
 
 
 def is_dropped(event: dict[str, Any]) -> bool:
@@ -80,6 +82,7 @@ def event_rows(event: dict[str, Any], session_id: str) -> list[dict[str, Any]]:
         "selector": event.get("selector"),
         "bucket": row_bucket(event),
         "data": data,
+        "viewport_h": event["viewport"]["h"],
     }
     if event["type"] == "move":
         return [
@@ -307,32 +310,51 @@ def rage_heatmap(
     return heatmap(rage, path=path, ts_from=ts_from, ts_to=ts_to, type="rageclick", **params)
 
 
+def scroll_reach(row: Row) -> tuple[float, float, float] | None:
+    """``(reach %, page height H, viewport height h)`` of a scroll row with progress p > 0 (SPEC §4):
+    H = y * 100 / p + h, reach = (y + h) / H; the heights as whole pixels (JS rounding)."""
+    if row.type != "scroll" or row.scroll_depth is None or row.viewport_h is None:
+        return None
+    p = row.scroll_depth / 100 if row.scroll_depth > 100 else row.scroll_depth
+    y = (row.data or {}).get("scrollY")
+    h = row.viewport_h
+    if p <= 0 or not isinstance(y, int | float) or y < 0 or h <= 0:
+        return None
+    page = y * 100 / p + h
+    return min(100.0, 100 * (y + h) / page), js_round(page), js_round(h)
+
+
 def scrollmap(
     rows: list[Row], *, path: str | None = None, ts_from: int = 0, ts_to: int, viewports: str = "width"
 ) -> dict[str, Any]:
-    """``GET /scrollmap``: the share of the sessions that scrolled (in the band) reaching each 5 % depth.
-
-    The frame is the heatmap's of type ``all``; foldPct = 100 * frame.h / renderHeight."""
+    """``GET /scrollmap``: of the sessions with any row on the path in the band, the share whose
+    viewport's bottom edge reached each 5 % of the page (SPEC §4, revised). The frame is the heatmap's
+    of type ``all``; a session's reach is its deepest row's, and one that never scrolled reached the
+    fold, so every depth up to the fold counts every session; the page is the median H of the rows
+    that scrolled, the fold 100 * median h / H (without such rows: frame height / renderHeight)."""
     frame = heatmap(rows, path=path, ts_from=ts_from, ts_to=ts_to, type="all", viewports=viewports)["meta"]
     fw = frame["viewport"]["w"]
+    band = [r for r in rows if _matches(r, path, ts_from, ts_to, None) and (viewports != "width" or r.bucket[0] == fw)]
+    sessions = {r.session_id for r in band}
     deepest: dict[str, float] = {}
-    for r in rows:
-        if not _matches(r, path, ts_from, ts_to, "scroll") or r.scroll_depth is None:
-            continue
-        if viewports == "width" and r.bucket[0] != fw:
-            continue
-        pct = min(100.0, r.scroll_depth / 100 if r.scroll_depth > 100 else float(r.scroll_depth))
-        deepest[r.session_id] = max(deepest.get(r.session_id, -1.0), pct)
-    total = len(deepest)
+    pages: list[float] = []
+    views: list[float] = []
+    for r in band:
+        found = scroll_reach(r)
+        if found is not None:
+            deepest[r.session_id] = max(deepest.get(r.session_id, 0.0), found[0])
+            pages.append(found[1])
+            views.append(found[2])
+    if pages:
+        page_height, fold = statistics.median(pages), 100 * statistics.median(views) / statistics.median(pages)
+    else:
+        page_height, fold = frame["renderHeight"], 100 * frame["viewport"]["h"] / frame["renderHeight"]
+    total = len(sessions)
     reach = []
     for depth in range(0, 101, 5):
-        n = len([s for s, pct in deepest.items() if pct >= depth])
+        n = total if depth <= fold else len([s for s, pct in deepest.items() if pct >= depth])
         reach.append({"depth": depth, "sessions": n, "pct": 100 * n / total if total else 0})
-    meta = {
-        "sessions": total,
-        "foldPct": 100 * frame["viewport"]["h"] / frame["renderHeight"],
-        "viewport": frame["viewport"],
-    }
+    meta = {"sessions": total, "foldPct": fold, "pageHeight": page_height, "viewport": frame["viewport"]}
     return {"reach": reach, "meta": meta}
 
 

@@ -1,4 +1,4 @@
-"""Paths and elements from precomputed report data (issue 21, item 1) stay exact on every backend:
+"""Paths, elements and scroll reach from precomputed report data (issue 21, item 1) stay exact on every backend:
 sessions across midnight and across batches, fresh and compacted pieces mixed in one day, moves cut
 by midnight and by the range, erase and rebuild; every answer against tests/oracle.py."""
 
@@ -9,6 +9,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -94,6 +95,23 @@ def compare(client: FlaskClient, project: str, bodies: list[dict[str, Any]], see
             failures.append(f"paths {span}: {got} != {want}")
         for path in (None, *PAGES):
             where = {"path": path} if path else {}
+            bounds = {"from": lo if lo is not None else 0, "to": hi if hi is not None else MIDNIGHT + 4 * DAY}
+            for viewports in ("width", "all"):
+                got = client.get(
+                    f"/api/projects/{project}/scrollmap",
+                    query_string={**bounds, **where, "viewports": viewports},
+                    headers=API,
+                ).get_json()
+                want = oracle.scrollmap(
+                    rows, path=path, ts_from=bounds["from"], ts_to=bounds["to"], viewports=viewports
+                )
+                if (
+                    got["reach"] != pytest.approx(want["reach"])
+                    or got["meta"]["sessions"] != want["meta"]["sessions"]
+                    or got["meta"]["foldPct"] != pytest.approx(want["meta"]["foldPct"])
+                    or got["meta"]["pageHeight"] != pytest.approx(want["meta"]["pageHeight"])
+                ):
+                    failures.append(f"scrollmap {bounds} {path} {viewports}: {got} != {want}")
             got = client.get(
                 f"/api/projects/{project}/elements", query_string={**span, **where, "limit": 500}, headers=API
             ).get_json()["elements"]

@@ -135,22 +135,34 @@ def test_rageclick_heatmap_by_hand(client: FlaskClient, project: str) -> None:
 def test_scrollmap_by_hand(client: FlaskClient, project: str) -> None:
     url = f"/api/projects/{project}/scrollmap"
     body = get(client, url, path="/pricing")
-    # Frame 1280x800 (5 desktop rows against 2 mobile); sessions a (80 %) and c (50 %) scrolled.
-    assert body["meta"]["sessions"] == 2 and body["meta"]["viewport"] == {"w": 1280, "h": 800}
-    assert body["meta"]["foldPct"] == pytest.approx(50.0)  # the click at y=1600 makes the page 1,600 px
+    # Desktop band (frame 1280x800): sessions a and c. Reach is the viewport's bottom edge: a scrolled
+    # to 30 % (y=300: page 300*100/30+800 = 1,800 px, reach 1,100/1,800 = 61 %) and 80 % (y=800: page
+    # 1,800, reach 89 %); c to 50 % (a depth above 100 is hundredths; y=50,000: page 100,800, reach
+    # 50.4 %). Median page 1,800, fold 800/1,800 = 44.4 %: every depth up to it counts both sessions.
+    meta = body["meta"]
+    assert meta["sessions"] == 2 and meta["viewport"] == {"w": 1280, "h": 800}
+    assert meta["pageHeight"] == 1800 and meta["foldPct"] == pytest.approx(100 * 800 / 1800)
     reach = {r["depth"]: (r["sessions"], r["pct"]) for r in body["reach"]}
     assert sorted(reach) == list(range(0, 101, 5))
     assert all(reach[d] == (2, 100) for d in range(0, 51, 5))
-    assert all(reach[d] == (1, 50) for d in range(55, 81, 5))
-    assert all(reach[d] == (0, 0) for d in range(85, 101, 5))
+    assert all(reach[d] == (1, 50) for d in range(55, 86, 5))
+    assert all(reach[d] == (0, 0) for d in range(90, 101, 5))
     every = get(client, url, path="/pricing", viewports="all")
-    assert every["meta"]["sessions"] == 3
+    # Session b (phone, 844 px, scrolled to the end: reach 100 %) joins; median page (1,800+1,844)/2.
+    assert every["meta"]["sessions"] == 3 and every["meta"]["pageHeight"] == 1822
     reach = {r["depth"]: r["sessions"] for r in every["reach"]}
-    assert (reach[50], reach[55], reach[80], reach[85], reach[100]) == (3, 2, 2, 1, 1)
+    assert (reach[40], reach[50], reach[55], reach[85], reach[90], reach[100]) == (3, 3, 2, 2, 1, 1)
     assert every["reach"][-1]["pct"] == pytest.approx(100 / 3)
     mobile = get(client, url, path="/pricing", viewportWidth=400)
     assert mobile["meta"]["viewport"] == {"w": 400, "h": 800} and mobile["meta"]["sessions"] == 1
     assert all(r["sessions"] == 1 and r["pct"] == 100 for r in mobile["reach"])
+    # A session that never scrolled counts at the fold: on / (no scroll rows) every depth up to
+    # frame height / render height counts both desktop sessions of the band.
+    home = get(client, url, path="/")
+    assert home["meta"]["sessions"] == 2 and home["meta"]["foldPct"] == pytest.approx(
+        100 * 800 / home["meta"]["renderHeight"]
+    )
+    assert {r["sessions"] for r in home["reach"] if r["depth"] <= home["meta"]["foldPct"]} == {2}
     empty = get(client, url, path="/nowhere")
     assert empty["meta"]["sessions"] == 0 and all(r["sessions"] == 0 and r["pct"] == 0 for r in empty["reach"])
 

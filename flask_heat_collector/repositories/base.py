@@ -112,7 +112,9 @@ class ReportPiece(NamedTuple):
 
     ``session_id`` names the one session of a fresh piece (``sessions`` is then ``None``); a merged
     piece has ``session_id`` ``None`` and its sessions' ordinals in ``sessions``. ``selectors`` is JSON
-    ``[[selector, clicks, bitmap or null], ...]`` (``null``: the fresh piece's own session).
+    ``[[selector, clicks, bitmap or null], ...]`` (``null``: the fresh piece's own session); ``scroll``
+    JSON ``{"k": deepest level, ...}`` (fresh) or ``{"r": [[level, bitmap], ...], ...}`` (merged), both
+    with ``"H"`` and ``"h"``: ``[[pixels, rows], ...]`` of the page and viewport heights of scroll rows.
     """
 
     path_key: int
@@ -125,6 +127,7 @@ class ReportPiece(NamedTuple):
     session_id: str | None
     sessions: str | None  # base64 of a serialized Roaring bitmap
     selectors: str | None
+    scroll: str | None  # JSON: reach levels (fresh: the session's deepest, merged: bitmaps), page and viewport heights
 
 
 @dataclass(frozen=True)
@@ -390,10 +393,17 @@ class Reader(ABC):
 
     @abstractmethod
     def report_pieces(
-        self, project_id: str, path: str | None, days: tuple[int, int], *, selectors: bool
+        self,
+        project_id: str,
+        path: str | None,
+        days: tuple[int, int],
+        *,
+        selectors: bool = False,
+        scroll: bool = False,
+        width: int | None = None,
     ) -> list[ReportPiece]:
-        """Report pieces of the days ``days[0]..days[1]`` (of one path when given); with ``selectors``
-        their per-selector data too (else ``None``)."""
+        """Report pieces of the days ``days[0]..days[1]`` (of one path, of one band width when given);
+        with ``selectors`` / ``scroll`` that data too (else ``None``)."""
 
     @abstractmethod
     def session_ordinals(self, project_id: str, session_ids: set[str]) -> dict[str, int]:

@@ -410,8 +410,6 @@ class MongoRepository(base.Repository):
                     return base.IngestResult(project_id=project_id, accepted=0, duplicates=0, erased_user=True)
             if batch.span:
                 self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": batch.span}})
-            if any(row.type == "click" for row in batch.events):  # marked first: a crash leaves it marked
-                mongo_rage.mark(self._coll, project_id, [batch.session.id])
             stored = self._insert_events([_event_doc(row, project_id, user_id) for row in batch.events])
             new = [row for row, is_new in zip(batch.events, stored, strict=True) if is_new]
             for row, is_new in zip(batch.events, stored, strict=True):
@@ -425,6 +423,8 @@ class MongoRepository(base.Repository):
                 mongo_reports.insert(self._coll, project_id, report_batch_pieces(new, batch.session.id, part))
             accepted = sum(row.row_count for row in new)
             self._upsert_session(batch, project_id, user_id, accepted)
+            if any(row.type == "click" for row in new):  # new clicks: the session's bursts are decided again
+                mongo_rage.mark(self._coll, project_id, [batch.session.id])
             if batch.external_user_id and user_id is not None and self._erased(project_id, user_id):
                 # No transactions: an erase that started while this batch was being stored may have
                 # missed it. Looked at again after the last write, so one of the two erases it.
@@ -604,8 +604,7 @@ class MongoRepository(base.Repository):
         return read
 
     def _rebuild_reports(self, project_id: str) -> None:
-        light = {"_id": 0, "metaJson": 0, "dataJson": 0}
-        cursor = self._coll("events").find({"projectId": project_id}, light, sort=_BY_TS)
+        cursor = self._coll("events").find({"projectId": project_id}, _NO_ID, sort=_BY_TS)
         mongo_reports.rebuild_all(self._coll, project_id, (_stored(doc) for doc in cursor))
 
     # -- lifecycle ----------------------------------------------------------
@@ -790,7 +789,7 @@ class MongoRepository(base.Repository):
         try:
             start = day * DAY_MS
             match = {"projectId": project_id, "pathKey": pkey, "ts": {"$gte": start - max_span, "$lt": start + DAY_MS}}
-            rows = [_stored(d) for d in self._coll("events").find(match, {"_id": 0, "metaJson": 0, "dataJson": 0})]
+            rows = [_stored(d) for d in self._coll("events").find(match, _NO_ID)]  # scroll rows' JSON too
             mongo_reports.rebuild_key_day(self._coll, project_id, rows, key)
         finally:
             self._coll("heat_locks").delete_one(lock)
@@ -1100,9 +1099,18 @@ class _MongoReader(base.Reader):
         return mongo_rage.read(self.repo._coll, flt)
 
     def report_pieces(
-        self, project_id: str, path: str | None, days: tuple[int, int], *, selectors: bool
+        self,
+        project_id: str,
+        path: str | None,
+        days: tuple[int, int],
+        *,
+        selectors: bool = False,
+        scroll: bool = False,
+        width: int | None = None,
     ) -> list[base.ReportPiece]:
-        return mongo_reports.read_pieces(self.repo._coll, project_id, path, days, selectors=selectors)
+        return mongo_reports.read_pieces(
+            self.repo._coll, project_id, path, days, selectors=selectors, scroll=scroll, width=width
+        )
 
     def session_ordinals(self, project_id: str, session_ids: set[str]) -> dict[str, int]:
         return mongo_reports.ordinals(self.repo._coll, project_id, session_ids)

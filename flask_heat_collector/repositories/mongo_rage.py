@@ -1,7 +1,8 @@
 """Rage clicks on MongoDB (rageclicks.py): the SQL backends' rules without transactions.
 
-A batch with clicks marks its session pending (a new token) before it stores its events, so a crash
-between the two leaves at worst a session settled once more. A settle takes a lease on the mark,
+A batch that stored new clicks marks its session pending (a new token) after its events, as it
+writes its aggregate pieces (without transactions, a crash in between leaves the session unsettled
+until its next batch or `flask heat rebuild-aggregates`). A settle takes a lease on the mark,
 writes the difference and deletes the mark only if its token is unchanged: a batch that marked the
 session meanwhile leaves it pending for the next settle.
 """

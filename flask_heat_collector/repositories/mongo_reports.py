@@ -126,13 +126,23 @@ def compact_key(coll: Coll, key: Doc) -> bool:
 
 
 def read_pieces(
-    coll: Coll, project_id: str, path: str | None, days: tuple[int, int], *, selectors: bool
+    coll: Coll,
+    project_id: str,
+    path: str | None,
+    days: tuple[int, int],
+    *,
+    selectors: bool,
+    scroll: bool,
+    width: int | None,
 ) -> list[ReportPiece]:
     match: Doc = {"projectId": project_id, "day": {"$gte": days[0], "$lt": days[1] + 1}}
     if path is not None:
         match["pathKey"] = path_key(path)
         match["path"] = path
-    docs = list(coll(PIECES).find(match, None if selectors else {"selectors": 0}))
+    if width is not None:
+        match["bucketW"] = width
+    skip = {name: 0 for name, wanted in (("selectors", selectors), ("scroll", scroll)) if not wanted}
+    docs = list(coll(PIECES).find(match, skip or None))
     replaced = {r for doc in docs for r in doc.get("replaces") or ()}
     return [_piece(doc) for doc in docs if doc["_id"] not in replaced]
 

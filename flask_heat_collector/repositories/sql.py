@@ -21,6 +21,7 @@ from .. import report_pieces
 from ..aggregates import batch_pieces, fresh_part, merge_pieces
 from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
+from ..rageclicks import new_token
 from . import base, sql_erase, sql_purge, sql_rage, sql_reports
 from .sql_erase import PiecesChanged
 from .sql_ingest import (
@@ -364,11 +365,12 @@ class SqlRepository(base.Repository):
             part = fresh_part()
             pieces = batch_pieces(rows + tails, part)
             executemany(conn, st.pieces_sql, st.pieces_params(project_id, pieces))
-            sql_reports.insert(conn, project_id, report_pieces.batch_pieces(rows + tails, batch.session.id, part))
+            reports = report_pieces.batch_pieces(rows + tails, batch.session.id, part)
+            executemany(conn, st.reports_sql, [(project_id, *piece) for piece in reports])
         accepted = sum(r.row_count for r in rows) + sum(t.row_count for t in tails)
         conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id, accepted))
         if any(row.type == "click" for row in rows):  # after the session: erase and purge lock in that order
-            sql_rage.mark(conn, project_id, [batch.session.id])
+            executemany(conn, st.rage_mark_sql, [(project_id, batch.session.id, new_token())])
         return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
 
     def _extend_move(
@@ -881,9 +883,18 @@ class _SqlReader(base.Reader):
         return sql_rage.read(self.conn, flt)
 
     def report_pieces(
-        self, project_id: str, path: str | None, days: tuple[int, int], *, selectors: bool
+        self,
+        project_id: str,
+        path: str | None,
+        days: tuple[int, int],
+        *,
+        selectors: bool = False,
+        scroll: bool = False,
+        width: int | None = None,
     ) -> list[base.ReportPiece]:
-        return sql_reports.read_pieces(self.conn, project_id, path, days, selectors=selectors)
+        return sql_reports.read_pieces(
+            self.conn, project_id, path, days, selectors=selectors, scroll=scroll, width=width
+        )
 
     def session_ordinals(self, project_id: str, session_ids: set[str]) -> dict[str, int]:
         return sql_reports.ordinals(self.conn, project_id, session_ids)

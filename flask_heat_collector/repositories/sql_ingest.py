@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Dialect
 
 from ..rageclicks import new_token
 from .base import LOCATION_FIELDS, ROW_FIELDS, AggregateRow, Batch, EventRow, ReportPiece, SessionRow
-from .sql_schema import events, heat_aggregates, heat_report_pieces, projects, sessions, users
+from .sql_schema import events, heat_aggregates, heat_rage_pending, heat_report_pieces, projects, sessions, users
 
 # Rows are sent as tuples of their record's fields; every statement names its columns in that order,
 # so the records need not follow the tables' column order, only name their columns.
@@ -200,6 +200,15 @@ class IngestStatements:
             "IGNORE" if name == "mysql" else "ON CONFLICT (project_id, event_id) DO NOTHING",
         )
         self.pieces_sql = _columns_insert(dialect, heat_aggregates, ("project_id", *AGGREGATE_FIELDS))
+        self.reports_sql = _columns_insert(dialect, heat_report_pieces, ("project_id", *ReportPiece._fields))
+        self.rage_mark_sql = _columns_insert(
+            dialect,
+            heat_rage_pending,
+            ("project_id", "session_id", "token"),
+            "ON DUPLICATE KEY UPDATE token = VALUES(token)"
+            if name == "mysql"
+            else "ON CONFLICT (project_id, session_id) DO UPDATE SET token = excluded.token",
+        )
         self._table = dialect.identifier_preparer.format_table(events)
         self._columns = ", ".join(dialect.identifier_preparer.quote(n) for n in event_columns)
         self.one_statement: dict[bool, PreparedStatement] = (

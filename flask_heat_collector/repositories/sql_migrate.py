@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from ..aggregates import rebuild_pieces
 from ..ingest import pack_points, path_key
 from . import sql_rage, sql_reports
-from .base import EventRow, Migration
+from .base import STORED_FIELDS, EventRow, Migration
 from .sql_ingest import IngestStatements, after_key, executemany
 from .sql_schema import (
     LEGACY_EVENTS,
@@ -50,7 +50,7 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
         sql_rage.mark_all(conn)
     if "events" in tables and "heat_report_pieces" not in tables:  # report data of the events stored so far
         for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
-            sql_reports.rebuild_all(conn, project_id, _project_rows(conn, project_id))
+            sql_reports.rebuild_all(conn, project_id, _project_rows(conn, project_id, json=True))
     if users_v1 and conn.dialect.name == "sqlite":
         old = {c["name"] for c in sa.inspect(conn).get_columns("users_v1")}  # columns added since are new
         names = ", ".join(c.name for c in users.columns if c.name in old)
@@ -219,15 +219,16 @@ def rebuild_aggregates(conn: Connection, st: IngestStatements) -> int:
         read += count
         if merged:
             executemany(conn, st.pieces_sql, st.pieces_params(project_id, merged))
-        sql_reports.rebuild_all(conn, project_id, _project_rows(conn, project_id))
+        sql_reports.rebuild_all(conn, project_id, _project_rows(conn, project_id, json=True))
     return read
 
 
-def _project_rows(conn: Connection, project_id: str) -> Iterator[EventRow]:
-    """The project's events without their JSON, in (ts, seq) order, read in chunks."""
+def _project_rows(conn: Connection, project_id: str, *, json: bool = False) -> Iterator[EventRow]:
+    """The project's events (without their JSON unless ``json``), in (ts, seq) order, read in chunks."""
     after: tuple[int, int] | None = None
+    columns = [events.c[name] for name in STORED_FIELDS] if json else ROLLUP_FIELDS
     while True:
-        stmt = sa.select(*ROLLUP_FIELDS).where(events.c.project_id == project_id)
+        stmt = sa.select(*columns).where(events.c.project_id == project_id)
         if after is not None:
             stmt = stmt.where(after_key(after))
         chunk = [EventRow(*r) for r in conn.execute(stmt.order_by(events.c.ts, events.c.seq).limit(_CHUNK))]

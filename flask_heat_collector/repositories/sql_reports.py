@@ -12,12 +12,12 @@ from sqlalchemy.engine import Connection
 from ..aggregates import DAY_MS
 from ..ingest import path_key
 from ..report_pieces import merge, rebuild
-from .base import EventRow, ReportPiece
-from .sql_schema import ROLLUP_FIELDS, events, heat_report_pieces, heat_session_ordinals, projects
+from .base import STORED_FIELDS, EventRow, ReportPiece
+from .sql_schema import events, heat_report_pieces, heat_session_ordinals, projects
 
 PIECE_FIELDS = ReportPiece._fields
 KEY = ("project_id", "path_key", "day", "bucket_w")
-_LIGHT = ("sessions", "selectors")
+STORED_COLUMNS = [events.c[name] for name in STORED_FIELDS]  # scroll rows' JSON holds their heights
 
 
 def pieces_params(project_id: str, found: list[ReportPiece]) -> list[dict[str, Any]]:
@@ -112,12 +112,23 @@ def compact_keys(conn: Connection, keys: list[tuple[Any, ...]]) -> None:
 
 
 def read_pieces(
-    conn: Connection, project_id: str, path: str | None, days: tuple[int, int], *, selectors: bool
+    conn: Connection,
+    project_id: str,
+    path: str | None,
+    days: tuple[int, int],
+    *,
+    selectors: bool,
+    scroll: bool,
+    width: int | None,
 ) -> list[ReportPiece]:
-    """The pieces of the days ``days[0]..days[1]`` (of one path when given); ``selectors`` reads them too."""
+    """The pieces of the days ``days[0]..days[1]`` (of one path, of one band width when given);
+    ``selectors`` and ``scroll`` read that data too."""
     t = heat_report_pieces.c
-    columns = [sa.null() if name == "selectors" and not selectors else t[name] for name in PIECE_FIELDS]
+    skip = {name for name, wanted in (("selectors", selectors), ("scroll", scroll)) if not wanted}
+    columns = [sa.null() if name in skip else t[name] for name in PIECE_FIELDS]
     stmt = sa.select(*columns).where(t.project_id == project_id, t.day >= days[0], t.day <= days[1])
+    if width is not None:
+        stmt = stmt.where(t.bucket_w == width)
     if path is not None:
         stmt = stmt.where(t.path_key == path_key(path), t.path == path)
     return [ReportPiece(*row) for row in conn.execute(stmt)]
@@ -128,7 +139,7 @@ def rebuild_key_days(conn: Connection, project_id: str, max_span: int, keys: set
     ones computed from their rows (a piece stored meanwhile by a batch it does not see is kept)."""
     for pkey, day, width in sorted(keys):
         start = day * DAY_MS
-        stmt = sa.select(*ROLLUP_FIELDS).where(
+        stmt = sa.select(*STORED_COLUMNS).where(
             events.c.project_id == project_id,
             events.c.path_key == pkey,
             events.c.ts >= start - max_span,

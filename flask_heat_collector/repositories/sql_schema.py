@@ -158,6 +158,7 @@ heat_report_pieces = _table(
     sa.Column("session_id", _ClientId),
     sa.Column("sessions", _Blob),
     sa.Column("selectors", _Blob),
+    sa.Column("scroll", _Blob),
     sa.Index("ix_heat_report_pieces_day", "project_id", "day"),
     sa.Index("ix_heat_report_pieces_fresh", "project_id", "part"),
 )

@@ -318,7 +318,7 @@
       tbody.append(row);
     }
     $("reach-count").textContent = `(${scrollmap.meta.sessions} sessions)`;
-    panelStatus("reach-status", scrollmap.reach.length ? "Share of sessions whose deepest scroll reached each depth." : "No scrolls.");
+    panelStatus("reach-status", scrollmap.reach.length ? "Share of sessions whose screen reached each depth of the page (the bottom edge of the viewport)." : "No scrolls.");
   }
 
   // -- elements --------------------------------------------------------------------------------
