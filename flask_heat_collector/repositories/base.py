@@ -265,7 +265,7 @@ class Scan:
     ``flt.ts_to``) with ``ts`` at least ``ts_low``, of one session when ``session_id`` is given.
 
     ``light`` reads neither the JSON columns nor path and selector (they are ``None``); ``text``
-    reads path and selector even then.
+    reads path and selector even then; ``points=False`` does not read a move's points either.
     """
 
     flt: EventFilter
@@ -273,6 +273,21 @@ class Scan:
     session_id: str | None = None
     light: bool = False
     text: bool = False
+    points: bool = True
+
+
+@dataclass
+class ReadTally:
+    """The stored events the readers of one repository returned, and the move points read with them:
+    a test hook that bounds a query's cost by what it reads, not by its time."""
+
+    events: int = 0
+    points: int = 0
+
+    def add(self, rows: list[EventRow]) -> list[EventRow]:
+        self.events += len(rows)
+        self.points += sum(row.row_count for row in rows if row.points is not None)
+        return rows
 
 
 class Reader(ABC):

@@ -71,6 +71,7 @@ _UPSERT_ATTEMPTS = 3
 _NO_ID = {"_id": 0}
 _LIGHT = {"_id": 0, "path": 0, "selector": 0, "metaJson": 0, "dataJson": 0}
 _TEXT = {"_id": 0, "metaJson": 0, "dataJson": 0}
+_COUNTS = {**_LIGHT, "points": 0}
 _BY_TS = [("ts", 1), ("seq", 1)]
 _CHUNK = 5000
 _LOCK_SECONDS = 60.0  # a compaction lock older than this belongs to a process that died
@@ -210,6 +211,7 @@ class MongoRepository(base.Repository):
                 f"HEAT_MONGO_DATABASE (or the path of HEAT_DATABASE_URI) is not a valid MongoDB "
                 f"database name: {self.database_name!r}"
             )
+        self.tally = base.ReadTally()
         self._client: MongoClient[Doc] | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -844,12 +846,14 @@ class _MongoReader(base.Reader):
         if ts:
             match["ts"] = ts
         projection = (_TEXT if what.text else _LIGHT) if what.light else _NO_ID
+        if not what.points:
+            projection = _COUNTS
         cursor = self.repo._coll("events").find(match, projection, sort=_BY_TS, limit=limit)
-        return [_stored(doc) for doc in cursor]
+        return self.repo.tally.add([_stored(doc) for doc in cursor])
 
     def fetch(self, project_id: str, event_ids: list[str]) -> list[base.EventRow]:
         match = {"projectId": project_id, "eventId": {"$in": event_ids}}
-        return [_stored(doc) for doc in self.repo._coll("events").find(match, _NO_ID)]
+        return self.repo.tally.add([_stored(doc) for doc in self.repo._coll("events").find(match, _NO_ID)])
 
     def path_totals(self, project_id: str, ts_from: int | None, ts_to: int | None) -> list[base.PathTotal]:
         pipeline: list[Doc] = [

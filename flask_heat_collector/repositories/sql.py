@@ -57,6 +57,7 @@ _JSON_FIELDS = ("meta_json", "data_json")
 _HEAVY = ("path", "selector", *_JSON_FIELDS)
 _LIGHT_COLUMNS = [sa.null() if name in _HEAVY else events.c[name] for name in base.STORED_FIELDS]
 _TEXT_COLUMNS = [sa.null() if name in _JSON_FIELDS else events.c[name] for name in base.STORED_FIELDS]
+_COUNT_COLUMNS = [sa.null() if name in (*_HEAVY, "points") else events.c[name] for name in base.STORED_FIELDS]
 _AGGREGATE_KEY = ("project_id", "path_key", "day", "type", "bucket_w", "bucket_h")
 
 
@@ -110,6 +111,7 @@ class SqlRepository(base.Repository):
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self._engine: Engine | None = None
+        self.tally = base.ReadTally()
         self._spans: dict[str, int] = {}  # the max_span of each project as this process last raised it
         self._ingest: IngestStatements | None = None
         url = sa.make_url(uri)
@@ -415,11 +417,11 @@ class SqlRepository(base.Repository):
             elif dialect == "mysql":  # as a statement: a dead pooled connection then fails as one
                 conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # the next one
                 try:
-                    return fn(_SqlReader(conn))
+                    return fn(_SqlReader(conn, self.tally))
                 finally:
                     conn.rollback()
             with conn.begin():
-                return fn(_SqlReader(conn))
+                return fn(_SqlReader(conn, self.tally))
 
         return self._read(run)
 
@@ -689,8 +691,9 @@ class SqlRepository(base.Repository):
 class _SqlReader(base.Reader):
     """Reads on one connection inside one transaction."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, tally: base.ReadTally) -> None:
         self.conn = conn
+        self.tally = tally
 
     def scan(self, what: base.Scan, after: tuple[int, int] | None, limit: int) -> list[base.EventRow]:
         flt, ts_low, session_id = what.flt, what.ts_low, what.session_id
@@ -708,12 +711,14 @@ class _SqlReader(base.Reader):
         if after is not None:
             clauses.append(after_key(after))
         columns = (_TEXT_COLUMNS if what.text else _LIGHT_COLUMNS) if what.light else _STORED_COLUMNS
+        if not what.points:
+            columns = _COUNT_COLUMNS
         stmt = sa.select(*columns).where(*clauses).order_by(events.c.ts, events.c.seq).limit(limit)
-        return [base.EventRow(*row) for row in self.conn.execute(stmt)]
+        return self.tally.add([base.EventRow(*row) for row in self.conn.execute(stmt)])
 
     def fetch(self, project_id: str, event_ids: list[str]) -> list[base.EventRow]:
         stmt = sa.select(*_STORED_COLUMNS).where(events.c.project_id == project_id, events.c.event_id.in_(event_ids))
-        return [base.EventRow(*row) for row in self.conn.execute(stmt)]
+        return self.tally.add([base.EventRow(*row) for row in self.conn.execute(stmt)])
 
     def aggregates(
         self, project_id: str, path: str | None, days: tuple[int, int], *, blobs: base.Blobs | None = None
