@@ -2,7 +2,7 @@
 
 Stored events come from the database in ``(ts, seq)`` order of their earliest row; their rows
 (a move's points) are merged in a heap, so a page costs the rows before it plus the page, never
-the whole table. An event's rows may start up to the project's longest move before ``from``.
+the whole table. An event's rows may start before ``from``: :func:`from_edge` finds those.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import replace
 from itertools import chain
 
 from .aggregates import items
-from .repositories.base import Event, EventFilter, EventRow, Reader, Repository, Scan
+from .repositories.base import LONG_MOVE_MS, Event, EventFilter, EventRow, Reader, Repository, Scan
 
 _FIRST_PAGE = 256
 _MAX_PAGE = 8192
@@ -58,11 +58,21 @@ def from_edge(
     first_page: int = _FIRST_PAGE,
 ) -> Iterator[EventRow]:
     """Every stored event of ``flt`` with rows at or after ``flt.ts_from`` (and ``ts`` at most
-    ``flt.ts_to``) in ``(ts, seq)`` order; some events ending before ``ts_from`` may come too."""
+    ``flt.ts_to``) in ``(ts, seq)`` order; some events ending before ``ts_from`` may come too.
+
+    The scan starts :data:`LONG_MOVE_MS` (or the project's longest move, when shorter) before
+    ``ts_from``; the longer moves crossing ``ts_from`` come from the long-move index, so one long
+    move costs its own rows, not a wider scan for every range.
+    """
     lo = flt.ts_from
-    ts_low = None if lo is None else lo - reader.max_span(flt.project_id)
-    what = Scan(flt, ts_low, session_id, light, text, points)
-    return stored_events(reader, what, first_page=first_page)
+    if lo is None:
+        return stored_events(reader, Scan(flt, None, session_id, light, text, points), first_page=first_page)
+    span = reader.max_span(flt.project_id)
+    what = Scan(flt, lo - min(span, LONG_MOVE_MS), session_id, light, text, points)
+    scan = stored_events(reader, what, first_page=first_page)
+    if span <= LONG_MOVE_MS:
+        return scan
+    return chain(reader.long_moves(what, lo - LONG_MOVE_MS, lo), scan)
 
 
 def merged_rows(events: Iterable[EventRow], lo: int | None, hi: int | None) -> Iterator[Row]:

@@ -14,9 +14,9 @@ from typing import Any
 
 from .aggregates import PLOTTABLE_TYPES, items
 from .heatmap import Plan, frame_of, other_viewports, render_height
-from .listing import stored_events
+from .listing import from_edge, stored_events
 from .rageclicks import RAGECLICK, rage_clicks
-from .repositories.base import EventFilter, EventRow, Reader, Repository, Scan
+from .repositories.base import LONG_MOVE_MS, EventFilter, EventRow, Reader, Repository, Scan
 
 SCROLL_STEP = 5  # reach is reported at every 5 % of the page
 
@@ -124,10 +124,11 @@ def _cut_moves(reader: Reader, flt: EventFilter) -> Iterator[EventRow]:
     moves = replace(flt, types=("move",))
     if lo is not None:  # starting before lo, ending at or after it
         before = replace(moves, ts_to=lo - 1)
-        yield from (
-            m for m in stored_events(reader, Scan(before, lo - span, light=True, text=True)) if m.ts + m.span >= lo
-        )
+        yield from (m for m in from_edge(reader, before, light=True, text=True) if m.ts + m.span >= lo)
     if hi is not None:  # starting inside the range (or after lo's moves), ending after hi
-        low = hi - span if lo is None else max(lo, hi - span)
-        found = stored_events(reader, Scan(moves, low, light=True, text=True))
-        yield from (m for m in found if m.ts + m.span > hi)
+        low = hi - min(span, LONG_MOVE_MS)
+        what = Scan(moves, low if lo is None else max(lo, low), light=True, text=True)
+        yield from (m for m in stored_events(reader, what) if m.ts + m.span > hi)
+        if span > LONG_MOVE_MS and (lo is None or lo < low):
+            found = reader.long_moves(what, low, hi + 1)
+            yield from (m for m in found if lo is None or m.ts >= lo)

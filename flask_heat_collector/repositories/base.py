@@ -41,6 +41,17 @@ class EventRow(NamedTuple):
 
 
 STORED_FIELDS = EventRow._fields  # what a read returns, in order
+# Moves lasting longer than this are also kept in the long-move index, one entry per UTC day their
+# rows fall on: a scan from a time reads this much before it, plus the long moves crossing it.
+LONG_MOVE_MS = 60_000
+_DAY_MS = 86_400_000
+
+
+def long_move_days(ts: int, span: int) -> range:
+    """The UTC days of a move's long-move index entries: every day its rows fall on, none when short."""
+    return range(ts // _DAY_MS, (ts + span) // _DAY_MS + 1) if span > LONG_MOVE_MS else range(0)
+
+
 LOCATION_FIELDS = ("project_id", "user_id")
 ROW_FIELDS = STORED_FIELDS[: -len(LOCATION_FIELDS)]  # what ingest stores per event, in order
 
@@ -328,6 +339,12 @@ class Reader(ABC):
     def deepest_scrolls(self, flt: EventFilter, width: int | None) -> list[float]:
         """Each session's deepest scroll row of ``flt`` (``ts_from..ts_to``; of bucket width ``width``
         when given), as a percent of the page (a depth above 100 is hundredths of a percent)."""
+
+    @abstractmethod
+    def long_moves(self, what: Scan, before: int, reaching: int) -> list[EventRow]:
+        """The events of ``what`` in the long-move index that start before ``before`` and have rows
+        at or after ``reaching`` (found through the index's entries of ``reaching``'s day), in
+        ``(ts, seq)`` order; ``what.ts_low`` is not used."""
 
     @abstractmethod
     def max_span(self, project_id: str) -> int:

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pymongo import MongoClient
+from pymongo import MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
@@ -63,6 +63,7 @@ INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     ),
     ("heat_aggregates", ("projectId", "day"), False, "ix_heat_aggregates_day"),
     ("heat_aggregates", ("projectId", "part"), False, "ix_heat_aggregates_fresh"),
+    ("heat_long_moves", ("projectId", "day", "eventId"), True, "pk_heat_long_moves"),
 )
 LEGACY_EVENTS = "events_v1"
 DUPLICATE_KEY = 11000
@@ -260,6 +261,7 @@ class MongoRepository(base.Repository):
             legacy = self._coll("events").find_one({"pointIndex": {"$exists": True}}, {"_id": 1}) is not None
             if legacy:
                 self._coll("events").rename(LEGACY_EVENTS)
+            indexed = "heat_long_moves" in self.db.list_collection_names()
             for collection, keys, unique, name in INDEXES:
                 try:
                     self._coll(collection).create_index([(key, 1) for key in keys], unique=unique, name=name)
@@ -275,6 +277,8 @@ class MongoRepository(base.Repository):
                 self._move_legacy_events()
                 self._rebuild_aggregates()
                 self._coll(LEGACY_EVENTS).drop()
+            if not indexed:  # a database of the layout before the long-move index
+                self._index_long_moves_of({"span": {"$gt": base.LONG_MOVE_MS}})
         if refused:
             log(
                 "warn",
@@ -282,6 +286,36 @@ class MongoRepository(base.Repository):
                 "runs `flask heat migrate`, queries scan and retried batches are not deduplicated",
                 database=self.database_name,
                 indexes=refused,
+            )
+
+    def _index_long_moves_of(self, match: Doc) -> None:
+        """Add the long-move index entries of the stored events matching ``match``."""
+        found = self._coll("events").find(match, {"_id": 0, "projectId": 1, "eventId": 1, "ts": 1, "span": 1})
+        for doc in found:
+            row = SimpleNamespace(event_id=doc["eventId"], ts=int(doc["ts"]), span=int(doc.get("span") or 0))
+            self._index_long_moves(str(doc["projectId"]), [row])
+
+    def _index_long_moves(self, project_id: str, rows: list[Any]) -> None:
+        """Upsert the long-move index entries of ``rows`` (events with ``event_id``, ``ts``, ``span``);
+        an entry only widens, so a retried batch or a grown move leaves it covering every row."""
+        ops = [
+            UpdateOne(
+                {"projectId": project_id, "day": day, "eventId": row.event_id},
+                {"$min": {"ts": row.ts}, "$max": {"endTs": row.ts + row.span}},
+                upsert=True,
+            )
+            for row in rows
+            for day in base.long_move_days(row.ts, row.span)
+        ]
+        if ops:
+            self._coll("heat_long_moves").bulk_write(ops, ordered=False)
+
+    def _forget_long_moves(self, project_id: str, rows: list[base.EventRow]) -> None:
+        days = sorted({day for row in rows for day in base.long_move_days(row.ts, row.span)})
+        if days:
+            ids = [row.event_id for row in rows if row.span > base.LONG_MOVE_MS]
+            self._coll("heat_long_moves").delete_many(
+                {"projectId": project_id, "day": {"$in": days}, "eventId": {"$in": ids}}
             )
 
     def _move_legacy_events(self) -> None:
@@ -386,6 +420,7 @@ class MongoRepository(base.Repository):
                 tail = None if is_new or row.type != "move" else self._extend_move(project_id, row)
                 if tail is not None:
                     new.append(tail)
+            self._index_long_moves(project_id, [row for row in batch.events if row.span > base.LONG_MOVE_MS])
             if new:
                 docs = [_piece_doc(p, project_id) for p in batch_pieces(new, fresh_part())]
                 self._coll("heat_aggregates").insert_many(docs, ordered=False)
@@ -407,6 +442,7 @@ class MongoRepository(base.Repository):
             update = {"$set": {"ts": ts, "span": span, "rowCount": row.row_count, "points": points}}
             if events.update_one({**key, "rowCount": stored["rowCount"]}, update).modified_count:
                 self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": span}})
+                self._index_long_moves(project_id, [row._replace(ts=ts, span=span)])
                 return tail
         return None
 
@@ -617,6 +653,7 @@ class MongoRepository(base.Repository):
     def _erase_chunk(self, project_id: str, rows: list[base.EventRow]) -> None:
         """Delete the rows, then replace each aggregate key-day they touched and fix session counters."""
         self._coll("events").delete_many({"projectId": project_id, "eventId": {"$in": [r.event_id for r in rows]}})
+        self._forget_long_moves(project_id, rows)
         doc = self._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})
         max_span = int((doc or {}).get("maxSpan") or 0)
         keys = {
@@ -654,17 +691,18 @@ class MongoRepository(base.Repository):
         aggregates = self._coll("heat_aggregates")
         try:
             start = day * DAY_MS
-            found = self._coll("events").find(
-                {
-                    "projectId": project_id,
-                    "pathKey": pkey,
-                    "type": kind,
-                    "ts": {"$gte": start - max_span, "$lt": start + DAY_MS},
-                    "bucketW": bw,
-                    "bucketH": bh,
-                }
-            )
-            stats = rollup([_stored(d) for d in found], ts_range=(start, start + DAY_MS - 1)).get((day, kind, bw, bh))
+            match: Doc = {"projectId": project_id, "pathKey": pkey, "type": kind, "bucketW": bw, "bucketH": bh}
+            low = start - min(max_span, base.LONG_MOVE_MS)
+            found = [
+                _stored(d) for d in self._coll("events").find({**match, "ts": {"$gte": low, "$lt": start + DAY_MS}})
+            ]
+            if max_span > base.LONG_MOVE_MS:  # and the long moves reaching into the day from before
+                ids = self._long_move_ids(project_id, low, start)
+                found += [
+                    _stored(d)
+                    for d in self._coll("events").find({**match, "eventId": {"$in": ids}, "ts": {"$lt": low}})
+                ]
+            stats = rollup(found, ts_range=(start, start + DAY_MS - 1)).get((day, kind, bw, bh))
             ids = [d["_id"] for d in aggregates.find(key, {"_id": 1})]
             merged = (
                 merge_pieces(pieces(pkey, {(day, kind, bw, bh): stats}, 0)) if stats is not None and stats.n else []
@@ -677,6 +715,11 @@ class MongoRepository(base.Repository):
                 aggregates.update_many({"_id": {"$in": [d["_id"] for d in new]}}, {"$unset": {"replaces": ""}})
         finally:
             self._coll("heat_locks").delete_one(lock)
+
+    def _long_move_ids(self, project_id: str, before: int, reaching: int) -> list[str]:
+        """The events in the long-move index starting before ``before`` with rows at or after ``reaching``."""
+        match = {"projectId": project_id, "day": day_of(reaching), "ts": {"$lt": before}, "endTs": {"$gte": reaching}}
+        return [str(d["eventId"]) for d in self._coll("heat_long_moves").find(match, {"_id": 0, "eventId": 1})]
 
     def purge(
         self, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int = 5000
@@ -828,7 +871,8 @@ class _MongoReader(base.Reader):
     def __init__(self, repo: MongoRepository) -> None:
         self.repo = repo
 
-    def scan(self, what: base.Scan, after: tuple[int, int] | None, limit: int) -> list[base.EventRow]:
+    @staticmethod
+    def _scan_match(what: base.Scan) -> Doc:
         flt, ts_low, session_id = what.flt, what.ts_low, what.session_id
         match = _match(flt)
         if session_id is not None:
@@ -840,15 +884,33 @@ class _MongoReader(base.Reader):
             # "< to + 1", not "<= to" (the same for integers): SecantusDB drops the upper bound of an
             # inclusive range on an index field followed by others.
             ts["$lt"] = flt.ts_to + 1
-        if after is not None:
-            ts["$gte"] = max(after[0], ts.get("$gte", after[0]))
-            match["$or"] = [{"ts": {"$gt": after[0]}}, {"ts": after[0], "seq": {"$gt": after[1]}}]
         if ts:
             match["ts"] = ts
-        projection = (_TEXT if what.text else _LIGHT) if what.light else _NO_ID
+        return match
+
+    @staticmethod
+    def _projection(what: base.Scan) -> Doc:
         if not what.points:
-            projection = _COUNTS
-        cursor = self.repo._coll("events").find(match, projection, sort=_BY_TS, limit=limit)
+            return _COUNTS
+        return (_TEXT if what.text else _LIGHT) if what.light else _NO_ID
+
+    def scan(self, what: base.Scan, after: tuple[int, int] | None, limit: int) -> list[base.EventRow]:
+        match = self._scan_match(what)
+        if after is not None:
+            ts = match.setdefault("ts", {})
+            ts["$gte"] = max(after[0], ts.get("$gte", after[0]))
+            match["$or"] = [{"ts": {"$gt": after[0]}}, {"ts": after[0], "seq": {"$gt": after[1]}}]
+        cursor = self.repo._coll("events").find(match, self._projection(what), sort=_BY_TS, limit=limit)
+        return self.repo.tally.add([_stored(doc) for doc in cursor])
+
+    def long_moves(self, what: base.Scan, before: int, reaching: int) -> list[base.EventRow]:
+        ids = self.repo._long_move_ids(what.flt.project_id, before, reaching)
+        if not ids:
+            return []
+        match = self._scan_match(replace(what, ts_low=None))
+        match["eventId"] = {"$in": ids}
+        match["ts"] = {**match.get("ts", {}), "$lt": min(before, match.get("ts", {}).get("$lt", before))}
+        cursor = self.repo._coll("events").find(match, self._projection(what), sort=_BY_TS)
         return self.repo.tally.add([_stored(doc) for doc in cursor])
 
     def fetch(self, project_id: str, event_ids: list[str]) -> list[base.EventRow]:

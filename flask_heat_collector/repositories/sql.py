@@ -25,8 +25,11 @@ from .sql_ingest import (
     IngestStatements,
     PreparedStatement,
     after_key,
+    crossing,
     executemany,
+    forget_long_moves,
     insert_ignore,
+    long_move_params,
     session_values,
 )
 from .sql_migrate import migrate_schema, rebuild_aggregates
@@ -355,6 +358,8 @@ class SqlRepository(base.Repository):
             # Not exact: some were stored before. Exact: a concurrent batch (MySQL) stored some of
             # them first; either way this transaction starts over.
             raise _Raced() if exact else _Duplicates()
+        if long_entries := long_move_params(project_id, rows):
+            executemany(conn, st.long_moves_sql, long_entries)
         if rows or tails:
             pieces = batch_pieces(rows + tails, fresh_part())
             executemany(conn, st.pieces_sql, st.pieces_params(project_id, pieces))
@@ -367,7 +372,7 @@ class SqlRepository(base.Repository):
     ) -> base.EventRow | None:
         """Append the points of a resent move past those stored; the appended points as a row."""
         key = (events.c.project_id == project_id, events.c.event_id == row.event_id)
-        select = sa.select(events.c.ts, events.c.row_count, events.c.points).where(*key)
+        select = sa.select(events.c.ts, events.c.span, events.c.row_count, events.c.points).where(*key)
         if self.dialect != "sqlite":
             select = select.with_for_update()
         stored = conn.execute(select).one()
@@ -376,6 +381,10 @@ class SqlRepository(base.Repository):
             return None
         ts, span, points = pack_points(move_stamps(stored) + move_stamps(tail))
         conn.execute(sa.update(events).where(*key).values(ts=ts, span=span, row_count=row.row_count, points=points))
+        grown = row._replace(ts=ts, span=span)
+        forget_long_moves(conn, project_id, [row._replace(ts=int(stored.ts), span=int(stored.span))])
+        if long_entries := long_move_params(project_id, [grown]):
+            executemany(conn, self._statements.long_moves_sql, long_entries)
         self._raise_span(conn, project_id, span, raised)
         return tail
 
@@ -695,7 +704,8 @@ class _SqlReader(base.Reader):
         self.conn = conn
         self.tally = tally
 
-    def scan(self, what: base.Scan, after: tuple[int, int] | None, limit: int) -> list[base.EventRow]:
+    @staticmethod
+    def _scan_clauses(what: base.Scan) -> list[Any]:
         flt, ts_low, session_id = what.flt, what.ts_low, what.session_id
         clauses: list[Any] = [events.c.project_id == flt.project_id]
         if session_id is not None:
@@ -708,12 +718,27 @@ class _SqlReader(base.Reader):
             clauses.append(events.c.ts >= ts_low)
         if flt.ts_to is not None:
             clauses.append(events.c.ts <= flt.ts_to)
+        return clauses
+
+    @staticmethod
+    def _scan_columns(what: base.Scan) -> list[Any]:
+        if not what.points:
+            return _COUNT_COLUMNS
+        return (_TEXT_COLUMNS if what.text else _LIGHT_COLUMNS) if what.light else _STORED_COLUMNS
+
+    def scan(self, what: base.Scan, after: tuple[int, int] | None, limit: int) -> list[base.EventRow]:
+        clauses = self._scan_clauses(what)
         if after is not None:
             clauses.append(after_key(after))
-        columns = (_TEXT_COLUMNS if what.text else _LIGHT_COLUMNS) if what.light else _STORED_COLUMNS
-        if not what.points:
-            columns = _COUNT_COLUMNS
-        stmt = sa.select(*columns).where(*clauses).order_by(events.c.ts, events.c.seq).limit(limit)
+        stmt = sa.select(*self._scan_columns(what)).where(*clauses).order_by(events.c.ts, events.c.seq).limit(limit)
+        return self.tally.add([base.EventRow(*row) for row in self.conn.execute(stmt)])
+
+    def long_moves(self, what: base.Scan, before: int, reaching: int) -> list[base.EventRow]:
+        clauses = [
+            *self._scan_clauses(dataclasses.replace(what, ts_low=None)),
+            crossing(what.flt.project_id, before, reaching),
+        ]
+        stmt = sa.select(*self._scan_columns(what)).where(*clauses).order_by(events.c.ts, events.c.seq)
         return self.tally.add([base.EventRow(*row) for row in self.conn.execute(stmt)])
 
     def fetch(self, project_id: str, event_ids: list[str]) -> list[base.EventRow]:
