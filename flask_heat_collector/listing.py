@@ -18,7 +18,7 @@ from .repositories.base import LONG_MOVE_MS, Event, EventFilter, EventRow, Reade
 
 _FIRST_PAGE = 256
 _MAX_PAGE = 8192
-_SWEEP_PAGE = 1024
+_SWEEP_PAGE = 64
 
 
 def stored_events(reader: Reader, what: Scan, *, first_page: int = _FIRST_PAGE) -> Iterator[EventRow]:
