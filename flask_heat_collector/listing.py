@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from itertools import chain
 
@@ -21,8 +21,11 @@ _MAX_PAGE = 8192
 _SWEEP_PAGE = 64
 
 
-def stored_events(reader: Reader, what: Scan, *, first_page: int = _FIRST_PAGE) -> Iterator[EventRow]:
-    """Every stored event of ``what`` in ``(ts, seq)`` order, fetched in growing pages."""
+def stored_events(
+    reader: Reader, what: Scan, *, first_page: int = _FIRST_PAGE, next_page: Callable[[int], int] | None = None
+) -> Iterator[EventRow]:
+    """Every stored event of ``what`` in ``(ts, seq)`` order, fetched in pages growing twofold (or
+    of ``next_page(size)`` events after one of ``size``)."""
     after: tuple[int, int] | None = None
     size = max(1, min(first_page, _MAX_PAGE))
     # seq is unique per process, not across processes: events may share (ts, seq). Each next page
@@ -41,7 +44,7 @@ def stored_events(reader: Reader, what: Scan, *, first_page: int = _FIRST_PAGE) 
             continue
         given = {e.event_id for e in page if (e.ts, e.seq) == last} | (given if last == key else set())
         after = (last[0], last[1] - 1)
-        size = min(size * 2, _MAX_PAGE)
+        size = max(1, min(size * 2 if next_page is None else next_page(size), _MAX_PAGE))
 
 
 Row = tuple[EventRow, int, int]  # (event, point index, ts)
@@ -56,6 +59,7 @@ def from_edge(
     text: bool = False,
     points: bool = True,
     first_page: int = _FIRST_PAGE,
+    next_page: Callable[[int], int] | None = None,
 ) -> Iterator[EventRow]:
     """Every stored event of ``flt`` with rows at or after ``flt.ts_from`` (and ``ts`` at most
     ``flt.ts_to``) in ``(ts, seq)`` order; some events ending before ``ts_from`` may come too.
@@ -66,10 +70,11 @@ def from_edge(
     """
     lo = flt.ts_from
     if lo is None:
-        return stored_events(reader, Scan(flt, None, session_id, light, text, points), first_page=first_page)
+        what = Scan(flt, None, session_id, light, text, points)
+        return stored_events(reader, what, first_page=first_page, next_page=next_page)
     span = reader.max_span(flt.project_id)
     what = Scan(flt, lo - min(span, LONG_MOVE_MS), session_id, light, text, points)
-    scan = stored_events(reader, what, first_page=first_page)
+    scan = stored_events(reader, what, first_page=first_page, next_page=next_page)
     if span <= LONG_MOVE_MS:
         return scan
     return chain(reader.long_moves(what, lo - LONG_MOVE_MS, lo), scan)
@@ -129,8 +134,15 @@ def _cut(
     seen: list[EventRow] = []
     bound = 0  # the rows of the events seen so far: at least those before the sweep's ts
     cut, before_cut, found = lo, 0, False
+
+    def next_page(size: int) -> int:  # the events still wanted, at the rows per event seen so far
+        return size * 2 if not bound else (offset + limit + 1 - bound) * len(seen) // bound + 1
+
     first = min(offset + limit + 1, _SWEEP_PAGE)
-    for event in from_edge(reader, flt, session_id=session_id, light=True, points=False, first_page=first):
+    sweep = from_edge(
+        reader, flt, session_id=session_id, light=True, points=False, first_page=first, next_page=next_page
+    )
+    for event in sweep:
         if lo is not None and event.ts + event.span < lo:
             continue
         if not found and (lo is None or event.ts > lo) and (cut is None or event.ts > cut):
