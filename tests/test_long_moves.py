@@ -74,7 +74,7 @@ def _events_read(app: Flask, client: FlaskClient, project: str) -> int:
 def _index_entries(app: Flask) -> int:
     repo = app.extensions["heat_collector"].repository
     if hasattr(repo, "db"):
-        return int(repo.db.heat_long_moves.count_documents({}))
+        return int(repo.db.heat_long_moves.count_documents({"projectId": {"$ne": ""}}))  # not the "filled" mark
     with repo.engine.connect() as conn:
         return int(conn.execute(sa.text("SELECT count(*) FROM heat_long_moves")).scalar_one())
 

@@ -76,6 +76,8 @@ _COUNTS = {**_LIGHT, "points": 0}
 _BY_TS = [("ts", 1), ("seq", 1)]
 _CHUNK = 5000
 _LOCK_SECONDS = 60.0  # a compaction lock older than this belongs to a process that died
+# Stored in heat_long_moves once migrate() filled it from the stored moves (no project has id "").
+_LONG_MOVES_FILLED = {"projectId": "", "day": -1, "eventId": ""}
 _AGGREGATE_KEY = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH")
 
 
@@ -261,7 +263,6 @@ class MongoRepository(base.Repository):
             legacy = self._coll("events").find_one({"pointIndex": {"$exists": True}}, {"_id": 1}) is not None
             if legacy:
                 self._coll("events").rename(LEGACY_EVENTS)
-            indexed = "heat_long_moves" in self.db.list_collection_names()
             for collection, keys, unique, name in INDEXES:
                 try:
                     self._coll(collection).create_index([(key, 1) for key in keys], unique=unique, name=name)
@@ -277,8 +278,10 @@ class MongoRepository(base.Repository):
                 self._move_legacy_events()
                 self._rebuild_aggregates()
                 self._coll(LEGACY_EVENTS).drop()
-            if not indexed:  # a database of the layout before the long-move index
+            # A database of the layout before the long-move index: fill it once, then mark it filled.
+            if self._coll("heat_long_moves").find_one(_LONG_MOVES_FILLED, {"_id": 1}) is None:
                 self._index_long_moves_of({"span": {"$gt": base.LONG_MOVE_MS}})
+                self._coll("heat_long_moves").update_one(_LONG_MOVES_FILLED, {"$set": {"ts": 0}}, upsert=True)
         if refused:
             log(
                 "warn",
