@@ -249,6 +249,59 @@ def fill_spread_ours(uri: str, points: int) -> tuple[float, float]:
     return filled, rebuilt
 
 
+def fill_moves_ours(uri: str, points: int, per: int) -> tuple[float, float]:
+    """The spread fill's points in moves of ``per`` points (built here: a move of 1,000 points is too
+    long an SQL expression for SQLite); seconds to fill, rebuild."""
+    from flask_heat_collector.repositories.sql import SqlRepository
+    from flask_heat_collector.repositories.sql_schema import events, projects
+
+    started = time.perf_counter()
+    repo = SqlRepository(uri)
+    repo.migrate()
+    dialect = repo.engine.dialect.name
+    _run(repo.engine, [_project_row(dialect)])
+    span = (per - 1) * 10
+    with repo.engine.begin() as conn:
+        conn.execute(sa.update(projects).values(max_span=span))
+        for start in range(0, points // per, 200):
+            rows = []
+            for i in range(start, min(start + 200, points // per)):
+                flat = []
+                for k in range(per):
+                    n = i * per + k
+                    flat += [k * 10, n * 7919 % 1280, n * 104729 % 3000]
+                rows.append(
+                    dict(
+                        project_id=PROJECT_ID,
+                        event_id=f"sp{i}",
+                        user_id=None,
+                        seq=i,
+                        session_id=f"ss-{i // 100}",
+                        type="move",
+                        ts=T0 + i * per * 10,
+                        span=span,
+                        path=PATH,
+                        path_key=_path_key(),
+                        selector=None,
+                        x=None,
+                        y=None,
+                        scroll_depth=None,
+                        bucket_w=1300,
+                        bucket_h=700,
+                        row_count=per,
+                        points=json.dumps(flat, separators=(",", ":")),
+                        meta_json=META,
+                        data_json=None,
+                    )
+                )
+            conn.execute(sa.insert(events), rows)
+    _finish(repo.engine, ["projects", "events"])
+    filled = time.perf_counter() - started
+    rebuilt = _rebuild(repo)
+    repo.dispose()
+    return filled, rebuilt
+
+
 def fill_spread_original(uri: str, points: int) -> float:
     """The same points in the original's schema, one row per point."""
     started = time.perf_counter()

@@ -27,9 +27,9 @@ from .aggregates import (
     scroll_pct,
 )
 from .ingest import js_round, parse_bucket
-from .listing import stored_events
+from .listing import from_edge
 from .rageclicks import RAGECLICK
-from .repositories.base import EventFilter, Reader, Repository, Scan
+from .repositories.base import EventFilter, Reader, Repository
 
 DEFAULT_VIEWPORT = (1280, 720)
 NOT_PLOTTABLE_WARNING = (
@@ -62,8 +62,8 @@ def split_range(ts_from: int, ts_to: int) -> tuple[tuple[int, int] | None, list[
     return (first, last), edges
 
 
-def _raw(reader: Reader, flt: EventFilter, lo: int, hi: int, span: int) -> dict[Bucket, Stats]:
-    rows = stored_events(reader, Scan(replace(flt, types=None, ts_from=lo, ts_to=hi), lo - span, light=True))
+def _raw(reader: Reader, flt: EventFilter, lo: int, hi: int) -> dict[Bucket, Stats]:
+    rows = from_edge(reader, replace(flt, types=None, ts_from=lo, ts_to=hi), light=True)
     return {(kind, bw, bh): stats for (_, kind, bw, bh), stats in rollup(rows, ts_range=(lo, hi), by_day=False).items()}
 
 
@@ -74,10 +74,9 @@ class Plan:
         assert flt.ts_from is not None and flt.ts_to is not None
         self.reader, self.flt = reader, flt
         self.days, self.edges = split_range(flt.ts_from, flt.ts_to)
-        self.span = reader.max_span(flt.project_id) if self.edges else 0
         self.edge_stats: dict[Bucket, Stats] = {}
         for lo, hi in self.edges:
-            for key, stats in _raw(reader, flt, lo, hi, self.span).items():
+            for key, stats in _raw(reader, flt, lo, hi).items():
                 merge_into(self.edge_stats, key, stats)
 
     def summary(self) -> dict[Bucket, Stats]:
@@ -129,10 +128,8 @@ class Plan:
         depths: dict[int, int] = {}
         lo, hi = self.flt.ts_from, self.flt.ts_to
         assert lo is not None and hi is not None
-        span = self.span if self.edges else self.reader.max_span(self.flt.project_id)
         for kind in types:
-            flt = replace(self.flt, types=(kind,))
-            for row in stored_events(self.reader, Scan(flt, lo - span, light=True)):
+            for row in from_edge(self.reader, replace(self.flt, types=(kind,)), light=True):
                 if width is not None and row.bucket_w != width:
                     continue
                 for _, ts, x, y in items(row):

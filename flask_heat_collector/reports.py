@@ -14,10 +14,10 @@ from typing import Any
 
 from .aggregates import DAY_MS, PLOTTABLE_TYPES
 from .heatmap import Plan, frame_of, other_viewports, render_height, split_range
-from .listing import stored_events
+from .listing import from_edge
 from .rageclicks import RAGECLICK
 from .report_pieces import ReportTotals, ScrollTotals, median
-from .repositories.base import EventFilter, EventRow, Reader, Repository, Scan
+from .repositories.base import EventFilter, EventRow, Reader, Repository
 
 SCROLL_STEP = 5  # reach is reported at every 5 % of the page
 _FIRST_DAY, _LAST_DAY = -(10**8), 10**8  # an open end of a range: every stored day
@@ -134,11 +134,11 @@ def _split(flt: EventFilter) -> tuple[tuple[int, int] | None, list[tuple[int, in
 def _edge_rows(
     reader: Reader, flt: EventFilter, edges: list[tuple[int, int]], types: tuple[str, ...] | None, *, light: bool
 ) -> Iterator[tuple[int, int, Iterator[EventRow]]]:
-    """The stored rows that may hold items in each edge (moves reaching into it from before too)."""
-    span = reader.max_span(flt.project_id) if edges else 0
+    """The stored rows that may hold items in each edge (moves reaching into it from before too, found
+    as every scan from a time finds them: listing.from_edge)."""
     for edge_lo, edge_hi in edges:
         edge = replace(flt, types=types, ts_from=edge_lo, ts_to=edge_hi)
-        yield edge_lo, edge_hi, stored_events(reader, Scan(edge, edge_lo - span, light=light, text=True))
+        yield edge_lo, edge_hi, from_edge(reader, edge, light=light, text=True)
 
 
 def _totals(reader: Reader, flt: EventFilter, *, selectors: bool) -> tuple[ReportTotals, dict[str, int]]:

@@ -84,6 +84,17 @@ class EventRow(NamedTuple):
 
 
 STORED_FIELDS = EventRow._fields  # what a read returns, in order
+# Moves lasting longer than this are also kept in the long-move index, one entry per UTC day their
+# rows fall on: a scan from a time reads this much before it, plus the long moves crossing it.
+LONG_MOVE_MS = 60_000
+_DAY_MS = 86_400_000
+
+
+def long_move_days(ts: int, span: int) -> range:
+    """The UTC days of a move's long-move index entries: every day its rows fall on, none when short."""
+    return range(ts // _DAY_MS, (ts + span) // _DAY_MS + 1) if span > LONG_MOVE_MS else range(0)
+
+
 LOCATION_FIELDS = ("project_id", "user_id")
 ROW_FIELDS = STORED_FIELDS[: -len(LOCATION_FIELDS)]  # what ingest stores per event, in order
 
@@ -342,7 +353,7 @@ class Scan:
     ``flt.ts_to``) with ``ts`` at least ``ts_low``, of one session when ``session_id`` is given.
 
     ``light`` reads neither the JSON columns nor path and selector (they are ``None``); ``text``
-    reads path and selector even then.
+    reads path and selector even then; ``points=False`` does not read a move's points either.
     """
 
     flt: EventFilter
@@ -350,6 +361,21 @@ class Scan:
     session_id: str | None = None
     light: bool = False
     text: bool = False
+    points: bool = True
+
+
+@dataclass
+class ReadTally:
+    """The stored events the readers of one repository returned, and the move points read with them:
+    a test hook that bounds a query's cost by what it reads, not by its time."""
+
+    events: int = 0
+    points: int = 0
+
+    def add(self, rows: list[EventRow]) -> list[EventRow]:
+        self.events += len(rows)
+        self.points += sum(row.row_count for row in rows if row.points is not None)
+        return rows
 
 
 class Reader(ABC):
@@ -413,6 +439,12 @@ class Reader(ABC):
     def rage_clicks(self, flt: EventFilter) -> list[EventRow]:
         """The settled rage clicks of ``flt`` (project, path, ``ts_from..ts_to``) in ``(ts, seq)`` order, as
         light rows (no JSON)."""
+
+    @abstractmethod
+    def long_moves(self, what: Scan, before: int, reaching: int) -> list[EventRow]:
+        """The events of ``what`` in the long-move index that start before ``before`` and have rows
+        at or after ``reaching`` (found through the index's entries of ``reaching``'s day), in
+        ``(ts, seq)`` order; ``what.ts_low`` is not used."""
 
     @abstractmethod
     def max_span(self, project_id: str) -> int:

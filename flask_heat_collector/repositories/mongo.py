@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pymongo import MongoClient
+from pymongo import MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
@@ -64,6 +64,7 @@ INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     ),
     ("heat_aggregates", ("projectId", "day"), False, "ix_heat_aggregates_day"),
     ("heat_aggregates", ("projectId", "part"), False, "ix_heat_aggregates_fresh"),
+    ("heat_long_moves", ("projectId", "day", "eventId"), True, "pk_heat_long_moves"),
 )
 LEGACY_EVENTS = "events_v1"
 DUPLICATE_KEY = 11000
@@ -72,9 +73,12 @@ _UPSERT_ATTEMPTS = 3
 _NO_ID = {"_id": 0}
 _LIGHT = {"_id": 0, "path": 0, "selector": 0, "metaJson": 0, "dataJson": 0}
 _TEXT = {"_id": 0, "metaJson": 0, "dataJson": 0}
+_COUNTS = {**_LIGHT, "points": 0}
 _BY_TS = [("ts", 1), ("seq", 1)]
 _CHUNK = 5000
 _LOCK_SECONDS = 60.0  # a compaction lock older than this belongs to a process that died
+# Stored in heat_long_moves once migrate() filled it from the stored moves (no project has id "").
+_LONG_MOVES_FILLED = {"projectId": "", "day": -1, "eventId": ""}
 _AGGREGATE_KEY = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH")
 
 
@@ -211,6 +215,7 @@ class MongoRepository(base.Repository):
                 f"HEAT_MONGO_DATABASE (or the path of HEAT_DATABASE_URI) is not a valid MongoDB "
                 f"database name: {self.database_name!r}"
             )
+        self.tally = base.ReadTally()
         self._client: MongoClient[Doc] | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -294,6 +299,10 @@ class MongoRepository(base.Repository):
                 self._move_legacy_events()
                 self._rebuild_aggregates()
                 self._coll(LEGACY_EVENTS).drop()
+            # A database of the layout before the long-move index: fill it once, then mark it filled.
+            if self._coll("heat_long_moves").find_one(_LONG_MOVES_FILLED, {"_id": 1}) is None:
+                self._index_long_moves_of({"span": {"$gt": base.LONG_MOVE_MS}})
+                self._coll("heat_long_moves").update_one(_LONG_MOVES_FILLED, {"$set": {"ts": 0}}, upsert=True)
         if refused:
             log(
                 "warn",
@@ -306,6 +315,36 @@ class MongoRepository(base.Repository):
             return base.Migration("collection", known=False, from_layout=1 if moved else None)
         new = not present & set(wanted)
         return base.Migration("collection", new, created, tuple(added), 1 if moved else None)
+
+    def _index_long_moves_of(self, match: Doc) -> None:
+        """Add the long-move index entries of the stored events matching ``match``."""
+        found = self._coll("events").find(match, {"_id": 0, "projectId": 1, "eventId": 1, "ts": 1, "span": 1})
+        for doc in found:
+            row = SimpleNamespace(event_id=doc["eventId"], ts=int(doc["ts"]), span=int(doc.get("span") or 0))
+            self._index_long_moves(str(doc["projectId"]), [row])
+
+    def _index_long_moves(self, project_id: str, rows: list[Any]) -> None:
+        """Upsert the long-move index entries of ``rows`` (events with ``event_id``, ``ts``, ``span``);
+        an entry only widens, so a retried batch or a grown move leaves it covering every row."""
+        ops = [
+            UpdateOne(
+                {"projectId": project_id, "day": day, "eventId": row.event_id},
+                {"$min": {"ts": row.ts}, "$max": {"endTs": row.ts + row.span}},
+                upsert=True,
+            )
+            for row in rows
+            for day in base.long_move_days(row.ts, row.span)
+        ]
+        if ops:
+            self._coll("heat_long_moves").bulk_write(ops, ordered=False)
+
+    def _forget_long_moves(self, project_id: str, rows: list[base.EventRow]) -> None:
+        days = sorted({day for row in rows for day in base.long_move_days(row.ts, row.span)})
+        if days:
+            ids = [row.event_id for row in rows if row.span > base.LONG_MOVE_MS]
+            self._coll("heat_long_moves").delete_many(
+                {"projectId": project_id, "day": {"$in": days}, "eventId": {"$in": ids}}
+            )
 
     def _move_legacy_events(self) -> None:
         """Copy the first layout's point documents into one document per event, with counters."""
@@ -416,6 +455,7 @@ class MongoRepository(base.Repository):
                 tail = None if is_new or row.type != "move" else self._extend_move(project_id, row)
                 if tail is not None:
                     new.append(tail)
+            self._index_long_moves(project_id, [row for row in batch.events if row.span > base.LONG_MOVE_MS])
             if new:
                 part = fresh_part()
                 docs = [_piece_doc(p, project_id) for p in batch_pieces(new, part)]
@@ -446,6 +486,7 @@ class MongoRepository(base.Repository):
             update = {"$set": {"ts": ts, "span": span, "rowCount": row.row_count, "points": points}}
             if events.update_one({**key, "rowCount": stored["rowCount"]}, update).modified_count:
                 self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": span}})
+                self._index_long_moves(project_id, [row._replace(ts=ts, span=span)])
                 return tail
         return None
 
@@ -749,6 +790,7 @@ class MongoRepository(base.Repository):
     def _erase_chunk(self, project_id: str, rows: list[base.EventRow]) -> None:
         """Delete the rows, then replace each aggregate key-day they touched and fix session counters."""
         self._coll("events").delete_many({"projectId": project_id, "eventId": {"$in": [r.event_id for r in rows]}})
+        self._forget_long_moves(project_id, rows)
         doc = self._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})
         max_span = int((doc or {}).get("maxSpan") or 0)
         keys = {
@@ -810,17 +852,18 @@ class MongoRepository(base.Repository):
             # read are deleted, by _id: a piece stored after that read is never lost.
             ids = [d["_id"] for d in aggregates.find(key, {"_id": 1})]
             start = day * DAY_MS
-            found = self._coll("events").find(
-                {
-                    "projectId": project_id,
-                    "pathKey": pkey,
-                    "type": kind,
-                    "ts": {"$gte": start - max_span, "$lt": start + DAY_MS},
-                    "bucketW": bw,
-                    "bucketH": bh,
-                }
-            )
-            stats = rollup([_stored(d) for d in found], ts_range=(start, start + DAY_MS - 1)).get((day, kind, bw, bh))
+            match: Doc = {"projectId": project_id, "pathKey": pkey, "type": kind, "bucketW": bw, "bucketH": bh}
+            low = start - min(max_span, base.LONG_MOVE_MS)
+            found = [
+                _stored(d) for d in self._coll("events").find({**match, "ts": {"$gte": low, "$lt": start + DAY_MS}})
+            ]
+            if max_span > base.LONG_MOVE_MS:  # and the long moves reaching into the day from before
+                long_ids = self._long_move_ids(project_id, low, start)
+                found += [
+                    _stored(d)
+                    for d in self._coll("events").find({**match, "eventId": {"$in": long_ids}, "ts": {"$lt": low}})
+                ]
+            stats = rollup(found, ts_range=(start, start + DAY_MS - 1)).get((day, kind, bw, bh))
             merged = (
                 merge_pieces(pieces(pkey, {(day, kind, bw, bh): stats}, 0)) if stats is not None and stats.n else []
             )
@@ -832,6 +875,11 @@ class MongoRepository(base.Repository):
                 aggregates.update_many({"_id": {"$in": [d["_id"] for d in new]}}, {"$unset": {"replaces": ""}})
         finally:
             self._coll("heat_locks").delete_one(lock)
+
+    def _long_move_ids(self, project_id: str, before: int, reaching: int) -> list[str]:
+        """The events in the long-move index starting before ``before`` with rows at or after ``reaching``."""
+        match = {"projectId": project_id, "day": day_of(reaching), "ts": {"$lt": before}, "endTs": {"$gte": reaching}}
+        return [str(d["eventId"]) for d in self._coll("heat_long_moves").find(match, {"_id": 0, "eventId": 1})]
 
     def purge(
         self,
@@ -1000,7 +1048,8 @@ class _MongoReader(base.Reader):
     def __init__(self, repo: MongoRepository) -> None:
         self.repo = repo
 
-    def scan(self, what: base.Scan, after: tuple[int, int] | None, limit: int) -> list[base.EventRow]:
+    @staticmethod
+    def _scan_match(what: base.Scan) -> Doc:
         flt, ts_low, session_id = what.flt, what.ts_low, what.session_id
         match = _match(flt)
         if session_id is not None:
@@ -1012,18 +1061,38 @@ class _MongoReader(base.Reader):
             # "< to + 1", not "<= to" (the same for integers): SecantusDB drops the upper bound of an
             # inclusive range on an index field followed by others.
             ts["$lt"] = flt.ts_to + 1
-        if after is not None:
-            ts["$gte"] = max(after[0], ts.get("$gte", after[0]))
-            match["$or"] = [{"ts": {"$gt": after[0]}}, {"ts": after[0], "seq": {"$gt": after[1]}}]
         if ts:
             match["ts"] = ts
-        projection = (_TEXT if what.text else _LIGHT) if what.light else _NO_ID
-        cursor = self.repo._coll("events").find(match, projection, sort=_BY_TS, limit=limit)
-        return [_stored(doc) for doc in cursor]
+        return match
+
+    @staticmethod
+    def _projection(what: base.Scan) -> Doc:
+        if not what.points:
+            return _COUNTS
+        return (_TEXT if what.text else _LIGHT) if what.light else _NO_ID
+
+    def scan(self, what: base.Scan, after: tuple[int, int] | None, limit: int) -> list[base.EventRow]:
+        match = self._scan_match(what)
+        if after is not None:
+            ts = match.setdefault("ts", {})
+            ts["$gte"] = max(after[0], ts.get("$gte", after[0]))
+            match["$or"] = [{"ts": {"$gt": after[0]}}, {"ts": after[0], "seq": {"$gt": after[1]}}]
+        cursor = self.repo._coll("events").find(match, self._projection(what), sort=_BY_TS, limit=limit)
+        return self.repo.tally.add([_stored(doc) for doc in cursor])
+
+    def long_moves(self, what: base.Scan, before: int, reaching: int) -> list[base.EventRow]:
+        ids = self.repo._long_move_ids(what.flt.project_id, before, reaching)
+        if not ids:
+            return []
+        match = self._scan_match(replace(what, ts_low=None))
+        match["eventId"] = {"$in": ids}
+        match["ts"] = {**match.get("ts", {}), "$lt": min(before, match.get("ts", {}).get("$lt", before))}
+        cursor = self.repo._coll("events").find(match, self._projection(what), sort=_BY_TS)
+        return self.repo.tally.add([_stored(doc) for doc in cursor])
 
     def fetch(self, project_id: str, event_ids: list[str]) -> list[base.EventRow]:
         match = {"projectId": project_id, "eventId": {"$in": event_ids}}
-        return [_stored(doc) for doc in self.repo._coll("events").find(match, _NO_ID)]
+        return self.repo.tally.add([_stored(doc) for doc in self.repo._coll("events").find(match, _NO_ID)])
 
     def path_totals(self, project_id: str, ts_from: int | None, ts_to: int | None) -> list[base.PathTotal]:
         pipeline: list[Doc] = [

@@ -13,7 +13,7 @@ from typing import Any
 from pymongo.collection import Collection
 
 from . import mongo_rage, mongo_reports
-from .base import PurgeCounts
+from .base import LONG_MOVE_MS, PurgeCounts, long_move_days
 
 Doc = dict[str, Any]
 Coll = Callable[[str], Collection[Doc]]
@@ -87,6 +87,11 @@ def _purge_raw(coll: Coll, pid: str, before: int, chunk: int) -> PurgeCounts:
             continue
         ids = [d["eventId"] for d in page]
         coll("events").delete_many({"projectId": pid, "eventId": {"$in": ids}, "ts": {"$lt": before}})
+        long = [d for d in page if int(d.get("span") or 0) > LONG_MOVE_MS]
+        if long:  # their long-move index entries
+            days = sorted({day for d in long for day in long_move_days(int(d["ts"]), int(d["span"]))})
+            ids = [d["eventId"] for d in long]
+            coll("heat_long_moves").delete_many({"projectId": pid, "day": {"$in": days}, "eventId": {"$in": ids}})
         removed: dict[str, int] = {}
         for d in page:
             removed[str(d["sessionId"])] = removed.get(str(d["sessionId"]), 0) + int(d.get("rowCount") or 1)

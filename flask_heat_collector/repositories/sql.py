@@ -28,8 +28,11 @@ from .sql_ingest import (
     IngestStatements,
     PreparedStatement,
     after_key,
+    crossing,
     executemany,
+    forget_long_moves,
     insert_ignore,
+    long_move_params,
     session_values,
 )
 from .sql_migrate import migrate_schema, rebuild_aggregates
@@ -60,6 +63,7 @@ _JSON_FIELDS = ("meta_json", "data_json")
 _HEAVY = ("path", "selector", *_JSON_FIELDS)
 _LIGHT_COLUMNS = [sa.null() if name in _HEAVY else events.c[name] for name in base.STORED_FIELDS]
 _TEXT_COLUMNS = [sa.null() if name in _JSON_FIELDS else events.c[name] for name in base.STORED_FIELDS]
+_COUNT_COLUMNS = [sa.null() if name in (*_HEAVY, "points") else events.c[name] for name in base.STORED_FIELDS]
 _AGGREGATE_KEY = ("project_id", "path_key", "day", "type", "bucket_w", "bucket_h")
 
 
@@ -113,6 +117,7 @@ class SqlRepository(base.Repository):
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self._engine: Engine | None = None
+        self.tally = base.ReadTally()
         self._spans: dict[str, int] = {}  # the max_span of each project as this process last raised it
         self._ingest: IngestStatements | None = None
         url = sa.make_url(uri)
@@ -361,6 +366,8 @@ class SqlRepository(base.Repository):
             # Not exact: some were stored before. Exact: a concurrent batch (MySQL) stored some of
             # them first; either way this transaction starts over.
             raise _Raced() if exact else _Duplicates()
+        if long_entries := long_move_params(project_id, rows):
+            executemany(conn, st.long_moves_sql, long_entries)
         if rows or tails:
             part = fresh_part()
             pieces = batch_pieces(rows + tails, part)
@@ -378,7 +385,7 @@ class SqlRepository(base.Repository):
     ) -> base.EventRow | None:
         """Append the points of a resent move past those stored; the appended points as a row."""
         key = (events.c.project_id == project_id, events.c.event_id == row.event_id)
-        select = sa.select(events.c.ts, events.c.row_count, events.c.points).where(*key)
+        select = sa.select(events.c.ts, events.c.span, events.c.row_count, events.c.points).where(*key)
         if self.dialect != "sqlite":
             select = select.with_for_update()
         stored = conn.execute(select).one()
@@ -387,6 +394,10 @@ class SqlRepository(base.Repository):
             return None
         ts, span, points = pack_points(move_stamps(stored) + move_stamps(tail))
         conn.execute(sa.update(events).where(*key).values(ts=ts, span=span, row_count=row.row_count, points=points))
+        grown = row._replace(ts=ts, span=span)
+        forget_long_moves(conn, project_id, [row._replace(ts=int(stored.ts), span=int(stored.span))])
+        if long_entries := long_move_params(project_id, [grown]):
+            executemany(conn, self._statements.long_moves_sql, long_entries)
         self._raise_span(conn, project_id, span, raised)
         return tail
 
@@ -432,11 +443,11 @@ class SqlRepository(base.Repository):
             elif dialect == "mysql":  # as a statement: a dead pooled connection then fails as one
                 conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # the next one
                 try:
-                    return fn(_SqlReader(conn))
+                    return fn(_SqlReader(conn, self.tally))
                 finally:
                     conn.rollback()
             with conn.begin():
-                return fn(_SqlReader(conn))
+                return fn(_SqlReader(conn, self.tally))
 
         return self._read(run)
 
@@ -748,10 +759,12 @@ class SqlRepository(base.Repository):
 class _SqlReader(base.Reader):
     """Reads on one connection inside one transaction."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, tally: base.ReadTally) -> None:
         self.conn = conn
+        self.tally = tally
 
-    def scan(self, what: base.Scan, after: tuple[int, int] | None, limit: int) -> list[base.EventRow]:
+    @staticmethod
+    def _scan_clauses(what: base.Scan) -> list[Any]:
         flt, ts_low, session_id = what.flt, what.ts_low, what.session_id
         clauses: list[Any] = [events.c.project_id == flt.project_id]
         if session_id is not None:
@@ -764,15 +777,32 @@ class _SqlReader(base.Reader):
             clauses.append(events.c.ts >= ts_low)
         if flt.ts_to is not None:
             clauses.append(events.c.ts <= flt.ts_to)
+        return clauses
+
+    @staticmethod
+    def _scan_columns(what: base.Scan) -> list[Any]:
+        if not what.points:
+            return _COUNT_COLUMNS
+        return (_TEXT_COLUMNS if what.text else _LIGHT_COLUMNS) if what.light else _STORED_COLUMNS
+
+    def scan(self, what: base.Scan, after: tuple[int, int] | None, limit: int) -> list[base.EventRow]:
+        clauses = self._scan_clauses(what)
         if after is not None:
             clauses.append(after_key(after))
-        columns = (_TEXT_COLUMNS if what.text else _LIGHT_COLUMNS) if what.light else _STORED_COLUMNS
-        stmt = sa.select(*columns).where(*clauses).order_by(events.c.ts, events.c.seq).limit(limit)
-        return [base.EventRow(*row) for row in self.conn.execute(stmt)]
+        stmt = sa.select(*self._scan_columns(what)).where(*clauses).order_by(events.c.ts, events.c.seq).limit(limit)
+        return self.tally.add([base.EventRow(*row) for row in self.conn.execute(stmt)])
+
+    def long_moves(self, what: base.Scan, before: int, reaching: int) -> list[base.EventRow]:
+        clauses = [
+            *self._scan_clauses(dataclasses.replace(what, ts_low=None)),
+            crossing(what.flt.project_id, before, reaching),
+        ]
+        stmt = sa.select(*self._scan_columns(what)).where(*clauses).order_by(events.c.ts, events.c.seq)
+        return self.tally.add([base.EventRow(*row) for row in self.conn.execute(stmt)])
 
     def fetch(self, project_id: str, event_ids: list[str]) -> list[base.EventRow]:
         stmt = sa.select(*_STORED_COLUMNS).where(events.c.project_id == project_id, events.c.event_id.in_(event_ids))
-        return [base.EventRow(*row) for row in self.conn.execute(stmt)]
+        return self.tally.add([base.EventRow(*row) for row in self.conn.execute(stmt)])
 
     def aggregates(
         self, project_id: str, path: str | None, days: tuple[int, int], *, blobs: base.Blobs | None = None

@@ -19,8 +19,8 @@ from sqlalchemy.engine import Connection
 from ..aggregates import DAY_MS, day_of, merge_pieces, pieces, rollup
 from ..ingest import path_key
 from . import sql_rage, sql_reports
-from .base import AggregateKey, ErasedCounts, Erasure, EventRow
-from .sql_ingest import IngestStatements, after_key, executemany, upsert
+from .base import LONG_MOVE_MS, AggregateKey, ErasedCounts, Erasure, EventRow
+from .sql_ingest import IngestStatements, after_key, crossing, executemany, forget_long_moves, upsert
 from .sql_schema import ROLLUP_FIELDS, events, heat_aggregates, heat_report_pieces, projects, sessions, users
 
 CHUNK = 1000
@@ -159,6 +159,7 @@ def delete_chunk(conn: Connection, st: IngestStatements, project_id: str, rows: 
     done = conn.execute(sa.delete(events).where(events.c.project_id == project_id, events.c.event_id.in_(ids)))
     if done.rowcount != len(ids):
         raise PiecesChanged()  # a concurrent erase took some: start the chunk again
+    forget_long_moves(conn, project_id, rows)
     max_span = int(conn.execute(sa.select(projects.c.max_span).where(projects.c.id == project_id)).scalar() or 0)
     for key in sorted(touched(rows)):
         rebuild_key_day(conn, st, project_id, max_span, key)
@@ -174,16 +175,19 @@ def delete_chunk(conn: Connection, st: IngestStatements, project_id: str, rows: 
 def rebuild_key_day(conn: Connection, st: IngestStatements, project_id: str, max_span: int, key: AggregateKey) -> None:
     """Replace the pieces of one key-day seen by this transaction by one computed from its rows."""
     start = key.day * DAY_MS
-    stmt = sa.select(*ROLLUP_FIELDS).where(
+    low = start - min(max_span, LONG_MOVE_MS)
+    same = (
         events.c.project_id == project_id,
         events.c.path_key == key.path_key,
         events.c.type == key.type,
-        events.c.ts >= start - max_span,
-        events.c.ts < start + DAY_MS,
         events.c.bucket_w == key.bucket_w,
         events.c.bucket_h == key.bucket_h,
     )
+    stmt = sa.select(*ROLLUP_FIELDS).where(*same, events.c.ts >= low, events.c.ts < start + DAY_MS)
     rows = [EventRow(*r) for r in conn.execute(stmt)]
+    if max_span > LONG_MOVE_MS:  # and the long moves reaching into the day from before
+        stmt = sa.select(*ROLLUP_FIELDS).where(*same, crossing(project_id, low, start))
+        rows += [EventRow(*r) for r in conn.execute(stmt)]
     stats = rollup(rows, ts_range=(start, start + DAY_MS - 1)).get((key.day, key.type, key.bucket_w, key.bucket_h))
     match = [heat_aggregates.c.project_id == project_id] + [
         heat_aggregates.c[name] == value for name, value in zip(_PIECE_KEY, key, strict=True)

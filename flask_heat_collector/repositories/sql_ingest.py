@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,27 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
 from ..rageclicks import new_token
-from .base import LOCATION_FIELDS, ROW_FIELDS, AggregateRow, Batch, EventRow, ReportPiece, SessionRow
-from .sql_schema import events, heat_aggregates, heat_rage_pending, heat_report_pieces, projects, sessions, users
+from .base import (
+    LOCATION_FIELDS,
+    LONG_MOVE_MS,
+    ROW_FIELDS,
+    AggregateRow,
+    Batch,
+    EventRow,
+    ReportPiece,
+    SessionRow,
+    long_move_days,
+)
+from .sql_schema import (
+    events,
+    heat_aggregates,
+    heat_rage_pending,
+    heat_report_pieces,
+    long_moves,
+    projects,
+    sessions,
+    users,
+)
 
 # Rows are sent as tuples of their record's fields; every statement names its columns in that order,
 # so the records need not follow the tables' column order, only name their columns.
@@ -74,6 +93,35 @@ def after_key(after: tuple[int, int]) -> Any:
     rows before it)."""
     ts, seq = after
     return sa.and_(events.c.ts >= ts, sa.or_(events.c.ts > ts, events.c.seq > seq))
+
+
+def crossing(project_id: str, before: int, reaching: int) -> Any:
+    """The events in the long-move index starting before ``before`` with rows at or after ``reaching``."""
+    t = long_moves.c
+    found = sa.select(t.event_id).where(
+        t.project_id == project_id, t.day == reaching // 86_400_000, t.ts < before, t.end_ts >= reaching
+    )
+    return sa.and_(events.c.project_id == project_id, events.c.event_id.in_(found), events.c.ts < before)
+
+
+def long_move_params(project_id: str, rows: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The long-move index entries of ``rows`` (events with ``event_id``, ``ts``, ``span``)."""
+    return [
+        (project_id, day, str(r.event_id), int(r.ts), int(r.ts) + int(r.span))
+        for r in rows
+        for day in long_move_days(int(r.ts), int(r.span))
+    ]
+
+
+def forget_long_moves(conn: Connection, project_id: str, rows: Sequence[Any]) -> None:
+    """Delete the long-move index entries of ``rows`` (events with ``event_id``, ``ts``, ``span``)."""
+    entries = [{"p": p, "d": d, "e": e} for p, d, e, _, _ in long_move_params(project_id, rows)]
+    if entries:
+        t = long_moves.c
+        stmt = sa.delete(long_moves).where(
+            t.project_id == sa.bindparam("p"), t.day == sa.bindparam("d"), t.event_id == sa.bindparam("e")
+        )
+        conn.execute(stmt, entries)
 
 
 def session_values(session: SessionRow, project_id: str, user_id: str | None, event_count: int) -> dict[str, Any]:
@@ -209,6 +257,12 @@ class IngestStatements:
             if name == "mysql"
             else "ON CONFLICT (project_id, session_id) DO UPDATE SET token = excluded.token",
         )
+        self.long_moves_sql = _columns_insert(
+            dialect,
+            long_moves,
+            ("project_id", "day", "event_id", "ts", "end_ts"),
+            "IGNORE" if name == "mysql" else "ON CONFLICT DO NOTHING",
+        )
         self._table = dialect.identifier_preparer.format_table(events)
         self._columns = ", ".join(dialect.identifier_preparer.quote(n) for n in event_columns)
         self.one_statement: dict[bool, PreparedStatement] = (
@@ -289,7 +343,12 @@ class IngestStatements:
             *([f"u AS ({user_cte})"] if with_user else []),
             f"ins AS (INSERT INTO {self._table} ({self._columns}) "
             f"SELECT %(project_id)s, {user_id}, {casts} FROM jsonb_array_elements(%(rows)s::jsonb) AS e "
-            f"WHERE {live} ON CONFLICT (project_id, event_id) DO NOTHING RETURNING row_count)",
+            f"WHERE {live} ON CONFLICT (project_id, event_id) DO NOTHING RETURNING row_count, event_id, ts, span)",
+            # The long-move index entries of the moves stored (base.long_move_days).
+            "lm AS (INSERT INTO heat_long_moves (project_id, day, event_id, ts, end_ts) "
+            "SELECT %(project_id)s, d, event_id, ts, ts + span FROM ins, "
+            "generate_series(floor(ts / 86400000.0)::bigint, floor((ts + span) / 86400000.0)::bigint) AS d "
+            f"WHERE span > {LONG_MOVE_MS} ON CONFLICT DO NOTHING)",
             "tot AS (SELECT count(*) AS c, coalesce(sum(row_count), 0) AS n FROM ins)",
             # New clicks: the session's rage clicks are settled again (sql_rage.py).
             "r AS (INSERT INTO heat_rage_pending (project_id, session_id, token) "

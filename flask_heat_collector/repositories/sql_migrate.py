@@ -13,8 +13,8 @@ from sqlalchemy.engine import Connection
 from ..aggregates import rebuild_pieces
 from ..ingest import pack_points, path_key
 from . import sql_rage, sql_reports
-from .base import STORED_FIELDS, EventRow, Migration
-from .sql_ingest import IngestStatements, after_key, executemany
+from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, Migration
+from .sql_ingest import IngestStatements, after_key, executemany, long_move_params
 from .sql_schema import (
     LEGACY_EVENTS,
     LEGACY_MARKER,
@@ -22,6 +22,7 @@ from .sql_schema import (
     events,
     heat_aggregates,
     heat_rage_clicks,
+    long_moves,
     metadata,
     projects,
     sessions,
@@ -80,8 +81,27 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
         _move_legacy_events(conn, st)
         rebuild_aggregates(conn, st)
         conn.exec_driver_sql(f"DROP TABLE {LEGACY_EVENTS}")
+    if long_moves.name not in tables:  # a database of the layout before the long-move index
+        _index_long_moves(conn, st)
     legacy = LEGACY_EVENTS in tables or users_v1
     return Migration(new=not before, created=created, added=tuple(added), from_layout=1 if legacy else None)
+
+
+def _index_long_moves(conn: Connection, st: IngestStatements) -> None:
+    """Add the long-move index entries of the stored moves, in chunks of (project, event) order."""
+    t = events.c
+    after: tuple[str, str] | None = None
+    while True:
+        stmt = sa.select(t.project_id, t.event_id, t.ts, t.span).where(t.span > LONG_MOVE_MS)
+        if after is not None:
+            stmt = stmt.where(sa.tuple_(t.project_id, t.event_id) > sa.tuple_(*after))
+        chunk = conn.execute(stmt.order_by(t.project_id, t.event_id).limit(_CHUNK)).all()
+        entries = [entry for r in chunk for entry in long_move_params(str(r.project_id), [r])]
+        if entries:
+            executemany(conn, st.long_moves_sql, entries)
+        if len(chunk) < _CHUNK:
+            return
+        after = (str(chunk[-1].project_id), str(chunk[-1].event_id))
 
 
 def _project_leading_users_key(conn: Connection) -> None:

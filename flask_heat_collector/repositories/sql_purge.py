@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from . import sql_rage
 from .base import PurgeCounts
 from .sql_erase import PiecesChanged, _correct_session
-from .sql_ingest import after_key
+from .sql_ingest import after_key, forget_long_moves
 from .sql_schema import events, heat_aggregates, projects, sessions, users
 
 SessionKey = tuple[int, str]
@@ -72,9 +72,8 @@ def delete_events(
     conn: Connection, project_id: str, before: int, after: tuple[int, int] | None, chunk: int
 ) -> tuple[int, int, tuple[int, int] | None]:
     """Delete the next chunk of old events and correct their sessions: ``(rows, events, last key)``."""
-    stmt = sa.select(events.c.event_id, events.c.session_id, events.c.row_count, events.c.ts, events.c.seq).where(
-        _old_events(project_id, before)
-    )
+    t = events.c
+    stmt = sa.select(t.event_id, t.session_id, t.row_count, t.ts, t.seq, t.span).where(_old_events(project_id, before))
     if after is not None:
         stmt = stmt.where(after_key(after))
     found = conn.execute(stmt.order_by(events.c.ts, events.c.seq).limit(chunk)).all()
@@ -86,6 +85,7 @@ def delete_events(
     )
     if done.rowcount != len(ids):
         raise PiecesChanged()  # another purge took some: this chunk starts again
+    forget_long_moves(conn, project_id, found)
     removed: dict[str, int] = {}
     for r in found:
         removed[str(r.session_id)] = removed.get(str(r.session_id), 0) + int(r.row_count)

@@ -206,6 +206,17 @@ heat_rage_pending = _table(
 # Every stored column of events but the JSON ones: what the aggregates add up.
 ROLLUP_FIELDS = [events.c[name] if name not in ("meta_json", "data_json") else sa.null() for name in STORED_FIELDS]
 
+# The long-move index: moves lasting more than base.LONG_MOVE_MS, one entry per UTC day their rows fall
+# on, so that a scan from a time finds the long moves crossing it without reading further back.
+long_moves = _table(
+    "heat_long_moves",
+    sa.Column("project_id", _Uuid, primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("event_id", _ClientId, primary_key=True),
+    _ms("ts"),
+    _ms("end_ts"),
+)
+
 # The events table of the first layout (one row per move point): migrate() moves it forward.
 LEGACY_EVENTS = "events_v1"
 LEGACY_MARKER = "point_index"
