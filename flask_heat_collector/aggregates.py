@@ -3,12 +3,15 @@
 Backend-free: ingest builds one piece per key and batch from the rows it stored, the heatmap
 adds pieces of whole days to the raw rows at the edges of its range, compaction merges pieces.
 Every count is a sum, ``first_seq`` a minimum and ``max_y`` a maximum, so pieces of the same key
-combine exactly in any order. Cells are square at :data:`RESOLUTION` per bucket width, so they
-serve every heatmap resolution that divides it (cell ``b`` at 128 is cell ``b // (128 // r)`` at r).
+combine exactly in any order. Compaction also rolls the merged day pieces of finished months into
+month pieces (:func:`roll_month`), so a long range reads one piece per key and month. Cells are
+square at :data:`RESOLUTION` per bucket width, so they serve every heatmap resolution that divides
+it (cell ``b`` at 128 is cell ``b // (128 // r)`` at r).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import secrets
 import threading
@@ -26,6 +29,11 @@ if TYPE_CHECKING:
 
 DAY_MS = 86_400_000
 RESOLUTION = 128
+# A month piece is stored with ``day = MONTH_BASE + the month's first day``: ranges of days never
+# meet it. A day piece whose part is at most ``ROLLED`` is counted in its key's month piece too, so
+# a read of the whole month takes the month pieces and only the day pieces above ``ROLLED``.
+MONTH_BASE = 1_000_000_000
+ROLLED = -(2**62)
 PLOTTABLE_TYPES = ("click", "move", "scroll")
 Key = tuple[int, str, int, int]  # (day, type, bucket_w, bucket_h)
 K = TypeVar("K")
@@ -188,6 +196,41 @@ def _merged_part() -> int:
     return -(secrets.randbits(61) + 2**20)
 
 
+def is_rolled(part: int) -> bool:
+    """Whether a piece with this ``part`` is counted in its key's month piece (a month piece is, too)."""
+    return part <= ROLLED
+
+
+def month_of(day: int) -> tuple[int, int]:
+    """The first and last day of the UTC month holding ``day``."""
+    date = datetime.date(1970, 1, 1) + datetime.timedelta(days=day)
+    following = date.replace(day=28) + datetime.timedelta(days=4)  # a day of the next month
+    first = day - date.day + 1
+    return first, day + (following - datetime.timedelta(days=following.day) - date).days
+
+
+def month_code(first_day: int) -> int:
+    """The ``day`` a month piece is stored with (see :data:`MONTH_BASE`)."""
+    return MONTH_BASE + first_day
+
+
+def whole_months(days: tuple[int, int]) -> tuple[int, int] | None:
+    """The days ``(first, last)`` of the whole months inside ``days``, ``None`` when there are none."""
+    first, last = days
+    start = month_of(first)[0]
+    if start != first:
+        start = month_of(first)[1] + 1
+    end = month_of(last)[1]
+    if end != last:
+        end = month_of(last)[0] - 1
+    return (start, end) if start <= end else None
+
+
+def finished_before(now_ms: int) -> int:
+    """The first day of the current UTC month: months before it are finished and may be rolled."""
+    return month_of(day_of(now_ms))[0]
+
+
 def pieces(path_key: int, stats: dict[Key, Stats], part: int) -> list[AggregateRow]:
     """The aggregate rows storing ``stats`` of one path (``part`` tells pieces of a key apart)."""
     return [
@@ -237,9 +280,10 @@ def rebuild_pieces(rows: Iterable[EventRow]) -> tuple[list[AggregateRow], int]:
 MAX_MERGED_CELLS = 200_000  # cells per merged piece: keeps one row far below MySQL's max_allowed_packet
 
 
-def merge_pieces(group: list[AggregateRow]) -> list[AggregateRow]:
-    """One key's pieces merged into one (or a few, when its cells are very many), marked merged."""
-    part = _merged_part()
+def merge_pieces(group: list[AggregateRow], *, day: int | None = None, rolled: bool = False) -> list[AggregateRow]:
+    """One key's pieces merged into one (or a few, when its cells are very many), marked merged
+    (``rolled``: marked counted in the month piece too); stored with ``day`` when given."""
+    part = _merged_part() + (ROLLED if rolled else 0)
     total = Stats()
     for piece in group:
         total.add_piece(piece)
@@ -253,7 +297,7 @@ def merge_pieces(group: list[AggregateRow]) -> list[AggregateRow]:
         merged.append(
             AggregateRow(
                 path_key=first.path_key,
-                day=first.day,
+                day=first.day if day is None else day,
                 type=first.type,
                 bucket_w=first.bucket_w,
                 bucket_h=first.bucket_h,
@@ -268,26 +312,72 @@ def merge_pieces(group: list[AggregateRow]) -> list[AggregateRow]:
     return merged
 
 
+def roll_month(group: list[AggregateRow], first_day: int) -> tuple[list[AggregateRow], list[AggregateRow]]:
+    """Roll the merged day pieces of one key and month into its month piece: ``(replaced, new)``.
+
+    ``group`` holds merged pieces (no fresh one) of the month's days and the key's month pieces.
+    What the day pieces not rolled yet hold is added to the month piece and to the rolled piece of
+    their day, so the month pieces stay the sum of the rolled day pieces (adding only: exact).
+    The new day pieces come first, the month piece last (MongoDB writes them in this order).
+    """
+    fresh = [p for p in group if p.day < MONTH_BASE and not is_rolled(p.part)]
+    if not fresh:
+        return [], []
+    days = {p.day for p in fresh}
+    old_months = [p for p in group if p.day >= MONTH_BASE]
+    old_days = [p for p in group if p.day in days and is_rolled(p.part)]
+    new: list[AggregateRow] = []
+    for day in sorted(days):
+        new += merge_pieces([p for p in old_days + fresh if p.day == day], rolled=True)
+    new += merge_pieces(old_months + fresh, day=month_code(first_day), rolled=True)
+    return fresh + old_days + old_months, new
+
+
+def unrolled_part(part: int) -> int:
+    """The ``part`` a rolled day piece takes when its month piece is dropped (erase, purge)."""
+    return part - ROLLED if is_rolled(part) else part
+
+
+def piece_ranges(days: tuple[int, int]) -> tuple[list[tuple[int, int]], tuple[int, int] | None]:
+    """What a read of the pieces of ``days`` takes: every piece of the returned day ranges, and for
+    the whole months (first, last day) their month pieces and their day pieces not rolled yet."""
+    months = whole_months(days)
+    if months is None:
+        return [days], None
+    edges = [(lo, hi) for lo, hi in ((days[0], months[0] - 1), (months[1] + 1, days[1])) if lo <= hi]
+    return edges, months
+
+
 class Compactor:
-    """Merges aggregate pieces now and then, after an ingest answer has been sent (per process).
+    """Merges aggregate pieces now and then, after an ingest answer has been sent (per process):
+    every ``interval_seconds`` (rolling finished months too), and after every ``batches`` ingested
+    batches, so a heatmap read right after a burst of ingest finds few pieces per key-day.
 
     Pieces are exact as they are; merging only keeps the number a heatmap reads small.
     """
 
-    def __init__(self, interval_seconds: int, max_keys: int = 2000) -> None:
+    def __init__(self, interval_seconds: int, max_keys: int = 2000, batches: int = 0) -> None:
         self.interval = interval_seconds
         self.max_keys = max_keys
+        self.batches = batches
         self._next = 0.0
+        self._count = 0
         self._lock = threading.Lock()
 
     def maybe_run(self, repo: Repository) -> None:
-        """Compact if the interval has passed and no other thread of this process is at it."""
+        """Compact if the interval has passed (or enough batches came) and no other thread of this
+        process is at it."""
         now = time.monotonic()
-        if not self.interval or now < self._next or not self._lock.acquire(blocking=False):
+        self._count += 1
+        timed = bool(self.interval) and now >= self._next
+        counted = bool(self.batches) and self._count >= self.batches
+        if not (timed or counted) or not self._lock.acquire(blocking=False):
             return
         try:
-            self._next = now + self.interval
-            repo.compact(self.max_keys)
+            self._count = 0
+            if timed:
+                self._next = now + self.interval
+            repo.compact(self.max_keys, months=timed)
         except Exception as exc:  # noqa: BLE001 - never fails a request; the next run tries again
             log("warn", "heatmap aggregate compaction failed", error=type(exc).__name__)
         finally:

@@ -346,8 +346,11 @@ class Repository(ABC):
         """``fn(reader)`` over one snapshot (run again on a fresh connection if a pooled one was dead)."""
 
     @abstractmethod
-    def compact(self, max_keys: int = 1000) -> int:
-        """Merge the aggregate pieces of up to ``max_keys`` keys into one each; the keys merged."""
+    def compact(self, max_keys: int = 1000, *, months: bool = True) -> int:
+        """Merge the aggregate pieces of up to ``max_keys`` keys into one each; the keys merged.
+
+        With ``months``, also roll the merged day pieces of up to ``max_keys`` key-months of
+        finished months into month pieces."""
 
     @abstractmethod
     def rebuild_aggregates(self) -> int:

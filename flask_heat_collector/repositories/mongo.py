@@ -21,7 +21,19 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
-from ..aggregates import DAY_MS, batch_pieces, day_of, fresh_part, merge_pieces, pieces, rebuild_pieces, rollup
+from ..aggregates import (
+    DAY_MS,
+    ROLLED,
+    batch_pieces,
+    day_of,
+    fresh_part,
+    merge_pieces,
+    month_code,
+    piece_ranges,
+    pieces,
+    rebuild_pieces,
+    rollup,
+)
 from ..errors import ConfigurationError, RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..log import log
@@ -457,7 +469,7 @@ class MongoRepository(base.Repository):
         with self._guard():
             return fn(_MongoReader(self))
 
-    def compact(self, max_keys: int = 1000) -> int:
+    def compact(self, max_keys: int = 1000, *, months: bool = True) -> int:
         """Merge the keys that have fresh pieces (positive ``part``), one key at a time.
 
         Without transactions a merge is made safe by its order: the merged pieces are inserted
@@ -907,7 +919,14 @@ class _MongoReader(base.Reader):
     def aggregates(
         self, project_id: str, path: str | None, days: tuple[int, int], *, blobs: base.Blobs | None = None
     ) -> list[base.AggregateRow]:
-        match: Doc = {"projectId": project_id, "day": {"$gte": days[0], "$lt": days[1] + 1}}  # see scan()
+        edges, months = piece_ranges(days)
+        spans: list[Doc] = [{"day": {"$gte": lo, "$lt": hi + 1}} for lo, hi in edges]  # $lt: see scan()
+        if months is not None:  # whole months: their month pieces and the day pieces not rolled into them
+            spans.append({"day": {"$gte": months[0], "$lt": months[1] + 1}, "part": {"$gt": ROLLED}})
+            spans.append({"day": {"$gte": month_code(months[0]), "$lt": month_code(months[1]) + 1}})
+        match: Doc = (
+            {"projectId": project_id, "$or": spans} if len(spans) > 1 else {"projectId": project_id, **spans[0]}
+        )
         if path is not None:
             match["pathKey"] = path_key(path)
         projection: Doc = {}

@@ -16,10 +16,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from ..aggregates import batch_pieces, fresh_part, merge_pieces
+from ..aggregates import (
+    ROLLED,
+    batch_pieces,
+    finished_before,
+    fresh_part,
+    merge_pieces,
+    month_code,
+    month_of,
+    piece_ranges,
+    roll_month,
+)
 from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
-from . import base, sql_erase, sql_purge
+from . import base, sql_compaction, sql_erase, sql_purge
 from .sql_erase import PiecesChanged
 from .sql_ingest import (
     IngestStatements,
@@ -58,6 +68,7 @@ _HEAVY = ("path", "selector", *_JSON_FIELDS)
 _LIGHT_COLUMNS = [sa.null() if name in _HEAVY else events.c[name] for name in base.STORED_FIELDS]
 _TEXT_COLUMNS = [sa.null() if name in _JSON_FIELDS else events.c[name] for name in base.STORED_FIELDS]
 _AGGREGATE_KEY = ("project_id", "path_key", "day", "type", "bucket_w", "bucket_h")
+_MONTH_KEY = ("project_id", "path_key", "type", "bucket_w", "bucket_h")
 
 
 def _inside(ts_from: int | None, ts_to: int | None) -> list[Any]:
@@ -423,30 +434,42 @@ class SqlRepository(base.Repository):
 
         return self._read(run)
 
-    def compact(self, max_keys: int = 1000) -> int:
-        """Merge the keys that have fresh pieces (found through ``ix_heat_aggregates_fresh``)."""
+    def compact(self, max_keys: int = 1000, *, months: bool = True) -> int:
+        """Merge the keys that have fresh pieces (found through ``ix_heat_aggregates_fresh``), then
+        roll finished months (their merged day pieces not rolled yet, found through the same index)."""
         t = heat_aggregates.c
         key_columns = [t[name] for name in _AGGREGATE_KEY]
 
-        def find(conn: Connection) -> list[tuple[Any, ...]]:
+        def find(conn: Connection, where: Any) -> list[tuple[Any, ...]]:
             keys: dict[tuple[Any, ...], None] = {}
             for project_id in conn.execute(sa.select(projects.c.id)).scalars():
-                stmt = sa.select(*key_columns).where(t.project_id == project_id, t.part > 0).limit(max_keys * 4)
+                stmt = sa.select(*key_columns).where(t.project_id == project_id, *where).limit(max_keys * 4)
                 for row in conn.execute(stmt):
                     keys[tuple(row)] = None
                 if len(keys) >= max_keys:
                     break
             return list(keys)[:max_keys]
 
-        keys = self._read(find)
+        keys = self._read(lambda conn: find(conn, [t.part > 0]))
         for start in range(0, len(keys), 50):
             self._write(lambda conn, chunk=keys[start : start + 50]: self._compact_keys(conn, chunk))  # type: ignore[misc]
+        if not months:
+            return len(keys)
+        before = finished_before(_now_ms())
+        unrolled = [t.part < 0, t.part > ROLLED, t.day < before]
+        months_found = {
+            (*key[:2], *key[3:], month_of(int(key[2]))[0]): None for key in self._read(lambda c: find(c, unrolled))
+        }
+        rolls = list(months_found)
+        for start in range(0, len(rolls), 20):
+            self._write(lambda conn, chunk=rolls[start : start + 20]: self._roll_months(conn, chunk))  # type: ignore[misc]
         return len(keys)
 
     def _compact_keys(self, conn: Connection, keys: list[tuple[Any, ...]]) -> None:
         lock = self.dialect in ("postgresql", "mysql")
         for key in keys:
             match = [heat_aggregates.c[name] == value for name, value in zip(_AGGREGATE_KEY, key, strict=True)]
+            match.append(heat_aggregates.c.part > ROLLED)  # rolled pieces stay as they are (roll_month)
             select = sa.select(*[heat_aggregates.c[name] for name in base.AggregateRow._fields]).where(*match)
             if lock:  # a concurrent compaction leaves these pieces alone; ingest adds new ones meanwhile
                 select = select.with_for_update(skip_locked=True)
@@ -461,6 +484,24 @@ class SqlRepository(base.Repository):
                     sa.insert(heat_aggregates),
                     [dict(piece._asdict(), project_id=key[0]) for piece in merged],
                 )
+
+    def _roll_months(self, conn: Connection, rolls: list[tuple[Any, ...]]) -> None:
+        """Roll each ``(project, path_key, type, bucket_w, bucket_h, first day)`` key-month (roll_month)."""
+        t = heat_aggregates.c
+        for *key, first in rolls:
+            match = [t[name] == value for name, value in zip(_MONTH_KEY, key, strict=True)]
+            in_month = sa.or_(
+                sa.and_(t.day >= first, t.day <= month_of(first)[1], t.part < 0), t.day == month_code(first)
+            )
+            select = sa.select(*[t[name] for name in base.AggregateRow._fields]).where(*match, in_month)
+            if self.dialect in ("postgresql", "mysql"):
+                select = select.with_for_update(skip_locked=True)
+            replaced, new = roll_month([base.AggregateRow(*row) for row in conn.execute(select)], first)
+            for day in sorted({piece.day for piece in replaced}):
+                parts = [piece.part for piece in replaced if piece.day == day]
+                conn.execute(sa.delete(heat_aggregates).where(*match, t.day == day, t.part.in_(parts)))
+            if new:
+                conn.execute(sa.insert(heat_aggregates), [dict(piece._asdict(), project_id=key[0]) for piece in new])
 
     def list_sessions(self, query: base.SessionQuery) -> list[base.SessionSummary]:
         clauses: list[Any] = [sessions.c.project_id == query.project_id]
@@ -616,6 +657,10 @@ class SqlRepository(base.Repository):
                     users=self._chunks(functools.partial(sql_purge.delete_users, **kw), chunk),
                 )
             if aggregates_before_day is not None:
+                months = functools.partial(
+                    sql_compaction.drop_months_before, project_id=pid, before_day=aggregates_before_day
+                )
+                total += base.PurgeCounts(aggregates=self._write(months))
                 step = functools.partial(
                     sql_purge.delete_aggregates, project_id=pid, before_day=aggregates_before_day, chunk=chunk
                 )
@@ -720,9 +765,14 @@ class _SqlReader(base.Reader):
     ) -> list[base.AggregateRow]:
         t = heat_aggregates.c
         wanted = [t.cells, t.depths] if blobs else [sa.null(), sa.null()]
+        edges, months = piece_ranges(days)
+        spans: list[Any] = [sa.and_(t.day >= lo, t.day <= hi) for lo, hi in edges]
+        if months is not None:  # whole months: their month pieces and the day pieces not rolled into them
+            spans.append(sa.and_(t.day >= months[0], t.day <= months[1], t.part > ROLLED))
+            spans.append(sa.and_(t.day >= month_code(months[0]), t.day <= month_code(months[1])))
         stmt = sa.select(
             t.path_key, t.day, t.type, t.bucket_w, t.bucket_h, t.part, t.n, t.first_seq, t.max_y, *wanted
-        ).where(t.project_id == project_id, t.day >= days[0], t.day <= days[1])
+        ).where(t.project_id == project_id, sa.or_(*spans))
         if path is not None:
             stmt = stmt.where(t.path_key == path_key(path))
         if blobs is not None:

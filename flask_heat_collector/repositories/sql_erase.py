@@ -15,9 +15,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..aggregates import DAY_MS, day_of, merge_pieces, pieces, rollup
+from ..aggregates import DAY_MS, day_of, is_rolled, merge_pieces, pieces, rollup
 from ..ingest import path_key
 from .base import AggregateKey, ErasedCounts, Erasure, EventRow
+from .sql_compaction import drop_months_before, unroll_month
 from .sql_ingest import IngestStatements, after_key, executemany
 from .sql_migrate import ROLLUP_FIELDS
 from .sql_schema import events, heat_aggregates, projects, sessions, users
@@ -137,6 +138,8 @@ def rebuild_key_day(conn: Connection, st: IngestStatements, project_id: str, max
         gone = conn.execute(sa.delete(heat_aggregates).where(*match, heat_aggregates.c.part.in_(seen)))
         if gone.rowcount != len(seen):
             raise PiecesChanged()
+        if any(is_rolled(part) for part in seen):  # its month piece counted what was deleted
+            unroll_month(conn, project_id, key.day, key.path_key, key.type, key.bucket_w, key.bucket_h)
     if stats is not None and stats.n:
         merged = merge_pieces(pieces(key.path_key, {(key.day, key.type, key.bucket_w, key.bucket_h): stats}, 0))
         executemany(conn, st.pieces_sql, st.pieces_params(project_id, merged))
@@ -174,6 +177,7 @@ def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str])
     if erasure.user is not None and uids:
         gone_users = conn.execute(sa.delete(users).where(users.c.project_id == pid, users.c.id.in_(uids))).rowcount
     if erasure.before is not None:  # days wholly before: whatever their pieces hold was erased
+        drop_months_before(conn, pid, day_of(erasure.before))
         conn.execute(
             sa.delete(heat_aggregates).where(
                 heat_aggregates.c.project_id == pid, heat_aggregates.c.day < day_of(erasure.before)
