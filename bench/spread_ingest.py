@@ -54,7 +54,9 @@ def _median_ms(app: Flask, project: str) -> float:
     times = []
     for _ in range(3):
         started = time.perf_counter()
-        response = client.get(f"/api/projects/{project}/heatmap", query_string={"path": PATH}, headers={"x-api-key": KEY})
+        response = client.get(
+            f"/api/projects/{project}/heatmap", query_string={"path": PATH}, headers={"x-api-key": KEY}
+        )
         times.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, response.get_json()
     return statistics.median(times)
@@ -84,4 +86,6 @@ def main(uri: str, points: int, batches: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000, int(sys.argv[3]) if len(sys.argv) > 3 else 8)
+    main(
+        sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000, int(sys.argv[3]) if len(sys.argv) > 3 else 8
+    )

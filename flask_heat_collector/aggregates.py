@@ -349,9 +349,10 @@ def piece_ranges(days: tuple[int, int]) -> tuple[list[tuple[int, int]], tuple[in
 
 
 class Compactor:
-    """Merges aggregate pieces now and then, after an ingest answer has been sent (per process):
-    every ``interval_seconds`` (rolling finished months too), and after every ``batches`` ingested
-    batches, so a heatmap read right after a burst of ingest finds few pieces per key-day.
+    """Merges aggregate pieces after an ingest answer has been sent (per process): every
+    ``interval_seconds`` all keys with fresh pieces (rolling finished months too), and at once the
+    keys this process wrote ``batches`` pieces to since they were last merged, so a heatmap read
+    right after a burst of ingest finds few pieces per key-day.
 
     Pieces are exact as they are; merging only keeps the number a heatmap reads small.
     """
@@ -361,23 +362,45 @@ class Compactor:
         self.max_keys = max_keys
         self.batches = batches
         self._next = 0.0
-        self._count = 0
+        self._written: dict[tuple[str, int, int, str, int, int], int] = {}  # key -> pieces written
+        self._due: set[tuple[str, int, int, str, int, int]] = set()
+        self._count_lock = threading.Lock()
         self._lock = threading.Lock()
 
+    def note(self, project_id: str, rows: Iterable[EventRow]) -> None:
+        """Count the pieces a stored batch wrote (one per key-day of its rows)."""
+        if not self.batches:
+            return
+        keys = {
+            (project_id, row.path_key, day, row.type, row.bucket_w, row.bucket_h)
+            for row in rows
+            for day in range(day_of(row.ts), day_of(row.ts + row.span) + 1)
+        }
+        with self._count_lock:
+            if len(self._written) > 100_000:  # keys written once and never again: forget them
+                self._written.clear()
+            for key in keys:
+                count = self._written.get(key, 0) + 1
+                if count >= self.batches:
+                    self._due.add(key)
+                    count = 0
+                self._written[key] = count
+
     def maybe_run(self, repo: Repository) -> None:
-        """Compact if the interval has passed (or enough batches came) and no other thread of this
-        process is at it."""
+        """Merge the keys due, and everything if the interval has passed, unless another thread of
+        this process is at it."""
         now = time.monotonic()
-        self._count += 1
         timed = bool(self.interval) and now >= self._next
-        counted = bool(self.batches) and self._count >= self.batches
-        if not (timed or counted) or not self._lock.acquire(blocking=False):
+        if not (timed or self._due) or not self._lock.acquire(blocking=False):
             return
         try:
-            self._count = 0
+            with self._count_lock:
+                due, self._due = sorted(self._due), set()
+            if due:
+                repo.compact(len(due), keys=due)
             if timed:
                 self._next = now + self.interval
-            repo.compact(self.max_keys, months=timed)
+                repo.compact(self.max_keys)
         except Exception as exc:  # noqa: BLE001 - never fails a request; the next run tries again
             log("warn", "heatmap aggregate compaction failed", error=type(exc).__name__)
         finally:

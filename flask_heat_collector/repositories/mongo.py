@@ -469,7 +469,7 @@ class MongoRepository(base.Repository):
         with self._guard():
             return fn(_MongoReader(self))
 
-    def compact(self, max_keys: int = 1000, *, months: bool = True) -> int:
+    def compact(self, max_keys: int = 1000, *, keys: list[base.AggregateKeyDay] | None = None) -> int:
         """Merge the keys that have fresh pieces (positive ``part``), one key at a time.
 
         Without transactions a merge is made safe by its order: the merged pieces are inserted
@@ -477,15 +477,15 @@ class MongoRepository(base.Repository):
         then the names are dropped. A per-key lock document keeps two processes off one key.
         """
         with self._guard():
-            keys: dict[tuple[Any, ...], None] = {}
+            found: dict[tuple[Any, ...], None] = dict.fromkeys(keys or ())
             fields = {"_id": 0, **{name: 1 for name in _AGGREGATE_KEY}}
-            for project in self._coll("projects").find({}, {"_id": 0, "id": 1}):
+            for project in self._coll("projects").find({}, {"_id": 0, "id": 1}) if keys is None else ():
                 fresh = {"projectId": project["id"], "part": {"$gt": 0}}
                 for doc in self._coll("heat_aggregates").find(fresh, fields, limit=max_keys * 4):
-                    keys[tuple(doc.get(name) for name in _AGGREGATE_KEY)] = None
-                if len(keys) >= max_keys:
+                    found[tuple(doc.get(name) for name in _AGGREGATE_KEY)] = None
+                if len(found) >= max_keys:
                     break
-            return sum(self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True))) for key in list(keys)[:max_keys])
+            return sum(self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True))) for key in list(found)[:max_keys])
 
     def _lock_key(self, key: Doc) -> Doc | None:
         """Take the lock document of an aggregate key; ``None`` when another process holds it."""

@@ -434,7 +434,7 @@ class SqlRepository(base.Repository):
 
         return self._read(run)
 
-    def compact(self, max_keys: int = 1000, *, months: bool = True) -> int:
+    def compact(self, max_keys: int = 1000, *, keys: list[base.AggregateKeyDay] | None = None) -> int:
         """Merge the keys that have fresh pieces (found through ``ix_heat_aggregates_fresh``), then
         roll finished months (their merged day pieces not rolled yet, found through the same index)."""
         t = heat_aggregates.c
@@ -450,10 +450,12 @@ class SqlRepository(base.Repository):
                     break
             return list(keys)[:max_keys]
 
-        keys = self._read(lambda conn: find(conn, [t.part > 0]))
+        given = keys is not None
+        if keys is None:
+            keys = self._read(lambda conn: find(conn, [t.part > 0]))
         for start in range(0, len(keys), 50):
             self._write(lambda conn, chunk=keys[start : start + 50]: self._compact_keys(conn, chunk))  # type: ignore[misc]
-        if not months:
+        if given:
             return len(keys)
         before = finished_before(_now_ms())
         unrolled = [t.part < 0, t.part > ROLLED, t.day < before]
@@ -465,7 +467,7 @@ class SqlRepository(base.Repository):
             self._write(lambda conn, chunk=rolls[start : start + 20]: self._roll_months(conn, chunk))  # type: ignore[misc]
         return len(keys)
 
-    def _compact_keys(self, conn: Connection, keys: list[tuple[Any, ...]]) -> None:
+    def _compact_keys(self, conn: Connection, keys: list[base.AggregateKeyDay]) -> None:
         lock = self.dialect in ("postgresql", "mysql")
         for key in keys:
             match = [heat_aggregates.c[name] == value for name, value in zip(_AGGREGATE_KEY, key, strict=True)]
