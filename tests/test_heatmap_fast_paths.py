@@ -370,7 +370,7 @@ def _month_answers(client: FlaskClient, project: str) -> list[Any]:
     return out
 
 
-def test_month_pieces_keep_every_answer_through_erase_and_purge(make_app: Any, backend_name: str) -> None:
+def test_month_pieces_keep_every_answer_through_erase_and_purge(make_app: Any) -> None:
     """Compaction rolls finished months into month pieces: a year reads at most 12 + 31 pieces per
     key; answers stay those of the raw rows through compaction, erase and purge."""
     app = make_app(aggregate_compact_seconds=0, aggregate_compact_batches=0)
@@ -397,8 +397,7 @@ def test_month_pieces_keep_every_answer_through_erase_and_purge(make_app: Any, b
     per_key: dict[tuple[str, int], int] = {}
     for piece in read:
         per_key[(piece.type, piece.bucket_w)] = per_key.get((piece.type, piece.bucket_w), 0) + 1
-    if backend_name != "mongodb":  # MongoDB keeps day pieces (months are rolled on the SQL backends)
-        assert per_key and max(per_key.values()) <= 12 + 31, per_key
+    assert per_key and max(per_key.values()) <= 12 + 31, per_key
 
     erased = runner.invoke(args=["heat", "erase", "--project-id", project, "--user-id", "u-1"])
     assert erased.exit_code == 0, erased.output

@@ -23,12 +23,16 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError,
 
 from ..aggregates import (
     DAY_MS,
+    MONTH_BASE,
     ROLLED,
     batch_pieces,
     day_of,
+    finished_before,
     fresh_part,
+    is_rolled,
     merge_pieces,
     month_code,
+    month_of,
     piece_ranges,
     pieces,
     rebuild_pieces,
@@ -87,6 +91,7 @@ _BY_TS = [("ts", 1), ("seq", 1)]
 _CHUNK = 5000
 _LOCK_SECONDS = 60.0  # a compaction lock older than this belongs to a process that died
 _AGGREGATE_KEY = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH")
+_MONTH_KEY = ("projectId", "pathKey", "type", "bucketW", "bucketH")
 
 
 def _now_ms() -> int:
@@ -151,6 +156,29 @@ def _piece_doc(piece: base.AggregateRow, project_id: str) -> Doc:
 
 def _piece(doc: Mapping[str, Any]) -> base.AggregateRow:
     return base.AggregateRow(*(_plain(doc.get(key)) for _, key in _AGGREGATE_FIELDS))
+
+
+def _month_doc_key(doc: Mapping[str, Any]) -> Doc:
+    """The key of an aggregate document without its day: the pieces of every day and month."""
+    return {name: doc[name] for name in _MONTH_KEY}
+
+
+def _empty_month(key: Doc, code: int) -> base.AggregateRow:
+    """A month piece that adds nothing (the month's pieces netted to zero): MongoDB keeps one per
+    rolled month, so a rolled day piece without a month piece can only be an unroll stopped halfway."""
+    return base.AggregateRow(
+        int(key["pathKey"]),
+        code,
+        str(key["type"]),
+        int(key["bucketW"]),
+        int(key["bucketH"]),
+        ROLLED - fresh_part(),
+        0,
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 def _legacy_seq(oid: Any) -> int:
@@ -485,11 +513,19 @@ class MongoRepository(base.Repository):
                     found[tuple(doc.get(name) for name in _AGGREGATE_KEY)] = None
                 if len(found) >= max_keys:
                     break
-            return sum(self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True))) for key in list(found)[:max_keys])
+            merged = sum(
+                self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True))) for key in list(found)[:max_keys]
+            )
+            if keys is None:
+                self._roll_months(max_keys)
+            return merged
 
     def _lock_key(self, key: Doc) -> Doc | None:
-        """Take the lock document of an aggregate key; ``None`` when another process holds it."""
+        """Take the lock document of an aggregate key and month (one lock for the days of a month and
+        its month piece); ``None`` when another process holds it."""
         locks = self._coll("heat_locks")
+        if int(key["day"]) < MONTH_BASE:
+            key = {**key, "day": month_code(month_of(int(key["day"]))[0])}
         lock = {"_id": json.dumps(key, sort_keys=True)}
         now = time.time()
         try:
@@ -509,7 +545,8 @@ class MongoRepository(base.Repository):
         if lock is None:
             return False
         try:
-            docs = list(aggregates.find(key))
+            self._settle_month(_month_doc_key(key), month_of(int(key["day"]))[0])
+            docs = [doc for doc in aggregates.find(key) if not is_rolled(int(doc["part"]))]
             replaced = {r for doc in docs for r in doc.get("replaces") or ()}
             live = [doc for doc in docs if doc["_id"] not in replaced]
             ids = [doc["_id"] for doc in docs if doc["_id"] in replaced or int(doc["part"]) > 0]
@@ -528,6 +565,100 @@ class MongoRepository(base.Repository):
             return True
         finally:
             locks.delete_one(lock)
+
+    def _roll_months(self, max_keys: int) -> None:
+        """Roll the finished months that have merged day pieces not rolled yet (roll_month)."""
+        before = finished_before(_now_ms())
+        fields = {"_id": 0, **{name: 1 for name in _AGGREGATE_KEY}}
+        months: dict[tuple[Any, ...], None] = {}
+        for project in self._coll("projects").find({}, {"_id": 0, "id": 1}):
+            match = {"projectId": project["id"], "part": {"$gt": ROLLED, "$lt": 0}, "day": {"$lt": before}}
+            for doc in self._coll("heat_aggregates").find(match, fields, limit=max_keys * 4):
+                months[(*_month_doc_key(doc).values(), month_of(int(doc["day"]))[0])] = None
+            if len(months) >= max_keys:
+                break
+        for *names, first in list(months)[:max_keys]:
+            self._roll_month(dict(zip(_MONTH_KEY, names, strict=True)), first)
+
+    def _roll_month(self, key: Doc, first: int) -> None:
+        """Add a key's merged day pieces of one month not rolled yet to its month piece.
+
+        Without transactions: the new month piece is inserted naming the month pieces it replaces
+        and the day pieces it covers (readers skip both), the covered pieces are marked rolled, the
+        replaced ones deleted, then the names dropped (:meth:`_settle_month` finishes a stopped one).
+        """
+        aggregates, code = self._coll("heat_aggregates"), month_code(first)
+        lock = self._lock_key({**key, "day": code})
+        if lock is None:
+            return
+        try:
+            self._settle_month(key, first)
+            days = {"day": {"$gte": first, "$lte": month_of(first)[1]}, "part": {"$lt": 0}}
+            docs = list(aggregates.find({**key, "$or": [days, {"day": code}]}))
+            if any("replaces" in doc for doc in docs):
+                return  # a merge of a day stopped halfway: the next compaction of that day ends it
+            fresh = [doc for doc in docs if int(doc["day"]) < MONTH_BASE and not is_rolled(int(doc["part"]))]
+            old = [doc for doc in docs if int(doc["day"]) == code]
+            if not fresh:
+                return
+            merged = merge_pieces([_piece(doc) for doc in old + fresh], day=code, rolled=True)
+            if len(merged) > 1:
+                return  # more cells than one document holds: this month stays in day pieces
+            piece = merged[0] if merged else _empty_month(key, code)
+            new = _piece_doc(piece, str(key["projectId"]))
+            new.update(replaces=[doc["_id"] for doc in old], covers=[doc["_id"] for doc in fresh])
+            aggregates.insert_one(new)
+            self._settle_month(key, first)
+        finally:
+            self._coll("heat_locks").delete_one(lock)
+
+    def _settle_month(self, key: Doc, first: int) -> None:
+        """End a month roll that stopped halfway (the month lock is held)."""
+        aggregates = self._coll("heat_aggregates")
+        for doc in aggregates.find({**key, "day": month_code(first), "covers": {"$exists": True}}):
+            aggregates.update_many({"_id": {"$in": doc["covers"]}, "part": {"$gt": ROLLED}}, {"$inc": {"part": ROLLED}})
+            aggregates.delete_many({"_id": {"$in": doc.get("replaces") or []}})
+            aggregates.update_one({"_id": doc["_id"]}, {"$unset": {"covers": "", "replaces": ""}})
+
+    def _unroll_month(self, key: Doc, first: int) -> int:
+        """Drop the month piece of a key and month and mark its rolled day pieces not rolled (the month
+        lock is held); the month pieces dropped. The month piece first covers the day pieces, so
+        readers count each once throughout, and a stop halfway rolls them back (:meth:`_settle_month`)."""
+        aggregates, code = self._coll("heat_aggregates"), month_code(first)
+        self._settle_month(key, first)
+        days = {"day": {"$gte": first, "$lte": month_of(first)[1]}, "part": {"$lte": ROLLED}}
+        rolled = [doc["_id"] for doc in aggregates.find({**key, **days}, {"_id": 1})]
+        months = [doc["_id"] for doc in aggregates.find({**key, "day": code}, {"_id": 1})]
+        if months:
+            aggregates.update_many({"_id": {"$in": months}}, {"$set": {"covers": rolled}})
+        aggregates.update_many({"_id": {"$in": rolled}}, {"$inc": {"part": -ROLLED}})
+        return int(aggregates.delete_many({"_id": {"$in": months}}).deleted_count)
+
+    def _waiting_lock(self, key: Doc) -> Doc:
+        deadline = time.monotonic() + _LOCK_SECONDS + 10
+        while (lock := self._lock_key(key)) is None:  # a compaction of this key: wait for it
+            if time.monotonic() > deadline:
+                raise StorageUnavailable("an aggregate key stayed locked")
+            time.sleep(0.02)
+        return lock
+
+    def _drop_months_before(self, project_id: str, before_day: int) -> int:
+        """Delete the month pieces of the months wholly before ``before_day`` and unroll the month
+        holding it; the month pieces deleted. The day pieces are left to the caller."""
+        aggregates = self._coll("heat_aggregates")
+        first = month_of(before_day)[0]
+        gone = 0
+        if first < before_day:
+            fields = {"_id": 0, **{name: 1 for name in _MONTH_KEY}}
+            for doc in list(aggregates.find({"projectId": project_id, "day": month_code(first)}, fields)):
+                key = _month_doc_key(doc)
+                lock = self._waiting_lock({**key, "day": month_code(first)})
+                try:
+                    gone += self._unroll_month(key, first)
+                finally:
+                    self._coll("heat_locks").delete_one(lock)
+        old = {"projectId": project_id, "day": {"$gte": MONTH_BASE, "$lt": month_code(first)}}
+        return gone + int(aggregates.delete_many(old).deleted_count)
 
     def rebuild_aggregates(self) -> int:
         with self._guard():
@@ -616,6 +747,7 @@ class MongoRepository(base.Repository):
             removed = self._coll("sessions").delete_many({"projectId": pid, "id": {"$in": doomed}}).deleted_count
             gone = self._coll("users").delete_many({"projectId": pid, "id": {"$in": uids}}).deleted_count if uids else 0
             if erasure.before is not None:
+                self._drop_months_before(pid, day_of(erasure.before))
                 self._coll("heat_aggregates").delete_many({"projectId": pid, "day": {"$lt": day_of(erasure.before)}})
             left = (
                 self._coll("events").find_one(match, {"_id": 1}) is not None
@@ -663,6 +795,8 @@ class MongoRepository(base.Repository):
             time.sleep(0.02)
         aggregates = self._coll("heat_aggregates")
         try:
+            if aggregates.find_one({**key, "part": {"$lte": ROLLED}}, {"_id": 1}) is not None:
+                self._unroll_month(_month_doc_key(key), month_of(day)[0])  # its month piece counts the day
             start = day * DAY_MS
             found = self._coll("events").find(
                 {
@@ -692,7 +826,15 @@ class MongoRepository(base.Repository):
         self, raw_before: int | None, aggregates_before_day: int | None, *, dry_run: bool, chunk: int = 5000
     ) -> base.PurgeCounts:
         with self._guard():
-            return mongo_purge.purge(self._coll, raw_before, aggregates_before_day, dry_run=dry_run, chunk=chunk)
+            months = base.PurgeCounts()
+            if aggregates_before_day is not None and not dry_run:
+                for project in list(self._coll("projects").find({}, {"_id": 0, "id": 1})):
+                    months += base.PurgeCounts(
+                        aggregates=self._drop_months_before(str(project["id"]), aggregates_before_day)
+                    )
+            return months + mongo_purge.purge(
+                self._coll, raw_before, aggregates_before_day, dry_run=dry_run, chunk=chunk
+            )
 
     def external_user_ids(self, project_id: str, user_ids: list[str]) -> dict[str, str]:
         if not user_ids:
@@ -937,7 +1079,7 @@ class _MongoReader(base.Reader):
             match["bucketW"] = blobs[1]
         docs = list(self.repo._coll("heat_aggregates").find(match, projection or None))
         # Pieces named by a merged piece's "replaces" are being (or were to be) deleted: not counted.
-        replaced = {r for doc in docs for r in doc.get("replaces") or ()}
+        replaced = {r for doc in docs for name in ("replaces", "covers") for r in doc.get(name) or ()}
         return [_piece(doc) for doc in docs if doc["_id"] not in replaced]
 
     def max_span(self, project_id: str) -> int:

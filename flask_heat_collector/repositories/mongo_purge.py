@@ -12,6 +12,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 
+from ..aggregates import MONTH_BASE, month_code
 from .base import PurgeCounts
 
 Doc = dict[str, Any]
@@ -126,6 +127,9 @@ def purge(
         pid = str(project["id"])
         old_pieces = {"projectId": pid, "day": {"$lt": aggregates_before_day}}
         if dry_run:
+            if aggregates_before_day is not None:  # and the month pieces of the months starting before it
+                months = {"projectId": pid, "day": {"$gte": MONTH_BASE, "$lt": month_code(aggregates_before_day)}}
+                total += PurgeCounts(aggregates=coll("heat_aggregates").count_documents(months))
             if raw_before is not None:
                 total += _count(coll, pid, raw_before)
             if aggregates_before_day is not None:
