@@ -318,7 +318,6 @@ def roll_month(group: list[AggregateRow], first_day: int) -> tuple[list[Aggregat
     ``group`` holds merged pieces (no fresh one) of the month's days and the key's month pieces.
     What the day pieces not rolled yet hold is added to the month piece and to the rolled piece of
     their day, so the month pieces stay the sum of the rolled day pieces (adding only: exact).
-    The new day pieces come first, the month piece last (MongoDB writes them in this order).
     """
     fresh = [p for p in group if p.day < MONTH_BASE and not is_rolled(p.part)]
     if not fresh:
@@ -331,11 +330,6 @@ def roll_month(group: list[AggregateRow], first_day: int) -> tuple[list[Aggregat
         new += merge_pieces([p for p in old_days + fresh if p.day == day], rolled=True)
     new += merge_pieces(old_months + fresh, day=month_code(first_day), rolled=True)
     return fresh + old_days + old_months, new
-
-
-def unrolled_part(part: int) -> int:
-    """The ``part`` a rolled day piece takes when its month piece is dropped (erase, purge)."""
-    return part - ROLLED if is_rolled(part) else part
 
 
 def piece_ranges(days: tuple[int, int]) -> tuple[list[tuple[int, int]], tuple[int, int] | None]:
