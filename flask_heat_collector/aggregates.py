@@ -214,9 +214,16 @@ def month_code(first_day: int) -> int:
     return MONTH_BASE + first_day
 
 
+_LAST_MONTH_DAY = (datetime.date(9999, 12, 1) - datetime.date(1970, 1, 1)).days - 1  # months end before it
+_FIRST_MONTH_DAY = (datetime.date(1, 2, 1) - datetime.date(1970, 1, 1)).days
+
+
 def whole_months(days: tuple[int, int]) -> tuple[int, int] | None:
-    """The days ``(first, last)`` of the whole months inside ``days``, ``None`` when there are none."""
-    first, last = days
+    """The days ``(first, last)`` of the whole months inside ``days``, ``None`` when there are none
+    (only months of years 1 to 9999 count: outside them days are read one by one)."""
+    first, last = max(days[0], _FIRST_MONTH_DAY), min(days[1], _LAST_MONTH_DAY)
+    if first > last:
+        return None
     start = month_of(first)[0]
     if start != first:
         start = month_of(first)[1] + 1
@@ -335,6 +342,7 @@ def roll_month(group: list[AggregateRow], first_day: int) -> tuple[list[Aggregat
 def piece_ranges(days: tuple[int, int]) -> tuple[list[tuple[int, int]], tuple[int, int] | None]:
     """What a read of the pieces of ``days`` takes: every piece of the returned day ranges, and for
     the whole months (first, last day) their month pieces and their day pieces not rolled yet."""
+    days = (days[0], min(days[1], MONTH_BASE - 1))  # no day piece lies beyond; month pieces do
     months = whole_months(days)
     if months is None:
         return [days], None
