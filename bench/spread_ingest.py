@@ -114,5 +114,5 @@ def main(uri: str, points: int, batches: int) -> None:
 
 if __name__ == "__main__":
     main(
-        sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000, int(sys.argv[3]) if len(sys.argv) > 3 else 8
+        sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000, int(sys.argv[3]) if len(sys.argv) > 3 else 4
     )

@@ -192,7 +192,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_VIEWER_ENABLED", False, _as_bool),
     Key("HEAT_VIEWER_SITE_URL", None, _site_url),
     Key("HEAT_AGGREGATE_COMPACT_SECONDS", 10, _as_non_negative_int),
-    Key("HEAT_AGGREGATE_COMPACT_BATCHES", 8, _as_non_negative_int),
+    Key("HEAT_AGGREGATE_COMPACT_BATCHES", 4, _as_non_negative_int),
     Key("HEAT_NEW_PROJECTS_PER_IP", "10 per hour", _rate_limit),
     Key("HEAT_QUERY_ALLOWED_ORIGINS", (), _query_origins),
     Key("HEAT_ADMIN_API_KEYS", (), _query_keys),
