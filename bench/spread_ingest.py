@@ -64,15 +64,15 @@ def _app(uri: str, batches: int, seconds: int = 10) -> Flask:
     return app
 
 
-def _query_ms(app: Flask, project: str) -> float:
-    """The query's CPU time in this process (ms): on a loaded machine wall time says little. On
-    SQLite that is the whole query; on PostgreSQL the server's share is left out."""
-    started = time.process_time()
+def _query_ms(app: Flask, project: str) -> tuple[float, float]:
+    """The query's CPU time in this process and its wall time (ms). On a loaded machine wall time
+    says little; CPU time is the whole query on SQLite, without the server's share on PostgreSQL."""
+    started, wall = time.process_time(), time.perf_counter()
     response = app.test_client().get(
         f"/api/projects/{project}/heatmap", query_string={"path": PATH}, headers={"x-api-key": KEY}
     )
     assert response.status_code == 200, response.get_json()
-    return (time.process_time() - started) * 1000
+    return (time.process_time() - started) * 1000, (time.perf_counter() - wall) * 1000
 
 
 def main(uri: str, points: int, batches: int) -> None:
@@ -104,11 +104,13 @@ def main(uri: str, points: int, batches: int) -> None:
         compacted.append(_query_ms(app, project))
     for made in {app, fresh_app}:
         made.extensions["heat_collector"].repository.dispose()
-    a, b = statistics.median(fresh), statistics.median(compacted)
+    cpu = [statistics.median(t[0] for t in times) for times in (fresh, compacted)]
+    wall = [statistics.median(t[1] for t in times) for times in (fresh, compacted)]
     print(
-        f"{uri.split(':')[0]} points={points} compact_batches={batches} fill={filled:.1f}s "
-        f"right after fill: first {fresh[0]:.1f} ms, median {a:.1f} ms; after compaction median {b:.1f} ms; "
-        f"ratio {a / b:.2f}"
+        f"{uri.split(':')[0]} points={points} compact_batches={batches} fill={filled:.1f}s; "
+        f"first query right after the fill {fresh[0][0]:.1f} ms CPU; medians right after / after compaction: "
+        f"CPU {cpu[0]:.1f} / {cpu[1]:.1f} ms (ratio {cpu[0] / cpu[1]:.2f}), "
+        f"wall {wall[0]:.1f} / {wall[1]:.1f} ms (ratio {wall[0] / wall[1]:.2f})"
     )
 
 
