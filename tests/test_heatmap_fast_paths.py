@@ -416,3 +416,37 @@ def test_month_pieces_keep_every_answer_through_erase_and_purge(make_app: Any) -
     kept = client.get(url, query_string={"type": "all", "from": cut, "to": end}, headers=API).get_json()
     assert everything == kept
     assert 0 < kept["meta"]["total"] < after_erase[0]["meta"]["total"]
+
+
+@pytest.mark.parametrize("backend", ["mongo"], indirect=True)
+def test_a_mongo_month_roll_stopped_halfway_changes_no_answer(app: Flask, client: FlaskClient) -> None:
+    """MongoDB rolls a month without a transaction: the month piece is written first, naming the day
+    pieces it covers; a roll stopped there is finished by the next compaction."""
+    project = _fill(client)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["heat", "compact"]).exit_code == 0  # the month of T0 is over: rolled
+    ingest(client, event("click", ts=T0 + 5, x=3, y=4, path="/b", w=1200), session_id="s-0")
+    repo = app.extensions["heat_collector"].repository
+    fields = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH")
+    doc = repo.db.heat_aggregates.find_one({"part": {"$gt": 0}})
+    repo.compact(1, keys=[tuple(doc[name] for name in fields)])  # merged, not rolled yet
+    before = _answers(client, project)
+    settle = repo._settle_month
+    calls: list[int] = []
+
+    def stopping(*args: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:  # the month piece is written; the day pieces are not marked yet
+            raise RuntimeError("stopped")
+        settle(*args)
+
+    repo._settle_month = stopping
+    with pytest.raises(RuntimeError):
+        repo.compact()
+    del repo._settle_month
+    assert repo.db.heat_aggregates.count_documents({"covers": {"$exists": True}}) == 1
+    assert _answers(client, project) == before
+    assert runner.invoke(args=["heat", "compact"]).exit_code == 0
+    assert repo.db.heat_aggregates.count_documents({"covers": {"$exists": True}}) == 0
+    assert repo.db.heat_aggregates.count_documents({"part": {"$gt": -(2**62), "$lt": 0}}) == 0  # all rolled
+    assert _answers(client, project) == before
