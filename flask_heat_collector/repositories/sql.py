@@ -21,6 +21,7 @@ from ..aggregates import (
     batch_pieces,
     finished_before,
     fresh_part,
+    is_rolled,
     merge_pieces,
     month_code,
     month_of,
@@ -468,24 +469,35 @@ class SqlRepository(base.Repository):
         return len(keys)
 
     def _compact_keys(self, conn: Connection, keys: list[base.AggregateKeyDay]) -> None:
+        """Merge the pieces not rolled of each key-day; in a finished month whose month piece exists,
+        fold them into it at once (roll_month), so a read finds the month piece and no merged piece."""
+        t = heat_aggregates.c
         lock = self.dialect in ("postgresql", "mysql")
+        before = finished_before(_now_ms())
         for key in keys:
-            match = [heat_aggregates.c[name] == value for name, value in zip(_AGGREGATE_KEY, key, strict=True)]
-            match.append(heat_aggregates.c.part > ROLLED)  # rolled pieces stay as they are (roll_month)
-            select = sa.select(*[heat_aggregates.c[name] for name in base.AggregateRow._fields]).where(*match)
+            match = [t[name] == value for name, value in zip(_AGGREGATE_KEY, key, strict=True)]
+            first = month_of(int(key[2]))[0]
+            if first < before:  # with the month piece, when there is one
+                in_month = [t[name] == value for name, value in zip(_MONTH_KEY, (*key[:2], *key[3:]), strict=True)]
+                where = [*in_month, sa.or_(t.day == key[2], t.day == month_code(first))]
+            else:
+                where = [*match, t.part > ROLLED]  # rolled pieces stay as they are (roll_month)
+            select = sa.select(*[t[name] for name in base.AggregateRow._fields]).where(*where)
             if lock:  # a concurrent compaction leaves these pieces alone; ingest adds new ones meanwhile
                 select = select.with_for_update(skip_locked=True)
             group = [base.AggregateRow(*row) for row in conn.execute(select)]
             if not any(piece.part > 0 for piece in group):
                 continue  # merged meanwhile by another process
-            parts = [piece.part for piece in group]
-            conn.execute(sa.delete(heat_aggregates).where(*match, heat_aggregates.c.part.in_(parts)))
-            merged = merge_pieces(group)
-            if merged:
-                conn.execute(
-                    sa.insert(heat_aggregates),
-                    [dict(piece._asdict(), project_id=key[0]) for piece in merged],
-                )
+            if any(piece.day == month_code(first) for piece in group):
+                replaced, new = roll_month(group, first)
+            else:
+                replaced = [piece for piece in group if piece.day == key[2] and not is_rolled(piece.part)]
+                new = merge_pieces(replaced)
+            for day in sorted({piece.day for piece in replaced}):
+                parts = [piece.part for piece in replaced if piece.day == day]
+                conn.execute(sa.delete(heat_aggregates).where(*where, t.day == day, t.part.in_(parts)))
+            if new:
+                conn.execute(sa.insert(heat_aggregates), [dict(piece._asdict(), project_id=key[0]) for piece in new])
 
     def _roll_months(self, conn: Connection, rolls: list[tuple[Any, ...]]) -> None:
         """Roll each ``(project, path_key, type, bucket_w, bucket_h, first day)`` key-month (roll_month)."""
