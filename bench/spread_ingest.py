@@ -4,8 +4,8 @@
 5 events per batch) spread over 1280 x 3000 on one path are posted to ``/ingest`` in-process
 (Flask's test client, responses closed as a server closes them, so the compactor runs as it
 does under gunicorn); the heatmap is queried at once with no pause, then after ``flask heat compact``
-(medians of 7; on SQLite a copy taken right after the fill is queried in turns with the compacted
-database, so both medians see the same machine load). Prints the times and their ratio.
+(medians of 7; on SQLite and PostgreSQL a copy taken right after the fill is queried in turns with
+the compacted database, so both medians see the same machine load). Prints the times and their ratio.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import tempfile
 import time
 import uuid
 
+import sqlalchemy as sa
 from flask import Flask
 
 from flask_heat_collector import HeatCollector
@@ -75,6 +76,31 @@ def _query_ms(app: Flask, project: str) -> tuple[float, float]:
     return (time.process_time() - started) * 1000, (time.perf_counter() - wall) * 1000
 
 
+def _admin(uri: str, statement: str) -> None:
+    """Run ``statement`` (``{name}``: the database of ``uri``) on the server's ``postgres`` database."""
+    url = sa.make_url(uri)
+    engine = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(statement.format(name=url.database))
+    engine.dispose()
+
+
+def _copy(app: Flask, uri: str) -> str | None:
+    """A copy of the database as it is (SQLite: the backup API; PostgreSQL: a template copy)."""
+    if uri.startswith("sqlite:///"):
+        source = uri[len("sqlite:///") :]
+        with sqlite3.connect(source) as src, sqlite3.connect(source + ".fresh") as dst:
+            src.backup(dst)
+        return uri + ".fresh"
+    if uri.startswith("postgresql"):
+        app.extensions["heat_collector"].repository.engine.dispose()  # a template has no other sessions
+        copy = str(sa.make_url(uri).set(database=f"{sa.make_url(uri).database}_fresh").render_as_string(False))
+        _admin(copy, "DROP DATABASE IF EXISTS {name}")
+        _admin(uri, f"CREATE DATABASE {sa.make_url(copy).database} TEMPLATE {{name}}")
+        return copy
+    return None
+
+
 def main(uri: str, points: int, batches: int) -> None:
     app = _app(uri, batches)
     client = app.test_client()
@@ -86,13 +112,9 @@ def main(uri: str, points: int, batches: int) -> None:
             project = response.get_json()["projectId"]
     filled = time.perf_counter() - started
     fresh_app = app
-    copy = None
-    if uri.startswith("sqlite:///"):  # a copy keeps the state right after the fill: both are queried in turns
-        source = uri[len("sqlite:///") :]
-        copy = source + ".fresh"
-        with sqlite3.connect(source) as src, sqlite3.connect(copy) as dst:
-            src.backup(dst)
-        fresh_app = _app("sqlite:///" + copy, 0, 0)
+    copy = _copy(app, uri)  # a copy keeps the state right after the fill: both are queried in turns
+    if copy is not None:
+        fresh_app = _app(copy, 0, 0)
     fresh = [_query_ms(fresh_app, project)]  # the first query right after the fill
     if copy is None:
         fresh += [_query_ms(app, project) for _ in range(6)]
@@ -104,6 +126,8 @@ def main(uri: str, points: int, batches: int) -> None:
         compacted.append(_query_ms(app, project))
     for made in {app, fresh_app}:
         made.extensions["heat_collector"].repository.dispose()
+    if copy is not None and copy.startswith("postgresql"):
+        _admin(copy, "DROP DATABASE {name}")
     cpu = [statistics.median(t[0] for t in times) for times in (fresh, compacted)]
     wall = [statistics.median(t[1] for t in times) for times in (fresh, compacted)]
     print(
