@@ -339,6 +339,37 @@ def roll_month(group: list[AggregateRow], first_day: int) -> tuple[list[Aggregat
     return fresh + old_days + old_months, new
 
 
+BURST_SHARE = 4  # a burst's pieces stay apart from the key's big piece until a quarter of its size
+
+
+def _size(group: list[AggregateRow]) -> int:
+    return sum(len(p.cells or "") + len(p.depths or "") for p in group)
+
+
+def compaction(
+    group: list[AggregateRow], day: int, first_day: int, *, full: bool = True
+) -> tuple[list[AggregateRow], list[AggregateRow]]:
+    """``(replaced, new)`` for a compaction of one key-day: ``group`` holds the key-day's pieces and,
+    in a finished month, its rolled pieces and the key's month pieces.
+
+    With a month piece the day's pieces are folded into it (:func:`roll_month`), else merged into
+    one. Not ``full`` (a compaction by count, right after ingest): while the pieces written since
+    the last full one are small beside the key's biggest piece, they are merged apart from it, so
+    a burst into a dense key-day costs in proportion to what it wrote, not to the key-day's cells.
+    """
+    pieces_of_day = [p for p in group if p.day == day and not is_rolled(p.part)]
+    months = [p for p in group if p.day >= MONTH_BASE]
+    if not full:
+        merged = sorted((p for p in pieces_of_day if p.part < 0), key=lambda p: _size([p]))
+        big = months or merged[-1:]
+        rest = [p for p in pieces_of_day if not big or p.part != big[-1].part]
+        if big and _size(rest) * BURST_SHARE < _size(big):
+            return rest, merge_pieces(rest)
+    if months:
+        return roll_month(group, first_day)
+    return pieces_of_day, merge_pieces(pieces_of_day)
+
+
 def piece_ranges(days: tuple[int, int]) -> tuple[list[tuple[int, int]], tuple[int, int] | None]:
     """What a read of the pieces of ``days`` takes: every piece of the returned day ranges, and for
     the whole months (first, last day) their month pieces and their day pieces not rolled yet."""

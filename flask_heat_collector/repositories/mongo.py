@@ -26,6 +26,7 @@ from ..aggregates import (
     MONTH_BASE,
     ROLLED,
     batch_pieces,
+    compaction,
     day_of,
     finished_before,
     fresh_part,
@@ -513,8 +514,9 @@ class MongoRepository(base.Repository):
                     found[tuple(doc.get(name) for name in _AGGREGATE_KEY)] = None
                 if len(found) >= max_keys:
                     break
+            full = keys is None
             merged = sum(
-                self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True))) for key in list(found)[:max_keys]
+                self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True)), full) for key in list(found)[:max_keys]
             )
             if keys is None:
                 self._roll_months(max_keys)
@@ -539,7 +541,7 @@ class MongoRepository(base.Repository):
                 return None
         return lock
 
-    def _compact_key(self, key: Doc) -> bool:
+    def _compact_key(self, key: Doc, full: bool = True) -> bool:
         locks, aggregates = self._coll("heat_locks"), self._coll("heat_aggregates")
         lock = self._lock_key(key)
         if lock is None:
@@ -553,6 +555,10 @@ class MongoRepository(base.Repository):
             if not any(int(doc["part"]) > 0 for doc in live):
                 aggregates.delete_many({"_id": {"$in": ids}})  # left by a merge that stopped halfway
                 return False
+            if not full:  # by count: a burst is merged apart from the key-day's big piece (compaction)
+                day, chosen = int(key["day"]), [_piece(doc) for doc in live]
+                parts = {piece.part for piece in compaction(chosen, day, month_of(day)[0], full=False)[0]}
+                live = [doc for doc in live if int(doc["part"]) in parts]
             keep = [doc["_id"] for doc in live if int(doc["part"]) <= 0]
             merged = merge_pieces([_piece(doc) for doc in live])
             ids += keep

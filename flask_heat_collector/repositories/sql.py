@@ -19,10 +19,9 @@ from sqlalchemy.exc import DBAPIError
 from ..aggregates import (
     ROLLED,
     batch_pieces,
+    compaction,
     finished_before,
     fresh_part,
-    is_rolled,
-    merge_pieces,
     month_code,
     month_of,
     piece_ranges,
@@ -455,7 +454,7 @@ class SqlRepository(base.Repository):
         if keys is None:
             keys = self._read(lambda conn: find(conn, [t.part > 0]))
         for start in range(0, len(keys), 50):
-            self._write(lambda conn, chunk=keys[start : start + 50]: self._compact_keys(conn, chunk))  # type: ignore[misc]
+            self._write(lambda conn, chunk=keys[start : start + 50]: self._compact_keys(conn, chunk, not given))  # type: ignore[misc]
         if given:
             return len(keys)
         before = finished_before(_now_ms())
@@ -468,9 +467,10 @@ class SqlRepository(base.Repository):
             self._write(lambda conn, chunk=rolls[start : start + 20]: self._roll_months(conn, chunk))  # type: ignore[misc]
         return len(keys)
 
-    def _compact_keys(self, conn: Connection, keys: list[base.AggregateKeyDay]) -> None:
-        """Merge the pieces not rolled of each key-day; in a finished month whose month piece exists,
-        fold them into it at once (roll_month), so a read finds the month piece and no merged piece."""
+    def _compact_keys(self, conn: Connection, keys: list[base.AggregateKeyDay], full: bool) -> None:
+        """Compact each key-day (aggregates.compaction): merge its pieces not rolled, or in a finished
+        month whose month piece exists fold them into it at once, so a read finds the month piece and
+        no merged copy of it; not ``full`` (by count), a small burst is merged apart."""
         t = heat_aggregates.c
         lock = self.dialect in ("postgresql", "mysql")
         before = finished_before(_now_ms())
@@ -488,11 +488,7 @@ class SqlRepository(base.Repository):
             group = [base.AggregateRow(*row) for row in conn.execute(select)]
             if not any(piece.part > 0 for piece in group):
                 continue  # merged meanwhile by another process
-            if any(piece.day == month_code(first) for piece in group):
-                replaced, new = roll_month(group, first)
-            else:
-                replaced = [piece for piece in group if piece.day == key[2] and not is_rolled(piece.part)]
-                new = merge_pieces(replaced)
+            replaced, new = compaction(group, int(key[2]), first, full=full)
             for day in sorted({piece.day for piece in replaced}):
                 parts = [piece.part for piece in replaced if piece.day == day]
                 conn.execute(sa.delete(heat_aggregates).where(*where, t.day == day, t.part.in_(parts)))
