@@ -3,12 +3,15 @@
 Backend-free: ingest builds one piece per key and batch from the rows it stored, the heatmap
 adds pieces of whole days to the raw rows at the edges of its range, compaction merges pieces.
 Every count is a sum, ``first_seq`` a minimum and ``max_y`` a maximum, so pieces of the same key
-combine exactly in any order. Cells are square at :data:`RESOLUTION` per bucket width, so they
-serve every heatmap resolution that divides it (cell ``b`` at 128 is cell ``b // (128 // r)`` at r).
+combine exactly in any order. Compaction also rolls the merged day pieces of finished months into
+month pieces (:func:`roll_month`), so a long range reads one piece per key and month. Cells are
+square at :data:`RESOLUTION` per bucket width, so they serve every heatmap resolution that divides
+it (cell ``b`` at 128 is cell ``b // (128 // r)`` at r).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import secrets
 import threading
@@ -26,6 +29,11 @@ if TYPE_CHECKING:
 
 DAY_MS = 86_400_000
 RESOLUTION = 128
+# A month piece is stored with ``day = MONTH_BASE + the month's first day``: ranges of days never
+# meet it. A day piece whose part is at most ``ROLLED`` is counted in its key's month piece too, so
+# a read of the whole month takes the month pieces and only the day pieces above ``ROLLED``.
+MONTH_BASE = 1_000_000_000
+ROLLED = -(2**62)
 PLOTTABLE_TYPES = ("click", "move", "scroll")
 Key = tuple[int, str, int, int]  # (day, type, bucket_w, bucket_h)
 K = TypeVar("K")
@@ -188,6 +196,48 @@ def _merged_part() -> int:
     return -(secrets.randbits(61) + 2**20)
 
 
+def is_rolled(part: int) -> bool:
+    """Whether a piece with this ``part`` is counted in its key's month piece (a month piece is, too)."""
+    return part <= ROLLED
+
+
+def month_of(day: int) -> tuple[int, int]:
+    """The first and last day of the UTC month holding ``day``."""
+    date = datetime.date(1970, 1, 1) + datetime.timedelta(days=day)
+    following = date.replace(day=28) + datetime.timedelta(days=4)  # a day of the next month
+    first = day - date.day + 1
+    return first, day + (following - datetime.timedelta(days=following.day) - date).days
+
+
+def month_code(first_day: int) -> int:
+    """The ``day`` a month piece is stored with (see :data:`MONTH_BASE`)."""
+    return MONTH_BASE + first_day
+
+
+_LAST_MONTH_DAY = (datetime.date(9999, 12, 1) - datetime.date(1970, 1, 1)).days - 1  # months end before it
+_FIRST_MONTH_DAY = (datetime.date(1, 2, 1) - datetime.date(1970, 1, 1)).days
+
+
+def whole_months(days: tuple[int, int]) -> tuple[int, int] | None:
+    """The days ``(first, last)`` of the whole months inside ``days``, ``None`` when there are none
+    (only months of years 1 to 9999 count: outside them days are read one by one)."""
+    first, last = max(days[0], _FIRST_MONTH_DAY), min(days[1], _LAST_MONTH_DAY)
+    if first > last:
+        return None
+    start = month_of(first)[0]
+    if start != first:
+        start = month_of(first)[1] + 1
+    end = month_of(last)[1]
+    if end != last:
+        end = month_of(last)[0] - 1
+    return (start, end) if start <= end else None
+
+
+def finished_before(now_ms: int) -> int:
+    """The first day of the current UTC month: months before it are finished and may be rolled."""
+    return month_of(day_of(now_ms))[0]
+
+
 def pieces(path_key: int, stats: dict[Key, Stats], part: int) -> list[AggregateRow]:
     """The aggregate rows storing ``stats`` of one path (``part`` tells pieces of a key apart)."""
     return [
@@ -240,9 +290,10 @@ SETTLE_PER_RUN = 20
 MAX_MERGED_CELLS = 200_000  # cells per merged piece: keeps one row far below MySQL's max_allowed_packet
 
 
-def merge_pieces(group: list[AggregateRow]) -> list[AggregateRow]:
-    """One key's pieces merged into one (or a few, when its cells are very many), marked merged."""
-    part = _merged_part()
+def merge_pieces(group: list[AggregateRow], *, day: int | None = None, rolled: bool = False) -> list[AggregateRow]:
+    """One key's pieces merged into one (or a few, when its cells are very many), marked merged
+    (``rolled``: marked counted in the month piece too); stored with ``day`` when given."""
+    part = _merged_part() + (ROLLED if rolled else 0)
     total = Stats()
     for piece in group:
         total.add_piece(piece)
@@ -256,7 +307,7 @@ def merge_pieces(group: list[AggregateRow]) -> list[AggregateRow]:
         merged.append(
             AggregateRow(
                 path_key=first.path_key,
-                day=first.day,
+                day=first.day if day is None else day,
                 type=first.type,
                 bucket_w=first.bucket_w,
                 bucket_h=first.bucket_h,
@@ -271,28 +322,123 @@ def merge_pieces(group: list[AggregateRow]) -> list[AggregateRow]:
     return merged
 
 
+def roll_month(group: list[AggregateRow], first_day: int) -> tuple[list[AggregateRow], list[AggregateRow]]:
+    """Roll the merged day pieces of one key and month into its month piece: ``(replaced, new)``.
+
+    ``group`` holds merged pieces (no fresh one) of the month's days and the key's month pieces.
+    What the day pieces not rolled yet hold is added to the month piece and to the rolled piece of
+    their day, so the month pieces stay the sum of the rolled day pieces (adding only: exact).
+    """
+    fresh = [p for p in group if p.day < MONTH_BASE and not is_rolled(p.part)]
+    if not fresh:
+        return [], []
+    days = {p.day for p in fresh}
+    old_months = [p for p in group if p.day >= MONTH_BASE]
+    old_days = [p for p in group if p.day in days and is_rolled(p.part)]
+    new: list[AggregateRow] = []
+    for day in sorted(days):
+        new += merge_pieces([p for p in old_days + fresh if p.day == day], rolled=True)
+    new += merge_pieces(old_months + fresh, day=month_code(first_day), rolled=True)
+    return fresh + old_days + old_months, new
+
+
+BURST_SHARE = 4  # a burst's pieces stay apart from the key's big piece until a quarter of its size
+
+
+def _size(group: list[AggregateRow]) -> int:
+    return sum(len(p.cells or "") + len(p.depths or "") for p in group)
+
+
+def compaction(
+    group: list[AggregateRow], day: int, first_day: int, *, full: bool = True
+) -> tuple[list[AggregateRow], list[AggregateRow]]:
+    """``(replaced, new)`` for a compaction of one key-day: ``group`` holds the key-day's pieces and,
+    in a finished month, its rolled pieces and the key's month pieces.
+
+    With a month piece the day's pieces are folded into it (:func:`roll_month`), else merged into
+    one. Not ``full`` (a compaction by count, right after ingest): while the pieces written since
+    the last full one are small beside the key's biggest piece, they are merged apart from it, so
+    a burst into a dense key-day costs in proportion to what it wrote, not to the key-day's cells.
+    """
+    pieces_of_day = [p for p in group if p.day == day and not is_rolled(p.part)]
+    months = [p for p in group if p.day >= MONTH_BASE]
+    if not full:
+        merged = sorted((p for p in pieces_of_day if p.part < 0), key=lambda p: _size([p]))
+        big = months or merged[-1:]
+        rest = [p for p in pieces_of_day if not big or p.part != big[-1].part]
+        if big and _size(rest) * BURST_SHARE < _size(big):
+            return rest, merge_pieces(rest)
+    if months:
+        return roll_month(group, first_day)
+    return pieces_of_day, merge_pieces(pieces_of_day)
+
+
+def piece_ranges(days: tuple[int, int]) -> tuple[list[tuple[int, int]], tuple[int, int] | None]:
+    """What a read of the pieces of ``days`` takes: every piece of the returned day ranges, and for
+    the whole months (first, last day) their month pieces and their day pieces not rolled yet."""
+    days = (days[0], min(days[1], MONTH_BASE - 1))  # no day piece lies beyond; month pieces do
+    months = whole_months(days)
+    if months is None:
+        return [days], None
+    edges = [(lo, hi) for lo, hi in ((days[0], months[0] - 1), (months[1] + 1, days[1])) if lo <= hi]
+    return edges, months
+
+
 class Compactor:
-    """Merges aggregate pieces now and then, after an ingest answer has been sent (per process).
+    """Merges aggregate pieces after an ingest answer has been sent (per process): every
+    ``interval_seconds`` all keys with fresh pieces (rolling finished months too), and at once the
+    keys this process wrote ``batches`` pieces to since they were last merged, so a heatmap read
+    right after a burst of ingest finds few pieces per key-day.
 
     Pieces are exact as they are; merging only keeps the number a heatmap reads small. The same pass
     settles pending rage clicks, so a report seldom has many to settle first.
     """
 
-    def __init__(self, interval_seconds: int, max_keys: int = 2000) -> None:
+    def __init__(self, interval_seconds: int, max_keys: int = 2000, batches: int = 0) -> None:
         self.interval = interval_seconds
         self.max_keys = max_keys
+        self.batches = batches
         self._next = 0.0
+        self._written: dict[tuple[str, int, int, str, int, int], int] = {}  # key -> pieces written
+        self._due: set[tuple[str, int, int, str, int, int]] = set()
+        self._count_lock = threading.Lock()
         self._lock = threading.Lock()
 
+    def note(self, project_id: str, rows: Iterable[EventRow]) -> None:
+        """Count the pieces a stored batch wrote (one per key-day of its rows)."""
+        if not self.batches:
+            return
+        keys = {
+            (project_id, row.path_key, day, row.type, row.bucket_w, row.bucket_h)
+            for row in rows
+            for day in range(day_of(row.ts), day_of(row.ts + row.span) + 1)
+        }
+        with self._count_lock:
+            if len(self._written) > 100_000:  # keys written once and never again: forget them
+                self._written.clear()
+            for key in keys:
+                count = self._written.get(key, 0) + 1
+                if count >= self.batches:
+                    self._due.add(key)
+                    count = 0
+                self._written[key] = count
+
     def maybe_run(self, repo: Repository) -> None:
-        """Compact if the interval has passed and no other thread of this process is at it."""
+        """Merge the keys due, and everything if the interval has passed, unless another thread of
+        this process is at it."""
         now = time.monotonic()
-        if not self.interval or now < self._next or not self._lock.acquire(blocking=False):
+        timed = bool(self.interval) and now >= self._next
+        if not (timed or self._due) or not self._lock.acquire(blocking=False):
             return
         try:
-            self._next = now + self.interval
-            repo.compact(self.max_keys)
-            repo.settle_rage(None, SETTLE_PER_RUN)
+            with self._count_lock:
+                due, self._due = sorted(self._due), set()
+            if due:
+                repo.compact(len(due), keys=due)
+            if timed:
+                self._next = now + self.interval
+                repo.compact(self.max_keys)
+                repo.settle_rage(None, SETTLE_PER_RUN)
         except Exception as exc:  # noqa: BLE001 - never fails a request; the next run tries again
             log("warn", "heatmap aggregate compaction failed", error=type(exc).__name__)
         finally:

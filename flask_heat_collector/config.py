@@ -201,6 +201,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_VIEWER_ENABLED", False, _as_bool),
     Key("HEAT_VIEWER_SITE_URL", None, _site_url),
     Key("HEAT_AGGREGATE_COMPACT_SECONDS", 10, _as_non_negative_int),
+    Key("HEAT_AGGREGATE_COMPACT_BATCHES", 4, _as_non_negative_int),
     Key("HEAT_NEW_PROJECTS_PER_IP", "10 per hour", _rate_limit),
     Key("HEAT_TRUSTED_PROXIES", 0, _as_non_negative_int),
     Key("HEAT_QUERY_ALLOWED_ORIGINS", (), _query_origins),
@@ -242,6 +243,7 @@ class Settings:
     viewer_enabled: bool
     viewer_site_url: str | None
     aggregate_compact_seconds: int
+    aggregate_compact_batches: int
     new_projects_per_ip: str
     trusted_proxies: int
     query_allowed_origins: tuple[str, ...]

@@ -73,7 +73,7 @@ class HeatCollector:
             ingest_schema=IngestSchema(settings.max_events_per_batch),
             jwt=JwtVerifier(settings) if settings.auth_mode in ("jwt", "both") else None,
             hooks=self._hooks,
-            compactor=Compactor(settings.aggregate_compact_seconds),
+            compactor=Compactor(settings.aggregate_compact_seconds, batches=settings.aggregate_compact_batches),
             query_keys=parse_query_keys(settings.query_api_keys),
             admin_keys=parse_query_keys(settings.admin_api_keys),
         )

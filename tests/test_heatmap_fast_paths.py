@@ -317,3 +317,140 @@ def test_a_mongo_merge_stopped_halfway_changes_no_answer(app: Flask, client: Fla
     assert app.test_cli_runner().invoke(args=["heat", "compact"]).exit_code == 0
     assert _answers(client, project) == before
     assert db.heat_aggregates.count_documents({"_id": {"$in": [d["_id"] for d in docs]}}) == 0
+
+
+def _pieces(app: Flask, project: str, days: tuple[int, int], path: str | None = None) -> list[Any]:
+    """The aggregate pieces a heatmap over ``days`` reads (with their cells)."""
+    repo = app.extensions["heat_collector"].repository
+    return list(repo.read(lambda reader: reader.aggregates(project, path, days, blobs=(("click", "move"), 1200))))
+
+
+def test_a_burst_of_batches_leaves_few_pieces_to_read(make_app: Any) -> None:
+    """Compaction runs every few batches as well as by time: a read right after a burst of ingest
+    merges a bounded number of pieces per key-day, and still answers exactly."""
+    app = make_app(aggregate_compact_seconds=0, aggregate_compact_batches=4)
+    client = app.test_client()
+    project = ""
+    for n in range(30):
+        points = [{"x": 13 * i + n, "y": 17 * i, "tsOffset": i} for i in range(20)]
+        body = batch(event("move", ts=T0 + 1000 * n, path="/p", points=points), session_id=f"s-{n}")
+        with client.post("/ingest", json=body, headers=headers()) as response:  # closed: as a server does
+            assert response.status_code == 200, response.get_json()
+            project = response.get_json()["projectId"]
+    pieces = _pieces(app, project, (T0 // DAY, T0 // DAY))
+    assert 1 <= len(pieces) <= 4, [piece.part for piece in pieces]
+    url = f"/api/projects/{project}/heatmap"
+    params = {"type": "move", "from": T0, "to": T0 + DAY - 1}
+    before = client.get(url, query_string=params, headers=API).get_json()
+    assert before["meta"]["total"] == 30 * 20
+    app.extensions["heat_collector"].repository.rebuild_aggregates()
+    assert client.get(url, query_string=params, headers=API).get_json() == before
+
+
+def _day_ms(year: int, month: int, day: int) -> int:
+    import datetime
+
+    return int(datetime.datetime(year, month, day, tzinfo=datetime.timezone.utc).timestamp()) * 1000
+
+
+MONTHS_FROM = _day_ms(2024, 1, 15)
+MONTH_RANGES = [
+    (0, _day_ms(2025, 1, 1) - 1),  # every month
+    (_day_ms(2024, 2, 1), _day_ms(2024, 3, 1) - 1),  # one whole month
+    (_day_ms(2024, 1, 20), _day_ms(2024, 4, 10) - 1),  # whole months between partial ones
+    (_day_ms(2024, 1, 20) + 5_000, _day_ms(2024, 3, 1) + 7_000),  # and raw edges
+    (_day_ms(2024, 2, 3), _day_ms(2024, 2, 20) - 1),  # days of one month
+]
+
+
+def _month_answers(client: FlaskClient, project: str) -> list[Any]:
+    out = []
+    for ts_from, ts_to in MONTH_RANGES:
+        for params in ({"type": "all"}, {"type": "move", "resolution": 32}, {"path": "/m"}):
+            query = {**params, "from": ts_from, "to": ts_to}
+            response = client.get(f"/api/projects/{project}/heatmap", query_string=query, headers=API)
+            assert response.status_code == 200, response.get_json()
+            out.append(response.get_json())
+    return out
+
+
+def test_month_pieces_keep_every_answer_through_erase_and_purge(make_app: Any) -> None:
+    """Compaction rolls finished months into month pieces: a year reads at most 12 + 31 pieces per
+    key; answers stay those of the raw rows through compaction, erase and purge."""
+    app = make_app(aggregate_compact_seconds=0, aggregate_compact_batches=0)
+    client = app.test_client()
+    project = ""
+    for n in range(100):  # one batch a day, 2024-01-15 .. 2024-04-23
+        ts = MONTHS_FROM + n * DAY + 3_600_000 * (n % 24)
+        points = [{"x": 9 * i + n, "y": 5 * i + n, "tsOffset": 600 * i} for i in range(4)]
+        project = ingest(
+            client,
+            event("click", ts=ts, x=n * 7 % 1200, y=n * 11, path="/m"),
+            event("move", ts=ts + 1, path="/m", points=points),
+            event("scroll", ts=ts + 2, scrollDepthPct=n % 100, path="/m"),
+            session_id=f"s-{n % 2}-{n % 7}",
+            user={"id": f"u-{n % 2}"},
+        )
+    before = _month_answers(client, project)
+    assert before[0]["meta"]["total"] == 100 * 6
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["heat", "compact"]).exit_code == 0
+    assert _month_answers(client, project) == before
+    year = (_day_ms(2024, 1, 1) // DAY, _day_ms(2025, 1, 1) // DAY - 1)
+    read = _pieces(app, project, year, "/m")
+    per_key: dict[tuple[str, int], int] = {}
+    for piece in read:
+        per_key[(piece.type, piece.bucket_w)] = per_key.get((piece.type, piece.bucket_w), 0) + 1
+    assert per_key and max(per_key.values()) <= 12 + 31, per_key
+
+    erased = runner.invoke(args=["heat", "erase", "--project-id", project, "--user-id", "u-1"])
+    assert erased.exit_code == 0, erased.output
+    after_erase = _month_answers(client, project)
+    assert after_erase[0]["meta"]["total"] == 50 * 6
+    app.extensions["heat_collector"].repository.rebuild_aggregates()  # the oracle: pieces from the rows
+    assert _month_answers(client, project) == after_erase
+    assert runner.invoke(args=["heat", "compact"]).exit_code == 0
+    assert _month_answers(client, project) == after_erase
+
+    cut = _day_ms(2024, 2, 10)
+    app.extensions["heat_collector"].repository.purge(None, cut // DAY, dry_run=False)
+    end = _day_ms(2024, 6, 1) - 1
+    url = f"/api/projects/{project}/heatmap"
+    everything = client.get(url, query_string={"type": "all", "from": 0, "to": end}, headers=API).get_json()
+    kept = client.get(url, query_string={"type": "all", "from": cut, "to": end}, headers=API).get_json()
+    assert everything == kept
+    assert 0 < kept["meta"]["total"] < after_erase[0]["meta"]["total"]
+
+
+@pytest.mark.parametrize("backend", ["mongo"], indirect=True)
+def test_a_mongo_month_roll_stopped_halfway_changes_no_answer(app: Flask, client: FlaskClient) -> None:
+    """MongoDB rolls a month without a transaction: the month piece is written first, naming the day
+    pieces it covers; a roll stopped there is finished by the next compaction."""
+    project = _fill(client)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["heat", "compact"]).exit_code == 0  # the month of T0 is over: rolled
+    ingest(client, event("click", ts=T0 + 5, x=3, y=4, path="/b", w=1200), session_id="s-0")
+    repo = app.extensions["heat_collector"].repository
+    fields = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH")
+    doc = repo.db.heat_aggregates.find_one({"part": {"$gt": 0}})
+    repo.compact(1, keys=[tuple(doc[name] for name in fields)])  # merged, not rolled yet
+    before = _answers(client, project)
+    settle = repo._settle_month
+    calls: list[int] = []
+
+    def stopping(*args: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:  # the month piece is written; the day pieces are not marked yet
+            raise RuntimeError("stopped")
+        settle(*args)
+
+    repo._settle_month = stopping
+    with pytest.raises(RuntimeError):
+        repo.compact()
+    del repo._settle_month
+    assert repo.db.heat_aggregates.count_documents({"covers": {"$exists": True}}) == 1
+    assert _answers(client, project) == before
+    assert runner.invoke(args=["heat", "compact"]).exit_code == 0
+    assert repo.db.heat_aggregates.count_documents({"covers": {"$exists": True}}) == 0
+    assert repo.db.heat_aggregates.count_documents({"part": {"$gt": -(2**62), "$lt": 0}}) == 0  # all rolled
+    assert _answers(client, project) == before

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from flask_heat_collector.aggregates import MONTH_BASE
+
 from . import oracle
 from .helpers import API, batch, event, ingest, ingest_all
 
@@ -356,6 +358,50 @@ def test_heatmap_matches_oracle(client: FlaskClient, scenario: Scenario) -> None
             )
             ties += oracle.bucket_tied(matched)
     assert ties >= 8 and others >= 15, (ties, others)  # the scenario exercises the tie-break and the band
+    assert not failures, report("heatmap", failures, len(queries))
+
+
+def test_heatmap_matches_oracle_after_compaction(client: FlaskClient, scenario: Scenario) -> None:
+    """Compacted and rolled into month pieces (the scenario's month is over), random ranges, some
+    holding whole months, some inside one, answer what the oracle computes."""
+    project = ingest_all(client, scenario.bodies)
+    result = client.application.test_cli_runner().invoke(args=["heat", "compact"])
+    assert result.exit_code == 0, result.output
+    repo = client.application.extensions["heat_collector"].repository
+    january = (BASE // DAY - 5, BASE // DAY + 25)
+    read = repo.read(lambda reader: reader.aggregates(project, None, january))
+    assert read and all(piece.day == MONTH_BASE + january[0] for piece in read)  # one month piece per key
+    rows = oracle.stored_rows(scenario.bodies)
+    rng = random.Random(SEED + 7)
+    queries: list[dict[str, Any]] = []
+    for n in range(36):
+        if n % 3:
+            params, _, _ = random_window(rng, rows)
+        else:  # around whole months: from up to two months before, to up to two months after
+            start, end = BASE - rng.randint(0, 60 * DAY), BASE + SPAN + rng.randint(0, 60 * DAY)
+            params = {"from": start, "to": end} if n % 2 else {"from": 0, "to": end}
+        if rng.random() < 0.5:
+            params["path"] = rng.choice(PATHS)
+        params["type"] = rng.choice(["all", "click", "move", "scroll"])
+        params["resolution"] = rng.choice([8, 16, 32, 64, 128, 100])
+        queries.append(params)
+    failures: list[str] = []
+    for params in queries:
+        got = get(client, f"/api/projects/{project}/heatmap", params)
+        ts_from, ts_to = window_ms(params, "from") or 0, window_ms(params, "to") or int(time.time() * 1000)
+        want = oracle.heatmap(
+            rows,
+            path=params.get("path"),
+            ts_from=ts_from,
+            ts_to=ts_to,
+            type=params.get("type"),
+            resolution=params["resolution"],
+            viewport_bucket=None,
+            viewports="width",
+        )
+        diffs = heatmap_diff(got, want)
+        if diffs:
+            failures.append(f"params {short(params)}:\n  " + "\n  ".join(diffs))
     assert not failures, report("heatmap", failures, len(queries))
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
+AggregateKeyDay = tuple[str, int, int, str, int, int]  # (project_id, path_key, day, type, bucket_w, bucket_h)
 Blobs = tuple[tuple[str, ...], int]  # (types, bucket_w): the aggregate pieces to read with their cells
 
 
@@ -478,8 +479,10 @@ class Repository(ABC):
         """``fn(reader)`` over one snapshot (run again on a fresh connection if a pooled one was dead)."""
 
     @abstractmethod
-    def compact(self, max_keys: int = 1000) -> int:
-        """Merge the aggregate pieces of up to ``max_keys`` keys into one each; the keys merged."""
+    def compact(self, max_keys: int = 1000, *, keys: list[AggregateKeyDay] | None = None) -> int:
+        """Merge the aggregate pieces of up to ``max_keys`` keys into one each, then roll the merged
+        day pieces of up to ``max_keys`` key-months of finished months into month pieces; the keys
+        merged. With ``keys``, merge the pieces of those keys only (their fresh pieces)."""
 
     @abstractmethod
     def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:

@@ -21,7 +21,24 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
-from ..aggregates import DAY_MS, batch_pieces, day_of, fresh_part, merge_pieces, pieces, rebuild_pieces, rollup
+from ..aggregates import (
+    DAY_MS,
+    MONTH_BASE,
+    ROLLED,
+    batch_pieces,
+    compaction,
+    day_of,
+    finished_before,
+    fresh_part,
+    is_rolled,
+    merge_pieces,
+    month_code,
+    month_of,
+    piece_ranges,
+    pieces,
+    rebuild_pieces,
+    rollup,
+)
 from ..errors import ConfigurationError, RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..log import log
@@ -80,6 +97,7 @@ _LOCK_SECONDS = 60.0  # a compaction lock older than this belongs to a process t
 # Stored in heat_long_moves once migrate() filled it from the stored moves (no project has id "").
 _LONG_MOVES_FILLED = {"projectId": "", "day": -1, "eventId": ""}
 _AGGREGATE_KEY = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH")
+_MONTH_KEY = ("projectId", "pathKey", "type", "bucketW", "bucketH")
 
 
 def _now_ms() -> int:
@@ -144,6 +162,29 @@ def _piece_doc(piece: base.AggregateRow, project_id: str) -> Doc:
 
 def _piece(doc: Mapping[str, Any]) -> base.AggregateRow:
     return base.AggregateRow(*(_plain(doc.get(key)) for _, key in _AGGREGATE_FIELDS))
+
+
+def _month_doc_key(doc: Mapping[str, Any]) -> Doc:
+    """The key of an aggregate document without its day: the pieces of every day and month."""
+    return {name: doc[name] for name in _MONTH_KEY}
+
+
+def _empty_month(key: Doc, code: int) -> base.AggregateRow:
+    """A month piece that adds nothing (the month's pieces netted to zero): MongoDB keeps one per
+    rolled month, so a rolled day piece without a month piece can only be an unroll stopped halfway."""
+    return base.AggregateRow(
+        int(key["pathKey"]),
+        code,
+        str(key["type"]),
+        int(key["bucketW"]),
+        int(key["bucketH"]),
+        ROLLED - fresh_part(),
+        0,
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 def _legacy_seq(oid: Any) -> int:
@@ -552,7 +593,7 @@ class MongoRepository(base.Repository):
                     break
         return done
 
-    def compact(self, max_keys: int = 1000) -> int:
+    def compact(self, max_keys: int = 1000, *, keys: list[base.AggregateKeyDay] | None = None) -> int:
         """Merge the keys that have fresh pieces (positive ``part``), one key at a time.
 
         Without transactions a merge is made safe by its order: the merged pieces are inserted
@@ -560,30 +601,36 @@ class MongoRepository(base.Repository):
         then the names are dropped. A per-key lock document keeps two processes off one key.
         """
         with self._guard():
-            keys: dict[tuple[Any, ...], None] = {}
+            found: dict[tuple[Any, ...], None] = dict.fromkeys(keys or ())
             fields = {"_id": 0, **{name: 1 for name in _AGGREGATE_KEY}}
-            for project in self._coll("projects").find({}, {"_id": 0, "id": 1}):
+            for project in self._coll("projects").find({}, {"_id": 0, "id": 1}) if keys is None else ():
                 fresh = {"projectId": project["id"], "part": {"$gt": 0}}
                 for doc in self._coll("heat_aggregates").find(fresh, fields, limit=max_keys * 4):
-                    keys[tuple(doc.get(name) for name in _AGGREGATE_KEY)] = None
-                if len(keys) >= max_keys:
+                    found[tuple(doc.get(name) for name in _AGGREGATE_KEY)] = None
+                if len(found) >= max_keys:
                     break
+            full = keys is None
             merged = sum(
-                self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True))) for key in list(keys)[:max_keys]
+                self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True)), full) for key in list(found)[:max_keys]
             )
-            for key in mongo_reports.fresh_keys(self._coll, max_keys):
-                lock = self._lock_key({"report": True, **key})
-                if lock is None:
-                    continue
-                try:
-                    merged += mongo_reports.compact_key(self._coll, key)
-                finally:
-                    self._coll("heat_locks").delete_one(lock)
+            if keys is None:
+                self._roll_months(max_keys)
+                for report_key in mongo_reports.fresh_keys(self._coll, max_keys):
+                    lock = self._lock_key({"report": True, **report_key})
+                    if lock is None:
+                        continue
+                    try:
+                        merged += mongo_reports.compact_key(self._coll, report_key)
+                    finally:
+                        self._coll("heat_locks").delete_one(lock)
             return merged
 
     def _lock_key(self, key: Doc) -> Doc | None:
-        """Take the lock document of an aggregate key; ``None`` when another process holds it."""
+        """Take the lock document of an aggregate key and month (one lock for the days of a month and
+        its month piece); ``None`` when another process holds it."""
         locks = self._coll("heat_locks")
+        if int(key["day"]) < MONTH_BASE:
+            key = {**key, "day": month_code(month_of(int(key["day"]))[0])}
         lock = {"_id": json.dumps(key, sort_keys=True)}
         now = time.time()
         try:
@@ -597,19 +644,24 @@ class MongoRepository(base.Repository):
                 return None
         return lock
 
-    def _compact_key(self, key: Doc) -> bool:
+    def _compact_key(self, key: Doc, full: bool = True) -> bool:
         locks, aggregates = self._coll("heat_locks"), self._coll("heat_aggregates")
         lock = self._lock_key(key)
         if lock is None:
             return False
         try:
-            docs = list(aggregates.find(key))
+            self._settle_month(_month_doc_key(key), month_of(int(key["day"]))[0])
+            docs = [doc for doc in aggregates.find(key) if not is_rolled(int(doc["part"]))]
             replaced = {r for doc in docs for r in doc.get("replaces") or ()}
             live = [doc for doc in docs if doc["_id"] not in replaced]
             ids = [doc["_id"] for doc in docs if doc["_id"] in replaced or int(doc["part"]) > 0]
             if not any(int(doc["part"]) > 0 for doc in live):
                 aggregates.delete_many({"_id": {"$in": ids}})  # left by a merge that stopped halfway
                 return False
+            if not full:  # by count: a burst is merged apart from the key-day's big piece (compaction)
+                day, chosen = int(key["day"]), [_piece(doc) for doc in live]
+                parts = {piece.part for piece in compaction(chosen, day, month_of(day)[0], full=False)[0]}
+                live = [doc for doc in live if int(doc["part"]) in parts]
             keep = [doc["_id"] for doc in live if int(doc["part"]) <= 0]
             merged = merge_pieces([_piece(doc) for doc in live])
             ids += keep
@@ -622,6 +674,100 @@ class MongoRepository(base.Repository):
             return True
         finally:
             locks.delete_one(lock)
+
+    def _roll_months(self, max_keys: int) -> None:
+        """Roll the finished months that have merged day pieces not rolled yet (roll_month)."""
+        before = finished_before(_now_ms())
+        fields = {"_id": 0, **{name: 1 for name in _AGGREGATE_KEY}}
+        months: dict[tuple[Any, ...], None] = {}
+        for project in self._coll("projects").find({}, {"_id": 0, "id": 1}):
+            match = {"projectId": project["id"], "part": {"$gt": ROLLED, "$lt": 0}, "day": {"$lt": before}}
+            for doc in self._coll("heat_aggregates").find(match, fields, limit=max_keys * 4):
+                months[(*_month_doc_key(doc).values(), month_of(int(doc["day"]))[0])] = None
+            if len(months) >= max_keys:
+                break
+        for *names, first in list(months)[:max_keys]:
+            self._roll_month(dict(zip(_MONTH_KEY, names, strict=True)), first)
+
+    def _roll_month(self, key: Doc, first: int) -> None:
+        """Add a key's merged day pieces of one month not rolled yet to its month piece.
+
+        Without transactions: the new month piece is inserted naming the month pieces it replaces
+        and the day pieces it covers (readers skip both), the covered pieces are marked rolled, the
+        replaced ones deleted, then the names dropped (:meth:`_settle_month` finishes a stopped one).
+        """
+        aggregates, code = self._coll("heat_aggregates"), month_code(first)
+        lock = self._lock_key({**key, "day": code})
+        if lock is None:
+            return
+        try:
+            self._settle_month(key, first)
+            days = {"day": {"$gte": first, "$lte": month_of(first)[1]}, "part": {"$lt": 0}}
+            docs = list(aggregates.find({**key, "$or": [days, {"day": code}]}))
+            if any("replaces" in doc for doc in docs):
+                return  # a merge of a day stopped halfway: the next compaction of that day ends it
+            fresh = [doc for doc in docs if int(doc["day"]) < MONTH_BASE and not is_rolled(int(doc["part"]))]
+            old = [doc for doc in docs if int(doc["day"]) == code]
+            if not fresh:
+                return
+            merged = merge_pieces([_piece(doc) for doc in old + fresh], day=code, rolled=True)
+            if len(merged) > 1:
+                return  # more cells than one document holds: this month stays in day pieces
+            piece = merged[0] if merged else _empty_month(key, code)
+            new = _piece_doc(piece, str(key["projectId"]))
+            new.update(replaces=[doc["_id"] for doc in old], covers=[doc["_id"] for doc in fresh])
+            aggregates.insert_one(new)
+            self._settle_month(key, first)
+        finally:
+            self._coll("heat_locks").delete_one(lock)
+
+    def _settle_month(self, key: Doc, first: int) -> None:
+        """End a month roll that stopped halfway (the month lock is held)."""
+        aggregates = self._coll("heat_aggregates")
+        for doc in aggregates.find({**key, "day": month_code(first), "covers": {"$exists": True}}):
+            aggregates.update_many({"_id": {"$in": doc["covers"]}, "part": {"$gt": ROLLED}}, {"$inc": {"part": ROLLED}})
+            aggregates.delete_many({"_id": {"$in": doc.get("replaces") or []}})
+            aggregates.update_one({"_id": doc["_id"]}, {"$unset": {"covers": "", "replaces": ""}})
+
+    def _unroll_month(self, key: Doc, first: int) -> int:
+        """Drop the month piece of a key and month and mark its rolled day pieces not rolled (the month
+        lock is held); the month pieces dropped. The month piece first covers the day pieces, so
+        readers count each once throughout, and a stop halfway rolls them back (:meth:`_settle_month`)."""
+        aggregates, code = self._coll("heat_aggregates"), month_code(first)
+        self._settle_month(key, first)
+        days = {"day": {"$gte": first, "$lte": month_of(first)[1]}, "part": {"$lte": ROLLED}}
+        rolled = [doc["_id"] for doc in aggregates.find({**key, **days}, {"_id": 1})]
+        months = [doc["_id"] for doc in aggregates.find({**key, "day": code}, {"_id": 1})]
+        if months:
+            aggregates.update_many({"_id": {"$in": months}}, {"$set": {"covers": rolled}})
+        aggregates.update_many({"_id": {"$in": rolled}}, {"$inc": {"part": -ROLLED}})
+        return int(aggregates.delete_many({"_id": {"$in": months}}).deleted_count)
+
+    def _waiting_lock(self, key: Doc) -> Doc:
+        deadline = time.monotonic() + _LOCK_SECONDS + 10
+        while (lock := self._lock_key(key)) is None:  # a compaction of this key: wait for it
+            if time.monotonic() > deadline:
+                raise StorageUnavailable("an aggregate key stayed locked")
+            time.sleep(0.02)
+        return lock
+
+    def _drop_months_before(self, project_id: str, before_day: int) -> int:
+        """Delete the month pieces of the months wholly before ``before_day`` and unroll the month
+        holding it; the month pieces deleted. The day pieces are left to the caller."""
+        aggregates = self._coll("heat_aggregates")
+        first = month_of(before_day)[0]
+        gone = 0
+        if first < before_day:
+            fields = {"_id": 0, **{name: 1 for name in _MONTH_KEY}}
+            for doc in list(aggregates.find({"projectId": project_id, "day": month_code(first)}, fields)):
+                key = _month_doc_key(doc)
+                lock = self._waiting_lock({**key, "day": month_code(first)})
+                try:
+                    gone += self._unroll_month(key, first)
+                finally:
+                    self._coll("heat_locks").delete_one(lock)
+        old = {"projectId": project_id, "day": {"$gte": MONTH_BASE, "$lt": month_code(first)}}
+        return gone + int(aggregates.delete_many(old).deleted_count)
 
     def rebuild_aggregates(self) -> int:
         with self._guard():
@@ -760,6 +906,7 @@ class MongoRepository(base.Repository):
                 removed = self._coll("sessions").delete_many({"projectId": pid, "id": {"$in": doomed}}).deleted_count
                 mongo_reports.forget_ordinals(self._coll, pid, list(doomed))
             if erasure.before is not None:
+                self._drop_months_before(pid, day_of(erasure.before))
                 self._coll("heat_aggregates").delete_many({"projectId": pid, "day": {"$lt": day_of(erasure.before)}})
                 mongo_reports.delete_before(self._coll, pid, day_of(erasure.before))
             whole = bool(uids) and erasure.whole_user  # else the user and their later data stay, by design
@@ -847,6 +994,8 @@ class MongoRepository(base.Repository):
             time.sleep(0.02)
         aggregates = self._coll("heat_aggregates")
         try:
+            if aggregates.find_one({**key, "part": {"$lte": ROLLED}}, {"_id": 1}) is not None:
+                self._unroll_month(_month_doc_key(key), month_of(day)[0])  # its month piece counts the day
             # The pieces are read before the rows: a batch storing its rows and then its piece meanwhile
             # either has its piece replaced here (its rows were read too) or keeps it. Only the pieces
             # read are deleted, by _id: a piece stored after that read is never lost.
@@ -891,7 +1040,13 @@ class MongoRepository(base.Repository):
         erased_before: int | None = None,
     ) -> base.PurgeCounts:
         with self._guard():
-            return mongo_purge.purge(
+            months = base.PurgeCounts()
+            if aggregates_before_day is not None and not dry_run:
+                for project in list(self._coll("projects").find({}, {"_id": 0, "id": 1})):
+                    months += base.PurgeCounts(
+                        aggregates=self._drop_months_before(str(project["id"]), aggregates_before_day)
+                    )
+            return months + mongo_purge.purge(
                 self._coll, raw_before, aggregates_before_day, dry_run=dry_run, chunk=chunk, erased_before=erased_before
             )
 
@@ -1150,7 +1305,14 @@ class _MongoReader(base.Reader):
     def aggregates(
         self, project_id: str, path: str | None, days: tuple[int, int], *, blobs: base.Blobs | None = None
     ) -> list[base.AggregateRow]:
-        match: Doc = {"projectId": project_id, "day": {"$gte": days[0], "$lt": days[1] + 1}}  # see scan()
+        edges, months = piece_ranges(days)
+        spans: list[Doc] = [{"day": {"$gte": lo, "$lt": hi + 1}} for lo, hi in edges]  # $lt: see scan()
+        if months is not None:  # whole months: their month pieces and the day pieces not rolled into them
+            spans.append({"day": {"$gte": months[0], "$lt": months[1] + 1}, "part": {"$gt": ROLLED}})
+            spans.append({"day": {"$gte": month_code(months[0]), "$lt": month_code(months[1]) + 1}})
+        match: Doc = (
+            {"projectId": project_id, "$or": spans} if len(spans) > 1 else {"projectId": project_id, **spans[0]}
+        )
         if path is not None:
             match["pathKey"] = path_key(path)
         projection: Doc = {}
@@ -1161,7 +1323,7 @@ class _MongoReader(base.Reader):
             match["bucketW"] = blobs[1]
         docs = list(self.repo._coll("heat_aggregates").find(match, projection or None))
         # Pieces named by a merged piece's "replaces" are being (or were to be) deleted: not counted.
-        replaced = {r for doc in docs for r in doc.get("replaces") or ()}
+        replaced = {r for doc in docs for name in ("replaces", "covers") for r in doc.get(name) or ()}
         return [_piece(doc) for doc in docs if doc["_id"] not in replaced]
 
     def rage_clicks(self, flt: base.EventFilter) -> list[base.EventRow]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 
+from ..aggregates import MONTH_BASE, month_code
 from . import mongo_rage, mongo_reports
 from .base import LONG_MOVE_MS, PurgeCounts, long_move_days
 
@@ -145,6 +146,9 @@ def purge(
             total += PurgeCounts(users=gone)
         old_pieces = {"projectId": pid, "day": {"$lt": aggregates_before_day}}
         if dry_run:
+            if aggregates_before_day is not None:  # and the month pieces of the months starting before it
+                months = {"projectId": pid, "day": {"$gte": MONTH_BASE, "$lt": month_code(aggregates_before_day)}}
+                total += PurgeCounts(aggregates=coll("heat_aggregates").count_documents(months))
             if raw_before is not None:
                 total += _count(coll, pid, raw_before)
             if aggregates_before_day is not None:

@@ -18,11 +18,21 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .. import report_pieces
-from ..aggregates import batch_pieces, fresh_part, merge_pieces
+from ..aggregates import (
+    ROLLED,
+    batch_pieces,
+    compaction,
+    finished_before,
+    fresh_part,
+    month_code,
+    month_of,
+    piece_ranges,
+    roll_month,
+)
 from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..rageclicks import new_token
-from . import base, sql_erase, sql_purge, sql_rage, sql_reports
+from . import base, sql_compaction, sql_erase, sql_purge, sql_rage, sql_reports
 from .sql_erase import PiecesChanged
 from .sql_ingest import (
     IngestStatements,
@@ -65,6 +75,7 @@ _LIGHT_COLUMNS = [sa.null() if name in _HEAVY else events.c[name] for name in ba
 _TEXT_COLUMNS = [sa.null() if name in _JSON_FIELDS else events.c[name] for name in base.STORED_FIELDS]
 _COUNT_COLUMNS = [sa.null() if name in (*_HEAVY, "points") else events.c[name] for name in base.STORED_FIELDS]
 _AGGREGATE_KEY = ("project_id", "path_key", "day", "type", "bucket_w", "bucket_h")
+_MONTH_KEY = ("project_id", "path_key", "type", "bucket_w", "bucket_h")
 
 
 def _inside(ts_from: int | None, ts_to: int | None) -> list[Any]:
@@ -466,47 +477,87 @@ class SqlRepository(base.Repository):
                 break
         return done
 
-    def compact(self, max_keys: int = 1000) -> int:
-        """Merge the keys that have fresh pieces (found through ``ix_heat_aggregates_fresh``)."""
+    def compact(self, max_keys: int = 1000, *, keys: list[base.AggregateKeyDay] | None = None) -> int:
+        """Merge the keys that have fresh pieces (found through ``ix_heat_aggregates_fresh``), then
+        roll finished months (their merged day pieces not rolled yet, found through the same index)."""
         t = heat_aggregates.c
         key_columns = [t[name] for name in _AGGREGATE_KEY]
 
-        def find(conn: Connection) -> list[tuple[Any, ...]]:
+        def find(conn: Connection, where: Any) -> list[tuple[Any, ...]]:
             keys: dict[tuple[Any, ...], None] = {}
             for project_id in conn.execute(sa.select(projects.c.id)).scalars():
-                stmt = sa.select(*key_columns).where(t.project_id == project_id, t.part > 0).limit(max_keys * 4)
+                stmt = sa.select(*key_columns).where(t.project_id == project_id, *where).limit(max_keys * 4)
                 for row in conn.execute(stmt):
                     keys[tuple(row)] = None
                 if len(keys) >= max_keys:
                     break
             return list(keys)[:max_keys]
 
-        keys = self._read(find)
+        given = keys is not None
+        if keys is None:
+            keys = self._read(lambda conn: find(conn, [t.part > 0]))
         for start in range(0, len(keys), 50):
-            self._write(lambda conn, chunk=keys[start : start + 50]: self._compact_keys(conn, chunk))  # type: ignore[misc]
+            self._write(lambda conn, chunk=keys[start : start + 50]: self._compact_keys(conn, chunk, not given))  # type: ignore[misc]
+        if given:
+            return len(keys)
+        before = finished_before(_now_ms())
+        unrolled = [t.part < 0, t.part > ROLLED, t.day < before]
+        months_found = {
+            (*key[:2], *key[3:], month_of(int(key[2]))[0]): None for key in self._read(lambda c: find(c, unrolled))
+        }
+        rolls = list(months_found)
+        for start in range(0, len(rolls), 20):
+            self._write(lambda conn, chunk=rolls[start : start + 20]: self._roll_months(conn, chunk))  # type: ignore[misc]
         reports = self._read(lambda conn: sql_reports.fresh_keys(conn, max_keys))
         for start in range(0, len(reports), 50):
             self._write(functools.partial(sql_reports.compact_keys, keys=reports[start : start + 50]))
         return len(keys) + len(reports)
 
-    def _compact_keys(self, conn: Connection, keys: list[tuple[Any, ...]]) -> None:
+    def _compact_keys(self, conn: Connection, keys: list[base.AggregateKeyDay], full: bool) -> None:
+        """Compact each key-day (aggregates.compaction): merge its pieces not rolled, or in a finished
+        month whose month piece exists fold them into it at once, so a read finds the month piece and
+        no merged copy of it; not ``full`` (by count), a small burst is merged apart."""
+        t = heat_aggregates.c
         lock = self.dialect in ("postgresql", "mysql")
+        before = finished_before(_now_ms())
         for key in keys:
-            match = [heat_aggregates.c[name] == value for name, value in zip(_AGGREGATE_KEY, key, strict=True)]
-            select = sa.select(*[heat_aggregates.c[name] for name in base.AggregateRow._fields]).where(*match)
+            match = [t[name] == value for name, value in zip(_AGGREGATE_KEY, key, strict=True)]
+            first = month_of(int(key[2]))[0]
+            if first < before:  # with the month piece, when there is one
+                in_month = [t[name] == value for name, value in zip(_MONTH_KEY, (*key[:2], *key[3:]), strict=True)]
+                where = [*in_month, sa.or_(t.day == key[2], t.day == month_code(first))]
+            else:
+                where = [*match, t.part > ROLLED]  # rolled pieces stay as they are (roll_month)
+            select = sa.select(*[t[name] for name in base.AggregateRow._fields]).where(*where)
             if lock:  # a concurrent compaction leaves these pieces alone; ingest adds new ones meanwhile
                 select = select.with_for_update(skip_locked=True)
             group = [base.AggregateRow(*row) for row in conn.execute(select)]
             if not any(piece.part > 0 for piece in group):
                 continue  # merged meanwhile by another process
-            parts = [piece.part for piece in group]
-            conn.execute(sa.delete(heat_aggregates).where(*match, heat_aggregates.c.part.in_(parts)))
-            merged = merge_pieces(group)
-            if merged:
-                conn.execute(
-                    sa.insert(heat_aggregates),
-                    [dict(piece._asdict(), project_id=key[0]) for piece in merged],
-                )
+            replaced, new = compaction(group, int(key[2]), first, full=full)
+            for day in sorted({piece.day for piece in replaced}):
+                parts = [piece.part for piece in replaced if piece.day == day]
+                conn.execute(sa.delete(heat_aggregates).where(*where, t.day == day, t.part.in_(parts)))
+            if new:
+                conn.execute(sa.insert(heat_aggregates), [dict(piece._asdict(), project_id=key[0]) for piece in new])
+
+    def _roll_months(self, conn: Connection, rolls: list[tuple[Any, ...]]) -> None:
+        """Roll each ``(project, path_key, type, bucket_w, bucket_h, first day)`` key-month (roll_month)."""
+        t = heat_aggregates.c
+        for *key, first in rolls:
+            match = [t[name] == value for name, value in zip(_MONTH_KEY, key, strict=True)]
+            in_month = sa.or_(
+                sa.and_(t.day >= first, t.day <= month_of(first)[1], t.part < 0), t.day == month_code(first)
+            )
+            select = sa.select(*[t[name] for name in base.AggregateRow._fields]).where(*match, in_month)
+            if self.dialect in ("postgresql", "mysql"):
+                select = select.with_for_update(skip_locked=True)
+            replaced, new = roll_month([base.AggregateRow(*row) for row in conn.execute(select)], first)
+            for day in sorted({piece.day for piece in replaced}):
+                parts = [piece.part for piece in replaced if piece.day == day]
+                conn.execute(sa.delete(heat_aggregates).where(*match, t.day == day, t.part.in_(parts)))
+            if new:
+                conn.execute(sa.insert(heat_aggregates), [dict(piece._asdict(), project_id=key[0]) for piece in new])
 
     def list_sessions(self, query: base.SessionQuery) -> list[base.SessionSummary]:
         clauses: list[Any] = [sessions.c.project_id == query.project_id]
@@ -681,6 +732,10 @@ class SqlRepository(base.Repository):
                     users=self._chunks(functools.partial(sql_purge.delete_users, **kw), chunk),
                 )
             if aggregates_before_day is not None:
+                months = functools.partial(
+                    sql_compaction.drop_months_before, project_id=pid, before_day=aggregates_before_day
+                )
+                total += base.PurgeCounts(aggregates=self._write(months))
                 step = functools.partial(
                     sql_purge.delete_aggregates, project_id=pid, before_day=aggregates_before_day, chunk=chunk
                 )
@@ -809,9 +864,14 @@ class _SqlReader(base.Reader):
     ) -> list[base.AggregateRow]:
         t = heat_aggregates.c
         wanted = [t.cells, t.depths] if blobs else [sa.null(), sa.null()]
+        edges, months = piece_ranges(days)
+        spans: list[Any] = [sa.and_(t.day >= lo, t.day <= hi) for lo, hi in edges]
+        if months is not None:  # whole months: their month pieces and the day pieces not rolled into them
+            spans.append(sa.and_(t.day >= months[0], t.day <= months[1], t.part > ROLLED))
+            spans.append(sa.and_(t.day >= month_code(months[0]), t.day <= month_code(months[1])))
         stmt = sa.select(
             t.path_key, t.day, t.type, t.bucket_w, t.bucket_h, t.part, t.n, t.first_seq, t.max_y, *wanted
-        ).where(t.project_id == project_id, t.day >= days[0], t.day <= days[1])
+        ).where(t.project_id == project_id, sa.or_(*spans))
         if path is not None:
             stmt = stmt.where(t.path_key == path_key(path))
         if blobs is not None:

@@ -16,10 +16,11 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..aggregates import DAY_MS, day_of, merge_pieces, pieces, rollup
+from ..aggregates import DAY_MS, day_of, is_rolled, merge_pieces, pieces, rollup
 from ..ingest import path_key
 from . import sql_rage, sql_reports
 from .base import LONG_MOVE_MS, AggregateKey, ErasedCounts, Erasure, EventRow
+from .sql_compaction import drop_months_before, unroll_month
 from .sql_ingest import IngestStatements, after_key, crossing, executemany, forget_long_moves, upsert
 from .sql_schema import ROLLUP_FIELDS, events, heat_aggregates, heat_report_pieces, projects, sessions, users
 
@@ -197,6 +198,8 @@ def rebuild_key_day(conn: Connection, st: IngestStatements, project_id: str, max
         gone = conn.execute(sa.delete(heat_aggregates).where(*match, heat_aggregates.c.part.in_(seen)))
         if gone.rowcount != len(seen):
             raise PiecesChanged()
+        if any(is_rolled(part) for part in seen):  # its month piece counted what was deleted
+            unroll_month(conn, project_id, key.day, key.path_key, key.type, key.bucket_w, key.bucket_h)
     if stats is not None and stats.n:
         merged = merge_pieces(pieces(key.path_key, {(key.day, key.type, key.bucket_w, key.bucket_h): stats}, 0))
         executemany(conn, st.pieces_sql, st.pieces_params(project_id, merged))
@@ -235,6 +238,7 @@ def finish(conn: Connection, erasure: Erasure, uids: list[str], sids: list[str])
     removed = conn.execute(sa.delete(sessions).where(sessions.c.project_id == pid, doomed)).rowcount
     sql_reports.forget_ordinals(conn, pid, [str(sid) for sid in gone])
     if erasure.before is not None:  # days wholly before: whatever their pieces hold was erased
+        drop_months_before(conn, pid, day_of(erasure.before))
         conn.execute(
             sa.delete(heat_aggregates).where(
                 heat_aggregates.c.project_id == pid, heat_aggregates.c.day < day_of(erasure.before)

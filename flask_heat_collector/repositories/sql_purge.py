@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..aggregates import MONTH_BASE, month_code
 from . import sql_rage
 from .base import PurgeCounts
 from .sql_erase import PiecesChanged, _correct_session
@@ -184,10 +185,10 @@ def count(conn: Connection, project_id: str, raw_before: int | None, aggregates_
         ).scalar()
         found = PurgeCounts(events=int(rows or 0), sessions=int(doomed or 0), users=int(lonely or 0))
     if aggregates_before_day is not None:
+        day = heat_aggregates.c.day  # day pieces before it, month pieces of the months starting before it
+        old = sa.or_(day < aggregates_before_day, sa.and_(day >= MONTH_BASE, day < month_code(aggregates_before_day)))
         pieces = conn.execute(
-            sa.select(sa.func.count()).where(
-                heat_aggregates.c.project_id == project_id, heat_aggregates.c.day < aggregates_before_day
-            )
+            sa.select(sa.func.count()).where(heat_aggregates.c.project_id == project_id, old)
         ).scalar()
         found = found + PurgeCounts(aggregates=int(pieces or 0))
     return found

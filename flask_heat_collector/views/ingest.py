@@ -272,7 +272,13 @@ def ingest() -> Response:
     log("info", "ingest success", **outcome, durationMs=elapsed_ms)
     response = jsonify(ok=True, **outcome)
     response.headers["X-Ingested-Events"] = str(result.accepted)
-    response.call_on_close(lambda: state.compactor.maybe_run(state.repository))
+    events = prepared.batch.events
+
+    def compact() -> None:
+        state.compactor.note(result.project_id, events)
+        state.compactor.maybe_run(state.repository)
+
+    response.call_on_close(compact)
     return common.no_store(response)
 
 
