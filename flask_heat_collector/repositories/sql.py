@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -263,10 +264,18 @@ class SqlRepository(base.Repository):
                 if got != 1:
                     raise StorageUnavailable("another process held the migration lock for 10 minutes")
             try:
-                return migrate_schema(conn, self._statements)
-            finally:
+                migration = migrate_schema(conn, self._statements)
+            except BaseException:
+                # The connection may be dead (the server went away mid-migration): the server drops a
+                # dead session's named lock itself, and the error that stopped the migration is the one
+                # to report (StorageUnavailable at start, retried), not a failed RELEASE_LOCK.
                 if dialect == "mysql":
-                    conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{MIGRATE_LOCK_NAME}')")
+                    with contextlib.suppress(sa.exc.SQLAlchemyError):
+                        conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{MIGRATE_LOCK_NAME}')")
+                raise
+            if dialect == "mysql":
+                conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{MIGRATE_LOCK_NAME}')")
+            return migration
 
         return self._write(run)
 

@@ -271,14 +271,18 @@ def test_scroll_reach_bands(shop: Shop, page: Any, browser: Any) -> None:
         row.get_attribute("data-depth"): [c.inner_text() for c in row.locator("td").all()]
         for row in page.locator("#reach tbody tr").all()
     }
-    # alice reached 100 %, bob 30 % (carol scrolled at 390 px: another width).
+    # Reach is the viewport's bottom edge (SPEC 4): alice saw 71 % (y=300 at 40 %: page 1,550 px) and
+    # 100 %; bob 68 % (y=200 at 30 %: page 1,467 px); erin never scrolled and saw the fold, 800 px of
+    # the median page of 1,550: 52 %. Carol scrolled at 390 px: another width.
     assert len(rows) == 21
-    assert rows["0"] == ["0%", "2", "100%"]
-    assert rows["30"] == ["30%", "2", "100%"]
-    assert rows["35"] == ["35%", "1", "50%"]
-    assert rows["100"] == ["100%", "1", "50%"]
+    assert rows["0"] == ["0%", "3", "100%"]
+    assert rows["50"] == ["50%", "3", "100%"]
+    assert rows["55"] == ["55%", "2", "67%"]
+    assert rows["65"] == ["65%", "2", "67%"]
+    assert rows["70"] == ["70%", "1", "33%"]
+    assert rows["100"] == ["100%", "1", "33%"]
     assert page.get_attribute("body", "data-reach-bands") == "20"
-    assert "Scroll reach of 2 sessions" in page.inner_text("#status")
+    assert "Scroll reach of 3 sessions" in page.inner_text("#status")
     # Two bands of different reach have different colours.
     top, bottom = page.evaluate(
         """() => {
