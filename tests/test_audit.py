@@ -61,9 +61,9 @@ def test_the_ready_app_writes_audit_lines_whatever_the_log_level(
     app = create_app(environ)
     try:
         client = app.test_client()
-        project = ingest(client, event("click"), user={"id": "ada"})
+        project = ingest(client, event("click"), user={"id": "ada-lovelace"})
         capsys.readouterr()
-        url = f"/api/projects/{project}/users/ada"
+        url = f"/api/projects/{project}/users/ada-lovelace"
         assert client.get(f"{url}/export", headers=ADMIN_HEADERS).status_code == 200
         assert client.delete(url, headers=ADMIN_HEADERS).status_code == 200
         assert client.post("/api/purge", headers=ADMIN_HEADERS).status_code == 200
@@ -87,8 +87,8 @@ def test_the_ready_app_writes_audit_lines_whatever_the_log_level(
 def test_audit_lines_pair_a_start_with_an_end_saying_whether_it_completed(make_app: Any, logs: ListHandler) -> None:
     app = _admin_app(make_app, retention_days=30)
     client = app.test_client()
-    project = _user_events(app, "ada")
-    url = f"/api/projects/{project}/users/ada"
+    project = _user_events(app, "ada-lovelace")
+    url = f"/api/projects/{project}/users/ada-lovelace"
 
     cut = client.get(f"{url}/export", headers=ADMIN_HEADERS, buffered=False)
     assert cut.status_code == 200
@@ -114,15 +114,15 @@ def test_audit_lines_pair_a_start_with_an_end_saying_whether_it_completed(make_a
         assert (start["phase"], end["phase"], end["completed"]) == ("start", "end", True)
         assert start["auditId"] == end["auditId"] and "events" not in start and "events" in end
     assert _audits(logs, "erase")[1]["events"] == 3
-    assert "ada" not in json.dumps([r for r in logs.records() if "audit" in r])
+    assert "ada-lovelace" not in json.dumps([r for r in logs.records() if "audit" in r])
 
 
 @backend_free
 def test_boolean_parameters_take_true_false_1_or_0_only(make_app: Any) -> None:
     app = _admin_app(make_app, retention_days=1)
     client = app.test_client()
-    project = _user_events(app, "ada")
-    url = f"/api/projects/{project}/users/ada"
+    project = _user_events(app, "ada-lovelace")
+    url = f"/api/projects/{project}/users/ada-lovelace"
     for value in ("yes", "on", "y", "TRUE ", "True", "", "2", "no", "false "):
         refused = client.delete(f"{url}?dryRun={quote(value)}", headers=ADMIN_HEADERS)
         assert refused.status_code == 400 and refused.get_json()["code"] == "invalid_query", value
@@ -162,8 +162,8 @@ def test_the_actor_is_a_keyed_hash_of_the_admin_key(make_app: Any, logs: ListHan
     actors = []
     for secret in ("first-secret", "second-secret", "first-secret"):
         app = _admin_app(make_app, ip_hash_secret=secret)
-        project = _user_events(app, "ada")
-        app.test_client().delete(f"/api/projects/{project}/users/ada?dryRun=true", headers=ADMIN_HEADERS)
+        project = _user_events(app, "ada-lovelace")
+        app.test_client().delete(f"/api/projects/{project}/users/ada-lovelace?dryRun=true", headers=ADMIN_HEADERS)
         actors.append(_audits(logs, "erase")[-1]["actor"])
     unsalted = hashlib.sha256(ADMIN.encode()).hexdigest()
     assert actors[0] == actors[2] != actors[1]  # stable under one secret, unknowable without it
@@ -194,7 +194,7 @@ def test_admin_request_lines_never_carry_the_user_id(make_app: Any, logs: ListHa
 def test_a_repeated_query_parameter_is_refused_everywhere(make_app: Any) -> None:
     app = _admin_app(make_app, retention_days=1)
     client = app.test_client()
-    project = ingest(client, event("click"), session_id="s-1", user={"id": "ada"})
+    project = ingest(client, event("click"), session_id="s-1", user={"id": "ada-lovelace"})
     base = f"/api/projects/{project}"
     queries = [
         *(f"{base}/{name}?to=&to=1" for name in ("heatmap", "scrollmap", "elements", "paths", "events", "sessions")),
@@ -210,8 +210,8 @@ def test_a_repeated_query_parameter_is_refused_everywhere(make_app: Any) -> None
         assert refused.status_code == 400 and refused.get_json()["code"] == "invalid_query", url
         assert client.get(url.split("?")[0], headers=API).status_code == 200, url
     admin = [
-        client.delete(f"{base}/users/ada?dryRun=true&dryRun=false", headers=ADMIN_HEADERS),
-        client.get(f"{base}/users/ada/export?x=1&x=1", headers=ADMIN_HEADERS),
+        client.delete(f"{base}/users/ada-lovelace?dryRun=true&dryRun=false", headers=ADMIN_HEADERS),
+        client.get(f"{base}/users/ada-lovelace/export?x=1&x=1", headers=ADMIN_HEADERS),
         client.post("/api/purge?dryRun=true&dryRun=true", headers=ADMIN_HEADERS),
         client.post("/ingest?v=1&v=2", json=batch(), headers=headers()),
     ]
