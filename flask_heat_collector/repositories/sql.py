@@ -53,6 +53,7 @@ from .sql_schema import (
     create_sql_engine,
     events,
     heat_aggregates,
+    heat_report_pieces,
     projects,
     retired_keys,
     sessions,
@@ -750,10 +751,8 @@ class SqlRepository(base.Repository):
                 )
                 while (gone := self._write(step)) is not None:
                     total += base.PurgeCounts(aggregates=gone)
-                report_step = functools.partial(
-                    sql_reports.delete_before, project_id=pid, before_day=aggregates_before_day, chunk=chunk
-                )
-                while self._write(report_step):
+                report_step = functools.partial(step, table=heat_report_pieces)
+                while self._write(report_step) is not None:
                     pass
         return total
 

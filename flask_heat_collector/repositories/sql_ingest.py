@@ -180,6 +180,19 @@ def _columns_insert(dialect: Dialect, table: sa.Table, names: tuple[str, ...], t
     return sql if tail in ("", "IGNORE") else f"{sql} {tail}"
 
 
+def rage_mark_sql(dialect: Dialect) -> str:
+    """The upsert marking a session's rage clicks pending with a new token: parameters (project,
+    session, token) for ``executemany``."""
+    return _columns_insert(
+        dialect,
+        heat_rage_pending,
+        ("project_id", "session_id", "token"),
+        "ON DUPLICATE KEY UPDATE token = VALUES(token)"
+        if dialect.name == "mysql"
+        else "ON CONFLICT (project_id, session_id) DO UPDATE SET token = excluded.token",
+    )
+
+
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
 
 
@@ -249,14 +262,7 @@ class IngestStatements:
         )
         self.pieces_sql = _columns_insert(dialect, heat_aggregates, ("project_id", *AGGREGATE_FIELDS))
         self.reports_sql = _columns_insert(dialect, heat_report_pieces, ("project_id", *ReportPiece._fields))
-        self.rage_mark_sql = _columns_insert(
-            dialect,
-            heat_rage_pending,
-            ("project_id", "session_id", "token"),
-            "ON DUPLICATE KEY UPDATE token = VALUES(token)"
-            if name == "mysql"
-            else "ON CONFLICT (project_id, session_id) DO UPDATE SET token = excluded.token",
-        )
+        self.rage_mark_sql = rage_mark_sql(dialect)
         self.long_moves_sql = _columns_insert(
             dialect,
             long_moves,

@@ -145,20 +145,22 @@ def delete_users(
     return int(gone), len(found), str(found[-1])
 
 
-def delete_aggregates(conn: Connection, project_id: str, before_day: int, chunk: int) -> int | None:
-    """Delete about ``chunk`` pieces of the earliest old day (whole path keys); ``None`` when none are left."""
-    key = (heat_aggregates.c.project_id == project_id, heat_aggregates.c.day < before_day)
-    day = conn.execute(sa.select(sa.func.min(heat_aggregates.c.day)).where(*key)).scalar()
+def delete_aggregates(
+    conn: Connection, project_id: str, before_day: int, chunk: int, table: sa.Table = heat_aggregates
+) -> int | None:
+    """Delete about ``chunk`` pieces of the earliest old day (whole path keys) of ``table`` (the heatmap
+    aggregates, or the report pieces: both keyed by project, path key and day); ``None`` when none are left."""
+    t = table.c
+    key = (t.project_id == project_id, t.day < before_day)
+    day = conn.execute(sa.select(sa.func.min(t.day)).where(*key)).scalar()
     if day is None:
         return None
-    same_day = (heat_aggregates.c.project_id == project_id, heat_aggregates.c.day == day)
-    keys = conn.execute(
-        sa.select(heat_aggregates.c.path_key).where(*same_day).order_by(heat_aggregates.c.path_key).limit(chunk)
-    ).all()
+    same_day = (t.project_id == project_id, t.day == day)
+    keys = conn.execute(sa.select(t.path_key).where(*same_day).order_by(t.path_key).limit(chunk)).all()
     if not keys:
         return 0
     top = int(keys[-1].path_key)
-    return int(conn.execute(sa.delete(heat_aggregates).where(*same_day, heat_aggregates.c.path_key <= top)).rowcount)
+    return int(conn.execute(sa.delete(table).where(*same_day, t.path_key <= top)).rowcount)
 
 
 def count(conn: Connection, project_id: str, raw_before: int | None, aggregates_before_day: int | None) -> PurgeCounts:

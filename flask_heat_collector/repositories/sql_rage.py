@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from ..ingest import path_key
 from ..rageclicks import new_token, rage_row, settle
 from .base import EventFilter, EventRow
-from .sql_ingest import insert_ignore, upsert
+from .sql_ingest import executemany, insert_ignore, rage_mark_sql
 from .sql_schema import events, heat_rage_clicks, heat_rage_pending
 
 SETTLE_CHUNK = 100  # sessions settled in one transaction
@@ -21,18 +21,11 @@ _CLICK_COLUMNS = [events.c[name] for name in _RAGE_FIELDS]
 _RAGE_COLUMNS = [heat_rage_clicks.c[name] for name in _RAGE_FIELDS]
 
 
-def mark_statement(dialect: str) -> Any:
-    """The upsert that marks one session pending with a new token (parameters named as the columns)."""
-    return upsert(dialect, heat_rage_pending, ["project_id", "session_id"], lambda new: {"token": new.token})
-
-
 def mark(conn: Connection, project_id: str, session_ids: list[str]) -> None:
     """Mark these sessions pending (their clicks changed) with a new token."""
     if session_ids:
-        conn.execute(
-            mark_statement(conn.dialect.name),
-            [{"project_id": project_id, "session_id": sid, "token": new_token()} for sid in sorted(set(session_ids))],
-        )
+        params = [(project_id, sid, new_token()) for sid in sorted(set(session_ids))]
+        executemany(conn, rage_mark_sql(conn.dialect), params)
 
 
 def forget(conn: Connection, project_id: str, session_ids: list[str]) -> None:

@@ -12,7 +12,8 @@ from sqlalchemy.engine import Connection
 from ..aggregates import DAY_MS
 from ..ingest import path_key
 from ..report_pieces import merge, rebuild
-from .base import STORED_FIELDS, EventRow, ReportPiece
+from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, ReportPiece
+from .sql_ingest import crossing
 from .sql_schema import events, heat_report_pieces, heat_session_ordinals, projects
 
 PIECE_FIELDS = ReportPiece._fields
@@ -139,14 +140,13 @@ def rebuild_key_days(conn: Connection, project_id: str, max_span: int, keys: set
     ones computed from their rows (a piece stored meanwhile by a batch it does not see is kept)."""
     for pkey, day, width in sorted(keys):
         start = day * DAY_MS
-        stmt = sa.select(*STORED_COLUMNS).where(
-            events.c.project_id == project_id,
-            events.c.path_key == pkey,
-            events.c.ts >= start - max_span,
-            events.c.ts < start + DAY_MS,
-            events.c.bucket_w == width,
-        )
+        low = start - min(max_span, LONG_MOVE_MS)
+        same = (events.c.project_id == project_id, events.c.path_key == pkey, events.c.bucket_w == width)
+        stmt = sa.select(*STORED_COLUMNS).where(*same, events.c.ts >= low, events.c.ts < start + DAY_MS)
         rows = [EventRow(*r) for r in conn.execute(stmt)]
+        if max_span > LONG_MOVE_MS:  # and the long moves reaching into the day from before
+            crossed = sa.select(*STORED_COLUMNS).where(*same, crossing(project_id, low, start))
+            rows += [EventRow(*r) for r in conn.execute(crossed)]
         clipped = list(_inside(rows, start, start + DAY_MS - 1))
         key = (project_id, pkey, day, width)
         seen = list(conn.execute(sa.select(heat_report_pieces.c.part).where(*_match(key))).scalars())
@@ -176,16 +176,3 @@ def rebuild_all(conn: Connection, project_id: str, rows: Iterator[EventRow]) -> 
         return given[session_id]
 
     insert(conn, project_id, rebuild(rows, ordinal))
-
-
-def delete_before(conn: Connection, project_id: str, before_day: int, chunk: int) -> int:
-    """Delete up to ``chunk`` pieces of days before ``before_day``; how many."""
-    t = heat_report_pieces.c
-    found = conn.execute(
-        sa.select(t.path_key, t.day, t.bucket_w, t.part)
-        .where(t.project_id == project_id, t.day < before_day)
-        .limit(chunk)
-    ).all()
-    for pkey, day, width, part in found:
-        conn.execute(sa.delete(heat_report_pieces).where(*_match((project_id, pkey, day, width)), t.part == part))
-    return len(found)
