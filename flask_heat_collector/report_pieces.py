@@ -25,6 +25,11 @@ from .repositories.base import EventRow, ReportPiece
 
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
+# The ``bucket_w`` of the pieces that add up every width band of a path and day (rows, last row,
+# sessions; no selectors or scroll data): the paths report reads these, one per key-day instead of
+# one per band. Stored bands are never negative.
+ALL_WIDTHS = -1
+
 
 def encode_bitmap(bitmap: BitMap) -> str:
     return base64.b64encode(bitmap.serialize()).decode("ascii")
@@ -38,17 +43,17 @@ def decode_bitmap(text: str) -> BitMap:
 class Sessions:
     """Distinct sessions as ordinals (a bitmap) plus ids not mapped yet; exact when unioned."""
 
-    bitmap: BitMap = field(default_factory=BitMap)
+    bitmaps: list[BitMap] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
 
     def add_bitmap(self, text: str | None) -> None:
         if text:
-            self.bitmap |= decode_bitmap(text)
+            self.bitmaps.append(decode_bitmap(text))
 
     def count(self, ordinals: dict[str, int]) -> int:
         """The distinct sessions, once the ordinals of ``ids`` (those that have one) are known."""
         extra = BitMap(ordinals[sid] for sid in self.ids if sid in ordinals)
-        return len(self.bitmap | extra) + sum(1 for sid in self.ids if sid not in ordinals)
+        return len(BitMap.union(extra, *self.bitmaps)) + sum(1 for sid in self.ids if sid not in ordinals)
 
 
 @dataclass
@@ -151,7 +156,8 @@ class _Piece:
 
 
 def batch_pieces(rows: Iterable[EventRow], session_id: str, part: int) -> list[ReportPiece]:
-    """The fresh report pieces of one batch's newly stored rows (one per path, day and band)."""
+    """The fresh report pieces of one batch's newly stored rows: one per path, day and band, and one
+    per path and day for every band (:data:`ALL_WIDTHS`)."""
     found: dict[tuple[int, int, int], _Piece] = {}
     for row in rows:
         day = day_of(row.ts)
@@ -177,6 +183,14 @@ def batch_pieces(rows: Iterable[EventRow], session_id: str, part: int) -> list[R
             own.level = max(level_of(reach[0]), -1 if own.level is None else own.level)
             own.pages[reach[1]] = own.pages.get(reach[1], 0) + 1
             own.views[reach[2]] = own.views.get(reach[2], 0) + 1
+    every: dict[tuple[int, int], _Piece] = {}
+    for (pkey, day, _), piece in found.items():
+        total = every.get((pkey, day))
+        if total is None:
+            total = every[(pkey, day)] = _Piece(piece.path, piece.last_ts)
+        total.rows += piece.rows
+        total.last_ts = max(total.last_ts, piece.last_ts)
+    found.update(((pkey, day, ALL_WIDTHS), total) for (pkey, day), total in every.items())
     return [
         ReportPiece(
             path_key=key[0],

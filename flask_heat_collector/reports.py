@@ -16,7 +16,7 @@ from .aggregates import DAY_MS, PLOTTABLE_TYPES
 from .heatmap import Plan, frame_of, other_viewports, render_height, split_range
 from .listing import from_edge
 from .rageclicks import RAGECLICK
-from .report_pieces import ReportTotals, ScrollTotals, median
+from .report_pieces import ALL_WIDTHS, ReportTotals, ScrollTotals, median
 from .repositories.base import EventFilter, EventRow, Reader, Repository
 
 SCROLL_STEP = 5  # reach is reported at every 5 % of the page
@@ -147,7 +147,8 @@ def _totals(reader: Reader, flt: EventFilter, *, selectors: bool) -> tuple[Repor
     totals = ReportTotals(selectors=selectors)
     days, edges = _split(flt)
     if days is not None:
-        for piece in reader.report_pieces(flt.project_id, flt.path, days, selectors=selectors):
+        width = None if selectors else ALL_WIDTHS  # a path's totals: one piece per day, every band
+        for piece in reader.report_pieces(flt.project_id, flt.path, days, selectors=selectors, width=width):
             totals.add_piece(piece)
     for edge_lo, edge_hi, rows in _edge_rows(reader, flt, edges, ("click",) if selectors else None, light=True):
         for row in rows:

@@ -173,3 +173,24 @@ def test_an_erased_time_range_leaves_exact_reports(make_app: Callable[..., Flask
         if events:
             rows_kept.append(dict(body, events=events))
     assert compare(client, project, rows_kept, 8) == []
+
+
+def test_report_data_made_before_the_all_band_pieces_is_made_again(
+    make_app: Callable[..., Flask], backend: str
+) -> None:
+    """A database whose report pieces predate the all-band ones (the paths report reads those) gets
+    them at migrate: the paths answer stays exact."""
+    app = make_app(rate_limit="100000 per second")
+    client = app.test_client()
+    bodies = [body for _, body in random_sessions(11, sessions=10)]
+    project = post(client, bodies)
+    repo: Any = app.extensions["heat_collector"].repository
+    if backend.startswith("mongodb"):
+        repo.db["heat_report_pieces"].delete_many({"bucketW": -1})
+        repo.db["heat_migrations"].delete_one({"_id": "report-pieces-2"})
+    else:
+        with repo.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM heat_report_pieces WHERE bucket_w = -1")
+    assert client.get(f"/api/projects/{project}/paths", headers=API).get_json()["paths"] == []
+    assert app.test_cli_runner().invoke(args=["heat", "migrate"]).exit_code == 0
+    assert compare(client, project, bodies, 9) == []

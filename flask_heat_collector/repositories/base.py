@@ -429,8 +429,9 @@ class Reader(ABC):
         scroll: bool = False,
         width: int | None = None,
     ) -> list[ReportPiece]:
-        """Report pieces of the days ``days[0]..days[1]`` (of one path, of one band width when given);
-        with ``selectors`` / ``scroll`` that data too (else ``None``)."""
+        """Report pieces of the days ``days[0]..days[1]`` (of one path; of one band width when given,
+        the per-band pieces when not, the all-band ones for ``report_pieces.ALL_WIDTHS``); with
+        ``selectors`` / ``scroll`` that data too (else ``None``)."""
 
     @abstractmethod
     def session_ordinals(self, project_id: str, session_ids: set[str]) -> dict[str, int]:

@@ -42,6 +42,7 @@ from ..aggregates import (
 from ..errors import ConfigurationError, RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..log import log
+from ..report_pieces import ALL_WIDTHS
 from ..report_pieces import batch_pieces as report_batch_pieces
 from . import base, mongo_purge, mongo_rage, mongo_reports
 
@@ -329,8 +330,8 @@ class MongoRepository(base.Repository):
             except OperationFailure:
                 pass  # not there (or not ours to drop)
             mongo_rage.migrate(self._coll)
-            try:  # the first time: report data of the events stored so far
-                self._coll(mongo_rage.MIGRATIONS).insert_one({"_id": "report-pieces"})
+            try:  # the first time: report data of the events stored so far (2: with all-band pieces)
+                self._coll(mongo_rage.MIGRATIONS).insert_one({"_id": "report-pieces-2"})
                 for project in list(self._coll("projects").find({}, {"_id": 0, "id": 1})):
                     self._rebuild_reports(str(project["id"]))
             except DuplicateKeyError:
@@ -947,7 +948,8 @@ class MongoRepository(base.Repository):
         }
         for pkey, kind, bw, bh, day in sorted(keys):
             self._rebuild_key_day(project_id, max_span, pkey, kind, bw, bh, day)
-        for report_key in sorted({(pkey, day, bw) for pkey, _, bw, _, day in keys}):
+        report_keys = {(pkey, day, width) for pkey, _, bw, _, day in keys for width in (bw, ALL_WIDTHS)}
+        for report_key in sorted(report_keys):
             self._rebuild_report_day(project_id, max_span, report_key)
         removed: dict[str, int] = {}
         for r in rows:

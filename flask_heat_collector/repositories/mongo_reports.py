@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..aggregates import DAY_MS
 from ..ingest import path_key
-from ..report_pieces import merge, rebuild
+from ..report_pieces import ALL_WIDTHS, merge, rebuild
 from .base import EventRow, ReportPiece
 
 Doc = dict[str, Any]
@@ -27,6 +27,7 @@ KEY = ("projectId", "pathKey", "day", "bucketW")
 INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     (PIECES, ("projectId", "pathKey", "day", "bucketW", "part"), True, "uq_heat_report_pieces_key"),
     (PIECES, ("projectId", "day"), False, "ix_heat_report_pieces_day"),
+    (PIECES, ("projectId", "bucketW", "day"), False, "ix_heat_report_pieces_band_day"),
     (PIECES, ("projectId", "part"), False, "ix_heat_report_pieces_fresh"),
     (ORDINALS, ("projectId", "sessionId"), True, "uq_heat_session_ordinals_session"),
     (ORDINALS, ("projectId", "ordinal"), True, "uq_heat_session_ordinals_ordinal"),
@@ -139,8 +140,7 @@ def read_pieces(
     if path is not None:
         match["pathKey"] = path_key(path)
         match["path"] = path
-    if width is not None:
-        match["bucketW"] = width
+    match["bucketW"] = width if width is not None else {"$ne": ALL_WIDTHS}
     skip = {name: 0 for name, wanted in (("selectors", selectors), ("scroll", scroll)) if not wanted}
     docs = list(coll(PIECES).find(match, skip or None))
     replaced = {r for doc in docs for r in doc.get("replaces") or ()}
@@ -152,11 +152,13 @@ def rebuild_key_day(coll: Coll, project_id: str, rows: list[EventRow], key: tupl
     (its stored rows; the caller holds the key's lock)."""
     pkey, day, width = key
     start = day * DAY_MS
-    clipped = [r for r in rows if r.bucket_w == width and r.ts < start + DAY_MS and r.ts + r.span >= start]
+    clipped = [
+        r for r in rows if width in (r.bucket_w, ALL_WIDTHS) and r.ts < start + DAY_MS and r.ts + r.span >= start
+    ]
     match = {"projectId": project_id, "pathKey": pkey, "day": day, "bucketW": width}
     ids = [d["_id"] for d in coll(PIECES).find(match, {"_id": 1})]
     known = ensure_ordinals(coll, project_id, {r.session_id for r in clipped}) if clipped else {}
-    merged = [p for p in rebuild(clipped, known.__getitem__) if p.day == day]
+    merged = [p for p in rebuild(clipped, known.__getitem__) if (p.day, p.bucket_w) == (day, width)]
     _replace(coll, project_id, ids, merged)
 
 

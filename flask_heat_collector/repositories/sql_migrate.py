@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from ..aggregates import rebuild_pieces
 from ..ingest import pack_points, path_key
+from ..report_pieces import ALL_WIDTHS
 from . import sql_rage, sql_reports
 from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, Migration
 from .sql_ingest import IngestStatements, after_key, executemany, long_move_params
@@ -22,6 +23,7 @@ from .sql_schema import (
     events,
     heat_aggregates,
     heat_rage_clicks,
+    heat_report_pieces,
     long_moves,
     metadata,
     projects,
@@ -49,7 +51,8 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
     metadata.create_all(conn, checkfirst=True)
     if "events" in tables and "heat_rage_pending" not in tables:  # rage clicks are decided from now on
         sql_rage.mark_all(conn)
-    if "events" in tables and "heat_report_pieces" not in tables:  # report data of the events stored so far
+    if "events" in tables and ("heat_report_pieces" not in tables or _lacks_all_widths(conn)):
+        # report data of the events stored so far (again if made before the all-band pieces)
         for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
             sql_reports.rebuild_all(conn, project_id, _project_rows(conn, project_id, json=True))
     if users_v1 and conn.dialect.name == "sqlite":
@@ -85,6 +88,13 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
         _index_long_moves(conn, st)
     legacy = LEGACY_EVENTS in tables or users_v1
     return Migration(new=not before, created=created, added=tuple(added), from_layout=1 if legacy else None)
+
+
+def _lacks_all_widths(conn: Connection) -> bool:
+    """Whether the report pieces were made before the all-band ones (``ALL_WIDTHS``) existed."""
+    t = heat_report_pieces.c
+    some = conn.execute(sa.select(t.day).limit(1)).first() is not None
+    return some and conn.execute(sa.select(t.day).where(t.bucket_w == ALL_WIDTHS).limit(1)).first() is None
 
 
 def _index_long_moves(conn: Connection, st: IngestStatements) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from ..aggregates import DAY_MS
 from ..ingest import path_key
-from ..report_pieces import merge, rebuild
+from ..report_pieces import ALL_WIDTHS, merge, rebuild
 from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, ReportPiece
 from .sql_ingest import crossing
 from .sql_schema import events, heat_report_pieces, heat_session_ordinals, projects
@@ -122,26 +122,30 @@ def read_pieces(
     scroll: bool,
     width: int | None,
 ) -> list[ReportPiece]:
-    """The pieces of the days ``days[0]..days[1]`` (of one path, of one band width when given);
-    ``selectors`` and ``scroll`` read that data too."""
+    """The pieces of the days ``days[0]..days[1]`` (of one path; of one band width when given, the
+    per-band pieces when not, the all-band ones for ``ALL_WIDTHS``); ``selectors`` and ``scroll`` read
+    that data too."""
     t = heat_report_pieces.c
     skip = {name for name, wanted in (("selectors", selectors), ("scroll", scroll)) if not wanted}
     columns = [sa.null() if name in skip else t[name] for name in PIECE_FIELDS]
     stmt = sa.select(*columns).where(t.project_id == project_id, t.day >= days[0], t.day <= days[1])
-    if width is not None:
-        stmt = stmt.where(t.bucket_w == width)
+    stmt = stmt.where(t.bucket_w == width if width is not None else t.bucket_w != ALL_WIDTHS)
     if path is not None:
         stmt = stmt.where(t.path_key == path_key(path), t.path == path)
     return [ReportPiece(*row) for row in conn.execute(stmt)]
 
 
 def rebuild_key_days(conn: Connection, project_id: str, max_span: int, keys: set[tuple[int, int, int]]) -> None:
-    """Replace the pieces of these ``(path_key, day, bucket_w)`` key-days that this transaction sees by
-    ones computed from their rows (a piece stored meanwhile by a batch it does not see is kept)."""
+    """Replace the pieces of these ``(path_key, day, bucket_w)`` key-days, and of their all-band
+    key-days, that this transaction sees by ones computed from their rows (a piece stored meanwhile by
+    a batch it does not see is kept)."""
+    keys = keys | {(pkey, day, ALL_WIDTHS) for pkey, day, _ in keys}
     for pkey, day, width in sorted(keys):
         start = day * DAY_MS
         low = start - min(max_span, LONG_MOVE_MS)
-        same = (events.c.project_id == project_id, events.c.path_key == pkey, events.c.bucket_w == width)
+        same = [events.c.project_id == project_id, events.c.path_key == pkey]
+        if width != ALL_WIDTHS:
+            same.append(events.c.bucket_w == width)
         stmt = sa.select(*STORED_COLUMNS).where(*same, events.c.ts >= low, events.c.ts < start + DAY_MS)
         rows = [EventRow(*r) for r in conn.execute(stmt)]
         if max_span > LONG_MOVE_MS:  # and the long moves reaching into the day from before
@@ -154,7 +158,8 @@ def rebuild_key_days(conn: Connection, project_id: str, max_span: int, keys: set
             conn.execute(sa.delete(heat_report_pieces).where(*_match(key), heat_report_pieces.c.part.in_(seen)))
         if clipped:
             known = ensure_ordinals(conn, project_id, {r.session_id for r in clipped})
-            insert(conn, project_id, [p for p in rebuild(clipped, known.__getitem__) if p.day == day])
+            rebuilt = rebuild(clipped, known.__getitem__)
+            insert(conn, project_id, [p for p in rebuilt if (p.day, p.bucket_w) == (day, width)])
 
 
 def _inside(rows: list[EventRow], lo: int, hi: int) -> Iterator[EventRow]:

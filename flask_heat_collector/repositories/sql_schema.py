@@ -160,6 +160,7 @@ heat_report_pieces = _table(
     sa.Column("selectors", _Blob),
     sa.Column("scroll", _Blob),
     sa.Index("ix_heat_report_pieces_day", "project_id", "day"),
+    sa.Index("ix_heat_report_pieces_band_day", "project_id", "bucket_w", "day"),  # the paths report
     sa.Index("ix_heat_report_pieces_fresh", "project_id", "part"),
 )
 
