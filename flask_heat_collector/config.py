@@ -22,6 +22,7 @@ from flask import Flask
 
 from .errors import ConfigurationError
 from .log import log
+from .privacy import DNT_MODES
 
 AUTH_MODES = ("projectKey", "jwt", "both")
 QUERY_AUTH_MODES = ("apiKey", "none")
@@ -211,6 +212,9 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_RETENTION_DAYS", None, _as_positive_int),
     Key("HEAT_AGGREGATE_RETENTION_DAYS", None, _as_positive_int),
     Key("HEAT_ERASED_USER_TTL_DAYS", 30, _as_positive_int),
+    Key("HEAT_HONOR_DNT", "anonymous", _choice(DNT_MODES)),
+    Key("HEAT_PATH_QUERY_ALLOWLIST", (), _as_str_tuple),
+    Key("HEAT_HASH_ROUTES", False, _as_bool),
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 
@@ -253,6 +257,9 @@ class Settings:
     retention_days: int | None
     aggregate_retention_days: int | None
     erased_user_ttl_days: int
+    honor_dnt: str
+    path_query_allowlist: tuple[str, ...]
+    hash_routes: bool
 
 
 def default_database_uri(instance_path: str) -> str:

@@ -46,12 +46,15 @@ class EventCounts:
     dropped: Tally[tuple[str, str]]  # (type, reason)
 
     @classmethod
-    def of(cls, events: list[dict[str, Any]]) -> EventCounts:
+    def of(cls, events: list[dict[str, Any]], *, drop: str | None = None) -> EventCounts:
+        """The counts of ``events``; with ``drop``, every event is dropped for that reason."""
         rows: Tally[str] = Tally()
         dropped: Tally[tuple[str, str]] = Tally()
         for event in events:
             kind = event["type"]
-            if is_unmasked_input(event):
+            if drop is not None:
+                dropped[(kind, drop)] += 1
+            elif is_unmasked_input(event):
                 dropped[(kind, "unmasked_input")] += 1
             else:
                 rows[kind] += len(event["points"]) if kind == "move" else 1

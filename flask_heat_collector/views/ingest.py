@@ -16,6 +16,7 @@ from ..auth import bearer_token, project_key
 from ..errors import ApiError, RetiredProjectKey, UnknownProject
 from ..ingest import prepare_batch
 from ..log import log
+from ..privacy import DNT_DROP_REASON, anonymous, clean_payload, opted_out
 from ..prometheus import EventCounts
 from ..repositories.base import Batch, IngestResult
 from ..state import HeatState, get_state
@@ -243,6 +244,14 @@ def ingest() -> Response:
     for hook in state.hooks:
         payload = _validate(hook(payload), "invalid_hook_payload")
 
+    untracked = settings.honor_dnt != "off" and opted_out(request.headers)
+    if untracked and settings.honor_dnt == "drop":  # nothing of it is stored (HEAT_HONOR_DNT)
+        state.metrics.batch_received(EventCounts.of(payload["events"], drop=DNT_DROP_REASON))
+        return _untracked(payload)
+    payload = clean_payload(payload, frozenset(settings.path_query_allowlist), settings.hash_routes)
+    if untracked:  # stored without user id, traits and ip hash
+        payload, jwt_sub, client = anonymous(payload), None, None
+
     counts = EventCounts.of(payload["events"])
     state.metrics.batch_received(counts)
     prepared = prepare_batch(
@@ -279,6 +288,22 @@ def ingest() -> Response:
         state.compactor.maybe_run(state.repository)
 
     response.call_on_close(compact)
+    return common.no_store(response)
+
+
+def _untracked(payload: dict[str, Any]) -> Response:
+    """The answer to a batch dropped for Do Not Track: 200, every event in ``dropped``."""
+    outcome = {
+        "requestId": common.request_id(),
+        "projectId": None,
+        "sessionId": payload["session"]["id"],
+        "accepted": 0,
+        "duplicates": 0,
+        "dropped": len(payload["events"]),
+    }
+    log("info", "ingest dropped: do not track", **outcome)
+    response = jsonify(ok=True, **outcome)
+    response.headers["X-Ingested-Events"] = "0"
     return common.no_store(response)
 
 
