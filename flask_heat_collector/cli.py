@@ -49,6 +49,20 @@ def rebuild_command() -> None:
     click.echo(f"heat-collector: aggregates rebuilt from {read} stored event(s)")
 
 
+@heat_cli.command("recompute-signals")
+@click.option("--project-id", default=None, help="Only this project (default: every project).")
+def recompute_signals_command(project_id: str | None) -> None:
+    """Decide the rage clicks of every session again with the current HEAT_RAGE_* rule (after a change)."""
+    repository = get_state().repository
+    repository.mark_rage(project_id)
+    settled = repository.settle_rage(project_id)
+    rule = repository.rage_rule
+    click.echo(
+        f"heat-collector: rage clicks decided again for {settled} session(s) "
+        f"({rule.clicks} clicks within {rule.window_ms} ms and {rule.radius_px} px)"
+    )
+
+
 @heat_cli.command("erase")
 @click.option("--project-id", required=True, help="The project to erase in.")
 @click.option("--user-id", default=None, help="A user: the SDK's/JWT's user id or the internal id.")

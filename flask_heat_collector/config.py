@@ -215,6 +215,9 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_HONOR_DNT", "anonymous", _choice(DNT_MODES)),
     Key("HEAT_PATH_QUERY_ALLOWLIST", (), _as_str_tuple),
     Key("HEAT_HASH_ROUTES", False, _as_bool),
+    Key("HEAT_RAGE_CLICKS", 3, _integer(2, "≥ 2")),
+    Key("HEAT_RAGE_WINDOW_MS", 1000, _as_positive_int),
+    Key("HEAT_RAGE_RADIUS_PX", 30, _as_non_negative_int),
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 
@@ -260,6 +263,9 @@ class Settings:
     honor_dnt: str
     path_query_allowlist: tuple[str, ...]
     hash_routes: bool
+    rage_clicks: int
+    rage_window_ms: int
+    rage_radius_px: int
 
 
 def default_database_uri(instance_path: str) -> str:

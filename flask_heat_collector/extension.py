@@ -12,6 +12,7 @@ from .aggregates import Compactor
 from .auth import JwtVerifier, parse_query_keys
 from .config import Settings, load_config, warn_unknown_names
 from .metrics import Metrics, RedisMetrics
+from .rageclicks import RageRule
 from .ratelimit import IngestRateLimiter
 from .repositories import repository_from_uri
 from .schemas import IngestSchema
@@ -62,6 +63,7 @@ class HeatCollector:
         heat_log.set_level(settings.log_level)
         warn_unknown_names(app.config, "app.config")
         repository = repository_from_uri(settings.database_uri, settings.mongo_database)
+        repository.rage_rule = RageRule(settings.rage_clicks, settings.rage_window_ms, settings.rage_radius_px)
         state = HeatState(
             settings=settings,
             repository=repository,

@@ -11,16 +11,28 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from .repositories.base import EventRow
 
 RAGECLICK = "rageclick"
-MIN_CLICKS = 3
-WINDOW_MS = 1000
-RADIUS_PX = 30
 _SWEEP_EVERY = 4096  # clicks between sweeps of the bursts of sessions that stopped clicking
 
 Burst = list[EventRow]
+
+
+@dataclass(frozen=True)
+class RageRule:
+    """What makes a burst: at least ``clicks`` clicks of one session within ``window_ms`` and
+    ``radius_px`` of the burst's first click (``HEAT_RAGE_CLICKS``, ``HEAT_RAGE_WINDOW_MS``,
+    ``HEAT_RAGE_RADIUS_PX``; SPEC §4's 3, 1,000 ms and 30 px by default)."""
+
+    clicks: int = 3
+    window_ms: int = 1000
+    radius_px: int = 30
+
+
+DEFAULT_RULE = RageRule()
 
 
 def new_token() -> int:
@@ -28,10 +40,12 @@ def new_token() -> int:
     return secrets.randbits(62) + 1
 
 
-def settle(clicks: Iterable[EventRow], stored: Iterable[str]) -> tuple[list[EventRow], list[str]]:
+def settle(
+    clicks: Iterable[EventRow], stored: Iterable[str], rule: RageRule = DEFAULT_RULE
+) -> tuple[list[EventRow], list[str]]:
     """What turns the stored rage clicks of a session (``stored``: their event ids) into the bursts of
     its ``clicks`` (all of them, in ``(ts, seq)`` order): the clicks to add and the ids to remove."""
-    rage = {click.event_id: click for click in in_bursts(clicks)}
+    rage = {click.event_id: click for click in in_bursts(clicks, rule)}
     known = set(stored)
     return [click for event_id, click in rage.items() if event_id not in known], sorted(known - rage.keys())
 
@@ -72,11 +86,11 @@ def rage_row(
     )
 
 
-def in_bursts(clicks: Iterable[EventRow]) -> Iterator[EventRow]:
-    """The clicks, given in ``(ts, seq)`` order, that belong to a burst of at least :data:`MIN_CLICKS`.
+def in_bursts(clicks: Iterable[EventRow], rule: RageRule = DEFAULT_RULE) -> Iterator[EventRow]:
+    """The clicks, given in ``(ts, seq)`` order, that belong to a burst of at least ``rule.clicks``.
 
     A click joins the oldest open burst of its session whose first click is at most
-    :data:`WINDOW_MS` earlier and :data:`RADIUS_PX` away, else opens a burst of its own. A burst
+    ``rule.window_ms`` earlier and ``rule.radius_px`` away, else opens a burst of its own. A burst
     closes once its window has passed, so memory holds only the last second of each session.
     Clicks without coordinates belong to no burst.
     """
@@ -86,12 +100,12 @@ def in_bursts(clicks: Iterable[EventRow]) -> Iterator[EventRow]:
         x, y = click.x, click.y
         if x is None or y is None:
             continue
-        rage, live = _close(bursts.get(click.session_id, []), click.ts)
+        rage, live = _close(bursts.get(click.session_id, []), click.ts, rule)
         yield from rage
         for burst in live:
             first = burst[0]
             assert first.x is not None and first.y is not None
-            if (x - first.x) ** 2 + (y - first.y) ** 2 <= RADIUS_PX**2:
+            if (x - first.x) ** 2 + (y - first.y) ** 2 <= rule.radius_px**2:
                 burst.append(click)
                 break
         else:
@@ -100,22 +114,22 @@ def in_bursts(clicks: Iterable[EventRow]) -> Iterator[EventRow]:
         seen += 1
         if seen % _SWEEP_EVERY == 0:  # forget the sessions that stopped clicking
             for session_id in list(bursts):
-                rage, bursts[session_id] = _close(bursts[session_id], click.ts)
+                rage, bursts[session_id] = _close(bursts[session_id], click.ts, rule)
                 yield from rage
                 if not bursts[session_id]:
                     del bursts[session_id]
     for live in bursts.values():
-        yield from _close(live, None)[0]
+        yield from _close(live, None, rule)[0]
 
 
-def _close(bursts: list[Burst], now: int | None) -> tuple[list[EventRow], list[Burst]]:
+def _close(bursts: list[Burst], now: int | None, rule: RageRule) -> tuple[list[EventRow], list[Burst]]:
     """The clicks of the rage bursts whose window ended before ``now`` (``None``: every burst ends),
     and the bursts still open."""
     rage: list[EventRow] = []
     live: list[Burst] = []
     for burst in bursts:
-        if now is None or now - burst[0].ts > WINDOW_MS:
-            if len(burst) >= MIN_CLICKS:
+        if now is None or now - burst[0].ts > rule.window_ms:
+            if len(burst) >= rule.clicks:
                 rage += burst
         else:
             live.append(burst)

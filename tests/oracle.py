@@ -276,15 +276,16 @@ def session_event_counts(rows: list[Row]) -> dict[str, int]:
     return dict(Counter(r.session_id for r in rows))
 
 
-def _distance_ok(a: Row, b: Row) -> bool:
+def _distance_ok(a: Row, b: Row, radius: int) -> bool:
     assert a.x is not None and a.y is not None and b.x is not None and b.y is not None
-    return math.hypot(a.x - b.x, a.y - b.y) <= 30
+    return math.hypot(a.x - b.x, a.y - b.y) <= radius
 
 
-def rage_rows(rows: list[Row]) -> list[Row]:
+def rage_rows(rows: list[Row], clicks_needed: int = 3, window_ms: int = 1000, radius_px: int = 30) -> list[Row]:
     """Clicks in a burst of >= 3 clicks of one session within 1,000 ms and 30 px of the burst's first
-    click (SPEC §4). Each click, in (ts, storage) order, joins the earliest burst of its session whose
-    first click is close enough in time and space, else starts one."""
+    click (SPEC §4; the HEAT_RAGE_* settings change the numbers). Each click, in (ts, storage) order,
+    joins the earliest burst of its session whose first click is close enough in time and space, else
+    starts one."""
     bursts: dict[str, list[list[Row]]] = {}
     clicks = sorted(
         (r for r in rows if r.type == "click" and r.x is not None and r.y is not None), key=lambda r: (r.ts, r.seq)
@@ -292,12 +293,12 @@ def rage_rows(rows: list[Row]) -> list[Row]:
     for click in clicks:
         mine = bursts.setdefault(click.session_id, [])
         for burst in mine:
-            if click.ts - burst[0].ts <= 1000 and _distance_ok(click, burst[0]):
+            if click.ts - burst[0].ts <= window_ms and _distance_ok(click, burst[0], radius_px):
                 burst.append(click)
                 break
         else:
             mine.append([click])
-    return [r for mine in bursts.values() for burst in mine if len(burst) >= 3 for r in burst]
+    return [r for mine in bursts.values() for burst in mine if len(burst) >= clicks_needed for r in burst]
 
 
 def rage_heatmap(

@@ -5,6 +5,7 @@ previous layout; every answer checked against the plain reference in tests/oracl
 from __future__ import annotations
 
 import json
+import random
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
@@ -181,3 +182,60 @@ def test_a_rage_report_reads_only_rage_clicks(make_app: Callable[..., Flask]) ->
     assert rage(client, project)[0] == {"#dead": 3}
     big = heap()
     assert big <= small * 1.2 + 16_384, (small, big)
+
+
+def random_clicks(seed: int) -> list[dict[str, Any]]:
+    """Batches of click bursts of several sessions: 2-6 clicks 50-700 ms apart, 0-40 px from the first."""
+    rng = random.Random(seed)
+    bodies = []
+    for s in range(8):
+        found = []
+        ts = rng.randrange(0, 50_000)
+        for _ in range(rng.randint(2, 5)):
+            x, y = rng.randrange(0, 1200), rng.randrange(0, 2000)
+            for _ in range(rng.randint(2, 6)):
+                ts += rng.randrange(50, 700)
+                found.append(
+                    click(ts, x + rng.randrange(-40, 41), y + rng.randrange(-40, 41), rng.choice(["#a", "#b"]))
+                )
+            ts += rng.randrange(1_500, 9_000)
+        half = len(found) // 2
+        bodies += [batch(*found[:half], session_id=f"r{s}"), batch(*found[half:], session_id=f"r{s}")]
+    return bodies
+
+
+def rage_of(rows: list[oracle.Row], **rule: int) -> tuple[dict[str, int], int]:
+    chosen = oracle.rage_rows(rows, **rule)
+    per_selector: dict[str, int] = {}
+    for row in chosen:
+        assert row.selector is not None
+        per_selector[row.selector] = per_selector.get(row.selector, 0) + 1
+    return per_selector, len(chosen)
+
+
+def test_the_rage_rule_is_config_and_recomputed_over_history(make_app: Callable[..., Flask]) -> None:
+    """HEAT_RAGE_*: a new rule applies to what ingest settles from then on, and `flask heat
+    recompute-signals` decides every stored session again, exactly as a fresh ingest would."""
+    bodies = random_clicks(42)
+    rows = oracle.stored_rows(bodies)
+    strict = {"clicks_needed": 4, "window_ms": 600, "radius_px": 15}
+    first = make_app(rate_limit="100000 per second")
+    project = ingest_all(first.test_client(), bodies)
+    assert rage(first.test_client(), project) == rage_of(rows)
+    assert rage_of(rows) != rage_of(rows, **strict)  # the data tells the two rules apart
+
+    second = make_app(rate_limit="100000 per second", rage_clicks=4, rage_window_ms=600, rage_radius_px=15)
+    client = second.test_client()
+    assert rage(client, project) == rage_of(rows)  # decided under the old rule until recomputed
+    out = second.test_cli_runner().invoke(args=["heat", "recompute-signals"])
+    assert out.exit_code == 0 and "4 clicks within 600 ms and 15 px" in out.output, out.output
+    assert rage(client, project) == rage_of(rows, **strict)
+
+    fresh = make_app(rate_limit="100000 per second", rage_clicks=4, rage_window_ms=600, rage_radius_px=15)
+    more = random_clicks(43)
+    ingest_all(fresh.test_client(), more)
+    assert rage(client, project) == rage_of(oracle.stored_rows(bodies + more), **strict)
+
+    out = first.test_cli_runner().invoke(args=["heat", "recompute-signals", "--project-id", project])
+    assert out.exit_code == 0, out.output
+    assert rage(first.test_client(), project) == rage_of(oracle.stored_rows(bodies + more))

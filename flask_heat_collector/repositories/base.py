@@ -5,7 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+if TYPE_CHECKING:
+    from ..rageclicks import RageRule
 
 T = TypeVar("T")
 AggregateKeyDay = tuple[str, int, int, str, int, int]  # (project_id, path_key, day, type, bucket_w, bucket_h)
@@ -463,6 +466,8 @@ class Repository(ABC):
     :class:`~flask_heat_collector.errors.RetiredProjectKey` when it was rotated away.
     """
 
+    rage_rule: RageRule  # what settling counts as a rage burst (set from the app's config)
+
     @abstractmethod
     def migrate(self) -> Migration:
         """Create missing tables/collections and indexes; move data of an older layout forward."""
@@ -484,6 +489,11 @@ class Repository(ABC):
         """Merge the aggregate pieces of up to ``max_keys`` keys into one each, then roll the merged
         day pieces of up to ``max_keys`` key-months of finished months into month pieces; the keys
         merged. With ``keys``, merge the pieces of those keys only (their fresh pieces)."""
+
+    @abstractmethod
+    def mark_rage(self, project_id: str | None) -> None:
+        """Mark every session with a click pending (of one project when given), so that settling decides
+        their rage clicks again (after the rule changed)."""
 
     @abstractmethod
     def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:

@@ -42,6 +42,7 @@ from ..aggregates import (
 from ..errors import ConfigurationError, RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..log import log
+from ..rageclicks import DEFAULT_RULE
 from ..report_pieces import ALL_WIDTHS
 from ..report_pieces import batch_pieces as report_batch_pieces
 from . import base, mongo_purge, mongo_rage, mongo_reports
@@ -250,6 +251,7 @@ class MongoRepository(base.Repository):
     """The repository over PyMongo; one client per process, made on first use."""
 
     def __init__(self, uri: str, database: str | None = None) -> None:
+        self.rage_rule = DEFAULT_RULE
         self.uri = uri
         self.database_name = database or database_from_uri(uri) or DEFAULT_DATABASE
         if _BAD_DATABASE_NAME.search(self.database_name) or len(self.database_name.encode()) > 63:
@@ -582,13 +584,17 @@ class MongoRepository(base.Repository):
         with self._guard():
             return fn(_MongoReader(self))
 
+    def mark_rage(self, project_id: str | None) -> None:
+        with self._guard():
+            mongo_rage.mark_all(self._coll, project_id)
+
     def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
         done = 0
         with self._guard():
             while limit is None or done < limit:
                 page = 5000 if limit is None else min(limit - done, 5000)
                 found = mongo_rage.pending(self._coll, project_id, page)
-                settled = sum(mongo_rage.settle_session(self._coll, pid, sid) for pid, sid in found)
+                settled = sum(mongo_rage.settle_session(self._coll, pid, sid, self.rage_rule) for pid, sid in found)
                 done += settled
                 if len(found) < page or not settled:
                     break

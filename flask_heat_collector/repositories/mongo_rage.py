@@ -18,7 +18,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..ingest import path_key
-from ..rageclicks import new_token, rage_row, settle
+from ..rageclicks import RageRule, new_token, rage_row, settle
 from .base import EventFilter, EventRow
 
 Doc = dict[str, Any]
@@ -74,11 +74,11 @@ def forget(coll: Coll, project_id: str, session_ids: list[str]) -> None:
     mark(coll, project_id, ids)
 
 
-def mark_all(coll: Coll) -> None:
-    """Mark every session with a click pending (after a bulk load or when the collections are new)."""
-    pairs = coll("events").aggregate(
-        [{"$match": {"type": "click"}}, {"$group": {"_id": {"p": "$projectId", "s": "$sessionId"}}}]
-    )
+def mark_all(coll: Coll, project_id: str | None = None) -> None:
+    """Mark every session with a click pending (after a bulk load, when the collections are new, or
+    when the rule changed), of one project when given."""
+    match: Doc = {"type": "click"} if project_id is None else {"projectId": project_id, "type": "click"}
+    pairs = coll("events").aggregate([{"$match": match}, {"$group": {"_id": {"p": "$projectId", "s": "$sessionId"}}}])
     for pair in pairs:
         key = {"projectId": pair["_id"]["p"], "sessionId": pair["_id"]["s"]}
         coll(PENDING).update_one(key, {"$setOnInsert": {"token": 1}}, upsert=True)
@@ -101,7 +101,7 @@ def pending(coll: Coll, project_id: str | None, limit: int) -> list[tuple[str, s
     return sorted((str(d["projectId"]), str(d["sessionId"])) for d in found)
 
 
-def settle_session(coll: Coll, project_id: str, session_id: str) -> bool:
+def settle_session(coll: Coll, project_id: str, session_id: str, rule: RageRule) -> bool:
     """Settle one pending session; whether it was settled (not held by another settle, nor gone)."""
     now = _now_ms()
     key = {"projectId": project_id, "sessionId": session_id}
@@ -117,7 +117,7 @@ def settle_session(coll: Coll, project_id: str, session_id: str) -> bool:
         sort=[("ts", 1), ("seq", 1)],
     )
     stored = [str(d["eventId"]) for d in coll(CLICKS).find(key, {"_id": 0, "eventId": 1})]
-    added, removed = settle((_row(d) for d in clicks), stored)
+    added, removed = settle((_row(d) for d in clicks), stored, rule)
     if removed:
         coll(CLICKS).delete_many({**key, "eventId": {"$in": removed}})
     if added:

@@ -32,7 +32,7 @@ from ..aggregates import (
 )
 from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
-from ..rageclicks import new_token
+from ..rageclicks import DEFAULT_RULE, new_token
 from . import base, sql_compaction, sql_erase, sql_purge, sql_rage, sql_reports
 from .sql_erase import PiecesChanged
 from .sql_ingest import (
@@ -128,6 +128,7 @@ class SqlRepository(base.Repository):
     """The repository over SQLAlchemy Core; one transaction per operation."""
 
     def __init__(self, uri: str) -> None:
+        self.rage_rule = DEFAULT_RULE
         self.uri = uri
         self._engine: Engine | None = None
         self.tally = base.ReadTally()
@@ -472,6 +473,9 @@ class SqlRepository(base.Repository):
 
         return self._read(run)
 
+    def mark_rage(self, project_id: str | None) -> None:
+        self._write(lambda conn: sql_rage.mark_all(conn, project_id))
+
     def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
         done = 0
         while limit is None or done < limit:
@@ -481,7 +485,11 @@ class SqlRepository(base.Repository):
                 sids = [sid for _, sid in group]
                 for start in range(0, len(sids), sql_rage.SETTLE_CHUNK):
                     chunk = sids[start : start + sql_rage.SETTLE_CHUNK]
-                    self._write(functools.partial(sql_rage.settle_sessions, project_id=pid, session_ids=chunk))
+                    self._write(
+                        functools.partial(
+                            sql_rage.settle_sessions, project_id=pid, session_ids=chunk, rule=self.rage_rule
+                        )
+                    )
             done += len(found)
             if len(found) < page:
                 break

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..ingest import path_key
-from ..rageclicks import new_token, rage_row, settle
+from ..rageclicks import RageRule, new_token, rage_row, settle
 from .base import EventFilter, EventRow
 from .sql_ingest import executemany, insert_ignore, rage_mark_sql
 from .sql_schema import events, heat_rage_clicks, heat_rage_pending
@@ -62,7 +62,7 @@ def pending(conn: Connection, project_id: str | None, limit: int) -> list[tuple[
     return [(str(r[0]), str(r[1])) for r in conn.execute(stmt.order_by(t.project_id, t.session_id).limit(limit))]
 
 
-def settle_sessions(conn: Connection, project_id: str, session_ids: list[str]) -> int:
+def settle_sessions(conn: Connection, project_id: str, session_ids: list[str], rule: RageRule) -> int:
     """Settle these pending sessions of one project in this transaction; the sessions settled.
 
     Their marks are locked first (in order), so a concurrent settle waits and then finds them gone,
@@ -93,7 +93,7 @@ def settle_sessions(conn: Connection, project_id: str, session_ids: list[str]) -
     removed: list[tuple[str, str]] = []
     by_session = {sid: [rage_row(*row) for row in rows] for sid, rows in groupby(clicks, key=lambda c: str(c[2]))}
     for sid in ids:
-        new, gone = settle(by_session.get(sid, []), stored.get(sid, []))
+        new, gone = settle(by_session.get(sid, []), stored.get(sid, []), rule)
         added += new
         removed += [(sid, eid) for eid in gone]
     if removed:
