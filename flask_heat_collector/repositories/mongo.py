@@ -985,9 +985,16 @@ class MongoRepository(base.Repository):
             time.sleep(0.02)
         try:
             start = day * DAY_MS
-            match = {"projectId": project_id, "pathKey": pkey, "ts": {"$gte": start - max_span, "$lt": start + DAY_MS}}
-            rows = [_stored(d) for d in self._coll("events").find(match, _NO_ID)]  # scroll rows' JSON too
-            mongo_reports.rebuild_key_day(self._coll, project_id, rows, key)
+            low = start - min(max_span, base.LONG_MOVE_MS)
+            match: Doc = {"projectId": project_id, "pathKey": pkey}
+            events = self._coll("events")
+            rows = [_stored(d) for d in events.find({**match, "ts": {"$gte": low, "$lt": start + DAY_MS}}, _NO_ID)]
+            if max_span > base.LONG_MOVE_MS:  # and the long moves reaching into the day from before
+                long_ids = self._long_move_ids(project_id, low, start)
+                rows += [
+                    _stored(d) for d in events.find({**match, "eventId": {"$in": long_ids}, "ts": {"$lt": low}}, _NO_ID)
+                ]
+            mongo_reports.rebuild_key_day(self._coll, project_id, rows, key)  # scroll rows' JSON too
         finally:
             self._coll("heat_locks").delete_one(lock)
 
