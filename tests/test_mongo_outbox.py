@@ -35,9 +35,9 @@ OLD = 120_000  # an outbox document this old (ms) belongs to a stopped process
 Doc = dict[str, Any]
 
 
-def _app(make_app: Callable[..., Flask]) -> Flask:
+def _app(make_app: Callable[..., Flask], **options: Any) -> Flask:
     """No compaction after ingest: a test decides when pieces are merged."""
-    return make_app(aggregate_compact_seconds=0, aggregate_compact_batches=0, admin_api_keys=[ADMIN])
+    return make_app(aggregate_compact_seconds=0, aggregate_compact_batches=0, admin_api_keys=[ADMIN], **options)
 
 
 def _db(app: Flask) -> Database[Doc]:
@@ -146,12 +146,18 @@ def _get(client: FlaskClient, url: str, **params: Any) -> Doc:
     return body
 
 
-def _differences(client: FlaskClient, project: str, bodies: list[Doc]) -> list[str]:
-    """Where heatmap, elements, paths, scroll map and session counts differ from the oracle's."""
+WHOLE_DAYS = (T - DAY, T + 4 * DAY - 1)  # read from pieces only
+EDGES = (T + DAY // 3, T + 2 * DAY + DAY // 2)  # and partial days at its edges, read from rows
+
+
+def _differences(
+    client: FlaskClient, project: str, bodies: list[Doc], ranges: tuple[tuple[int, int], ...] = (WHOLE_DAYS, EDGES)
+) -> list[str]:
+    """Where heatmap, elements, paths, scroll map (and with both ranges, session counts) differ from the
+    oracle's."""
     rows = oracle.stored_rows(bodies)
     failures = []
-    # Three whole UTC days (read from pieces only), and ranges with partial days at their edges.
-    for lo, hi in ((T - DAY, T + 3 * DAY - 1), (T + DAY // 3, T + 2 * DAY + DAY // 2)):
+    for lo, hi in ranges:
         for path in (None, *PAGES):
             where = {"path": path} if path else {}
             for kind in ("click", "move", "scroll"):
@@ -171,6 +177,8 @@ def _differences(client: FlaskClient, project: str, bodies: list[Doc]) -> list[s
         want_paths = oracle.paths(rows, ts_from=lo, ts_to=hi, q=None)
         if got_paths != want_paths:
             failures.append(f"paths {lo}..{hi}: {got_paths} != {want_paths}")
+    if len(ranges) < 2:
+        return failures
     listed = _get(client, f"/api/projects/{project}/sessions", limit=200)["sessions"]
     counts = {s["sessionId"]: s["eventCount"] for s in listed if s["eventCount"]}
     if counts != oracle.session_event_counts(rows):
@@ -323,10 +331,15 @@ def test_an_erase_by_time_leaves_a_pending_batch_to_its_replay(make_app: Callabl
     app = _app(make_app)
     client = app.test_client()
     bodies = _bodies(6)
+    cut = T + DAY + DAY // 2
+    # The stopped batch has rows on both sides of the cut in one key-day, which the erase recomputes.
+    around = [event("click", ts=cut + d, x=100, y=100, **VIEWS[0]) for d in (-5_000, -1, 0, 7_000)]
+    bodies[-1] = dict(
+        bodies[-1], events=[*bodies[-1]["events"], *(dict(e, sessionId=bodies[-1]["session"]["id"]) for e in around)]
+    )
     for body in bodies[:-1]:
         _post(client, body)
     crashed = _crash(client, app, bodies[-1], age=0, pieces=True)
-    cut = T + DAY + DAY // 2
     args = ["heat", "erase", "--project-id", crashed["project"], "--before", str(cut)]
     result = app.test_cli_runner().invoke(args=args)
     assert result.exit_code == 0, result.output
@@ -334,3 +347,18 @@ def test_an_erase_by_time_leaves_a_pending_batch_to_its_replay(make_app: Callabl
     _compact(app)
     kept = [dict(body, events=[e for e in body["events"] if e["ts"] >= cut]) for body in bodies]
     assert _differences(client, crashed["project"], kept) == []
+
+
+def test_a_purge_finishes_a_stopped_batch_before_deleting_its_rows(make_app: Callable[..., Flask]) -> None:
+    """The raw rows are purged, the pieces kept: the stopped batch is counted from its rows first."""
+    app = _app(make_app, retention_days=30)  # every row here is older than that
+    client = app.test_client()
+    bodies = _bodies(9)
+    for body in bodies[:-1]:
+        _post(client, body)
+    crashed = _crash(client, app, bodies[-1])
+    result = app.test_cli_runner().invoke(args=["heat", "purge"])
+    assert result.exit_code == 0, result.output
+    assert _db(app).events.count_documents({}) == 0
+    assert _pending(app) == []
+    assert _differences(client, crashed["project"], bodies, ranges=(WHOLE_DAYS,)) == []
