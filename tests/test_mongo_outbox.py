@@ -362,3 +362,20 @@ def test_a_purge_finishes_a_stopped_batch_before_deleting_its_rows(make_app: Cal
     assert _db(app).events.count_documents({}) == 0
     assert _pending(app) == []
     assert _differences(client, crashed["project"], bodies, ranges=(WHOLE_DAYS,)) == []
+
+
+def test_a_stopped_batch_of_a_user_erased_since_is_erased_by_its_replay(make_app: Callable[..., Flask]) -> None:
+    """The user was marked erased (an erase's first step) while the batch was stopped: its replay
+    erases the user's data instead of counting it."""
+    app = _app(make_app)
+    client = app.test_client()
+    bodies = _bodies(10)
+    alice = _bodies(11, sessions=2, user="alice")
+    for body in bodies + alice[:-1]:
+        _post(client, body)
+    crashed = _crash(client, app, alice[-1])
+    _db(app).users.update_one({"externalId": "alice"}, {"$set": {"erasedAt": 1, "traitsJson": None}})
+    _compact(app)
+    assert _pending(app) == []
+    assert _differences(client, crashed["project"], bodies) == []
+    assert _db(app).events.count_documents({"userId": {"$ne": None}}) == 0

@@ -612,6 +612,8 @@ class MongoRepository(base.Repository):
         how many. ``erased_check``: a batch of a user erased since is erased instead."""
         done = 0
         for outbox in mongo_outbox.due(self._coll, grace_ms, match):
+            if self._coll(mongo_outbox.OUTBOX).find_one({"_id": outbox["_id"]}, {"_id": 1}) is None:
+                continue  # finished meanwhile (by another replay, or by an erase an earlier one ran)
             self._replay(outbox, erased_check=erased_check)
             done += 1
         if done and match is None:
