@@ -196,7 +196,7 @@ def test_documents_use_the_documented_field_names(mongo_uri: str, tmp_path: Path
         "projects": "id key name createdAt",
         "users": "id projectId externalId traitsJson createdAt",
         "sessions": "projectId id userId firstUserId startedAt lastSeenAt firstPath userAgent deviceJson ipHash "
-        "eventCount lastPath lastTs",
+        "eventCount lastPath lastTs pending",
         "events": "projectId eventId seq sessionId userId type ts span path pathKey selector x y scrollDepth "
         "bucketW bucketH rowCount points metaJson dataJson",
         "heat_aggregates": "projectId pathKey day type bucketW bucketH part n firstSeq maxY cells depths",

@@ -1,4 +1,8 @@
-"""The MongoDB repository: the SQL schema's collections and keys, aggregated by the server."""
+"""The MongoDB repository: the SQL schema's collections and keys, aggregated by the server.
+
+Without transactions a batch is a series of writes; its outbox document (mongo_outbox) lets a replay
+finish one that a crash stopped halfway, exactly once.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ from ..log import log
 from ..rageclicks import DEFAULT_RULE
 from ..report_pieces import ALL_WIDTHS
 from ..report_pieces import batch_pieces as report_batch_pieces
-from . import base, mongo_purge, mongo_rage, mongo_reports
+from . import base, mongo_outbox, mongo_purge, mongo_rage, mongo_reports
 
 Doc = dict[str, Any]
 T = TypeVar("T")
@@ -318,7 +322,8 @@ class MongoRepository(base.Repository):
             legacy = self._coll("events").find_one({"pointIndex": {"$exists": True}}, {"_id": 1}) is not None
             if legacy:
                 self._coll("events").rename(LEGACY_EVENTS)
-            for collection, keys, unique, name in (*INDEXES, *mongo_rage.INDEXES, *mongo_reports.INDEXES):
+            indexes_wanted = (*INDEXES, *mongo_rage.INDEXES, *mongo_reports.INDEXES, *mongo_outbox.INDEXES)
+            for collection, keys, unique, name in indexes_wanted:
                 try:
                     self._coll(collection).create_index([(key, 1) for key in keys], unique=unique, name=name)
                     if collection not in created and name not in indexes.get(collection, {name}):
@@ -347,6 +352,7 @@ class MongoRepository(base.Repository):
             if self._coll("heat_long_moves").find_one(_LONG_MOVES_FILLED, {"_id": 1}) is None:
                 self._index_long_moves_of({"span": {"$gt": base.LONG_MOVE_MS}})
                 self._coll("heat_long_moves").update_one(_LONG_MOVES_FILLED, {"$set": {"ts": 0}}, upsert=True)
+            self._replay_outbox(mongo_outbox.GRACE_MS)  # batches a stopped process left unfinished
         if refused:
             log(
                 "warn",
@@ -484,6 +490,8 @@ class MongoRepository(base.Repository):
         return doc is not None and doc.get("erasedAt") is not None
 
     def ingest(self, batch: base.Batch) -> base.IngestResult:
+        """Store a batch: its outbox document first, then its writes, then the outbox document is
+        deleted (see mongo_outbox: a crash in between is replayed later)."""
         with self._guard():
             project_id = self._project_id(batch.project_key)
             user_id: str | None = None
@@ -491,24 +499,25 @@ class MongoRepository(base.Repository):
                 user_id, erased = self._user_id(project_id, batch.external_user_id, batch.user_traits_json)
                 if erased:
                     return base.IngestResult(project_id=project_id, accepted=0, duplicates=0, erased_user=True)
+            outbox = mongo_outbox.open_batch(self._coll, project_id, user_id, batch, fresh_part())
             if batch.span:
                 self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": batch.span}})
+            self._open_session(batch, project_id, user_id, outbox["_id"])
             stored = self._insert_events([_event_doc(row, project_id, user_id) for row in batch.events])
             new = [row for row, is_new in zip(batch.events, stored, strict=True) if is_new]
+            grown: list[str] = []
             for row, is_new in zip(batch.events, stored, strict=True):
-                tail = None if is_new or row.type != "move" else self._extend_move(project_id, row)
+                tail = None if is_new or row.type != "move" else self._extend_move(project_id, row, outbox["_id"])
                 if tail is not None:
                     new.append(tail)
+                    grown.append(row.event_id)
             self._index_long_moves(project_id, [row for row in batch.events if row.span > base.LONG_MOVE_MS])
-            if new:
-                part = fresh_part()
-                docs = [_piece_doc(p, project_id) for p in batch_pieces(new, part)]
-                self._coll("heat_aggregates").insert_many(docs, ordered=False)
-                mongo_reports.insert(self._coll, project_id, report_batch_pieces(new, batch.session.id, part))
+            self._write_pieces(project_id, batch.session.id, int(outbox["part"]), new)
             accepted = sum(row.row_count for row in new)
-            self._upsert_session(batch, project_id, user_id, accepted)
             if any(row.type == "click" for row in new):  # new clicks: the session's bursts are decided again
                 mongo_rage.mark(self._coll, project_id, [batch.session.id])
+            self._upsert_session(batch, project_id, user_id, accepted, outbox["_id"])
+            mongo_outbox.close_batch(self._coll, outbox, grown)
             if batch.external_user_id and user_id is not None and self._erased(project_id, user_id):
                 # No transactions: an erase that started while this batch was being stored may have
                 # missed it. Looked at again after the last write, so one of the two erases it.
@@ -516,8 +525,20 @@ class MongoRepository(base.Repository):
                 return base.IngestResult(project_id=project_id, accepted=0, duplicates=0, erased_user=True)
         return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
 
-    def _extend_move(self, project_id: str, row: base.EventRow) -> base.EventRow | None:
-        """Append the points of a resent move past those stored; the appended points as a row."""
+    def _write_pieces(
+        self, project_id: str, session_id: str, part: int, rows: list[base.EventRow], *, replay: bool = False
+    ) -> None:
+        """The aggregate and report pieces of a batch's new rows, under the batch's ``part``; a replay
+        also deletes the batch's pieces of keys it no longer has rows in."""
+        clear = {"projectId": project_id, "part": part} if replay else None
+        aggregates = [_piece_doc(p, project_id) for p in batch_pieces(rows, part)]
+        mongo_outbox.write_pieces(self._coll("heat_aggregates"), (*_AGGREGATE_KEY, "part"), aggregates, clear=clear)
+        reports = [mongo_reports.piece_doc(p, project_id) for p in report_batch_pieces(rows, session_id, part)]
+        mongo_outbox.write_pieces(self._coll(mongo_reports.PIECES), (*mongo_reports.KEY, "part"), reports, clear=clear)
+
+    def _extend_move(self, project_id: str, row: base.EventRow, batch_id: Any) -> base.EventRow | None:
+        """Append the points of a resent move past those stored; the appended points as a row. The
+        update names the batch and the points it appended (``grown``, for a replay of the batch)."""
         events = self._coll("events")
         key = {"projectId": project_id, "eventId": row.event_id, "type": "move"}
         for _ in range(_UPSERT_ATTEMPTS):
@@ -527,14 +548,18 @@ class MongoRepository(base.Repository):
                 return None
             current = SimpleNamespace(ts=int(stored["ts"]), points=stored["points"])
             ts, span, points = pack_points(move_stamps(current) + move_stamps(tail))
-            update = {"$set": {"ts": ts, "span": span, "rowCount": row.row_count, "points": points}}
+            mark = {"by": batch_id, "from": int(stored["rowCount"]), "to": row.row_count}
+            update = {
+                "$set": {"ts": ts, "span": span, "rowCount": row.row_count, "points": points},
+                "$push": {"grown": mark},
+            }
             if events.update_one({**key, "rowCount": stored["rowCount"]}, update).modified_count:
                 self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": span}})
                 self._index_long_moves(project_id, [row._replace(ts=ts, span=span)])
                 return tail
         return None
 
-    def _upsert_session(self, batch: base.Batch, project_id: str, user_id: str | None, accepted: int) -> None:
+    def _session_update(self, batch: base.Batch, user_id: str | None, accepted: int) -> Doc:
         s = batch.session
         on_insert: Doc = {
             "startedAt": s.started_at,
@@ -554,11 +579,77 @@ class MongoRepository(base.Repository):
             on_insert["userId"] = None
         else:
             update["$set"] = {"userId": user_id}
+        return update
+
+    def _open_session(self, batch: base.Batch, project_id: str, user_id: str | None, batch_id: Any) -> None:
+        """Upsert the session before the events, naming the batch in its ``pending`` list."""
+        self._store_session(batch, project_id, user_id, 0, {"$addToSet": {"pending": batch_id}})
+
+    def _store_session(
+        self, batch: base.Batch, project_id: str, user_id: str | None, accepted: int, extra: Doc | None = None
+    ) -> None:
+        s = batch.session
+        update = {**self._session_update(batch, user_id, accepted), **(extra or {})}
         sessions = self._coll("sessions")
         key = {"projectId": project_id, "id": s.id}
         _retry_duplicate(lambda: sessions.update_one(key, update, upsert=True))
         newer = {"$or": [{"lastTs": None}, {"lastTs": {"$lte": s.last_ts}}]}
         sessions.update_one({**key, **newer}, {"$set": {"lastPath": s.last_path, "lastTs": s.last_ts}})
+
+    def _upsert_session(
+        self, batch: base.Batch, project_id: str, user_id: str | None, accepted: int, batch_id: Any
+    ) -> None:
+        """Count the batch's rows and take it off the session's ``pending`` list, in one update (a
+        replay counts them only while the batch is still listed). A session deleted meanwhile (an
+        erase or a purge) is stored again, as the batch's own upsert always did."""
+        sessions = self._coll("sessions")
+        key = {"projectId": project_id, "id": batch.session.id}
+        done = sessions.update_one(
+            {**key, "pending": batch_id}, {"$inc": {"eventCount": accepted}, "$pull": {"pending": batch_id}}
+        )
+        if not done.matched_count and sessions.find_one(key, {"_id": 1}) is None:
+            self._store_session(batch, project_id, user_id, accepted)
+
+    def _replay_outbox(self, grace_ms: int, match: Doc | None = None, *, erased_check: bool = True) -> int:
+        """Finish the batches whose outbox documents are older than ``grace_ms`` (see mongo_outbox);
+        how many. ``erased_check``: a batch of a user erased since is erased instead."""
+        done = 0
+        for outbox in mongo_outbox.due(self._coll, grace_ms, match):
+            if self._coll(mongo_outbox.OUTBOX).find_one({"_id": outbox["_id"]}, {"_id": 1}) is None:
+                continue  # finished meanwhile (by another replay, or by an erase an earlier one ran)
+            self._replay(outbox, erased_check=erased_check)
+            done += 1
+        if done and match is None:
+            log("warn", f"finished {done} batch(es) left unfinished by a stopped process", database=self.database_name)
+        return done
+
+    def _replay(self, outbox: Doc, *, erased_check: bool) -> None:
+        """Write again what the batch of ``outbox`` derives from the rows it stored, then close it."""
+        project_id, session_id, batch_id = str(outbox["projectId"]), str(outbox["sessionId"]), outbox["_id"]
+        user_id = _opt_str(outbox.get("userId"))
+        if erased_check and user_id is not None and self._erased(project_id, user_id):
+            user = self._coll("users").find_one({"projectId": project_id, "id": user_id}, {"_id": 0, "externalId": 1})
+            if user is not None:  # the erase replays this batch first, then erases it with the rest
+                self.erase(base.Erasure(project_id, user=str(user["externalId"])))
+                return
+        if outbox.get("span"):
+            self._coll("projects").update_one({"id": project_id}, {"$max": {"maxSpan": int(outbox["span"])}})
+        ids = sorted({str(eid) for eid in outbox.get("ids") or ()})
+        docs = list(self._coll("events").find({"projectId": project_id, "eventId": {"$in": ids}}, _NO_ID))
+        stored = [(doc, _stored(doc)) for doc in docs]
+        self._index_long_moves(project_id, [row for _, row in stored if row.span > base.LONG_MOVE_MS])
+        rows = mongo_outbox.batch_rows(outbox, stored)
+        self._write_pieces(project_id, session_id, int(outbox["part"]), rows, replay=True)
+        if any(row.type == "click" for row in rows):
+            mongo_rage.mark(self._coll, project_id, [session_id])
+        # The rows it stored, those an erase or a purge took off the count since included (note_erased).
+        counted = sum(row.row_count for row in rows) + int(outbox.get("erased") or 0)
+        self._coll("sessions").update_one(
+            {"projectId": project_id, "id": session_id, "pending": batch_id},
+            {"$inc": {"eventCount": counted}, "$pull": {"pending": batch_id}},
+        )
+        grown = [str(doc["eventId"]) for doc in docs if any(m.get("by") == batch_id for m in doc.get("grown") or ())]
+        mongo_outbox.close_batch(self._coll, outbox, grown)
 
     def _insert_events(self, docs: list[Doc]) -> list[bool]:
         """Insert the rows; which were new. A clash with the unique key (E11000) is a duplicate."""
@@ -608,6 +699,8 @@ class MongoRepository(base.Repository):
         then the names are dropped. A per-key lock document keeps two processes off one key.
         """
         with self._guard():
+            if keys is None:  # first the batches a stopped process left unfinished (mongo_outbox)
+                self._replay_outbox(mongo_outbox.GRACE_MS)
             found: dict[tuple[Any, ...], None] = dict.fromkeys(keys or ())
             fields = {"_id": 0, **{name: 1 for name in _AGGREGATE_KEY}}
             for project in self._coll("projects").find({}, {"_id": 0, "id": 1}) if keys is None else ():
@@ -659,6 +752,8 @@ class MongoRepository(base.Repository):
         try:
             self._settle_month(_month_doc_key(key), month_of(int(key["day"]))[0])
             docs = [doc for doc in aggregates.find(key) if not is_rolled(int(doc["part"]))]
+            held = mongo_outbox.held(self._coll, str(key["projectId"]), (int(doc["part"]) for doc in docs))
+            docs = [doc for doc in docs if int(doc["part"]) not in held]  # a pending batch's: left to it
             replaced = {r for doc in docs for r in doc.get("replaces") or ()}
             live = [doc for doc in docs if doc["_id"] not in replaced]
             ids = [doc["_id"] for doc in docs if doc["_id"] in replaced or int(doc["part"]) > 0]
@@ -782,6 +877,7 @@ class MongoRepository(base.Repository):
 
     def _rebuild_aggregates(self) -> int:
         aggregates, events = self._coll("heat_aggregates"), self._coll("events")
+        self._replay_outbox(0)  # every pending batch, so that none adds its pieces again afterwards
         aggregates.delete_many({})
         self._coll(mongo_rage.CLICKS).delete_many({})
         mongo_rage.mark_all(self._coll)
@@ -884,6 +980,8 @@ class MongoRepository(base.Repository):
                     live = sum(1 for doc in found if doc.get("erasedAt") is None)
             sids, touched = self._session_ids(pid, uids)
             match = self._erased_filter(erasure, uids, sids)
+            if not dry_run and erasure.before is None:  # the pending batches of the user or session first
+                self._replay_outbox(0, match, erased_check=False)
             rows = sum(int(doc.get("rowCount") or 1) for doc in self._coll("events").find(match, {"rowCount": 1}))
             if dry_run:
                 if erasure.user is not None:
@@ -896,12 +994,10 @@ class MongoRepository(base.Repository):
                     found_sessions = len(self._emptied_sessions(pid, erasure.before or 0))
                 return base.ErasedCounts(users=live, sessions=found_sessions, events=rows)
             while True:
-                chunk = [
-                    _stored(doc) for doc in self._coll("events").find(match, sort=[("ts", 1), ("seq", 1)], limit=1000)
-                ]
-                if not chunk:
+                docs = list(self._coll("events").find(match, sort=[("ts", 1), ("seq", 1)], limit=1000))
+                if not docs:
                     break
-                self._erase_chunk(pid, chunk)
+                self._erase_chunk(pid, [_stored(doc) for doc in docs], docs)
             doomed: list[str] = []
             if erasure.user is not None:
                 removed = self._finish_user_sessions(pid, uids, touched, hand_over=erasure.whole_user)
@@ -941,9 +1037,10 @@ class MongoRepository(base.Repository):
         named = {"projectId": project_id, "$or": [{"id": user}, {"externalId": user}], "erasedAt": None}
         return users.update_many(named, {"$set": {"erasedAt": now, "traitsJson": None}}).modified_count
 
-    def _erase_chunk(self, project_id: str, rows: list[base.EventRow]) -> None:
+    def _erase_chunk(self, project_id: str, rows: list[base.EventRow], docs: list[Doc]) -> None:
         """Delete the rows, then replace each aggregate key-day they touched and fix session counters."""
         self._coll("events").delete_many({"projectId": project_id, "eventId": {"$in": [r.event_id for r in rows]}})
+        mongo_outbox.note_erased(self._coll, project_id, docs)
         self._forget_long_moves(project_id, rows)
         doc = self._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})
         max_span = int((doc or {}).get("maxSpan") or 0)
@@ -984,17 +1081,20 @@ class MongoRepository(base.Repository):
                 raise StorageUnavailable("a report key stayed locked")
             time.sleep(0.02)
         try:
+            # As _rebuild_key_day: the pieces, then the rows, then the pending batches (mongo_outbox).
+            ids = mongo_reports.piece_ids(self._coll, project_id, key)
             start = day * DAY_MS
             low = start - min(max_span, base.LONG_MOVE_MS)
             match: Doc = {"projectId": project_id, "pathKey": pkey}
             events = self._coll("events")
-            rows = [_stored(d) for d in events.find({**match, "ts": {"$gte": low, "$lt": start + DAY_MS}}, _NO_ID)]
+            docs = list(events.find({**match, "ts": {"$gte": low, "$lt": start + DAY_MS}}, _NO_ID))
             if max_span > base.LONG_MOVE_MS:  # and the long moves reaching into the day from before
                 long_ids = self._long_move_ids(project_id, low, start)
-                rows += [
-                    _stored(d) for d in events.find({**match, "eventId": {"$in": long_ids}, "ts": {"$lt": low}}, _NO_ID)
-                ]
-            mongo_reports.rebuild_key_day(self._coll, project_id, rows, key)  # scroll rows' JSON too
+                docs += events.find({**match, "eventId": {"$in": long_ids}, "ts": {"$lt": low}}, _NO_ID)
+            outboxes = mongo_outbox.pending(self._coll, project_id)  # scroll rows' JSON too
+            rows = mongo_outbox.without_pending(outboxes, [(d, _stored(d)) for d in docs])
+            held = {int(o["part"]) for o in outboxes}
+            mongo_reports.rebuild_key_day(self._coll, project_id, rows, key, [i for i, part in ids if part not in held])
         finally:
             self._coll("heat_locks").delete_one(lock)
 
@@ -1011,22 +1111,21 @@ class MongoRepository(base.Repository):
         try:
             if aggregates.find_one({**key, "part": {"$lte": ROLLED}}, {"_id": 1}) is not None:
                 self._unroll_month(_month_doc_key(key), month_of(day)[0])  # its month piece counts the day
-            # The pieces are read before the rows: a batch storing its rows and then its piece meanwhile
-            # either has its piece replaced here (its rows were read too) or keeps it. Only the pieces
-            # read are deleted, by _id: a piece stored after that read is never lost.
-            ids = [d["_id"] for d in aggregates.find(key, {"_id": 1})]
+            # The pieces are read before the rows, and the pending batches (mongo_outbox) after them: a
+            # pending batch keeps its pieces and its rows are left out. Only the pieces read are
+            # deleted, by _id: a piece stored after that read is never lost.
+            read = [(d["_id"], int(d["part"])) for d in aggregates.find(key, {"_id": 1, "part": 1})]
             start = day * DAY_MS
             match: Doc = {"projectId": project_id, "pathKey": pkey, "type": kind, "bucketW": bw, "bucketH": bh}
             low = start - min(max_span, base.LONG_MOVE_MS)
-            found = [
-                _stored(d) for d in self._coll("events").find({**match, "ts": {"$gte": low, "$lt": start + DAY_MS}})
-            ]
+            docs = list(self._coll("events").find({**match, "ts": {"$gte": low, "$lt": start + DAY_MS}}))
             if max_span > base.LONG_MOVE_MS:  # and the long moves reaching into the day from before
                 long_ids = self._long_move_ids(project_id, low, start)
-                found += [
-                    _stored(d)
-                    for d in self._coll("events").find({**match, "eventId": {"$in": long_ids}, "ts": {"$lt": low}})
-                ]
+                docs += list(self._coll("events").find({**match, "eventId": {"$in": long_ids}, "ts": {"$lt": low}}))
+            outboxes = mongo_outbox.pending(self._coll, project_id)
+            found = mongo_outbox.without_pending(outboxes, [(d, _stored(d)) for d in docs])
+            held = {int(o["part"]) for o in outboxes}
+            ids = [i for i, part in read if part not in held]
             stats = rollup(found, ts_range=(start, start + DAY_MS - 1)).get((day, kind, bw, bh))
             merged = (
                 merge_pieces(pieces(pkey, {(day, kind, bw, bh): stats}, 0)) if stats is not None and stats.n else []
@@ -1055,6 +1154,8 @@ class MongoRepository(base.Repository):
         erased_before: int | None = None,
     ) -> base.PurgeCounts:
         with self._guard():
+            if not dry_run:  # before their rows can be deleted
+                self._replay_outbox(mongo_outbox.GRACE_MS)
             months = base.PurgeCounts()
             if aggregates_before_day is not None and not dry_run:
                 for project in list(self._coll("projects").find({}, {"_id": 0, "id": 1})):

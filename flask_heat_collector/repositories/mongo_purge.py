@@ -13,7 +13,7 @@ from typing import Any
 from pymongo.collection import Collection
 
 from ..aggregates import MONTH_BASE, month_code
-from . import mongo_rage, mongo_reports
+from . import mongo_outbox, mongo_rage, mongo_reports
 from .base import LONG_MOVE_MS, PurgeCounts, long_move_days
 
 Doc = dict[str, Any]
@@ -23,7 +23,7 @@ Coll = Callable[[str], Collection[Doc]]
 def _old_events(coll: Coll, pid: str, before: int, chunk: int) -> Iterator[list[Doc]]:
     """Events wholly before ``before``, in (ts, seq) pages of at most ``chunk`` scanned documents."""
     after: tuple[int, int] | None = None
-    fields = {"_id": 0, "eventId": 1, "sessionId": 1, "rowCount": 1, "ts": 1, "span": 1, "seq": 1}
+    fields = {"_id": 0, "eventId": 1, "sessionId": 1, "rowCount": 1, "ts": 1, "span": 1, "seq": 1, "grown": 1}
     while True:
         match: Doc = {"projectId": pid, "ts": {"$lt": before}}
         if after is not None:
@@ -88,6 +88,7 @@ def _purge_raw(coll: Coll, pid: str, before: int, chunk: int) -> PurgeCounts:
             continue
         ids = [d["eventId"] for d in page]
         coll("events").delete_many({"projectId": pid, "eventId": {"$in": ids}, "ts": {"$lt": before}})
+        mongo_outbox.note_erased(coll, pid, page)
         long = [d for d in page if int(d.get("span") or 0) > LONG_MOVE_MS]
         if long:  # their long-move index entries
             days = sorted({day for d in long for day in long_move_days(int(d["ts"]), int(d["span"]))})
@@ -101,7 +102,8 @@ def _purge_raw(coll: Coll, pid: str, before: int, chunk: int) -> PurgeCounts:
         rows += sum(removed.values())
     gone_sessions = 0
     for doc in list(_emptied(coll, pid, before)):  # a batch stored meanwhile changed eventCount: kept
-        match = {"_id": doc["_id"], "eventCount": doc.get("eventCount")}
+        # nor one a batch is being stored in (or that a replay has still to count: mongo_outbox)
+        match = {"_id": doc["_id"], "eventCount": doc.get("eventCount"), "pending.0": {"$exists": False}}
         gone_sessions += coll("sessions").delete_one(match).deleted_count
     gone_users = 0
     for user in list(coll("users").find({"projectId": pid, "createdAt": {"$lt": before}, "erasedAt": None})):

@@ -1,8 +1,9 @@
 """Report data on MongoDB (report_pieces.py): the SQL backends' rules without transactions.
 
 A merge is made safe by its order, as the heatmap aggregates' is: the merged piece is inserted naming
-the pieces it replaces (readers skip those), then they are deleted, then the names are dropped. Session
-ordinals come from a counter on the project document (``$inc``), so none is given twice.
+the pieces it replaces (readers skip those), then they are deleted, then the names are dropped; the
+pieces of a pending batch (mongo_outbox) are left out. Session ordinals come from a counter on the
+project document (``$inc``), so none is given twice.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 from ..aggregates import DAY_MS
 from ..ingest import path_key
 from ..report_pieces import ALL_WIDTHS, merge, rebuild
+from . import mongo_outbox
 from .base import EventRow, ReportPiece
 
 Doc = dict[str, Any]
@@ -111,6 +113,8 @@ def _replace(coll: Coll, project_id: str, ids: list[Any], merged: list[ReportPie
 def compact_key(coll: Coll, key: Doc) -> bool:
     """Merge one key-day's live pieces (the caller holds the key's lock)."""
     docs = list(coll(PIECES).find(key))
+    held = mongo_outbox.held(coll, str(key["projectId"]), (int(doc["part"]) for doc in docs))
+    docs = [doc for doc in docs if int(doc["part"]) not in held]  # a pending batch's: left to it
     replaced = {r for doc in docs for r in doc.get("replaces") or ()}
     live = [doc for doc in docs if doc["_id"] not in replaced]
     stale = [doc["_id"] for doc in docs if doc["_id"] in replaced]
@@ -147,16 +151,23 @@ def read_pieces(
     return [_piece(doc) for doc in docs if doc["_id"] not in replaced]
 
 
-def rebuild_key_day(coll: Coll, project_id: str, rows: list[EventRow], key: tuple[int, int, int]) -> None:
-    """Replace the pieces of one ``(path_key, day, bucket_w)`` key-day by one computed from ``rows``
-    (its stored rows; the caller holds the key's lock)."""
+def piece_ids(coll: Coll, project_id: str, key: tuple[int, int, int]) -> list[tuple[Any, int]]:
+    """``(_id, part)`` of the pieces of one ``(path_key, day, bucket_w)`` key-day."""
     pkey, day, width = key
+    match = {"projectId": project_id, "pathKey": pkey, "day": day, "bucketW": width}
+    return [(d["_id"], int(d["part"])) for d in coll(PIECES).find(match, {"_id": 1, "part": 1})]
+
+
+def rebuild_key_day(
+    coll: Coll, project_id: str, rows: list[EventRow], key: tuple[int, int, int], ids: list[Any]
+) -> None:
+    """Replace the pieces ``ids`` of one ``(path_key, day, bucket_w)`` key-day by one computed from
+    ``rows`` (its stored rows, read after ``ids``; the caller holds the key's lock)."""
+    _, day, width = key
     start = day * DAY_MS
     clipped = [
         r for r in rows if width in (r.bucket_w, ALL_WIDTHS) and r.ts < start + DAY_MS and r.ts + r.span >= start
     ]
-    match = {"projectId": project_id, "pathKey": pkey, "day": day, "bucketW": width}
-    ids = [d["_id"] for d in coll(PIECES).find(match, {"_id": 1})]
     known = ensure_ordinals(coll, project_id, {r.session_id for r in clipped}) if clipped else {}
     merged = [p for p in rebuild(clipped, known.__getitem__) if (p.day, p.bucket_w) == (day, width)]
     _replace(coll, project_id, ids, merged)
