@@ -408,3 +408,81 @@ def paths(
         )
     found.sort(key=lambda p: (-p["events"], p["path"]))
     return found[:limit]
+
+
+# Frustration signals (SPEC §10), each decided per session over all its rows in (ts, storage) order.
+SIGNAL_IGNORE = ("input*", "textarea*", "select*", "*[download]*", "*[download=*")
+
+
+def _ignored(selector: str | None, patterns: Iterable[str]) -> bool:
+    """A pattern (``*``: any run of characters, nothing else special) matches the selector's last
+    compound (after its last space, ``>``, ``+`` or ``~``)."""
+    if not selector:
+        return False
+    last = re.split(r"[\s>+~]+", selector.strip())[-1]
+    return any(re.fullmatch(".*".join(map(re.escape, p.split("*"))), last, re.DOTALL) for p in patterns)
+
+
+def _after(rows: list[Row], row: Row, within: int) -> list[Row]:
+    """The rows of ``row``'s session after it (ts, then storage order) at most ``within`` ms later."""
+    return [
+        r
+        for r in rows
+        if r.session_id == row.session_id and (r.ts, r.seq) > (row.ts, row.seq) and r.ts - row.ts <= within
+    ]
+
+
+def signals(
+    rows: list[Row],
+    *,
+    dead_ms: int = 1500,
+    ignore: Iterable[str] = SIGNAL_IGNORE,
+    error_names: Iterable[str] = ("error",),
+    quick_back_ms: int = 7000,
+    reversals: int = 6,
+) -> dict[str, list[Row]]:
+    """``{kind: rows}``: dead and error clicks, quick backs (B's pageview), and the scroll rows ending an
+    episode of excessive scrolling."""
+    ignore, names = tuple(ignore), set(error_names)
+    found: dict[str, list[Row]] = {"dead": [], "error": [], "quickback": [], "scroll": []}
+    for c in (r for r in rows if r.type == "click"):
+        later = _after(rows, c, dead_ms)
+        effect = any(
+            r.type in ("pageview", "scroll", "input") or (r.type == "click" and r.selector != c.selector) for r in later
+        )
+        if not effect and not _ignored(c.selector, ignore):
+            found["dead"].append(c)
+        if any(r.type == "custom" and (r.data or {}).get("name") in names for r in _after(rows, c, 1000)):
+            found["error"].append(c)
+    for session in {r.session_id for r in rows}:
+        views = sorted(
+            (r for r in rows if r.session_id == session and r.type == "pageview"), key=lambda r: (r.ts, r.seq)
+        )
+        for a, b, back in zip(views, views[1:], views[2:], strict=False):
+            if a.path != b.path and back.path == a.path and back.ts - b.ts <= quick_back_ms:
+                found["quickback"].append(b)
+        for path in {r.path for r in rows if r.session_id == session}:
+            mine = sorted(
+                (r for r in rows if r.session_id == session and r.path == path and r.type in ("scroll", "click")),
+                key=lambda r: (r.ts, r.seq),
+            )
+            last_y: float | None = None
+            going = 0  # +1 down the page, -1 up, 0 not known
+            turns: list[int] = []
+            for r in mine:
+                if r.type == "click":
+                    going, turns = 0, []
+                    continue
+                y = (r.data or {}).get("scrollY")
+                if not isinstance(y, int | float):
+                    continue
+                if last_y is not None and y != last_y:
+                    way = 1 if y > last_y else -1
+                    if going and way != going:
+                        turns = [t for t in turns if t >= r.ts - 60_000] + [r.ts]
+                        if len(turns) > reversals:
+                            found["scroll"].append(r)
+                            turns = []
+                    going = way
+                last_y = y
+    return found
