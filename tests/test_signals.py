@@ -288,3 +288,37 @@ def test_signal_thresholds_are_validated() -> None:
         app.config.update({"HEAT_DATABASE_URI": "sqlite://", key: value})
         with pytest.raises(ConfigurationError, match=key):
             HeatCollector(app)
+
+
+def test_purge_corrects_signals(make_app: Callable[..., Flask]) -> None:
+    import time
+
+    now = int(time.time() * 1000)
+    day = 86_400_000
+    cut = (now // day - 2) * day  # the purge's cut: UTC midnight two days ago
+    app = make_app(retention_days=2, aggregate_retention_days=400)
+    client = app.test_client()
+
+    def at(kind: str, ts: int, **fields: Any) -> dict[str, Any]:
+        return dict(ev(kind, 0, **fields), ts=ts)
+
+    # Before the cut: a dead click and the pageview that makes a quick back of the click's page;
+    # after it: a click whose only effect (a scroll) is also after it, and a dead one.
+    body = batch(
+        at("pageview", cut - 9_000, path="/"),
+        at("click", cut - 8_000, selector="#old", x=1, y=1),
+        at("pageview", cut - 3_000, path="/b"),
+        at("pageview", cut - 1_000, path="/"),
+        at("click", cut + 100, selector="#new", x=1, y=1),
+        at("scroll", cut + 200, scrollY=50),
+        at("click", cut + 5_000, selector="#gone", x=1, y=1),
+        session_id="p",
+    )
+    project = ingest_all(client, [body])
+    assert answers(client, project) == expected([body])
+    assert expected([body])["sessions"]["p"] == {"dead": 2, "quickback": 1}
+    out = app.test_cli_runner().invoke(args=["heat", "purge"])
+    assert out.exit_code == 0, out.output
+    kept = [dict(body, events=[e for e in body["events"] if e["ts"] >= cut])]
+    assert answers(client, project) == expected(kept)
+    assert expected(kept)["sessions"]["p"] == {"dead": 1}
