@@ -359,7 +359,7 @@ class IngestStatements:
             "tot AS (SELECT count(*) AS c, coalesce(sum(row_count), 0) AS n FROM ins)",
             # New rows of signals.SIGNAL_TYPES: the session's rage clicks and signals are settled again.
             "r AS (INSERT INTO heat_rage_pending (project_id, session_id, token) "
-            "SELECT %(project_id)s, %(id)s, %(rage_token)s FROM tot WHERE %(clicks)s AND c > 0 "
+            "SELECT %(project_id)s, %(id)s, %(rage_token)s FROM tot WHERE %(signal_rows)s AND c > 0 "
             "ON CONFLICT (project_id, session_id) DO UPDATE SET token = EXCLUDED.token)",
             f"s AS ({session_cte})",
             # The pieces describe every row of the batch: added when all rows were new, skipped when
@@ -417,6 +417,6 @@ class IngestStatements:
             "row_count": len(rows),
             "pieces": _ROWS_JSON.encode(pieces),
             "reports": _ROWS_JSON.encode(reports),
-            "clicks": any(row.type in SIGNAL_TYPES for row in batch.events),
+            "signal_rows": any(row.type in SIGNAL_TYPES for row in batch.events),
             "rage_token": new_token(),
         }
