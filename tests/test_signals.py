@@ -138,6 +138,8 @@ def test_error_clicks(client: FlaskClient) -> None:
     assert got["error"] == {"#pay": 1} and got["errorclick"] == 1
     assert got["sessions"]["e"]["error"] == 1 and got["filtered"]["error"] == ["e"]
     assert got == expected([body])
+    bad = client.get(f"/api/projects/{project}/sessions", query_string={"signal": "errors"}, headers=API)
+    assert bad.status_code == 400, bad.get_json()
 
 
 def test_quick_backs_count_against_the_page_left(client: FlaskClient) -> None:
@@ -322,3 +324,15 @@ def test_purge_corrects_signals(make_app: Callable[..., Flask]) -> None:
     kept = [dict(body, events=[e for e in body["events"] if e["ts"] >= cut])]
     assert answers(client, project) == expected(kept)
     assert expected(kept)["sessions"]["p"] == {"dead": 1}
+
+
+def test_ignore_patterns_match_the_last_compound_with_star_only() -> None:
+    from flask_heat_collector.signals import DEFAULT_IGNORE, selector_ignored
+
+    for selector in ("form > input#q", "input", "textarea.note", "main select#country", "a.file[download]",
+                     'a[download="x.pdf"]', "ul li+a[download]"):  # fmt: skip
+        assert selector_ignored(selector, DEFAULT_IGNORE), selector
+    for selector in ("#inputs", "div.select-box", "input#q > span", "button", "a[href='/dl']", "", None):
+        assert not selector_ignored(selector, DEFAULT_IGNORE), selector
+    assert selector_ignored("nav [data-x]", ["[data-x]"])  # brackets are plain characters
+    assert not selector_ignored("nav d", ["[d]"]) and not selector_ignored("#a", ["#?"])
