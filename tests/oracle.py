@@ -503,3 +503,14 @@ def signals(
                     going = way
                 last_y = y
     return found
+
+
+def signal_heatmap(
+    rows: list[Row], kind: str, *, path: str | None = None, ts_from: int = 0, ts_to: int, **params: Any
+) -> dict[str, Any]:
+    """``GET /heatmap?type=deadclick|errorclick``: the range's dead (error) clicks, plotted as rage clicks are."""
+    name = {"dead": "deadclick", "error": "errorclick"}[kind]
+    found = [
+        dataclasses.replace(r, type=name) for r in signals(rows)[kind] if _matches(r, path, ts_from, ts_to, "click")
+    ]
+    return heatmap(found, path=path, ts_from=ts_from, ts_to=ts_to, type=name, **params)

@@ -231,6 +231,14 @@ def test_random_data_against_the_oracle(make_app: Callable[..., Flask]) -> None:
     assert answers(client, project) == expected(bodies)
     window = {"from": T + 8_000, "to": T + 30_000}
     assert answers(client, project, **window) == expected(bodies, window["from"], window["to"])
+    rows, end = oracle.stored_rows(bodies), T + 10**6
+    for kind, name in (("dead", "deadclick"), ("error", "errorclick")):
+        for path, lo in ((None, 0), ("/a", T + 8_000)):
+            where = {"path": path} if path else {}
+            got = get(client, project, "heatmap", type=name, resolution=64, **{"from": lo, "to": end}, **where)
+            want = oracle.signal_heatmap(rows, kind, path=path, ts_from=lo, ts_to=end, resolution=64)
+            assert got["points"] == want["points"] and (want["meta"]["total"] or path)
+            assert all(got["meta"][k] == want["meta"][k] for k in ("total", "plotted", "viewport", "renderHeight"))
 
     other = {
         "dead_click_ms": 700,
