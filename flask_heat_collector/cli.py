@@ -52,14 +52,17 @@ def rebuild_command() -> None:
 @heat_cli.command("recompute-signals")
 @click.option("--project-id", default=None, help="Only this project (default: every project).")
 def recompute_signals_command(project_id: str | None) -> None:
-    """Decide the rage clicks of every session again with the current HEAT_RAGE_* rule (after a change)."""
+    """Decide the rage clicks and other frustration signals of every session again with the current
+    thresholds (HEAT_RAGE_*, HEAT_DEAD_CLICK_MS, ...; after a change)."""
     repository = get_state().repository
     repository.mark_rage(project_id)
     settled = repository.settle_rage(project_id)
-    rule = repository.rage_rule
+    rule, signals = repository.rage_rule, repository.signal_rules
     click.echo(
-        f"heat-collector: rage clicks decided again for {settled} session(s) "
-        f"({rule.clicks} clicks within {rule.window_ms} ms and {rule.radius_px} px)"
+        f"heat-collector: rage clicks and signals decided again for {settled} session(s) "
+        f"({rule.clicks} clicks within {rule.window_ms} ms and {rule.radius_px} px; "
+        f"dead after {signals.dead_click_ms} ms, quick back within {signals.quick_back_ms} ms, "
+        f"more than {signals.scroll_reversals} scroll reversals a minute)"
     )
 
 

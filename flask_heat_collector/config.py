@@ -23,6 +23,7 @@ from flask import Flask
 from .errors import ConfigurationError
 from .log import log
 from .privacy import DNT_MODES
+from .signals import DEFAULT_IGNORE
 
 AUTH_MODES = ("projectKey", "jwt", "both")
 QUERY_AUTH_MODES = ("apiKey", "none")
@@ -218,6 +219,11 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_RAGE_CLICKS", 3, _integer(2, "≥ 2")),
     Key("HEAT_RAGE_WINDOW_MS", 1000, _as_positive_int),
     Key("HEAT_RAGE_RADIUS_PX", 30, _as_non_negative_int),
+    Key("HEAT_DEAD_CLICK_MS", 1500, _as_positive_int),
+    Key("HEAT_SIGNAL_IGNORE_SELECTORS", DEFAULT_IGNORE, _as_str_tuple),
+    Key("HEAT_ERROR_EVENT_NAMES", ("error",), _as_str_tuple),
+    Key("HEAT_QUICK_BACK_MS", 7000, _as_positive_int),
+    Key("HEAT_SCROLL_REVERSALS", 6, _as_positive_int),
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 
@@ -266,6 +272,11 @@ class Settings:
     rage_clicks: int
     rage_window_ms: int
     rage_radius_px: int
+    dead_click_ms: int
+    signal_ignore_selectors: tuple[str, ...]
+    error_event_names: tuple[str, ...]
+    quick_back_ms: int
+    scroll_reversals: int
 
 
 def default_database_uri(instance_path: str) -> str:

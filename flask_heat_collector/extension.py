@@ -16,6 +16,7 @@ from .rageclicks import RageRule
 from .ratelimit import IngestRateLimiter
 from .repositories import repository_from_uri
 from .schemas import IngestSchema
+from .signals import SignalRules
 from .startup import PendingMigration, migrate_at_start
 from .state import EXTENSION_KEY, HeatState, Hook, get_state
 
@@ -64,6 +65,13 @@ class HeatCollector:
         warn_unknown_names(app.config, "app.config")
         repository = repository_from_uri(settings.database_uri, settings.mongo_database)
         repository.rage_rule = RageRule(settings.rage_clicks, settings.rage_window_ms, settings.rage_radius_px)
+        repository.signal_rules = SignalRules(
+            settings.dead_click_ms,
+            settings.signal_ignore_selectors,
+            settings.error_event_names,
+            settings.quick_back_ms,
+            settings.scroll_reversals,
+        )
         state = HeatState(
             settings=settings,
             repository=repository,

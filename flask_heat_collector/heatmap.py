@@ -29,9 +29,11 @@ from .aggregates import (
 from .ingest import js_round, parse_bucket
 from .listing import from_edge
 from .rageclicks import RAGECLICK
-from .repositories.base import EventFilter, Reader, Repository
+from .repositories.base import EventFilter, EventRow, Reader, Repository
+from .signals import HEATMAP_KINDS, Signal
 
 DEFAULT_VIEWPORT = (1280, 720)
+SIGNAL_PLOTS = (RAGECLICK, *HEATMAP_KINDS)  # heatmap types plotted from settled signal rows
 NOT_PLOTTABLE_WARNING = (
     "Events matched the filter but none are plottable. "
     "Use type=click|move|scroll or inspect /api/projects/:projectId/events."
@@ -145,15 +147,19 @@ class Plan:
 
 
 class _RagePlan:
-    """A ``type=rageclick`` request: the settled rage clicks of the range (rageclicks.py)."""
+    """A ``type=rageclick`` (``deadclick``, ``errorclick``) request: the settled rage clicks (signals)
+    of the range (rageclicks.py, signals.py)."""
 
-    def __init__(self, reader: Reader, flt: EventFilter) -> None:
-        self.clicks = reader.rage_clicks(flt)
+    def __init__(self, reader: Reader, flt: EventFilter, kind: str = RAGECLICK) -> None:
+        self.kind = kind
+        self.clicks: list[EventRow] | list[Signal] = (
+            reader.rage_clicks(flt) if kind == RAGECLICK else reader.signals(flt, HEATMAP_KINDS[kind])
+        )
 
     def summary(self) -> dict[Bucket, Stats]:
         out: dict[Bucket, Stats] = {}
         for click in self.clicks:
-            key = (RAGECLICK, click.bucket_w, click.bucket_h)
+            key = (self.kind, click.bucket_w, click.bucket_h)
             stats = out.get(key)
             if stats is None:
                 stats = out[key] = Stats()
@@ -226,7 +232,7 @@ def build_heatmap(
     viewport_width: int | None = None,
 ) -> Heatmap:
     """Aggregate the heatmap and shape the response body (memory bounded by the cells)."""
-    if requested_type == RAGECLICK:
+    if requested_type in SIGNAL_PLOTS:
         repo.settle_rage(flt.project_id)
     return repo.read(
         lambda reader: _build(reader, flt, requested_type, resolution, viewport_bucket, viewports, viewport_width)
@@ -242,7 +248,9 @@ def _build(
     viewports: str,
     viewport_width: int | None,
 ) -> Heatmap:
-    plan: Plan | _RagePlan = _RagePlan(reader, flt) if requested_type == RAGECLICK else Plan(reader, flt)
+    plan: Plan | _RagePlan = (
+        _RagePlan(reader, flt, requested_type) if requested_type in SIGNAL_PLOTS else Plan(reader, flt)
+    )
     everything = plan.summary()
     requested = requested_type or "click"
     resolved = requested
@@ -257,7 +265,7 @@ def _build(
 
     chosen, vw, vh = frame_of(summary, viewport_bucket, viewport_width)
     width = vw if viewports == "width" else None
-    plottable = (*PLOTTABLE_TYPES, RAGECLICK)
+    plottable = (*PLOTTABLE_TYPES, *SIGNAL_PLOTS)
     plotted_types = PLOTTABLE_TYPES if resolved == "all" else (resolved,) if resolved in plottable else ()
     height = render_height(summary, plotted_types, width, vh)
     other = other_viewports(summary, vw) if width is not None else {}

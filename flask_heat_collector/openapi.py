@@ -33,6 +33,7 @@ from .schemas import (
     SessionDetailQuerySchema,
     SessionsQuerySchema,
 )
+from .signals import SIGNAL_NAMES
 
 Json = dict[str, Any]
 
@@ -166,11 +167,13 @@ _ANSWERS: dict[str, Json] = {
         "elements meta",
         elements=_array(
             _object(
-                "selector clicks sessions rageClicks",
+                "selector clicks sessions rageClicks deadClicks errorClicks",
                 selector=_STRING,
                 clicks=_POSITIVE,
                 sessions=_POSITIVE,
                 rageClicks=_COUNT,
+                deadClicks=_COUNT,
+                errorClicks=_COUNT,
             ),
             maxItems=500,
         ),
@@ -180,7 +183,12 @@ _ANSWERS: dict[str, Json] = {
         "paths meta",
         paths=_array(
             _object(
-                "path events sessions lastSeenAt", path=_STRING, events=_POSITIVE, sessions=_POSITIVE, lastSeenAt=_INT
+                "path events sessions lastSeenAt rageClicks deadClicks quickBacks excessiveScrolls",
+                path=_STRING,
+                events=_POSITIVE,
+                sessions=_POSITIVE,
+                lastSeenAt=_INT,
+                **_each(_COUNT, "rageClicks deadClicks quickBacks excessiveScrolls"),
             ),
             maxItems=500,
         ),
@@ -190,9 +198,10 @@ _ANSWERS: dict[str, Json] = {
         "sessions meta",
         sessions=_array(
             _object(
-                "sessionId userId startedAt lastSeenAt firstPath eventCount",
+                "sessionId userId startedAt lastSeenAt firstPath eventCount signals",
                 userId=_STRING_OR_NULL,
                 externalUserId=_STRING_OR_NULL,
+                signals=_object(" ".join(SIGNAL_NAMES), **_each(_COUNT, " ".join(SIGNAL_NAMES))),
             )
         ),
         meta={"type": "object"},

@@ -8,6 +8,7 @@ raw rows of its partial days; rage clicks are the range's settled ones (rageclic
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -18,7 +19,9 @@ from .listing import from_edge
 from .rageclicks import RAGECLICK
 from .report_pieces import ALL_WIDTHS, ReportTotals, ScrollTotals, median
 from .repositories.base import EventFilter, EventRow, Reader, Repository
+from .signals import DEAD, ERROR, QUICK_BACK, RAGE, SCROLL
 
+_PATH_SIGNALS = (("rageClicks", RAGE), ("deadClicks", DEAD), ("quickBacks", QUICK_BACK), ("excessiveScrolls", SCROLL))
 SCROLL_STEP = 5  # reach is reported at every 5 % of the page
 _FIRST_DAY, _LAST_DAY = -(10**8), 10**8  # an open end of a range: every stored day
 
@@ -78,20 +81,25 @@ def _scrollmap(
 
 
 def elements(repo: Repository, flt: EventFilter, *, requested_type: str, limit: int) -> dict[str, Any]:
-    """``{elements: [{selector, clicks, sessions, rageClicks}], meta}``: clicked selectors, most
-    clicked first (``rageclick``: only those with rage clicks, most rage clicks first)."""
+    """``{elements: [{selector, clicks, sessions, rageClicks, deadClicks, errorClicks}], meta}``: clicked
+    selectors, most clicked first (``rageclick``: only those with rage clicks, most rage clicks first)."""
     repo.settle_rage(flt.project_id)
     return repo.read(lambda reader: _elements(reader, flt, requested_type, limit))
 
 
 def _elements(reader: Reader, flt: EventFilter, requested_type: str, limit: int) -> dict[str, Any]:
-    rage: dict[str, int] = {}
-    for click in reader.rage_clicks(flt):
-        if click.selector:
-            rage[click.selector] = rage.get(click.selector, 0) + 1
+    rage = Counter(click.selector for click in reader.rage_clicks(flt) if click.selector)
+    signals = reader.signal_selector_counts(flt)
     totals, ordinals = _totals(reader, flt, selectors=True)
     found = [
-        (selector, t.rows, t.sessions.count(ordinals), rage.get(selector, 0))
+        (
+            selector,
+            t.rows,
+            t.sessions.count(ordinals),
+            rage[selector],
+            signals.get((selector, DEAD), 0),
+            signals.get((selector, ERROR), 0),
+        )
         for selector, t in totals.selectors.items()
         if t.rows
     ]
@@ -99,14 +107,20 @@ def _elements(reader: Reader, flt: EventFilter, requested_type: str, limit: int)
         found = sorted((e for e in found if e[3]), key=lambda e: (-e[3], -e[1], e[0]))
     else:
         found.sort(key=lambda e: (-e[1], e[0]))
-    rows = [{"selector": s, "clicks": c, "sessions": n, "rageClicks": r} for s, c, n, r in found[:limit]]
+    rows = [
+        {"selector": s, "clicks": c, "sessions": n, "rageClicks": r, "deadClicks": d, "errorClicks": e}
+        for s, c, n, r, d, e in found[:limit]
+    ]
     meta = {"count": len(rows), "total": len(found), "limit": limit, "requestedType": requested_type, "path": flt.path}
     return {"elements": rows, "meta": meta}
 
 
 def paths(repo: Repository, flt: EventFilter, *, prefix: str | None, limit: int) -> dict[str, Any]:
-    """``{paths: [{path, events, sessions, lastSeenAt}], meta}``: paths with rows in the range (those
-    starting with ``prefix``), most rows first; a move counts one row per point, as everywhere."""
+    """``{paths: [{path, events, sessions, lastSeenAt, rageClicks, deadClicks, quickBacks,
+    excessiveScrolls}], meta}``: paths with rows in the range (those starting with ``prefix``), most
+    rows first; a move counts one row per point, as everywhere. The signals are the settled ones whose
+    row lies in the range, counted by the database."""
+    repo.settle_rage(flt.project_id)
     return repo.read(lambda reader: _paths(reader, flt, prefix, limit))
 
 
@@ -120,7 +134,17 @@ def _paths(reader: Reader, flt: EventFilter, prefix: str | None, limit: int) -> 
         ),
         key=lambda item: (-item[1], item[0]),
     )
-    rows = [{"path": path, "events": n, "sessions": s, "lastSeenAt": last} for path, n, s, last in ranked[:limit]]
+    signals = reader.signal_path_counts(flt) if ranked else {}
+    rows = [
+        {
+            "path": path,
+            "events": n,
+            "sessions": s,
+            "lastSeenAt": last,
+            **{name: signals.get((path, kind), 0) for name, kind in _PATH_SIGNALS},
+        }
+        for path, n, s, last in ranked[:limit]
+    ]
     return {"paths": rows, "meta": {"count": len(rows), "total": len(ranked), "limit": limit, "q": prefix}}
 
 

@@ -14,10 +14,11 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from .fastload import GiveUp, Loader, NotCompilable, compile_loader
+from .signals import SIGNAL_NAMES
 
 EVENT_TYPES = ("click", "move", "scroll", "pageview", "custom", "input", "keyboard")
 QUERY_TYPES = ("all", *EVENT_TYPES)
-HEATMAP_TYPES = (*QUERY_TYPES, "rageclick")
+HEATMAP_TYPES = (*QUERY_TYPES, "rageclick", "deadclick", "errorclick")
 
 MAX_ID = 128
 MAX_PATH = 1024
@@ -371,6 +372,10 @@ class SessionsQuerySchema(_Base):
     )
     path = _path()
     order = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
+    signal = fields.String(
+        validate=validate.OneOf(SIGNAL_NAMES),
+        metadata={"description": "only sessions with at least one settled signal of this kind"},
+    )
     limit = _limit(50, 200)
     offset = _offset()
 

@@ -371,6 +371,9 @@ def elements(
     """``GET /elements``: clicked selectors with clicks, sessions and rage clicks."""
     clicks = [r for r in rows if _matches(r, path, ts_from, ts_to, "click")]
     rage = Counter(r.selector for r in rage_rows(rows) if _matches(r, path, ts_from, ts_to, "click"))
+    found_signals = signals(rows)
+    dead = Counter(r.selector for r in found_signals["dead"] if _matches(r, path, ts_from, ts_to, "click"))
+    error = Counter(r.selector for r in found_signals["error"] if _matches(r, path, ts_from, ts_to, "click"))
     found = []
     for selector in {r.selector for r in clicks if r.selector}:
         mine = [r for r in clicks if r.selector == selector]
@@ -380,6 +383,8 @@ def elements(
                 "clicks": len(mine),
                 "sessions": len({r.session_id for r in mine}),
                 "rageClicks": rage[selector],
+                "deadClicks": dead[selector],
+                "errorClicks": error[selector],
             }
         )
     if type == "rageclick":
@@ -393,8 +398,14 @@ def elements(
 def paths(
     rows: list[Row], *, ts_from: int | None = None, ts_to: int | None = None, q: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
-    """``GET /paths``: paths with rows in the range (starting with ``q``), most rows first."""
+    """``GET /paths``: paths with rows in the range (starting with ``q``), most rows first, with the
+    signals (SPEC §10) whose row lies in the range."""
     matched = [r for r in rows if _matches(r, None, ts_from, ts_to, None) and (not q or r.path.startswith(q))]
+    found_signals = {"rage": rage_rows(rows), **signals(rows)}
+    per_path = {
+        kind: Counter(r.path for r in found_signals[kind] if _matches(r, None, ts_from, ts_to, None))
+        for kind in found_signals
+    }
     found = []
     for path in {r.path for r in matched}:
         mine = [r for r in matched if r.path == path]
@@ -404,7 +415,102 @@ def paths(
                 "events": len(mine),
                 "sessions": len({r.session_id for r in mine}),
                 "lastSeenAt": max(r.ts for r in mine),
+                "rageClicks": per_path["rage"][path],
+                "deadClicks": per_path["dead"][path],
+                "quickBacks": per_path["quickback"][path],
+                "excessiveScrolls": per_path["scroll"][path],
             }
         )
     found.sort(key=lambda p: (-p["events"], p["path"]))
     return found[:limit]
+
+
+# Frustration signals (SPEC §10), each decided per session over all its rows in (ts, storage) order.
+SIGNAL_IGNORE = ("input*", "textarea*", "select*", "*[download]*", "*[download=*")
+
+
+def _ignored(selector: str | None, patterns: Iterable[str]) -> bool:
+    """A pattern (``*``: any run of characters, nothing else special) matches the selector's last
+    compound (after its last space, ``>``, ``+`` or ``~``)."""
+    if not selector:
+        return False
+    last = re.split(r"[\s>+~]+", selector.strip())[-1]
+    return any(re.fullmatch(".*".join(map(re.escape, p.split("*"))), last, re.DOTALL) for p in patterns)
+
+
+def _after(mine: list[Row], i: int, within: int) -> list[Row]:
+    """The rows after ``mine[i]`` (its session's rows in (ts, storage) order) at most ``within`` ms later."""
+    return [r for r in mine[i + 1 :] if r.ts - mine[i].ts <= within]
+
+
+def signals(
+    rows: list[Row],
+    *,
+    dead_ms: int = 1500,
+    ignore: Iterable[str] = SIGNAL_IGNORE,
+    error_names: Iterable[str] = ("error",),
+    quick_back_ms: int = 7000,
+    reversals: int = 6,
+) -> dict[str, list[Row]]:
+    """``{kind: rows}``: dead and error clicks, quick backs (B's pageview), and the scroll rows ending an
+    episode of excessive scrolling."""
+    ignore, names = tuple(ignore), set(error_names)
+    found: dict[str, list[Row]] = {"dead": [], "error": [], "quickback": [], "scroll": []}
+    by_session: dict[str, list[Row]] = {}
+    for r in sorted(rows, key=lambda r: (r.ts, r.seq)):
+        by_session.setdefault(r.session_id, []).append(r)
+    for mine in by_session.values():
+        for i, c in enumerate(mine):
+            if c.type != "click":
+                continue
+            effect = any(
+                r.type in ("pageview", "scroll", "input") or (r.type == "click" and r.selector != c.selector)
+                for r in _after(mine, i, dead_ms)
+            )
+            if not effect and not _ignored(c.selector, ignore):
+                found["dead"].append(c)
+            if any(r.type == "custom" and (r.data or {}).get("name") in names for r in _after(mine, i, 1000)):
+                found["error"].append(c)
+    for session in by_session:
+        views = sorted(
+            (r for r in rows if r.session_id == session and r.type == "pageview"), key=lambda r: (r.ts, r.seq)
+        )
+        for a, b, back in zip(views, views[1:], views[2:], strict=False):
+            if a.path != b.path and back.path == a.path and back.ts - b.ts <= quick_back_ms:
+                found["quickback"].append(b)
+        for path in {r.path for r in rows if r.session_id == session}:
+            mine = sorted(
+                (r for r in rows if r.session_id == session and r.path == path and r.type in ("scroll", "click")),
+                key=lambda r: (r.ts, r.seq),
+            )
+            last_y: float | None = None
+            going = 0  # +1 down the page, -1 up, 0 not known
+            turns: list[int] = []
+            for r in mine:
+                if r.type == "click":
+                    going, turns = 0, []
+                    continue
+                y = (r.data or {}).get("scrollY")
+                if not isinstance(y, int | float):
+                    continue
+                if last_y is not None and y != last_y:
+                    way = 1 if y > last_y else -1
+                    if going and way != going:
+                        turns = [t for t in turns if t >= r.ts - 60_000] + [r.ts]
+                        if len(turns) > reversals:
+                            found["scroll"].append(r)
+                            turns = []
+                    going = way
+                last_y = y
+    return found
+
+
+def signal_heatmap(
+    rows: list[Row], kind: str, *, path: str | None = None, ts_from: int = 0, ts_to: int, **params: Any
+) -> dict[str, Any]:
+    """``GET /heatmap?type=deadclick|errorclick``: the range's dead (error) clicks, plotted as rage clicks are."""
+    name = {"dead": "deadclick", "error": "errorclick"}[kind]
+    found = [
+        dataclasses.replace(r, type=name) for r in signals(rows)[kind] if _matches(r, path, ts_from, ts_to, "click")
+    ]
+    return heatmap(found, path=path, ts_from=ts_from, ts_to=ts_to, type=name, **params)

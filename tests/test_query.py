@@ -193,9 +193,12 @@ def test_sessions_list_with_counts_filters_and_pagination(client: FlaskClient) -
     url = f"/api/projects/{project}/sessions"
     body = get(client, url).get_json()
     assert [(s["sessionId"], s["eventCount"]) for s in body["sessions"]] == [("s-a", 4), ("s-b", 1), ("s-c", 2)]
-    # SPEC 4's fields, and the SDK's user id next to the internal one (issue 12).
-    fields = {"sessionId", "userId", "externalUserId", "startedAt", "lastSeenAt", "firstPath", "eventCount"}
+    # SPEC 4's fields, the SDK's user id next to the internal one (issue 12), the signal counts (SPEC 10).
+    fields = {"sessionId", "userId", "externalUserId", "startedAt", "lastSeenAt", "firstPath", "eventCount", "signals"}
     assert set(body["sessions"][0]) == fields
+    # s-b's lone click and s-c's two on one selector have no effect after them: dead.
+    none = {"rage": 0, "dead": 0, "error": 0, "quickback": 0, "scroll": 0}
+    assert [s["signals"] for s in body["sessions"][1:]] == [{**none, "dead": 1}, {**none, "dead": 2}]
     assert [s["sessionId"] for s in get(client, url, limit=1, offset=1).get_json()["sessions"]] == ["s-b"]
     assert [s["sessionId"] for s in get(client, url, path="/other").get_json()["sessions"]] == ["s-b"]
     assert [s["sessionId"] for s in get(client, url, **{"from": 300}).get_json()["sessions"]] == ["s-b", "s-c"]

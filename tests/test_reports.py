@@ -93,20 +93,29 @@ def project(client: FlaskClient) -> str:
 def test_elements_by_hand(client: FlaskClient, project: str) -> None:
     body = get(client, f"/api/projects/{project}/elements", path="/")
     assert body["elements"] == [
-        {"selector": "#dead", "clicks": 6, "sessions": 2, "rageClicks": 4},
-        {"selector": "#buy", "clicks": 5, "sessions": 3, "rageClicks": 0},
-        {"selector": "#x", "clicks": 3, "sessions": 1, "rageClicks": 0},
-    ]
+        {"selector": "#dead", "clicks": 6, "sessions": 2, "rageClicks": 4, "deadClicks": 6, "errorClicks": 0},
+        {"selector": "#buy", "clicks": 5, "sessions": 3, "rageClicks": 0, "deadClicks": 5, "errorClicks": 0},
+        {"selector": "#x", "clicks": 3, "sessions": 1, "rageClicks": 0, "deadClicks": 3, "errorClicks": 0},
+    ]  # every click is dead: nothing but clicks on the same selector (or nothing) follows within 1.5 s
     assert body["meta"]["count"] == 3 and body["meta"]["limit"] == 50 and body["meta"]["requestedType"] == "click"
     rage = get(client, f"/api/projects/{project}/elements", path="/", type="rageclick")
-    assert rage["elements"] == [{"selector": "#dead", "clicks": 6, "sessions": 2, "rageClicks": 4}]
+    assert rage["elements"] == [
+        {"selector": "#dead", "clicks": 6, "sessions": 2, "rageClicks": 4, "deadClicks": 6, "errorClicks": 0}
+    ]
     assert get(client, f"/api/projects/{project}/elements", path="/", limit=1)["elements"][0]["selector"] == "#dead"
     # Without a path every page's clicks count. Rage is decided once per session over all its
     # clicks: a range that cuts the burst of four keeps the rage clicks inside it (three, then two).
     everywhere = get(client, f"/api/projects/{project}/elements")["elements"]
     assert [(e["selector"], e["clicks"]) for e in everywhere] == [("#dead", 6), ("#buy", 5), ("#x", 3), ("#plan", 1)]
     cut = get(client, f"/api/projects/{project}/elements", path="/", to=T + 400)["elements"]
-    assert cut[0] == {"selector": "#dead", "clicks": 5, "sessions": 2, "rageClicks": 3}
+    assert cut[0] == {
+        "selector": "#dead",
+        "clicks": 5,
+        "sessions": 2,
+        "rageClicks": 3,
+        "deadClicks": 5,
+        "errorClicks": 0,
+    }
     cut = get(client, f"/api/projects/{project}/elements", path="/", to=T + 399)["elements"]
     assert {e["selector"]: e["rageClicks"] for e in cut} == {"#dead": 2, "#buy": 0}
 
@@ -172,9 +181,12 @@ def test_paths_by_hand(client: FlaskClient, project: str) -> None:
     body = get(client, url)
     # "/": a 1 pageview + 5 clicks + 3 move points, b 1 + 3 clicks, c 6 clicks = 19 rows of 3 sessions.
     # "/pricing": a 1 + 2 scrolls + 1 click, b 1 + 1, c 1 + 1 = 8 rows of 3 sessions.
+    # Signals (SPEC §10): a's four rage clicks; every click dead (14 on "/", #plan on "/pricing").
+    none = {"quickBacks": 0, "excessiveScrolls": 0}
     assert body["paths"] == [
-        {"path": "/", "events": 19, "sessions": 3, "lastSeenAt": T + 21_000},
-        {"path": "/pricing", "events": 8, "sessions": 3, "lastSeenAt": T + 50_100},
+        {"path": "/", "events": 19, "sessions": 3, "lastSeenAt": T + 21_000, "rageClicks": 4, "deadClicks": 14, **none},
+        {"path": "/pricing", "events": 8, "sessions": 3, "lastSeenAt": T + 50_100, "rageClicks": 0, "deadClicks": 1}
+        | none,
     ]
     assert get(client, url, q="/pr")["paths"] == body["paths"][1:]
     assert get(client, url, limit=1)["paths"] == body["paths"][:1]
@@ -182,12 +194,17 @@ def test_paths_by_hand(client: FlaskClient, project: str) -> None:
     # A range that starts inside the move counts its later points only; the first 100 ms hold the
     # pageviews of a and b and the first clicks of a and c.
     late = get(client, url, **{"from": T + 20_400, "to": T + 21_000})
-    assert late["paths"] == [{"path": "/", "events": 2, "sessions": 1, "lastSeenAt": T + 21_000}]
+    zero = {"rageClicks": 0, "deadClicks": 0, **none}
+    assert late["paths"] == [{"path": "/", "events": 2, "sessions": 1, "lastSeenAt": T + 21_000, **zero}]
     # a's move is cut by `to` (one point inside) and a has a click inside too: a counts once.
     cut = get(client, url, **{"from": T + 5_000, "to": T + 20_400})
-    assert cut["paths"] == [{"path": "/", "events": 5, "sessions": 2, "lastSeenAt": T + 20_000}]
+    assert cut["paths"] == [
+        {"path": "/", "events": 5, "sessions": 2, "lastSeenAt": T + 20_000, **zero, "deadClicks": 4}
+    ]
     early = get(client, url, **{"from": T, "to": T + 99})
-    assert early["paths"] == [{"path": "/", "events": 4, "sessions": 3, "lastSeenAt": T}]
+    # a's first #dead (rage, dead) and c's first #buy (dead; c's burst of two is no rage).
+    signals = {**none, "rageClicks": 1, "deadClicks": 2}
+    assert early["paths"] == [{"path": "/", "events": 4, "sessions": 3, "lastSeenAt": T, **signals}]
 
 
 def test_sessions_newest_first_with_sdk_user_id(client: FlaskClient, project: str) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from ..rageclicks import RageRule
+    from ..signals import Signal, SignalRules
 
 T = TypeVar("T")
 AggregateKeyDay = tuple[str, int, int, str, int, int]  # (project_id, path_key, day, type, bucket_w, bucket_h)
@@ -237,6 +238,7 @@ class SessionSummary:
     first_path: str
     event_count: int
     last_path: str | None
+    signals: dict[str, int] = field(default_factory=dict)  # settled signals by kind (rage clicks as ``rage``)
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,7 @@ class SessionQuery:
     descending: bool = False
     limit: int = 50
     offset: int = 0
+    signal: str | None = None  # only sessions with a settled signal of this kind (signals.SIGNAL_NAMES)
 
 
 class AggregateKey(NamedTuple):
@@ -446,6 +449,21 @@ class Reader(ABC):
         light rows (no JSON)."""
 
     @abstractmethod
+    def signals(self, flt: EventFilter, kind: str) -> list[Signal]:
+        """The settled signals of one kind (signals.py) of ``flt`` (project, path, ``ts_from..ts_to``) in
+        ``(ts, seq)`` order."""
+
+    @abstractmethod
+    def signal_path_counts(self, flt: EventFilter) -> dict[tuple[str, str], int]:
+        """``{(path, kind): n}`` of the settled signals of ``flt``'s range (rage clicks as kind ``rage``),
+        grouped by the database."""
+
+    @abstractmethod
+    def signal_selector_counts(self, flt: EventFilter) -> dict[tuple[str, str], int]:
+        """``{(selector, kind): n}`` of the settled signals of ``flt`` that have a selector, grouped by
+        the database."""
+
+    @abstractmethod
     def long_moves(self, what: Scan, before: int, reaching: int) -> list[EventRow]:
         """The events of ``what`` in the long-move index that start before ``before`` and have rows
         at or after ``reaching`` (found through the index's entries of ``reaching``'s day), in
@@ -467,6 +485,7 @@ class Repository(ABC):
     """
 
     rage_rule: RageRule  # what settling counts as a rage burst (set from the app's config)
+    signal_rules: SignalRules  # the thresholds of the other signals (set from the app's config)
 
     @abstractmethod
     def migrate(self) -> Migration:
@@ -506,7 +525,8 @@ class Repository(ABC):
 
     @abstractmethod
     def list_sessions(self, query: SessionQuery) -> list[SessionSummary]:
-        """Sessions ordered by start, each with its stored event count, in one query."""
+        """Sessions ordered by start, each with its stored event count, in one query, and its settled
+        signal counts in one more."""
 
     @abstractmethod
     def erase(self, erasure: Erasure, *, dry_run: bool = False) -> ErasedCounts:

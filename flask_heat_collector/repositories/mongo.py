@@ -49,7 +49,8 @@ from ..log import log
 from ..rageclicks import DEFAULT_RULE
 from ..report_pieces import ALL_WIDTHS
 from ..report_pieces import batch_pieces as report_batch_pieces
-from . import base, mongo_outbox, mongo_purge, mongo_rage, mongo_reports
+from ..signals import DEFAULT_RULES, SIGNAL_TYPES, Signal
+from . import base, mongo_outbox, mongo_purge, mongo_rage, mongo_reports, mongo_signals
 
 Doc = dict[str, Any]
 T = TypeVar("T")
@@ -256,6 +257,7 @@ class MongoRepository(base.Repository):
 
     def __init__(self, uri: str, database: str | None = None) -> None:
         self.rage_rule = DEFAULT_RULE
+        self.signal_rules = DEFAULT_RULES
         self.uri = uri
         self.database_name = database or database_from_uri(uri) or DEFAULT_DATABASE
         if _BAD_DATABASE_NAME.search(self.database_name) or len(self.database_name.encode()) > 63:
@@ -322,7 +324,13 @@ class MongoRepository(base.Repository):
             legacy = self._coll("events").find_one({"pointIndex": {"$exists": True}}, {"_id": 1}) is not None
             if legacy:
                 self._coll("events").rename(LEGACY_EVENTS)
-            indexes_wanted = (*INDEXES, *mongo_rage.INDEXES, *mongo_reports.INDEXES, *mongo_outbox.INDEXES)
+            indexes_wanted = (
+                *INDEXES,
+                *mongo_rage.INDEXES,
+                *mongo_signals.INDEXES,
+                *mongo_reports.INDEXES,
+                *mongo_outbox.INDEXES,
+            )
             for collection, keys, unique, name in indexes_wanted:
                 try:
                     self._coll(collection).create_index([(key, 1) for key in keys], unique=unique, name=name)
@@ -514,7 +522,7 @@ class MongoRepository(base.Repository):
             self._index_long_moves(project_id, [row for row in batch.events if row.span > base.LONG_MOVE_MS])
             self._write_pieces(project_id, batch.session.id, int(outbox["part"]), new)
             accepted = sum(row.row_count for row in new)
-            if any(row.type == "click" for row in new):  # new clicks: the session's bursts are decided again
+            if any(row.type in SIGNAL_TYPES for row in new):  # new rows: the session's signals are decided again
                 mongo_rage.mark(self._coll, project_id, [batch.session.id])
             self._upsert_session(batch, project_id, user_id, accepted, outbox["_id"])
             mongo_outbox.close_batch(self._coll, outbox, grown)
@@ -640,7 +648,7 @@ class MongoRepository(base.Repository):
         self._index_long_moves(project_id, [row for _, row in stored if row.span > base.LONG_MOVE_MS])
         rows = mongo_outbox.batch_rows(outbox, stored)
         self._write_pieces(project_id, session_id, int(outbox["part"]), rows, replay=True)
-        if any(row.type == "click" for row in rows):
+        if any(row.type in SIGNAL_TYPES for row in rows):
             mongo_rage.mark(self._coll, project_id, [session_id])
         # The rows it stored, those an erase or a purge took off the count since included (note_erased).
         counted = sum(row.row_count for row in rows) + int(outbox.get("erased") or 0)
@@ -685,7 +693,10 @@ class MongoRepository(base.Repository):
             while limit is None or done < limit:
                 page = 5000 if limit is None else min(limit - done, 5000)
                 found = mongo_rage.pending(self._coll, project_id, page)
-                settled = sum(mongo_rage.settle_session(self._coll, pid, sid, self.rage_rule) for pid, sid in found)
+                settled = sum(
+                    mongo_rage.settle_session(self._coll, pid, sid, self.rage_rule, self.signal_rules)
+                    for pid, sid in found
+                )
                 done += settled
                 if len(found) < page or not settled:
                     break
@@ -1187,13 +1198,17 @@ class MongoRepository(base.Repository):
             match["lastSeenAt"] = {"$lte": query.last_seen_to}
         direction = -1 if query.descending else 1
         with self._guard():
-            cursor = self._coll("sessions").find(
+            if query.signal is not None:
+                match["id"] = {"$in": mongo_signals.sessions_with(self._coll, query.project_id, query.signal)}
+            docs = self._coll("sessions").find(
                 match,
                 _NO_ID,
                 sort=[("startedAt", direction), ("id", direction)],
                 skip=query.offset,
                 limit=query.limit,
             )
+            cursor = list(docs)
+            counts = mongo_signals.session_counts(self._coll, query.project_id, [str(d["id"]) for d in cursor])
             return [
                 base.SessionSummary(
                     session_id=str(doc["id"]),
@@ -1203,6 +1218,7 @@ class MongoRepository(base.Repository):
                     first_path=str(doc["firstPath"]),
                     event_count=int(doc.get("eventCount") or 0),
                     last_path=_opt_str(doc.get("lastPath")),
+                    signals=counts.get(str(doc["id"]), {}),
                 )
                 for doc in cursor
             ]
@@ -1444,6 +1460,15 @@ class _MongoReader(base.Reader):
 
     def rage_clicks(self, flt: base.EventFilter) -> list[base.EventRow]:
         return mongo_rage.read(self.repo._coll, flt)
+
+    def signals(self, flt: base.EventFilter, kind: str) -> list[Signal]:
+        return mongo_signals.read(self.repo._coll, flt, kind)
+
+    def signal_path_counts(self, flt: base.EventFilter) -> dict[tuple[str, str], int]:
+        return mongo_signals.path_counts(self.repo._coll, flt)
+
+    def signal_selector_counts(self, flt: base.EventFilter) -> dict[tuple[str, str], int]:
+        return mongo_signals.selector_counts(self.repo._coll, flt)
 
     def report_pieces(
         self,

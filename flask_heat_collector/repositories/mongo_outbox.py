@@ -16,7 +16,7 @@ finds what the batch itself stored: the events listed in its document with a ``s
 the points it appended to moves stored before (the conditional update that appends them also pushes
 ``{by: batch id, from, to}``, the points it appended, to the event's ``grown`` list). From those rows it writes the
 batch's pieces again under the batch's own ``part`` (replacing those already there, deleting those of
-rows erased since), marks the session's rage clicks pending, and applies the session counter only if
+rows erased since), marks the session's rage clicks and signals pending, and applies the session counter only if
 the batch's id is still in ``pending`` (so exactly once). Replaying twice, or a batch whose writes all
 completed, changes nothing.
 

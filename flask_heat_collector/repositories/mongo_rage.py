@@ -19,6 +19,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..ingest import path_key
 from ..rageclicks import RageRule, new_token, rage_row, settle
+from ..signals import DEFAULT_RULES, SIGNAL_TYPES, SignalRules
+from . import mongo_signals
 from .base import EventFilter, EventRow
 
 Doc = dict[str, Any]
@@ -67,17 +69,21 @@ def mark(coll: Coll, project_id: str, session_ids: list[str]) -> None:
 
 
 def forget(coll: Coll, project_id: str, session_ids: list[str]) -> None:
-    """Drop the stored rage clicks of these sessions and mark them pending (their events are being deleted)."""
+    """Drop the stored rage clicks and signals of these sessions and mark them pending (their events
+    are being deleted)."""
     ids = sorted(set(session_ids))
     if ids:
         coll(CLICKS).delete_many({"projectId": project_id, "sessionId": {"$in": ids}})
+        mongo_signals.forget(coll, project_id, ids)
     mark(coll, project_id, ids)
 
 
 def mark_all(coll: Coll, project_id: str | None = None) -> None:
-    """Mark every session with a click pending (after a bulk load, when the collections are new, or
-    when the rule changed), of one project when given."""
-    match: Doc = {"type": "click"} if project_id is None else {"projectId": project_id, "type": "click"}
+    """Mark every session with a row of signals.SIGNAL_TYPES pending (after a bulk load, when the
+    collections are new, or when the rule changed), of one project when given."""
+    match: Doc = {"type": {"$in": list(SIGNAL_TYPES)}}
+    if project_id is not None:
+        match["projectId"] = project_id
     pairs = coll("events").aggregate([{"$match": match}, {"$group": {"_id": {"p": "$projectId", "s": "$sessionId"}}}])
     for pair in pairs:
         key = {"projectId": pair["_id"]["p"], "sessionId": pair["_id"]["s"]}
@@ -85,13 +91,15 @@ def mark_all(coll: Coll, project_id: str | None = None) -> None:
 
 
 def migrate(coll: Coll) -> None:
-    """The first time (a database of an earlier layout, or a new one): mark every session with a click
-    pending, so its rage clicks are decided from then on."""
-    try:
-        coll(MIGRATIONS).insert_one({"_id": "rage-clicks"})
-    except DuplicateKeyError:
-        return
-    mark_all(coll)
+    """The first time (a database of an earlier layout, or a new one): mark every session with a row
+    of signals.SIGNAL_TYPES pending, so its rage clicks (and, from migration "signals" on, its other
+    signals) are decided from then on."""
+    for name in ("rage-clicks", "signals"):
+        try:
+            coll(MIGRATIONS).insert_one({"_id": name})
+        except DuplicateKeyError:
+            continue
+        mark_all(coll)
 
 
 def pending(coll: Coll, project_id: str | None, limit: int) -> list[tuple[str, str]]:
@@ -101,7 +109,9 @@ def pending(coll: Coll, project_id: str | None, limit: int) -> list[tuple[str, s
     return sorted((str(d["projectId"]), str(d["sessionId"])) for d in found)
 
 
-def settle_session(coll: Coll, project_id: str, session_id: str, rule: RageRule) -> bool:
+def settle_session(
+    coll: Coll, project_id: str, session_id: str, rule: RageRule, signals: SignalRules = DEFAULT_RULES
+) -> bool:
     """Settle one pending session; whether it was settled (not held by another settle, nor gone)."""
     now = _now_ms()
     key = {"projectId": project_id, "sessionId": session_id}
@@ -127,6 +137,7 @@ def settle_session(coll: Coll, project_id: str, session_id: str, rule: RageRule)
         except BulkWriteError as exc:  # stored already by a settle whose lease had expired
             if any(e.get("code") != 11000 for e in exc.details.get("writeErrors") or []):
                 raise
+    mongo_signals.settle_session(coll, project_id, session_id, signals)
     if not coll(PENDING).delete_one({**key, "token": mark_doc["token"]}).deleted_count:
         coll(PENDING).update_one(key, {"$set": {"lease": None}})  # marked again meanwhile: settle again
     return True

@@ -33,7 +33,8 @@ from ..aggregates import (
 from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key
 from ..rageclicks import DEFAULT_RULE, new_token
-from . import base, sql_compaction, sql_erase, sql_purge, sql_rage, sql_reports
+from ..signals import DEFAULT_RULES, SIGNAL_TYPES, Signal
+from . import base, sql_compaction, sql_erase, sql_purge, sql_rage, sql_reports, sql_signals
 from .sql_erase import PiecesChanged
 from .sql_ingest import (
     IngestStatements,
@@ -129,6 +130,7 @@ class SqlRepository(base.Repository):
 
     def __init__(self, uri: str) -> None:
         self.rage_rule = DEFAULT_RULE
+        self.signal_rules = DEFAULT_RULES
         self.uri = uri
         self._engine: Engine | None = None
         self.tally = base.ReadTally()
@@ -398,7 +400,7 @@ class SqlRepository(base.Repository):
             executemany(conn, st.reports_sql, [(project_id, *piece) for piece in reports])
         accepted = sum(r.row_count for r in rows) + sum(t.row_count for t in tails)
         conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id, accepted))
-        if any(row.type == "click" for row in rows):  # after the session: erase and purge lock in that order
+        if any(row.type in SIGNAL_TYPES for row in rows):  # after the session: erase and purge lock in that order
             executemany(conn, st.rage_mark_sql, [(project_id, batch.session.id, new_token())])
         return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
 
@@ -487,7 +489,11 @@ class SqlRepository(base.Repository):
                     chunk = sids[start : start + sql_rage.SETTLE_CHUNK]
                     self._write(
                         functools.partial(
-                            sql_rage.settle_sessions, project_id=pid, session_ids=chunk, rule=self.rage_rule
+                            sql_rage.settle_sessions,
+                            project_id=pid,
+                            session_ids=chunk,
+                            rule=self.rage_rule,
+                            signals=self.signal_rules,
                         )
                     )
             done += len(found)
@@ -590,6 +596,8 @@ class SqlRepository(base.Repository):
             clauses.append(sessions.c.started_at >= query.started_from)
         if query.last_seen_to is not None:
             clauses.append(sessions.c.last_seen_at <= query.last_seen_to)
+        if query.signal is not None:
+            clauses.append(sql_signals.having(query.project_id, query.signal, sessions.c.id))
         order = (
             (sessions.c.started_at.desc(), sessions.c.id.desc())
             if query.descending
@@ -613,8 +621,11 @@ class SqlRepository(base.Repository):
             .limit(query.limit)
             .offset(query.offset)
         )
-        return self._read(
-            lambda conn: [
+
+        def run(conn: Connection) -> list[base.SessionSummary]:
+            rows = conn.execute(stmt).all()
+            counts = sql_signals.session_counts(conn, query.project_id, [r.id for r in rows])
+            return [
                 base.SessionSummary(
                     r.id,
                     r.user_id,
@@ -623,10 +634,12 @@ class SqlRepository(base.Repository):
                     r.first_path,
                     int(r.event_count),
                     r.last_path,
+                    counts.get(r.id, {}),
                 )
-                for r in conn.execute(stmt)
+                for r in rows
             ]
-        )
+
+        return self._read(run)
 
     def external_user_ids(self, project_id: str, user_ids: list[str]) -> dict[str, str]:
         if not user_ids:
@@ -987,6 +1000,15 @@ class _SqlReader(base.Reader):
 
     def rage_clicks(self, flt: base.EventFilter) -> list[base.EventRow]:
         return sql_rage.read(self.conn, flt)
+
+    def signals(self, flt: base.EventFilter, kind: str) -> list[Signal]:
+        return sql_signals.read(self.conn, flt, kind)
+
+    def signal_path_counts(self, flt: base.EventFilter) -> dict[tuple[str, str], int]:
+        return sql_signals.path_counts(self.conn, flt)
+
+    def signal_selector_counts(self, flt: base.EventFilter) -> dict[tuple[str, str], int]:
+        return sql_signals.selector_counts(self.conn, flt)
 
     def report_pieces(
         self,

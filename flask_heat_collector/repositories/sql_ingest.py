@@ -19,6 +19,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
 from ..rageclicks import new_token
+from ..signals import SIGNAL_TYPES
 from .base import (
     LOCATION_FIELDS,
     LONG_MOVE_MS,
@@ -356,9 +357,9 @@ class IngestStatements:
             "generate_series(floor(ts / 86400000.0)::bigint, floor((ts + span) / 86400000.0)::bigint) AS d "
             f"WHERE span > {LONG_MOVE_MS} ON CONFLICT DO NOTHING)",
             "tot AS (SELECT count(*) AS c, coalesce(sum(row_count), 0) AS n FROM ins)",
-            # New clicks: the session's rage clicks are settled again (sql_rage.py).
+            # New rows of signals.SIGNAL_TYPES: the session's rage clicks and signals are settled again.
             "r AS (INSERT INTO heat_rage_pending (project_id, session_id, token) "
-            "SELECT %(project_id)s, %(id)s, %(rage_token)s FROM tot WHERE %(clicks)s AND c > 0 "
+            "SELECT %(project_id)s, %(id)s, %(rage_token)s FROM tot WHERE %(signal_rows)s AND c > 0 "
             "ON CONFLICT (project_id, session_id) DO UPDATE SET token = EXCLUDED.token)",
             f"s AS ({session_cte})",
             # The pieces describe every row of the batch: added when all rows were new, skipped when
@@ -416,6 +417,6 @@ class IngestStatements:
             "row_count": len(rows),
             "pieces": _ROWS_JSON.encode(pieces),
             "reports": _ROWS_JSON.encode(reports),
-            "clicks": any(row.type == "click" for row in batch.events),
+            "signal_rows": any(row.type in SIGNAL_TYPES for row in batch.events),
             "rage_token": new_token(),
         }

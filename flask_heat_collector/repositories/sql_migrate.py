@@ -49,7 +49,8 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
     if users_v1:
         _project_leading_users_key(conn)
     metadata.create_all(conn, checkfirst=True)
-    if "events" in tables and "heat_rage_pending" not in tables:  # rage clicks are decided from now on
+    if "events" in tables and ("heat_rage_pending" not in tables or "heat_signals" not in tables):
+        # rage clicks and signals are decided from now on
         sql_rage.mark_all(conn)
     if "events" in tables and ("heat_report_pieces" not in tables or _lacks_all_widths(conn)):
         # report data of the events stored so far (again if made before the all-band pieces)

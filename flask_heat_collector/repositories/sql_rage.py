@@ -1,5 +1,6 @@
 """Rage clicks on the SQL backends (rageclicks.py): the pending marks ingest writes, settling a
-pending session, and the reads of the reports."""
+pending session, and the reads of the reports. The mark also stands for the session's other
+signals (signals.py), settled in the same transaction (sql_signals.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from sqlalchemy.engine import Connection
 
 from ..ingest import path_key
 from ..rageclicks import RageRule, new_token, rage_row, settle
+from ..signals import DEFAULT_RULES, SIGNAL_TYPES, SignalRules
+from . import sql_signals
 from .base import EventFilter, EventRow
 from .sql_ingest import executemany, insert_ignore, rage_mark_sql
 from .sql_schema import events, heat_rage_clicks, heat_rage_pending
@@ -29,10 +32,11 @@ def mark(conn: Connection, project_id: str, session_ids: list[str]) -> None:
 
 
 def forget(conn: Connection, project_id: str, session_ids: list[str]) -> None:
-    """Drop the stored rage clicks of these sessions (some of their events are being deleted) and mark
-    them pending, so the next settle decides again from the clicks left."""
+    """Drop the stored rage clicks and signals of these sessions (some of their events are being
+    deleted) and mark them pending, so the next settle decides again from the rows left."""
     ids = sorted(set(session_ids))
     mark(conn, project_id, ids)  # the marks first: a settle locks them before the rage clicks
+    sql_signals.forget(conn, project_id, ids)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         conn.execute(
@@ -43,9 +47,10 @@ def forget(conn: Connection, project_id: str, session_ids: list[str]) -> None:
 
 
 def mark_all(conn: Connection, project_id: str | None = None) -> None:
-    """Mark every session with a click pending (after a bulk load or when the tables are new)."""
+    """Mark every session with a row of signals.SIGNAL_TYPES pending (after a bulk load or when the
+    tables are new)."""
     found = sa.select(events.c.project_id, events.c.session_id, sa.literal(1, sa.BigInteger)).where(
-        events.c.type == "click"
+        events.c.type.in_(SIGNAL_TYPES)
     )
     if project_id is not None:
         found = found.where(events.c.project_id == project_id)
@@ -62,8 +67,15 @@ def pending(conn: Connection, project_id: str | None, limit: int) -> list[tuple[
     return [(str(r[0]), str(r[1])) for r in conn.execute(stmt.order_by(t.project_id, t.session_id).limit(limit))]
 
 
-def settle_sessions(conn: Connection, project_id: str, session_ids: list[str], rule: RageRule) -> int:
-    """Settle these pending sessions of one project in this transaction; the sessions settled.
+def settle_sessions(
+    conn: Connection,
+    project_id: str,
+    session_ids: list[str],
+    rule: RageRule,
+    signals: SignalRules = DEFAULT_RULES,
+) -> int:
+    """Settle these pending sessions of one project in this transaction (their rage clicks and their
+    other signals); the sessions settled.
 
     Their marks are locked first (in order), so a concurrent settle waits and then finds them gone,
     and a batch committing meanwhile waits to mark its session again; a mark whose token changed
@@ -110,6 +122,7 @@ def settle_sessions(conn: Connection, project_id: str, session_ids: list[str], r
             sa.insert(heat_rage_clicks),
             [{"project_id": project_id, **{name: getattr(c, name) for name in _RAGE_FIELDS}} for c in added],
         )
+    sql_signals.settle_sessions(conn, project_id, ids, signals)
     conn.execute(
         sa.delete(heat_rage_pending).where(
             t.project_id == project_id, t.session_id == sa.bindparam("b_sid"), t.token == sa.bindparam("b_token")

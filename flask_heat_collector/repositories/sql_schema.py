@@ -204,6 +204,27 @@ heat_rage_pending = _table(
     sa.Column("token", sa.BigInteger, nullable=False),
 )
 
+# The other frustration signals (signals.py): one row per (kind, event) of a session, settled with
+# its rage clicks (the same pending mark, set by every batch with a row of signals.SIGNAL_TYPES).
+heat_signals = _table(
+    "heat_signals",
+    sa.Column("project_id", _Uuid, primary_key=True),
+    sa.Column("session_id", _ClientId, primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("event_id", _ClientId, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    _ms("ts"),
+    sa.Column("path", _Path, nullable=False),
+    sa.Column("path_key", sa.BigInteger, nullable=False),
+    sa.Column("selector", _Path),
+    sa.Column("x", sa.Integer),
+    sa.Column("y", sa.Integer),
+    sa.Column("bucket_w", sa.Integer, nullable=False),
+    sa.Column("bucket_h", sa.Integer, nullable=False),
+    sa.Index("ix_heat_signals_ts", "project_id", "kind", "ts"),
+    sa.Index("ix_heat_signals_path_ts", "project_id", "path_key", "ts"),
+)
+
 # Every stored column of events but the JSON ones: what the aggregates add up.
 ROLLUP_FIELDS = [events.c[name] if name not in ("meta_json", "data_json") else sa.null() for name in STORED_FIELDS]
 

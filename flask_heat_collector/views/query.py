@@ -29,6 +29,7 @@ from ..schemas import (
     SessionsQuerySchema,
 )
 from ..serialize import event_json, session_json
+from ..signals import SIGNAL_NAMES
 from ..state import get_state
 from . import common
 
@@ -180,6 +181,7 @@ def project_sessions(project_id: str) -> Response:
     query = _load(_SESSIONS)
     start, end = _time_range()
     repo = get_state().repository
+    repo.settle_rage(common.check_id(project_id, "projectId"))
     found = repo.list_sessions(
         SessionQuery(
             project_id=common.check_id(project_id, "projectId"),
@@ -190,6 +192,7 @@ def project_sessions(project_id: str) -> Response:
             descending=query["order"] == "desc",
             limit=query["limit"],
             offset=query["offset"],
+            signal=query.get("signal"),
         )
     )
     external = repo.external_user_ids(project_id, [s.user_id for s in found if s.user_id])
@@ -202,6 +205,7 @@ def project_sessions(project_id: str) -> Response:
             "lastSeenAt": s.last_seen_at,
             "firstPath": s.first_path,
             "eventCount": s.event_count,
+            "signals": {name: s.signals.get(name, 0) for name in SIGNAL_NAMES},
         }
         for s in found
     ]

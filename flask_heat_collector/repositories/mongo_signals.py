@@ -1,0 +1,134 @@
+"""Frustration signals on MongoDB (signals.py): settled with a session's rage clicks under the same
+lease (mongo_rage.settle_session), and the reads of the reports."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
+
+from ..ingest import path_key
+from ..signals import RAGE, SIGNAL_FIELDS, SIGNAL_TYPES, SessionRow, Signal, SignalRules, settle
+from .base import EventFilter
+
+Doc = dict[str, Any]
+Coll = Callable[[str], Collection[Doc]]
+SIGNALS = "heat_signals"
+RAGE_CLICKS = "heat_rage_clicks"
+INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
+    (SIGNALS, ("projectId", "sessionId", "kind", "eventId"), True, "uq_heat_signals_key"),
+    (SIGNALS, ("projectId", "kind", "ts"), False, "ix_heat_signals_ts"),
+    (SIGNALS, ("projectId", "pathKey", "ts"), False, "ix_heat_signals_path_ts"),
+)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+_ROW_FIELDS = [_camel(name) for name in SessionRow._fields]
+_SIGNAL_FIELDS = [(name, _camel(name)) for name in SIGNAL_FIELDS]
+_ROW_PROJECTION = {"_id": 0, **{name: 1 for name in _ROW_FIELDS}}
+_SIGNAL_PROJECTION = {"_id": 0, **{camel: 1 for _, camel in _SIGNAL_FIELDS}}
+
+
+def _plain(value: Any) -> Any:
+    return int(value) if isinstance(value, int) and type(value) is not bool else value
+
+
+def _signal(doc: Doc) -> Signal:
+    return Signal(*(_plain(doc.get(camel)) for _, camel in _SIGNAL_FIELDS))
+
+
+def settle_session(coll: Coll, project_id: str, session_id: str, rules: SignalRules) -> None:
+    """Decide the signals of one session (its mark leased by the caller) and store the difference."""
+    key = {"projectId": project_id, "sessionId": session_id}
+    found = (
+        coll("events").find({**key, "type": {"$in": list(SIGNAL_TYPES)}}, _ROW_PROJECTION).sort([("ts", 1), ("seq", 1)])
+    )
+    rows = [SessionRow(*(_plain(doc.get(name)) for name in _ROW_FIELDS)) for doc in found]
+    stored = [(str(d["kind"]), str(d["eventId"])) for d in coll(SIGNALS).find(key, {"_id": 0, "kind": 1, "eventId": 1})]
+    added, removed = settle(session_id, rows, stored, rules)
+    for kind, event_id in removed:
+        coll(SIGNALS).delete_one({**key, "kind": kind, "eventId": event_id})
+    if added:
+        docs = [{"projectId": project_id, **{camel: getattr(s, name) for name, camel in _SIGNAL_FIELDS}} for s in added]
+        try:
+            coll(SIGNALS).insert_many(docs, ordered=False)
+        except BulkWriteError as exc:  # stored already by a settle whose lease had expired
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors") or []):
+                raise
+
+
+def forget(coll: Coll, project_id: str, session_ids: list[str]) -> None:
+    """Drop the stored signals of these sessions (the caller marks them pending)."""
+    if session_ids:
+        coll(SIGNALS).delete_many({"projectId": project_id, "sessionId": {"$in": sorted(set(session_ids))}})
+
+
+def _match(flt: EventFilter) -> Doc:
+    match: Doc = {"projectId": flt.project_id}
+    if flt.path is not None:
+        match["pathKey"] = path_key(flt.path)
+        match["path"] = flt.path
+    ts: Doc = {}
+    if flt.ts_from is not None:
+        ts["$gte"] = flt.ts_from
+    if flt.ts_to is not None:
+        ts["$lte"] = flt.ts_to
+    if ts:
+        match["ts"] = ts
+    return match
+
+
+def read(coll: Coll, flt: EventFilter, kind: str) -> list[Signal]:
+    """The stored signals of one kind in ``flt`` in ``(ts, seq)`` order."""
+    found = coll(SIGNALS).find({**_match(flt), "kind": kind}, _SIGNAL_PROJECTION, sort=[("ts", 1), ("seq", 1)])
+    return [_signal(d) for d in found]
+
+
+def path_counts(coll: Coll, flt: EventFilter) -> dict[tuple[str, str], int]:
+    """``{(path, kind): signals}`` of ``flt``'s range, rage clicks as kind ``rage``, grouped by the database."""
+    found: dict[tuple[str, str], int] = {}
+    group = {"$group": {"_id": {"p": "$path", "k": "$kind"}, "n": {"$sum": 1}}}
+    for doc in coll(SIGNALS).aggregate([{"$match": _match(flt)}, group]):
+        found[(str(doc["_id"]["p"]), str(doc["_id"]["k"]))] = int(doc["n"])
+    rage = {"$group": {"_id": "$path", "n": {"$sum": 1}}}
+    for doc in coll(RAGE_CLICKS).aggregate([{"$match": _match(flt)}, rage]):
+        found[(str(doc["_id"]), RAGE)] = int(doc["n"])
+    return found
+
+
+def selector_counts(coll: Coll, flt: EventFilter) -> dict[tuple[str, str], int]:
+    """``{(selector, kind): n}`` of the signals with a selector in ``flt``, grouped by the database."""
+    match = {**_match(flt), "selector": {"$nin": [None, ""]}}
+    group = {"$group": {"_id": {"s": "$selector", "k": "$kind"}, "n": {"$sum": 1}}}
+    return {
+        (str(d["_id"]["s"]), str(d["_id"]["k"])): int(d["n"])
+        for d in coll(SIGNALS).aggregate([{"$match": match}, group])
+    }
+
+
+def sessions_with(coll: Coll, project_id: str, kind: str) -> list[str]:
+    """The sessions with at least one signal of ``kind`` (``rage`` too)."""
+    if kind == RAGE:
+        return [str(s) for s in coll(RAGE_CLICKS).distinct("sessionId", {"projectId": project_id})]
+    return [str(s) for s in coll(SIGNALS).distinct("sessionId", {"projectId": project_id, "kind": kind})]
+
+
+def session_counts(coll: Coll, project_id: str, session_ids: list[str]) -> dict[str, dict[str, int]]:
+    """``{session: {kind: signals}}`` of these sessions (rage clicks as ``rage``)."""
+    if not session_ids:
+        return {}
+    match = {"$match": {"projectId": project_id, "sessionId": {"$in": sorted(set(session_ids))}}}
+    found: dict[str, dict[str, int]] = defaultdict(dict)
+    group = {"$group": {"_id": {"s": "$sessionId", "k": "$kind"}, "n": {"$sum": 1}}}
+    for doc in coll(SIGNALS).aggregate([match, group]):
+        found[str(doc["_id"]["s"])][str(doc["_id"]["k"])] = int(doc["n"])
+    for doc in coll(RAGE_CLICKS).aggregate([match, {"$group": {"_id": "$sessionId", "n": {"$sum": 1}}}]):
+        found[str(doc["_id"])][RAGE] = int(doc["n"])
+    return dict(found)

@@ -1,0 +1,346 @@
+"""Frustration signals (SPEC §10, issue 24): dead clicks, error clicks, quick backs and excessive
+scrolling, decided per session on the server and corrected by later data, on every backend; hand-made
+cases (false positives included) and random data checked against the plain reference in tests/oracle.py."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from . import oracle
+from .helpers import API, batch, event, ingest_all
+
+T = 1_790_000_000_000
+DESKTOP = {"w": 1280, "h": 800, "meta": {"viewportBucket": "1280x800"}}
+KINDS = ("rage", "dead", "error", "quickback", "scroll")
+
+
+def ev(kind: str, ts: int, path: str = "/", eid: str | None = None, **fields: Any) -> dict[str, Any]:
+    found = event(kind, ts=T + ts, path=path, **DESKTOP, **fields)
+    if eid is not None:
+        found["eventId"] = eid
+    return found
+
+
+def click(ts: int, selector: str, path: str = "/", x: int = 100, y: int = 100) -> dict[str, Any]:
+    return ev("click", ts, path, x=x, y=y, selector=selector)
+
+
+def get(client: FlaskClient, project: str, endpoint: str, **params: Any) -> dict[str, Any]:
+    response = client.get(f"/api/projects/{project}/{endpoint}", query_string=params, headers=API)
+    assert response.status_code == 200, response.get_json()
+    found: dict[str, Any] = response.get_json()
+    return found
+
+
+def answers(client: FlaskClient, project: str, **params: Any) -> dict[str, Any]:
+    """Every signal answer of the API, zeros left out."""
+    elements = get(client, project, "elements", limit=500, **params)["elements"]
+    paths = get(client, project, "paths", limit=500, **params)["paths"]
+    sessions = get(client, project, "sessions", limit=200)["sessions"]
+    return {
+        "dead": {e["selector"]: e["deadClicks"] for e in elements if e["deadClicks"]},
+        "error": {e["selector"]: e["errorClicks"] for e in elements if e["errorClicks"]},
+        "paths": {
+            p["path"]: (p["rageClicks"], p["deadClicks"], p["quickBacks"], p["excessiveScrolls"])
+            for p in paths
+            if p["rageClicks"] or p["deadClicks"] or p["quickBacks"] or p["excessiveScrolls"]
+        },
+        "deadclick": get(client, project, "heatmap", type="deadclick", **params)["meta"]["total"],
+        "errorclick": get(client, project, "heatmap", type="errorclick", **params)["meta"]["total"],
+        "sessions": {
+            s["sessionId"]: {k: n for k, n in s["signals"].items() if n} for s in sessions if any(s["signals"].values())
+        },
+        "filtered": {
+            k: sorted(s["sessionId"] for s in get(client, project, "sessions", limit=200, signal=k)["sessions"])
+            for k in KINDS
+        },
+    }
+
+
+def expected(
+    bodies: list[dict[str, Any]], ts_from: int | None = None, ts_to: int | None = None, **rules: Any
+) -> dict[str, Any]:
+    """What the API must answer, from the oracle over the bodies posted."""
+    rows = oracle.stored_rows(bodies)
+    rage_rule = {k: rules.pop(k) for k in ("clicks_needed", "window_ms", "radius_px") if k in rules}
+    found = {"rage": oracle.rage_rows(rows, **rage_rule), **oracle.signals(rows, **rules)}
+
+    def inside(r: oracle.Row) -> bool:
+        return (ts_from is None or r.ts >= ts_from) and (ts_to is None or r.ts <= ts_to)
+
+    ranged = {k: [r for r in v if inside(r)] for k, v in found.items()}
+    per_path: dict[str, list[int]] = {}
+    for i, kind in enumerate(("rage", "dead", "quickback", "scroll")):
+        for r in ranged[kind]:
+            per_path.setdefault(r.path, [0, 0, 0, 0])[i] += 1
+    per_session: dict[str, dict[str, int]] = {}
+    for kind, found_rows in found.items():
+        for r in found_rows:
+            mine = per_session.setdefault(r.session_id, {})
+            mine[kind] = mine.get(kind, 0) + 1
+    return {
+        "dead": dict(Counter(r.selector for r in ranged["dead"] if r.selector)),
+        "error": dict(Counter(r.selector for r in ranged["error"] if r.selector)),
+        "paths": {p: tuple(n) for p, n in per_path.items()},
+        "deadclick": len(ranged["dead"]),
+        "errorclick": len(ranged["error"]),
+        "sessions": per_session,
+        "filtered": {k: sorted({r.session_id for r in found[k]}) for k in KINDS},
+    }
+
+
+def test_dead_clicks_and_their_false_positives(client: FlaskClient) -> None:
+    first = batch(
+        click(0, "#buy"),  # nothing follows: dead
+        click(10_000, "a.file[download]"),  # a download link: never dead
+        click(20_000, "#nav"),
+        ev("pageview", 20_500, "/next"),  # a pageview 500 ms later: not dead
+        click(30_000, "#x"),
+        click(31_000, "#y"),  # another selector 1 s later: #x is not dead, #y is
+        click(40_000, "form > input#q"),  # a form field: never dead
+        click(50_000, "#same"),
+        click(50_400, "#same"),  # the same selector again is no effect: both dead
+        click(60_000, "#late"),
+        session_id="s",
+    )
+    project = ingest_all(client, [first])
+    got = answers(client, project)
+    assert got["dead"] == {"#buy": 1, "#y": 1, "#same": 2, "#late": 1}
+    assert got["deadclick"] == 5 and got == expected([first])
+    late = batch(ev("scroll", 61_200, scrollY=300), session_id="s")  # the effect arrives in a later batch
+    ingest_all(client, [late])
+    got = answers(client, project)
+    assert got["dead"] == {"#buy": 1, "#y": 1, "#same": 2}
+    assert got == expected([first, late])
+    ranged = answers(client, project, **{"from": T + 45_000, "to": T + 70_000})
+    assert ranged["dead"] == {"#same": 2} and ranged["deadclick"] == 2
+
+
+def test_error_clicks(client: FlaskClient) -> None:
+    body = batch(
+        click(0, "#pay"),
+        ev("custom", 800, name="error"),  # within 1 s: an error click
+        click(5_000, "#pay"),
+        ev("custom", 6_200, name="error"),  # 1.2 s later: none
+        click(10_000, "#save"),
+        ev("custom", 10_100, name="signup"),  # another name: none
+        session_id="e",
+    )
+    project = ingest_all(client, [body])
+    got = answers(client, project)
+    assert got["error"] == {"#pay": 1} and got["errorclick"] == 1
+    assert got["sessions"]["e"]["error"] == 1 and got["filtered"]["error"] == ["e"]
+    assert got == expected([body])
+    bad = client.get(f"/api/projects/{project}/sessions", query_string={"signal": "errors"}, headers=API)
+    assert bad.status_code == 400, bad.get_json()
+
+
+def test_quick_backs_count_against_the_page_left(client: FlaskClient) -> None:
+    quick = batch(
+        ev("pageview", 0, "/"),
+        ev("pageview", 1_000, "/b"),
+        ev("pageview", 5_000, "/"),  # back to / 4 s after /b: a quick back on /b
+        ev("pageview", 20_000, "/c"),
+        ev("pageview", 30_000, "/"),  # back after 10 s: none
+        ev("pageview", 31_000, "/d"),
+        ev("pageview", 32_000, "/e"),  # on to another page: none
+        session_id="q",
+    )
+    project = ingest_all(client, [quick])
+    got = answers(client, project)
+    assert got["paths"] == {"/b": (0, 0, 1, 0)}
+    assert got["filtered"]["quickback"] == ["q"]
+    assert got == expected([quick])
+
+
+def test_excessive_scrolling(client: FlaskClient) -> None:
+    def scrolls(start: int, n: int, path: str = "/") -> list[dict[str, Any]]:
+        return [ev("scroll", start + 1_000 * i, path, scrollY=100 * (i % 2)) for i in range(n)]
+
+    # 16 rows up and down a second apart: 14 reversals, the 7th and the 14th end an episode.
+    many = batch(*scrolls(0, 16), session_id="a")
+    # 8 rows (6 reversals) are not excessive; nor 12 with a click in the middle.
+    few = batch(*scrolls(0, 8), session_id="b")
+    cut = batch(*scrolls(0, 6), click(5_500, "#here"), *scrolls(6_000, 6), session_id="c")
+    # slow: a reversal every 11 s, never 7 within a minute
+    slow = batch(*[ev("scroll", 11_000 * i, "/slow", scrollY=100 * (i % 2)) for i in range(16)], session_id="d")
+    bodies = [many, few, cut, slow]
+    project = ingest_all(client, bodies)
+    got = answers(client, project)
+    assert got["paths"] == {"/": (0, 0, 0, 2)}
+    assert got["filtered"]["scroll"] == ["a"]
+    assert got == expected(bodies)
+
+
+def random_bodies(seed: int, sessions: int = 6) -> list[dict[str, Any]]:
+    """Sessions wandering over three pages: clicks (some on a download link or a form field), pageviews,
+    scroll bursts, inputs and custom events, close in time; each session in three batches posted out of
+    order (late data)."""
+    rng = random.Random(seed)
+    bodies = []
+    for s in range(sessions):
+        found: list[dict[str, Any]] = []
+        ts, path, y = rng.randrange(0, 5_000), "/", 0
+        for _ in range(rng.randint(15, 40)):
+            ts += rng.choice([50, 200, 400, 900, 1_300, 1_600, 2_500, 6_000])
+            kind = rng.choices(["click", "pageview", "scroll", "input", "custom", "burst"], [6, 3, 3, 1, 2, 1])[0]
+            if kind == "click":
+                selector = rng.choice(["#a", "#b", "#b", "a[download]", "form > input#q"])
+                found.append(click(ts, selector, path, rng.randrange(0, 1200), rng.randrange(0, 900)))
+                if rng.random() < 0.3:  # a quick repeat, sometimes a rage burst
+                    for _ in range(rng.randint(1, 3)):
+                        ts += rng.randrange(50, 300)
+                        found.append(click(ts, selector, path, 500, 500))
+                if rng.random() < 0.25:  # a custom event soon after, sometimes an error
+                    ts += rng.randrange(100, 1_500)
+                    found.append(ev("custom", ts, path, name=rng.choice(["error", "oops"])))
+            elif kind == "pageview":
+                path = rng.choice(["/", "/a", "/b"])
+                found.append(ev("pageview", ts, path))
+            elif kind in ("scroll", "burst"):
+                for _ in range(1 if kind == "scroll" else rng.randint(6, 14)):
+                    y = max(0, y + rng.choice([-300, -100, 100, 300]))
+                    found.append(ev("scroll", ts, path, scrollY=y, scrollDepthPct=min(100, y / 30)))
+                    ts += rng.randrange(100, 2_000)
+            elif kind == "input":
+                found.append(ev("input", ts, path))
+            else:
+                found.append(ev("custom", ts, path, name=rng.choice(["error", "oops", "signup"])))
+        cuts = sorted(rng.sample(range(1, len(found)), 2))
+        parts = [found[: cuts[0]], found[cuts[0] : cuts[1]], found[cuts[1] :]]
+        rng.shuffle(parts)
+        bodies += [batch(*part, session_id=f"r{s}") for part in parts]
+    rng.shuffle(bodies)
+    return bodies
+
+
+def test_random_data_against_the_oracle(make_app: Callable[..., Flask]) -> None:
+    """Random sessions on every backend: every answer equals the oracle's, in ranges too; then again
+    after `flask heat recompute-signals` under other thresholds, and after an erase."""
+    bodies = random_bodies(7)
+    app = make_app(rate_limit="100000 per second")
+    client = app.test_client()
+    project = ingest_all(client, bodies)
+    assert answers(client, project) == expected(bodies)
+    window = {"from": T + 8_000, "to": T + 30_000}
+    assert answers(client, project, **window) == expected(bodies, window["from"], window["to"])
+    rows, end = oracle.stored_rows(bodies), T + 10**6
+    for kind, name in (("dead", "deadclick"), ("error", "errorclick")):
+        for path, lo in ((None, 0), ("/a", T + 8_000)):
+            where = {"path": path} if path else {}
+            got = get(client, project, "heatmap", type=name, resolution=64, **{"from": lo, "to": end}, **where)
+            want = oracle.signal_heatmap(rows, kind, path=path, ts_from=lo, ts_to=end, resolution=64)
+            assert got["points"] == want["points"] and (want["meta"]["total"] or path)
+            assert all(got["meta"][k] == want["meta"][k] for k in ("total", "plotted", "viewport", "renderHeight"))
+
+    other = {
+        "dead_click_ms": 700,
+        "signal_ignore_selectors": ["#b"],
+        "error_event_names": ["error", "oops"],
+        "quick_back_ms": 3_000,
+        "scroll_reversals": 3,
+    }
+    rules = {"dead_ms": 700, "ignore": ["#b"], "error_names": ["error", "oops"], "quick_back_ms": 3_000, "reversals": 3}
+    assert expected(bodies) != expected(bodies, **rules)  # the data tells the thresholds apart
+    second = make_app(rate_limit="100000 per second", **other)
+    client = second.test_client()
+    out = second.test_cli_runner().invoke(args=["heat", "recompute-signals"])
+    assert out.exit_code == 0, out.output
+    assert answers(client, project) == expected(bodies, **rules)
+
+    cut = T + 12_000
+    out = second.test_cli_runner().invoke(args=["heat", "erase", "--project-id", project, "--before", str(cut)])
+    assert out.exit_code == 0 and json.loads(out.stdout)["verified"] is True, out.output
+    kept = [dict(b, events=[e for e in b["events"] if e["ts"] >= cut]) for b in bodies]
+    assert answers(client, project) == expected(kept, **rules)
+
+
+def test_a_database_without_the_signals_table_is_moved_forward(app: Flask, client: FlaskClient, backend: str) -> None:
+    bodies = [
+        batch(
+            click(0, "#buy"),
+            ev("pageview", 100, "/"),
+            ev("pageview", 200, "/b"),
+            ev("pageview", 300, "/"),
+            session_id="m",
+        )
+    ]
+    project = ingest_all(client, bodies)
+    want = expected(bodies)
+    assert answers(client, project) == want and want["paths"] == {"/b": (0, 0, 1, 0)}
+    repo: Any = app.extensions["heat_collector"].repository
+    if backend.startswith("mongodb"):
+        repo.db.drop_collection("heat_signals")
+        repo.db["heat_migrations"].delete_one({"_id": "signals"})
+    else:
+        with repo.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE heat_signals")
+    out = app.test_cli_runner().invoke(args=["heat", "migrate"])
+    assert out.exit_code == 0, out.output
+    assert answers(client, project) == want
+
+
+def test_signal_thresholds_are_validated() -> None:
+    import pytest
+
+    from flask_heat_collector import ConfigurationError, HeatCollector
+
+    for key, value in (("HEAT_DEAD_CLICK_MS", 0), ("HEAT_QUICK_BACK_MS", -1), ("HEAT_SCROLL_REVERSALS", "x"),
+                       ("HEAT_SIGNAL_IGNORE_SELECTORS", [""]), ("HEAT_ERROR_EVENT_NAMES", 3)):  # fmt: skip
+        app = Flask(__name__)
+        app.config.update({"HEAT_DATABASE_URI": "sqlite://", key: value})
+        with pytest.raises(ConfigurationError, match=key):
+            HeatCollector(app)
+
+
+def test_purge_corrects_signals(make_app: Callable[..., Flask]) -> None:
+    import time
+
+    now = int(time.time() * 1000)
+    day = 86_400_000
+    cut = (now // day - 2) * day  # the purge's cut: UTC midnight two days ago
+    app = make_app(retention_days=2, aggregate_retention_days=400)
+    client = app.test_client()
+
+    def at(kind: str, ts: int, **fields: Any) -> dict[str, Any]:
+        return dict(ev(kind, 0, **fields), ts=ts)
+
+    # Before the cut: a dead click and the pageview that makes a quick back of the click's page;
+    # after it: a click whose only effect (a scroll) is also after it, and a dead one.
+    body = batch(
+        at("pageview", cut - 9_000, path="/"),
+        at("click", cut - 8_000, selector="#old", x=1, y=1),
+        at("pageview", cut - 3_000, path="/b"),
+        at("pageview", cut - 1_000, path="/"),
+        at("click", cut + 100, selector="#new", x=1, y=1),
+        at("scroll", cut + 200, scrollY=50),
+        at("click", cut + 5_000, selector="#gone", x=1, y=1),
+        session_id="p",
+    )
+    project = ingest_all(client, [body])
+    assert answers(client, project) == expected([body])
+    assert expected([body])["sessions"]["p"] == {"dead": 2, "quickback": 1}
+    out = app.test_cli_runner().invoke(args=["heat", "purge"])
+    assert out.exit_code == 0, out.output
+    kept = [dict(body, events=[e for e in body["events"] if e["ts"] >= cut])]
+    assert answers(client, project) == expected(kept)
+    assert expected(kept)["sessions"]["p"] == {"dead": 1}
+
+
+def test_ignore_patterns_match_the_last_compound_with_star_only() -> None:
+    from flask_heat_collector.signals import DEFAULT_IGNORE, selector_ignored
+
+    for selector in ("form > input#q", "input", "textarea.note", "main select#country", "a.file[download]",
+                     'a[download="x.pdf"]', "ul li+a[download]"):  # fmt: skip
+        assert selector_ignored(selector, DEFAULT_IGNORE), selector
+    for selector in ("#inputs", "div.select-box", "input#q > span", "button", "a[href='/dl']", "", None):
+        assert not selector_ignored(selector, DEFAULT_IGNORE), selector
+    assert selector_ignored("nav [data-x]", ["[data-x]"])  # brackets are plain characters
+    assert not selector_ignored("nav d", ["[d]"]) and not selector_ignored("#a", ["#?"])
