@@ -84,6 +84,7 @@ _COUNT: Json = {"type": "integer", "minimum": 0}
 _POSITIVE: Json = {"type": "integer", "minimum": 1}
 _PCT: Json = {"type": "number", "minimum": 0, "maximum": 100}
 _VIEWPORT_COUNTS: Json = {"type": "object", "additionalProperties": _INT}
+_FOUND: Json = {"type": "boolean", "description": "whether the project exists (an unknown one answers empty)"}
 
 
 def _object(required: str, **properties: Json) -> Json:
@@ -135,13 +136,16 @@ _ANSWERS: dict[str, Json] = {
         points=_array(_object("x y value", x=_INT, y=_INT, value=_INT)),
         meta=_object(
             "resolution viewport renderHeight cell total plotted ignored otherViewports requestedType resolvedType "
-            "bucket plottableTypes typeBreakdown",
+            "bucket plottableTypes typeBreakdown projectFound",
+            projectFound=_FOUND,
             cell=_object("w h", w={"type": "number"}, h={"type": "number"}),
             otherViewports=_VIEWPORT_COUNTS,
         ),
     ),
     "EventPage": _object(
-        "events meta", events=_array(_ref("Event")), meta=_object("count limit offset projectId requestedType")
+        "events meta",
+        events=_array(_ref("Event")),
+        meta=_object("count limit offset projectId requestedType projectFound", projectFound=_FOUND),
     ),
     "Scrollmap": _object(
         "reach meta",
@@ -156,7 +160,8 @@ _ANSWERS: dict[str, Json] = {
             maxItems=21,
         ),
         meta=_object(
-            "sessions foldPct viewport renderHeight bucket otherViewports",
+            "sessions foldPct viewport renderHeight bucket otherViewports projectFound",
+            projectFound=_FOUND,
             sessions=_COUNT,
             foldPct=_PCT,
             otherViewports=_VIEWPORT_COUNTS,
@@ -174,7 +179,18 @@ _ANSWERS: dict[str, Json] = {
             ),
             maxItems=500,
         ),
-        meta=_object("count total limit requestedType"),
+        meta=_object("count total limit requestedType projectFound", projectFound=_FOUND),
+    ),
+    "Projects": _object(
+        "projects",
+        projects=_array(
+            _object(
+                "id name createdAt lastEventAt",
+                **_each(_STRING, "id name"),
+                createdAt=_INT,
+                lastEventAt={**_INT_OR_NULL, "description": "the latest event ts (a move: its latest point)"},
+            )
+        ),
     ),
     "Paths": _object(
         "paths meta",
@@ -184,7 +200,7 @@ _ANSWERS: dict[str, Json] = {
             ),
             maxItems=500,
         ),
-        meta=_object("count total limit q"),
+        meta=_object("count total limit q projectFound", projectFound=_FOUND),
     ),
     "SessionPage": _object(
         "sessions meta",
@@ -195,13 +211,16 @@ _ANSWERS: dict[str, Json] = {
                 externalUserId=_STRING_OR_NULL,
             )
         ),
-        meta={"type": "object"},
+        meta=_object("count limit offset projectId projectFound", projectFound=_FOUND),
     ),
     "SessionDetail": _object(
         "session events meta",
         session={"oneOf": [_ref("Session"), {"type": "null"}]},
         events=_array(_ref("Event")),
-        meta=_object("found count limit offset"),
+        meta=_object(
+            "found count limit offset",
+            projectFound={**_FOUND, "description": "whether the project exists (only under /api/projects/...)"},
+        ),
     ),
     "Metrics": _object(
         "metrics requestId now",
@@ -350,6 +369,11 @@ def _paths() -> dict[str, Json]:
                 },
             },
         },
+        "/api/projects": _get(
+            "The projects the query key may read, oldest first (createdAt, then id)",
+            [],
+            _answer("Projects", "Projects", **{"X-Total-Count": {"schema": _DIGITS}}),
+        ),
         f"{project}/heatmap": _report(
             "Heatmap points aggregated by the database", HeatmapQuerySchema, "Heatmap", "Points and meta"
         ),

@@ -451,6 +451,15 @@ class Reader(ABC):
     def max_span(self, project_id: str) -> int:
         """The longest move ever stored in the project (ms): how far before a range its points may start."""
 
+    @abstractmethod
+    def project_found(self, project_id: str) -> bool:
+        """Whether a project with this id exists (a lookup by primary key)."""
+
+    @abstractmethod
+    def last_item_ts(self, project_id: str) -> int | None:
+        """The latest item ts of the project's stored rows (a move: its latest point), as the report
+        pieces of its latest UTC day hold it: never a scan of events. ``None`` when it has none."""
+
 
 class Repository(ABC):
     """Storage for projects, users, sessions, events and heatmap aggregates.

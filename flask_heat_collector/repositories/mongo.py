@@ -1349,3 +1349,9 @@ class _MongoReader(base.Reader):
     def max_span(self, project_id: str) -> int:
         doc = self.repo._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})
         return int((doc or {}).get("maxSpan") or 0)
+
+    def project_found(self, project_id: str) -> bool:
+        return self.repo._coll("projects").find_one({"id": project_id}, {"_id": 1}) is not None
+
+    def last_item_ts(self, project_id: str) -> int | None:
+        return mongo_reports.last_item_ts(self.repo._coll, project_id)

@@ -1000,3 +1000,9 @@ class _SqlReader(base.Reader):
     def max_span(self, project_id: str) -> int:
         found = self.conn.execute(sa.select(projects.c.max_span).where(projects.c.id == project_id)).scalar()
         return int(found or 0)
+
+    def project_found(self, project_id: str) -> bool:
+        return self.conn.execute(sa.select(projects.c.id).where(projects.c.id == project_id)).first() is not None
+
+    def last_item_ts(self, project_id: str) -> int | None:
+        return sql_reports.last_item_ts(self.conn, project_id)
