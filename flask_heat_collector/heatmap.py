@@ -30,6 +30,7 @@ from .ingest import js_round, parse_bucket
 from .listing import from_edge
 from .rageclicks import RAGECLICK
 from .repositories.base import EventFilter, Reader, Repository
+from .samples import band_sample, sample_json
 
 DEFAULT_VIEWPORT = (1280, 720)
 NOT_PLOTTABLE_WARNING = (
@@ -301,10 +302,19 @@ def _build(
         "bucket": chosen,
         "plottableTypes": list(PLOTTABLE_TYPES),
         "typeBreakdown": by_type,
+        "sample": _sample(reader, flt, width, total),
     }
     if total and not plotted:
         meta["warning"] = NOT_PLOTTABLE_WARNING
     return Heatmap(points=points, meta=meta)
+
+
+def _sample(reader: Reader, flt: EventFilter, width: int | None, total: int) -> dict[str, Any]:
+    """``meta.sample``: the sessions with any row on the path in the range and the map's width band;
+    the events are ``meta.total`` (the rows of the resolved type, of every width)."""
+    assert flt.ts_from is not None and flt.ts_to is not None
+    days, edges = split_range(flt.ts_from, flt.ts_to)
+    return sample_json(band_sample(reader, flt, days, edges, width).sessions, total)
 
 
 _META_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

@@ -84,6 +84,13 @@ _COUNT: Json = {"type": "integer", "minimum": 0}
 _POSITIVE: Json = {"type": "integer", "minimum": 1}
 _PCT: Json = {"type": "number", "minimum": 0, "maximum": 100}
 _VIEWPORT_COUNTS: Json = {"type": "object", "additionalProperties": _INT}
+_SAMPLE: Json = {
+    "type": "object",
+    "required": ["sessions", "events"],
+    "properties": {"sessions": _COUNT, "events": _COUNT},
+    "description": "how much data the answer rests on: the distinct sessions with an event on the path in the "
+    "range and width band, and the rows behind the answer",
+}
 _FOUND: Json = {"type": "boolean", "description": "whether the project exists (an unknown one answers empty)"}
 
 
@@ -136,7 +143,8 @@ _ANSWERS: dict[str, Json] = {
         points=_array(_object("x y value", x=_INT, y=_INT, value=_INT)),
         meta=_object(
             "resolution viewport renderHeight cell total plotted ignored otherViewports requestedType resolvedType "
-            "bucket plottableTypes typeBreakdown projectFound",
+            "bucket plottableTypes typeBreakdown sample projectFound",
+            sample=_SAMPLE,
             projectFound=_FOUND,
             cell=_object("w h", w={"type": "number"}, h={"type": "number"}),
             otherViewports=_VIEWPORT_COUNTS,
@@ -160,7 +168,8 @@ _ANSWERS: dict[str, Json] = {
             maxItems=21,
         ),
         meta=_object(
-            "sessions foldPct viewport renderHeight bucket otherViewports projectFound",
+            "sessions foldPct viewport renderHeight bucket otherViewports sample projectFound",
+            sample=_SAMPLE,
             projectFound=_FOUND,
             sessions=_COUNT,
             foldPct=_PCT,
@@ -179,7 +188,7 @@ _ANSWERS: dict[str, Json] = {
             ),
             maxItems=500,
         ),
-        meta=_object("count total limit requestedType projectFound", projectFound=_FOUND),
+        meta=_object("count total limit requestedType sample projectFound", sample=_SAMPLE, projectFound=_FOUND),
     ),
     "Projects": _object(
         "projects",
@@ -200,7 +209,7 @@ _ANSWERS: dict[str, Json] = {
             ),
             maxItems=500,
         ),
-        meta=_object("count total limit q projectFound", projectFound=_FOUND),
+        meta=_object("count total limit q sample projectFound", sample=_SAMPLE, projectFound=_FOUND),
     ),
     "SessionPage": _object(
         "sessions meta",

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from .aggregates import DAY_MS, PLOTTABLE_TYPES
+from .aggregates import DAY_MS, PLOTTABLE_TYPES, items
 from .heatmap import Plan, frame_of, other_viewports, render_height, split_range
 from .listing import from_edge
 from .rageclicks import RAGECLICK
 from .report_pieces import ReportTotals, ScrollTotals, median
 from .repositories.base import EventFilter, EventRow, Reader, Repository
+from .samples import band_sample, sample_json, union_count
 
 SCROLL_STEP = 5  # reach is reported at every 5 % of the page
 _FIRST_DAY, _LAST_DAY = -(10**8), 10**8  # an open end of a range: every stored day
@@ -45,14 +46,17 @@ def _scrollmap(
     width = vw if viewports == "width" else None
     height = render_height(summary, PLOTTABLE_TYPES, width, vh)
     totals = ScrollTotals()
+    counted = 0  # the rows of the band: meta.sample.events
     days, edges = _split(flt)
     if days is not None:
         for piece in reader.report_pieces(flt.project_id, flt.path, days, scroll=True, width=width):
             totals.add_piece(piece)
+            counted += piece.n_rows
     for edge_lo, edge_hi, rows in _edge_rows(reader, flt, edges, None, light=False):
         for row in rows:
             if width is None or row.bucket_w == width:
                 totals.add_row(row, edge_lo, edge_hi)
+                counted += sum(1 for _, ts, _, _ in items(row) if edge_lo <= ts <= edge_hi)
     ordinals = reader.session_ordinals(flt.project_id, totals.unmapped())
     sessions = totals.sessions.count(ordinals)
     page, view = median(totals.pages), median(totals.views)
@@ -73,6 +77,7 @@ def _scrollmap(
         "bucket": chosen,
         "viewports": viewports,
         "otherViewports": other_viewports(summary, vw) if width is not None else {},
+        "sample": sample_json(sessions, counted),
     }
     return {"reach": reach, "meta": meta}
 
@@ -95,12 +100,20 @@ def _elements(reader: Reader, flt: EventFilter, requested_type: str, limit: int)
         for selector, t in totals.selectors.items()
         if t.rows
     ]
+    clicks = sum(e[1] for e in found)  # every click with a selector in the range: meta.sample.events
     if requested_type == RAGECLICK:
         found = sorted((e for e in found if e[3]), key=lambda e: (-e[3], -e[1], e[0]))
     else:
         found.sort(key=lambda e: (-e[1], e[0]))
     rows = [{"selector": s, "clicks": c, "sessions": n, "rageClicks": r} for s, c, n, r in found[:limit]]
-    meta = {"count": len(rows), "total": len(found), "limit": limit, "requestedType": requested_type, "path": flt.path}
+    meta = {
+        "count": len(rows),
+        "total": len(found),
+        "limit": limit,
+        "requestedType": requested_type,
+        "path": flt.path,
+        "sample": sample_json(band_sample(reader, flt, *_split(flt), None).sessions, clicks),
+    }
     return {"elements": rows, "meta": meta}
 
 
@@ -121,7 +134,11 @@ def _paths(reader: Reader, flt: EventFilter, prefix: str | None, limit: int) -> 
         key=lambda item: (-item[1], item[0]),
     )
     rows = [{"path": path, "events": n, "sessions": s, "lastSeenAt": last} for path, n, s, last in ranked[:limit]]
-    return {"paths": rows, "meta": {"count": len(rows), "total": len(ranked), "limit": limit, "q": prefix}}
+    listed = ranked[:limit]
+    sessions = union_count((totals.paths[path].sessions for path, _, _, _ in listed), ordinals)
+    sample = sample_json(sessions, sum(n for _, n, _, _ in listed))
+    meta = {"count": len(rows), "total": len(ranked), "limit": limit, "q": prefix, "sample": sample}
+    return {"paths": rows, "meta": meta}
 
 
 def _split(flt: EventFilter) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:

@@ -407,3 +407,26 @@ def paths(
         )
     found.sort(key=lambda p: (-p["events"], p["path"]))
     return found[:limit]
+
+
+def band_rows(
+    rows: list[Row], *, path: str | None, ts_from: int | None, ts_to: int | None, width: int | None
+) -> list[Row]:
+    """Every row (any type) of the path (every path when ``None``) in the range, of bucket width
+    ``width`` (every width when ``None``)."""
+    return [r for r in rows if _matches(r, path, ts_from, ts_to, None) and (width is None or r.bucket[0] == width)]
+
+
+def band_sessions(
+    rows: list[Row], *, path: str | None, ts_from: int | None, ts_to: int | None, width: int | None
+) -> int:
+    """``meta.sample.sessions`` of a report (SPEC §4): the distinct sessions with a row on the path in
+    the range and width band."""
+    return len({r.session_id for r in band_rows(rows, path=path, ts_from=ts_from, ts_to=ts_to, width=width)})
+
+
+def paths_sample(listed: list[dict[str, Any]], rows: list[Row], *, ts_from: int | None, ts_to: int | None) -> Any:
+    """``meta.sample`` of ``GET /paths``: the rows and distinct sessions of the listed paths."""
+    names = {p["path"] for p in listed}
+    mine = [r for r in rows if r.path in names and _matches(r, None, ts_from, ts_to, None)]
+    return {"sessions": len({r.session_id for r in mine}), "events": len(mine)}

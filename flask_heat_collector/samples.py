@@ -1,0 +1,71 @@
+"""``meta.sample`` of the reports (SPEC §4): how much data an answer rests on.
+
+``sessions`` are the distinct sessions with an event on the report's path (every path when none) in
+its range and width band; ``events`` the rows behind the answer (each report says which). Distinct
+sessions are counted as the paths report counts them: the report pieces (report_pieces.py) of the
+range's whole UTC days, their Roaring bitmaps of session ordinals unioned, and the raw rows of its
+partial days at the edges, so the cost is bounded by the keys and days read, never by whole days of rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .aggregates import items
+from .listing import from_edge
+from .report_pieces import Sessions
+from .repositories.base import EventFilter, Reader
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The distinct sessions and the rows of a path, range and width band."""
+
+    sessions: int
+    rows: int
+
+
+def band_sample(
+    reader: Reader,
+    flt: EventFilter,
+    days: tuple[int, int] | None,
+    edges: Iterable[tuple[int, int]],
+    width: int | None,
+) -> Sample:
+    """The sessions with a row of ``flt``'s path (``None``: every path) in its range (whole ``days``
+    plus the partial ``edges``), of bucket width ``width`` (``None``: every width), and those rows
+    (a move: its points inside the range). Types are not filtered: every row counts."""
+    sessions = Sessions()
+    rows = 0
+    if days is not None:
+        for piece in reader.report_pieces(flt.project_id, flt.path, days, width=width):
+            rows += piece.n_rows
+            if piece.session_id is not None:
+                sessions.ids.add(piece.session_id)
+            sessions.add_bitmap(piece.sessions)
+    for lo, hi in edges:
+        for row in from_edge(reader, replace(flt, types=None, ts_from=lo, ts_to=hi), light=True):
+            if width is not None and row.bucket_w != width:
+                continue
+            inside = sum(1 for _, ts, _, _ in items(row) if lo <= ts <= hi)
+            if inside:
+                rows += inside
+                sessions.ids.add(row.session_id)
+    return Sample(sessions.count(reader.session_ordinals(flt.project_id, sessions.ids)), rows)
+
+
+def union_count(parts: Iterable[Sessions], ordinals: dict[str, int]) -> int:
+    """The distinct sessions of several :class:`Sessions` (the listed paths of the paths report), once
+    the ordinals of the ids they name are known."""
+    whole = Sessions()
+    for part in parts:
+        whole.bitmap |= part.bitmap
+        whole.ids |= part.ids
+    return whole.count(ordinals)
+
+
+def sample_json(sessions: int, events: int) -> dict[str, Any]:
+    """``meta.sample``."""
+    return {"sessions": sessions, "events": events}
