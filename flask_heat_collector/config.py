@@ -211,6 +211,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_RETENTION_DAYS", None, _as_positive_int),
     Key("HEAT_AGGREGATE_RETENTION_DAYS", None, _as_positive_int),
     Key("HEAT_ERASED_USER_TTL_DAYS", 30, _as_positive_int),
+    Key("HEAT_MIN_SAMPLE_SESSIONS", 30, _as_non_negative_int),
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 
@@ -253,6 +254,7 @@ class Settings:
     retention_days: int | None
     aggregate_retention_days: int | None
     erased_user_ttl_days: int
+    min_sample_sessions: int
 
 
 def default_database_uri(instance_path: str) -> str:

@@ -86,8 +86,12 @@ _PCT: Json = {"type": "number", "minimum": 0, "maximum": 100}
 _VIEWPORT_COUNTS: Json = {"type": "object", "additionalProperties": _INT}
 _SAMPLE: Json = {
     "type": "object",
-    "required": ["sessions", "events"],
-    "properties": {"sessions": _COUNT, "events": _COUNT},
+    "required": ["sessions", "events", "small"],
+    "properties": {
+        "sessions": _COUNT,
+        "events": _COUNT,
+        "small": {"type": "boolean", "description": "sessions < HEAT_MIN_SAMPLE_SESSIONS"},
+    },
     "description": "how much data the answer rests on: the distinct sessions with an event on the path in the "
     "range and width band, and the rows behind the answer",
 }

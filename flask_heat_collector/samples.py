@@ -67,5 +67,10 @@ def union_count(parts: Iterable[Sessions], ordinals: dict[str, int]) -> int:
 
 
 def sample_json(sessions: int, events: int) -> dict[str, Any]:
-    """``meta.sample``."""
+    """``meta.sample`` (``small`` is added by :func:`mark_small`, which knows the app's threshold)."""
     return {"sessions": sessions, "events": events}
+
+
+def mark_small(sample: dict[str, Any], min_sessions: int) -> None:
+    """``sample.small``: fewer sessions than ``HEAT_MIN_SAMPLE_SESSIONS`` (0: never small)."""
+    sample["small"] = sample["sessions"] < min_sessions

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from . import oracle
-from .helpers import API, ingest_all
+from .helpers import API, backend_free, ingest_all
 from .test_report_pieces import DAY, MIDNIGHT, PAGES, random_sessions, windows
 from .test_reports import FIXTURE
 
@@ -28,7 +29,8 @@ def failures(client: FlaskClient, project: str, bodies: list[dict[str, Any]], se
     rows = oracle.stored_rows(bodies)
     found: list[str] = []
 
-    def check(what: str, got: Any, want: dict[str, Any]) -> None:
+    def check(what: str, got: dict[str, Any], want: dict[str, Any]) -> None:
+        want = {**want, "small": want["sessions"] < 5}  # HEAT_MIN_SAMPLE_SESSIONS=5 below
         if got != want:
             found.append(f"{what}: {got} != {want}")
 
@@ -67,7 +69,7 @@ def failures(client: FlaskClient, project: str, bodies: list[dict[str, Any]], se
 
 
 def test_samples_match_the_oracle_through_compaction(make_app: Callable[..., Flask]) -> None:
-    app = make_app(rate_limit="100000 per second")
+    app = make_app(rate_limit="100000 per second", min_sample_sessions=5)
     client, runner = app.test_client(), app.test_cli_runner()
     bodies = [body for _, body in random_sessions(20261208, sessions=16)]
     half = len(bodies) // 2
@@ -83,13 +85,26 @@ def test_samples_by_hand(client: FlaskClient) -> None:
     url = f"/api/projects/{project}"
     # "/": desktop sessions a and c (the frame's band), mobile b; 14 clicks of every width.
     heatmap = get(client, f"{url}/heatmap", path="/")["meta"]
-    assert heatmap["total"] == 14 and heatmap["sample"] == {"sessions": 2, "events": 14}
-    assert get(client, f"{url}/heatmap", path="/", viewports="all")["meta"]["sample"] == {"sessions": 3, "events": 14}
+    assert heatmap["total"] == 14 and heatmap["sample"] == {"sessions": 2, "events": 14, "small": True}
+    every = get(client, f"{url}/heatmap", path="/", viewports="all")["meta"]["sample"]
+    assert every == {"sessions": 3, "events": 14, "small": True}
     # The scroll map's band on /pricing: a (1 pageview, 2 scrolls, 1 click) and c (1 + 1): 6 rows.
-    assert get(client, f"{url}/scrollmap", path="/pricing")["meta"]["sample"] == {"sessions": 2, "events": 6}
+    scrollmap = get(client, f"{url}/scrollmap", path="/pricing")["meta"]["sample"]
+    assert scrollmap == {"sessions": 2, "events": 6, "small": True}
     elements = get(client, f"{url}/elements", path="/")["meta"]["sample"]
-    assert elements == {"sessions": 3, "events": 14}
-    assert get(client, f"{url}/paths")["meta"]["sample"] == {"sessions": 3, "events": 27}
-    assert get(client, f"{url}/paths", q="/pr")["meta"]["sample"] == {"sessions": 3, "events": 8}
+    assert elements == {"sessions": 3, "events": 14, "small": True}
+    assert get(client, f"{url}/paths")["meta"]["sample"] == {"sessions": 3, "events": 27, "small": True}
+    assert get(client, f"{url}/paths", q="/pr")["meta"]["sample"] == {"sessions": 3, "events": 8, "small": True}
     empty = get(client, "/api/projects/none/heatmap")["meta"]["sample"]
-    assert empty == {"sessions": 0, "events": 0}
+    assert empty == {"sessions": 0, "events": 0, "small": True}
+
+
+@backend_free
+@pytest.mark.parametrize(("minimum", "small"), [(0, False), (2, False), (3, True), ("4", True)])
+def test_the_small_sample_threshold(make_app: Callable[..., Flask], minimum: Any, small: bool) -> None:
+    client = make_app(min_sample_sessions=minimum).test_client()
+    project = ingest_all(client, FIXTURE)
+    for report in ("heatmap", "scrollmap", "elements", "paths"):
+        sample = get(client, f"/api/projects/{project}/{report}", path="/pricing")["meta"]["sample"]
+        assert sample["sessions"] == {"paths": 3, "elements": 3}.get(report, 2), report  # desktop band: a, c
+        assert sample["small"] is (sample["sessions"] < int(minimum)), report

@@ -19,6 +19,7 @@ from ..openapi import build_openapi
 from ..projects import project_found, project_list
 from ..reports import elements, paths, scrollmap
 from ..repositories.base import EventFilter, Session, SessionQuery
+from ..samples import mark_small
 from ..schemas import (
     MAX_QUERY_TIME,
     ElementsQuerySchema,
@@ -105,6 +106,12 @@ def _found(project_id: str) -> bool:
     return project_found(get_state().repository, project_id)
 
 
+def _report_meta(meta: dict[str, Any], project_id: str) -> None:
+    """What every report's ``meta`` adds to its answer: ``sample.small`` and ``projectFound``."""
+    mark_small(meta["sample"], get_state().settings.min_sample_sessions)
+    meta["projectFound"] = _found(project_id)
+
+
 def _map_range(project_id: str, path: str | None) -> EventFilter:
     """The filter of a map: ``from`` defaults to 0 and ``to`` to now, checked after the defaults."""
     start, end = _time_range(require_order=False)
@@ -127,7 +134,7 @@ def heatmap(project_id: str) -> Response:
         viewport_width=query.get("viewportWidth"),
     )
     meta = result.meta
-    meta["projectFound"] = _found(project_id)
+    _report_meta(meta, project_id)
     response = Response(heatmap_json(result), mimetype="application/json")
     response.headers["X-Result-Count"] = str(meta["total"])
     response.headers["X-Heatmap-Point-Count"] = str(len(result.points))
@@ -145,7 +152,7 @@ def project_scrollmap(project_id: str) -> Response:
         viewport_bucket=query.get("viewportBucket"),
         viewport_width=query.get("viewportWidth"),
     )
-    body["meta"]["projectFound"] = _found(project_id)
+    _report_meta(body["meta"], project_id)
     return _json(body, X_Result_Count=str(body["meta"]["sessions"]))
 
 
@@ -154,7 +161,7 @@ def project_elements(project_id: str) -> Response:
     start, end = _time_range()
     flt = EventFilter(common.check_id(project_id, "projectId"), query.get("path"), start, end)
     body = elements(get_state().repository, flt, requested_type=query["type"], limit=query["limit"])
-    body["meta"]["projectFound"] = _found(project_id)
+    _report_meta(body["meta"], project_id)
     return _json(body, X_Total_Count=str(body["meta"]["count"]))
 
 
@@ -168,7 +175,7 @@ def project_paths(project_id: str) -> Response:
     start, end = _time_range()
     flt = EventFilter(common.check_id(project_id, "projectId"), None, start, end)
     body = paths(get_state().repository, flt, prefix=query.get("q") or None, limit=query["limit"])
-    body["meta"]["projectFound"] = _found(project_id)
+    _report_meta(body["meta"], project_id)
     return _json(body, X_Total_Count=str(body["meta"]["count"]))
 
 

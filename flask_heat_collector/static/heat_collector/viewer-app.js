@@ -244,6 +244,14 @@
     return best ? best.width : null;
   }
 
+  /** " Based on N sessions." from a report's meta.sample, with a note when the sample is small. */
+  function sampleNote(meta) {
+    const sample = meta.sample;
+    if (!sample) return "";
+    const sessions = `${sample.sessions} session${sample.sessions === 1 ? "" : "s"}`;
+    return ` Based on ${sessions}` + (sample.small ? " (small sample: read it with care)." : ".");
+  }
+
   // -- the heatmap view ------------------------------------------------------------------------
 
   async function renderHeatmap(gen) {
@@ -273,7 +281,7 @@
     status(empty || `${meta.plotted} of ${meta.total} events plotted (${meta.resolvedType}), frame ${meta.viewport.w} px `
       + `wide (viewport ${meta.bucket}), ${heatmap.points.length} cells`
       + (others ? `; ${others} other width${others === 1 ? "" : "s"} not drawn (choose a device band)` : "")
-      + (meta.warning ? `. ${meta.warning}` : "."));
+      + (meta.warning ? `. ${meta.warning}` : ".") + sampleNote(meta));
     const cut = HV.describeCut(heatmap);
     $("cut-note").textContent = cut;
     $("cut-note").hidden = !cut;
@@ -302,7 +310,7 @@
     showView({ kind: "scroll", scrollmap, width: meta.viewport.w, height }, height);
     renderReachTable(scrollmap);
     status(empty || `Scroll reach of ${meta.sessions} session${meta.sessions === 1 ? "" : "s"}, frame ${meta.viewport.w} px wide; `
-      + `the fold is at ${HV.formatPct(meta.foldPct || 0)} of the page.`);
+      + `the fold is at ${HV.formatPct(meta.foldPct || 0)} of the page.` + sampleNote(meta));
     $("cut-note").hidden = true;
     document.body.dataset.frameWidth = String(meta.viewport.w);
   }
