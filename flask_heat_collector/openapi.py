@@ -192,7 +192,12 @@ _ANSWERS: dict[str, Json] = {
             ),
             maxItems=500,
         ),
-        meta=_object("count total limit requestedType sample projectFound", sample=_SAMPLE, projectFound=_FOUND),
+        meta=_object(
+            "count total limit requestedType viewport bucket viewports otherViewports sample projectFound",
+            otherViewports=_VIEWPORT_COUNTS,
+            sample=_SAMPLE,
+            projectFound=_FOUND,
+        ),
     ),
     "Projects": _object(
         "projects",

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from .aggregates import DAY_MS, PLOTTABLE_TYPES, items
-from .heatmap import Plan, frame_of, other_viewports, render_height, split_range
+from .aggregates import DAY_MS, PLOTTABLE_TYPES, Stats, items
+from .heatmap import Bucket, Plan, frame_of, other_viewports, render_height, split_range
 from .listing import from_edge
 from .rageclicks import RAGECLICK
 from .report_pieces import ReportTotals, ScrollTotals, median
@@ -38,12 +38,20 @@ def scrollmap(
     return repo.read(lambda reader: _scrollmap(reader, flt, viewports, viewport_bucket, viewport_width))
 
 
+def _band(
+    reader: Reader, flt: EventFilter, viewports: str, viewport_bucket: str | None, viewport_width: int | None
+) -> tuple[dict[Bucket, Stats], str, int, int, int | None]:
+    """The frame of the heatmap of all types (its summary, bucket, ``(w, h)``) and the bucket width of
+    its band (``None`` with ``viewports=all``): what the scroll map and the elements count in."""
+    summary = {key: stats for key, stats in Plan(reader, flt).summary().items() if stats.n}
+    chosen, vw, vh = frame_of(summary, viewport_bucket, viewport_width)
+    return summary, chosen, vw, vh, vw if viewports == "width" else None
+
+
 def _scrollmap(
     reader: Reader, flt: EventFilter, viewports: str, viewport_bucket: str | None, viewport_width: int | None
 ) -> dict[str, Any]:
-    summary = {key: stats for key, stats in Plan(reader, flt).summary().items() if stats.n}
-    chosen, vw, vh = frame_of(summary, viewport_bucket, viewport_width)
-    width = vw if viewports == "width" else None
+    summary, chosen, vw, vh, width = _band(reader, flt, viewports, viewport_bucket, viewport_width)
     height = render_height(summary, PLOTTABLE_TYPES, width, vh)
     totals = ScrollTotals()
     counted = 0  # the rows of the band: meta.sample.events
@@ -82,19 +90,34 @@ def _scrollmap(
     return {"reach": reach, "meta": meta}
 
 
-def elements(repo: Repository, flt: EventFilter, *, requested_type: str, limit: int) -> dict[str, Any]:
+def elements(
+    repo: Repository,
+    flt: EventFilter,
+    *,
+    requested_type: str,
+    limit: int,
+    viewports: str = "width",
+    viewport_bucket: str | None = None,
+    viewport_width: int | None = None,
+) -> dict[str, Any]:
     """``{elements: [{selector, clicks, sessions, rageClicks}], meta}``: clicked selectors, most
-    clicked first (``rageclick``: only those with rage clicks, most rage clicks first)."""
+    clicked first (``rageclick``: only those with rage clicks, most rage clicks first), counted in the
+    width band of the map (SPEC §4: the frame of the heatmap of all types, as the scroll map's)."""
     repo.settle_rage(flt.project_id)
-    return repo.read(lambda reader: _elements(reader, flt, requested_type, limit))
+    band = (viewports, viewport_bucket, viewport_width)
+    return repo.read(lambda reader: _elements(reader, flt, requested_type, limit, band))
 
 
-def _elements(reader: Reader, flt: EventFilter, requested_type: str, limit: int) -> dict[str, Any]:
+def _elements(
+    reader: Reader, flt: EventFilter, requested_type: str, limit: int, band: tuple[str, str | None, int | None]
+) -> dict[str, Any]:
+    days, edges = _split(flt)
+    summary, chosen, vw, vh, width = _band(reader, _bounded(flt), *band)
     rage: dict[str, int] = {}
     for click in reader.rage_clicks(flt):
-        if click.selector:
+        if click.selector and (width is None or click.bucket_w == width):
             rage[click.selector] = rage.get(click.selector, 0) + 1
-    totals, ordinals = _totals(reader, flt, selectors=True)
+    totals, ordinals = _totals(reader, flt, selectors=True, width=width)
     found = [
         (selector, t.rows, t.sessions.count(ordinals), rage.get(selector, 0))
         for selector, t in totals.selectors.items()
@@ -112,7 +135,11 @@ def _elements(reader: Reader, flt: EventFilter, requested_type: str, limit: int)
         "limit": limit,
         "requestedType": requested_type,
         "path": flt.path,
-        "sample": sample_json(band_sample(reader, flt, *_split(flt), None).sessions, clicks),
+        "viewport": {"w": vw, "h": vh},
+        "bucket": chosen,
+        "viewports": band[0],
+        "otherViewports": other_viewports(summary, vw) if width is not None else {},
+        "sample": sample_json(band_sample(reader, flt, days, edges, width).sessions, clicks),
     }
     return {"elements": rows, "meta": meta}
 
@@ -148,6 +175,13 @@ def _split(flt: EventFilter) -> tuple[tuple[int, int] | None, list[tuple[int, in
     return split_range(lo, hi)
 
 
+def _bounded(flt: EventFilter) -> EventFilter:
+    """``flt`` with its open ends closed at the first and last stored day (a Plan needs both)."""
+    lo = flt.ts_from if flt.ts_from is not None else _FIRST_DAY * DAY_MS
+    hi = flt.ts_to if flt.ts_to is not None else (_LAST_DAY + 1) * DAY_MS - 1
+    return replace(flt, ts_from=lo, ts_to=hi)
+
+
 def _edge_rows(
     reader: Reader, flt: EventFilter, edges: list[tuple[int, int]], types: tuple[str, ...] | None, *, light: bool
 ) -> Iterator[tuple[int, int, Iterator[EventRow]]]:
@@ -158,15 +192,19 @@ def _edge_rows(
         yield edge_lo, edge_hi, from_edge(reader, edge, light=light, text=True)
 
 
-def _totals(reader: Reader, flt: EventFilter, *, selectors: bool) -> tuple[ReportTotals, dict[str, int]]:
-    """Per path (and per selector) totals of ``flt``'s range: the report pieces of its whole days, the
-    raw rows of its partial days at the edges; and the ordinals of the sessions they name."""
+def _totals(
+    reader: Reader, flt: EventFilter, *, selectors: bool, width: int | None = None
+) -> tuple[ReportTotals, dict[str, int]]:
+    """Per path (and per selector) totals of ``flt``'s range (of bucket width ``width`` when given):
+    the report pieces of its whole days, the raw rows of its partial days at the edges; and the
+    ordinals of the sessions they name."""
     totals = ReportTotals(selectors=selectors)
     days, edges = _split(flt)
     if days is not None:
-        for piece in reader.report_pieces(flt.project_id, flt.path, days, selectors=selectors):
+        for piece in reader.report_pieces(flt.project_id, flt.path, days, selectors=selectors, width=width):
             totals.add_piece(piece)
     for edge_lo, edge_hi, rows in _edge_rows(reader, flt, edges, ("click",) if selectors else None, light=True):
         for row in rows:
-            totals.add_row(row, edge_lo, edge_hi)
+            if width is None or row.bucket_w == width:
+                totals.add_row(row, edge_lo, edge_hi)
     return totals, reader.session_ordinals(flt.project_id, totals.unmapped())

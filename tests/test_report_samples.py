@@ -61,10 +61,16 @@ def failures(client: FlaskClient, project: str, bodies: list[dict[str, Any]], se
                 want = {"sessions": len({r.session_id for r in band}), "events": len(band)}
                 check(f"scrollmap {bounds} {path} {viewports}", got["meta"]["sample"], want)
                 assert got["meta"]["sample"]["sessions"] == got["meta"]["sessions"]
-            got = get(client, f"/api/projects/{project}/elements", **span, **where, limit=1)["meta"]["sample"]
-            clicks = sum(e["clicks"] for e in oracle.elements(rows, path=path, ts_from=lo, ts_to=hi, limit=500))
-            sessions = oracle.band_sessions(rows, path=path, ts_from=lo, ts_to=hi, width=None)
-            check(f"elements {span} {path}", got, {"sessions": sessions, "events": clicks})
+            for viewports in ("width", "all"):
+                got = get(client, f"/api/projects/{project}/elements", **span, **where, limit=1, viewports=viewports)
+                near = {"path": path, "ts_from": lo, "ts_to": hi}
+                listed = oracle.elements(rows, **near, limit=500, viewports=viewports)
+                width = oracle.elements_band(rows, **near, viewports=viewports)
+                want = {
+                    "sessions": oracle.band_sessions(rows, **near, width=width),
+                    "events": sum(e["clicks"] for e in listed),
+                }
+                check(f"elements {span} {path} {viewports}", got["meta"]["sample"], want)
     return found
 
 
@@ -91,7 +97,10 @@ def test_samples_by_hand(client: FlaskClient) -> None:
     # The scroll map's band on /pricing: a (1 pageview, 2 scrolls, 1 click) and c (1 + 1): 6 rows.
     scrollmap = get(client, f"{url}/scrollmap", path="/pricing")["meta"]["sample"]
     assert scrollmap == {"sessions": 2, "events": 6, "small": True}
+    # Elements on "/", desktop band: the 11 clicks of a and c.
     elements = get(client, f"{url}/elements", path="/")["meta"]["sample"]
+    assert elements == {"sessions": 2, "events": 11, "small": True}
+    elements = get(client, f"{url}/elements", path="/", viewports="all")["meta"]["sample"]
     assert elements == {"sessions": 3, "events": 14, "small": True}
     assert get(client, f"{url}/paths")["meta"]["sample"] == {"sessions": 3, "events": 27, "small": True}
     assert get(client, f"{url}/paths", q="/pr")["meta"]["sample"] == {"sessions": 3, "events": 8, "small": True}
@@ -106,5 +115,5 @@ def test_the_small_sample_threshold(make_app: Callable[..., Flask], minimum: Any
     project = ingest_all(client, FIXTURE)
     for report in ("heatmap", "scrollmap", "elements", "paths"):
         sample = get(client, f"/api/projects/{project}/{report}", path="/pricing")["meta"]["sample"]
-        assert sample["sessions"] == {"paths": 3, "elements": 3}.get(report, 2), report  # desktop band: a, c
+        assert sample["sessions"] == {"paths": 3}.get(report, 2), report  # the desktop band: a and c
         assert sample["small"] is (sample["sessions"] < int(minimum)), report

@@ -160,7 +160,15 @@ def project_elements(project_id: str) -> Response:
     query = _load(_ELEMENTS)
     start, end = _time_range()
     flt = EventFilter(common.check_id(project_id, "projectId"), query.get("path"), start, end)
-    body = elements(get_state().repository, flt, requested_type=query["type"], limit=query["limit"])
+    body = elements(
+        get_state().repository,
+        flt,
+        requested_type=query["type"],
+        limit=query["limit"],
+        viewports=query["viewports"],
+        viewport_bucket=query.get("viewportBucket"),
+        viewport_width=query.get("viewportWidth"),
+    )
     _report_meta(body["meta"], project_id)
     return _json(body, X_Total_Count=str(body["meta"]["count"]))
 

@@ -335,14 +335,16 @@
     const tbody = $("elements").querySelector("tbody");
     const type = state.type === "rageclick" ? "rageclick" : "click";
     try {
-      const body = await api("/elements", { path: state.path, type, limit: 50, ...range() });
+      // Counted in the map's width band: the band's frame width once the map has chosen it.
+      const band = state.band === "all" ? {} : { viewportWidth: document.body.dataset.frameWidth };
+      const body = await api("/elements", { path: state.path, type, limit: 50, ...band, ...range() });
       if (gen !== generation) return;
       tbody.replaceChildren();
       body.elements.forEach((element, index) => tbody.append(elementRow(element, index)));
       $("elements-count").textContent = `(${body.elements.length})`;
       panelStatus("elements-status", body.elements.length
         ? `Most ${type === "rageclick" ? "rage-clicked" : "clicked"} first${state.path ? "" : ", on every path"}, `
-          + "counted at every screen width; hover a row to see its clicks on the map."
+          + `counted on ${body.meta.viewport.w} px wide screens as the map; hover a row to see its clicks on the map.`
         : `No ${type === "rageclick" ? "rage clicks" : "clicks"} on elements here.`);
       document.body.dataset.elements = String(body.elements.length);
     } catch (err) {
@@ -600,7 +602,7 @@
       } else if (state.view === "scroll") {
         await busy(renderScroll(gen));
       } else {
-        await busy(Promise.all([renderHeatmap(gen), loadElements(gen)]));
+        await busy(renderHeatmap(gen).then(() => loadElements(gen)));  // elements in the map's band
       }
     } catch (err) {
       if (gen !== generation) return;
