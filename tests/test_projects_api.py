@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -129,10 +128,10 @@ def test_meta_says_whether_the_project_exists(client: FlaskClient) -> None:
     assert "projectFound" not in get(client, "/api/sessions/a1")["meta"]  # no project named
 
 
-@pytest.mark.parametrize("backend", ["memory"], indirect=True)
+@backend_free
 def test_the_session_detail_of_a_scoped_key_needs_its_project(make_app: Callable[..., Flask]) -> None:
-    client = make_app().test_client()
-    a = ingest_all(client, bodies_a(), key="key-a")
-    scoped = make_app(query_api_keys=[f"scoped@{a}"]).test_client()
+    scoped = make_app(query_api_keys=["scoped@p1"]).test_client()
     other = scoped.get("/api/projects/elsewhere/sessions/a1", headers={"x-api-key": "scoped"})
     assert other.status_code == 403 and other.get_json()["code"] == "forbidden_project"
+    listed = scoped.get("/api/projects", headers={"x-api-key": "scoped"})
+    assert listed.status_code == 200 and listed.get_json() == {"projects": []}  # p1 does not exist
