@@ -40,18 +40,19 @@ def scrollmap(
 
 def _band(
     reader: Reader, flt: EventFilter, viewports: str, viewport_bucket: str | None, viewport_width: int | None
-) -> tuple[dict[Bucket, Stats], str, int, int, int | None]:
-    """The frame of the heatmap of all types (its summary, bucket, ``(w, h)``) and the bucket width of
-    its band (``None`` with ``viewports=all``): what the scroll map and the elements count in."""
-    summary = {key: stats for key, stats in Plan(reader, flt).summary().items() if stats.n}
+) -> tuple[Plan, dict[Bucket, Stats], str, int, int, int | None]:
+    """The frame of the heatmap of all types (its plan, summary, bucket, ``(w, h)``) and the bucket
+    width of its band (``None`` with ``viewports=all``): what the scroll map and the elements count in."""
+    plan = Plan(reader, flt)
+    summary = {key: stats for key, stats in plan.summary().items() if stats.n}
     chosen, vw, vh = frame_of(summary, viewport_bucket, viewport_width)
-    return summary, chosen, vw, vh, vw if viewports == "width" else None
+    return plan, summary, chosen, vw, vh, vw if viewports == "width" else None
 
 
 def _scrollmap(
     reader: Reader, flt: EventFilter, viewports: str, viewport_bucket: str | None, viewport_width: int | None
 ) -> dict[str, Any]:
-    summary, chosen, vw, vh, width = _band(reader, flt, viewports, viewport_bucket, viewport_width)
+    _, summary, chosen, vw, vh, width = _band(reader, flt, viewports, viewport_bucket, viewport_width)
     height = render_height(summary, PLOTTABLE_TYPES, width, vh)
     totals = ScrollTotals()
     counted = 0  # the rows of the band: meta.sample.events
@@ -112,7 +113,7 @@ def _elements(
     reader: Reader, flt: EventFilter, requested_type: str, limit: int, band: tuple[str, str | None, int | None]
 ) -> dict[str, Any]:
     days, edges = _split(flt)
-    summary, chosen, vw, vh, width = _band(reader, _bounded(flt), *band)
+    plan, summary, chosen, vw, vh, width = _band(reader, _bounded(flt), *band)
     rage: dict[str, int] = {}
     for click in reader.rage_clicks(flt):
         if click.selector and (width is None or click.bucket_w == width):
@@ -139,7 +140,7 @@ def _elements(
         "bucket": chosen,
         "viewports": band[0],
         "otherViewports": other_viewports(summary, vw) if width is not None else {},
-        "sample": sample_json(band_sample(reader, flt, days, edges, width).sessions, clicks),
+        "sample": sample_json(band_sample(reader, flt, days, edges, width, tally=plan.tally).sessions, clicks),
     }
     return {"elements": rows, "meta": meta}
 

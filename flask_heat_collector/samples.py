@@ -9,14 +9,14 @@ partial days at the edges, so the cost is bounded by the keys and days read, nev
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .aggregates import items
 from .listing import from_edge
 from .report_pieces import Sessions
-from .repositories.base import EventFilter, Reader
+from .repositories.base import EventFilter, EventRow, Reader
 
 
 @dataclass(frozen=True)
@@ -27,16 +27,46 @@ class Sample:
     rows: int
 
 
+@dataclass
+class EdgeTally:
+    """The sessions and rows (a move: its points inside) per bucket width of the raw rows of every
+    type at a range's partial days, noted while the heatmap's plan reads them (read once, not twice)."""
+
+    sessions: dict[int, set[str]] = field(default_factory=dict)
+    rows: dict[int, int] = field(default_factory=dict)
+
+    def note(self, found: Iterable[EventRow], lo: int, hi: int) -> Iterator[EventRow]:
+        """``found`` as it is, noting the rows with items in ``lo..hi``."""
+        for row in found:
+            inside = sum(1 for _, ts, _, _ in items(row) if lo <= ts <= hi)
+            if inside:
+                self.sessions.setdefault(row.bucket_w, set()).add(row.session_id)
+                self.rows[row.bucket_w] = self.rows.get(row.bucket_w, 0) + inside
+            yield row
+
+
+def edge_tally(reader: Reader, flt: EventFilter, edges: Iterable[tuple[int, int]]) -> EdgeTally:
+    """The tally of the raw rows of ``flt``'s path (every type) at ``edges``, read for it alone."""
+    tally = EdgeTally()
+    for lo, hi in edges:
+        for _ in tally.note(from_edge(reader, replace(flt, types=None, ts_from=lo, ts_to=hi), light=True), lo, hi):
+            pass
+    return tally
+
+
 def band_sample(
     reader: Reader,
     flt: EventFilter,
     days: tuple[int, int] | None,
     edges: Iterable[tuple[int, int]],
     width: int | None,
+    *,
+    tally: EdgeTally | None = None,
 ) -> Sample:
     """The sessions with a row of ``flt``'s path (``None``: every path) in its range (whole ``days``
     plus the partial ``edges``), of bucket width ``width`` (``None``: every width), and those rows
-    (a move: its points inside the range). Types are not filtered: every row counts."""
+    (a move: its points inside the range). Types are not filtered: every row counts. ``tally``: the
+    edges' rows as already noted (else they are read here)."""
     sessions = Sessions()
     rows = 0
     if days is not None:
@@ -45,14 +75,12 @@ def band_sample(
             if piece.session_id is not None:
                 sessions.ids.add(piece.session_id)
             sessions.add_bitmap(piece.sessions)
-    for lo, hi in edges:
-        for row in from_edge(reader, replace(flt, types=None, ts_from=lo, ts_to=hi), light=True):
-            if width is not None and row.bucket_w != width:
-                continue
-            inside = sum(1 for _, ts, _, _ in items(row) if lo <= ts <= hi)
-            if inside:
-                rows += inside
-                sessions.ids.add(row.session_id)
+    if tally is None:
+        tally = edge_tally(reader, flt, edges)
+    for bucket_w, ids in tally.sessions.items():
+        if width is None or bucket_w == width:
+            sessions.ids |= ids
+            rows += tally.rows[bucket_w]
     return Sample(sessions.count(reader.session_ordinals(flt.project_id, sessions.ids)), rows)
 
 
