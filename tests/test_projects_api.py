@@ -55,8 +55,12 @@ def test_projects_list_every_project_with_its_last_event(make_app: Callable[...,
     want_last = {a: max(r.ts for r in oracle.stored_rows(bodies)), b: T - DAY, c: None}
     assert want_last[a] == T + 2 * DAY + 4_100
 
+    tally = app.extensions["heat_collector"].repository.tally
+
     def check() -> None:
+        read = tally.events
         found = get(client, "/api/projects")["projects"]
+        assert tally.events == read  # lastEventAt reads no event
         assert {p["id"]: p["lastEventAt"] for p in found} == want_last
         assert {p["id"]: p["name"] for p in found} == {a: "Default", b: "Default", c: "Shop"}
         assert [(p["createdAt"], p["id"]) for p in found] == sorted((p["createdAt"], p["id"]) for p in found)

@@ -45,12 +45,15 @@ def failures(client: FlaskClient, project: str, bodies: list[dict[str, Any]], se
             where = {"path": path} if path else {}
             around = {"path": path, "ts_from": bounds["from"], "ts_to": bounds["to"]}
             for viewports in ("width", "all"):
-                for kind in (None, "move"):
+                for kind in (None, "move", "rageclick"):
                     typed = {"type": kind} if kind else {}
                     got = get(
                         client, f"/api/projects/{project}/heatmap", **bounds, **where, **typed, viewports=viewports
                     )
-                    frame = oracle.heatmap(rows, **around, type=kind, viewports=viewports)["meta"]
+                    if kind == "rageclick":
+                        frame = oracle.rage_heatmap(rows, **around, viewports=viewports)["meta"]
+                    else:
+                        frame = oracle.heatmap(rows, **around, type=kind, viewports=viewports)["meta"]
                     width = frame["viewport"]["w"] if viewports == "width" else None
                     want = {"sessions": oracle.band_sessions(rows, **around, width=width), "events": frame["total"]}
                     check(f"heatmap {bounds} {path} {viewports} {kind}", got["meta"]["sample"], want)
