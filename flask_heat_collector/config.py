@@ -224,6 +224,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_ERROR_EVENT_NAMES", ("error",), _as_str_tuple),
     Key("HEAT_QUICK_BACK_MS", 7000, _as_positive_int),
     Key("HEAT_SCROLL_REVERSALS", 6, _as_positive_int),
+    Key("HEAT_MIN_SAMPLE_SESSIONS", 30, _as_non_negative_int),
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 
@@ -277,6 +278,7 @@ class Settings:
     error_event_names: tuple[str, ...]
     quick_back_ms: int
     scroll_reversals: int
+    min_sample_sessions: int
 
 
 def default_database_uri(instance_path: str) -> str:

@@ -30,6 +30,7 @@ from .ingest import js_round, parse_bucket
 from .listing import from_edge
 from .rageclicks import RAGECLICK
 from .repositories.base import EventFilter, EventRow, Reader, Repository
+from .samples import EdgeTally, band_sample, sample_json
 from .signals import HEATMAP_KINDS, Signal
 
 DEFAULT_VIEWPORT = (1280, 720)
@@ -64,8 +65,8 @@ def split_range(ts_from: int, ts_to: int) -> tuple[tuple[int, int] | None, list[
     return (first, last), edges
 
 
-def _raw(reader: Reader, flt: EventFilter, lo: int, hi: int) -> dict[Bucket, Stats]:
-    rows = from_edge(reader, replace(flt, types=None, ts_from=lo, ts_to=hi), light=True)
+def _raw(reader: Reader, flt: EventFilter, lo: int, hi: int, tally: EdgeTally) -> dict[Bucket, Stats]:
+    rows = tally.note(from_edge(reader, replace(flt, types=None, ts_from=lo, ts_to=hi), light=True), lo, hi)
     return {(kind, bw, bh): stats for (_, kind, bw, bh), stats in rollup(rows, ts_range=(lo, hi), by_day=False).items()}
 
 
@@ -77,8 +78,9 @@ class Plan:
         self.reader, self.flt = reader, flt
         self.days, self.edges = split_range(flt.ts_from, flt.ts_to)
         self.edge_stats: dict[Bucket, Stats] = {}
+        self.tally = EdgeTally()  # the edges' sessions and rows per width: meta.sample
         for lo, hi in self.edges:
-            for key, stats in _raw(reader, flt, lo, hi).items():
+            for key, stats in _raw(reader, flt, lo, hi, self.tally).items():
                 merge_into(self.edge_stats, key, stats)
 
     def summary(self) -> dict[Bucket, Stats]:
@@ -309,10 +311,20 @@ def _build(
         "bucket": chosen,
         "plottableTypes": list(PLOTTABLE_TYPES),
         "typeBreakdown": by_type,
+        "sample": _sample(reader, flt, width, total, plan.tally if isinstance(plan, Plan) else None),
     }
     if total and not plotted:
         meta["warning"] = NOT_PLOTTABLE_WARNING
     return Heatmap(points=points, meta=meta)
+
+
+def _sample(reader: Reader, flt: EventFilter, width: int | None, total: int, tally: EdgeTally | None) -> dict[str, Any]:
+    """``meta.sample``: the sessions with any row on the path in the range and the map's width band
+    (the edges' rows as the plan noted them, when it read them); the events are ``meta.total`` (the
+    rows of the resolved type, of every width)."""
+    assert flt.ts_from is not None and flt.ts_to is not None
+    days, edges = split_range(flt.ts_from, flt.ts_to)
+    return sample_json(band_sample(reader, flt, days, edges, width, tally=tally).sessions, total)
 
 
 _META_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

@@ -85,6 +85,18 @@ _COUNT: Json = {"type": "integer", "minimum": 0}
 _POSITIVE: Json = {"type": "integer", "minimum": 1}
 _PCT: Json = {"type": "number", "minimum": 0, "maximum": 100}
 _VIEWPORT_COUNTS: Json = {"type": "object", "additionalProperties": _INT}
+_SAMPLE: Json = {
+    "type": "object",
+    "required": ["sessions", "events", "small"],
+    "properties": {
+        "sessions": _COUNT,
+        "events": _COUNT,
+        "small": {"type": "boolean", "description": "sessions < HEAT_MIN_SAMPLE_SESSIONS"},
+    },
+    "description": "how much data the answer rests on: the distinct sessions with an event on the path in the "
+    "range and width band, and the rows behind the answer",
+}
+_FOUND: Json = {"type": "boolean", "description": "whether the project exists (an unknown one answers empty)"}
 
 
 def _object(required: str, **properties: Json) -> Json:
@@ -136,13 +148,17 @@ _ANSWERS: dict[str, Json] = {
         points=_array(_object("x y value", x=_INT, y=_INT, value=_INT)),
         meta=_object(
             "resolution viewport renderHeight cell total plotted ignored otherViewports requestedType resolvedType "
-            "bucket plottableTypes typeBreakdown",
+            "bucket plottableTypes typeBreakdown sample projectFound",
+            sample=_SAMPLE,
+            projectFound=_FOUND,
             cell=_object("w h", w={"type": "number"}, h={"type": "number"}),
             otherViewports=_VIEWPORT_COUNTS,
         ),
     ),
     "EventPage": _object(
-        "events meta", events=_array(_ref("Event")), meta=_object("count limit offset projectId requestedType")
+        "events meta",
+        events=_array(_ref("Event")),
+        meta=_object("count limit offset projectId requestedType projectFound", projectFound=_FOUND),
     ),
     "Scrollmap": _object(
         "reach meta",
@@ -157,7 +173,9 @@ _ANSWERS: dict[str, Json] = {
             maxItems=21,
         ),
         meta=_object(
-            "sessions foldPct viewport renderHeight bucket otherViewports",
+            "sessions foldPct viewport renderHeight bucket otherViewports sample projectFound",
+            sample=_SAMPLE,
+            projectFound=_FOUND,
             sessions=_COUNT,
             foldPct=_PCT,
             otherViewports=_VIEWPORT_COUNTS,
@@ -177,7 +195,23 @@ _ANSWERS: dict[str, Json] = {
             ),
             maxItems=500,
         ),
-        meta=_object("count total limit requestedType"),
+        meta=_object(
+            "count total limit requestedType viewport bucket viewports otherViewports sample projectFound",
+            otherViewports=_VIEWPORT_COUNTS,
+            sample=_SAMPLE,
+            projectFound=_FOUND,
+        ),
+    ),
+    "Projects": _object(
+        "projects",
+        projects=_array(
+            _object(
+                "id name createdAt lastEventAt",
+                **_each(_STRING, "id name"),
+                createdAt=_INT,
+                lastEventAt={**_INT_OR_NULL, "description": "the latest event ts (a move: its latest point)"},
+            )
+        ),
     ),
     "Paths": _object(
         "paths meta",
@@ -192,7 +226,7 @@ _ANSWERS: dict[str, Json] = {
             ),
             maxItems=500,
         ),
-        meta=_object("count total limit q"),
+        meta=_object("count total limit q sample projectFound", sample=_SAMPLE, projectFound=_FOUND),
     ),
     "SessionPage": _object(
         "sessions meta",
@@ -204,13 +238,16 @@ _ANSWERS: dict[str, Json] = {
                 signals=_object(" ".join(SIGNAL_NAMES), **_each(_COUNT, " ".join(SIGNAL_NAMES))),
             )
         ),
-        meta={"type": "object"},
+        meta=_object("count limit offset projectId projectFound", projectFound=_FOUND),
     ),
     "SessionDetail": _object(
         "session events meta",
         session={"oneOf": [_ref("Session"), {"type": "null"}]},
         events=_array(_ref("Event")),
-        meta=_object("found count limit offset"),
+        meta=_object(
+            "found count limit offset",
+            projectFound={**_FOUND, "description": "whether the project exists (only under /api/projects/...)"},
+        ),
     ),
     "Metrics": _object(
         "metrics requestId now",
@@ -359,6 +396,11 @@ def _paths() -> dict[str, Json]:
                 },
             },
         },
+        "/api/projects": _get(
+            "The projects the query key may read, oldest first (createdAt, then id)",
+            [],
+            _answer("Projects", "Projects", **{"X-Total-Count": {"schema": _DIGITS}}),
+        ),
         f"{project}/heatmap": _report(
             "Heatmap points aggregated by the database", HeatmapQuerySchema, "Heatmap", "Points and meta"
         ),

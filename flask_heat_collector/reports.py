@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from .aggregates import DAY_MS, PLOTTABLE_TYPES
-from .heatmap import Plan, frame_of, other_viewports, render_height, split_range
+from .aggregates import DAY_MS, PLOTTABLE_TYPES, Stats, items
+from .heatmap import Bucket, Plan, frame_of, other_viewports, render_height, split_range
 from .listing import from_edge
 from .rageclicks import RAGECLICK
 from .report_pieces import ALL_WIDTHS, ReportTotals, ScrollTotals, median
 from .repositories.base import EventFilter, EventRow, Reader, Repository
+from .samples import band_sample, sample_json, union_count
 from .signals import DEAD, ERROR, QUICK_BACK, RAGE, SCROLL
 
 _PATH_SIGNALS = (("rageClicks", RAGE), ("deadClicks", DEAD), ("quickBacks", QUICK_BACK), ("excessiveScrolls", SCROLL))
@@ -40,22 +41,34 @@ def scrollmap(
     return repo.read(lambda reader: _scrollmap(reader, flt, viewports, viewport_bucket, viewport_width))
 
 
+def _band(
+    reader: Reader, flt: EventFilter, viewports: str, viewport_bucket: str | None, viewport_width: int | None
+) -> tuple[Plan, dict[Bucket, Stats], str, int, int, int | None]:
+    """The frame of the heatmap of all types (its plan, summary, bucket, ``(w, h)``) and the bucket
+    width of its band (``None`` with ``viewports=all``): what the scroll map and the elements count in."""
+    plan = Plan(reader, flt)
+    summary = {key: stats for key, stats in plan.summary().items() if stats.n}
+    chosen, vw, vh = frame_of(summary, viewport_bucket, viewport_width)
+    return plan, summary, chosen, vw, vh, vw if viewports == "width" else None
+
+
 def _scrollmap(
     reader: Reader, flt: EventFilter, viewports: str, viewport_bucket: str | None, viewport_width: int | None
 ) -> dict[str, Any]:
-    summary = {key: stats for key, stats in Plan(reader, flt).summary().items() if stats.n}
-    chosen, vw, vh = frame_of(summary, viewport_bucket, viewport_width)
-    width = vw if viewports == "width" else None
+    _, summary, chosen, vw, vh, width = _band(reader, flt, viewports, viewport_bucket, viewport_width)
     height = render_height(summary, PLOTTABLE_TYPES, width, vh)
     totals = ScrollTotals()
+    counted = 0  # the rows of the band: meta.sample.events
     days, edges = _split(flt)
     if days is not None:
         for piece in reader.report_pieces(flt.project_id, flt.path, days, scroll=True, width=width):
             totals.add_piece(piece)
+            counted += piece.n_rows
     for edge_lo, edge_hi, rows in _edge_rows(reader, flt, edges, None, light=False):
         for row in rows:
             if width is None or row.bucket_w == width:
                 totals.add_row(row, edge_lo, edge_hi)
+                counted += sum(1 for _, ts, _, _ in items(row) if edge_lo <= ts <= edge_hi)
     ordinals = reader.session_ordinals(flt.project_id, totals.unmapped())
     sessions = totals.sessions.count(ordinals)
     page, view = median(totals.pages), median(totals.views)
@@ -76,21 +89,42 @@ def _scrollmap(
         "bucket": chosen,
         "viewports": viewports,
         "otherViewports": other_viewports(summary, vw) if width is not None else {},
+        "sample": sample_json(sessions, counted),
     }
     return {"reach": reach, "meta": meta}
 
 
-def elements(repo: Repository, flt: EventFilter, *, requested_type: str, limit: int) -> dict[str, Any]:
+def elements(
+    repo: Repository,
+    flt: EventFilter,
+    *,
+    requested_type: str,
+    limit: int,
+    viewports: str = "width",
+    viewport_bucket: str | None = None,
+    viewport_width: int | None = None,
+) -> dict[str, Any]:
     """``{elements: [{selector, clicks, sessions, rageClicks, deadClicks, errorClicks}], meta}``: clicked
-    selectors, most clicked first (``rageclick``: only those with rage clicks, most rage clicks first)."""
+    selectors, most clicked first (``rageclick``: only those with rage clicks, most rage clicks first),
+    counted in the width band of the map (SPEC §4: the frame of the heatmap of all types, as the scroll
+    map's)."""
     repo.settle_rage(flt.project_id)
-    return repo.read(lambda reader: _elements(reader, flt, requested_type, limit))
+    band = (viewports, viewport_bucket, viewport_width)
+    return repo.read(lambda reader: _elements(reader, flt, requested_type, limit, band))
 
 
-def _elements(reader: Reader, flt: EventFilter, requested_type: str, limit: int) -> dict[str, Any]:
-    rage = Counter(click.selector for click in reader.rage_clicks(flt) if click.selector)
-    signals = reader.signal_selector_counts(flt)
-    totals, ordinals = _totals(reader, flt, selectors=True)
+def _elements(
+    reader: Reader, flt: EventFilter, requested_type: str, limit: int, band: tuple[str, str | None, int | None]
+) -> dict[str, Any]:
+    days, edges = _split(flt)
+    plan, summary, chosen, vw, vh, width = _band(reader, _bounded(flt), *band)
+    rage = Counter(
+        click.selector
+        for click in reader.rage_clicks(flt)
+        if click.selector and (width is None or click.bucket_w == width)
+    )
+    signals = reader.signal_selector_counts(flt, width)
+    totals, ordinals = _totals(reader, flt, selectors=True, width=width)
     found = [
         (
             selector,
@@ -103,6 +137,7 @@ def _elements(reader: Reader, flt: EventFilter, requested_type: str, limit: int)
         for selector, t in totals.selectors.items()
         if t.rows
     ]
+    clicks = sum(e[1] for e in found)  # every click with a selector in the range: meta.sample.events
     if requested_type == RAGECLICK:
         found = sorted((e for e in found if e[3]), key=lambda e: (-e[3], -e[1], e[0]))
     else:
@@ -111,7 +146,18 @@ def _elements(reader: Reader, flt: EventFilter, requested_type: str, limit: int)
         {"selector": s, "clicks": c, "sessions": n, "rageClicks": r, "deadClicks": d, "errorClicks": e}
         for s, c, n, r, d, e in found[:limit]
     ]
-    meta = {"count": len(rows), "total": len(found), "limit": limit, "requestedType": requested_type, "path": flt.path}
+    meta = {
+        "count": len(rows),
+        "total": len(found),
+        "limit": limit,
+        "requestedType": requested_type,
+        "path": flt.path,
+        "viewport": {"w": vw, "h": vh},
+        "bucket": chosen,
+        "viewports": band[0],
+        "otherViewports": other_viewports(summary, vw) if width is not None else {},
+        "sample": sample_json(band_sample(reader, flt, days, edges, width, tally=plan.tally).sessions, clicks),
+    }
     return {"elements": rows, "meta": meta}
 
 
@@ -135,6 +181,7 @@ def _paths(reader: Reader, flt: EventFilter, prefix: str | None, limit: int) -> 
         key=lambda item: (-item[1], item[0]),
     )
     signals = reader.signal_path_counts(flt) if ranked else {}
+    listed = ranked[:limit]
     rows = [
         {
             "path": path,
@@ -143,9 +190,12 @@ def _paths(reader: Reader, flt: EventFilter, prefix: str | None, limit: int) -> 
             "lastSeenAt": last,
             **{name: signals.get((path, kind), 0) for name, kind in _PATH_SIGNALS},
         }
-        for path, n, s, last in ranked[:limit]
+        for path, n, s, last in listed
     ]
-    return {"paths": rows, "meta": {"count": len(rows), "total": len(ranked), "limit": limit, "q": prefix}}
+    sessions = union_count((totals.paths[path].sessions for path, _, _, _ in listed), ordinals)
+    sample = sample_json(sessions, sum(n for _, n, _, _ in listed))
+    meta = {"count": len(rows), "total": len(ranked), "limit": limit, "q": prefix, "sample": sample}
+    return {"paths": rows, "meta": meta}
 
 
 def _split(flt: EventFilter) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
@@ -153,6 +203,13 @@ def _split(flt: EventFilter) -> tuple[tuple[int, int] | None, list[tuple[int, in
     lo = flt.ts_from if flt.ts_from is not None else _FIRST_DAY * DAY_MS
     hi = flt.ts_to if flt.ts_to is not None else (_LAST_DAY + 1) * DAY_MS - 1
     return split_range(lo, hi)
+
+
+def _bounded(flt: EventFilter) -> EventFilter:
+    """``flt`` with its open ends closed at the first and last stored day (a Plan needs both)."""
+    lo = flt.ts_from if flt.ts_from is not None else _FIRST_DAY * DAY_MS
+    hi = flt.ts_to if flt.ts_to is not None else (_LAST_DAY + 1) * DAY_MS - 1
+    return replace(flt, ts_from=lo, ts_to=hi)
 
 
 def _edge_rows(
@@ -165,16 +222,21 @@ def _edge_rows(
         yield edge_lo, edge_hi, from_edge(reader, edge, light=light, text=True)
 
 
-def _totals(reader: Reader, flt: EventFilter, *, selectors: bool) -> tuple[ReportTotals, dict[str, int]]:
-    """Per path (and per selector) totals of ``flt``'s range: the report pieces of its whole days, the
-    raw rows of its partial days at the edges; and the ordinals of the sessions they name."""
+def _totals(
+    reader: Reader, flt: EventFilter, *, selectors: bool, width: int | None = None
+) -> tuple[ReportTotals, dict[str, int]]:
+    """Per path (and per selector) totals of ``flt``'s range (of bucket width ``width`` when given):
+    the report pieces of its whole days, the raw rows of its partial days at the edges; and the
+    ordinals of the sessions they name."""
     totals = ReportTotals(selectors=selectors)
     days, edges = _split(flt)
     if days is not None:
-        width = None if selectors else ALL_WIDTHS  # a path's totals: one piece per day, every band
-        for piece in reader.report_pieces(flt.project_id, flt.path, days, selectors=selectors, width=width):
+        # A path's totals over every band: one piece per day.
+        pieces_of = ALL_WIDTHS if width is None and not selectors else width
+        for piece in reader.report_pieces(flt.project_id, flt.path, days, selectors=selectors, width=pieces_of):
             totals.add_piece(piece)
     for edge_lo, edge_hi, rows in _edge_rows(reader, flt, edges, ("click",) if selectors else None, light=True):
         for row in rows:
-            totals.add_row(row, edge_lo, edge_hi)
+            if width is None or row.bucket_w == width:
+                totals.add_row(row, edge_lo, edge_hi)
     return totals, reader.session_ordinals(flt.project_id, totals.unmapped())

@@ -347,8 +347,9 @@ class ScrollmapQuerySchema(_FrameQuerySchema):
     pass
 
 
-class ElementsQuerySchema(_Base):
-    path = _path()
+class ElementsQuerySchema(_FrameQuerySchema):
+    """Clicked elements, counted in the width band of the map (the band parameters of the heatmap)."""
+
     type = fields.String(load_default="click", validate=validate.OneOf(("click", "rageclick")))
     limit = _limit(50, 500)
 

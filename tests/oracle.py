@@ -176,8 +176,10 @@ def heatmap(
     resolution: int = 128,
     viewport_bucket: str | None = None,
     viewports: str = "width",
+    viewport_width: int | None = None,
 ) -> dict[str, Any]:
-    """The body of ``GET /heatmap`` for these parameters (SPEC §4, square cells, width band)."""
+    """The body of ``GET /heatmap`` for these parameters (SPEC §4, square cells, width band;
+    ``viewport_width``: the frame is the most common bucket of that width, else that width x 720)."""
     requested = type or "click"
     matched, resolved = heatmap_rows(rows, path=path, ts_from=ts_from, ts_to=ts_to, type=type)
     breakdown = dict(Counter(r.type for r in matched))
@@ -186,8 +188,10 @@ def heatmap(
     if viewport_bucket is not None:
         chosen: str | None = viewport_bucket
     else:
-        top = choose_bucket(matched)
+        top = choose_bucket([r for r in matched if viewport_width is None or r.bucket[0] == viewport_width])
         chosen = f"{top[0]}x{top[1]}" if top else None
+    if chosen is None and viewport_width is not None:
+        chosen = f"{viewport_width}x{DEFAULT_FRAME[1]}"
     fw, fh = parse_bucket(chosen) or DEFAULT_FRAME
 
     def in_band(row: Row) -> bool:
@@ -367,13 +371,31 @@ def elements(
     ts_to: int | None = None,
     type: str = "click",
     limit: int = 50,
+    viewports: str = "width",
+    viewport_bucket: str | None = None,
+    viewport_width: int | None = None,
 ) -> list[dict[str, Any]]:
-    """``GET /elements``: clicked selectors with clicks, sessions and rage clicks."""
-    clicks = [r for r in rows if _matches(r, path, ts_from, ts_to, "click")]
-    rage = Counter(r.selector for r in rage_rows(rows) if _matches(r, path, ts_from, ts_to, "click"))
+    """``GET /elements``: clicked selectors with clicks, sessions, rage, dead and error clicks, counted
+    in the width band of the map: with ``viewports=width`` the clicks (and signals) of the bucket width
+    of the frame of the heatmap of all types (as the scroll map's)."""
+    width = elements_band(
+        rows,
+        path=path,
+        ts_from=ts_from,
+        ts_to=ts_to,
+        viewports=viewports,
+        viewport_bucket=viewport_bucket,
+        viewport_width=viewport_width,
+    )
+
+    def counted(r: Row) -> bool:
+        return _matches(r, path, ts_from, ts_to, "click") and (width is None or r.bucket[0] == width)
+
+    clicks = [r for r in rows if counted(r)]
+    rage = Counter(r.selector for r in rage_rows(rows) if counted(r))
     found_signals = signals(rows)
-    dead = Counter(r.selector for r in found_signals["dead"] if _matches(r, path, ts_from, ts_to, "click"))
-    error = Counter(r.selector for r in found_signals["error"] if _matches(r, path, ts_from, ts_to, "click"))
+    dead = Counter(r.selector for r in found_signals["dead"] if counted(r))
+    error = Counter(r.selector for r in found_signals["error"] if counted(r))
     found = []
     for selector in {r.selector for r in clicks if r.selector}:
         mine = [r for r in clicks if r.selector == selector]
@@ -393,6 +415,33 @@ def elements(
     else:
         found.sort(key=lambda e: (-e["clicks"], e["selector"]))
     return found[:limit]
+
+
+def elements_band(
+    rows: list[Row],
+    *,
+    path: str | None,
+    ts_from: int | None,
+    ts_to: int | None,
+    viewports: str = "width",
+    viewport_bucket: str | None = None,
+    viewport_width: int | None = None,
+) -> int | None:
+    """The bucket width the elements count in (``None``: every width): the frame's of the heatmap of
+    all types of the path and range (open ends: every row)."""
+    if viewports != "width":
+        return None
+    frame = heatmap(
+        rows,
+        path=path,
+        ts_from=ts_from if ts_from is not None else -(10**18),
+        ts_to=ts_to if ts_to is not None else 10**18,
+        type="all",
+        viewport_bucket=viewport_bucket,
+        viewport_width=viewport_width,
+    )
+    width: int = frame["meta"]["viewport"]["w"]
+    return width
 
 
 def paths(
@@ -514,3 +563,26 @@ def signal_heatmap(
         dataclasses.replace(r, type=name) for r in signals(rows)[kind] if _matches(r, path, ts_from, ts_to, "click")
     ]
     return heatmap(found, path=path, ts_from=ts_from, ts_to=ts_to, type=name, **params)
+
+
+def band_rows(
+    rows: list[Row], *, path: str | None, ts_from: int | None, ts_to: int | None, width: int | None
+) -> list[Row]:
+    """Every row (any type) of the path (every path when ``None``) in the range, of bucket width
+    ``width`` (every width when ``None``)."""
+    return [r for r in rows if _matches(r, path, ts_from, ts_to, None) and (width is None or r.bucket[0] == width)]
+
+
+def band_sessions(
+    rows: list[Row], *, path: str | None, ts_from: int | None, ts_to: int | None, width: int | None
+) -> int:
+    """``meta.sample.sessions`` of a report (SPEC §4): the distinct sessions with a row on the path in
+    the range and width band."""
+    return len({r.session_id for r in band_rows(rows, path=path, ts_from=ts_from, ts_to=ts_to, width=width)})
+
+
+def paths_sample(listed: list[dict[str, Any]], rows: list[Row], *, ts_from: int | None, ts_to: int | None) -> Any:
+    """``meta.sample`` of ``GET /paths``: the rows and distinct sessions of the listed paths."""
+    names = {p["path"] for p in listed}
+    mine = [r for r in rows if r.path in names and _matches(r, None, ts_from, ts_to, None)]
+    return {"sessions": len({r.session_id for r in mine}), "events": len(mine)}

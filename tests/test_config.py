@@ -40,6 +40,10 @@ def new_app(tmp_path: Path, **config: Any) -> Flask:
         ("HEAT_MAX_EVENTS_PER_BATCH", 0),
         ("HEAT_DATABASE_URI", "oracle://db"),
         ("HEAT_REGISTERED_PROJECTS_ONLY", "perhaps"),
+        ("HEAT_MIN_SAMPLE_SESSIONS", -1),
+        ("HEAT_MIN_SAMPLE_SESSIONS", "few"),
+        ("HEAT_MIN_SAMPLE_SESSIONS", 2.5),
+        ("HEAT_MIN_SAMPLE_SESSIONS", True),
     ],
 )
 def test_bad_value_names_the_key(tmp_path: Path, key: str, value: Any) -> None:
@@ -75,6 +79,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.max_events_per_batch == 1000
     assert settings.jwt_algorithms == ("RS256",)
     assert settings.ip_hash_secret_generated
+    assert settings.min_sample_sessions == 30
 
 
 def test_override_beats_config_and_prefix(tmp_path: Path) -> None:

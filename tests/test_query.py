@@ -143,7 +143,14 @@ def test_events_filters_order_and_pagination(client: FlaskClient) -> None:
     assert response.headers["Cache-Control"] == "no-store"
     body = response.get_json()
     assert [e["ts"] for e in body["events"]] == [1001, 1002, 1003]
-    assert body["meta"] == {"count": 3, "limit": 3, "offset": 2, "projectId": project, "requestedType": "all"}
+    assert body["meta"] == {
+        "count": 3,
+        "limit": 3,
+        "offset": 2,
+        "projectId": project,
+        "requestedType": "all",
+        "projectFound": True,
+    }
     only_custom = get(client, f"/api/projects/{project}/events", type="custom").get_json()
     assert [e["type"] for e in only_custom["events"]] == ["custom"]
     on_p = get(client, f"/api/projects/{project}/events", path="/p").get_json()["events"]

@@ -91,23 +91,26 @@ def project(client: FlaskClient) -> str:
 
 
 def test_elements_by_hand(client: FlaskClient, project: str) -> None:
-    body = get(client, f"/api/projects/{project}/elements", path="/")
+    url = f"/api/projects/{project}/elements"
+    every = {"viewports": "all"}  # every width, as the map of all widths
+    body = get(client, url, path="/", **every)
     assert body["elements"] == [
         {"selector": "#dead", "clicks": 6, "sessions": 2, "rageClicks": 4, "deadClicks": 6, "errorClicks": 0},
         {"selector": "#buy", "clicks": 5, "sessions": 3, "rageClicks": 0, "deadClicks": 5, "errorClicks": 0},
         {"selector": "#x", "clicks": 3, "sessions": 1, "rageClicks": 0, "deadClicks": 3, "errorClicks": 0},
     ]  # every click is dead: nothing but clicks on the same selector (or nothing) follows within 1.5 s
     assert body["meta"]["count"] == 3 and body["meta"]["limit"] == 50 and body["meta"]["requestedType"] == "click"
-    rage = get(client, f"/api/projects/{project}/elements", path="/", type="rageclick")
+    assert body["meta"]["viewports"] == "all" and body["meta"]["otherViewports"] == {}
+    rage = get(client, url, path="/", type="rageclick", **every)
     assert rage["elements"] == [
         {"selector": "#dead", "clicks": 6, "sessions": 2, "rageClicks": 4, "deadClicks": 6, "errorClicks": 0}
     ]
-    assert get(client, f"/api/projects/{project}/elements", path="/", limit=1)["elements"][0]["selector"] == "#dead"
+    assert get(client, url, path="/", limit=1, **every)["elements"][0]["selector"] == "#dead"
     # Without a path every page's clicks count. Rage is decided once per session over all its
     # clicks: a range that cuts the burst of four keeps the rage clicks inside it (three, then two).
-    everywhere = get(client, f"/api/projects/{project}/elements")["elements"]
+    everywhere = get(client, url, **every)["elements"]
     assert [(e["selector"], e["clicks"]) for e in everywhere] == [("#dead", 6), ("#buy", 5), ("#x", 3), ("#plan", 1)]
-    cut = get(client, f"/api/projects/{project}/elements", path="/", to=T + 400)["elements"]
+    cut = get(client, url, path="/", to=T + 400, **every)["elements"]
     assert cut[0] == {
         "selector": "#dead",
         "clicks": 5,
@@ -116,8 +119,33 @@ def test_elements_by_hand(client: FlaskClient, project: str) -> None:
         "deadClicks": 5,
         "errorClicks": 0,
     }
-    cut = get(client, f"/api/projects/{project}/elements", path="/", to=T + 399)["elements"]
+    cut = get(client, url, path="/", to=T + 399, **every)["elements"]
     assert {e["selector"]: e["rageClicks"] for e in cut} == {"#dead": 2, "#buy": 0}
+
+
+def test_elements_count_in_the_band_of_the_map(client: FlaskClient, project: str) -> None:
+    url = f"/api/projects/{project}/elements"
+    # The default band is the map's: the desktop frame of "/" (sessions a and c); b's phone clicks
+    # are not counted, neither as clicks nor as rage clicks.
+    desktop = get(client, url, path="/")
+    assert desktop["elements"] == [
+        {"selector": "#buy", "clicks": 4, "sessions": 2, "rageClicks": 0},
+        {"selector": "#dead", "clicks": 4, "sessions": 1, "rageClicks": 4},
+        {"selector": "#x", "clicks": 3, "sessions": 1, "rageClicks": 0},
+    ]
+    meta = desktop["meta"]
+    assert meta["viewport"] == {"w": 1280, "h": 800} and meta["bucket"] == "1280x800"
+    assert meta["viewports"] == "width" and meta["otherViewports"] == {"400": 4}
+    assert get(client, url, path="/", viewportBucket="1280x800")["elements"] == desktop["elements"]
+    # The phone band: the desktop-only #x is not there, and b's two clicks on #dead are no rage.
+    mobile = get(client, url, path="/", viewportWidth=400)
+    assert mobile["elements"] == [
+        {"selector": "#dead", "clicks": 2, "sessions": 1, "rageClicks": 0},
+        {"selector": "#buy", "clicks": 1, "sessions": 1, "rageClicks": 0},
+    ]
+    assert mobile["meta"]["viewport"] == {"w": 400, "h": 800} and mobile["meta"]["otherViewports"] == {"1280": 15}
+    assert get(client, url, path="/", viewportWidth=400, type="rageclick")["elements"] == []
+    assert get(client, url, path="/", viewportWidth=1440)["elements"] == []  # a width nobody had
 
 
 def test_rageclick_heatmap_by_hand(client: FlaskClient, project: str) -> None:
@@ -274,11 +302,21 @@ def test_reports_match_oracle(client: FlaskClient) -> None:
         span: dict[str, Any] = {k: v for k, v in (("from", lo), ("to", hi)) if v is not None}
         for path in (None, *PAGES):
             where = {"path": path} if path else {}
+            bands: list[dict[str, Any]] = [{}, {"viewports": "all"}, {"viewportWidth": 400}, {"viewportWidth": 800}]
             for kind in ("click", "rageclick"):
-                got = get(client, f"/api/projects/{project}/elements", **span, **where, type=kind)["elements"]
-                want = oracle.elements(rows, path=path, ts_from=lo, ts_to=hi, type=kind)
-                if got != want:
-                    failures.append(f"elements {span} {path} {kind}: {got} != {want}")
+                for band in bands:
+                    got = get(client, f"/api/projects/{project}/elements", **span, **where, type=kind, **band)
+                    want = oracle.elements(
+                        rows,
+                        path=path,
+                        ts_from=lo,
+                        ts_to=hi,
+                        type=kind,
+                        viewports=band.get("viewports", "width"),
+                        viewport_width=band.get("viewportWidth"),
+                    )
+                    if got["elements"] != want:
+                        failures.append(f"elements {span} {path} {kind} {band}: {got} != {want}")
             hm_range = {"ts_from": lo or 0, "ts_to": hi or end + 1}
             hm_span = {"from": lo or 0, "to": hi or end + 1}
             for viewports in ("width", "all"):

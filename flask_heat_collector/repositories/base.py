@@ -459,9 +459,9 @@ class Reader(ABC):
         grouped by the database."""
 
     @abstractmethod
-    def signal_selector_counts(self, flt: EventFilter) -> dict[tuple[str, str], int]:
-        """``{(selector, kind): n}`` of the settled signals of ``flt`` that have a selector, grouped by
-        the database."""
+    def signal_selector_counts(self, flt: EventFilter, width: int | None = None) -> dict[tuple[str, str], int]:
+        """``{(selector, kind): n}`` of the settled signals of ``flt`` that have a selector (of bucket
+        width ``width`` when given), grouped by the database."""
 
     @abstractmethod
     def long_moves(self, what: Scan, before: int, reaching: int) -> list[EventRow]:
@@ -472,6 +472,15 @@ class Reader(ABC):
     @abstractmethod
     def max_span(self, project_id: str) -> int:
         """The longest move ever stored in the project (ms): how far before a range its points may start."""
+
+    @abstractmethod
+    def project_found(self, project_id: str) -> bool:
+        """Whether a project with this id exists (a lookup by primary key)."""
+
+    @abstractmethod
+    def last_item_ts(self, project_id: str) -> int | None:
+        """The latest item ts of the project's stored rows (a move: its latest point), as the report
+        pieces of its latest UTC day hold it: never a scan of events. ``None`` when it has none."""
 
 
 class Repository(ABC):

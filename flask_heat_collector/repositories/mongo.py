@@ -1467,8 +1467,8 @@ class _MongoReader(base.Reader):
     def signal_path_counts(self, flt: base.EventFilter) -> dict[tuple[str, str], int]:
         return mongo_signals.path_counts(self.repo._coll, flt)
 
-    def signal_selector_counts(self, flt: base.EventFilter) -> dict[tuple[str, str], int]:
-        return mongo_signals.selector_counts(self.repo._coll, flt)
+    def signal_selector_counts(self, flt: base.EventFilter, width: int | None = None) -> dict[tuple[str, str], int]:
+        return mongo_signals.selector_counts(self.repo._coll, flt, width)
 
     def report_pieces(
         self,
@@ -1490,3 +1490,9 @@ class _MongoReader(base.Reader):
     def max_span(self, project_id: str) -> int:
         doc = self.repo._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})
         return int((doc or {}).get("maxSpan") or 0)
+
+    def project_found(self, project_id: str) -> bool:
+        return self.repo._coll("projects").find_one({"id": project_id}, {"_id": 1}) is not None
+
+    def last_item_ts(self, project_id: str) -> int | None:
+        return mongo_reports.last_item_ts(self.repo._coll, project_id)

@@ -151,6 +151,17 @@ def read_pieces(
     return [_piece(doc) for doc in docs if doc["_id"] not in replaced]
 
 
+def last_item_ts(coll: Coll, project_id: str) -> int | None:
+    """The latest ``lastTs`` of the live pieces of the project's latest day (through the day index)."""
+    top = coll(PIECES).find_one({"projectId": project_id}, {"day": 1}, sort=[("day", -1)])
+    if top is None:
+        return None
+    docs = list(coll(PIECES).find({"projectId": project_id, "day": top["day"]}, {"lastTs": 1, "replaces": 1}))
+    replaced = {r for doc in docs for r in doc.get("replaces") or ()}
+    found = [int(doc["lastTs"]) for doc in docs if doc["_id"] not in replaced and doc.get("lastTs") is not None]
+    return max(found, default=None)
+
+
 def piece_ids(coll: Coll, project_id: str, key: tuple[int, int, int]) -> list[tuple[Any, int]]:
     """``(_id, part)`` of the pieces of one ``(path_key, day, bucket_w)`` key-day."""
     pkey, day, width = key

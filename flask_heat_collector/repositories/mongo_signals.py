@@ -103,9 +103,12 @@ def path_counts(coll: Coll, flt: EventFilter) -> dict[tuple[str, str], int]:
     return found
 
 
-def selector_counts(coll: Coll, flt: EventFilter) -> dict[tuple[str, str], int]:
-    """``{(selector, kind): n}`` of the signals with a selector in ``flt``, grouped by the database."""
+def selector_counts(coll: Coll, flt: EventFilter, width: int | None = None) -> dict[tuple[str, str], int]:
+    """``{(selector, kind): n}`` of the signals with a selector in ``flt`` (of bucket width ``width``
+    when given), grouped by the database."""
     match = {**_match(flt), "selector": {"$nin": [None, ""]}}
+    if width is not None:
+        match["bucketW"] = width
     group = {"$group": {"_id": {"s": "$selector", "k": "$kind"}, "n": {"$sum": 1}}}
     return {
         (str(d["_id"]["s"]), str(d["_id"]["k"])): int(d["n"])

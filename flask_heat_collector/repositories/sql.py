@@ -1007,8 +1007,8 @@ class _SqlReader(base.Reader):
     def signal_path_counts(self, flt: base.EventFilter) -> dict[tuple[str, str], int]:
         return sql_signals.path_counts(self.conn, flt)
 
-    def signal_selector_counts(self, flt: base.EventFilter) -> dict[tuple[str, str], int]:
-        return sql_signals.selector_counts(self.conn, flt)
+    def signal_selector_counts(self, flt: base.EventFilter, width: int | None = None) -> dict[tuple[str, str], int]:
+        return sql_signals.selector_counts(self.conn, flt, width)
 
     def report_pieces(
         self,
@@ -1030,3 +1030,9 @@ class _SqlReader(base.Reader):
     def max_span(self, project_id: str) -> int:
         found = self.conn.execute(sa.select(projects.c.max_span).where(projects.c.id == project_id)).scalar()
         return int(found or 0)
+
+    def project_found(self, project_id: str) -> bool:
+        return self.conn.execute(sa.select(projects.c.id).where(projects.c.id == project_id)).first() is not None
+
+    def last_item_ts(self, project_id: str) -> int | None:
+        return sql_reports.last_item_ts(self.conn, project_id)

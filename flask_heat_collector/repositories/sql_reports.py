@@ -135,6 +135,14 @@ def read_pieces(
     return [ReportPiece(*row) for row in conn.execute(stmt)]
 
 
+def last_item_ts(conn: Connection, project_id: str) -> int | None:
+    """The latest ``last_ts`` of the pieces of the project's latest day (two seeks of the day index)."""
+    t = heat_report_pieces.c
+    day = sa.select(sa.func.max(t.day)).where(t.project_id == project_id).scalar_subquery()
+    found = conn.execute(sa.select(sa.func.max(t.last_ts)).where(t.project_id == project_id, t.day == day)).scalar()
+    return None if found is None else int(found)
+
+
 def rebuild_key_days(conn: Connection, project_id: str, max_span: int, keys: set[tuple[int, int, int]]) -> None:
     """Replace the pieces of these ``(path_key, day, bucket_w)`` key-days, and of their all-band
     key-days, that this transaction sees by ones computed from their rows (a piece stored meanwhile by

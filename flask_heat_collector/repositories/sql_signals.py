@@ -99,14 +99,14 @@ def path_counts(conn: Connection, flt: EventFilter) -> dict[tuple[str, str], int
     return found
 
 
-def selector_counts(conn: Connection, flt: EventFilter) -> dict[tuple[str, str], int]:
-    """``{(selector, kind): n}`` of the signals with a selector in ``flt``, grouped by the database."""
+def selector_counts(conn: Connection, flt: EventFilter, width: int | None = None) -> dict[tuple[str, str], int]:
+    """``{(selector, kind): n}`` of the signals with a selector in ``flt`` (of bucket width ``width``
+    when given), grouped by the database."""
     s = heat_signals.c
-    stmt = (
-        sa.select(s.selector, s.kind, sa.func.count())
-        .where(*_range(heat_signals, flt), s.selector.is_not(None), s.selector != "")
-        .group_by(s.selector, s.kind)
-    )
+    clauses = [*_range(heat_signals, flt), s.selector.is_not(None), s.selector != ""]
+    if width is not None:
+        clauses.append(s.bucket_w == width)
+    stmt = sa.select(s.selector, s.kind, sa.func.count()).where(*clauses).group_by(s.selector, s.kind)
     return {(str(sel), str(kind)): int(n) for sel, kind, n in conn.execute(stmt)}
 
 

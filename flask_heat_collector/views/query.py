@@ -16,8 +16,10 @@ from ..errors import ApiError
 from ..heatmap import build_heatmap, heatmap_json
 from ..listing import event_page
 from ..openapi import build_openapi
+from ..projects import project_found, project_list
 from ..reports import elements, paths, scrollmap
 from ..repositories.base import EventFilter, Session, SessionQuery
+from ..samples import mark_small
 from ..schemas import (
     MAX_QUERY_TIME,
     ElementsQuerySchema,
@@ -100,6 +102,17 @@ def _json(body: dict[str, Any], **headers: str) -> Response:
     return common.no_store(response)
 
 
+def _found(project_id: str) -> bool:
+    """``meta.projectFound``: a project endpoint answers as before for an unknown id, and says so."""
+    return project_found(get_state().repository, project_id)
+
+
+def _report_meta(meta: dict[str, Any], project_id: str) -> None:
+    """What every report's ``meta`` adds to its answer: ``sample.small`` and ``projectFound``."""
+    mark_small(meta["sample"], get_state().settings.min_sample_sessions)
+    meta["projectFound"] = _found(project_id)
+
+
 def _map_range(project_id: str, path: str | None) -> EventFilter:
     """The filter of a map: ``from`` defaults to 0 and ``to`` to now, checked after the defaults."""
     start, end = _time_range(require_order=False)
@@ -122,6 +135,7 @@ def heatmap(project_id: str) -> Response:
         viewport_width=query.get("viewportWidth"),
     )
     meta = result.meta
+    _report_meta(meta, project_id)
     response = Response(heatmap_json(result), mimetype="application/json")
     response.headers["X-Result-Count"] = str(meta["total"])
     response.headers["X-Heatmap-Point-Count"] = str(len(result.points))
@@ -139,6 +153,7 @@ def project_scrollmap(project_id: str) -> Response:
         viewport_bucket=query.get("viewportBucket"),
         viewport_width=query.get("viewportWidth"),
     )
+    _report_meta(body["meta"], project_id)
     return _json(body, X_Result_Count=str(body["meta"]["sessions"]))
 
 
@@ -146,8 +161,22 @@ def project_elements(project_id: str) -> Response:
     query = _load(_ELEMENTS)
     start, end = _time_range()
     flt = EventFilter(common.check_id(project_id, "projectId"), query.get("path"), start, end)
-    body = elements(get_state().repository, flt, requested_type=query["type"], limit=query["limit"])
+    body = elements(
+        get_state().repository,
+        flt,
+        requested_type=query["type"],
+        limit=query["limit"],
+        viewports=query["viewports"],
+        viewport_bucket=query.get("viewportBucket"),
+        viewport_width=query.get("viewportWidth"),
+    )
+    _report_meta(body["meta"], project_id)
     return _json(body, X_Total_Count=str(body["meta"]["count"]))
+
+
+def projects() -> Response:
+    body = {"projects": project_list(get_state().repository, g.heat_scope)}
+    return _json(body, X_Total_Count=str(len(body["projects"])))
 
 
 def project_paths(project_id: str) -> Response:
@@ -155,6 +184,7 @@ def project_paths(project_id: str) -> Response:
     start, end = _time_range()
     flt = EventFilter(common.check_id(project_id, "projectId"), None, start, end)
     body = paths(get_state().repository, flt, prefix=query.get("q") or None, limit=query["limit"])
+    _report_meta(body["meta"], project_id)
     return _json(body, X_Total_Count=str(body["meta"]["count"]))
 
 
@@ -172,6 +202,7 @@ def project_events(project_id: str) -> Response:
             "offset": query["offset"],
             "projectId": project_id,
             "requestedType": requested,
+            "projectFound": _found(project_id),
         },
     }
     return _json(body, X_Total_Count=str(len(found)), X_Requested_Type=requested)
@@ -209,7 +240,13 @@ def project_sessions(project_id: str) -> Response:
         }
         for s in found
     ]
-    meta = {"count": len(items), "limit": query["limit"], "offset": query["offset"], "projectId": project_id}
+    meta = {
+        "count": len(items),
+        "limit": query["limit"],
+        "offset": query["offset"],
+        "projectId": project_id,
+        "projectFound": _found(project_id),
+    }
     return _json({"sessions": items, "meta": meta}, X_Total_Count=str(len(items)))
 
 
@@ -248,13 +285,15 @@ def session_detail(session_id: str, project_id: str | None = None) -> Response:
             session_id=session.id,
         )
     )
-    body = {
+    body: dict[str, Any] = {
         "session": session_json(session, repo.external_user_ids(session.project_id, [session.user_id or ""]))
         if session
         else None,
         "events": [event_json(e) for e in found],
         "meta": {"found": session is not None, "count": len(found), "limit": query["limit"], "offset": query["offset"]},
     }
+    if project is not None:
+        body["meta"]["projectFound"] = session is not None or _found(project)
     return _json(body, X_Session_Found="1" if session else "0", X_Total_Count=str(len(found)))
 
 
@@ -331,6 +370,7 @@ def create_api_blueprint() -> Blueprint:
     common.install(bp)
     bp.before_request(_require_key)
     bp.after_request(_cors)
+    bp.add_url_rule("/api/projects", view_func=projects)
     bp.add_url_rule("/api/projects/<project_id>/heatmap", view_func=heatmap)
     bp.add_url_rule("/api/projects/<project_id>/scrollmap", view_func=project_scrollmap)
     bp.add_url_rule("/api/projects/<project_id>/elements", view_func=project_elements)

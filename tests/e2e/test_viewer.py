@@ -230,6 +230,8 @@ def test_heatmap_over_the_framed_page(shop: Shop, page: Any) -> None:
     assert page.get_attribute("body", "data-frame-width") == "1200"
     assert page.evaluate("document.getElementById('page-frame').offsetWidth") == 1200
     assert "12 of 15 events plotted (click)" in page.inner_text("#status")
+    # meta.sample: alice, bob and erin in the 1,200 px band, fewer than HEAT_MIN_SAMPLE_SESSIONS (30).
+    assert page.inner_text("#status").endswith(" Based on 3 sessions (small sample: read it with care).")
 
     buy, dead = frame_box(page, "#buy"), frame_box(page, "#dead")
     assert (buy["x"], buy["y"]) == (BUY["x"], BUY["y"])
@@ -283,6 +285,7 @@ def test_scroll_reach_bands(shop: Shop, page: Any, browser: Any) -> None:
     assert rows["100"] == ["100%", "1", "33%"]
     assert page.get_attribute("body", "data-reach-bands") == "20"
     assert "Scroll reach of 3 sessions" in page.inner_text("#status")
+    assert "Based on 3 sessions (small sample" in page.inner_text("#status")
     # Two bands of different reach have different colours.
     top, bottom = page.evaluate(
         """() => {
@@ -313,7 +316,8 @@ def test_elements_table_and_highlight(shop: Shop, page: Any) -> None:
     settled(page)
     page.wait_for_function("() => document.body.dataset.elements !== undefined")
     rows = [[c.inner_text() for c in row.locator("td").all()] for row in page.locator("#elements tbody tr").all()]
-    assert rows == [["1", "button#buy", "11", "4", "0"], ["2", "button#dead", "4", "1", "4"]]
+    # Counted in the map's band (1,200 px): alice's 5, bob's 2 and erin's 1; carol's 3 at 390 px are not.
+    assert rows == [["1", "button#buy", "8", "3", "0"], ["2", "button#dead", "4", "1", "4"]]
 
     page.hover("#elements tbody tr[data-selector='button#buy']")
     page.wait_for_function("() => document.body.dataset.highlighted !== undefined")

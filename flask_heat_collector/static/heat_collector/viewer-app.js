@@ -244,6 +244,14 @@
     return best ? best.width : null;
   }
 
+  /** " Based on N sessions." from a report's meta.sample, with a note when the sample is small. */
+  function sampleNote(meta) {
+    const sample = meta.sample;
+    if (!sample) return "";
+    const sessions = `${sample.sessions} session${sample.sessions === 1 ? "" : "s"}`;
+    return ` Based on ${sessions}` + (sample.small ? " (small sample: read it with care)." : ".");
+  }
+
   // -- the heatmap view ------------------------------------------------------------------------
 
   async function renderHeatmap(gen) {
@@ -273,7 +281,7 @@
     status(empty || `${meta.plotted} of ${meta.total} events plotted (${meta.resolvedType}), frame ${meta.viewport.w} px `
       + `wide (viewport ${meta.bucket}), ${heatmap.points.length} cells`
       + (others ? `; ${others} other width${others === 1 ? "" : "s"} not drawn (choose a device band)` : "")
-      + (meta.warning ? `. ${meta.warning}` : "."));
+      + (meta.warning ? `. ${meta.warning}` : ".") + sampleNote(meta));
     const cut = HV.describeCut(heatmap);
     $("cut-note").textContent = cut;
     $("cut-note").hidden = !cut;
@@ -302,7 +310,7 @@
     showView({ kind: "scroll", scrollmap, width: meta.viewport.w, height }, height);
     renderReachTable(scrollmap);
     status(empty || `Scroll reach of ${meta.sessions} session${meta.sessions === 1 ? "" : "s"}, frame ${meta.viewport.w} px wide; `
-      + `the fold is at ${HV.formatPct(meta.foldPct || 0)} of the page.`);
+      + `the fold is at ${HV.formatPct(meta.foldPct || 0)} of the page.` + sampleNote(meta));
     $("cut-note").hidden = true;
     document.body.dataset.frameWidth = String(meta.viewport.w);
   }
@@ -327,14 +335,16 @@
     const tbody = $("elements").querySelector("tbody");
     const type = state.type === "rageclick" ? "rageclick" : "click";
     try {
-      const body = await api("/elements", { path: state.path, type, limit: 50, ...range() });
+      // Counted in the map's width band: the band's frame width once the map has chosen it.
+      const band = state.band === "all" ? {} : { viewportWidth: document.body.dataset.frameWidth };
+      const body = await api("/elements", { path: state.path, type, limit: 50, ...band, ...range() });
       if (gen !== generation) return;
       tbody.replaceChildren();
       body.elements.forEach((element, index) => tbody.append(elementRow(element, index)));
       $("elements-count").textContent = `(${body.elements.length})`;
       panelStatus("elements-status", body.elements.length
         ? `Most ${type === "rageclick" ? "rage-clicked" : "clicked"} first${state.path ? "" : ", on every path"}, `
-          + "counted at every screen width; hover a row to see its clicks on the map."
+          + `counted on ${body.meta.viewport.w} px wide screens as the map; hover a row to see its clicks on the map.`
         : `No ${type === "rageclick" ? "rage clicks" : "clicks"} on elements here.`);
       document.body.dataset.elements = String(body.elements.length);
     } catch (err) {
@@ -592,7 +602,7 @@
       } else if (state.view === "scroll") {
         await busy(renderScroll(gen));
       } else {
-        await busy(Promise.all([renderHeatmap(gen), loadElements(gen)]));
+        await busy(renderHeatmap(gen).then(() => loadElements(gen)));  // elements in the map's band
       }
     } catch (err) {
       if (gen !== generation) return;
