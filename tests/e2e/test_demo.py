@@ -134,14 +134,15 @@ def test_the_seed_answers_every_query(demo: Any) -> None:
     phone = api(demo, "heatmap?path=/&viewportWidth=400")
     assert phone["meta"]["bucket"] == "400x800" and phone["meta"]["plotted"] == 5
 
-    ranked = [
-        {k: e[k] for k in ("selector", "clicks", "sessions", "rageClicks")}  # signals: tests/test_signals.py
-        for e in api(demo, "elements?path=/&viewports=all")["elements"]  # every width
-    ]
+    def core(elements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        keys = ("selector", "clicks", "sessions", "rageClicks")  # signals: tests/test_signals.py
+        return [{k: e[k] for k in keys} for e in elements]
+
+    ranked = core(api(demo, "elements?path=/&viewports=all")["elements"])  # every width
     assert ranked[0] == {"selector": "button#apply-coupon", "clicks": 11, "sessions": 8, "rageClicks": 4}
     assert ranked[1] == {"selector": "button#buy", "clicks": 10, "sessions": 10, "rageClicks": 0}
     # In the map's band (desktop, the default) the phone's five taps are not counted; in the phone's, only they are.
-    desktop = api(demo, "elements?path=/")["elements"]
+    desktop = core(api(demo, "elements?path=/")["elements"])
     assert desktop[0] == {"selector": "button#apply-coupon", "clicks": 10, "sessions": 7, "rageClicks": 4}
     assert desktop[1] == {"selector": "button#buy", "clicks": 9, "sessions": 9, "rageClicks": 0}
     phone = api(demo, "elements?path=/&viewportWidth=400")["elements"]
