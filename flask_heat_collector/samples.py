@@ -15,7 +15,7 @@ from typing import Any
 
 from .aggregates import items
 from .listing import from_edge
-from .report_pieces import Sessions
+from .report_pieces import ALL_WIDTHS, Sessions
 from .repositories.base import EventFilter, EventRow, Reader
 
 
@@ -70,7 +70,8 @@ def band_sample(
     sessions = Sessions()
     rows = 0
     if days is not None:
-        for piece in reader.report_pieces(flt.project_id, flt.path, days, width=width):
+        every = ALL_WIDTHS if width is None else width  # every band: one piece per path and day
+        for piece in reader.report_pieces(flt.project_id, flt.path, days, width=every):
             rows += piece.n_rows
             if piece.session_id is not None:
                 sessions.ids.add(piece.session_id)
