@@ -6,6 +6,9 @@
 - ``runner``: the steps run for each database;
 - ``report``: the Markdown table (bench/results/latest.md);
 - ``fill``, ``amplification``, ``purge``: bulk fills, the amplification batch, ingest during a purge.
+- ``big_moves``, ``spread_ingest``, ``spread_ab``, ``reports``: the issue 21 measurements (events page on
+  1,000-point moves; the spread-moves heatmap right after a fill through ``/ingest``, in-process and
+  against the original; the viewer reports at scale).
 
 Process helpers (free ports, gunicorn, stopping) come from tests/processes.py, shared with the suite.
 """

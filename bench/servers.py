@@ -98,6 +98,18 @@ class Databases:
             path.unlink()
 
 
+def ours_env(uri: str) -> dict[str, str]:
+    """The ``HEAT_*`` settings ours runs with (also for ``flask heat ...`` on the same database)."""
+    return {
+        "PYTHONPATH": str(ROOT),
+        "HEAT_DATABASE_URI": uri,
+        "HEAT_RATE_LIMIT": "1000000000 per 10 seconds",
+        "HEAT_QUERY_AUTH": "none",
+        "HEAT_IP_HASH_SECRET": "bench-secret",
+        "HEAT_LOG_LEVEL": "warn",
+    }
+
+
 @dataclass
 class Config:
     """How a server runs: ours under gunicorn (workers, worker class, threads) or node (cluster size)."""
@@ -125,14 +137,7 @@ class Server:
         self.log_path = logdir / f"{config.server}-{dialect}-{self.port}.log"
         env = dict(os.environ)
         if config.server == "ours":
-            env.update(
-                PYTHONPATH=str(ROOT),
-                HEAT_DATABASE_URI=uri,
-                HEAT_RATE_LIMIT="1000000000 per 10 seconds",
-                HEAT_QUERY_AUTH="none",
-                HEAT_IP_HASH_SECRET="bench-secret",
-                HEAT_LOG_LEVEL="warn",
-            )
+            env.update(ours_env(uri))
             options = ["-w", str(config.workers), "-k", config.worker_class]
             if config.worker_class == "gthread":
                 options += ["--threads", str(config.threads)]

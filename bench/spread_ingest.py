@@ -29,9 +29,9 @@ PER_BATCH = 5
 KEY = "bench-query-key"
 
 
-def _batch(first: int) -> dict[str, object]:
+def _batch(first: int, per_batch: int = PER_BATCH) -> dict[str, object]:
     events = []
-    for e in range(PER_BATCH):
+    for e in range(per_batch):
         base = first + e * PER_EVENT
         points = [
             {"x": (i * 7919) % 1280, "y": (i * 104729) % 3000, "tsOffset": (i - base) * 10}
