@@ -284,11 +284,9 @@ def rebuild_pieces(rows: Iterable[EventRow]) -> tuple[list[AggregateRow], int]:
     return merged, read
 
 
-# Sessions whose rage clicks and signals a timed run settles: at least SETTLE_PER_RUN, and as many as
-# batches were stored since the last run up to SETTLE_MAX_PER_RUN. The run holds up the worker's next
-# request, so it stays bounded; a report settles the rest of its project first.
+# Sessions whose rage clicks a run settles: the run holds up the worker's next request, so it stays
+# short (tens of ms); a report settles the rest of its project first.
 SETTLE_PER_RUN = 20
-SETTLE_MAX_PER_RUN = 500
 MAX_MERGED_CELLS = 200_000  # cells per merged piece: keeps one row far below MySQL's max_allowed_packet
 
 
@@ -403,15 +401,11 @@ class Compactor:
         self._next = 0.0
         self._written: dict[tuple[str, int, int, str, int, int], int] = {}  # key -> pieces written
         self._due: set[tuple[str, int, int, str, int, int]] = set()
-        self._stored = 0  # batches since the last timed run
         self._count_lock = threading.Lock()
         self._lock = threading.Lock()
 
     def note(self, project_id: str, rows: Iterable[EventRow]) -> None:
-        """Count the pieces a stored batch wrote (one per key-day of its rows), and the batch: a timed
-        run settles at least as many pending sessions as batches were stored since the last one."""
-        with self._count_lock:
-            self._stored += 1
+        """Count the pieces a stored batch wrote (one per key-day of its rows)."""
         if not self.batches:
             return
         keys = {
@@ -439,15 +433,12 @@ class Compactor:
         try:
             with self._count_lock:
                 due, self._due = sorted(self._due), set()
-                stored, self._stored = (self._stored, 0) if timed else (0, self._stored)
             if due:
                 repo.compact(len(due), keys=due)
             if timed:
                 self._next = now + self.interval
                 repo.compact(self.max_keys)
-                # As many sessions as batches marked since the last run: the backlog a report would
-                # otherwise settle before answering stays bounded.
-                repo.settle_rage(None, min(SETTLE_MAX_PER_RUN, max(SETTLE_PER_RUN, stored)))
+                repo.settle_rage(None, SETTLE_PER_RUN)
         except Exception as exc:  # noqa: BLE001 - never fails a request; the next run tries again
             log("warn", "heatmap aggregate compaction failed", error=type(exc).__name__)
         finally:
