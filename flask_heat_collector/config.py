@@ -203,7 +203,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_VIEWER_ENABLED", False, _as_bool),
     Key("HEAT_VIEWER_SITE_URL", None, _site_url),
     Key("HEAT_AGGREGATE_COMPACT_SECONDS", 10, _as_non_negative_int),
-    Key("HEAT_AGGREGATE_COMPACT_BATCHES", 4, _as_non_negative_int),
+    Key("HEAT_AGGREGATE_COMPACT_BATCHES", 32, _as_non_negative_int),
     Key("HEAT_NEW_PROJECTS_PER_IP", "10 per hour", _rate_limit),
     Key("HEAT_TRUSTED_PROXIES", 0, _as_non_negative_int),
     Key("HEAT_QUERY_ALLOWED_ORIGINS", (), _query_origins),
