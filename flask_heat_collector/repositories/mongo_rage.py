@@ -17,7 +17,6 @@ from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from ..ingest import path_key
 from ..rageclicks import RageRule, new_token, rage_row, settle
 from ..signals import DEFAULT_RULES, SIGNAL_TYPES, SignalRules
 from . import mongo_signals
@@ -145,15 +144,5 @@ def settle_session(
 
 def read(coll: Coll, flt: EventFilter) -> list[EventRow]:
     """The stored rage clicks of ``flt`` in ``(ts, seq)`` order."""
-    match: Doc = {"projectId": flt.project_id}
-    if flt.path is not None:
-        match["pathKey"] = path_key(flt.path)
-        match["path"] = flt.path
-    ts: Doc = {}
-    if flt.ts_from is not None:
-        ts["$gte"] = flt.ts_from
-    if flt.ts_to is not None:
-        ts["$lte"] = flt.ts_to
-    if ts:
-        match["ts"] = ts
-    return [_row(d) for d in coll(CLICKS).find(match, _PROJECTION, sort=[("ts", 1), ("seq", 1)])]
+    found = coll(CLICKS).find(mongo_signals.range_match(flt), _PROJECTION, sort=[("ts", 1), ("seq", 1)])
+    return [_row(d) for d in found]

@@ -70,7 +70,8 @@ def forget(coll: Coll, project_id: str, session_ids: list[str]) -> None:
         coll(SIGNALS).delete_many({"projectId": project_id, "sessionId": {"$in": sorted(set(session_ids))}})
 
 
-def _match(flt: EventFilter) -> Doc:
+def range_match(flt: EventFilter) -> Doc:
+    """The filter of ``flt``'s project, path and time range on stored signals (or rage clicks)."""
     match: Doc = {"projectId": flt.project_id}
     if flt.path is not None:
         match["pathKey"] = path_key(flt.path)
@@ -87,7 +88,7 @@ def _match(flt: EventFilter) -> Doc:
 
 def read(coll: Coll, flt: EventFilter, kind: str) -> list[Signal]:
     """The stored signals of one kind in ``flt`` in ``(ts, seq)`` order."""
-    found = coll(SIGNALS).find({**_match(flt), "kind": kind}, _SIGNAL_PROJECTION, sort=[("ts", 1), ("seq", 1)])
+    found = coll(SIGNALS).find({**range_match(flt), "kind": kind}, _SIGNAL_PROJECTION, sort=[("ts", 1), ("seq", 1)])
     return [_signal(d) for d in found]
 
 
@@ -95,10 +96,10 @@ def path_counts(coll: Coll, flt: EventFilter) -> dict[tuple[str, str], int]:
     """``{(path, kind): signals}`` of ``flt``'s range, rage clicks as kind ``rage``, grouped by the database."""
     found: dict[tuple[str, str], int] = {}
     group = {"$group": {"_id": {"p": "$path", "k": "$kind"}, "n": {"$sum": 1}}}
-    for doc in coll(SIGNALS).aggregate([{"$match": _match(flt)}, group]):
+    for doc in coll(SIGNALS).aggregate([{"$match": range_match(flt)}, group]):
         found[(str(doc["_id"]["p"]), str(doc["_id"]["k"]))] = int(doc["n"])
     rage = {"$group": {"_id": "$path", "n": {"$sum": 1}}}
-    for doc in coll(RAGE_CLICKS).aggregate([{"$match": _match(flt)}, rage]):
+    for doc in coll(RAGE_CLICKS).aggregate([{"$match": range_match(flt)}, rage]):
         found[(str(doc["_id"]), RAGE)] = int(doc["n"])
     return found
 
@@ -106,7 +107,7 @@ def path_counts(coll: Coll, flt: EventFilter) -> dict[tuple[str, str], int]:
 def selector_counts(coll: Coll, flt: EventFilter, width: int | None = None) -> dict[tuple[str, str], int]:
     """``{(selector, kind): n}`` of the signals with a selector in ``flt`` (of bucket width ``width``
     when given), grouped by the database."""
-    match = {**_match(flt), "selector": {"$nin": [None, ""]}}
+    match = {**range_match(flt), "selector": {"$nin": [None, ""]}}
     if width is not None:
         match["bucketW"] = width
     group = {"$group": {"_id": {"s": "$selector", "k": "$kind"}, "n": {"$sum": 1}}}

@@ -5,12 +5,10 @@ signals (signals.py), settled in the same transaction (sql_signals.py)."""
 from __future__ import annotations
 
 from itertools import groupby
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..ingest import path_key
 from ..rageclicks import RageRule, new_token, rage_row, settle
 from ..signals import DEFAULT_RULES, SIGNAL_TYPES, SignalRules
 from . import sql_signals
@@ -135,14 +133,7 @@ def settle_sessions(
 def read(conn: Connection, flt: EventFilter) -> list[EventRow]:
     """The stored rage clicks of ``flt`` in ``(ts, seq)`` order."""
     r = heat_rage_clicks.c
-    clauses: list[Any] = [r.project_id == flt.project_id]
-    if flt.path is not None:
-        clauses += [r.path_key == path_key(flt.path), r.path == flt.path]
-    if flt.ts_from is not None:
-        clauses.append(r.ts >= flt.ts_from)
-    if flt.ts_to is not None:
-        clauses.append(r.ts <= flt.ts_to)
-    stmt = sa.select(*_RAGE_COLUMNS).where(*clauses).order_by(r.ts, r.seq)
+    stmt = sa.select(*_RAGE_COLUMNS).where(*sql_signals.range_clauses(heat_rage_clicks, flt)).order_by(r.ts, r.seq)
     return [rage_row(*row) for row in conn.execute(stmt)]
 
 

@@ -63,7 +63,8 @@ def forget(conn: Connection, project_id: str, session_ids: list[str]) -> None:
         )
 
 
-def _range(table: sa.Table, flt: EventFilter) -> list[Any]:
+def range_clauses(table: sa.Table, flt: EventFilter) -> list[Any]:
+    """The clauses of ``flt``'s project, path and time range on a table of stored signals (or rage clicks)."""
     t = table.c
     clauses: list[Any] = [t.project_id == flt.project_id]
     if flt.path is not None:
@@ -78,7 +79,7 @@ def _range(table: sa.Table, flt: EventFilter) -> list[Any]:
 def read(conn: Connection, flt: EventFilter, kind: str) -> list[Signal]:
     """The stored signals of one kind in ``flt`` in ``(ts, seq)`` order."""
     s = heat_signals.c
-    stmt = sa.select(*_SIGNAL_COLUMNS).where(*_range(heat_signals, flt), s.kind == kind).order_by(s.ts, s.seq)
+    stmt = sa.select(*_SIGNAL_COLUMNS).where(*range_clauses(heat_signals, flt), s.kind == kind).order_by(s.ts, s.seq)
     return [Signal(*row) for row in conn.execute(stmt)]
 
 
@@ -88,12 +89,12 @@ def path_counts(conn: Connection, flt: EventFilter) -> dict[tuple[str, str], int
     found: dict[tuple[str, str], int] = {}
     stmt = (
         sa.select(s.path, s.kind, sa.func.count())
-        .where(*_range(heat_signals, flt))
+        .where(*range_clauses(heat_signals, flt))
         .group_by(s.path_key, s.path, s.kind)
     )
     for path, kind, n in conn.execute(stmt):
         found[(str(path), str(kind))] = int(n)
-    rage = sa.select(r.path, sa.func.count()).where(*_range(heat_rage_clicks, flt)).group_by(r.path_key, r.path)
+    rage = sa.select(r.path, sa.func.count()).where(*range_clauses(heat_rage_clicks, flt)).group_by(r.path_key, r.path)
     for path, n in conn.execute(rage):
         found[(str(path), RAGE)] = int(n)
     return found
@@ -103,7 +104,7 @@ def selector_counts(conn: Connection, flt: EventFilter, width: int | None = None
     """``{(selector, kind): n}`` of the signals with a selector in ``flt`` (of bucket width ``width``
     when given), grouped by the database."""
     s = heat_signals.c
-    clauses = [*_range(heat_signals, flt), s.selector.is_not(None), s.selector != ""]
+    clauses = [*range_clauses(heat_signals, flt), s.selector.is_not(None), s.selector != ""]
     if width is not None:
         clauses.append(s.bucket_w == width)
     stmt = sa.select(s.selector, s.kind, sa.func.count()).where(*clauses).group_by(s.selector, s.kind)
