@@ -127,11 +127,12 @@ def test_elements_count_in_the_band_of_the_map(client: FlaskClient, project: str
     url = f"/api/projects/{project}/elements"
     # The default band is the map's: the desktop frame of "/" (sessions a and c); b's phone clicks
     # are not counted, neither as clicks nor as rage clicks.
+    # Every click of the fixture is dead (see test_elements_by_hand), in every band.
     desktop = get(client, url, path="/")
     assert desktop["elements"] == [
-        {"selector": "#buy", "clicks": 4, "sessions": 2, "rageClicks": 0},
-        {"selector": "#dead", "clicks": 4, "sessions": 1, "rageClicks": 4},
-        {"selector": "#x", "clicks": 3, "sessions": 1, "rageClicks": 0},
+        {"selector": "#buy", "clicks": 4, "sessions": 2, "rageClicks": 0, "deadClicks": 4, "errorClicks": 0},
+        {"selector": "#dead", "clicks": 4, "sessions": 1, "rageClicks": 4, "deadClicks": 4, "errorClicks": 0},
+        {"selector": "#x", "clicks": 3, "sessions": 1, "rageClicks": 0, "deadClicks": 3, "errorClicks": 0},
     ]
     meta = desktop["meta"]
     assert meta["viewport"] == {"w": 1280, "h": 800} and meta["bucket"] == "1280x800"
@@ -140,8 +141,8 @@ def test_elements_count_in_the_band_of_the_map(client: FlaskClient, project: str
     # The phone band: the desktop-only #x is not there, and b's two clicks on #dead are no rage.
     mobile = get(client, url, path="/", viewportWidth=400)
     assert mobile["elements"] == [
-        {"selector": "#dead", "clicks": 2, "sessions": 1, "rageClicks": 0},
-        {"selector": "#buy", "clicks": 1, "sessions": 1, "rageClicks": 0},
+        {"selector": "#dead", "clicks": 2, "sessions": 1, "rageClicks": 0, "deadClicks": 2, "errorClicks": 0},
+        {"selector": "#buy", "clicks": 1, "sessions": 1, "rageClicks": 0, "deadClicks": 1, "errorClicks": 0},
     ]
     assert mobile["meta"]["viewport"] == {"w": 400, "h": 800} and mobile["meta"]["otherViewports"] == {"1280": 15}
     assert get(client, url, path="/", viewportWidth=400, type="rageclick")["elements"] == []
