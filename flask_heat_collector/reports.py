@@ -200,9 +200,9 @@ def _paths(reader: Reader, flt: EventFilter, prefix: str | None, limit: int) -> 
 
 def _split(flt: EventFilter) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
     """The whole UTC days of ``flt``'s range (open ends: every stored day) and its partial days."""
-    lo = flt.ts_from if flt.ts_from is not None else _FIRST_DAY * DAY_MS
-    hi = flt.ts_to if flt.ts_to is not None else (_LAST_DAY + 1) * DAY_MS - 1
-    return split_range(lo, hi)
+    bounded = _bounded(flt)
+    assert bounded.ts_from is not None and bounded.ts_to is not None
+    return split_range(bounded.ts_from, bounded.ts_to)
 
 
 def _bounded(flt: EventFilter) -> EventFilter:

@@ -415,11 +415,6 @@ class Reader(ABC):
         """``(path, session id)`` of these sessions' events whose rows all lie in the range."""
 
     @abstractmethod
-    def selector_totals(self, flt: EventFilter) -> list[tuple[str, int, int]]:
-        """``(selector, clicks, distinct sessions)`` of the clicks of ``flt`` (``ts_from..ts_to``) that
-        have a selector, grouped by the database."""
-
-    @abstractmethod
     def deepest_scrolls(self, flt: EventFilter, width: int | None) -> list[float]:
         """Each session's deepest scroll row of ``flt`` (``ts_from..ts_to``; of bucket width ``width``
         when given), as a percent of the page (a depth above 100 is hundredths of a percent)."""

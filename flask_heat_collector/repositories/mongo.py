@@ -237,11 +237,6 @@ def _inside(ts_from: int | None, ts_to: int | None) -> Doc:
     return found
 
 
-def _clicks(flt: base.EventFilter) -> Doc:
-    """The clicks of ``flt``: its project and path, ``ts`` in ``ts_from..ts_to`` (clicks have no span)."""
-    return {**_match(replace(flt, types=("click",))), **_inside(flt.ts_from, flt.ts_to)}
-
-
 def _match(flt: base.EventFilter) -> Doc:
     match: Doc = {"projectId": flt.project_id}
     if flt.path is not None:
@@ -1414,16 +1409,6 @@ class _MongoReader(base.Reader):
             {"$group": {"_id": {"k": "$pathKey", "path": "$path", "s": "$sessionId"}}},
         ]
         return {(d["_id"]["path"], d["_id"]["s"]) for d in self.repo._aggregate("events", pipeline)}
-
-    def selector_totals(self, flt: base.EventFilter) -> list[tuple[str, int, int]]:
-        match = _clicks(flt)
-        match["selector"] = {"$nin": [None, ""]}
-        pipeline: list[Doc] = [
-            {"$match": match},
-            {"$group": {"_id": {"selector": "$selector", "s": "$sessionId"}, "clicks": {"$sum": 1}}},
-            {"$group": {"_id": "$_id.selector", "clicks": {"$sum": "$clicks"}, "sessions": {"$sum": 1}}},
-        ]
-        return [(d["_id"], int(d["clicks"]), int(d["sessions"])) for d in self.repo._aggregate("events", pipeline)]
 
     def deepest_scrolls(self, flt: base.EventFilter, width: int | None) -> list[float]:
         match = {**_match(replace(flt, types=("scroll",))), **_inside(flt.ts_from, flt.ts_to)}

@@ -91,19 +91,6 @@ def _inside(ts_from: int | None, ts_to: int | None) -> list[Any]:
     return clauses
 
 
-def _clicks(flt: base.EventFilter) -> list[Any]:
-    """The clicks of ``flt``: its project and path, ``ts`` in ``ts_from..ts_to`` (clicks have no span)."""
-    t = events.c
-    clauses: list[Any] = [t.project_id == flt.project_id, t.type == "click"]
-    if flt.path is not None:
-        clauses += [t.path_key == path_key(flt.path), t.path == flt.path]
-    if flt.ts_from is not None:
-        clauses.append(t.ts >= flt.ts_from)
-    if flt.ts_to is not None:
-        clauses.append(t.ts <= flt.ts_to)
-    return clauses
-
-
 class _Raced(Exception):
     """Another transaction stored some of this batch's events meanwhile: store it again."""
 
@@ -971,20 +958,6 @@ class _SqlReader(base.Reader):
             .group_by(t.path_key, t.path, t.session_id)
         )
         return {(r[0], r[1]) for r in self.conn.execute(stmt)} if session_ids else set()
-
-    def selector_totals(self, flt: base.EventFilter) -> list[tuple[str, int, int]]:
-        # (selector, session) pairs first: COUNT(DISTINCT) under a long VARCHAR group key took
-        # MariaDB 30 s for 333,000 clicks, the two steps 6 s.
-        t = events.c
-        clicks = [*_clicks(flt), t.selector.is_not(None), t.selector != ""]
-        pairs = (
-            sa.select(t.selector, sa.func.count().label("n"))
-            .where(*clicks)
-            .group_by(t.selector, t.session_id)
-            .subquery()
-        )
-        stmt = sa.select(pairs.c.selector, sa.func.sum(pairs.c.n), sa.func.count()).group_by(pairs.c.selector)
-        return [(r[0], int(r[1]), int(r[2])) for r in self.conn.execute(stmt)]
 
     def deepest_scrolls(self, flt: base.EventFilter, width: int | None) -> list[float]:
         t = events.c
