@@ -6,7 +6,9 @@ every report over the 30 days (median of ``--runs``), fills up to ``events x gro
 again, and prints each report's time as a multiple of the click heatmap's in the same run and its
 growth. The traffic: sessions of 50 events (two batches of 25) on 40 paths, three screen widths;
 clicks on ~300 selectors with a skewed popularity, scrolls, pageviews; 5 % of sessions rage-click
-(bursts of 4 within 600 ms); spread over 30 days. Results go to bench/results/reports-<dialect>.md.
+(bursts of 4 within 600 ms); 2 % of clicks are followed by a custom ``error`` event (error clicks);
+spread over 30 days. The signal reports (dead and error click maps, sessions with a dead click) are
+timed too. Results go to bench/results/reports-<dialect>.md.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def session_bodies(index: int, start: int) -> list[bytes]:
                     "selector": _selector(rng),
                 }
             )
+            if rng.random() < 0.02:  # the site reports an error right after the click: an error click
+                events.append({**common, "eventId": f"{sid}-e{n}", "ts": ts + 300, "type": "custom", "name": "error"})
         elif kind < 0.85:
             pct = rng.randrange(0, 101)
             events.append({**common, "type": "scroll", "scrollY": pct * 20, "scrollDepthPct": pct})
@@ -138,6 +142,9 @@ def queries(project: str, start: int) -> dict[str, str]:
         "elements type=rageclick": f"{base}/elements?{path}&{span}&type=rageclick",
         "paths": f"{base}/paths?{span}",
         "scrollmap": f"{base}/scrollmap?{path}&{span}",
+        "heatmap type=deadclick": f"{base}/heatmap?{path}&{span}&type=deadclick",
+        "heatmap type=errorclick": f"{base}/heatmap?{path}&{span}&type=errorclick",
+        "sessions signal=dead": f"{base}/sessions?{span}&signal=dead",
     }
 
 
