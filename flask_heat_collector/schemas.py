@@ -326,15 +326,20 @@ def _type() -> fields.String:
     return fields.String(validate=validate.OneOf(QUERY_TYPES))
 
 
+def _viewport_bucket(**metadata: str) -> fields.String:
+    return fields.String(validate=validate.Regexp(r"^\d{1,6}x\d{1,6}$"), metadata=metadata)
+
+
+def _viewport_width(description: str) -> fields.Integer:
+    return fields.Integer(validate=validate.Range(min=1, max=MAX_VIEWPORT_WIDTH), metadata={"description": description})
+
+
 class _FrameQuerySchema(_Base):
     """The frame of a map: a bucket, or the most common bucket of a width; the width band or all."""
 
     path = _path()
-    viewportBucket = fields.String(validate=validate.Regexp(r"^\d{1,6}x\d{1,6}$"))
-    viewportWidth = fields.Integer(
-        validate=validate.Range(min=1, max=MAX_VIEWPORT_WIDTH),
-        metadata={"description": "the frame is the most common bucket of this width"},
-    )
+    viewportBucket = _viewport_bucket()
+    viewportWidth = _viewport_width("the frame is the most common bucket of this width")
     viewports = fields.String(load_default="width", validate=validate.OneOf(("width", "all")))
 
 
@@ -377,6 +382,9 @@ class SessionsQuerySchema(_Base):
         validate=validate.OneOf(SIGNAL_NAMES),
         metadata={"description": "only sessions with at least one settled signal of this kind"},
     )
+    visitedPath = _path(description="only sessions with an event on this path in the range (and band)")
+    viewportBucket = _viewport_bucket(description="WxH: only sessions with an event in the band of width W")
+    viewportWidth = _viewport_width("only sessions with an event in this width band")
     limit = _limit(50, 200)
     offset = _offset()
 
