@@ -376,15 +376,24 @@ class SessionsQuerySchema(_Base):
         validate=validate.Length(max=MAX_ID),
         metadata={"description": "the SDK's or JWT's user id, or the internal one"},
     )
-    path = _path()
+    path = _path(description="the session's first path (firstPath); see visitedPath for any visited path")
     order = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
     signal = fields.String(
         validate=validate.OneOf(SIGNAL_NAMES),
         metadata={"description": "only sessions with at least one settled signal of this kind"},
     )
-    visitedPath = _path(description="only sessions with an event on this path in the range (and band)")
-    viewportBucket = _viewport_bucket(description="WxH: only sessions with an event in the band of width W")
-    viewportWidth = _viewport_width("only sessions with an event in this width band")
+    visitedPath = _path(
+        description="only sessions with an event (any type) on this path whose time (a move: one of its points) "
+        "lies in from..to, and in the width band when one is given; `path` stays the first path"
+    )
+    viewportBucket = _viewport_bucket(
+        description="WxH: only sessions with an event in the width band W (rows whose bucket width is W; H is not "
+        "used), on visitedPath when given, in from..to; wins over viewportWidth"
+    )
+    viewportWidth = _viewport_width(
+        "only sessions with an event in this width band (rows whose bucket width is this), on visitedPath when "
+        "given, in from..to"
+    )
     limit = _limit(50, 200)
     offset = _offset()
 

@@ -13,6 +13,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from flask_heat_collector.repositories import session_sets
+
 from . import oracle
 from .helpers import API, backend_free, batch, event, ingest, ingest_all
 from .test_report_pieces import DAY, MIDNIGHT, windows
@@ -135,7 +137,11 @@ def failures(client: FlaskClient, project: str, bodies: list[dict[str, Any]], se
     return found
 
 
-def test_visited_path_and_band_match_the_oracle_through_compaction(make_app: Callable[..., Flask]) -> None:
+def test_visited_path_and_band_match_the_oracle_through_compaction(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sets of a few names per query: every list is merged from several chunks (ordinals and ids).
+    monkeypatch.setattr(session_sets, "CHUNK", 3)
     app = make_app(rate_limit="100000 per second")
     client, runner = app.test_client(), app.test_cli_runner()
     bodies = random_bodies(20261207)
