@@ -67,6 +67,21 @@ def band_sample(
     plus the partial ``edges``), of bucket width ``width`` (``None``: every width), and those rows
     (a move: its points inside the range). Types are not filtered: every row counts. ``tally``: the
     edges' rows as already noted (else they are read here)."""
+    sessions, rows = band_members(reader, flt, days, edges, width, tally=tally)
+    return Sample(sessions.count(reader.session_ordinals(flt.project_id, sessions.ids)), rows)
+
+
+def band_members(
+    reader: Reader,
+    flt: EventFilter,
+    days: tuple[int, int] | None,
+    edges: Iterable[tuple[int, int]],
+    width: int | None,
+    *,
+    tally: EdgeTally | None = None,
+) -> tuple[Sessions, int]:
+    """The sessions of :func:`band_sample` themselves (ordinals of the pieces' bitmaps, and the ids
+    that fresh pieces and the edges' rows name) and the number of rows."""
     sessions = Sessions()
     rows = 0
     if days is not None:
@@ -82,7 +97,7 @@ def band_sample(
         if width is None or bucket_w == width:
             sessions.ids |= ids
             rows += tally.rows[bucket_w]
-    return Sample(sessions.count(reader.session_ordinals(flt.project_id, sessions.ids)), rows)
+    return sessions, rows
 
 
 def union_count(parts: Iterable[Sessions], ordinals: dict[str, int]) -> int:

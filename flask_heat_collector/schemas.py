@@ -326,15 +326,20 @@ def _type() -> fields.String:
     return fields.String(validate=validate.OneOf(QUERY_TYPES))
 
 
+def _viewport_bucket(**metadata: str) -> fields.String:
+    return fields.String(validate=validate.Regexp(r"^\d{1,6}x\d{1,6}$"), metadata=metadata)
+
+
+def _viewport_width(description: str) -> fields.Integer:
+    return fields.Integer(validate=validate.Range(min=1, max=MAX_VIEWPORT_WIDTH), metadata={"description": description})
+
+
 class _FrameQuerySchema(_Base):
     """The frame of a map: a bucket, or the most common bucket of a width; the width band or all."""
 
     path = _path()
-    viewportBucket = fields.String(validate=validate.Regexp(r"^\d{1,6}x\d{1,6}$"))
-    viewportWidth = fields.Integer(
-        validate=validate.Range(min=1, max=MAX_VIEWPORT_WIDTH),
-        metadata={"description": "the frame is the most common bucket of this width"},
-    )
+    viewportBucket = _viewport_bucket()
+    viewportWidth = _viewport_width("the frame is the most common bucket of this width")
     viewports = fields.String(load_default="width", validate=validate.OneOf(("width", "all")))
 
 
@@ -371,11 +376,23 @@ class SessionsQuerySchema(_Base):
         validate=validate.Length(max=MAX_ID),
         metadata={"description": "the SDK's or JWT's user id, or the internal one"},
     )
-    path = _path()
+    path = _path(description="the session's first path (firstPath); see visitedPath for any visited path")
     order = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
     signal = fields.String(
         validate=validate.OneOf(SIGNAL_NAMES),
         metadata={"description": "only sessions with at least one settled signal of this kind"},
+    )
+    visitedPath = _path(
+        description="only sessions with an event (any type) on this path whose time (a move: one of its points) "
+        "lies in from..to, and in the width band when one is given; `path` stays the first path"
+    )
+    viewportBucket = _viewport_bucket(
+        description="WxH: only sessions with an event in the width band W (rows whose bucket width is W; H is not "
+        "used), on visitedPath when given, in from..to; wins over viewportWidth"
+    )
+    viewportWidth = _viewport_width(
+        "only sessions with an event in this width band (rows whose bucket width is this), on visitedPath when "
+        "given, in from..to"
     )
     limit = _limit(50, 200)
     offset = _offset()

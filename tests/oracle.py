@@ -586,3 +586,53 @@ def paths_sample(listed: list[dict[str, Any]], rows: list[Row], *, ts_from: int 
     names = {p["path"] for p in listed}
     mine = [r for r in rows if r.path in names and _matches(r, None, ts_from, ts_to, None)]
     return {"sessions": len({r.session_id for r in mine}), "events": len(mine)}
+
+
+def visited_sessions(
+    rows: list[Row], *, path: str | None, ts_from: int | None, ts_to: int | None, width: int | None
+) -> set[str]:
+    """``GET /sessions?visitedPath=&viewportWidth=``'s set: the sessions with a stored row (any type;
+    each move point is a row) on ``path`` (any path when ``None``) whose ts lies in the range, of
+    bucket width ``width`` (any width when ``None``)."""
+    return {r.session_id for r in band_rows(rows, path=path, ts_from=ts_from, ts_to=ts_to, width=width)}
+
+
+def sessions_list(
+    bodies: Iterable[dict[str, Any]],
+    *,
+    ts_from: int | None = None,
+    ts_to: int | None = None,
+    user: str | None = None,
+    first_path: str | None = None,
+    among: set[str] | None = None,
+    descending: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[str]:
+    """The session ids of ``GET /sessions``'s page: a session's startedAt and firstPath are its first
+    batch's (``session.startedAt``, the first event's path), lastSeenAt the largest sent, its user the
+    last one sent (SDK id); startedAt >= from, lastSeenAt <= to; ``among``: only those sessions."""
+    found: dict[str, dict[str, Any]] = {}
+    for body in bodies:
+        session = body["session"]
+        mine = found.get(session["id"])
+        if mine is None:
+            mine = found[session["id"]] = {
+                "started": session["startedAt"],
+                "last": session["lastSeenAt"],
+                "first_path": body["events"][0]["path"],
+                "user": None,
+            }
+        mine["last"] = max(mine["last"], session["lastSeenAt"])
+        if body.get("user"):
+            mine["user"] = body["user"]["id"]
+    kept = [
+        (s["started"], sid)
+        for sid, s in found.items()
+        if (ts_from is None or s["started"] >= ts_from)
+        and (ts_to is None or s["last"] <= ts_to)
+        and (user is None or s["user"] == user)
+        and (first_path is None or s["first_path"] == first_path)
+        and (among is None or sid in among)
+    ]
+    return [sid for _, sid in sorted(kept, reverse=descending)[offset : offset + limit]]

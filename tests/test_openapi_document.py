@@ -156,3 +156,17 @@ def test_the_walk_finds_a_missing_limit(make_app: Callable[..., Flask]) -> None:
         "move.points[].x minimum=-10000000",
         f"{PROJECT}/heatmap?type enum={list(schemas.HEATMAP_TYPES)!r}",
     ]
+
+
+def test_the_sessions_slice_parameters_are_documented_as_the_heatmaps(make_app: Callable[..., Flask]) -> None:
+    doc = document(make_app())
+
+    def params(path: str) -> dict[str, Json]:
+        return {p["name"]: p for p in doc["paths"][path]["get"]["parameters"]}
+
+    sessions, heatmap = params(f"{PROJECT}/sessions"), params(f"{PROJECT}/heatmap")
+    for name in ("viewportBucket", "viewportWidth"):  # the same validation as the map's band
+        assert sessions[name]["schema"] == heatmap[name]["schema"]
+        assert "width band" in sessions[name]["description"] and "from..to" in sessions[name]["description"]
+    assert "from..to" in sessions["visitedPath"]["description"]
+    assert "first path" in sessions["path"]["description"]

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from .session_sets import SessionSet
+
 if TYPE_CHECKING:
     from ..rageclicks import RageRule
     from ..signals import Signal, SignalRules
@@ -252,6 +254,7 @@ class SessionQuery:
     limit: int = 50
     offset: int = 0
     signal: str | None = None  # only sessions with a settled signal of this kind (signals.SIGNAL_NAMES)
+    among: SessionSet | None = None  # only these sessions (visitedPath and the width band: visits.py)
 
 
 class AggregateKey(NamedTuple):

@@ -1195,14 +1195,20 @@ class MongoRepository(base.Repository):
         with self._guard():
             if query.signal is not None:
                 match["id"] = {"$in": mongo_signals.sessions_with(self._coll, query.project_id, query.signal)}
-            docs = self._coll("sessions").find(
-                match,
-                _NO_ID,
-                sort=[("startedAt", direction), ("id", direction)],
-                skip=query.offset,
-                limit=query.limit,
-            )
-            cursor = list(docs)
+            if query.among is None:
+                docs = self._coll("sessions").find(
+                    match,
+                    _NO_ID,
+                    sort=[("startedAt", direction), ("id", direction)],
+                    skip=query.offset,
+                    limit=query.limit,
+                )
+                cursor = list(docs)
+            else:  # the page among the set's sessions, then its documents
+                page = mongo_reports.page_among(self._coll, query.among, match, query)
+                place = {sid: i for i, sid in enumerate(page)}
+                found = self._coll("sessions").find({"projectId": query.project_id, "id": {"$in": page}}, _NO_ID)
+                cursor = sorted(found, key=lambda d: place[str(d["id"])]) if page else []
             counts = mongo_signals.session_counts(self._coll, query.project_id, [str(d["id"]) for d in cursor])
             return [
                 base.SessionSummary(

@@ -19,7 +19,8 @@ from ..aggregates import DAY_MS
 from ..ingest import path_key
 from ..report_pieces import ALL_WIDTHS, merge, rebuild
 from . import mongo_outbox
-from .base import EventRow, ReportPiece
+from .base import EventRow, ReportPiece, SessionQuery
+from .session_sets import SessionSet, page_ids
 
 Doc = dict[str, Any]
 Coll = Callable[[str], Collection[Doc]]
@@ -199,3 +200,23 @@ def rebuild_all(coll: Coll, project_id: str, rows: Iterable[EventRow]) -> None:
 
 def delete_before(coll: Coll, project_id: str, before_day: int) -> None:
     coll(PIECES).delete_many({"projectId": project_id, "day": {"$lt": before_day}})
+
+
+def page_among(coll: Coll, among: SessionSet, match: Doc, query: SessionQuery) -> list[str]:
+    """The ids of the sessions list's page (``match``: its other filters) among the sessions of
+    ``among``: per chunk of the set (ordinals mapped to ids first), the first ``offset + limit``
+    sessions it matches, then the page of their union (:func:`session_sets.page_ids`)."""
+    direction = -1 if query.descending else 1
+    keys: list[tuple[int, str]] = []
+    for ordinals, ids in among.chunks():
+        if ordinals:
+            named = {"projectId": query.project_id, "ordinal": {"$in": ordinals}}
+            ids = [str(d["sessionId"]) for d in coll(ORDINALS).find(named, {"_id": 0, "sessionId": 1})]
+        found = coll("sessions").find(
+            {"$and": [match, {"id": {"$in": ids}}]},
+            {"_id": 0, "id": 1, "startedAt": 1},
+            sort=[("startedAt", direction), ("id", direction)],
+            limit=query.offset + query.limit,
+        )
+        keys.extend((int(d["startedAt"]), str(d["id"])) for d in found)
+    return page_ids(keys, descending=query.descending, offset=query.offset, limit=query.limit)

@@ -610,7 +610,13 @@ class SqlRepository(base.Repository):
         )
 
         def run(conn: Connection) -> list[base.SessionSummary]:
-            rows = conn.execute(stmt).all()
+            if query.among is None:
+                rows = conn.execute(stmt).all()
+            else:  # the page among the set's sessions, then its rows
+                page = sql_reports.page_among(conn, query.among, clauses, query)
+                place = {sid: i for i, sid in enumerate(page)}
+                found = conn.execute(stmt.where(sessions.c.id.in_(page)).offset(0)).all() if page else []
+                rows = sorted(found, key=lambda r: place[str(r.id)])
             counts = sql_signals.session_counts(conn, query.project_id, [r.id for r in rows])
             return [
                 base.SessionSummary(

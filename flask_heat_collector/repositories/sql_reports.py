@@ -12,9 +12,10 @@ from sqlalchemy.engine import Connection
 from ..aggregates import DAY_MS
 from ..ingest import path_key
 from ..report_pieces import ALL_WIDTHS, merge, rebuild
-from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, ReportPiece
+from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, ReportPiece, SessionQuery
+from .session_sets import SessionSet, page_ids
 from .sql_ingest import crossing
-from .sql_schema import events, heat_report_pieces, heat_session_ordinals, projects
+from .sql_schema import events, heat_report_pieces, heat_session_ordinals, projects, sessions
 
 PIECE_FIELDS = ReportPiece._fields
 KEY = ("project_id", "path_key", "day", "bucket_w")
@@ -189,3 +190,23 @@ def rebuild_all(conn: Connection, project_id: str, rows: Iterator[EventRow]) -> 
         return given[session_id]
 
     insert(conn, project_id, rebuild(rows, ordinal))
+
+
+def page_among(conn: Connection, among: SessionSet, clauses: list[Any], query: SessionQuery) -> list[str]:
+    """The ids of the sessions list's page (``clauses``: its other filters) among the sessions of
+    ``among``: per chunk of the set, the first ``offset + limit`` sessions it matches (by start, then
+    id compared byte-wise, as :func:`session_sets.page_ids` compares them), then the page of their union."""
+    t = heat_session_ordinals.c
+    s = sessions.c
+    sid = s.id.collate("C") if conn.dialect.name == "postgresql" else s.id
+    order = (s.started_at.desc(), sid.desc()) if query.descending else (s.started_at, sid)
+    keys: list[tuple[int, str]] = []
+    for ordinals, ids in among.chunks():
+        if ordinals:
+            named = sa.select(t.session_id).where(t.project_id == query.project_id, t.ordinal.in_(ordinals))
+            chunk = s.id.in_(named)
+        else:
+            chunk = s.id.in_(ids)
+        stmt = sa.select(s.started_at, s.id).where(*clauses, chunk).order_by(*order).limit(query.offset + query.limit)
+        keys.extend((int(started), str(found)) for started, found in conn.execute(stmt))
+    return page_ids(keys, descending=query.descending, offset=query.offset, limit=query.limit)

@@ -33,6 +33,7 @@ from ..schemas import (
 from ..serialize import event_json, session_json
 from ..signals import SIGNAL_NAMES
 from ..state import get_state
+from ..visits import visited_sessions
 from . import common
 
 _HEATMAP = HeatmapQuerySchema()
@@ -213,6 +214,12 @@ def project_sessions(project_id: str) -> Response:
     start, end = _time_range()
     repo = get_state().repository
     repo.settle_rage(common.check_id(project_id, "projectId"))
+    bucket, width = query.get("viewportBucket"), query.get("viewportWidth")
+    width = int(bucket.split("x")[0]) if bucket else width  # the band of the bucket's width, as the map's
+    visited = query.get("visitedPath")
+    among = None
+    if visited is not None or width is not None:
+        among = visited_sessions(repo, project_id, visited, start, end, width)
     found = repo.list_sessions(
         SessionQuery(
             project_id=common.check_id(project_id, "projectId"),
@@ -224,6 +231,7 @@ def project_sessions(project_id: str) -> Response:
             limit=query["limit"],
             offset=query["offset"],
             signal=query.get("signal"),
+            among=among,
         )
     )
     external = repo.external_user_ids(project_id, [s.user_id for s in found if s.user_id])
