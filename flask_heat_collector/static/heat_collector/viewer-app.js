@@ -921,7 +921,12 @@
       : `the ${UNITS[state.type] || state.type} map`;
     panelState("map", "loading", `Loading ${what}…`);
     $("cut-note").hidden = true;
+    const heatmapView = !state.session && state.view !== "scroll";
     if (state.view === "scroll" && !state.session) panelState("reach", "loading", "Loading the scroll reach…");
+    if (heatmapView) {
+      panelState("elements", "loading", "Loading the elements…");
+      panelState("insights", "loading", "Loading the signals…");
+    }
     try {
       if (state.session) {
         await busy(renderSession(gen));
@@ -937,6 +942,13 @@
       if (state.view === "scroll" && !state.session) {
         panelFailed("reach", err, "The scroll reach is not available");
         $("reach").querySelector("tbody").replaceChildren();
+      }
+      if (heatmapView && $("elements-panel").dataset.state === "loading") {
+        // They follow the map's band: not loaded while the map fails.
+        for (const name of ["elements", "insights"]) {
+          $(name).querySelector("tbody").replaceChildren();
+          panelFailed(name, err, "Not loaded, as the map failed");
+        }
       }
       document.body.dataset.heatmapPoints = "error";
     }
