@@ -113,7 +113,7 @@
       id.textContent = err.requestId || "(none)";
       parts.push(` (${err.code}; request id `, id, ")");
     }
-    if (value === "error") {
+    if (value === "error" && retriable(err)) {
       failed.add(name);
       parts.push(` Trying again in ${Math.round(scheduleRetry() / 1000)} s.`);
     } else if (value !== "loading") {
@@ -122,6 +122,12 @@
     }
     target.replaceChildren(...parts);
     target.classList.toggle("error", value === "error" || value === "notfound");
+  }
+
+  /** Worth asking again by itself: the collector was unreachable, failed (5xx) or was busy (429); a
+   * refused key or a bad parameter (other 4xx) stays as it is until the user changes something. */
+  function retriable(err) {
+    return !(err instanceof ApiError) || err.status === 0 || err.status === 429 || err.status >= 500;
   }
 
   /** Show `err` in panel `name`: "no such project", or the error with its request id. */
@@ -1011,9 +1017,12 @@
       $("path").value = state.path;
       writeAddress();
     }
-    // The sessions after the map: with a band, their width is the map's frame width.
-    await render();
-    await busy(loadSessions());
+    // With a band, the sessions wait for the map: their width is the map's frame width.
+    if (state.band === "all") await Promise.all([render(), busy(loadSessions())]);
+    else {
+      await render();
+      await busy(loadSessions());
+    }
   }
 
   // -- projects ----------------------------------------------------------------------------------
