@@ -20,7 +20,8 @@ import pytest
 from flask_heat_collector.wsgi import create_app
 
 from ..helpers import Server
-from .test_viewer import QUERY_KEY, Shop, _seed, settled, shot
+from .support import init_script, static_site
+from .test_viewer import QUERY_KEY, Shop, _seed, _shop_app, settled, shot
 
 # The fixtures, shared with test_viewer.py (re-exported by name, so pytest finds them here).
 from .test_viewer import page as page
@@ -331,3 +332,66 @@ def test_standalone_viewer_names_the_site_url_setting(standalone: tuple[Server, 
     wait_state(page, "map", "ready")
     shot(page, "viewer-standalone.png")
     assert all("404" in error for error in page.errors), page.errors
+
+
+def test_insights_of_a_real_sdk_visit(tmp_path: Path, sdk_dist: Path, browser: Any, page: Any) -> None:
+    """The real SDK in Chromium: a dead click, a rage burst and a quick back, each in the insights panel."""
+    app = _shop_app(tmp_path / "heat.db", HEAT_ALLOWED_ORIGINS=["*"])
+    server = Server(app)
+    root = tmp_path / "site"
+    try:
+        with static_site(root, sdk_dist) as site:
+            # A second page of the site, with the same SDK set-up, to leave to and come back from.
+            (root / "other.html").write_text((root / "index.html").read_text())
+            visitor = browser.new_context(viewport={"width": 1280, "height": 800})
+            tab = visitor.new_page()
+            tab.add_init_script(
+                script=init_script(
+                    {"endpoint": f"{server.url}/ingest", "projectKey": "insights", "flushIntervalMs": 500}
+                )
+            )
+
+            def open_page(name: str) -> None:
+                tab.goto(f"{site}/{name}")
+                tab.wait_for_function("window.heatReady === true")
+
+            def flush() -> None:
+                tab.evaluate("window.tracker.flush()")
+                tab.wait_for_function("window.tracker.queue.length === 0 && window.__ingest.length > 0")
+
+            open_page("index.html")
+            tab.click("#buy")  # nothing happens: a dead click
+            tab.wait_for_timeout(1700)  # longer than HEAT_DEAD_CLICK_MS (1,500) before anything else
+            box = tab.locator("#cart").bounding_box()
+            for _ in range(4):  # a rage burst: 4 clicks within 1 s and 30 px
+                tab.mouse.click(box["x"] + 40, box["y"] + 30)
+            flush()
+            open_page("other.html")
+            flush()
+            open_page("index.html")  # back within HEAT_QUICK_BACK_MS (7,000): a quick back of /other.html
+            flush()
+            project = tab.evaluate("window.__ingest[0].body.projectId")
+            assert {a["status"] for a in tab.evaluate("window.__ingest")} == {200}
+            visitor.close()
+
+        page.goto(f"{server.url}/viewer#key={QUERY_KEY}&project={project}&path=/index.html")
+        settled(page)
+        wait_state(page, "insights", "ready")
+        rows = {
+            row.get_attribute("data-signal"): [c.inner_text().strip() for c in row.locator("td").all()]
+            for row in page.locator("#insights tbody tr").all()
+        }
+        assert rows["rage"][1] == "4" and rows["rage"][2] == "button#cart 4"
+        assert int(rows["dead"][1]) >= 1 and "button#buy 1" in rows["dead"][2].split("\n")
+        shot(page, "viewer-insights-sdk.png")
+
+        page.fill("#path", "/other.html")
+        page.press("#path", "Enter")
+        page.wait_for_function("() => document.getElementById('insights-count').textContent === 'on /other.html'")
+        wait_state(page, "insights", "ready")
+        quick = page.locator("#insights tbody tr[data-signal='quickback'] td").all_inner_texts()
+        assert quick[:2] == ["Quick backs", "1"]
+        assert page.errors == [] or all("404" in e or "Failed to load" in e for e in page.errors), page.errors
+    finally:
+        server.stop()
+        app.extensions["heat_collector"].repository.dispose()
