@@ -75,6 +75,7 @@ def test_loading_state_while_the_map_is_read(shop: Shop, page: Any) -> None:
     assert page.inner_text("#status") == "Loading the move points map…"
     assert page.evaluate("getComputedStyle(document.getElementById('stage')).opacity") == "0.35"
     assert state_of(page, "elements") == "loading" and state_of(page, "insights") == "loading"
+    assert page.is_hidden("#sample-note") and page.inner_text("#legend-max") == "max"
     shot(page, "viewer-loading.png")
     for route in held:
         route.continue_()

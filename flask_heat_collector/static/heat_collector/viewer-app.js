@@ -926,7 +926,10 @@
     const what = state.session ? "the session" : state.view === "scroll" ? "the scroll reach"
       : `the ${UNITS[state.type] || state.type} map`;
     panelState("map", "loading", `Loading ${what}…`);
+    // Nothing of the previous answer reads as current: its sample note and legend maximum go.
     $("cut-note").hidden = true;
+    $("sample-note").hidden = true;
+    $("legend-max").textContent = "max";
     const heatmapView = !state.session && state.view !== "scroll";
     if (state.view === "scroll" && !state.session) panelState("reach", "loading", "Loading the scroll reach…");
     if (heatmapView) {
