@@ -156,7 +156,12 @@ def test_empty_states(shop: Shop, page: Any) -> None:
         wait_state(page, panel, "empty")
     assert page.inner_text("#sessions-status") == "No sessions in this slice."
     assert page.inner_text("#elements-status") == "No clicks on elements here."
-    assert "0 of 0 events plotted" in page.inner_text("#status")
+    assert page.inner_text("#status") == (
+        "No events in this slice (every path, all widths, 2020-01-01 to 2020-01-02 (UTC)): nothing to draw."
+    )
+    assert page.is_hidden("#sample-note")  # no "small sample" of nothing
+    counts = page.locator("#insights tbody tr td:nth-child(2)").all_inner_texts()
+    assert counts == ["\u2013"] * 5 and page.inner_text("#insights-status") == "Choose a path to see its 5 signals."
     shot(page, "viewer-empty.png")
     assert page.errors == []
 

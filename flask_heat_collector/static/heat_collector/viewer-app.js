@@ -224,6 +224,12 @@
     return body;
   }
 
+  /** The chosen days as words: "2026-11-20 to 2026-12-31 (UTC)". */
+  function datesText() {
+    const { from, to } = range();
+    return `${from === undefined ? "the first event" : formatDate(from)} to ${to === undefined ? "now" : formatDate(to)} (UTC)`;
+  }
+
   /** The date inputs as unix ms: from the start of the first day to the end of the last (UTC). */
   function range() {
     const from = state.from ? Date.parse(`${state.from}T00:00:00Z`) : NaN;
@@ -373,7 +379,7 @@
   /** The legend's unit and the small-sample note of a report's meta; the colours are muted for a small sample. */
   function showLegend(meta, kind) {
     const sample = meta.sample || null;
-    const small = Boolean(sample && sample.small);
+    const small = Boolean(sample && sample.small && sample.sessions > 0);  // none at all: the empty state says so
     for (const id of ["legend-bar", "reach-bar"]) $(id).classList.toggle("muted", small);
     if (kind === "heatmap") {
       const side = meta.cell ? Math.round(meta.cell.w) : 0;
@@ -477,7 +483,10 @@
       + (others ? `; ${others} other width${others === 1 ? "" : "s"} not drawn`
         + (state.band === "all" ? " (choose a device band)" : ` (other widths than ${meta.viewport.w} px)`) : "")
       + (meta.warning ? `. ${meta.warning}` : ".") + sampleNote(meta);
-    panelState("map", empty || !meta.plotted ? "empty" : "ready", text);
+    if (!meta.total && !empty) {
+      panelState("map", "empty", `No events in this slice (${state.path || "every path"}, `
+        + `${state.band === "all" ? "all widths" : BANDS[state.band].label}, ${datesText()}): nothing to draw.`);
+    } else panelState("map", empty || !meta.plotted ? "empty" : "ready", text);
     const cut = HV.describeCut(heatmap);
     $("cut-note").textContent = cut;
     $("cut-note").hidden = !cut;
@@ -613,7 +622,7 @@
       let count = null;
       if (signal.pathField && found) count = found[signal.pathField] || 0;
       else if (signal.pathField) count = state.path ? 0 : null;
-      else count = elementsBody.elements.reduce((sum, e) => sum + (e[signal.elementField] || 0), 0);
+      else if (state.path) count = elementsBody.elements.reduce((sum, e) => sum + (e[signal.elementField] || 0), 0);
       const tops = signal.elementField
         ? elementsBody.elements.filter((e) => e[signal.elementField] > 0)
           .sort((a, b) => b[signal.elementField] - a[signal.elementField]).slice(0, TOP_ELEMENTS)
@@ -1094,8 +1103,7 @@
     const type = view.kind === "scroll" ? "scroll reach" : view.kind === "session" ? `session ${state.session}`
       : `${UNITS[meta.resolvedType] || meta.resolvedType} map`;
     const band = state.band === "all" ? "all widths" : BANDS[state.band].label;
-    const { from, to } = range();
-    const dates = `${from === undefined ? "the first event" : formatDate(from)} to ${to === undefined ? "now" : formatDate(to)} (UTC)`;
+    const dates = datesText();
     const sample = meta && meta.sample
       ? `based on ${plural(meta.sample.sessions, "session")}${meta.sample.small ? " (small sample)" : ""}` : "";
     const lines = [
