@@ -123,8 +123,15 @@ def test_an_error_shows_its_request_id_and_the_panels_recover(shop: Shop, page: 
 
 
 def test_project_picker_and_an_unknown_project(shop: Shop, page: Any) -> None:
-    # Only the key: the projects come from GET /api/projects; the only one is chosen.
+    # Only the key: the projects come from GET /api/projects; the only one is chosen. The first
+    # answer is a 500: the picker says so with the request id and asks again by itself.
+    answers = iter([server_error])
+    page.route(re.compile(r"/api/projects$"), lambda route: next(answers, lambda r: r.continue_())(route))
     page.goto(f"{shop.server.url}/viewer#key={QUERY_KEY}")
+    wait_state(page, "projects", "error")
+    assert page.inner_text("#status").startswith("The projects are not available: The query failed.")
+    assert page.inner_text("#status .request-id") == REQUEST_ID
+    wait_state(page, "projects", "ready")
     settled(page)
     assert page.get_attribute("body", "data-projects") == "1"
     assert page.input_value("#project-id") == shop.project
@@ -146,7 +153,7 @@ def test_project_picker_and_an_unknown_project(shop: Shop, page: Any) -> None:
     page.select_option("#project-id", shop.project)
     settled(page)
     wait_state(page, "map", "ready")
-    assert page.errors == []
+    assert all("Failed to load resource" in error for error in page.errors), page.errors
 
 
 def test_empty_states(shop: Shop, page: Any) -> None:

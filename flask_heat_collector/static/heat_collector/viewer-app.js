@@ -872,6 +872,8 @@
       meta: { viewport: { w: viewport.w, h: viewport.h }, renderHeight: height, resolution: 128, cell: { w: 6, h: 6 } },
     };
     const board = Math.max(height, HV.layout(heatmap).height);
+    $("legend-unit").textContent = "move points per cell (this session's moves; its clicks are numbered)";
+    $("sample-note").hidden = true;
     showView({ kind: "session", heatmap, width: viewport.w, height: board, session: { clicks } }, board);
     const user = session.externalUserId || "an anonymous user";
     $("session-title").textContent = `Session of ${user}, started ${formatTime(session.startedAt)} UTC: `
@@ -1047,7 +1049,7 @@
     try {
       projects = (await busy(get("/projects"))).projects;
     } catch (err) {
-      panelState("projects", "error", "", err);
+      panelState("projects", "error", "Projects not loaded.");
       panelFailed("map", err, "The projects are not available");
       return;
     }
