@@ -122,6 +122,21 @@ def test_an_error_shows_its_request_id_and_the_panels_recover(shop: Shop, page: 
     assert all("Failed to load resource" in error for error in page.errors), page.errors
 
 
+def test_the_scroll_reach_fails_and_recovers(shop: Shop, page: Any) -> None:
+    failing = [True]
+    page.route(re.compile(r"/scrollmap\?"), lambda route: server_error(route) if failing[0] else route.continue_())
+    page.goto(shop.viewer("&view=scroll"))
+    wait_state(page, "reach", "error")
+    assert page.inner_text("#reach-status .request-id") == REQUEST_ID
+    assert page.inner_text("#reach-status").startswith("The scroll reach is not available: The query failed.")
+    assert page.locator("#reach tbody tr").count() == 0
+    failing[0] = False
+    wait_state(page, "reach", "ready", timeout=40_000)
+    settled(page, "scroll")
+    assert page.locator("#reach tbody tr").count() == 21
+    assert all("Failed to load resource" in error for error in page.errors), page.errors
+
+
 def test_project_picker_and_an_unknown_project(shop: Shop, page: Any) -> None:
     # Only the key: the projects come from GET /api/projects; the only one is chosen. The first
     # answer is a 500: the picker says so with the request id and asks again by itself.
