@@ -253,7 +253,8 @@ def test_viewer_draws_an_answer_ten_million_pixels_tall(
     assert page.inner_text("#cut-note") == "1 point (1 event) below 20,000 px is not drawn."
     assert all(saturation > 60 for saturation in page.evaluate(_SATURATION, drawn)), drawn
 
-    # Too wide: the canvas keeps to 10,000 px and says what lies right of it.
+    # Too wide: the canvas keeps to 10,000 px and says what lies right of it (below: room for the
+    # lowest spots, a kernel radius of 1.5 cells of 30,000 / 128 px).
     wide = {
         "points": [{"x": 100, "y": 100, "value": 2}, {"x": 25_000, "y": 100, "value": 4}],
         "meta": {"viewport": {"w": 30_000, "h": 800}, "renderHeight": 800, "resolution": 128},
@@ -266,5 +267,5 @@ def test_viewer_draws_an_answer_ten_million_pixels_tall(
         }""",
         wide,
     )
-    assert size == [10_000, 800 + 375, "1 point (4 events) right of 10,000 px is not drawn."]
+    assert size == [10_000, 800 + 352, "1 point (4 events) right of 10,000 px is not drawn."]
     assert errors == []

@@ -55,6 +55,8 @@ def viewer() -> Response:
         api_base=api_base,
         # Where the framed pages live: ``<page_base><path>``.
         page_base=site_url or request.script_root,
+        # Set or not: without it the viewer hints at HEAT_VIEWER_SITE_URL when a framed page is missing.
+        site_url=site_url,
         scripts=SCRIPTS,
     )
     response = make_response(page)

@@ -248,6 +248,7 @@ def test_viewer_draws_the_heatmap(run: Run, browser: Any) -> None:
         assert "key=" not in page.url  # taken out of the address bar
 
         session_id = run.bodies[0]["session"]["id"]
+        page.wait_for_function("() => document.getElementById('sessions-panel').dataset.state === 'ready'")
         rows = page.locator("#sessions tbody tr")
         assert rows.count() == 1
         assert rows.first.get_attribute("data-session-id") == session_id
@@ -322,7 +323,8 @@ def test_heatmap_over_the_page_screenshot(run: Run) -> None:
 
 
 def _hot_pixels(page: Any, selector: str) -> int:
-    """Strongly coloured pixels of a canvas (the backdrop and grid are near-grey)."""
+    """Coloured pixels of a canvas (the backdrop and grid are near-grey; one session is a small sample,
+    painted in muted colours, so "coloured" is a spread of more than 20 of 255)."""
     count: int = page.evaluate(
         """(selector) => {
             const canvas = document.querySelector(selector);
@@ -330,7 +332,7 @@ def _hot_pixels(page: Any, selector: str) -> int:
             let hot = 0;
             for (let i = 0; i < data.length; i += 4) {
                 const r = data[i], g = data[i + 1], b = data[i + 2];
-                if (Math.max(r, g, b) - Math.min(r, g, b) > 60) hot += 1;
+                if (Math.max(r, g, b) - Math.min(r, g, b) > 20) hot += 1;
             }
             return hot;
         }""",

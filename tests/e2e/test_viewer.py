@@ -31,6 +31,7 @@ BUY = {"x": 100, "y": 300, "width": 200, "height": 80}
 DEAD = {"x": 700, "y": 1100, "width": 200, "height": 80}
 HEADER_RGB = (29, 53, 87)
 FOLD = {"x": 0, "y": 800 - 30, "width": 1200, "height": 34}  # the dashed fold line and its label
+CAPTION_HEIGHT = 70  # the exported PNG's caption band: two lines and the legend
 SHOP = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Shop</title>
 <style>
@@ -212,6 +213,20 @@ _PAINTED = """(step) => {
 }"""
 
 
+# The largest colour spread (max - min of r, g, b) of the heat canvas's opaque pixels: grey is 0.
+_SPREAD = """() => {
+    const canvas = document.getElementById("heatmap");
+    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    let spread = 0;
+    for (let i = 0; i < data.length; i += 4)
+        if (data[i + 3] > 60) {
+            const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
+            spread = Math.max(spread, Math.max(r, g, b) - Math.min(r, g, b));
+        }
+    return spread;
+}"""
+
+
 def inside(point: list[int], box: Mapping[str, float]) -> bool:
     x, y = point
     return box["x"] <= x <= box["x"] + box["width"] and box["y"] <= y <= box["y"] + box["height"]
@@ -240,6 +255,11 @@ def test_heatmap_over_the_framed_page(shop: Shop, page: Any) -> None:
     outside = [p for p in painted if not any(inside(p, box) for box in (buy, dead, FOLD))]
     assert outside == [], outside[:10]
     assert any(inside(p, buy) for p in painted) and any(inside(p, dead) for p in painted)
+    # A small sample is said so, and painted in muted colours (no pixel far from grey).
+    assert page.is_visible("#sample-note") and "Small sample: based on 3 sessions" in page.inner_text("#sample-note")
+    assert "muted" in (page.get_attribute("#legend-bar", "class") or "")
+    assert page.evaluate(_SPREAD) < 120
+    assert page.inner_text("#legend-unit") == "clicks per cell (a cell is 9 \u00d7 9 px of the page)"
 
     # On screen: the canvas and the frame are scaled alike, so the button's centre on screen is a hot pixel.
     scale, frame_screen, canvas_screen = page.evaluate(
@@ -304,7 +324,8 @@ def test_scroll_reach_bands(shop: Shop, page: Any, browser: Any) -> None:
     assert info.value.suggested_filename == "heatmap-root-scroll.png"
     data = Path(info.value.path()).read_bytes()
     width, height = _png_size(data)
-    assert width == 1200 and height == page.evaluate("parseInt(document.getElementById('board').style.height)")
+    board = page.evaluate("parseInt(document.getElementById('board').style.height)")
+    assert width == 1200 and height == board + CAPTION_HEIGHT
     header, band = _pixels(browser, data, [(600, 10), (600, 700)])
     assert header[:3] != list(HEADER_RGB) and header[3] == 255  # the header, tinted by the top band
     assert band[:3] != [255, 255, 255]  # the page's white, tinted by a band
@@ -317,7 +338,8 @@ def test_elements_table_and_highlight(shop: Shop, page: Any) -> None:
     page.wait_for_function("() => document.body.dataset.elements !== undefined")
     rows = [[c.inner_text() for c in row.locator("td").all()] for row in page.locator("#elements tbody tr").all()]
     # Counted in the map's band (1,200 px): alice's 5, bob's 2 and erin's 1; carol's 3 at 390 px are not.
-    assert rows == [["1", "button#buy", "8", "3", "0"], ["2", "button#dead", "4", "1", "4"]]
+    # Every click of the fixture is dead (nothing follows it within 1.5 s); none is an error click.
+    assert rows == [["1", "button#buy", "8", "3", "0", "8", "0"], ["2", "button#dead", "4", "1", "4", "4", "0"]]
 
     page.hover("#elements tbody tr[data-selector='button#buy']")
     page.wait_for_function("() => document.body.dataset.highlighted !== undefined")
@@ -350,7 +372,7 @@ def test_elements_table_and_highlight(shop: Shop, page: Any) -> None:
     settled(page)
     page.wait_for_function("() => document.getElementById('status').textContent.includes('(rageclick)')")
     rows = [[c.inner_text() for c in row.locator("td").all()] for row in page.locator("#elements tbody tr").all()]
-    assert rows == [["1", "button#dead", "4", "1", "4"]]
+    assert rows == [["1", "button#dead", "4", "1", "4", "4", "0"]]
     dead = frame_box(page, "#dead")
     painted = page.evaluate(_PAINTED, 2)
     assert painted and all(inside(p, dead) or inside(p, FOLD) for p in painted)
@@ -506,23 +528,73 @@ def _pixels(browser: Any, data: bytes, spots: list[tuple[int, int]]) -> list[lis
 
 
 def test_export_png_with_the_page(shop: Shop, page: Any, browser: Any) -> None:
-    page.goto(shop.viewer())
+    page.goto(shop.viewer("&from=2026-11-20&to=2026-12-31"))
     settled(page)
+    page.uncheck("#dim-page")  # the page's own colours in the picture
     with page.expect_download() as info:
         page.click("#export")
     download = info.value
     assert download.suggested_filename == "heatmap-root-heatmap.png"
     data = Path(download.path()).read_bytes()
     height = page.evaluate("parseInt(document.getElementById('board').style.height)")
-    assert _png_size(data) == (1200, height) and height >= 2120
+    assert _png_size(data) == (1200, height + CAPTION_HEIGHT) and height >= 2120
     page.wait_for_function("() => document.body.dataset.export !== undefined")
     assert page.get_attribute("body", "data-export") == "page", page.inner_text("#status")
     header, button, spot, blank = _pixels(browser, data, [(600, 60), (110, 310), (200, 340), (600, 700)])
     assert header[:3] == list(HEADER_RGB)  # the page is in the picture
     assert button[:3] == [42, 157, 143]  # the button, away from the heat
-    assert spot[:3] != button[:3] and max(spot[:3]) - min(spot[:3]) > 60  # heat over the button
+    assert sum(abs(a - b) for a, b in zip(spot[:3], button[:3], strict=True)) > 60  # heat over the button
     assert blank[:3] == [255, 255, 255]
+    # The caption band below the page: what the picture shows, and the legend with its unit.
+    assert page.get_attribute("body", "data-export-caption") == (
+        "/ · clicks map · all widths · 1200 px wide\n"
+        "2026-11-20 to 2026-12-31 (UTC) · based on 3 sessions (small sample)"
+    )
+    caption = _band_pixels(browser, data, height, CAPTION_HEIGHT)
+    assert caption["background"] > 0.5, caption  # the band's own colour, not the page
+    assert caption["white"] > 200 and caption["colours"] >= 3, caption  # text, and the legend's colours
+    (ARTIFACTS / "viewer-export.png").write_bytes(data)
+
+    # Dimmed (the default), the page is darker in the PNG as on screen; the heat is drawn over it.
+    page.check("#dim-page")
+    with page.expect_download() as info:
+        page.click("#export")
+    dimmed = Path(info.value.path()).read_bytes()
+    (blank,) = _pixels(browser, dimmed, [(600, 700)])
+    assert max(blank[:3]) < 200
     assert page.errors == []
+
+
+def _band_pixels(browser: Any, data: bytes, top: int, height: int) -> dict[str, float]:
+    """Of the PNG's rows ``top`` to ``top + height``: the count of white (text) pixels, the share of the
+    caption's background colour, and how many strongly coloured hues (the legend) there are."""
+    tab = browser.new_page()
+    try:
+        found: dict[str, float] = tab.evaluate(
+            """async ([b64, top, height]) => {
+                const img = new Image();
+                img.src = "data:image/png;base64," + b64;
+                await img.decode();
+                const c = document.createElement("canvas");
+                c.width = img.width; c.height = img.height;
+                const ctx = c.getContext("2d");
+                ctx.drawImage(img, 0, 0);
+                const data = ctx.getImageData(0, top, c.width, height).data;
+                let white = 0, background = 0;
+                const hues = new Set();
+                for (let i = 0; i < data.length; i += 4) {
+                    const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
+                    if (r > 240 && g > 240 && b > 240) white += 1;
+                    if (r === 29 && g === 53 && b === 87) background += 1;
+                    if (Math.max(r, g, b) - Math.min(r, g, b) > 60) hues.add([r > 128, g > 128, b > 128].join());
+                }
+                return {white, background: background / (data.length / 4), colours: hues.size};
+            }""",
+            [base64.b64encode(data).decode(), top, height],
+        )
+        return found
+    finally:
+        tab.close()
 
 
 def test_cross_origin_site(tmp_path: Path, browser: Any, page: Any) -> None:
@@ -570,6 +642,9 @@ def test_sessions_are_paged(tmp_path: Path, page: Any) -> None:
         settled(page)
         users = page.locator("#sessions tbody tr td:first-child").all_inner_texts()
         assert len(users) == 50 and users[0] == "user-51" and users[-1] == "user-02"
+        # 52 sessions: not a small sample, so confident colours and no note.
+        assert "Based on 52 sessions." in page.inner_text("#status") and page.is_hidden("#sample-note")
+        assert page.evaluate(_SPREAD) > 200
         assert page.is_disabled("#sessions-prev") and page.is_enabled("#sessions-next")
         page.click("#sessions-next")
         page.wait_for_function("() => document.querySelectorAll('#sessions tbody tr').length === 2")

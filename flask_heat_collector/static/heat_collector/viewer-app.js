@@ -1,4 +1,10 @@
-/* The viewer page: controls, the map over the framed page, elements, scroll reach, sessions.
+/* The viewer page: projects, controls, the map over the framed page, insights, elements, scroll
+ * reach, sessions.
+ *
+ * Every panel has a state in its section's data-state: "loading" while its request runs (the old
+ * content is dimmed, never shown as current), "ready", "empty", "error" (the message and the
+ * answer's request id) or "notfound" (meta.projectFound: false). A panel in error is loaded again
+ * by itself, with a growing delay (RETRY_FIRST_MS doubling up to RETRY_MAX_MS): no reload needed.
  *
  * Everything comes from the query API, with the key the user typed (or passed once as #key=...,
  * then removed from the address bar and kept in sessionStorage) sent as x-api-key. Every other
@@ -14,6 +20,28 @@
   const CLICK_PAGES = 5;  // of 1,000 clicks, for highlighting an element's points
   const SESSION_PAGES = 10;  // of 500 events, for one session's map and timeline
   const DAY_MS = 86400000;
+  const RETRY_FIRST_MS = 1000;
+  const RETRY_MAX_MS = 30000;
+  const TOP_ELEMENTS = 3;  // per signal, in the insights panel
+  const DATE = /^\d{4}-\d{2}-\d{2}$/;
+  // What a cell of each map type counts (the legend's unit).
+  const UNITS = {
+    click: "clicks", move: "move points", scroll: "scrolls", all: "events", pageview: "pageviews",
+    custom: "custom events", input: "inputs", keyboard: "key presses", rageclick: "rage clicks",
+    deadclick: "dead clicks", errorclick: "error clicks",
+  };
+  // The frustration signals: the name `sessions?signal=` takes, the `paths`/`elements` fields and
+  // the heatmap type that maps them (SPEC 10).
+  const SIGNALS = [
+    { name: "rage", label: "Rage clicks", term: "Rage", pathField: "rageClicks", elementField: "rageClicks", type: "rageclick" },
+    { name: "dead", label: "Dead clicks", term: "Dead", pathField: "deadClicks", elementField: "deadClicks", type: "deadclick" },
+    { name: "error", label: "Error clicks", term: "Error", elementField: "errorClicks", type: "errorclick" },
+    { name: "quickback", label: "Quick backs", term: "Quick back", pathField: "quickBacks" },
+    { name: "scroll", label: "Excessive scrolls", term: "Excessive scroll", pathField: "excessiveScrolls" },
+  ];
+  // The sessions list is asked for the map's slice: sessions with an event on the path (visitedPath)
+  // in the band's width (viewportWidth). A server that does not know these parameters ignores them.
+  const SESSIONS_SLICE = true;
   // Device bands by viewport width (px), and the width framed when a band has no data.
   const BANDS = {
     mobile: { min: 0, max: 767, label: "mobile (< 768 px)", fallback: 400 },
@@ -21,10 +49,11 @@
     desktop: { min: 1280, max: Infinity, label: "desktop (≥ 1,280 px)", fallback: 1300 },
   };
   // The choices kept in the address, with their defaults (a default is left out of the address).
-  const DEFAULTS = { path: "", type: "click", band: "all", from: "", to: "", resolution: "128", view: "heatmap", session: "" };
+  const DEFAULTS = { path: "", type: "click", band: "all", from: "", to: "", resolution: "128", view: "heatmap", session: "", signal: "" };
 
   const apiBase = document.body.dataset.apiBase;
   const pageBase = document.body.dataset.pageBase || "";
+  const siteUrlSet = Boolean(document.body.dataset.siteUrl);
   const state = { key: "", project: "", ...DEFAULTS, sessionsOffset: 0 };
   let generation = 0;  // bumped by every render: a stale answer is dropped
   let view = null;  // what the board shows: {kind, width, height, heatmap | scrollmap | session}
@@ -47,8 +76,89 @@
     $(id).classList.toggle("error", Boolean(isError));
   }
 
+  /** A failed answer of the query API: its code, message and request id (SPEC 5). */
+  class ApiError extends Error {
+    constructor(status, body) {
+      super(body && body.message ? body.message : `The collector answered HTTP ${status}.`);
+      this.status = status;
+      this.code = (body && body.code) || `http_${status}`;
+      this.requestId = (body && body.requestId) || "";
+    }
+  }
+
+  /** A project endpoint answered meta.projectFound: false. */
+  class ProjectNotFound extends Error {
+    constructor(project) {
+      super(`No such project: ${project}. Choose one from the list.`);
+      this.project = project;
+    }
+  }
+
+  // Panels whose last load failed, and the pending retry.
+  const failed = new Set();
+  let retryDelay = 0;
+  let retryTimer = null;
+
+  /**
+   * Put panel `name` (map, insights, elements, reach, sessions) in state `value` with `text`; an
+   * error's code and request id are added, and a panel in error is retried by itself.
+   */
+  function panelState(name, value, text, err) {
+    $(`${name}-panel`).dataset.state = value;
+    const target = name === "map" ? $("status") : $(`${name}-status`);
+    const parts = [text];
+    if (err instanceof ApiError) {
+      const id = document.createElement("span");
+      id.className = "request-id";
+      id.textContent = err.requestId || "(none)";
+      parts.push(` (${err.code}; request id `, id, ")");
+    }
+    if (value === "error" && retriable(err)) {
+      failed.add(name);
+      parts.push(` Trying again in ${Math.round(scheduleRetry() / 1000)} s.`);
+    } else if (value !== "loading") {
+      failed.delete(name);
+      if (!failed.size) retryDelay = 0;
+    }
+    target.replaceChildren(...parts);
+    target.classList.toggle("error", value === "error" || value === "notfound");
+  }
+
+  /** Worth asking again by itself: the collector was unreachable, failed (5xx) or was busy (429); a
+   * refused key or a bad parameter (other 4xx) stays as it is until the user changes something. */
+  function retriable(err) {
+    return !(err instanceof ApiError) || err.status === 0 || err.status === 429 || err.status >= 500;
+  }
+
+  /** Show `err` in panel `name`: "no such project", or the error with its request id. */
+  function panelFailed(name, err, what) {
+    if (err instanceof ProjectNotFound) panelState(name, "notfound", err.message);
+    else panelState(name, "error", `${what}: ${err.message}`, err);
+  }
+
+  /** Load again what failed after the current delay (doubling to RETRY_MAX_MS); the delay in ms. */
+  function scheduleRetry() {
+    if (retryTimer) return retryDelay;
+    retryDelay = retryDelay ? Math.min(RETRY_MAX_MS, retryDelay * 2) : RETRY_FIRST_MS;
+    retryTimer = setTimeout(() => {
+      retryTimer = null;
+      if (failed.has("projects")) connect();
+      else if (state.key && state.project) {
+        const sessions = failed.has("sessions");
+        if (failed.size > (sessions ? 1 : 0)) render();
+        if (sessions) busy(loadSessions());
+      }
+    }, retryDelay);
+    return retryDelay;
+  }
+
+  /** A unix-ms time as ISO 8601 in UTC, "2026-12-07 01:10:05" (the header or caption says UTC). */
   function formatTime(ms) {
-    return new Date(ms).toISOString().replace("T", " ").slice(5, 19);  // MM-DD hh:mm:ss, UTC
+    return new Date(ms).toISOString().replace("T", " ").slice(0, 19);
+  }
+
+  function formatDate(ms) {
+    return ms ? new Date(ms).toISOString().slice(0, 10) : "never";
   }
 
   function formatOffset(ms) {
@@ -80,26 +190,44 @@
 
   // -- the query API ---------------------------------------------------------------------------
 
-  async function api(suffix, params) {
-    const url = new URL(`${apiBase}/projects/${encodeURIComponent(state.project)}${suffix}`, location.href);
+  /** GET `<apiBase><suffix>` with the key; the JSON body, or an ApiError. */
+  async function get(suffix, params) {
+    const url = new URL(`${apiBase}${suffix}`, location.href);
     for (const [name, value] of Object.entries(params || {})) {
       if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, String(value));
     }
-    const response = await fetch(url, {
-      headers: { "x-api-key": state.key, accept: "application/json" },
-      cache: "no-store",
-      credentials: "omit",
-    });
+    let response;
+    try {
+      response = await fetch(url, {
+        headers: { "x-api-key": state.key, accept: "application/json" },
+        cache: "no-store",
+        credentials: "omit",
+      });
+    } catch (err) {
+      throw new ApiError(0, { code: "unreachable", message: "The collector cannot be reached." });
+    }
     let body = null;
     try {
       body = await response.json();
     } catch (err) {
       body = null;
     }
-    if (!response.ok) {
-      throw new Error(body && body.message ? `${body.code}: ${body.message}` : `HTTP ${response.status}`);
-    }
+    if (!response.ok) throw new ApiError(response.status, body);
     return body;
+  }
+
+  /** GET an endpoint of the current project; ProjectNotFound when its meta says the id is unknown. */
+  async function api(suffix, params) {
+    const project = state.project;
+    const body = await get(`/projects/${encodeURIComponent(project)}${suffix}`, params);
+    if (body && body.meta && body.meta.projectFound === false) throw new ProjectNotFound(project);
+    return body;
+  }
+
+  /** The chosen days as words: "2026-11-20 to 2026-12-31 (UTC)". */
+  function datesText() {
+    const { from, to } = range();
+    return `${from === undefined ? "the first event" : formatDate(from)} to ${to === undefined ? "now" : formatDate(to)} (UTC)`;
   }
 
   /** The date inputs as unix ms: from the start of the first day to the end of the last (UTC). */
@@ -125,14 +253,26 @@
     for (const [name, fallback] of Object.entries(DEFAULTS)) state[name] = fragment.get(name) ?? fallback;
     state.sessionsOffset = 0;
     $("api-key").value = state.key;
-    $("project-id").value = state.project;
     $("path").value = state.path;
+    // An older address's type=scroll is the scroll reach view.
+    if (state.type === "scroll") [state.type, state.view] = [DEFAULTS.type, "scroll"];
     // A value the controls do not offer (an edited address) falls back to the default.
-    for (const name of ["type", "band", "from", "to", "resolution"]) {
+    for (const name of ["type", "band", "resolution"]) {
       $(name).value = state[name];
       if ($(name).value !== state[name]) $(name).value = state[name] = DEFAULTS[name];
     }
+    for (const name of ["from", "to"]) {
+      if (!DATE.test(state[name])) state[name] = DEFAULTS[name];
+      $(name).value = state[name];
+    }
     if (!["heatmap", "scroll"].includes(state.view)) state.view = DEFAULTS.view;
+    if (!SIGNALS.some((s) => s.name === state.signal)) state.signal = "";
+    showViewControls();
+  }
+
+  /** The type picker and the view switch show the view: "scroll reach" is both. */
+  function showViewControls() {
+    $("type").value = state.view === "scroll" ? "scroll" : state.type;
     for (const input of document.querySelectorAll("input[name=view]")) input.checked = input.value === state.view;
   }
 
@@ -147,11 +287,24 @@
     history.replaceState(null, "", location.pathname + location.search + (text ? `#${text}` : ""));
   }
 
-  function readControls() {
+  /** The controls into `state`; `source` is the control that changed ("type" or "view" decide the view). */
+  function readControls(source) {
     state.path = $("path").value.trim();
-    for (const name of ["type", "band", "from", "to", "resolution"]) state[name] = $(name).value;
-    const checked = document.querySelector("input[name=view]:checked");
-    state.view = checked ? checked.value : DEFAULTS.view;
+    for (const name of ["band", "resolution"]) state[name] = $(name).value;
+    for (const name of ["from", "to"]) {
+      const value = $(name).value.trim();
+      const valid = value === "" || (DATE.test(value) && !Number.isNaN(Date.parse(`${value}T00:00:00Z`)));
+      $(name).setCustomValidity(valid ? "" : "A date as YYYY-MM-DD (UTC)");
+      if (valid) state[name] = value;
+    }
+    const type = $("type").value;
+    if (source === "type") state.view = type === "scroll" ? "scroll" : "heatmap";
+    if (source === "view") {
+      const checked = document.querySelector("input[name=view]:checked");
+      state.view = checked ? checked.value : DEFAULTS.view;
+    }
+    if (type !== "scroll") state.type = type;
+    showViewControls();
   }
 
   // -- the page under the map ------------------------------------------------------------------
@@ -181,9 +334,28 @@
       else text = `The path ${state.path} does not lead to a page of the tracked site; the map is drawn on a grid.`;
     }
     note.textContent = text;
+    // The page is not there: the viewer may be looking at the wrong site (the standalone collector
+    // frames its own host, which serves no pages).
+    if (["blocked", "error"].includes(frameState.status) && !siteUrlSet) {
+      const hint = document.createElement("span");
+      hint.className = "hint";
+      hint.id = "site-hint";
+      const code = document.createElement("code");
+      code.textContent = "HEAT_VIEWER_SITE_URL";
+      hint.append("The viewer frames pages of its own host. If the tracked site runs elsewhere (as with the "
+        + "standalone collector), set ", code, " to the site's origin, e.g. https://shop.example.com, "
+        + "so that the viewer shows its pages (see the viewer docs).");
+      note.append(hint);
+    }
     note.hidden = !text;
     note.classList.toggle("error", ["blocked", "error"].includes(frameState.status));
+    dimPage();
     drawOverlay();
+  }
+
+  /** Dim the framed page under the heat ("Dim the page"), so that faint spots stay visible. */
+  function dimPage() {
+    $("board").classList.toggle("dim", $("dim-page").checked && pageShown() && Boolean(view) && view.kind !== "session");
   }
 
   // -- drawing ----------------------------------------------------------------------------------
@@ -191,16 +363,41 @@
   /** Draw what `view` holds over the page (or over the grid when there is no page). */
   function drawOverlay() {
     if (!view) return;
-    const options = { backdrop: !pageShown(), fold: true, scale: frame.state.scale, width: view.width };
+    const options = { backdrop: !pageShown(), fold: true, scale: frame.state.scale, width: view.width, muted: Boolean(view.muted) };
     const canvas = $("heatmap");
     if (view.kind === "scroll") {
       const bands = HV.drawScrollReach(canvas, view.scrollmap, options);
       document.body.dataset.reachBands = String(bands.length);
     } else {
       const max = HV.drawHeatmap(canvas, view.heatmap, options);
+      view.max = max;
       $("legend-max").textContent = String(max || "max");
     }
     drawHighlight();
+  }
+
+  /** The legend's unit and the small-sample note of a report's meta; the colours are muted for a small sample. */
+  function showLegend(meta, kind) {
+    const sample = meta.sample || null;
+    const small = Boolean(sample && sample.small && sample.sessions > 0);  // none at all: the empty state says so
+    for (const id of ["legend-bar", "reach-bar"]) $(id).classList.toggle("muted", small);
+    if (kind === "heatmap") {
+      const side = meta.cell ? Math.round(meta.cell.w) : 0;
+      $("legend-unit").textContent = `${UNITS[meta.resolvedType] || "events"} per cell`
+        + (side ? ` (a cell is ${side} × ${side} px of the page)` : "");
+    }
+    const note = $("sample-note");
+    note.hidden = !small;
+    note.textContent = small
+      ? `Small sample: based on ${plural(sample.sessions, "session")}, fewer than the collector's `
+        + "HEAT_MIN_SAMPLE_SESSIONS. The colours are muted: read this as a few visits, not as a pattern."
+      : "";
+    document.body.dataset.sample = sample ? `${sample.sessions}${small ? " small" : ""}` : "";
+    return small;
+  }
+
+  function plural(n, word) {
+    return `${Number(n).toLocaleString("en-US")} ${word}${n === 1 ? "" : "s"}`;
   }
 
   /** The highlight layer: one session's numbered clicks, or the points of the hovered element. */
@@ -219,6 +416,7 @@
     view = next;
     frame.show(pageUrl(state.path), next.width, pageHeight);
     $("export").disabled = false;
+    dimPage();
   }
 
   // -- device bands ----------------------------------------------------------------------------
@@ -274,14 +472,21 @@
     }
     if (gen !== generation) return;
     const meta = heatmap.meta;
+    const muted = showLegend(meta, "heatmap");
     // The board is at least as tall as the canvas (the lowest spots reach below renderHeight).
     const height = Math.max(meta.renderHeight, HV.layout(heatmap).height);
-    showView({ kind: "heatmap", heatmap, width: meta.viewport.w, height }, height);
+    showView({ kind: "heatmap", heatmap, width: meta.viewport.w, height, muted }, height);
     const others = Object.keys(meta.otherViewports || {}).length;
-    status(empty || `${meta.plotted} of ${meta.total} events plotted (${meta.resolvedType}), frame ${meta.viewport.w} px `
-      + `wide (viewport ${meta.bucket}), ${heatmap.points.length} cells`
-      + (others ? `; ${others} other width${others === 1 ? "" : "s"} not drawn (choose a device band)` : "")
-      + (meta.warning ? `. ${meta.warning}` : ".") + sampleNote(meta));
+    // The frame is meta.viewport.w: the width visitors had (SPEC 4), whatever the bucket's label.
+    const text = empty || `${meta.plotted} of ${meta.total} events plotted (${meta.resolvedType}), frame ${meta.viewport.w} px `
+      + `wide (viewport ${meta.viewport.w} × ${meta.viewport.h} px), ${heatmap.points.length} cells`
+      + (others ? `; ${others} other width${others === 1 ? "" : "s"} not drawn`
+        + (state.band === "all" ? " (choose a device band)" : ` (other widths than ${meta.viewport.w} px)`) : "")
+      + (meta.warning ? `. ${meta.warning}` : ".") + sampleNote(meta);
+    if (!meta.total && !empty) {
+      panelState("map", "empty", `No events in this slice (${state.path || "every path"}, `
+        + `${state.band === "all" ? "all widths" : BANDS[state.band].label}, ${datesText()}): nothing to draw.`);
+    } else panelState("map", empty || !meta.plotted ? "empty" : "ready", text);
     const cut = HV.describeCut(heatmap);
     $("cut-note").textContent = cut;
     $("cut-note").hidden = !cut;
@@ -306,11 +511,15 @@
     }
     if (gen !== generation) return;
     const meta = scrollmap.meta;
-    const height = meta.renderHeight || meta.viewport.h;
-    showView({ kind: "scroll", scrollmap, width: meta.viewport.w, height }, height);
+    const muted = showLegend(meta, "scroll");
+    // The whole page the visitors scrolled (meta.pageHeight, SPEC 4), not only where events landed.
+    const height = Math.round(meta.pageHeight || meta.renderHeight || meta.viewport.h);
+    showView({ kind: "scroll", scrollmap, width: meta.viewport.w, height, muted }, height);
     renderReachTable(scrollmap);
-    status(empty || `Scroll reach of ${meta.sessions} session${meta.sessions === 1 ? "" : "s"}, frame ${meta.viewport.w} px wide; `
-      + `the fold is at ${HV.formatPct(meta.foldPct || 0)} of the page.` + sampleNote(meta));
+    const foldPx = Math.round((meta.foldPct || 0) / 100 * height);
+    panelState("map", empty || !meta.sessions ? "empty" : "ready", empty
+      || `Scroll reach of ${plural(meta.sessions, "session")}, frame ${meta.viewport.w} px wide; the page is ${height} px `
+      + `high and the fold is at ${HV.formatPct(meta.foldPct || 0)} of it (${foldPx} px).` + sampleNote(meta));
     $("cut-note").hidden = true;
     document.body.dataset.frameWidth = String(meta.viewport.w);
   }
@@ -325,37 +534,52 @@
                  cell(HV.formatPct(step.pct), { className: "num" }));
       tbody.append(row);
     }
-    $("reach-count").textContent = `(${scrollmap.meta.sessions} sessions)`;
-    panelStatus("reach-status", scrollmap.reach.length ? "Share of sessions whose screen reached each depth of the page (the bottom edge of the viewport)." : "No scrolls.");
+    $("reach-count").textContent = `(${plural(scrollmap.meta.sessions, "session")})`;
+    panelState("reach", scrollmap.meta.sessions ? "ready" : "empty", scrollmap.meta.sessions
+      ? "Share of sessions whose screen reached each depth of the page (the bottom edge of the viewport)."
+      : "No sessions on this path in this slice.");
   }
 
   // -- elements --------------------------------------------------------------------------------
 
+  /** The elements of the map's slice (and from them, with the path's counts, the insights panel). */
   async function loadElements(gen) {
     const tbody = $("elements").querySelector("tbody");
     const type = state.type === "rageclick" ? "rageclick" : "click";
+    // With a dead- or error-click map, the elements are ranked by that signal.
+    const signal = SIGNALS.find((s) => s.type === state.type && s.type !== "rageclick");
+    panelState("elements", "loading", "Loading the elements…");
+    panelState("insights", "loading", "Loading the signals…");
+    let body = null;
     try {
       // Counted in the map's width band: the band's frame width once the map has chosen it.
       const band = state.band === "all" ? {} : { viewportWidth: document.body.dataset.frameWidth };
-      const body = await api("/elements", { path: state.path, type, limit: 50, ...band, ...range() });
+      body = await api("/elements", { path: state.path, type, limit: 500, ...band, ...range() });
       if (gen !== generation) return;
-      tbody.replaceChildren();
-      body.elements.forEach((element, index) => tbody.append(elementRow(element, index)));
-      $("elements-count").textContent = `(${body.elements.length})`;
-      panelStatus("elements-status", body.elements.length
-        ? `Most ${type === "rageclick" ? "rage-clicked" : "clicked"} first${state.path ? "" : ", on every path"}, `
-          + `counted on ${body.meta.viewport.w} px wide screens as the map; hover a row to see its clicks on the map.`
-        : `No ${type === "rageclick" ? "rage clicks" : "clicks"} on elements here.`);
-      document.body.dataset.elements = String(body.elements.length);
+      let shown = body.elements;
+      if (signal) shown = shown.filter((e) => e[signal.elementField] > 0).sort((a, b) => b[signal.elementField] - a[signal.elementField]);
+      shown = shown.slice(0, 50);
+      tbody.replaceChildren(...shown.map(elementRow));
+      $("elements-count").textContent = `(${shown.length})`;
+      const what = signal ? signal.label.toLowerCase() : type === "rageclick" ? "rage clicks" : "clicks";
+      panelState("elements", shown.length ? "ready" : "empty", shown.length
+        ? `Most ${what} first${state.path ? "" : ", on every path"}, counted on ${body.meta.viewport.w} px wide screens `
+          + "as the map; hover a row to see its clicks on the map."
+        : `No ${what} on elements here.`);
+      document.body.dataset.elements = String(shown.length);
     } catch (err) {
       if (gen !== generation) return;
       tbody.replaceChildren();
-      panelStatus("elements-status", `Elements are not available: ${err.message}`, true);
+      panelFailed("elements", err, "Elements are not available");
+      panelFailed("insights", err, "Signals are not available");
       document.body.dataset.elements = "error";
+      return;
     }
+    await loadInsights(gen, body);
   }
 
   function elementRow(element, index) {
+    const count = (n) => cell(String(n || 0), { className: "num" });
     const row = document.createElement("tr");
     row.dataset.selector = element.selector;
     row.tabIndex = 0;
@@ -363,14 +587,96 @@
     const code = document.createElement("code");
     code.textContent = element.selector;
     name.append(code);
-    row.append(cell(String(index + 1)), name, cell(String(element.clicks), { className: "num" }),
-               cell(String(element.sessions), { className: "num" }), cell(String(element.rageClicks), { className: "num" }));
+    row.append(cell(String(index + 1)), name, count(element.clicks), count(element.sessions),
+               count(element.rageClicks), count(element.deadClicks), count(element.errorClicks));
     const on = () => busy(highlight(element.selector, row));
     const off = () => unhighlight(element.selector, row);
     row.addEventListener("mouseenter", on);
     row.addEventListener("focus", on);
     row.addEventListener("mouseleave", off);
     row.addEventListener("blur", off);
+    return row;
+  }
+
+  // -- insights --------------------------------------------------------------------------------
+
+  /**
+   * The insights panel of the path: each signal's count (the `paths` answer's counts on the path over
+   * the dates; error clicks: the sum over its elements in the map's band), its top elements, a link
+   * to the sessions with it and, for click signals, to its map.
+   */
+  async function loadInsights(gen, elementsBody) {
+    let found = null;
+    try {
+      if (state.path) {
+        const body = await api("/paths", { q: state.path, limit: 500, ...range() });
+        found = body.paths.find((p) => p.path === state.path) || null;
+      }
+    } catch (err) {
+      if (gen !== generation) return;
+      panelFailed("insights", err, "Signals are not available");
+      return;
+    }
+    if (gen !== generation) return;
+    const rows = SIGNALS.map((signal) => {
+      let count = null;
+      if (signal.pathField && found) count = found[signal.pathField] || 0;
+      else if (signal.pathField) count = state.path ? 0 : null;
+      else if (state.path) count = elementsBody.elements.reduce((sum, e) => sum + (e[signal.elementField] || 0), 0);
+      const tops = signal.elementField
+        ? elementsBody.elements.filter((e) => e[signal.elementField] > 0)
+          .sort((a, b) => b[signal.elementField] - a[signal.elementField]).slice(0, TOP_ELEMENTS)
+        : [];
+      return insightRow(signal, count, tops);
+    });
+    $("insights").querySelector("tbody").replaceChildren(...rows);
+    const total = SIGNALS.length;
+    $("insights-count").textContent = state.path ? `on ${state.path}` : "";
+    panelState("insights", state.path ? "ready" : "empty", state.path
+      ? "Counts on the path over the dates (error clicks and top elements: in the map's band). "
+        + "Sessions opens the sessions list filtered by the signal; map shows where it happened."
+      : `Choose a path to see its ${total} signals.`);
+  }
+
+  function insightRow(signal, count, tops) {
+    const row = document.createElement("tr");
+    row.dataset.signal = signal.name;
+    const term = [...document.querySelectorAll("#insights-panel dl.caption dt")].find((dt) => dt.textContent === signal.term);
+    if (term) row.title = `${signal.term}: ${term.nextElementSibling.textContent}`;
+    const list = cell("", { className: "tops" });
+    for (const element of tops) {
+      const code = document.createElement("code");
+      code.textContent = element.selector;
+      list.append(code, ` ${element[signal.elementField]}`, document.createElement("br"));
+    }
+    if (!tops.length) list.textContent = signal.elementField ? "–" : "(not per element)";
+    const links = cell("");
+    const sessions = document.createElement("a");
+    sessions.href = "#";
+    sessions.className = "sessions-link";
+    sessions.textContent = "sessions";
+    sessions.addEventListener("click", (event) => {
+      event.preventDefault();
+      state.signal = signal.name;
+      state.sessionsOffset = 0;
+      writeAddress();
+      busy(loadSessions());
+      $("sessions-panel").scrollIntoView({ block: "nearest" });
+    });
+    links.append(sessions);
+    if (signal.type) {
+      const map = document.createElement("a");
+      map.href = "#";
+      map.className = "map-link";
+      map.textContent = "map";
+      map.addEventListener("click", (event) => {
+        event.preventDefault();
+        $("type").value = signal.type;
+        changed({ source: "type" });
+      });
+      links.append(" · ", map);
+    }
+    row.append(cell(signal.label), cell(count === null ? "–" : String(count), { className: "num" }), list, links);
     return row;
   }
 
@@ -440,13 +746,31 @@
 
   // -- sessions --------------------------------------------------------------------------------
 
+  /**
+   * The sessions list's slice, as the map's: the dates, sessions with an event on the path
+   * (`visitedPath`) and, with a band chosen, at the band's frame width (`viewportWidth`).
+   */
+  function sessionsSlice() {
+    const slice = { ...range() };
+    if (SESSIONS_SLICE && state.path) slice.visitedPath = state.path;
+    if (SESSIONS_SLICE && state.band !== "all" && document.body.dataset.frameWidth) {
+      slice.viewportWidth = document.body.dataset.frameWidth;
+    }
+    if (state.signal) slice.signal = state.signal;
+    return slice;
+  }
+
   let sessionsGeneration = 0;  // as `generation`, for the sessions list (paged on its own)
   async function loadSessions() {
     const tbody = $("sessions").querySelector("tbody");
     const gen = ++sessionsGeneration;
+    const signal = SIGNALS.find((s) => s.name === state.signal);
+    $("sessions-filter").hidden = !signal;
+    $("sessions-filter-text").textContent = signal ? `Only sessions with ${signal.label.toLowerCase()}. ` : "";
+    panelState("sessions", "loading", "Loading the sessions…");
     try {
       // One more than a page, to know whether there is an older page.
-      const body = await api("/sessions", { order: "desc", limit: SESSIONS_PER_PAGE + 1, offset: state.sessionsOffset, ...range() });
+      const body = await api("/sessions", { order: "desc", limit: SESSIONS_PER_PAGE + 1, offset: state.sessionsOffset, ...sessionsSlice() });
       if (gen !== sessionsGeneration) return;
       const sessions = body.sessions.slice(0, SESSIONS_PER_PAGE);
       tbody.replaceChildren(...sessions.map(sessionRow));
@@ -455,13 +779,22 @@
       $("sessions-prev").disabled = state.sessionsOffset === 0;
       $("sessions-next").disabled = body.sessions.length <= SESSIONS_PER_PAGE;
       $("sessions-page").textContent = `page ${state.sessionsOffset / SESSIONS_PER_PAGE + 1}`;
-      panelStatus("sessions-status", sessions.length ? "Newest first; choose one to see its own map and timeline." : "No sessions in this range.");
+      panelState("sessions", sessions.length ? "ready" : "empty", sessions.length
+        ? "Newest first; choose one to see its own map and timeline."
+        : `No sessions in this slice${signal ? ` with ${signal.label.toLowerCase()}` : ""}.`);
       markSelectedSession();
     } catch (err) {
       if (gen !== sessionsGeneration) return;
       tbody.replaceChildren();
-      panelStatus("sessions-status", `Sessions are not available: ${err.message}`, true);
+      panelFailed("sessions", err, "Sessions are not available");
     }
+  }
+
+  /** A session's signal counts, "R2 D1" (rage, dead, error, quick back, excessive scroll). */
+  function signalSummary(signals) {
+    const letters = { rage: "R", dead: "D", error: "E", quickback: "Q", scroll: "S" };
+    return Object.entries(letters).filter(([name]) => signals && signals[name] > 0)
+      .map(([name, letter]) => `${letter}${signals[name]}`).join(" ");
   }
 
   function sessionRow(s) {
@@ -474,6 +807,7 @@
       cell(formatTime(s.startedAt), { title: new Date(s.startedAt).toISOString() }),
       cell(String(s.eventCount), { className: "num" }),
       cell(s.firstPath || "", { className: "paths" }),
+      cell(signalSummary(s.signals), { title: "R rage, D dead, E error clicks; Q quick backs; S excessive scrolls" }),
     );
     const open = () => {
       state.session = s.sessionId;
@@ -538,6 +872,8 @@
       meta: { viewport: { w: viewport.w, h: viewport.h }, renderHeight: height, resolution: 128, cell: { w: 6, h: 6 } },
     };
     const board = Math.max(height, HV.layout(heatmap).height);
+    $("legend-unit").textContent = "move points per cell (this session's moves; its clicks are numbered)";
+    $("sample-note").hidden = true;
     showView({ kind: "session", heatmap, width: viewport.w, height: board, session: { clicks } }, board);
     const user = session.externalUserId || "an anonymous user";
     $("session-title").textContent = `Session of ${user}, started ${formatTime(session.startedAt)} UTC: `
@@ -545,7 +881,7 @@
       + `at its own width (${viewport.w} px).`;
     $("session-banner").hidden = false;
     renderTimeline(session, events);
-    status(`Session ${session.id}: ${events.length} events.`);
+    panelState("map", "ready", `Session ${session.id}: ${events.length} events.`);
     $("cut-note").hidden = true;
     document.body.dataset.frameWidth = String(viewport.w);
     document.body.dataset.sessionClicks = String(clicks.length);
@@ -580,10 +916,12 @@
     $("timeline-panel").hidden = !inSession;
     $("session-banner").hidden = !inSession;
     $("elements-panel").hidden = inSession || state.view === "scroll";
+    $("insights-panel").hidden = inSession || state.view === "scroll";
     $("reach-panel").hidden = inSession || state.view !== "scroll";
-    $("legend").hidden = state.view === "scroll" && !inSession;
+    $("legend").hidden = (state.view === "scroll" && !inSession);
     $("reach-legend").hidden = state.view !== "scroll" || inSession;
-    for (const id of ["type", "resolution"]) $(id).disabled = inSession || state.view === "scroll";
+    $("type").disabled = inSession;
+    $("resolution").disabled = inSession || state.view === "scroll";
     $("band").disabled = inSession;
     document.body.dataset.view = inSession ? "session" : state.view;
   }
@@ -596,6 +934,19 @@
     $("outline").hidden = true;
     delete document.body.dataset.highlighted;
     showPanels();
+    const what = state.session ? "the session" : state.view === "scroll" ? "the scroll reach"
+      : `the ${UNITS[state.type] || state.type} map`;
+    panelState("map", "loading", `Loading ${what}…`);
+    // Nothing of the previous answer reads as current: its sample note and legend maximum go.
+    $("cut-note").hidden = true;
+    $("sample-note").hidden = true;
+    $("legend-max").textContent = "max";
+    const heatmapView = !state.session && state.view !== "scroll";
+    if (state.view === "scroll" && !state.session) panelState("reach", "loading", "Loading the scroll reach…");
+    if (heatmapView) {
+      panelState("elements", "loading", "Loading the elements…");
+      panelState("insights", "loading", "Loading the signals…");
+    }
     try {
       if (state.session) {
         await busy(renderSession(gen));
@@ -607,7 +958,18 @@
     } catch (err) {
       if (gen !== generation) return;
       clearBoard();
-      status(err.message, true);
+      panelFailed("map", err, state.session ? "The session is not available" : "The map is not available");
+      if (state.view === "scroll" && !state.session) {
+        panelFailed("reach", err, "The scroll reach is not available");
+        $("reach").querySelector("tbody").replaceChildren();
+      }
+      if (heatmapView && $("elements-panel").dataset.state === "loading") {
+        // They follow the map's band: not loaded while the map fails.
+        for (const name of ["elements", "insights"]) {
+          $(name).querySelector("tbody").replaceChildren();
+          panelFailed(name, err, "Not loaded, as the map failed");
+        }
+      }
       document.body.dataset.heatmapPoints = "error";
     }
   }
@@ -615,6 +977,7 @@
   /** Nothing on the board: no page, no map (after an error, nothing stale stays on screen). */
   function clearBoard() {
     view = null;
+    $("sample-note").hidden = true;
     for (const id of ["heatmap", "highlight"]) $(id).width = $(id).height = 0;
     frame.show(null, 1, 1);
     $("export").disabled = true;
@@ -623,7 +986,7 @@
   // -- paths -------------------------------------------------------------------------------------
 
   /** Fill the path list from the paths endpoint (most events first), by prefix. */
-  async function suggestPaths(prefix) {
+  async function suggestPaths(prefix, quiet) {
     try {
       const body = await api("/paths", { q: prefix, limit: 50, ...range() });
       const options = body.paths.map((p) => {
@@ -635,8 +998,8 @@
       $("path-options").replaceChildren(...options);
       return body.paths;
     } catch (err) {
-      panelStatus("elements-status", `Paths are not available: ${err.message}`, true);
-      return [];
+      if (quiet) return [];  // only suggestions: the map says what is wrong
+      throw err;
     }
   }
 
@@ -644,35 +1007,116 @@
   let pickTimer = null;
   function suggestSoon() {
     clearTimeout(suggestTimer);
-    suggestTimer = setTimeout(() => suggestPaths($("path").value.trim()), 250);
+    suggestTimer = setTimeout(() => suggestPaths($("path").value.trim(), true), 250);
   }
 
   async function loadProject() {
-    status("Loading…");
+    panelState("map", "loading", "Loading the project…");
     clickCache.clear();
     clearBoard();
-    $("sessions").querySelector("tbody").replaceChildren();
-    $("elements").querySelector("tbody").replaceChildren();
+    for (const id of ["sessions", "elements", "insights", "reach"]) $(id).querySelector("tbody").replaceChildren();
     delete document.body.dataset.heatmapPoints;
     $("cut-note").hidden = true;
-    const sessions = busy(loadSessions());
-    const paths = await busy(suggestPaths(""));
+    let paths = [];
+    try {
+      paths = await busy(suggestPaths(""));
+    } catch (err) {
+      panelFailed("map", err, "The project's paths are not available");
+      if (!(err instanceof ProjectNotFound)) return;
+      for (const name of ["elements", "insights", "sessions"]) panelState(name, "notfound", err.message);
+      return;
+    }
     if (!state.path && paths.length) {
       state.path = paths[0].path;  // the path with the most events
       $("path").value = state.path;
       writeAddress();
     }
-    await Promise.all([render(), sessions]);
+    // With a band, the sessions wait for the map: their width is the map's frame width.
+    if (state.band === "all") await Promise.all([render(), busy(loadSessions())]);
+    else {
+      await render();
+      await busy(loadSessions());
+    }
+  }
+
+  // -- projects ----------------------------------------------------------------------------------
+
+  /** List the projects the key may read into the picker (GET /api/projects), then load the chosen one. */
+  async function connect() {
+    panelState("map", "loading", "Loading the projects…");
+    $("projects-panel").dataset.state = "loading";
+    let projects;
+    try {
+      projects = (await busy(get("/projects"))).projects;
+    } catch (err) {
+      panelState("projects", "error", "Projects not loaded.");
+      panelFailed("map", err, "The projects are not available");
+      return;
+    }
+    failed.delete("projects");
+    const select = $("project-id");
+    const options = projects.map((p) => {
+      const option = document.createElement("option");
+      option.value = p.id;
+      option.textContent = `${p.name || "(no name)"} · last event ${formatDate(p.lastEventAt)} · ${p.id}`;
+      return option;
+    });
+    if (state.project && !projects.some((p) => p.id === state.project)) {
+      const option = document.createElement("option");
+      option.value = state.project;
+      option.textContent = `${state.project} (not a project this key may read)`;
+      options.push(option);
+    }
+    if (!state.project && projects.length === 1) state.project = projects[0].id;
+    const prompt = document.createElement("option");
+    prompt.value = "";
+    prompt.textContent = projects.length ? "Choose a project" : "(no project yet)";
+    select.replaceChildren(prompt, ...options);
+    select.value = state.project;
+    select.disabled = false;
+    $("projects-panel").dataset.state = projects.length ? "ready" : "empty";
+    document.body.dataset.projects = String(projects.length);
+    if (state.project) {
+      writeAddress();
+      await loadProject();
+    } else {
+      panelState("map", "empty", projects.length
+        ? "Choose a project."
+        : "This key may read no project yet: a project appears with the first batch the SDK sends.");
+    }
   }
 
   // -- wiring ------------------------------------------------------------------------------------
 
-  function changed(options) {
-    readControls();
-    if (options && options.rangeChanged) state.sessionsOffset = 0;
+  /** A control changed: draw again; the sessions list follows the slice (path, band, dates). */
+  async function changed(options) {
+    const before = `${state.path}|${state.band}|${state.from}|${state.to}`;
+    readControls(options && options.source);
+    const slice = `${state.path}|${state.band}|${state.from}|${state.to}`;
+    if (slice !== before) state.sessionsOffset = 0;
     writeAddress();
-    render();
-    if (options && options.rangeChanged) busy(loadSessions());
+    await render();
+    if (slice !== before) await busy(loadSessions());
+  }
+
+  /** The export's caption band: what the picture shows (path, type, band, dates, sample) and its legend. */
+  function exportCaption() {
+    const meta = view.kind === "scroll" ? view.scrollmap.meta : view.kind === "heatmap" ? view.heatmap.meta : null;
+    const type = view.kind === "scroll" ? "scroll reach" : view.kind === "session" ? `session ${state.session}`
+      : `${UNITS[meta.resolvedType] || meta.resolvedType} map`;
+    const band = state.band === "all" ? "all widths" : BANDS[state.band].label;
+    const dates = datesText();
+    const sample = meta && meta.sample
+      ? `based on ${plural(meta.sample.sessions, "session")}${meta.sample.small ? " (small sample)" : ""}` : "";
+    const lines = [
+      `${state.path || "every path"} · ${type} · ${band} · ${view.width} px wide`,
+      [dates, sample].filter(Boolean).join(" · "),
+    ];
+    const legend = view.kind === "scroll"
+      ? { low: "0%", high: "100%", unit: "% of sessions whose screen reached the depth", muted: view.muted }
+      : view.kind === "heatmap" ? { low: "1", high: String(view.max || 1), unit: $("legend-unit").textContent, muted: view.muted }
+        : null;
+    return { lines, legend };
   }
 
   async function exportView() {
@@ -681,7 +1125,10 @@
     const layers = [$("heatmap"), $("highlight")];
     const width = view.width;
     const height = Math.max(frame.state.boardHeight || 0, $("heatmap").height);
-    const result = await busy(HV.exportPng({ doc, layers, width, height }));
+    const caption = exportCaption();
+    document.body.dataset.exportCaption = caption.lines.join("\n");
+    const dim = $("board").classList.contains("dim");
+    const result = await busy(HV.exportPng({ doc, layers, width, height, caption, dim }));
     const name = `heatmap-${(state.path || "all").replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "") || "root"}`
       + `-${view.kind}.png`;
     HV.download(result.blob, name);
@@ -694,17 +1141,29 @@
     $("connect").addEventListener("submit", (event) => {
       event.preventDefault();
       state.key = $("api-key").value.trim();
-      state.project = $("project-id").value.trim();
       sessionStorage.setItem(KEY_STORE, state.key);
+      connect();
+    });
+    $("project-id").addEventListener("change", () => {
+      state.project = $("project-id").value;
       state.path = "";
       state.session = "";
+      state.signal = "";
+      state.sessionsOffset = 0;
       $("path").value = "";
       writeAddress();
-      loadProject();
+      if (state.project) loadProject();
     });
-    for (const id of ["type", "band", "resolution"]) $(id).addEventListener("change", () => changed());
-    for (const id of ["from", "to"]) $(id).addEventListener("change", () => changed({ rangeChanged: true }));
-    for (const input of document.querySelectorAll("input[name=view]")) input.addEventListener("change", () => changed());
+    $("type").addEventListener("change", () => changed({ source: "type" }));
+    for (const id of ["band", "resolution", "from", "to"]) $(id).addEventListener("change", () => changed());
+    for (const input of document.querySelectorAll("input[name=view]")) input.addEventListener("change", () => changed({ source: "view" }));
+    $("dim-page").addEventListener("change", dimPage);
+    $("sessions-filter-clear").addEventListener("click", () => {
+      state.signal = "";
+      state.sessionsOffset = 0;
+      writeAddress();
+      busy(loadSessions());
+    });
     $("path").addEventListener("input", () => {
       suggestSoon();
       // A value picked from the list is a choice; typing is not (until change: Enter or leaving the field).
@@ -734,11 +1193,13 @@
     });
     $("export").addEventListener("click", () => exportView().catch((err) => status(`Export failed: ${err.message}`, true)));
     window.addEventListener("hashchange", () => {
+      const project = state.project;
       readAddress();
-      if (state.key && state.project) loadProject();
+      if (state.key && state.project !== project) connect();
+      else if (state.key && state.project) loadProject();
     });
     readAddress();
-    if (state.key && state.project) loadProject();
+    if (state.key) connect();
   }
 
   start();

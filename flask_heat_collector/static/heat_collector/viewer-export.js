@@ -10,6 +10,8 @@
 (function () {
   "use strict";
 
+  const CAPTION_LINE = 18;  // px per caption line
+  const DIM = "rgba(0, 0, 0, 0.4)";  // "Dim the page", as the frame's CSS filter darkens it
   const SKIPPED = new Set(["SCRIPT", "NOSCRIPT", "STYLE", "LINK", "IFRAME", "OBJECT", "EMBED", "TEMPLATE"]);
 
   /** `style` as one declaration list (a computed style includes every property). */
@@ -96,11 +98,44 @@
     });
   }
 
+  /** The height of the caption band for `caption` ({lines, legend}); 0 without one. */
+  function captionHeight(caption) {
+    if (!caption) return 0;
+    return 10 + CAPTION_LINE * (caption.lines.length + (caption.legend ? 1 : 0)) + 6;
+  }
+
+  /** The caption band at `top`: its lines (path, type, band, dates, sample), then the legend with its unit. */
+  function drawCaption(ctx, caption, top, width) {
+    ctx.save();
+    ctx.fillStyle = "#1d3557";
+    ctx.fillRect(0, top, width, captionHeight(caption));
+    ctx.fillStyle = "#fff";
+    ctx.font = "13px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    let y = top + 10 + CAPTION_LINE / 2;
+    for (const line of caption.lines) {
+      ctx.fillText(line, 8, y, width - 16);
+      y += CAPTION_LINE;
+    }
+    const legend = caption.legend;
+    if (legend) {
+      const low = ctx.measureText(legend.low).width;
+      ctx.fillText(legend.low, 8, y);
+      const barX = 8 + low + 6;
+      window.HeatViewer.drawLegendBar(ctx, barX, y - 5, 120, 10, legend.muted);
+      ctx.fillStyle = "#fff";
+      const high = `${legend.high} ${legend.unit}${legend.muted ? " (muted: small sample)" : ""}`;
+      ctx.fillText(high, barX + 126, y, Math.max(40, width - barX - 134));
+    }
+    ctx.restore();
+  }
+
   /**
-   * The view as a PNG blob `width` x `height` (page px, kept within HeatViewer.LIMITS): the page
-   * `doc` (null: the grid) under `layers` (canvases drawn at 0, 0). Answers {blob, withPage, note}.
+   * The view as a PNG blob `width` x `height` (page px, kept within HeatViewer.LIMITS) and a caption
+   * band below it: the page `doc` (null: the grid; `dim`: darkened as on screen) under `layers`
+   * (canvases drawn at 0, 0), then `caption` ({lines, legend}). Answers {blob, withPage, note}.
    */
-  async function exportPng({ doc, layers, width, height, backdropMeta }) {
+  async function exportPng({ doc, layers, width, height, backdropMeta, caption, dim }) {
     const { LIMITS, drawBackdrop } = window.HeatViewer;
     const w = Math.max(1, Math.min(LIMITS.width, Math.round(width)));
     const h = Math.max(1, Math.min(LIMITS.height, Math.floor(LIMITS.pixels / w), Math.round(height)));
@@ -108,13 +143,19 @@
     async function compose(withPage) {
       const canvas = document.createElement("canvas");
       canvas.width = w;
-      canvas.height = h;
+      canvas.height = h + captionHeight(caption);
       const ctx = canvas.getContext("2d");
       ctx.fillStyle = "#fff";
       ctx.fillRect(0, 0, w, h);
-      if (withPage) ctx.drawImage(await renderDocument(doc, w, h), 0, 0);
-      else drawBackdrop(ctx, backdropMeta || { viewport: { h: Infinity } }, w, h);
+      if (withPage) {
+        ctx.drawImage(await renderDocument(doc, w, h), 0, 0);
+        if (dim) {
+          ctx.fillStyle = DIM;
+          ctx.fillRect(0, 0, w, h);
+        }
+      } else drawBackdrop(ctx, backdropMeta || { viewport: { h: Infinity } }, w, h);
       for (const layer of layers) if (layer.width && layer.height) ctx.drawImage(layer, 0, 0);
+      if (caption) drawCaption(ctx, caption, h, w);
       return toBlob(canvas);
     }
 
@@ -141,5 +182,5 @@
     setTimeout(() => URL.revokeObjectURL(link.href), 10000);
   }
 
-  window.HeatViewer = Object.assign(window.HeatViewer || {}, { exportPng, download, renderDocument });
+  window.HeatViewer = Object.assign(window.HeatViewer || {}, { exportPng, download, renderDocument, captionHeight });
 })();

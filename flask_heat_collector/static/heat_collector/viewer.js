@@ -8,9 +8,23 @@
   "use strict";
 
   const STOPS = [[0, "#0000ff"], [0.25, "#00ffff"], [0.5, "#00ff00"], [0.75, "#ffff00"], [1, "#ff0000"]];
+  const MUTED_GREY = 0.7;  // a small sample's colours: this much of each colour is grey
   let palette = null;
+  let mutedPalette = null;
 
-  function densityPalette() {
+  /** The density palette (256 RGBA entries); `muted`: washed out towards grey, for a small sample. */
+  function densityPalette(muted) {
+    if (muted) {
+      if (mutedPalette) return mutedPalette;
+      const full = densityPalette(false);
+      mutedPalette = new Uint8ClampedArray(full.length);
+      for (let i = 0; i < full.length; i += 4) {
+        const grey = (full[i] + full[i + 1] + full[i + 2]) / 3;
+        for (let c = 0; c < 3; c += 1) mutedPalette[i + c] = Math.round(MUTED_GREY * grey + (1 - MUTED_GREY) * full[i + c]);
+        mutedPalette[i + 3] = full[i + 3];
+      }
+      return mutedPalette;
+    }
     if (palette) return palette;
     const canvas = document.createElement("canvas");
     canvas.width = 256;
@@ -25,8 +39,8 @@
   }
 
   /** The colour of `share` (0 to 1) on the density palette, as [r, g, b]. */
-  function paletteColour(share) {
-    const colours = densityPalette();
+  function paletteColour(share, muted) {
+    const colours = densityPalette(muted);
     const at = 4 * Math.max(0, Math.min(255, Math.round(share * 255)));
     return [colours[at], colours[at + 1], colours[at + 2]];
   }
@@ -85,7 +99,8 @@
     const { points, meta } = heatmap;
     const fullWidth = Math.max(0, Math.ceil(meta.viewport.w));
     const cell = meta.cell ? meta.cell.w : fullWidth / meta.resolution;  // square cells (SPEC 4)
-    const radius = Math.max(12, 1.6 * cell);
+    // The kernel covers a cell and its neighbours' edges: a finer grid draws finer spots.
+    const radius = Math.max(3, 1.5 * cell);
     const width = Math.min(fullWidth, LIMITS.width);
     const maxHeight = width ? Math.min(LIMITS.height, Math.floor(LIMITS.pixels / width)) : LIMITS.height;
     // Room below the render height, so the spots of the lowest rows are not cut in half.
@@ -127,8 +142,8 @@
    * Draw `heatmap` (the body of GET /api/projects/<id>/heatmap) on `canvas`, one canvas pixel per
    * page pixel: points are page coordinates; the canvas stays within LIMITS (see `layout`).
    * `options.backdrop === false` leaves the canvas transparent (an overlay); `options.fold` then
-   * still draws the fold line (`options.scale`: the board's scale, for its width). Returns the
-   * largest cell count drawn.
+   * still draws the fold line (`options.scale`: the board's scale, for its width); `options.muted`
+   * paints washed-out colours (a small sample). Returns the largest cell count drawn.
    */
   function drawHeatmap(canvas, heatmap, options) {
     const { meta } = heatmap;
@@ -171,7 +186,8 @@
     // Colour each pixel by its accumulated density.
     const image = lctx.getImageData(0, 0, layer.width, layer.height);
     const data = image.data;
-    const colours = densityPalette();
+    const colours = densityPalette(opts.muted);
+    const ceiling = opts.muted ? 150 : 220;
     for (let i = 3; i < data.length; i += 4) {
       const density = data[i];
       if (!density) continue;
@@ -179,7 +195,7 @@
       data[i - 3] = colours[at];
       data[i - 2] = colours[at + 1];
       data[i - 1] = colours[at + 2];
-      data[i] = Math.min(220, 30 + density);
+      data[i] = Math.min(ceiling, 30 + density);
     }
     lctx.putImageData(image, 0, 0);
     ctx.drawImage(layer, x0, y0);
@@ -189,16 +205,17 @@
 
   /**
    * Draw the scroll reach of `scrollmap` (the body of GET .../scrollmap) on `canvas`: one band per
-   * 5 % of the page (of `meta.renderHeight`, the height the map spans), coloured by the share of
-   * sessions whose deepest scroll reached the band's top, labelled with that share, and the fold at
-   * `meta.foldPct`. Options: `width` (page px), `scale` (the board's, so labels stay readable),
-   * `backdrop` (false: transparent, over the page). Returns the bands drawn: [{depth, pct, top, height}].
+   * 5 % of the whole page (`meta.pageHeight`, the page height the visitors scrolled, SPEC 4),
+   * coloured by the share of sessions whose screen's bottom edge reached the band's top, labelled
+   * with that share, and the fold at `meta.foldPct`. Options: `width` (page px), `scale` (the
+   * board's, so labels stay readable), `backdrop` (false: transparent, over the page), `muted` (a
+   * small sample). Returns the bands drawn: [{depth, pct, top, height}].
    */
   function drawScrollReach(canvas, scrollmap, options) {
     const { reach, meta } = scrollmap;
     const opts = options || {};
     const width = Math.min(LIMITS.width, Math.max(1, Math.round(opts.width || meta.viewport.w)));
-    const pageHeight = Math.max(1, meta.renderHeight || meta.viewport.h);
+    const pageHeight = Math.max(1, Math.round(meta.pageHeight || meta.renderHeight || meta.viewport.h));
     const height = Math.min(pageHeight, LIMITS.height, Math.floor(LIMITS.pixels / width));
     canvas.width = width;
     canvas.height = height;
@@ -214,7 +231,7 @@
       const top = Math.round(step.depth / 100 * pageHeight);
       const bottom = Math.round(next.depth / 100 * pageHeight);
       if (top >= height) return;
-      const [r, g, b] = paletteColour(step.pct / 100);
+      const [r, g, b] = paletteColour(step.pct / 100, opts.muted);
       ctx.fillStyle = `rgba(${r}, ${g}, ${b}, 0.38)`;
       ctx.fillRect(0, top, width, Math.min(bottom, height) - top);
       ctx.strokeStyle = "rgba(29, 36, 48, 0.25)";
@@ -239,6 +256,15 @@
     }
     if (meta.foldPct > 0 && meta.foldPct < 100) drawFold(ctx, meta.foldPct / 100 * pageHeight, width, opts.scale);
     return bands;
+  }
+
+  /** The palette as a bar `w` x `h` at (x, y) (the legend of an exported PNG). */
+  function drawLegendBar(ctx, x, y, w, h, muted) {
+    for (let i = 0; i < w; i += 1) {
+      const [r, g, b] = paletteColour(i / Math.max(1, w - 1), muted);
+      ctx.fillStyle = `rgb(${r}, ${g}, ${b})`;
+      ctx.fillRect(x + i, y, 1, h);
+    }
   }
 
   /** `pct` (0 to 100) as "62%" or "0.5%". */
@@ -280,6 +306,6 @@
   }
 
   window.HeatViewer = Object.assign(window.HeatViewer || {}, {
-    drawHeatmap, describeCut, drawScrollReach, drawMarkers, drawBackdrop, formatPct, layout, LIMITS,
+    drawHeatmap, describeCut, drawScrollReach, drawMarkers, drawBackdrop, drawLegendBar, formatPct, layout, LIMITS,
   });
 })();
