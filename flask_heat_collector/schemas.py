@@ -322,6 +322,14 @@ def _path(**metadata: str) -> fields.String:
     return fields.String(validate=validate.Length(max=MAX_PATH), metadata=metadata)
 
 
+def _group() -> fields.String:
+    """A page group's template (page_groups.py), in place of ``path``; the view checks its syntax."""
+    return fields.String(
+        validate=validate.Length(max=MAX_PATH),
+        metadata={"description": "a route template such as /product/:id (docs/api.md, page groups), in place of path"},
+    )
+
+
 def _type() -> fields.String:
     return fields.String(validate=validate.OneOf(QUERY_TYPES))
 
@@ -330,6 +338,7 @@ class _FrameQuerySchema(_Base):
     """The frame of a map: a bucket, or the most common bucket of a width; the width band or all."""
 
     path = _path()
+    group = _group()
     viewportBucket = fields.String(validate=validate.Regexp(r"^\d{1,6}x\d{1,6}$"))
     viewportWidth = fields.Integer(
         validate=validate.Range(min=1, max=MAX_VIEWPORT_WIDTH),
@@ -356,11 +365,28 @@ class ElementsQuerySchema(_FrameQuerySchema):
 
 class PathsQuerySchema(_Base):
     q = _path(description="path prefix")
+    group = _group()
+    groups = fields.Boolean(
+        load_default=False,
+        metadata={"description": "also list the groups of HEAT_PAGE_GROUPS with their paths, events and sessions"},
+    )
+    limit = _limit(100, 500)
+
+
+class PageGroupPreviewQuerySchema(_Base):
+    """The paths a template would cover (``GET /page-groups/preview``)."""
+
+    template = fields.String(
+        required=True,
+        validate=validate.Length(max=MAX_PATH),
+        metadata={"description": "a route template such as /product/:id (docs/api.md, page groups)"},
+    )
     limit = _limit(100, 500)
 
 
 class EventsQuerySchema(_Base):
     path = _path()
+    group = _group()
     type = _type()
     limit = _limit(200, 1000)
     offset = _offset()

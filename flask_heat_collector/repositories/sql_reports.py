@@ -10,11 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..aggregates import DAY_MS
-from ..ingest import path_key
 from ..report_pieces import ALL_WIDTHS, merge, rebuild
-from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, ReportPiece
+from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, PathSet, ReportPiece
 from .sql_ingest import crossing
-from .sql_schema import events, heat_report_pieces, heat_session_ordinals, projects
+from .sql_schema import events, heat_report_pieces, heat_session_ordinals, path_clauses, projects
 
 PIECE_FIELDS = ReportPiece._fields
 KEY = ("project_id", "path_key", "day", "bucket_w")
@@ -115,7 +114,7 @@ def compact_keys(conn: Connection, keys: list[tuple[Any, ...]]) -> None:
 def read_pieces(
     conn: Connection,
     project_id: str,
-    path: str | None,
+    path: PathSet,
     days: tuple[int, int],
     *,
     selectors: bool,
@@ -130,8 +129,7 @@ def read_pieces(
     columns = [sa.null() if name in skip else t[name] for name in PIECE_FIELDS]
     stmt = sa.select(*columns).where(t.project_id == project_id, t.day >= days[0], t.day <= days[1])
     stmt = stmt.where(t.bucket_w == width if width is not None else t.bucket_w != ALL_WIDTHS)
-    if path is not None:
-        stmt = stmt.where(t.path_key == path_key(path), t.path == path)
+    stmt = stmt.where(*path_clauses(heat_report_pieces, path))
     return [ReportPiece(*row) for row in conn.execute(stmt)]
 
 
