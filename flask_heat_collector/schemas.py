@@ -368,6 +368,8 @@ class PathsQuerySchema(_Base):
     group = _group()
     groups = fields.Boolean(
         load_default=False,
+        truthy={"true", "1"},
+        falsy={"false", "0"},
         metadata={"description": "also list the groups of HEAT_PAGE_GROUPS with their paths, events and sessions"},
     )
     limit = _limit(100, 500)
