@@ -3,7 +3,8 @@
 A template is a path of ``/``-separated segments, each one of:
 
 - a literal (``product``): that segment, exactly (case-sensitive, no decoding);
-- ``:name`` (a letter or ``_``, then letters, digits, ``_``): any one non-empty segment;
+- ``:name`` (a letter or ``_``, then letters, digits, ``_``): any one non-empty segment (the name
+  only documents it);
 - ``*``: any one non-empty segment (the same as an unnamed ``:name``);
 - ``**``, only as the last segment: the rest of the path, zero or more segments.
 
@@ -31,6 +32,10 @@ MAX_TEMPLATE = 1024  # as long as a stored path may be
 MAX_GROUP_PATHS = 5000  # a group matching more paths is refused (each path is a key every report reads)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SEGMENT = r"(?:[^/?*:\x00-\x1f][^/?*\x00-\x1f]*|:[A-Za-z_][A-Za-z0-9_]*|\*)"
+TEMPLATE_PATTERN = rf"^/(?:\*\*/?|{_SEGMENT}(?:/{_SEGMENT})*(?:/\*\*)?/?)?$"
+"""The syntax below as one regular expression (ECMA 262 and Python alike), for the OpenAPI document;
+:func:`parse` decides, and says what is wrong."""
 
 
 class InvalidTemplate(ValueError):
@@ -63,17 +68,16 @@ def parse(text: str) -> Template:
         raise InvalidTemplate(f"a template is at most {MAX_TEMPLATE} characters")
     if not text.startswith("/"):
         raise InvalidTemplate(f"a template starts with '/': {text!r}")
+    if "//" in text:
+        raise InvalidTemplate(f"a template has no empty segment ('//'): {text!r}")
     if "?" in text or any(ord(c) < 32 for c in text):
         raise InvalidTemplate(f"a template holds no '?' or control character (stored paths have none): {text!r}")
     body = _trimmed(text)
     if body == "/":
         return Template(text, re.compile(r"//?"))
     segments = body[1:].split("/")
-    names: set[str] = set()
     parts: list[str] = []
     for index, segment in enumerate(segments):
-        if segment == "":
-            raise InvalidTemplate(f"a template has no empty segment ('//'): {text!r}")
         if segment == "**":
             if index != len(segments) - 1:
                 raise InvalidTemplate(f"'**' may only be the last segment: {text!r}")
@@ -86,9 +90,6 @@ def parse(text: str) -> Template:
             name = segment[1:]
             if not _NAME.fullmatch(name):
                 raise InvalidTemplate(f"':{name}' is not a parameter name (a letter or '_', then letters, digits, '_')")
-            if name in names:
-                raise InvalidTemplate(f"the parameter ':{name}' appears twice: {text!r}")
-            names.add(name)
             parts.append(r"/[^/]+")
             continue
         if "*" in segment:

@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from .fastload import GiveUp, Loader, NotCompilable, compile_loader
+from .page_groups import TEMPLATE_PATTERN
 from .signals import SIGNAL_NAMES
 
 EVENT_TYPES = ("click", "move", "scroll", "pageview", "custom", "input", "keyboard")
@@ -326,7 +327,10 @@ def _group() -> fields.String:
     """A page group's template (page_groups.py), in place of ``path``; the view checks its syntax."""
     return fields.String(
         validate=validate.Length(max=MAX_PATH),
-        metadata={"description": "a route template such as /product/:id (docs/api.md, page groups), in place of path"},
+        metadata={
+            "description": "a route template such as /product/:id (docs/api.md, page groups), in place of path",
+            "pattern": TEMPLATE_PATTERN,  # stated, not enforced here: the view answers invalid_group
+        },
     )
 
 
@@ -381,7 +385,10 @@ class PageGroupPreviewQuerySchema(_Base):
     template = fields.String(
         required=True,
         validate=validate.Length(max=MAX_PATH),
-        metadata={"description": "a route template such as /product/:id (docs/api.md, page groups)"},
+        metadata={
+            "description": "a route template such as /product/:id (docs/api.md, page groups)",
+            "pattern": TEMPLATE_PATTERN,
+        },
     )
     limit = _limit(100, 500)
 

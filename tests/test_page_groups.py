@@ -4,6 +4,7 @@ backend, against the plain reference in tests/oracle.py on random paths over sev
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -190,11 +191,11 @@ def test_group_reports_match_oracle(client: FlaskClient) -> None:
 
 
 def test_paths_lists_the_configured_groups(make_app: Any) -> None:
+    bodies = random_bodies(7)
+    project = ingest_all(make_app().test_client(), bodies)  # stored before any group was configured
     configured = ["/blog/*", "/product/:id", "/nothing/:here", "/**"]
     app: Flask = make_app(page_groups=configured)
     client = app.test_client()
-    bodies = random_bodies(7)
-    project = ingest_all(client, bodies)
     rows = oracle.stored_rows(bodies)
     lo, hi = T0 + DAY // 3, T0 + 2 * DAY + DAY // 2
     body = get(client, f"/api/projects/{project}/paths", groups=1, **{"from": lo, "to": hi})
@@ -269,7 +270,7 @@ def test_matching_rule_through_the_preview(make_app: Any) -> None:
     assert empty["meta"]["group"] == {"template": "/nothing/*", "paths": 0}
 
 
-BAD_TEMPLATES = ("product/:id", "/a//b", "/docs/**/x", "/a/b*", "/a/:", "/a/:1x", "/a/:id/:id", "/a?x=1", "")
+BAD_TEMPLATES = ("product/:id", "/a//b", "/docs/**/x", "/a/b*", "/a/:", "/a/:1x", "/a/**x", "/a?x=1", "", "//")
 
 
 @backend_free
@@ -325,3 +326,35 @@ def test_configured_templates_from_the_environment(tmp_path: Path) -> None:
     app = create_app(environ)
     with app.app_context():
         assert get_state().settings.page_groups == ("/product/:id", "/docs/**")
+
+
+def test_a_group_matching_too_many_paths_is_refused(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask_heat_collector.views import query
+
+    monkeypatch.setattr(query, "MAX_GROUP_PATHS", 2)  # the real bound (5,000 paths) is too many to store here
+    paths = ("/product/1", "/product/2", "/product/3", "/blog/a")
+    project = ingest_all(client, [batch(*(event("click", path=p) for p in paths), session_id="m")])
+    url = f"/api/projects/{project}/heatmap"
+    refused = client.get(url, query_string={"group": "/product/*"}, headers=API)
+    assert refused.status_code == 400 and refused.get_json()["code"] == "group_too_broad"
+    assert get(client, url, group="/blog/*", type="all")["meta"]["group"] == {"template": "/blog/*", "paths": 1}
+    earlier = get(client, url, group="/product/*", **{"from": 0, "to": TS - 1})  # the bound counts the range's paths
+    assert earlier["meta"]["group"] == {"template": "/product/*", "paths": 0}
+
+
+@backend_free
+def test_the_documented_pattern_is_the_syntax(client: FlaskClient) -> None:
+    """The pattern the OpenAPI document states for ``group``/``template`` accepts exactly what the
+    server accepts, on random strings of the characters that matter."""
+    document = client.get("/api/openapi.json").get_json()
+    params = document["paths"]["/api/projects/{projectId}/page-groups/preview"]["get"]["parameters"]
+    pattern = next(p for p in params if p["name"] == "template")["schema"]["pattern"]
+    rng = random.Random(5)
+    samples = [*BAD_TEMPLATES, *RULES, "/**/", "/a/*/**", "/:_x1/*", "/é/x y/#"]
+    samples += ["/" + "".join(rng.choice("/:*ab_1#") for _ in range(rng.randint(0, 7))) for _ in range(300)]
+    for template in samples:
+        response = client.get("/api/projects/p/page-groups/preview", query_string={"template": template}, headers=API)
+        documented = re.fullmatch(pattern, template) is not None
+        assert (response.status_code == 200) == documented, (template, response.get_json())
+        if not documented:
+            assert response.get_json()["code"] == "invalid_group", template
