@@ -22,6 +22,7 @@ from flask import Flask
 
 from .errors import ConfigurationError
 from .log import log
+from .page_groups import InvalidTemplate, parse
 from .privacy import DNT_MODES
 from .signals import DEFAULT_IGNORE
 
@@ -165,6 +166,20 @@ def _query_origins(key: str, value: Any) -> tuple[str, ...]:
     return origins
 
 
+def _page_groups(key: str, value: Any) -> tuple[str, ...]:
+    """Route templates (page_groups.py), in order; a repeated one is an error (it would list twice)."""
+    templates = _as_str_tuple(key, value)
+    for template in templates:
+        try:
+            parse(template)
+        except InvalidTemplate as exc:
+            raise ConfigurationError(f"{key}: {exc}") from exc
+    repeated = sorted({t for t in templates if templates.count(t) > 1})
+    if repeated:
+        raise ConfigurationError(f"{key} lists {repeated[0]!r} twice")
+    return templates
+
+
 @dataclass(frozen=True)
 class Key:
     """One configuration key: its app-config name, default and converter."""
@@ -225,6 +240,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_QUICK_BACK_MS", 7000, _as_positive_int),
     Key("HEAT_SCROLL_REVERSALS", 6, _as_positive_int),
     Key("HEAT_MIN_SAMPLE_SESSIONS", 30, _as_non_negative_int),
+    Key("HEAT_PAGE_GROUPS", (), _page_groups),
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 
@@ -279,6 +295,7 @@ class Settings:
     quick_back_ms: int
     scroll_reversals: int
     min_sample_sessions: int
+    page_groups: tuple[str, ...]
 
 
 def default_database_uri(instance_path: str) -> str:

@@ -87,7 +87,7 @@ class Plan:
         """Rows, first stored row and largest y per (type, bucket): aggregates plus edges."""
         out: dict[Bucket, Stats] = {}
         if self.days is not None:
-            for piece in self.reader.aggregates(self.flt.project_id, self.flt.path, self.days):
+            for piece in self.reader.aggregates(self.flt.project_id, self.flt.path_set, self.days):
                 stats = Stats()
                 stats.add_piece(piece, blobs=False)
                 merge_into(out, (piece.type, piece.bucket_w, piece.bucket_h), stats)
@@ -117,7 +117,9 @@ class Plan:
         cells: dict[int, int] = {}
         depths: dict[int, int] = {}
         if self.days is not None:
-            for piece in self.reader.aggregates(self.flt.project_id, self.flt.path, self.days, blobs=(types, width)):
+            for piece in self.reader.aggregates(
+                self.flt.project_id, self.flt.path_set, self.days, blobs=(types, width)
+            ):
                 add_pairs(cells, piece.cells)
                 add_pairs(depths, piece.depths)
         for (kind, bw, _), stats in self.edge_stats.items():

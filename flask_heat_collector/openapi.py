@@ -28,6 +28,7 @@ from .schemas import (
     IngestSchema,
     JsonObject,
     Number,
+    PageGroupPreviewQuerySchema,
     PathsQuerySchema,
     ScrollmapQuerySchema,
     SessionDetailQuerySchema,
@@ -97,6 +98,22 @@ _SAMPLE: Json = {
     "range and width band, and the rows behind the answer",
 }
 _FOUND: Json = {"type": "boolean", "description": "whether the project exists (an unknown one answers empty)"}
+_GROUP: Json = {
+    "type": "object",
+    "required": ["template", "paths"],
+    "properties": {"template": {"type": "string"}, "paths": {"type": "integer", "minimum": 0}},
+    "description": "with group=: the template and how many paths of the range it matched (the answer covers them)",
+}
+_GROUP_TOTAL: Json = {
+    "type": "object",
+    "required": ["paths", "events", "sessions", "lastSeenAt"],
+    "properties": {
+        "paths": {"type": "integer", "minimum": 0},
+        "events": {"type": "integer", "minimum": 0},
+        "sessions": {"type": "integer", "minimum": 0, "description": "distinct, unioned across the paths"},
+        "lastSeenAt": {"type": ["integer", "null"]},
+    },
+}
 
 
 def _object(required: str, **properties: Json) -> Json:
@@ -151,6 +168,7 @@ _ANSWERS: dict[str, Json] = {
             "bucket plottableTypes typeBreakdown sample projectFound",
             sample=_SAMPLE,
             projectFound=_FOUND,
+            group=_GROUP,
             cell=_object("w h", w={"type": "number"}, h={"type": "number"}),
             otherViewports=_VIEWPORT_COUNTS,
         ),
@@ -158,7 +176,7 @@ _ANSWERS: dict[str, Json] = {
     "EventPage": _object(
         "events meta",
         events=_array(_ref("Event")),
-        meta=_object("count limit offset projectId requestedType projectFound", projectFound=_FOUND),
+        meta=_object("count limit offset projectId requestedType projectFound", projectFound=_FOUND, group=_GROUP),
     ),
     "Scrollmap": _object(
         "reach meta",
@@ -179,6 +197,7 @@ _ANSWERS: dict[str, Json] = {
             sessions=_COUNT,
             foldPct=_PCT,
             otherViewports=_VIEWPORT_COUNTS,
+            group=_GROUP,
         ),
     ),
     "Elements": _object(
@@ -200,6 +219,7 @@ _ANSWERS: dict[str, Json] = {
             otherViewports=_VIEWPORT_COUNTS,
             sample=_SAMPLE,
             projectFound=_FOUND,
+            group=_GROUP,
         ),
     ),
     "Projects": _object(
@@ -226,7 +246,30 @@ _ANSWERS: dict[str, Json] = {
             ),
             maxItems=500,
         ),
-        meta=_object("count total limit q sample projectFound", sample=_SAMPLE, projectFound=_FOUND),
+        meta=_object("count total limit q sample projectFound", sample=_SAMPLE, projectFound=_FOUND, group=_GROUP),
+        groups={
+            **_array(
+                _object("template paths events sessions lastSeenAt", template=_STRING, **_GROUP_TOTAL["properties"])
+            ),
+            "description": "with groups=1: the groups of HEAT_PAGE_GROUPS in their order, over the range",
+        },
+    ),
+    "PageGroupPreview": _object(
+        "template paths total meta",
+        template=_STRING,
+        paths=_array(
+            _object(
+                "path events sessions lastSeenAt", path=_STRING, events=_POSITIVE, sessions=_POSITIVE, lastSeenAt=_INT
+            ),
+            maxItems=500,
+        ),
+        total=_GROUP_TOTAL,
+        meta=_object(
+            "count total limit sample configured projectFound",
+            sample=_SAMPLE,
+            projectFound=_FOUND,
+            configured={"type": "boolean", "description": "whether HEAT_PAGE_GROUPS lists the template"},
+        ),
     ),
     "SessionPage": _object(
         "sessions meta",
@@ -418,6 +461,12 @@ def _paths() -> dict[str, Json]:
         ),
         f"{project}/paths": _report(
             "Paths with events in the range, most events first", PathsQuerySchema, "Paths", "Ranked paths"
+        ),
+        f"{project}/page-groups/preview": _report(
+            "The paths with events in the range that a page group's template covers, and the group's total",
+            PageGroupPreviewQuerySchema,
+            "PageGroupPreview",
+            "Covered paths, most events first, and their total",
         ),
         f"{project}/events": _report("Events ordered by ts", EventsQuerySchema, "EventPage", "A page of events"),
         f"{project}/sessions": _report(

@@ -16,6 +16,7 @@ from typing import Any
 from .aggregates import DAY_MS, PLOTTABLE_TYPES, Stats, items
 from .heatmap import Bucket, Plan, frame_of, other_viewports, render_height, split_range
 from .listing import from_edge
+from .page_groups import Template, matching
 from .rageclicks import RAGECLICK
 from .report_pieces import ALL_WIDTHS, ReportTotals, ScrollTotals, median
 from .repositories.base import EventFilter, EventRow, Reader, Repository
@@ -61,7 +62,7 @@ def _scrollmap(
     counted = 0  # the rows of the band: meta.sample.events
     days, edges = _split(flt)
     if days is not None:
-        for piece in reader.report_pieces(flt.project_id, flt.path, days, scroll=True, width=width):
+        for piece in reader.report_pieces(flt.project_id, flt.path_set, days, scroll=True, width=width):
             totals.add_piece(piece)
             counted += piece.n_rows
     for edge_lo, edge_hi, rows in _edge_rows(reader, flt, edges, None, light=False):
@@ -161,22 +162,38 @@ def _elements(
     return {"elements": rows, "meta": meta}
 
 
-def paths(repo: Repository, flt: EventFilter, *, prefix: str | None, limit: int) -> dict[str, Any]:
+def paths(
+    repo: Repository,
+    flt: EventFilter,
+    *,
+    prefix: str | None,
+    limit: int,
+    group: Template | None = None,
+    groups: tuple[Template, ...] | None = None,
+) -> dict[str, Any]:
     """``{paths: [{path, events, sessions, lastSeenAt, rageClicks, deadClicks, quickBacks,
-    excessiveScrolls}], meta}``: paths with rows in the range (those starting with ``prefix``), most
-    rows first; a move counts one row per point, as everywhere. The signals are the settled ones whose
-    row lies in the range, counted by the database."""
+    excessiveScrolls}], meta}``: paths with rows in the range (those starting with ``prefix``, those
+    ``group`` matches), most rows first; a move counts one row per point, as everywhere. The signals
+    are the settled ones whose row lies in the range, counted by the database. With ``groups``, also
+    ``groups: [{template, paths, events, sessions, lastSeenAt}]`` in their order (see :func:`_groups`)."""
     repo.settle_rage(flt.project_id)
-    return repo.read(lambda reader: _paths(reader, flt, prefix, limit))
+    return repo.read(lambda reader: _paths(reader, flt, prefix, limit, group, groups))
 
 
-def _paths(reader: Reader, flt: EventFilter, prefix: str | None, limit: int) -> dict[str, Any]:
+def _paths(
+    reader: Reader,
+    flt: EventFilter,
+    prefix: str | None,
+    limit: int,
+    group: Template | None,
+    groups: tuple[Template, ...] | None,
+) -> dict[str, Any]:
     totals, ordinals = _totals(reader, flt, selectors=False)
     ranked = sorted(
         (
             (path, t.rows, t.sessions.count(ordinals), t.last_ts)
             for path, t in totals.paths.items()
-            if t.rows and (not prefix or path.startswith(prefix))
+            if t.rows and (not prefix or path.startswith(prefix)) and (group is None or group.matches(path))
         ),
         key=lambda item: (-item[1], item[0]),
     )
@@ -194,8 +211,70 @@ def _paths(reader: Reader, flt: EventFilter, prefix: str | None, limit: int) -> 
     ]
     sessions = union_count((totals.paths[path].sessions for path, _, _, _ in listed), ordinals)
     sample = sample_json(sessions, sum(n for _, n, _, _ in listed))
-    meta = {"count": len(rows), "total": len(ranked), "limit": limit, "q": prefix, "sample": sample}
-    return {"paths": rows, "meta": meta}
+    meta: dict[str, Any] = {"count": len(rows), "total": len(ranked), "limit": limit, "q": prefix, "sample": sample}
+    if group is not None:
+        meta["group"] = {"template": group.text, "paths": len(ranked)}
+    body: dict[str, Any] = {"paths": rows, "meta": meta}
+    if groups is not None:
+        body["groups"] = [_group_totals(totals, ordinals, template) for template in groups]
+    return body
+
+
+def _group_totals(totals: ReportTotals, ordinals: dict[str, int], template: Template) -> dict[str, Any]:
+    """What the paths ``template`` matches add up to: their count, rows, distinct sessions (unioned
+    across the paths, never summed) and latest row."""
+    members = [t for path, t in totals.paths.items() if t.rows and template.matches(path)]
+    seen = [t.last_ts for t in members if t.last_ts is not None]
+    return {
+        "template": template.text,
+        "paths": len(members),
+        "events": sum(t.rows for t in members),
+        "sessions": union_count((t.sessions for t in members), ordinals),
+        "lastSeenAt": max(seen) if seen else None,
+    }
+
+
+def group_paths(repo: Repository, flt: EventFilter, template: Template) -> tuple[str, ...]:
+    """The paths with rows in ``flt``'s range (of any type) that ``template`` matches, sorted: the
+    report pieces of the range's whole days (one per path and day, of every band) and the raw rows of
+    its partial days, read without their sessions counted."""
+    return repo.read(lambda reader: _group_paths(reader, flt, template))
+
+
+def _group_paths(reader: Reader, flt: EventFilter, template: Template) -> tuple[str, ...]:
+    every = replace(flt, path=None, paths=None)
+    days, edges = _split(every)
+    found: set[str] = set()
+    if days is not None:
+        found.update(p.path for p in reader.report_pieces(flt.project_id, None, days, width=ALL_WIDTHS) if p.n_rows)
+    for edge_lo, edge_hi, rows in _edge_rows(reader, every, edges, None, light=True):
+        found.update(row.path for row in rows if any(edge_lo <= ts <= edge_hi for _, ts, _, _ in items(row)))
+    return matching(template, found)
+
+
+def group_preview(repo: Repository, flt: EventFilter, template: Template, *, limit: int) -> dict[str, Any]:
+    """``{template, paths: [{path, events, sessions, lastSeenAt}], total: {paths, events, sessions,
+    lastSeenAt}, meta}``: the paths with rows in the range that ``template`` would cover, most rows
+    first, and what the group adds up to (sessions unioned across its paths)."""
+    return repo.read(lambda reader: _group_preview(reader, flt, template, limit))
+
+
+def _group_preview(reader: Reader, flt: EventFilter, template: Template, limit: int) -> dict[str, Any]:
+    totals, ordinals = _totals(reader, replace(flt, path=None, paths=None), selectors=False)
+    ranked = sorted(
+        (
+            (path, t.rows, t.sessions.count(ordinals), t.last_ts)
+            for path, t in totals.paths.items()
+            if t.rows and template.matches(path)
+        ),
+        key=lambda item: (-item[1], item[0]),
+    )
+    listed = [{"path": p, "events": n, "sessions": s, "lastSeenAt": last} for p, n, s, last in ranked[:limit]]
+    total = _group_totals(totals, ordinals, template)
+    del total["template"]
+    sample = sample_json(total["sessions"], total["events"])
+    meta = {"count": len(listed), "total": len(ranked), "limit": limit, "sample": sample}
+    return {"template": template.text, "paths": listed, "total": total, "meta": meta}
 
 
 def _split(flt: EventFilter) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
@@ -233,7 +312,7 @@ def _totals(
     if days is not None:
         # A path's totals over every band: one piece per day.
         pieces_of = ALL_WIDTHS if width is None and not selectors else width
-        for piece in reader.report_pieces(flt.project_id, flt.path, days, selectors=selectors, width=pieces_of):
+        for piece in reader.report_pieces(flt.project_id, flt.path_set, days, selectors=selectors, width=pieces_of):
             totals.add_piece(piece)
     for edge_lo, edge_hi, rows in _edge_rows(reader, flt, edges, ("click",) if selectors else None, light=True):
         for row in rows:

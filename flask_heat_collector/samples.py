@@ -86,7 +86,7 @@ def band_members(
     rows = 0
     if days is not None:
         every = ALL_WIDTHS if width is None else width  # every band: one piece per path and day
-        for piece in reader.report_pieces(flt.project_id, flt.path, days, width=every):
+        for piece in reader.report_pieces(flt.project_id, flt.path_set, days, width=every):
             rows += piece.n_rows
             if piece.session_id is not None:
                 sessions.ids.add(piece.session_id)

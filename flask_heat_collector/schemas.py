@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from .fastload import GiveUp, Loader, NotCompilable, compile_loader
+from .page_groups import TEMPLATE_PATTERN
 from .signals import SIGNAL_NAMES
 
 EVENT_TYPES = ("click", "move", "scroll", "pageview", "custom", "input", "keyboard")
@@ -322,6 +323,17 @@ def _path(**metadata: str) -> fields.String:
     return fields.String(validate=validate.Length(max=MAX_PATH), metadata=metadata)
 
 
+def _group() -> fields.String:
+    """A page group's template (page_groups.py), in place of ``path``; the view checks its syntax."""
+    return fields.String(
+        validate=validate.Length(max=MAX_PATH),
+        metadata={
+            "description": "a route template such as /product/:id (docs/api.md, page groups), in place of path",
+            "pattern": TEMPLATE_PATTERN,  # stated, not enforced here: the view answers invalid_group
+        },
+    )
+
+
 def _type() -> fields.String:
     return fields.String(validate=validate.OneOf(QUERY_TYPES))
 
@@ -338,6 +350,7 @@ class _FrameQuerySchema(_Base):
     """The frame of a map: a bucket, or the most common bucket of a width; the width band or all."""
 
     path = _path()
+    group = _group()
     viewportBucket = _viewport_bucket()
     viewportWidth = _viewport_width("the frame is the most common bucket of this width")
     viewports = fields.String(load_default="width", validate=validate.OneOf(("width", "all")))
@@ -361,11 +374,33 @@ class ElementsQuerySchema(_FrameQuerySchema):
 
 class PathsQuerySchema(_Base):
     q = _path(description="path prefix")
+    group = _group()
+    groups = fields.Boolean(
+        load_default=False,
+        truthy={"true", "1"},
+        falsy={"false", "0"},
+        metadata={"description": "also list the groups of HEAT_PAGE_GROUPS with their paths, events and sessions"},
+    )
+    limit = _limit(100, 500)
+
+
+class PageGroupPreviewQuerySchema(_Base):
+    """The paths a template would cover (``GET /page-groups/preview``)."""
+
+    template = fields.String(
+        required=True,
+        validate=validate.Length(max=MAX_PATH),
+        metadata={
+            "description": "a route template such as /product/:id (docs/api.md, page groups)",
+            "pattern": TEMPLATE_PATTERN,
+        },
+    )
     limit = _limit(100, 500)
 
 
 class EventsQuerySchema(_Base):
     path = _path()
+    group = _group()
     type = _type()
     limit = _limit(200, 1000)
     offset = _offset()

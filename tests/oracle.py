@@ -121,9 +121,18 @@ def stored_rows(bodies: Iterable[dict[str, Any]]) -> list[Row]:
     return rows
 
 
-def _matches(row: Row, path: str | None, ts_from: int | None, ts_to: int | None, kind: str | None) -> bool:
+Paths = str | frozenset[str] | None  # one path, any of a page group's paths, or every path
+
+
+def _path_ok(row: Row, path: Paths) -> bool:
+    if path is None:
+        return True
+    return row.path == path if isinstance(path, str) else row.path in path
+
+
+def _matches(row: Row, path: Paths, ts_from: int | None, ts_to: int | None, kind: str | None) -> bool:
     return (
-        (path is None or row.path == path)
+        _path_ok(row, path)
         and (ts_from is None or row.ts >= ts_from)
         and (ts_to is None or row.ts <= ts_to)
         and (kind in (None, "all") or row.type == kind)
@@ -151,7 +160,7 @@ def bucket_tied(matched: list[Row]) -> bool:
 def heatmap_rows(
     rows: list[Row],
     *,
-    path: str | None,
+    path: Paths,
     ts_from: int,
     ts_to: int,
     type: str | None,
@@ -169,7 +178,7 @@ def heatmap_rows(
 def heatmap(
     rows: list[Row],
     *,
-    path: str | None = None,
+    path: Paths = None,
     ts_from: int = 0,
     ts_to: int,
     type: str | None = None,
@@ -263,7 +272,7 @@ def event_item(row: Row) -> dict[str, Any]:
 def events_page(
     rows: list[Row],
     *,
-    path: str | None = None,
+    path: Paths = None,
     ts_from: int | None = None,
     ts_to: int | None = None,
     type: str | None = None,
@@ -305,9 +314,7 @@ def rage_rows(rows: list[Row], clicks_needed: int = 3, window_ms: int = 1000, ra
     return [r for mine in bursts.values() for burst in mine if len(burst) >= clicks_needed for r in burst]
 
 
-def rage_heatmap(
-    rows: list[Row], *, path: str | None = None, ts_from: int = 0, ts_to: int, **params: Any
-) -> dict[str, Any]:
+def rage_heatmap(rows: list[Row], *, path: Paths = None, ts_from: int = 0, ts_to: int, **params: Any) -> dict[str, Any]:
     """``GET /heatmap?type=rageclick``: the heatmap of the range's rage clicks (decided per session
     over all its clicks, then filtered by path and range)."""
     found = [r for r in rage_rows(rows) if _matches(r, path, ts_from, ts_to, "click")]
@@ -330,7 +337,7 @@ def scroll_reach(row: Row) -> tuple[float, float, float] | None:
 
 
 def scrollmap(
-    rows: list[Row], *, path: str | None = None, ts_from: int = 0, ts_to: int, viewports: str = "width"
+    rows: list[Row], *, path: Paths = None, ts_from: int = 0, ts_to: int, viewports: str = "width"
 ) -> dict[str, Any]:
     """``GET /scrollmap``: of the sessions with any row on the path in the band, the share whose
     viewport's bottom edge reached each 5 % of the page (SPEC §4, revised). The frame is the heatmap's
@@ -366,7 +373,7 @@ def scrollmap(
 def elements(
     rows: list[Row],
     *,
-    path: str | None = None,
+    path: Paths = None,
     ts_from: int | None = None,
     ts_to: int | None = None,
     type: str = "click",
@@ -420,7 +427,7 @@ def elements(
 def elements_band(
     rows: list[Row],
     *,
-    path: str | None,
+    path: Paths,
     ts_from: int | None,
     ts_to: int | None,
     viewports: str = "width",
@@ -445,11 +452,23 @@ def elements_band(
 
 
 def paths(
-    rows: list[Row], *, ts_from: int | None = None, ts_to: int | None = None, q: str | None = None, limit: int = 100
+    rows: list[Row],
+    *,
+    ts_from: int | None = None,
+    ts_to: int | None = None,
+    q: str | None = None,
+    limit: int = 100,
+    group: str | None = None,
 ) -> list[dict[str, Any]]:
-    """``GET /paths``: paths with rows in the range (starting with ``q``), most rows first, with the
-    signals (SPEC §10) whose row lies in the range."""
-    matched = [r for r in rows if _matches(r, None, ts_from, ts_to, None) and (not q or r.path.startswith(q))]
+    """``GET /paths``: paths with rows in the range (starting with ``q``; matched by the template
+    ``group``), most rows first, with the signals (SPEC §10) whose row lies in the range."""
+    matched = [
+        r
+        for r in rows
+        if _matches(r, None, ts_from, ts_to, None)
+        and (not q or r.path.startswith(q))
+        and (group is None or route_matches(group, r.path))
+    ]
     found_signals = {"rage": rage_rows(rows), **signals(rows)}
     per_path = {
         kind: Counter(r.path for r in found_signals[kind] if _matches(r, None, ts_from, ts_to, None))
@@ -555,7 +574,7 @@ def signals(
 
 
 def signal_heatmap(
-    rows: list[Row], kind: str, *, path: str | None = None, ts_from: int = 0, ts_to: int, **params: Any
+    rows: list[Row], kind: str, *, path: Paths = None, ts_from: int = 0, ts_to: int, **params: Any
 ) -> dict[str, Any]:
     """``GET /heatmap?type=deadclick|errorclick``: the range's dead (error) clicks, plotted as rage clicks are."""
     name = {"dead": "deadclick", "error": "errorclick"}[kind]
@@ -565,17 +584,13 @@ def signal_heatmap(
     return heatmap(found, path=path, ts_from=ts_from, ts_to=ts_to, type=name, **params)
 
 
-def band_rows(
-    rows: list[Row], *, path: str | None, ts_from: int | None, ts_to: int | None, width: int | None
-) -> list[Row]:
+def band_rows(rows: list[Row], *, path: Paths, ts_from: int | None, ts_to: int | None, width: int | None) -> list[Row]:
     """Every row (any type) of the path (every path when ``None``) in the range, of bucket width
     ``width`` (every width when ``None``)."""
     return [r for r in rows if _matches(r, path, ts_from, ts_to, None) and (width is None or r.bucket[0] == width)]
 
 
-def band_sessions(
-    rows: list[Row], *, path: str | None, ts_from: int | None, ts_to: int | None, width: int | None
-) -> int:
+def band_sessions(rows: list[Row], *, path: Paths, ts_from: int | None, ts_to: int | None, width: int | None) -> int:
     """``meta.sample.sessions`` of a report (SPEC §4): the distinct sessions with a row on the path in
     the range and width band."""
     return len({r.session_id for r in band_rows(rows, path=path, ts_from=ts_from, ts_to=ts_to, width=width)})
@@ -636,3 +651,48 @@ def sessions_list(
         and (among is None or sid in among)
     ]
     return [sid for _, sid in sorted(kept, reverse=descending)[offset : offset + limit]]
+
+
+def route_matches(template: str, path: str) -> bool:
+    """The page-group rule (docs/api.md), segment by segment: a literal segment equals, ``*`` and
+    ``:name`` take one non-empty segment, a last ``**`` takes the rest (zero or more segments), both
+    ends anchored, one trailing slash ignored on either side; a path not starting with ``/`` never."""
+
+    def trim(text: str) -> str:
+        return text[:-1] if len(text) > 1 and text.endswith("/") else text
+
+    if not path.startswith("/"):
+        return False
+    path = path.partition("?")[0]  # a query kept by HEAT_PATH_QUERY_ALLOWLIST takes no part
+    wanted, given = trim(template).split("/")[1:], trim(path).split("/")[1:]
+    if wanted == [""]:  # the root template
+        return given == [""]
+    for index, segment in enumerate(wanted):
+        if segment == "**":
+            return True
+        if index >= len(given):
+            return False
+        if segment == "*" or segment.startswith(":"):
+            if not given[index]:
+                return False
+        elif segment != given[index]:
+            return False
+    return len(given) == len(wanted)
+
+
+def group_paths(rows: list[Row], template: str, *, ts_from: int | None, ts_to: int | None) -> frozenset[str]:
+    """The paths with a row (any type) in the range that ``template`` matches."""
+    return frozenset(
+        r.path for r in rows if _matches(r, None, ts_from, ts_to, None) and route_matches(template, r.path)
+    )
+
+
+def group_total(rows: list[Row], template: str, *, ts_from: int | None, ts_to: int | None) -> dict[str, Any]:
+    """What a group's paths add up to in the range: paths, rows, distinct sessions, latest row."""
+    mine = [r for r in rows if _matches(r, None, ts_from, ts_to, None) and route_matches(template, r.path)]
+    return {
+        "paths": len({r.path for r in mine}),
+        "events": len(mine),
+        "sessions": len({r.session_id for r in mine}),
+        "lastSeenAt": max((r.ts for r in mine), default=None),
+    }

@@ -26,6 +26,7 @@ QUERY_SCHEMAS: dict[type[Schema], list[str]] = {
     schemas.ScrollmapQuerySchema: [f"{PROJECT}/scrollmap"],
     schemas.ElementsQuerySchema: [f"{PROJECT}/elements"],
     schemas.PathsQuerySchema: [f"{PROJECT}/paths"],
+    schemas.PageGroupPreviewQuerySchema: [f"{PROJECT}/page-groups/preview"],
     schemas.EventsQuerySchema: [f"{PROJECT}/events"],
     schemas.SessionsQuerySchema: [f"{PROJECT}/sessions"],
     schemas.SessionDetailQuerySchema: [f"{PROJECT}/sessions/{{sessionId}}", "/api/sessions/{sessionId}"],

@@ -194,15 +194,28 @@ class IngestResult:
     erased_user: bool = False  # the batch's user was erased: nothing of it was stored
 
 
+PathSet = str | tuple[str, ...] | None
+"""Which paths a read covers: one path, any of several (a page group), or every path (``None``)."""
+
+
 @dataclass(frozen=True)
 class EventFilter:
-    """Rows of one project, optionally narrowed by path, time and types (``None`` = all types)."""
+    """Rows of one project, optionally narrowed by path, time and types (``None`` = all types).
+
+    ``paths``: any of these paths (a page group resolved to the paths it matches), in place of ``path``.
+    """
 
     project_id: str
     path: str | None = None
     ts_from: int | None = None
     ts_to: int | None = None
     types: tuple[str, ...] | None = None
+    paths: tuple[str, ...] | None = None
+
+    @property
+    def path_set(self) -> PathSet:
+        """The paths of the filter as the readers take them."""
+        return self.paths if self.paths is not None else self.path
 
 
 @dataclass(frozen=True)
@@ -401,7 +414,7 @@ class Reader(ABC):
 
     @abstractmethod
     def aggregates(
-        self, project_id: str, path: str | None, days: tuple[int, int], *, blobs: Blobs | None = None
+        self, project_id: str, path: PathSet, days: tuple[int, int], *, blobs: Blobs | None = None
     ) -> list[AggregateRow]:
         """Aggregate pieces of the days ``days[0]..days[1]``; with ``blobs=(types, bucket_w)`` only the
         pieces of those types and width, with their cells and depths (else without them)."""
@@ -426,7 +439,7 @@ class Reader(ABC):
     def report_pieces(
         self,
         project_id: str,
-        path: str | None,
+        path: PathSet,
         days: tuple[int, int],
         *,
         selectors: bool = False,

@@ -238,10 +238,7 @@ def _inside(ts_from: int | None, ts_to: int | None) -> Doc:
 
 
 def _match(flt: base.EventFilter) -> Doc:
-    match: Doc = {"projectId": flt.project_id}
-    if flt.path is not None:
-        match["pathKey"] = path_key(flt.path)
-        match["path"] = flt.path
+    match: Doc = {"projectId": flt.project_id, **mongo_reports.path_match(flt.path_set)}
     if flt.types is not None:
         match["type"] = flt.types[0] if len(flt.types) == 1 else {"$in": list(flt.types)}
     return match
@@ -1426,7 +1423,7 @@ class _MongoReader(base.Reader):
         return [float(d["deepest"]) for d in self.repo._aggregate("events", pipeline)]
 
     def aggregates(
-        self, project_id: str, path: str | None, days: tuple[int, int], *, blobs: base.Blobs | None = None
+        self, project_id: str, path: base.PathSet, days: tuple[int, int], *, blobs: base.Blobs | None = None
     ) -> list[base.AggregateRow]:
         edges, months = piece_ranges(days)
         spans: list[Doc] = [{"day": {"$gte": lo, "$lt": hi + 1}} for lo, hi in edges]  # $lt: see scan()
@@ -1436,8 +1433,7 @@ class _MongoReader(base.Reader):
         match: Doc = (
             {"projectId": project_id, "$or": spans} if len(spans) > 1 else {"projectId": project_id, **spans[0]}
         )
-        if path is not None:
-            match["pathKey"] = path_key(path)
+        match.update(mongo_reports.path_match(path, exact=False))
         projection: Doc = {}
         if blobs is None:
             projection.update(cells=0, depths=0)
@@ -1464,7 +1460,7 @@ class _MongoReader(base.Reader):
     def report_pieces(
         self,
         project_id: str,
-        path: str | None,
+        path: base.PathSet,
         days: tuple[int, int],
         *,
         selectors: bool = False,

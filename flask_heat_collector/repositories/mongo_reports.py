@@ -19,7 +19,7 @@ from ..aggregates import DAY_MS
 from ..ingest import path_key
 from ..report_pieces import ALL_WIDTHS, merge, rebuild
 from . import mongo_outbox
-from .base import EventRow, ReportPiece, SessionQuery
+from .base import EventRow, PathSet, ReportPiece, SessionQuery
 from .session_sets import SessionSet, page_ids
 
 Doc = dict[str, Any]
@@ -131,10 +131,21 @@ def compact_key(coll: Coll, key: Doc) -> bool:
     return True
 
 
+def path_match(paths: PathSet, *, exact: bool = True) -> Doc:
+    """The filter on ``pathKey`` (and, when ``exact``, ``path``) of one path, of any of several (a page
+    group), or nothing for every path."""
+    if paths is None:
+        return {}
+    if isinstance(paths, str):
+        return {"pathKey": path_key(paths), **({"path": paths} if exact else {})}
+    keys = sorted({path_key(p) for p in paths})
+    return {"pathKey": {"$in": keys}, **({"path": {"$in": sorted(paths)}} if exact else {})}
+
+
 def read_pieces(
     coll: Coll,
     project_id: str,
-    path: str | None,
+    path: PathSet,
     days: tuple[int, int],
     *,
     selectors: bool,
@@ -142,9 +153,7 @@ def read_pieces(
     width: int | None,
 ) -> list[ReportPiece]:
     match: Doc = {"projectId": project_id, "day": {"$gte": days[0], "$lt": days[1] + 1}}
-    if path is not None:
-        match["pathKey"] = path_key(path)
-        match["path"] = path
+    match.update(path_match(path))
     match["bucketW"] = width if width is not None else {"$ne": ALL_WIDTHS}
     skip = {name: 0 for name, wanted in (("selectors", selectors), ("scroll", scroll)) if not wanted}
     docs = list(coll(PIECES).find(match, skip or None))

@@ -10,9 +10,9 @@ from typing import Any
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
-from ..ingest import path_key
 from ..signals import RAGE, SIGNAL_FIELDS, SIGNAL_TYPES, SessionRow, Signal, SignalRules, settle
 from .base import EventFilter
+from .mongo_reports import path_match
 
 Doc = dict[str, Any]
 Coll = Callable[[str], Collection[Doc]]
@@ -72,10 +72,7 @@ def forget(coll: Coll, project_id: str, session_ids: list[str]) -> None:
 
 def range_match(flt: EventFilter) -> Doc:
     """The filter of ``flt``'s project, path and time range on stored signals (or rage clicks)."""
-    match: Doc = {"projectId": flt.project_id}
-    if flt.path is not None:
-        match["pathKey"] = path_key(flt.path)
-        match["path"] = flt.path
+    match: Doc = {"projectId": flt.project_id, **path_match(flt.path_set)}
     ts: Doc = {}
     if flt.ts_from is not None:
         ts["$gte"] = flt.ts_from

@@ -31,7 +31,7 @@ from ..aggregates import (
     roll_month,
 )
 from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
-from ..ingest import move_stamps, move_tail, pack_points, path_key
+from ..ingest import move_stamps, move_tail, pack_points
 from ..rageclicks import DEFAULT_RULE, new_token
 from ..signals import DEFAULT_RULES, SIGNAL_TYPES, Signal
 from . import base, sql_compaction, sql_erase, sql_purge, sql_rage, sql_reports, sql_signals
@@ -55,6 +55,7 @@ from .sql_schema import (
     events,
     heat_aggregates,
     heat_report_pieces,
+    path_clauses,
     projects,
     retired_keys,
     sessions,
@@ -846,8 +847,7 @@ class _SqlReader(base.Reader):
         clauses: list[Any] = [events.c.project_id == flt.project_id]
         if session_id is not None:
             clauses.append(events.c.session_id == session_id)
-        if flt.path is not None:
-            clauses += [events.c.path_key == path_key(flt.path), events.c.path == flt.path]
+        clauses += path_clauses(events, flt.path_set)
         if flt.types is not None:
             clauses.append(events.c.type == flt.types[0] if len(flt.types) == 1 else events.c.type.in_(flt.types))
         if ts_low is not None:
@@ -882,7 +882,7 @@ class _SqlReader(base.Reader):
         return self.tally.add([base.EventRow(*row) for row in self.conn.execute(stmt)])
 
     def aggregates(
-        self, project_id: str, path: str | None, days: tuple[int, int], *, blobs: base.Blobs | None = None
+        self, project_id: str, path: base.PathSet, days: tuple[int, int], *, blobs: base.Blobs | None = None
     ) -> list[base.AggregateRow]:
         t = heat_aggregates.c
         wanted = [t.cells, t.depths] if blobs else [sa.null(), sa.null()]
@@ -894,8 +894,7 @@ class _SqlReader(base.Reader):
         stmt = sa.select(
             t.path_key, t.day, t.type, t.bucket_w, t.bucket_h, t.part, t.n, t.first_seq, t.max_y, *wanted
         ).where(t.project_id == project_id, sa.or_(*spans))
-        if path is not None:
-            stmt = stmt.where(t.path_key == path_key(path))
+        stmt = stmt.where(*path_clauses(heat_aggregates, path, exact=False))
         if blobs is not None:
             types, width = blobs
             stmt = stmt.where(t.type.in_(types), t.bucket_w == width)
@@ -969,8 +968,7 @@ class _SqlReader(base.Reader):
         t = events.c
         pct = sa.case((t.scroll_depth > 100, t.scroll_depth / sa.literal(100.0)), else_=t.scroll_depth)
         clauses = [t.project_id == flt.project_id, t.type == "scroll", t.scroll_depth.is_not(None)]
-        if flt.path is not None:
-            clauses += [t.path_key == path_key(flt.path), t.path == flt.path]
+        clauses += path_clauses(events, flt.path_set)
         if width is not None:
             clauses.append(t.bucket_w == width)
         clauses += _inside(flt.ts_from, flt.ts_to)
@@ -992,7 +990,7 @@ class _SqlReader(base.Reader):
     def report_pieces(
         self,
         project_id: str,
-        path: str | None,
+        path: base.PathSet,
         days: tuple[int, int],
         *,
         selectors: bool = False,

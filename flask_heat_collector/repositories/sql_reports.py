@@ -10,12 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..aggregates import DAY_MS
-from ..ingest import path_key
 from ..report_pieces import ALL_WIDTHS, merge, rebuild
-from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, ReportPiece, SessionQuery
+from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, PathSet, ReportPiece, SessionQuery
 from .session_sets import SessionSet, page_ids
 from .sql_ingest import crossing
-from .sql_schema import events, heat_report_pieces, heat_session_ordinals, projects, sessions
+from .sql_schema import events, heat_report_pieces, heat_session_ordinals, path_clauses, projects, sessions
 
 PIECE_FIELDS = ReportPiece._fields
 KEY = ("project_id", "path_key", "day", "bucket_w")
@@ -116,7 +115,7 @@ def compact_keys(conn: Connection, keys: list[tuple[Any, ...]]) -> None:
 def read_pieces(
     conn: Connection,
     project_id: str,
-    path: str | None,
+    path: PathSet,
     days: tuple[int, int],
     *,
     selectors: bool,
@@ -131,8 +130,7 @@ def read_pieces(
     columns = [sa.null() if name in skip else t[name] for name in PIECE_FIELDS]
     stmt = sa.select(*columns).where(t.project_id == project_id, t.day >= days[0], t.day <= days[1])
     stmt = stmt.where(t.bucket_w == width if width is not None else t.bucket_w != ALL_WIDTHS)
-    if path is not None:
-        stmt = stmt.where(t.path_key == path_key(path), t.path == path)
+    stmt = stmt.where(*path_clauses(heat_report_pieces, path))
     return [ReportPiece(*row) for row in conn.execute(stmt)]
 
 

@@ -9,7 +9,8 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
-from .base import STORED_FIELDS
+from ..ingest import path_key
+from .base import STORED_FIELDS, PathSet
 
 metadata = sa.MetaData()
 # Binary collation: ids, keys and paths compare exactly (case matters) on MySQL/MariaDB too; migrate()
@@ -21,6 +22,18 @@ _Blob = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 _Uuid = sa.String(36)  # project and user ids made here
 _ClientId = sa.String(128)  # session and event ids as the SDK sends them
 _Path = sa.String(1024)  # paths, selectors and user agents as the SDK sends them
+
+
+def path_clauses(table: sa.Table, paths: PathSet, *, exact: bool = True) -> list[Any]:
+    """The clauses on ``table``'s ``path_key`` (and, when ``exact``, its ``path``) of one path, of any of
+    several (a page group), or none for every path."""
+    t = table.c
+    if paths is None:
+        return []
+    if isinstance(paths, str):
+        return [t.path_key == path_key(paths), *([t.path == paths] if exact else [])]
+    keys = sorted({path_key(p) for p in paths})
+    return [t.path_key.in_(keys), *([t.path.in_(sorted(paths))] if exact else [])]
 
 
 def _table(name: str, *items: Any) -> sa.Table:

@@ -10,10 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..ingest import path_key
 from ..signals import RAGE, SIGNAL_FIELDS, SIGNAL_TYPES, SessionRow, Signal, SignalRules, settle
 from .base import EventFilter
-from .sql_schema import events, heat_rage_clicks, heat_signals
+from .sql_schema import events, heat_rage_clicks, heat_signals, path_clauses
 
 _ROW_COLUMNS = [events.c[name] for name in ("session_id", *SessionRow._fields)]
 _SIGNAL_COLUMNS = [heat_signals.c[name] for name in SIGNAL_FIELDS]
@@ -67,8 +66,7 @@ def range_clauses(table: sa.Table, flt: EventFilter) -> list[Any]:
     """The clauses of ``flt``'s project, path and time range on a table of stored signals (or rage clicks)."""
     t = table.c
     clauses: list[Any] = [t.project_id == flt.project_id]
-    if flt.path is not None:
-        clauses += [t.path_key == path_key(flt.path), t.path == flt.path]
+    clauses += path_clauses(table, flt.path_set)
     if flt.ts_from is not None:
         clauses.append(t.ts >= flt.ts_from)
     if flt.ts_to is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -16,8 +17,9 @@ from ..errors import ApiError
 from ..heatmap import build_heatmap, heatmap_json
 from ..listing import event_page
 from ..openapi import build_openapi
+from ..page_groups import MAX_GROUP_PATHS, InvalidTemplate, Template, parse
 from ..projects import project_found, project_list
-from ..reports import elements, paths, scrollmap
+from ..reports import elements, group_paths, group_preview, paths, scrollmap
 from ..repositories.base import EventFilter, Session, SessionQuery
 from ..samples import mark_small
 from ..schemas import (
@@ -25,6 +27,7 @@ from ..schemas import (
     ElementsQuerySchema,
     EventsQuerySchema,
     HeatmapQuerySchema,
+    PageGroupPreviewQuerySchema,
     PathsQuerySchema,
     ScrollmapQuerySchema,
     SessionDetailQuerySchema,
@@ -43,6 +46,7 @@ _DETAIL = SessionDetailQuerySchema()
 _SCROLLMAP = ScrollmapQuerySchema()
 _ELEMENTS = ElementsQuerySchema()
 _PATHS = PathsQuerySchema()
+_PREVIEW = PageGroupPreviewQuerySchema()
 
 
 def parse_time(value: str) -> int | None:
@@ -124,11 +128,44 @@ def _map_range(project_id: str, path: str | None) -> EventFilter:
     return EventFilter(project_id=common.check_id(project_id, "projectId"), path=path, ts_from=start, ts_to=end)
 
 
+def _template(text: str) -> Template:
+    """A page group's template, or 400 ``invalid_group`` saying what breaks its syntax."""
+    try:
+        return parse(text)
+    except InvalidTemplate as exc:
+        raise ApiError(400, "invalid_group", f"Invalid page group template: {exc}.") from exc
+
+
+def _grouped(flt: EventFilter, query: dict[str, Any]) -> tuple[EventFilter, dict[str, Any] | None]:
+    """``flt`` narrowed to the paths of the ``group`` query parameter (every path of the range the
+    template matches, page_groups.py), and ``meta.group``; ``flt`` as it is without one."""
+    text = query.get("group")
+    if text is None:
+        return flt, None
+    if query.get("path") is not None:
+        raise ApiError(400, "group_with_path", "Give 'path' or 'group', not both.")
+    template = _template(text)
+    matched = group_paths(get_state().repository, flt, template)
+    if len(matched) > MAX_GROUP_PATHS:
+        raise ApiError(
+            400,
+            "group_too_broad",
+            f"The group matches {len(matched)} paths in this range; at most {MAX_GROUP_PATHS} may be read at once.",
+        )
+    return replace(flt, paths=matched), {"template": template.text, "paths": len(matched)}
+
+
+def _with_group(meta: dict[str, Any], group: dict[str, Any] | None) -> None:
+    if group is not None:
+        meta["group"] = group
+
+
 def heatmap(project_id: str) -> Response:
     query = _load(_HEATMAP)
+    flt, group = _grouped(_map_range(project_id, query.get("path")), query)
     result = build_heatmap(
         get_state().repository,
-        _map_range(project_id, query.get("path")),
+        flt,
         requested_type=query.get("type"),
         resolution=query["resolution"],
         viewport_bucket=query.get("viewportBucket"),
@@ -137,6 +174,7 @@ def heatmap(project_id: str) -> Response:
     )
     meta = result.meta
     _report_meta(meta, project_id)
+    _with_group(meta, group)
     response = Response(heatmap_json(result), mimetype="application/json")
     response.headers["X-Result-Count"] = str(meta["total"])
     response.headers["X-Heatmap-Point-Count"] = str(len(result.points))
@@ -147,21 +185,23 @@ def heatmap(project_id: str) -> Response:
 
 def project_scrollmap(project_id: str) -> Response:
     query = _load(_SCROLLMAP)
+    flt, group = _grouped(_map_range(project_id, query.get("path")), query)
     body = scrollmap(
         get_state().repository,
-        _map_range(project_id, query.get("path")),
+        flt,
         viewports=query["viewports"],
         viewport_bucket=query.get("viewportBucket"),
         viewport_width=query.get("viewportWidth"),
     )
     _report_meta(body["meta"], project_id)
+    _with_group(body["meta"], group)
     return _json(body, X_Result_Count=str(body["meta"]["sessions"]))
 
 
 def project_elements(project_id: str) -> Response:
     query = _load(_ELEMENTS)
     start, end = _time_range()
-    flt = EventFilter(common.check_id(project_id, "projectId"), query.get("path"), start, end)
+    flt, group = _grouped(EventFilter(common.check_id(project_id, "projectId"), query.get("path"), start, end), query)
     body = elements(
         get_state().repository,
         flt,
@@ -172,6 +212,7 @@ def project_elements(project_id: str) -> Response:
         viewport_width=query.get("viewportWidth"),
     )
     _report_meta(body["meta"], project_id)
+    _with_group(body["meta"], group)
     return _json(body, X_Total_Count=str(body["meta"]["count"]))
 
 
@@ -184,7 +225,22 @@ def project_paths(project_id: str) -> Response:
     query = _load(_PATHS)
     start, end = _time_range()
     flt = EventFilter(common.check_id(project_id, "projectId"), None, start, end)
-    body = paths(get_state().repository, flt, prefix=query.get("q") or None, limit=query["limit"])
+    group = _template(query["group"]) if query.get("group") is not None else None
+    configured = tuple(parse(text) for text in get_state().settings.page_groups) if query["groups"] else None
+    body = paths(
+        get_state().repository, flt, prefix=query.get("q") or None, limit=query["limit"], group=group, groups=configured
+    )
+    _report_meta(body["meta"], project_id)
+    return _json(body, X_Total_Count=str(body["meta"]["count"]))
+
+
+def page_group_preview(project_id: str) -> Response:
+    query = _load(_PREVIEW)
+    start, end = _time_range()
+    template = _template(query["template"])
+    flt = EventFilter(common.check_id(project_id, "projectId"), None, start, end)
+    body = group_preview(get_state().repository, flt, template, limit=query["limit"])
+    body["meta"]["configured"] = template.text in get_state().settings.page_groups
     _report_meta(body["meta"], project_id)
     return _json(body, X_Total_Count=str(body["meta"]["count"]))
 
@@ -193,9 +249,11 @@ def project_events(project_id: str) -> Response:
     query = _load(_EVENTS)
     start, end = _time_range()
     requested = query.get("type", "all")
-    flt = EventFilter(common.check_id(project_id, "projectId"), query.get("path"), start, end, _types(requested))
+    flt, group = _grouped(
+        EventFilter(common.check_id(project_id, "projectId"), query.get("path"), start, end, _types(requested)), query
+    )
     found = event_page(get_state().repository, flt, query["limit"], query["offset"])
-    body = {
+    body: dict[str, Any] = {
         "events": [event_json(e) for e in found],
         "meta": {
             "count": len(found),
@@ -206,6 +264,7 @@ def project_events(project_id: str) -> Response:
             "projectFound": _found(project_id),
         },
     }
+    _with_group(body["meta"], group)
     return _json(body, X_Total_Count=str(len(found)), X_Requested_Type=requested)
 
 
@@ -383,6 +442,7 @@ def create_api_blueprint() -> Blueprint:
     bp.add_url_rule("/api/projects/<project_id>/scrollmap", view_func=project_scrollmap)
     bp.add_url_rule("/api/projects/<project_id>/elements", view_func=project_elements)
     bp.add_url_rule("/api/projects/<project_id>/paths", view_func=project_paths)
+    bp.add_url_rule("/api/projects/<project_id>/page-groups/preview", view_func=page_group_preview)
     bp.add_url_rule("/api/projects/<project_id>/events", view_func=project_events)
     bp.add_url_rule("/api/projects/<project_id>/sessions", view_func=project_sessions)
     bp.add_url_rule("/api/projects/<project_id>/sessions/<session_id>", view_func=project_session_detail)
