@@ -372,6 +372,23 @@ class ElementsQuerySchema(_FrameQuerySchema):
     limit = _limit(50, 500)
 
 
+class CompareQuerySchema(_FrameQuerySchema):
+    """Two slices of one report (docs/compare.md); path, group and the band apply to both sides
+    unless a side gives its own."""
+
+    report = fields.String(required=True, validate=validate.OneOf(("heatmap", "elements", "scrollmap")))
+    a = fields.String(
+        metadata={
+            "description": "side a: ';'-separated key=value items (from, to, path, group, viewportWidth, "
+            "viewportBucket, segment=custom:<event>.<prop>=<value>); docs/compare.md"
+        },
+    )
+    b = fields.String(metadata={"description": "side b, as a"})
+    type = fields.String(load_default="click", validate=validate.OneOf(HEATMAP_TYPES))
+    resolution = fields.Integer(load_default=128, validate=validate.Range(min=8, max=1024))
+    limit = _limit(50, 500)
+
+
 class PathsQuerySchema(_Base):
     q = _path(description="path prefix")
     group = _group()
