@@ -40,74 +40,12 @@ from .repositories.base import (
     Scan,
 )
 from .signals import Signal
+from .slices import Segment
 
 T = TypeVar("T")
 
 ALPHA = 0.05  # two-sided significance level of every test
 REPORTS = ("heatmap", "elements", "scrollmap")
-SLICE_KEYS = ("from", "to", "path", "group", "viewportWidth", "viewportBucket", "segment")
-SEGMENT_PREFIX = "custom:"
-MAX_SLICE = 4096  # characters of one side's text
-
-
-class InvalidSlice(ValueError):
-    """A side's text breaks the slice syntax; ``key`` names the item at fault (``None``: the whole text)."""
-
-    def __init__(self, reason: str, key: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.key = reason, key
-
-
-@dataclass(frozen=True)
-class Segment:
-    """The sessions that sent a custom event named ``event`` whose ``props[prop]`` is ``value``."""
-
-    event: str
-    prop: str
-    value: str
-
-    @property
-    def text(self) -> str:
-        return f"{SEGMENT_PREFIX}{self.event}.{self.prop}={self.value}"
-
-
-def parse_slice(text: str) -> dict[str, str]:
-    """The items of a side: ``key=value`` items separated by ``;``, only the first ``=`` of an item
-    splitting it (a value may hold ``=`` and ``:``, never ``;``); empty items are skipped, a key may
-    not repeat and must be one of :data:`SLICE_KEYS`. The empty text is a side with no items."""
-    if len(text) > MAX_SLICE:
-        raise InvalidSlice(f"a slice is at most {MAX_SLICE} characters")
-    found: dict[str, str] = {}
-    for item in text.split(";"):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep:
-            raise InvalidSlice(f"item {item!r} is not key=value", key or None)
-        if key not in SLICE_KEYS:
-            raise InvalidSlice(f"unknown key {key!r} (one of {', '.join(SLICE_KEYS)})", key)
-        if key in found:
-            raise InvalidSlice(f"key {key!r} is given twice", key)
-        if not value:
-            raise InvalidSlice(f"key {key!r} has no value", key)
-        found[key] = value
-    if "path" in found and "group" in found:
-        raise InvalidSlice("give 'path' or 'group', not both", "group")
-    return found
-
-
-def parse_segment(text: str) -> Segment:
-    """``custom:<event>.<prop>=<value>``: the event name is everything up to the last ``.`` before
-    the first ``=`` (it may hold dots), the property the rest; the value is everything after that
-    ``=`` (it may hold ``=``). Event, property and value are non-empty."""
-    if not text.startswith(SEGMENT_PREFIX):
-        raise InvalidSlice(f"a segment is {SEGMENT_PREFIX}<event>.<prop>=<value>", "segment")
-    name, sep, value = text[len(SEGMENT_PREFIX) :].partition("=")
-    event, dot, prop = name.rpartition(".")
-    if not sep or not dot or not event or not prop or not value:
-        raise InvalidSlice(f"a segment is {SEGMENT_PREFIX}<event>.<prop>=<value>, each part non-empty", "segment")
-    return Segment(event, prop, value)
 
 
 def prop_text(value: Any) -> str | None:

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_heat_collector.compare import p_two_sided, parse_segment, parse_slice, z_poisson_rates, z_two_proportions
+from flask_heat_collector import schemas, slices
+from flask_heat_collector.compare import p_two_sided, z_poisson_rates, z_two_proportions
+from flask_heat_collector.slices import SLICE_PATTERN, InvalidSlice, parse_segment, parse_slice
 
 from . import oracle
 from .helpers import API, backend_free, batch, event, ingest_all
@@ -298,13 +301,74 @@ def test_hand_computed_test_through_http(make_app: Any) -> None:
 
 
 def test_slice_syntax() -> None:
-    assert parse_slice("") == {}
-    assert parse_slice("group=/product/:id;segment=custom:experiment.variant=B;") == {
-        "group": "/product/:id",
-        "segment": "custom:experiment.variant=B",
-    }
+    assert parse_slice("") == slices.SliceItems()
+    found = parse_slice("group=/product/:id;segment=custom:experiment.variant=B;from=-5;viewportWidth=390")
+    assert found.group is not None and found.group.text == "/product/:id"
+    assert (found.ts_from, found.viewport_width, found.segment) == (
+        -5,
+        390,
+        slices.Segment("experiment", "variant", "B"),
+    )
     segment = parse_segment("custom:checkout.step.name=a=b")
     assert (segment.event, segment.prop, segment.value) == ("checkout.step", "name", "a=b")
+    assert (slices.MAX_PATH, slices.MAX_VIEWPORT_WIDTH) == (schemas.MAX_PATH, schemas.MAX_VIEWPORT_WIDTH)
+
+
+def test_slice_pattern_is_the_parser() -> None:
+    """The pattern the OpenAPI document states accepts exactly what the parser accepts, on random
+    texts built from the syntax's own pieces (and broken ones)."""
+    rng = random.Random(17)
+    pieces = [
+        "from=",
+        "to=",
+        "path=",
+        "group=",
+        "viewportWidth=",
+        "viewportBucket=",
+        "segment=",
+        "custom:",
+        "x=",
+        "",
+        "1",
+        "-3",
+        "0",
+        "07",
+        "1.5",
+        "2026-01-01",
+        "1280x720",
+        "1280",
+        "x",
+        "/",
+        "/product/:id",
+        "/blog/*",
+        "/docs/**",
+        ":id",
+        "**",
+        "*",
+        "a.b",
+        ".",
+        "=",
+        "B",
+        " ",
+        "é",
+        "\n",
+        ";",
+        ";",
+        ";",
+        "?",
+    ]
+    pattern = re.compile(SLICE_PATTERN)
+    agreed = {True: 0, False: 0}
+    for _ in range(20000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 9)))
+        try:
+            parse_slice(text)
+            accepted = True
+        except InvalidSlice:
+            accepted = False
+        assert (pattern.fullmatch(text) is not None) == accepted, text
+        agreed[accepted] += 1
+    assert agreed[True] > 500 and agreed[False] > 500, agreed
 
 
 BAD_SLICES = [
@@ -312,6 +376,7 @@ BAD_SLICES = [
     ("colour=red", "colour"),
     ("from=1;from=2", "from"),
     ("from=yesterday-ish", "from"),
+    ("to=2026-01-01", "to"),
     ("from=5;to=4", "from"),
     ("path=/a;group=/b/*", "group"),
     ("group=/a/**/b", "group"),
@@ -348,7 +413,7 @@ def test_other_invalid_queries(client: FlaskClient) -> None:
 
     assert code(report="paths", a="", b="") == "invalid_query"
     assert code(a="", b="") == "invalid_query"  # report is required
-    assert code(report="heatmap", b="") == "invalid_slice"  # a is required (it may be empty)
+    assert code(report="heatmap", b="") == "invalid_query"  # a is required (it may be empty)
     assert code(report="heatmap", a="", b="", type="pageviews") == "invalid_query"
     assert code(report="heatmap", a="", b="", resolution=4) == "invalid_query"
     assert code(report="heatmap", a="", b="", path="/a", group="/b/*") == "group_with_path"

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import replace
 from typing import Any
 
 from flask import Response
 
-from ..compare import InvalidSlice, Segment, Side, compare, parse_segment, parse_slice
+from ..compare import Side, compare
 from ..errors import ApiError
-from ..page_groups import MAX_GROUP_PATHS, InvalidTemplate, parse
+from ..page_groups import MAX_GROUP_PATHS, InvalidTemplate, Template, parse
 from ..reports import group_paths
 from ..repositories.base import EventFilter
-from ..schemas import MAX_PATH, MAX_VIEWPORT_WIDTH, CompareQuerySchema
+from ..schemas import CompareQuerySchema
+from ..slices import InvalidSlice, parse_slice
 from ..state import get_state
 from . import common
-from .query import _found, _json, _load, _report_meta, _time_range, parse_time
+from .query import _found, _json, _load, _report_meta, _time_range
 
 _COMPARE = CompareQuerySchema()
-_BUCKET = re.compile(r"^\d{1,6}x\d{1,6}$")
 
 
 def _invalid(side: str, exc: InvalidSlice) -> ApiError:
@@ -32,60 +31,28 @@ def _invalid(side: str, exc: InvalidSlice) -> ApiError:
     )
 
 
-def _time(items: dict[str, str], key: str) -> int | None:
-    if key not in items:
-        return None
-    value = parse_time(items[key])
-    if value is None:
-        raise InvalidSlice(f"'{key}' must be unix milliseconds or a date", key)
-    return value
-
-
-def _band(items: dict[str, str], query: dict[str, Any]) -> tuple[str | None, int | None]:
-    """The side's viewportBucket and viewportWidth: its own when it gives either, else the shared ones."""
-    if "viewportBucket" not in items and "viewportWidth" not in items:
-        return query.get("viewportBucket"), query.get("viewportWidth")
-    bucket = items.get("viewportBucket")
-    if bucket is not None and not _BUCKET.match(bucket):
-        raise InvalidSlice("'viewportBucket' is WxH, such as 1280x720", "viewportBucket")
-    width: int | None = None
-    if "viewportWidth" in items:
-        text = items["viewportWidth"]
-        if not text.isdigit() or not 1 <= int(text) <= MAX_VIEWPORT_WIDTH:
-            raise InvalidSlice(f"'viewportWidth' is an integer from 1 to {MAX_VIEWPORT_WIDTH}", "viewportWidth")
-        width = int(text)
-    return bucket, width
-
-
 def _side(
     name: str, query: dict[str, Any], project_id: str, shared: tuple[int | None, int | None]
 ) -> tuple[Side, dict[str, Any] | None]:
     """One side resolved: its text parsed, the shared parameters filled in, its group's paths found."""
-    text = query.get(name)
-    if text is None:
-        raise InvalidSlice(f"the query parameter '{name}' is required (it may be empty)")
-    items = parse_slice(text)
-    start, end = _time(items, "from"), _time(items, "to")
-    lo = start if start is not None else shared[0] if shared[0] is not None else 0
-    hi = end if end is not None else shared[1] if shared[1] is not None else int(time.time() * 1000)
+    items = parse_slice(query[name])
+    lo = items.ts_from if items.ts_from is not None else shared[0] if shared[0] is not None else 0
+    hi = items.ts_to if items.ts_to is not None else shared[1] if shared[1] is not None else int(time.time() * 1000)
     if lo > hi:
-        if start is None and end is None:
+        if items.ts_from is None and items.ts_to is None:
             raise ApiError(400, "invalid_time_range", "Query param 'from' must be less than or equal to 'to'.")
-        raise InvalidSlice("the side's 'from' is after its 'to'", "from" if start is not None else "to")
-    own = "path" in items or "group" in items
-    path = items.get("path") if own else query.get("path")
-    group = items.get("group") if own else query.get("group")
-    if path is not None and len(path) > MAX_PATH:
-        raise InvalidSlice(f"'path' is at most {MAX_PATH} characters", "path")
-    bucket, width = _band(items, query)
-    segment: Segment | None = parse_segment(items["segment"]) if "segment" in items else None
+        raise InvalidSlice("the side's 'from' is after its 'to'", "from" if items.ts_from is not None else "to")
+    if items.own_paths:
+        path, template = items.path, items.group
+    else:
+        path, template = query.get("path"), _shared_group(query)
+    if items.own_band:
+        bucket, width = items.viewport_bucket, items.viewport_width
+    else:
+        bucket, width = query.get("viewportBucket"), query.get("viewportWidth")
     flt = EventFilter(project_id=project_id, path=path, ts_from=lo, ts_to=hi)
     group_meta = None
-    if group is not None:
-        try:
-            template = parse(group)
-        except InvalidTemplate as exc:
-            raise InvalidSlice(f"invalid page group template: {exc}", "group") from exc
+    if template is not None:
         matched = group_paths(get_state().repository, flt, template)
         if len(matched) > MAX_GROUP_PATHS:
             raise ApiError(
@@ -100,12 +67,22 @@ def _side(
         "from": lo,
         "to": hi,
         "path": path,
-        "group": group,
+        "group": template.text if template else None,
         "viewportBucket": bucket,
         "viewportWidth": width,
-        "segment": segment.text if segment else None,
+        "segment": items.segment.text if items.segment else None,
     }
-    return Side(name, flt, bucket, width, segment, echo), group_meta
+    return Side(name, flt, bucket, width, items.segment, echo), group_meta
+
+
+def _shared_group(query: dict[str, Any]) -> Template | None:
+    text = query.get("group")
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except InvalidTemplate as exc:
+        raise ApiError(400, "invalid_group", f"Invalid page group template: {exc}.") from exc
 
 
 def project_compare(project_id: str) -> Response:
