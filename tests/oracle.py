@@ -782,9 +782,13 @@ def compare_side(
         rows = [r for r in rows if r.session_id in members]
     band = {"viewport_bucket": viewport_bucket, "viewport_width": viewport_width}
     if report == "heatmap":
-        found = heatmap(
-            rows, path=path, ts_from=ts_from, ts_to=ts_to, type=type, resolution=resolution, viewports=viewports, **band
-        )
+        params = {"path": path, "ts_from": ts_from, "ts_to": ts_to, "resolution": resolution, "viewports": viewports}
+        if type == "rageclick":
+            found = rage_heatmap(rows, **params, **band)
+        elif type in ("deadclick", "errorclick"):
+            found = signal_heatmap(rows, type.removesuffix("click"), **params, **band)
+        else:
+            found = heatmap(rows, type=type, **params, **band)
         fw = found["meta"]["viewport"]["w"]
         items: dict[Any, Any] = Counter()
         for p in found["points"]:

@@ -74,8 +74,11 @@ def random_bodies(seed: int, sessions: int = 26) -> list[dict[str, Any]]:
             kind = rng.random()
             if kind < 0.5:
                 x, y = rng.choice([(100, 100), (400, 300), (5, 900), (1000, 40)])
-                spot = {"x": x + rng.randint(-30, 30), "y": y + rng.randint(-30, 30)}
-                found.append(event("click", ts=ts, path=path, selector=rng.choice(SELECTORS), **spot, **view))
+                selector = rng.choice(SELECTORS)
+                for _ in range(rng.choice([1, 1, 1, 3])):  # now and then a burst: rage clicks
+                    ts += 100
+                    spot = {"x": x + rng.randint(-10, 10), "y": y + rng.randint(-10, 10)}
+                    found.append(event("click", ts=ts, path=path, selector=selector, **spot, **view))
             elif kind < 0.72:
                 depth = rng.choice([0, 12.5, 40, 55.5, 100])
                 found.append(event("scroll", ts=ts, path=path, scrollY=int(depth * 10), scrollDepthPct=depth, **view))
@@ -165,13 +168,13 @@ def test_compare_matches_oracle(make_app: Any) -> None:
     rng = random.Random(5)
     failures: list[str] = []
     checked = {"ok": 0, "insufficient_data": 0, "segment": 0}
-    for case in range(30):
+    for case in range(45):
         report = ("heatmap", "elements", "scrollmap")[case % 3]
         shared: dict[str, Any] = {"from": T0, "to": END, "viewports": rng.choice(["width", "width", "all"])}
         if rng.random() < 0.3:
             shared["path"] = rng.choice(PATHS)
         if report == "heatmap":
-            shared["type"] = rng.choice(["click", "all", "move", "scroll"])
+            shared["type"] = rng.choice(["click", "all", "move", "scroll", "rageclick", "deadclick"])
             shared["resolution"] = rng.choice([64, 128, 100])
         (text_a, items_a), (text_b, items_b) = random_side(rng), random_side(rng)
         response = compare(client, project, report=report, a=text_a, b=text_b, limit=500, **shared)
