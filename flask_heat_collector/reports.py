@@ -16,7 +16,7 @@ from typing import Any
 from .aggregates import DAY_MS, PLOTTABLE_TYPES, Stats, items
 from .heatmap import Bucket, Plan, frame_of, other_viewports, render_height, split_range
 from .listing import from_edge
-from .page_groups import Template, matching
+from .page_groups import MAX_GROUP_PATHS, Template, matching
 from .rageclicks import RAGECLICK
 from .report_pieces import ALL_WIDTHS, ReportTotals, ScrollTotals, median
 from .repositories.base import EventFilter, EventRow, Reader, Repository
@@ -260,7 +260,9 @@ def group_preview(repo: Repository, flt: EventFilter, template: Template, *, lim
 
 
 def _group_preview(reader: Reader, flt: EventFilter, template: Template, limit: int) -> dict[str, Any]:
-    totals, ordinals = _totals(reader, replace(flt, path=None, paths=None), selectors=False)
+    matched = _group_paths(reader, flt, template)  # then only their pieces and sessions are read
+    where = matched if len(matched) <= MAX_GROUP_PATHS else None
+    totals, ordinals = _totals(reader, replace(flt, path=None, paths=where), selectors=False)
     ranked = sorted(
         (
             (path, t.rows, t.sessions.count(ordinals), t.last_ts)

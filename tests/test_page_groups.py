@@ -358,3 +358,19 @@ def test_the_documented_pattern_is_the_syntax(client: FlaskClient) -> None:
         assert (response.status_code == 200) == documented, (template, response.get_json())
         if not documented:
             assert response.get_json()["code"] == "invalid_group", template
+
+
+def test_whole_days_of_a_group_read_no_rows(make_app: Any) -> None:
+    """A group over whole UTC days is answered from the precomputed data of its paths' keys: no stored
+    row is read, however many rows the days hold (the cost is the matched keys and days)."""
+    app: Flask = make_app()
+    client = app.test_client()
+    project = ingest_all(client, random_bodies(3))
+    get(client, f"/api/projects/{project}/elements")  # rage clicks and signals settled first
+    tally = app.extensions["heat_collector"].repository.tally
+    days = {"from": T0, "to": T0 + 3 * DAY - 1}
+    before = tally.events
+    for report, params in (("heatmap", {"type": "all"}), ("scrollmap", {}), ("elements", {})):
+        body = get(client, f"/api/projects/{project}/{report}", group="/blog/*", **params, **days)
+        assert body["meta"]["group"]["paths"] > 0 and body["meta"]["sample"]["events"] > 0, report
+    assert tally.events == before

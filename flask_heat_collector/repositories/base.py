@@ -416,7 +416,8 @@ class Reader(ABC):
     def aggregates(
         self, project_id: str, path: PathSet, days: tuple[int, int], *, blobs: Blobs | None = None
     ) -> list[AggregateRow]:
-        """Aggregate pieces of the days ``days[0]..days[1]``; with ``blobs=(types, bucket_w)`` only the
+        """Aggregate pieces of the days ``days[0]..days[1]`` (of ``path``: one path, any of several, or
+        every path for ``None``); with ``blobs=(types, bucket_w)`` only the
         pieces of those types and width, with their cells and depths (else without them)."""
 
     @abstractmethod
@@ -446,7 +447,8 @@ class Reader(ABC):
         scroll: bool = False,
         width: int | None = None,
     ) -> list[ReportPiece]:
-        """Report pieces of the days ``days[0]..days[1]`` (of one path; of one band width when given,
+        """Report pieces of the days ``days[0]..days[1]`` (of ``path``: one path, any of several, or every
+        path for ``None``; of one band width when given,
         the per-band pieces when not, the all-band ones for ``report_pieces.ALL_WIDTHS``); with
         ``selectors`` / ``scroll`` that data too (else ``None``)."""
 
