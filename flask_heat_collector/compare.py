@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
@@ -39,7 +40,7 @@ from .repositories.base import (
     Repository,
     Scan,
 )
-from .signals import Signal
+from .signals import DEAD, ERROR, Signal
 from .slices import Segment
 
 T = TypeVar("T")
@@ -72,10 +73,11 @@ def segment_sessions(reader: Reader, project_id: str, segment: Segment, ts_from:
             data = json.loads(row.data_json)
         except ValueError:
             continue
-        props = data.get("props") if isinstance(data, dict) else None
-        if data.get("name") == segment.event and isinstance(props, dict):
-            if prop_text(props.get(segment.prop)) == segment.value:
-                found.add(row.session_id)
+        if not isinstance(data, dict) or data.get("name") != segment.event:
+            continue
+        props = data.get("props")
+        if isinstance(props, dict) and prop_text(props.get(segment.prop)) == segment.value:
+            found.add(row.session_id)
     return found
 
 
@@ -93,22 +95,29 @@ class SegmentReader(Reader):
     def __init__(self, inner: Reader, sessions: set[str], rows: list[EventRow]) -> None:
         self.inner, self.sessions = inner, sessions
         self.rows = sorted(rows, key=lambda r: (r.ts, r.seq))
+        self.keys = [(r.ts, r.seq) for r in self.rows]
         self.ordinals = {sid: i + 1 for i, sid in enumerate(sorted(sessions))}
         self._pieces: list[ReportPiece] | None = None
         self._aggregates: list[AggregateRow] | None = None
 
     def scan(self, what: Scan, after: tuple[int, int] | None, limit: int) -> list[EventRow]:
+        """The rows after ``after`` in ``(ts, seq)`` order; ``ts_low`` is not applied (the rows
+        reaching into a range come too, as :func:`listing.from_edge` allows)."""
         flt = what.flt
-        found = [
-            r
-            for r in self.rows
-            if (what.session_id is None or r.session_id == what.session_id)
-            and _path_ok(r.path, flt.path_set)
-            and (flt.types is None or r.type in flt.types)
-            and (flt.ts_to is None or r.ts <= flt.ts_to)
-            and (after is None or (r.ts, r.seq) > after)
-        ]
-        return found[:limit]  # ts_low is not applied: the rows reaching into a range come too
+        found: list[EventRow] = []
+        index = 0 if after is None else bisect_right(self.keys, after)
+        while index < len(self.rows) and len(found) < limit:
+            r = self.rows[index]
+            index += 1
+            if flt.ts_to is not None and r.ts > flt.ts_to:
+                break
+            if (
+                (what.session_id is None or r.session_id == what.session_id)
+                and _path_ok(r.path, flt.path_set)
+                and (flt.types is None or r.type in flt.types)
+            ):
+                found.append(r)
+        return found
 
     def long_moves(self, what: Scan, before: int, reaching: int) -> list[EventRow]:
         return []  # scan gives every row up to the range's end, long moves included
@@ -165,7 +174,7 @@ class SegmentReader(Reader):
 
     def signal_selector_counts(self, flt: EventFilter, width: int | None = None) -> dict[tuple[str, str], int]:
         counts: dict[tuple[str, str], int] = {}
-        for kind in ("dead", "error"):
+        for kind in (DEAD, ERROR):
             for s in self.signals(flt, kind):
                 if s.selector and (width is None or s.bucket_w == width):
                     counts[(s.selector, kind)] = counts.get((s.selector, kind), 0) + 1
