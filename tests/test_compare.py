@@ -428,3 +428,33 @@ def test_other_invalid_queries(client: FlaskClient) -> None:
         compare(client, "p", report="elements", a="from=1;to=4", b="from=1;to=4", **{"from": 10, "to": 5}).status_code
         == 200
     )
+
+
+def test_cost_is_the_reports_and_the_segments_rows(make_app: Any) -> None:
+    """Sides without a segment over whole UTC days are their reports: no stored row is read. A side
+    with a segment reads the range's custom events and the tagged sessions' events, not the rest."""
+    app: Flask = make_app(rate_limit="100000 per second")
+    client = app.test_client()
+    bodies = []
+    for s in range(40):
+        ts = T0 + DAY + s * 1000
+        found = [event("click", ts=ts + i, path="/p", selector="#x", x=5, y=5) for i in range(15)]
+        if s < 3:
+            found.append(event("custom", ts=ts, path="/other", name="exp", props={"v": "B"}))
+        elif s < 6:
+            found.append(event("custom", ts=ts, path="/other", name="exp", props={"v": "A"}))
+        bodies.append(batch(*found, session_id=f"z{s}"))
+    project = ingest_all(client, bodies)
+    compare(client, project, report="elements", a="", b="")  # rage clicks and signals settled first
+    tally = app.extensions["heat_collector"].repository.tally
+    days = {"from": T0, "to": T0 + 3 * DAY - 1, "path": "/p"}
+    for report in ("heatmap", "elements", "scrollmap"):
+        before = tally.events
+        plain = compare(client, project, report=report, a=f"to={T0 + 2 * DAY - 1}", b="", **days)
+        assert plain.status_code == 200 and plain.get_json()["b"]["sessions"] == 40
+        assert tally.events == before, report
+        before = tally.events
+        tagged = compare(client, project, report=report, a="segment=custom:exp.v=B", b="", **days).get_json()
+        assert tagged["a"]["sessions"] == tagged["a"]["segmentSessions"] == 3
+        # 6 custom events in the range, then the 3 tagged sessions' 15 clicks on /p
+        assert tally.events - before <= 6 + 3 * 15, report
