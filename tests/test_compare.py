@@ -420,6 +420,7 @@ def test_other_invalid_queries(client: FlaskClient) -> None:
     assert code(report="heatmap", a="", b="", type="pageviews") == "invalid_query"
     assert code(report="heatmap", a="", b="", resolution=4) == "invalid_query"
     assert code(report="heatmap", a="", b="", path="/a", group="/b/*") == "group_with_path"
+    assert code(report="heatmap", a="path=/a", b="path=/b", group="b/*") == "invalid_group"  # checked though unused
     assert code(report="heatmap", a="", b="", **{"from": "soon"}) == "invalid_from"
     assert code(report="heatmap", a="", b="", **{"from": 10, "to": 5}) == "invalid_time_range"
     assert code(report="heatmap", a="x" * 5000, b="") == "invalid_slice"

@@ -32,7 +32,11 @@ def _invalid(side: str, exc: InvalidSlice) -> ApiError:
 
 
 def _side(
-    name: str, query: dict[str, Any], project_id: str, shared: tuple[int | None, int | None]
+    name: str,
+    query: dict[str, Any],
+    project_id: str,
+    shared: tuple[int | None, int | None],
+    shared_group: Template | None,
 ) -> tuple[Side, dict[str, Any] | None]:
     """One side resolved: its text parsed, the shared parameters filled in, its group's paths found."""
     items = parse_slice(query[name])
@@ -45,7 +49,7 @@ def _side(
     if items.own_paths:
         path, template = items.path, items.group
     else:
-        path, template = query.get("path"), _shared_group(query)
+        path, template = query.get("path"), shared_group
     if items.own_band:
         bucket, width = items.viewport_bucket, items.viewport_width
     else:
@@ -91,11 +95,12 @@ def project_compare(project_id: str) -> Response:
     if query.get("path") is not None and query.get("group") is not None:
         raise ApiError(400, "group_with_path", "Give 'path' or 'group', not both.")
     shared = _time_range(require_order=False)
+    shared_group = _shared_group(query)
     sides: list[Side] = []
     groups: list[dict[str, Any] | None] = []
     for name in ("a", "b"):
         try:
-            side, group = _side(name, query, project_id, shared)
+            side, group = _side(name, query, project_id, shared, shared_group)
         except InvalidSlice as exc:
             raise _invalid(name, exc) from exc
         sides.append(side)
@@ -108,6 +113,4 @@ def project_compare(project_id: str) -> Response:
         if group is not None:
             meta["group"] = group
     body["meta"] = {"projectId": project_id, "projectFound": _found(project_id)}
-    if query.get("type") and query["report"] == "heatmap":
-        body["meta"]["type"] = query["type"]
     return _json(body, X_Compare_Status=body["status"])
