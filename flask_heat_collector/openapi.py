@@ -14,6 +14,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
 from . import __version__
+from .compare import ALPHA as COMPARE_ALPHA
+from .compare import REPORTS as COMPARE_REPORTS
 from .schemas import (
     EVENT_SCHEMAS,
     EVENT_TYPES,
@@ -21,6 +23,7 @@ from .schemas import (
     MAX_OBJECT_BYTES,
     MAX_OBJECT_DEPTH,
     MAX_QUERY_TIME,
+    CompareQuerySchema,
     ElementsQuerySchema,
     EventField,
     EventsQuerySchema,
@@ -133,6 +136,64 @@ def _array(items: Json, **limits: int) -> Json:
 
 def _ref(name: str) -> Json:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+_NUMBER: Json = {"type": "number"}
+_VERDICT: Json = {
+    "z": {"type": ["number", "null"], "description": "the test statistic (null: undefined, e.g. no variance)"},
+    "pValue": {"type": ["number", "null"], "minimum": 0, "maximum": 1, "description": "two-sided"},
+    "significant": {"type": "boolean", "description": f"pValue < {COMPARE_ALPHA}"},
+}
+_CELL_DIFF = _object(
+    "cx cy a b diff z pValue significant",
+    cx=_COUNT,
+    cy=_COUNT,
+    a=_object("value perSession", value=_COUNT, perSession=_NUMBER),
+    b=_object("value perSession", value=_COUNT, perSession=_NUMBER),
+    diff={**_NUMBER, "description": "rows per session, b - a"},
+    **_VERDICT,
+)
+_ELEMENT_SIDE = _object(
+    "clicks sessions clicksPerSession share",
+    clicks=_COUNT,
+    sessions=_COUNT,
+    clicksPerSession=_NUMBER,
+    share={**_NUMBER, "description": "sessions that clicked it / the side's sessions"},
+)
+_ELEMENT_DIFF = _object(
+    "selector a b diff z pValue significant",
+    selector=_STRING,
+    a=_ELEMENT_SIDE,
+    b=_ELEMENT_SIDE,
+    diff=_object("clicksPerSession share", clicksPerSession=_NUMBER, share=_NUMBER),
+    **_VERDICT,
+)
+_DEPTH_DIFF = _object(
+    "depth a b diff z pValue significant",
+    depth={"type": "integer", "minimum": 0, "maximum": 100, "multipleOf": 5},
+    a=_object("sessions share", sessions=_COUNT, share=_NUMBER),
+    b=_object("sessions share", sessions=_COUNT, share=_NUMBER),
+    diff={**_NUMBER, "description": "share of sessions that reached the depth, b - a"},
+    **_VERDICT,
+)
+_COMPARE_SIDE = _object(
+    "slice sessions report",
+    slice={
+        **_object(
+            "from to path group viewportBucket viewportWidth segment",
+            **{"from": _INT, "to": _INT},
+            **_each(_STRING_OR_NULL, "path group viewportBucket segment"),
+            viewportWidth=_INT_OR_NULL,
+        ),
+        "description": "the side as resolved: its own items, else the shared parameters",
+    },
+    sessions={**_COUNT, "description": "the report's meta.sample.sessions: what per-session numbers divide by"},
+    segmentSessions={**_COUNT, "description": "with a segment: the sessions it tags in the side's range"},
+    report={
+        "anyOf": [_ref("Heatmap"), _ref("Elements"), _ref("Scrollmap")],
+        "description": "the side's report as its endpoint answers it (elements: at most limit)",
+    },
+)
 
 
 # The bodies of the answers: no marshmallow schema produces them.
@@ -270,6 +331,29 @@ _ANSWERS: dict[str, Json] = {
             projectFound=_FOUND,
             configured={"type": "boolean", "description": "whether HEAT_PAGE_GROUPS lists the template"},
         ),
+    ),
+    "Compare": _object(
+        "report status minSessions a b meta",
+        report={"enum": list(COMPARE_REPORTS)},
+        status={
+            "enum": ["ok", "insufficient_data"],
+            "description": "insufficient_data: a side has fewer sessions than HEAT_MIN_SAMPLE_SESSIONS "
+            "(then no differences)",
+        },
+        minSessions=_COUNT,
+        a=_COMPARE_SIDE,
+        b=_COMPARE_SIDE,
+        test={
+            **_object("name alpha sided direction", name=_STRING, alpha={"type": "number"}, sided={"const": "two"}),
+            "description": "with status ok: the test of every difference, its two-sided level and direction (b - a)",
+        },
+        total={**_COUNT, "description": "with status ok: how many cells, elements or depths differ or not"},
+        differences={
+            **_array({"anyOf": [_CELL_DIFF, _ELEMENT_DIFF, _DEPTH_DIFF]}),
+            "description": "with status ok: heatmap cells by row then column; elements most clicked (a + b) "
+            "first, at most limit; the 21 depths",
+        },
+        meta=_object("projectId projectFound", projectId=_STRING, projectFound=_FOUND),
     ),
     "SessionPage": _object(
         "sessions meta",
@@ -467,6 +551,15 @@ def _paths() -> dict[str, Json]:
             PageGroupPreviewQuerySchema,
             "PageGroupPreview",
             "Covered paths, most events first, and their total",
+        ),
+        f"{project}/compare": _get(
+            "Two slices of one report: both sides, per-session differences and a test of each (docs/compare.md)",
+            [_PROJECT, *_TIMES, _query(CompareQuerySchema)],
+            _answer(
+                "Compare",
+                "Both sides, and their differences or insufficient_data",
+                **{"X-Compare-Status": {"schema": {"enum": ["ok", "insufficient_data"]}}},
+            ),
         ),
         f"{project}/events": _report("Events ordered by ts", EventsQuerySchema, "EventPage", "A page of events"),
         f"{project}/sessions": _report(

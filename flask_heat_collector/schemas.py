@@ -16,6 +16,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, vali
 from .fastload import GiveUp, Loader, NotCompilable, compile_loader
 from .page_groups import TEMPLATE_PATTERN
 from .signals import SIGNAL_NAMES
+from .slices import MAX_SLICE, SLICE_PATTERN
 
 EVENT_TYPES = ("click", "move", "scroll", "pageview", "custom", "input", "keyboard")
 QUERY_TYPES = ("all", *EVENT_TYPES)
@@ -369,6 +370,29 @@ class ElementsQuerySchema(_FrameQuerySchema):
     """Clicked elements, counted in the width band of the map (the band parameters of the heatmap)."""
 
     type = fields.String(load_default="click", validate=validate.OneOf(("click", "rageclick")))
+    limit = _limit(50, 500)
+
+
+class CompareQuerySchema(_FrameQuerySchema):
+    """Two slices of one report (docs/compare.md); path, group and the band apply to both sides
+    unless a side gives its own."""
+
+    report = fields.String(required=True, validate=validate.OneOf(("heatmap", "elements", "scrollmap")))
+    a = fields.String(
+        required=True,
+        metadata={
+            "description": "side a: ';'-separated key=value items (from, to, path, group, viewportWidth, "
+            "viewportBucket, segment=custom:<event>.<prop>=<value>), possibly none; docs/compare.md",
+            "pattern": SLICE_PATTERN,  # stated, not enforced here: the view answers invalid_slice
+            "maxLength": MAX_SLICE,
+        },
+    )
+    b = fields.String(
+        required=True,
+        metadata={"description": "side b, as a", "pattern": SLICE_PATTERN, "maxLength": MAX_SLICE},
+    )
+    type = fields.String(load_default="click", validate=validate.OneOf(HEATMAP_TYPES))
+    resolution = fields.Integer(load_default=128, validate=validate.Range(min=8, max=1024))
     limit = _limit(50, 500)
 
 

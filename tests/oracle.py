@@ -337,14 +337,22 @@ def scroll_reach(row: Row) -> tuple[float, float, float] | None:
 
 
 def scrollmap(
-    rows: list[Row], *, path: Paths = None, ts_from: int = 0, ts_to: int, viewports: str = "width"
+    rows: list[Row],
+    *,
+    path: Paths = None,
+    ts_from: int = 0,
+    ts_to: int,
+    viewports: str = "width",
+    viewport_bucket: str | None = None,
+    viewport_width: int | None = None,
 ) -> dict[str, Any]:
     """``GET /scrollmap``: of the sessions with any row on the path in the band, the share whose
     viewport's bottom edge reached each 5 % of the page (SPEC §4, revised). The frame is the heatmap's
     of type ``all``; a session's reach is its deepest row's, and one that never scrolled reached the
     fold, so every depth up to the fold counts every session; the page is the median H of the rows
     that scrolled, the fold 100 * median h / H (without such rows: frame height / renderHeight)."""
-    frame = heatmap(rows, path=path, ts_from=ts_from, ts_to=ts_to, type="all", viewports=viewports)["meta"]
+    band = {"viewport_bucket": viewport_bucket, "viewport_width": viewport_width}
+    frame = heatmap(rows, path=path, ts_from=ts_from, ts_to=ts_to, type="all", viewports=viewports, **band)["meta"]
     fw = frame["viewport"]["w"]
     band = [r for r in rows if _matches(r, path, ts_from, ts_to, None) and (viewports != "width" or r.bucket[0] == fw)]
     sessions = {r.session_id for r in band}
@@ -696,3 +704,150 @@ def group_total(rows: list[Row], template: str, *, ts_from: int | None, ts_to: i
         "sessions": len({r.session_id for r in mine}),
         "lastSeenAt": max((r.ts for r in mine), default=None),
     }
+
+
+# Compare (SPEC §10, docs/compare.md): two slices of one report, their per-session differences and tests.
+ALPHA = 0.05
+
+
+def prop_text(value: Any) -> str | None:
+    """A custom event's property as a segment value compares it: a string as it is, a number or
+    boolean as JavaScript's String() writes it; null, objects and arrays match nothing."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value == int(value) else repr(value)
+    return value if isinstance(value, str) else None
+
+
+def segment_members(rows: list[Row], event: str, prop: str, value: str, *, ts_from: int, ts_to: int) -> set[str]:
+    """The sessions with a custom row (any path, any width) in the range named ``event`` whose
+    ``props[prop]`` is ``value``."""
+    return {
+        r.session_id
+        for r in rows
+        if r.type == "custom"
+        and ts_from <= r.ts <= ts_to
+        and (r.data or {}).get("name") == event
+        and isinstance((r.data or {}).get("props"), dict)
+        and prop_text((r.data or {})["props"].get(prop)) == value
+    }
+
+
+def _z_proportions(x1: int, n1: int, x2: int, n2: int) -> float | None:
+    p = (x1 + x2) / (n1 + n2)
+    se = math.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
+    return None if se == 0 else (x2 / n2 - x1 / n1) / se
+
+
+def _z_rates(c1: int, n1: int, c2: int, n2: int) -> float | None:
+    rate = (c1 + c2) / (n1 + n2)
+    return None if rate == 0 else (c2 / n2 - c1 / n1) / math.sqrt(rate / n1 + rate / n2)
+
+
+def _verdict(z: float | None) -> dict[str, Any]:
+    p = None if z is None else 2 * (1 - statistics.NormalDist().cdf(abs(z)))
+    return {"z": z, "pValue": p, "significant": p is not None and p < ALPHA}
+
+
+def _cell_of_centre(centre: int, fw: int, resolution: int) -> int:
+    """The first grid index whose centre (as the heatmap writes it) is ``centre``."""
+    index = 0
+    while ((2 * index + 1) * fw + resolution) // (2 * resolution) != centre:
+        index += 1
+    return index
+
+
+def compare_side(
+    rows: list[Row],
+    report: str,
+    *,
+    path: Paths,
+    ts_from: int,
+    ts_to: int,
+    viewports: str = "width",
+    viewport_bucket: str | None = None,
+    viewport_width: int | None = None,
+    segment: tuple[str, str, str] | None = None,
+    type: str = "click",
+    resolution: int = 128,
+) -> dict[str, Any]:
+    """One side: ``sessions`` (the report's sample, of the segment's rows alone when it has one) and
+    ``items`` (heatmap: {(cx, cy): rows}; elements: {selector: (clicks, sessions)}; scrollmap:
+    {depth: sessions})."""
+    if segment is not None:
+        members = segment_members(rows, *segment, ts_from=ts_from, ts_to=ts_to)
+        rows = [r for r in rows if r.session_id in members]
+    band = {"viewport_bucket": viewport_bucket, "viewport_width": viewport_width}
+    if report == "heatmap":
+        params = {"path": path, "ts_from": ts_from, "ts_to": ts_to, "resolution": resolution, "viewports": viewports}
+        if type == "rageclick":
+            found = rage_heatmap(rows, **params, **band)
+        elif type in ("deadclick", "errorclick"):
+            found = signal_heatmap(rows, type.removesuffix("click"), **params, **band)
+        else:
+            found = heatmap(rows, type=type, **params, **band)
+        fw = found["meta"]["viewport"]["w"]
+        items: dict[Any, Any] = Counter()
+        for p in found["points"]:
+            items[(_cell_of_centre(p["x"], fw, resolution), _cell_of_centre(p["y"], fw, resolution))] += p["value"]
+        width = fw if viewports == "width" else None
+    elif report == "elements":
+        listed = elements(rows, path=path, ts_from=ts_from, ts_to=ts_to, limit=10**9, viewports=viewports, **band)
+        items = {e["selector"]: (e["clicks"], e["sessions"]) for e in listed}
+        width = elements_band(rows, path=path, ts_from=ts_from, ts_to=ts_to, viewports=viewports, **band)
+    else:
+        found = scrollmap(rows, path=path, ts_from=ts_from, ts_to=ts_to, viewports=viewports, **band)
+        items = {r["depth"]: r["sessions"] for r in found["reach"]}
+        width = found["meta"]["viewport"]["w"] if viewports == "width" else None
+    sessions = band_sessions(rows, path=path, ts_from=ts_from, ts_to=ts_to, width=width)
+    return {"sessions": sessions, "items": items}
+
+
+def compare_differences(report: str, a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    """The differences of ``GET /compare`` (b - a, per session), in the answer's order, with the test
+    of each: heatmap cells by a pooled Poisson rate z-test, elements (sessions that clicked) and depths
+    (sessions that reached) by a pooled two-proportion z-test; two-sided at 0.05."""
+    na, nb = a["sessions"], b["sessions"]
+    out: list[dict[str, Any]] = []
+    if report == "heatmap":
+        for cx, cy in sorted(set(a["items"]) | set(b["items"]), key=lambda k: (k[1], k[0])):
+            va, vb = a["items"].get((cx, cy), 0), b["items"].get((cx, cy), 0)
+            out.append(
+                {
+                    "cx": cx,
+                    "cy": cy,
+                    "a": {"value": va, "perSession": va / na},
+                    "b": {"value": vb, "perSession": vb / nb},
+                    "diff": vb / nb - va / na,
+                    **_verdict(_z_rates(va, na, vb, nb)),
+                }
+            )
+    elif report == "elements":
+        for selector in set(a["items"]) | set(b["items"]):
+            (ca, sa), (cb, sb) = a["items"].get(selector, (0, 0)), b["items"].get(selector, (0, 0))
+            out.append(
+                {
+                    "selector": selector,
+                    "a": {"clicks": ca, "sessions": sa, "clicksPerSession": ca / na, "share": sa / na},
+                    "b": {"clicks": cb, "sessions": sb, "clicksPerSession": cb / nb, "share": sb / nb},
+                    "diff": {"clicksPerSession": cb / nb - ca / na, "share": sb / nb - sa / na},
+                    **_verdict(_z_proportions(sa, na, sb, nb)),
+                }
+            )
+        out.sort(key=lambda d: (-(d["a"]["clicks"] + d["b"]["clicks"]), d["selector"]))
+    else:
+        for depth in range(0, 101, 5):
+            sa, sb = a["items"][depth], b["items"][depth]
+            out.append(
+                {
+                    "depth": depth,
+                    "a": {"sessions": sa, "share": sa / na},
+                    "b": {"sessions": sb, "share": sb / nb},
+                    "diff": sb / nb - sa / na,
+                    **_verdict(_z_proportions(sa, na, sb, nb)),
+                }
+            )
+    return out

@@ -27,6 +27,7 @@ QUERY_SCHEMAS: dict[type[Schema], list[str]] = {
     schemas.ElementsQuerySchema: [f"{PROJECT}/elements"],
     schemas.PathsQuerySchema: [f"{PROJECT}/paths"],
     schemas.PageGroupPreviewQuerySchema: [f"{PROJECT}/page-groups/preview"],
+    schemas.CompareQuerySchema: [f"{PROJECT}/compare"],
     schemas.EventsQuerySchema: [f"{PROJECT}/events"],
     schemas.SessionsQuerySchema: [f"{PROJECT}/sessions"],
     schemas.SessionDetailQuerySchema: [f"{PROJECT}/sessions/{{sessionId}}", "/api/sessions/{sessionId}"],

@@ -433,6 +433,8 @@ def _cors(response: Response) -> Response:
 
 
 def create_api_blueprint() -> Blueprint:
+    from .compare import project_compare  # it imports this module's helpers
+
     bp = Blueprint("heat_api", __name__)
     common.install(bp)
     bp.before_request(_require_key)
@@ -443,6 +445,7 @@ def create_api_blueprint() -> Blueprint:
     bp.add_url_rule("/api/projects/<project_id>/elements", view_func=project_elements)
     bp.add_url_rule("/api/projects/<project_id>/paths", view_func=project_paths)
     bp.add_url_rule("/api/projects/<project_id>/page-groups/preview", view_func=page_group_preview)
+    bp.add_url_rule("/api/projects/<project_id>/compare", view_func=project_compare)
     bp.add_url_rule("/api/projects/<project_id>/events", view_func=project_events)
     bp.add_url_rule("/api/projects/<project_id>/sessions", view_func=project_sessions)
     bp.add_url_rule("/api/projects/<project_id>/sessions/<session_id>", view_func=project_session_detail)

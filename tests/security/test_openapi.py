@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -60,7 +61,8 @@ def documented_case(context: Any, case: Any) -> bool:
     """``filter_case``: the rules across two parameters that JSON Schema cannot state (below, and
     ``path`` with ``group``: 400 ``group_with_path``)."""
     query = case.query or {}
-    return ordered_time_range(context, case) and not ("path" in query and "group" in query)
+    in_order = ordered_time_range(context, case) and compare_sides_in_order(context, case)
+    return in_order and not ("path" in query and "group" in query)
 
 
 def ordered_time_range(context: Any, case: Any) -> bool:
@@ -68,10 +70,30 @@ def ordered_time_range(context: Any, case: Any) -> bool:
     JSON Schema cannot state. The maps default ``from`` to 0 and ``to`` to now before comparing."""
     given = [(case.query or {}).get(name) for name in ("from", "to")]
     start, end = (None if value in (None, "") else parse_time(str(value)) for value in given)
-    if context.operation is not None and context.operation.path.endswith(("/heatmap", "/scrollmap")):
+    if context.operation is not None and context.operation.path.endswith(("/heatmap", "/scrollmap", "/compare")):
         start = 0 if start is None else start
         end = int(time.time() * 1000) if end is None else end
     return start is None or end is None or start <= end
+
+
+def compare_sides_in_order(context: Any, case: Any) -> bool:
+    """``filter_case``: each side of ``/compare`` has its range in order once its own ``from``/``to``
+    (unix ms items of the slice), else the shared ones, else 0 and now, fill it in (docs/compare.md)."""
+    if context.operation is None or not context.operation.path.endswith("/compare"):
+        return True
+    query = case.query or {}
+    shared = [None if query.get(name) in (None, "") else parse_time(str(query[name])) for name in ("from", "to")]
+    for side in ("a", "b"):
+        text = query.get(side)
+        if not isinstance(text, str):
+            continue
+        items = dict(item.split("=", 1) for item in text.split(";") if "=" in item)
+        own = [int(items[k]) if re.fullmatch(r"-?[0-9]{1,15}", items.get(k, "")) else None for k in ("from", "to")]
+        lo = own[0] if own[0] is not None else shared[0] if shared[0] is not None else 0
+        hi = own[1] if own[1] is not None else shared[1] if shared[1] is not None else int(time.time() * 1000)
+        if lo > hi:
+            return False
+    return True
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
