@@ -364,7 +364,7 @@ def scrollmap(
     fold, so every depth up to the fold counts every session; the page is the median H of the rows
     that scrolled, the fold 100 * median h / H (without such rows: frame height / renderHeight)."""
     frame = heatmap(rows, path=path, ts_from=ts_from, ts_to=ts_to, type="all", viewports=viewports)["meta"]
-    fw = frame["viewport"]["w"]
+    fw = band_width(frame)  # the bucket's width (the scrollmap's frame is the bucket)
     band = [r for r in rows if _matches(r, path, ts_from, ts_to, None) and (viewports != "width" or r.bucket[0] == fw)]
     sessions = {r.session_id for r in band}
     deepest: dict[str, float] = {}
@@ -385,7 +385,8 @@ def scrollmap(
     for depth in range(0, 101, 5):
         n = total if depth <= fold else len([s for s, pct in deepest.items() if pct >= depth])
         reach.append({"depth": depth, "sessions": n, "pct": 100 * n / total if total else 0})
-    meta = {"sessions": total, "foldPct": fold, "pageHeight": page_height, "viewport": frame["viewport"]}
+    viewport = {"w": fw, "h": frame["viewport"]["h"]}
+    meta = {"sessions": total, "foldPct": fold, "pageHeight": page_height, "viewport": viewport}
     return {"reach": reach, "meta": meta}
 
 
