@@ -223,10 +223,17 @@
 
   // -- device bands ----------------------------------------------------------------------------
 
-  /** Rows per bucket width in an answer's meta: the framed width's and `otherViewports`. */
+  /** The width of an answer's chosen bucket (its band); the frame, meta.viewport.w, is the exact
+   * width visitors had (1280 in bucket 1300x800), which may differ. */
+  function bucketOf(meta) {
+    const found = /^(\d{1,6})x\d{1,6}$/.exec(meta.bucket || "");
+    return found && Number(found[1]) ? Number(found[1]) : meta.viewport.w;
+  }
+
+  /** Rows per bucket width in an answer's meta: the framed bucket's and `otherViewports`. */
   function widthCounts(meta, framedCount) {
     const counts = new Map();
-    if (framedCount > 0) counts.set(meta.viewport.w, framedCount);
+    if (framedCount > 0) counts.set(bucketOf(meta), framedCount);
     for (const [width, count] of Object.entries(meta.otherViewports || {})) {
       if (count > 0) counts.set(Number(width), (counts.get(Number(width)) || 0) + count);
     }
@@ -268,7 +275,7 @@
           points: [],
           meta: { ...meta, viewport: { w: BANDS[state.band].fallback, h: 800 }, renderHeight: 800, plotted: 0, total: 0, otherViewports: {} },
         };
-      } else if (width !== meta.viewport.w) {
+      } else if (width !== bucketOf(meta)) {
         heatmap = await api("/heatmap", { ...params, viewportWidth: width });
       }
     }
@@ -276,7 +283,7 @@
     const meta = heatmap.meta;
     // The board is at least as tall as the canvas (the lowest spots reach below renderHeight).
     const height = Math.max(meta.renderHeight, HV.layout(heatmap).height);
-    showView({ kind: "heatmap", heatmap, width: meta.viewport.w, height }, height);
+    showView({ kind: "heatmap", heatmap, width: meta.viewport.w, band: bucketOf(meta), height }, height);
     const others = Object.keys(meta.otherViewports || {}).length;
     status(empty || `${meta.plotted} of ${meta.total} events plotted (${meta.resolvedType}), frame ${meta.viewport.w} px `
       + `wide (viewport ${meta.bucket}), ${heatmap.points.length} cells`
@@ -287,6 +294,7 @@
     $("cut-note").hidden = !cut;
     document.body.dataset.heatmapPoints = String(heatmap.points.length);
     document.body.dataset.frameWidth = String(meta.viewport.w);
+    document.body.dataset.bandWidth = String(bucketOf(meta));
   }
 
   // -- the scroll view -------------------------------------------------------------------------
@@ -313,6 +321,7 @@
       + `the fold is at ${HV.formatPct(meta.foldPct || 0)} of the page.` + sampleNote(meta));
     $("cut-note").hidden = true;
     document.body.dataset.frameWidth = String(meta.viewport.w);
+    document.body.dataset.bandWidth = String(bucketOf(meta));
   }
 
   function renderReachTable(scrollmap) {
@@ -336,7 +345,7 @@
     const type = state.type === "rageclick" ? "rageclick" : "click";
     try {
       // Counted in the map's width band: the band's frame width once the map has chosen it.
-      const band = state.band === "all" ? {} : { viewportWidth: document.body.dataset.frameWidth };
+      const band = state.band === "all" ? {} : { viewportWidth: document.body.dataset.bandWidth || document.body.dataset.frameWidth };
       const body = await api("/elements", { path: state.path, type, limit: 50, ...band, ...range() });
       if (gen !== generation) return;
       tbody.replaceChildren();
@@ -422,7 +431,7 @@
     }
     if (highlighted !== selector || !view || view.kind === "session") return;
     view.highlight = clicks
-      .filter((e) => e.selector === selector && e.x !== null && e.y !== null && bucketWidth(e) === view.width)
+      .filter((e) => e.selector === selector && e.x !== null && e.y !== null && bucketWidth(e) === (view.band || view.width))
       .map((e) => ({ x: e.x, y: e.y }));
     document.body.dataset.highlighted = String(view.highlight.length);
     drawHighlight();
