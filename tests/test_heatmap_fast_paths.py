@@ -322,7 +322,7 @@ def test_a_mongo_merge_stopped_halfway_changes_no_answer(app: Flask, client: Fla
 def _pieces(app: Flask, project: str, days: tuple[int, int], path: str | None = None) -> list[Any]:
     """The aggregate pieces a heatmap over ``days`` reads (with their cells)."""
     repo = app.extensions["heat_collector"].repository
-    return list(repo.read(lambda reader: reader.aggregates(project, path, days, blobs=(("click", "move"), 1200))))
+    return list(repo.read(lambda reader: reader.aggregates(project, path, days, blobs=(("click", "move"), 1200, None))))
 
 
 def test_a_burst_of_batches_leaves_few_pieces_to_read(make_app: Any) -> None:
