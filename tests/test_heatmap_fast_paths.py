@@ -304,7 +304,7 @@ def test_a_mongo_merge_stopped_halfway_changes_no_answer(app: Flask, client: Fla
     project = _fill(client)
     before = _answers(client, project)
     db = app.extensions["heat_collector"].repository.db
-    fields = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH")
+    fields = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH", "viewW")
     key = db.heat_aggregates.find_one({"part": {"$gt": 0}, "type": "click"}, {"_id": 0, **dict.fromkeys(fields, 1)})
     docs = list(db.heat_aggregates.find(key))
     assert len(docs) > 1
@@ -431,7 +431,7 @@ def test_a_mongo_month_roll_stopped_halfway_changes_no_answer(app: Flask, client
     assert runner.invoke(args=["heat", "compact"]).exit_code == 0  # the month of T0 is over: rolled
     ingest(client, event("click", ts=T0 + 5, x=3, y=4, path="/b", w=1200), session_id="s-0")
     repo = app.extensions["heat_collector"].repository
-    fields = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH")
+    fields = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH", "viewW")
     doc = repo.db.heat_aggregates.find_one({"part": {"$gt": 0}})
     repo.compact(1, keys=[tuple(doc[name] for name in fields)])  # merged, not rolled yet
     before = _answers(client, project)
