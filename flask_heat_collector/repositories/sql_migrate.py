@@ -51,6 +51,7 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
     # Aggregates made before they were keyed by the exact viewport width: made again (below), on
     # a table keyed the new way.
     by_bucket = heat_aggregates.name in tables and "view_w" not in _columns(inspector, heat_aggregates.name)
+    widthless = "events" in tables and "view_w" not in _columns(inspector, "events")
     if by_bucket:
         conn.exec_driver_sql(f"DROP TABLE {heat_aggregates.name}")
     metadata.create_all(conn, checkfirst=True)
@@ -85,7 +86,7 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
                 added.append(f"index {index.name}")
     if conn.dialect.name == "mysql":
         _no_pad_collation(conn)
-    if "events" in tables:
+    if widthless:  # (checked once, when the column is added: the scan reads every event)
         _fill_view_widths(conn)
     if LEGACY_EVENTS in tables:
         _move_legacy_events(conn, st)
