@@ -418,9 +418,11 @@ def test_device_band_changes_the_frame_width(shop: Shop, page: Any) -> None:
     page.goto(shop.viewer())
     settled(page)
     page.select_option("#band", "mobile")
-    page.wait_for_function("() => document.body.dataset.frameWidth === '400'")
+    # carol's phone was 390 px wide (bucket 400x800): the frame is the width she had
+    page.wait_for_function("() => document.body.dataset.frameWidth === '390'")
     settled(page)
-    assert page.evaluate("document.getElementById('page-frame').offsetWidth") == 400
+    assert page.evaluate("document.getElementById('page-frame').offsetWidth") == 390
+    assert page.get_attribute("body", "data-band-width") == "400"
     assert "3 of 15 events plotted" in page.inner_text("#status")
     assert "band=mobile" in page.url
     shot(page, "viewer-mobile.png")

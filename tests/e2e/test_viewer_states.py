@@ -315,7 +315,7 @@ def test_sessions_follow_the_maps_slice(shop: Shop, page: Any) -> None:
     first = urllib.parse.parse_qs(urllib.parse.urlsplit(requests[-1]).query)
     assert first["visitedPath"] == ["/"] and "viewportWidth" not in first
     page.select_option("#band", "mobile")
-    page.wait_for_function("() => document.body.dataset.frameWidth === '400'")
+    page.wait_for_function("() => document.body.dataset.bandWidth === '400'")
     settled(page)
     wait_state(page, "sessions", "ready")
     last = urllib.parse.parse_qs(urllib.parse.urlsplit(requests[-1]).query)

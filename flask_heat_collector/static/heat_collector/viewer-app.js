@@ -421,10 +421,17 @@
 
   // -- device bands ----------------------------------------------------------------------------
 
-  /** Rows per bucket width in an answer's meta: the framed width's and `otherViewports`. */
+  /** The width of an answer's chosen bucket (its band); the frame, meta.viewport.w, is the exact
+   * width visitors had (1280 in bucket 1300x800), which may differ. */
+  function bucketOf(meta) {
+    const found = /^(\d{1,6})x\d{1,6}$/.exec(meta.bucket || "");
+    return found && Number(found[1]) ? Number(found[1]) : meta.viewport.w;
+  }
+
+  /** Rows per bucket width in an answer's meta: the framed bucket's and `otherViewports`. */
   function widthCounts(meta, framedCount) {
     const counts = new Map();
-    if (framedCount > 0) counts.set(meta.viewport.w, framedCount);
+    if (framedCount > 0) counts.set(bucketOf(meta), framedCount);
     for (const [width, count] of Object.entries(meta.otherViewports || {})) {
       if (count > 0) counts.set(Number(width), (counts.get(Number(width)) || 0) + count);
     }
@@ -466,7 +473,7 @@
           points: [],
           meta: { ...meta, viewport: { w: BANDS[state.band].fallback, h: 800 }, renderHeight: 800, plotted: 0, total: 0, otherViewports: {} },
         };
-      } else if (width !== meta.viewport.w) {
+      } else if (width !== bucketOf(meta)) {
         heatmap = await api("/heatmap", { ...params, viewportWidth: width });
       }
     }
@@ -475,7 +482,7 @@
     const muted = showLegend(meta, "heatmap");
     // The board is at least as tall as the canvas (the lowest spots reach below renderHeight).
     const height = Math.max(meta.renderHeight, HV.layout(heatmap).height);
-    showView({ kind: "heatmap", heatmap, width: meta.viewport.w, height, muted }, height);
+    showView({ kind: "heatmap", heatmap, width: meta.viewport.w, band: bucketOf(meta), height, muted }, height);
     const others = Object.keys(meta.otherViewports || {}).length;
     // The frame is meta.viewport.w: the width visitors had (SPEC 4), whatever the bucket's label.
     const text = empty || `${meta.plotted} of ${meta.total} events plotted (${meta.resolvedType}), frame ${meta.viewport.w} px `
@@ -492,6 +499,7 @@
     $("cut-note").hidden = !cut;
     document.body.dataset.heatmapPoints = String(heatmap.points.length);
     document.body.dataset.frameWidth = String(meta.viewport.w);
+    document.body.dataset.bandWidth = String(bucketOf(meta));
   }
 
   // -- the scroll view -------------------------------------------------------------------------
@@ -522,6 +530,7 @@
       + `high and the fold is at ${HV.formatPct(meta.foldPct || 0)} of it (${foldPx} px).` + sampleNote(meta));
     $("cut-note").hidden = true;
     document.body.dataset.frameWidth = String(meta.viewport.w);
+    document.body.dataset.bandWidth = String(bucketOf(meta));
   }
 
   function renderReachTable(scrollmap) {
@@ -553,7 +562,7 @@
     let body = null;
     try {
       // Counted in the map's width band: the band's frame width once the map has chosen it.
-      const band = state.band === "all" ? {} : { viewportWidth: document.body.dataset.frameWidth };
+      const band = state.band === "all" ? {} : { viewportWidth: document.body.dataset.bandWidth || document.body.dataset.frameWidth };
       body = await api("/elements", { path: state.path, type, limit: 500, ...band, ...range() });
       if (gen !== generation) return;
       let shown = body.elements;
@@ -728,7 +737,7 @@
     }
     if (highlighted !== selector || !view || view.kind === "session") return;
     view.highlight = clicks
-      .filter((e) => e.selector === selector && e.x !== null && e.y !== null && bucketWidth(e) === view.width)
+      .filter((e) => e.selector === selector && e.x !== null && e.y !== null && bucketWidth(e) === (view.band || view.width))
       .map((e) => ({ x: e.x, y: e.y }));
     document.body.dataset.highlighted = String(view.highlight.length);
     drawHighlight();
@@ -753,9 +762,8 @@
   function sessionsSlice() {
     const slice = { ...range() };
     if (SESSIONS_SLICE && state.path) slice.visitedPath = state.path;
-    if (SESSIONS_SLICE && state.band !== "all" && document.body.dataset.frameWidth) {
-      slice.viewportWidth = document.body.dataset.frameWidth;
-    }
+    const band = document.body.dataset.bandWidth || document.body.dataset.frameWidth;  // the bucket's width
+    if (SESSIONS_SLICE && state.band !== "all" && band) slice.viewportWidth = band;
     if (state.signal) slice.signal = state.signal;
     return slice;
   }
