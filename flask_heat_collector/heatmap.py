@@ -117,7 +117,8 @@ class Plan:
     ) -> Cells:
         """Cells at ``resolution`` (``cy * resolution + cx``) and scroll depths of ``types`` rows in the
         band ``width`` (``None``: every width) on a ``frame``-wide map: rows ``frame`` wide from the
-        aggregates (and the edges), rows of other exact widths binned raw, placed by ``anchor``."""
+        aggregates (and the edges), rows of other exact widths binned raw, placed by ``anchor``
+        (which types have such rows: the :meth:`summary` read before)."""
         if RESOLUTION % resolution:
             return self.raw_cells(types, width, frame, resolution, anchor)
         fine, depths = self.fine_cells(types, width, frame)
