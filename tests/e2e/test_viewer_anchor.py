@@ -87,13 +87,14 @@ SHOP = _head(
 )
 
 
-def _app(database: Path, sdk_dist: Path) -> Flask:
+def _app(database: Path, sdk_dist: Path, **config: Any) -> Flask:
     app = Flask("anchor_e2e", instance_path=str(database.parent / "instance"))
     app.config.update(
         HEAT_DATABASE_URI=f"sqlite:///{database}",
         HEAT_QUERY_API_KEYS=[QUERY_KEY],
         HEAT_IP_HASH_SECRET="anchor-e2e",
         HEAT_VIEWER_ENABLED=True,
+        **config,
     )
     HeatCollector().init_app(app)
     pages = {"/centred": _column("0 auto"), "/left": _column("0"), "/long": LONG, "/shop": SHOP}
@@ -109,8 +110,10 @@ def _app(database: Path, sdk_dist: Path) -> Flask:
 
 @dataclass
 class Site:
+    app: Flask
     server: Server
     browser: Any
+    sdk_dist: Path
     projects: dict[str, str]  # project key -> project id
 
     def visit(
@@ -158,7 +161,7 @@ def site(browser: Any, sdk_dist: Path, tmp_path_factory: pytest.TempPathFactory)
     app = _app(tmp_path_factory.mktemp("anchor-e2e") / "heat.db", sdk_dist)
     server = Server(app)
     try:
-        yield Site(server, browser, {})
+        yield Site(app, server, browser, sdk_dist, {})
     finally:
         server.stop()
         app.extensions["heat_collector"].repository.dispose()
@@ -516,4 +519,30 @@ def test_scroll_reach_of_a_long_page(site: Site, page: Any) -> None:
     )
     assert above[3] > 0 and below[3] > 0 and above[:3] != below[:3]
     shot(page, "anchor-scroll-long.png")
+    assert page.errors == []
+
+
+def test_a_page_of_another_origin_stays_left_unless_chosen(site: Site, page: Any) -> None:
+    key, path = "cross-origin", "/centred"
+    for width in (1366, 1440, 1440):
+        site.visit(key, path, width, click_buttons)
+    # A second collector on the same database whose viewer frames the site, on another origin.
+    database = Path(site.app.config["HEAT_DATABASE_URI"].removeprefix("sqlite:///"))
+    other = _app(database, site.sdk_dist, HEAT_VIEWER_SITE_URL=site.server.url)
+    server = Server(other)
+    try:
+        page.goto(f"{server.url}/viewer#key={QUERY_KEY}&project={site.projects[key]}&path=/centred")
+        settled(page)
+        assert page.get_attribute("body", "data-frame") == "cross-origin"
+        status = page.inner_text("#status")
+        assert "Anchored: left (the page is of another origin, so the clicks cannot be checked on it" in status
+        assert page.get_attribute("body", "data-anchor") == "left"
+        page.select_option("#anchor", "center")
+        settled(page)
+        assert "Anchored: center (chosen by hand)." in page.inner_text("#status")
+        assert page.get_attribute("body", "data-anchor") == "center"
+        shot(page, "anchor-cross-origin.png")
+    finally:
+        server.stop()
+        other.extensions["heat_collector"].repository.dispose()
     assert page.errors == []

@@ -695,8 +695,8 @@
       $("elements-count").textContent = `(${shown.length})`;
       const what = signal ? signal.label.toLowerCase() : type === "rageclick" ? "rage clicks" : "clicks";
       panelState("elements", shown.length ? "ready" : "empty", shown.length
-        ? `Most ${what} first${state.path ? "" : ", on every path"}, counted on ${body.meta.viewport.w} px wide screens `
-          + "as the map; hover a row to see its clicks on the map."
+        ? `Most ${what} first${state.path ? "" : ", on every path"}, counted in the map's `
+          + `${body.meta.viewport.w} px bucket; hover a row to see its clicks on the map.`
         : `No ${what} on elements here.`);
       document.body.dataset.elements = String(shown.length);
     } catch (err) {
