@@ -355,8 +355,15 @@ def test_centred_layout_at_four_widths(site: Site, page: Any) -> None:
     shot(page, "anchor-centred-1400-center.png")
     status_and_buttons_shot(page, "anchor-center-auto.png")
 
-    # Left anchored by hand: the 1366 px visitors' 8 clicks are drawn beside their buttons.
     boxes = column_boxes(page)
+    # Every resolution places them alike: from the aggregates (64 divides theirs) or the raw rows.
+    for resolution in (32, 64, 256, 512):
+        fine = site.api(
+            key, "/heatmap", path=path, type="click", viewportWidth=1400, anchor="center", resolution=resolution
+        )
+        assert heat_in_boxes(fine, boxes) == (per_visit(5), 0), resolution
+
+    # Left anchored by hand: the 1366 px visitors' 8 clicks are drawn beside their buttons.
     left = site.api(key, "/heatmap", path=path, type="click", viewportWidth=1400, anchor="left")
     assert heat_in_boxes(left, boxes) == (per_visit(3), 8)
     page.select_option("#anchor", "left")

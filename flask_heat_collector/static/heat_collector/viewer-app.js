@@ -635,7 +635,7 @@
       const meta = scrollmap.meta;
       const width = bandWidth(state.band, widthCounts(meta, meta.sessions));
       if (width === null) empty = `No scrolls from ${BANDS[state.band].label} screens for this path and range.`;
-      else if (width !== meta.viewport.w) scrollmap = await api("/scrollmap", { ...params, viewportWidth: width });
+      else if (width !== bucketOf(meta)) scrollmap = await api("/scrollmap", { ...params, viewportWidth: width });
       if (width === null) {
         scrollmap = { reach: [], meta: { ...meta, sessions: 0, viewport: { w: BANDS[state.band].fallback, h: 800 }, renderHeight: 800 } };
       }
