@@ -539,3 +539,24 @@ def test_migrate_keys_aggregates_of_an_older_database_by_exact_width(
     assert "already up to date" in said[1], said[1]
     result = app.test_cli_runner().invoke(args=["heat", "compact"])
     assert result.exit_code == 0 and _width_answers(client, project) == before
+
+
+def test_only_rows_of_other_exact_widths_are_read_raw(app: Flask, client: FlaskClient) -> None:
+    """Over whole days the rows as wide as the frame come from the aggregates: a map reads raw only
+    the plotted rows of the band's other exact widths (the anchor places them)."""
+    tally = app.extensions["heat_collector"].repository.tally
+    project = ingest(client, *[event("click", ts=T0 + n, x=5 * n, y=n, w=1280, h=720) for n in range(6)])
+    ingest(client, event("pageview", ts=T0 + 50, w=1320), event("scroll", ts=T0 + 51, scrollDepthPct=30, w=1320))
+    url = f"/api/projects/{project}/heatmap"
+    whole_day = {"from": T0, "to": T0 + DAY - 1, "resolution": 64}
+    for anchor in ("left", "center", "scale"):
+        before = tally.events
+        body = client.get(url, query_string={**whole_day, "anchor": anchor}, headers=API).get_json()
+        assert body["meta"]["viewport"]["w"] == 1280 and body["meta"]["plotted"] == 6
+        assert tally.events == before  # no click of another width: nothing read raw
+    ingest(client, event("click", ts=T0 + 60, x=700, y=7, w=1320), event("click", ts=T0 + 61, x=9, y=9, w=1320))
+    for anchor in ("left", "center", "scale"):
+        before = tally.events
+        body = client.get(url, query_string={**whole_day, "anchor": anchor}, headers=API).get_json()
+        assert body["meta"]["viewport"]["w"] == 1280 and body["meta"]["plotted"] == 8
+        assert tally.events - before == 2  # the two 1320 px clicks, not the 1280 px ones
