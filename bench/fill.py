@@ -174,7 +174,7 @@ def _fill(
 
 _OURS_EVENTS = (
     "INSERT INTO events (project_id, event_id, user_id, seq, session_id, type, ts, span, path, path_key, "
-    "selector, x, y, scroll_depth, bucket_w, bucket_h, row_count, points, meta_json, data_json) "
+    "selector, x, y, scroll_depth, bucket_w, bucket_h, view_w, row_count, points, meta_json, data_json) "
 )
 
 
@@ -201,7 +201,7 @@ def fill_ours(uri: str, rows: int) -> tuple[float, float]:
         return _OURS_EVENTS + (
             f"SELECT '{PROJECT_ID}', {c['event_id']}, NULL, i, {c['session_id']}, {c['type']}, {c['ts']}, 0, "
             f"'{PATH}', {_path_key()}, {c['selector']}, CASE WHEN {j} <= 12 THEN {c['x']} END, "
-            f"CASE WHEN {j} <= 12 THEN {c['y']} END, {c['scroll_depth']}, 1300, 700, 1, "
+            f"CASE WHEN {j} <= 12 THEN {c['y']} END, {c['scroll_depth']}, 1300, 700, 1280, 1, "
             f"CASE WHEN {j} BETWEEN 13 AND 32 THEN {point} END, '{META}', {c['data_json']} FROM {seq}"
         )
 
@@ -239,7 +239,7 @@ def fill_spread_ours(uri: str, points: int) -> tuple[float, float]:
             _OURS_EVENTS + f"SELECT '{PROJECT_ID}', {f['cat'].format(a=chr(39) + 'sp' + chr(39), b='i')}, NULL, i, "
             f"{f['cat'].format(a=chr(39) + 'ss-' + chr(39), b=f['div'].format(a='i', b=100))}, 'move', "
             f"{T0} + i * {per * 10}, {(per - 1) * 10}, '{PATH}', {_path_key()}, NULL, NULL, NULL, NULL, 1300, 700, "
-            f"{per}, {_cat(dialect, *parts)}, '{META}', NULL FROM {f['seq'].format(last=moves - 1)}",
+            f"1280, {per}, {_cat(dialect, *parts)}, '{META}', NULL FROM {f['seq'].format(last=moves - 1)}",
         ],
     )
     _finish(repo.engine, ["projects", "events"])
@@ -288,6 +288,7 @@ def fill_moves_ours(uri: str, points: int, per: int) -> tuple[float, float]:
                         scroll_depth=None,
                         bucket_w=1300,
                         bucket_h=700,
+                        view_w=1280,
                         row_count=per,
                         points=json.dumps(flat, separators=(",", ":")),
                         meta_json=META,
@@ -403,6 +404,7 @@ def fill_ours_mongo(uri: str, rows: int) -> float:
                 "scrollDepth": (i * 31) % 101 if j in (33, 34) else None,
                 "bucketW": 1300,
                 "bucketH": 700,
+                "viewW": 1280,
                 "rowCount": 1,
                 "points": f"[0,{x},{y}]" if kind == "move" else None,
                 "metaJson": META,

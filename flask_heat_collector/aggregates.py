@@ -1,12 +1,12 @@
-"""Heatmap aggregates: what stored events add up to per day, path, type and viewport bucket.
+"""Heatmap aggregates: what stored events add up to per day, path, type, viewport bucket and exact width.
 
 Backend-free: ingest builds one piece per key and batch from the rows it stored, the heatmap
 adds pieces of whole days to the raw rows at the edges of its range, compaction merges pieces.
 Every count is a sum, ``first_seq`` a minimum and ``max_y`` a maximum, so pieces of the same key
 combine exactly in any order. Compaction also rolls the merged day pieces of finished months into
 month pieces (:func:`roll_month`), so a long range reads one piece per key and month. Cells are
-square at :data:`RESOLUTION` per bucket width, so they serve every heatmap resolution that divides
-it (cell ``b`` at 128 is cell ``b // (128 // r)`` at r).
+square at :data:`RESOLUTION` per exact viewport width (``view_w``), so they serve every heatmap
+resolution that divides it (cell ``b`` at 128 is cell ``b // (128 // r)`` at r) on a frame of that width.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .ingest import path_key
 from .log import log
-from .repositories.base import AggregateRow, EventRow
+from .repositories.base import AggregateKeyDay, AggregateRow, EventRow
 
 if TYPE_CHECKING:
     from .repositories.base import Repository
@@ -35,7 +35,7 @@ RESOLUTION = 128
 MONTH_BASE = 1_000_000_000
 ROLLED = -(2**62)
 PLOTTABLE_TYPES = ("click", "move", "scroll")
-Key = tuple[int, str, int, int]  # (day, type, bucket_w, bucket_h)
+Key = tuple[int, str, int, int, int]  # (day, type, bucket_w, bucket_h, view_w)
 K = TypeVar("K")
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
@@ -53,6 +53,22 @@ def cell_index(value: int, width: int, resolution: int) -> int:
 def cell_of(x: int, y: int, width: int, resolution: int) -> tuple[int, int]:
     """``(cy, cx)`` of a point on a ``width``-wide frame: cx clamped to the columns, cy at least 0."""
     return max(0, cell_index(y, width, resolution)), min(resolution - 1, max(0, cell_index(x, width, resolution)))
+
+
+ANCHORS = ("left", "center", "scale")
+
+
+def anchored_cell(x: int, y: int, width: int, frame: int, resolution: int, anchor: str) -> tuple[int, int]:
+    """``(cy, cx)`` of a point of a ``width``-wide viewport on a ``frame``-wide map (square cells of
+    side frame / resolution), its x placed by ``anchor``: ``left`` x, ``center`` x + (frame - width) / 2,
+    ``scale`` x * frame / width; in integers (exact). y is never moved."""
+    if anchor == "center":
+        cx = (2 * x + frame - width) * resolution // (2 * frame)
+    elif anchor == "scale" and width > 0:
+        cx = x * resolution // width
+    else:
+        cx = cell_index(x, frame, resolution)
+    return max(0, cell_index(y, frame, resolution)), min(resolution - 1, max(0, cx))
 
 
 def fine_cell(x: int, y: int, width: int) -> int:
@@ -114,7 +130,7 @@ class Stats:
     cells: dict[int, int] = field(default_factory=dict)
     depths: dict[int, int] = field(default_factory=dict)
 
-    def add_row(self, seq: int, kind: str, bucket_w: int, x: int | None, y: int | None, depth: int | None) -> None:
+    def add_row(self, seq: int, kind: str, width: int, x: int | None, y: int | None, depth: int | None) -> None:
         self.n += 1
         if self.first_seq is None or seq < self.first_seq:
             self.first_seq = seq
@@ -124,8 +140,8 @@ class Stats:
         elif x is not None and y is not None:
             if self.max_y is None or y > self.max_y:
                 self.max_y = y
-            if bucket_w > 0:
-                cell = fine_cell(x, y, bucket_w)
+            if width > 0:
+                cell = fine_cell(x, y, width)
                 self.cells[cell] = self.cells.get(cell, 0) + 1
 
     def combine(self, n: int, first_seq: int | None, max_y: int | None) -> None:
@@ -159,15 +175,15 @@ def add_event(
     into: dict[Key, Stats], row: EventRow, *, ts_range: tuple[int, int] | None = None, by_day: bool = True
 ) -> None:
     """Add the rows of one stored event to ``into`` (see :func:`rollup`)."""
-    kind, bw, bh, seq = row.type, row.bucket_w, row.bucket_h, row.seq
+    kind, bw, bh, vw, seq = row.type, row.bucket_w, row.bucket_h, row.view_w, row.seq
     for _, ts, x, y in items(row):
         if ts_range is not None and (ts < ts_range[0] or ts > ts_range[1]):
             continue
-        key = (day_of(ts) if by_day else 0, kind, bw, bh)
+        key = (day_of(ts) if by_day else 0, kind, bw, bh, vw)
         stats = into.get(key)
         if stats is None:
             stats = into[key] = Stats()
-        stats.add_row(seq, kind, bw, x, y, row.scroll_depth)
+        stats.add_row(seq, kind, vw, x, y, row.scroll_depth)
 
 
 def rollup(
@@ -176,7 +192,7 @@ def rollup(
     ts_range: tuple[int, int] | None = None,
     by_day: bool = True,
 ) -> dict[Key, Stats]:
-    """Stats per (day, type, bucket) of the rows' items (only items inside ``ts_range`` when given).
+    """Stats per (day, type, bucket, exact width) of the rows' items (only items inside ``ts_range`` when given).
 
     With ``by_day=False`` every key has day 0 (the heatmap adds raw edges regardless of the day).
     """
@@ -241,7 +257,7 @@ def finished_before(now_ms: int) -> int:
 def pieces(path_key: int, stats: dict[Key, Stats], part: int) -> list[AggregateRow]:
     """The aggregate rows storing ``stats`` of one path (``part`` tells pieces of a key apart)."""
     return [
-        # AggregateRow's fields start with the path and the key: (day, type, bucket_w, bucket_h).
+        # AggregateRow's fields start with the path and the key: (day, type, bucket_w, bucket_h, view_w).
         AggregateRow(
             path_key,
             *key,
@@ -258,7 +274,7 @@ def pieces(path_key: int, stats: dict[Key, Stats], part: int) -> list[AggregateR
 
 
 def batch_pieces(rows: Iterable[EventRow], part: int) -> list[AggregateRow]:
-    """The aggregate pieces of newly stored rows, one per (path, day, type, bucket)."""
+    """The aggregate pieces of newly stored rows, one per (path, day, type, bucket, exact width)."""
     by_path: dict[int, list[EventRow]] = {}
     for row in rows:
         by_path.setdefault(row.path_key, []).append(row)
@@ -311,6 +327,7 @@ def merge_pieces(group: list[AggregateRow], *, day: int | None = None, rolled: b
                 type=first.type,
                 bucket_w=first.bucket_w,
                 bucket_h=first.bucket_h,
+                view_w=first.view_w,
                 part=part - i,
                 n=total.n if i == 0 else 0,
                 first_seq=total.first_seq if i == 0 else None,
@@ -399,8 +416,8 @@ class Compactor:
         self.max_keys = max_keys
         self.batches = batches
         self._next = 0.0
-        self._written: dict[tuple[str, int, int, str, int, int], int] = {}  # key -> pieces written
-        self._due: set[tuple[str, int, int, str, int, int]] = set()
+        self._written: dict[AggregateKeyDay, int] = {}  # key -> pieces written
+        self._due: set[AggregateKeyDay] = set()
         self._count_lock = threading.Lock()
         self._lock = threading.Lock()
 
@@ -409,7 +426,7 @@ class Compactor:
         if not self.batches:
             return
         keys = {
-            (project_id, row.path_key, day, row.type, row.bucket_w, row.bucket_h)
+            (project_id, row.path_key, day, row.type, row.bucket_w, row.bucket_h, row.view_w)
             for row in rows
             for day in range(day_of(row.ts), day_of(row.ts + row.span) + 1)
         }

@@ -115,6 +115,7 @@ class SegmentReader(Reader):
                 (what.session_id is None or r.session_id == what.session_id)
                 and _path_ok(r.path, flt.path_set)
                 and (flt.types is None or r.type in flt.types)
+                and (flt.other_width is None or r.view_w != flt.other_width)
             ):
                 found.append(r)
         return found
@@ -140,7 +141,14 @@ class SegmentReader(Reader):
             for p in self._aggregates
             if days[0] <= p.day <= days[1]
             and p.path_key in keys
-            and (blobs is None or (p.type in blobs[0] and p.bucket_w == blobs[1]))
+            and (
+                blobs is None
+                or (
+                    p.type in blobs[0]
+                    and (blobs[1] is None or p.bucket_w == blobs[1])
+                    and (blobs[2] is None or p.view_w == blobs[2])
+                )
+            )
         ]
 
     def report_pieces(

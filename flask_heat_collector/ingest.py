@@ -33,6 +33,16 @@ def parse_bucket(value: Any) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
+def view_width(meta_json: str | None, bucket_w: int) -> int:
+    """The exact viewport width of a stored event (``viewport.w`` of its meta JSON, rounded as ingest
+    rounds it); ``bucket_w`` when the JSON holds none (rows stored before the width was kept)."""
+    try:
+        w = json.loads(meta_json or "{}").get("viewport", {}).get("w")
+    except (ValueError, AttributeError):
+        return bucket_w
+    return js_round(w) if isinstance(w, (int, float)) and not isinstance(w, bool) else bucket_w
+
+
 def viewport_bucket(meta: dict[str, Any] | None, w: float, h: float) -> tuple[int, int]:
     """``meta.viewportBucket`` when it parses, else the viewport rounded to 100 px."""
     explicit = parse_bucket((meta or {}).get("viewportBucket"))
@@ -118,6 +128,7 @@ def event_row(event: dict[str, Any], session_id: str, seq: int) -> EventRow | No
         scroll_depth=depth,
         bucket_w=bw,
         bucket_h=bh,
+        view_w=js_round(viewport["w"]),
         meta_json=_dumps({"viewport": viewport, "device": event["device"], "meta": scrubbed}),
         row_count=items,
         points=points,

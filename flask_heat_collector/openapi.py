@@ -226,12 +226,18 @@ _ANSWERS: dict[str, Json] = {
         points=_array(_object("x y value", x=_INT, y=_INT, value=_INT)),
         meta=_object(
             "resolution viewport renderHeight cell total plotted ignored otherViewports requestedType resolvedType "
-            "bucket plottableTypes typeBreakdown sample projectFound",
+            "bucket plottableTypes typeBreakdown anchor sample projectFound",
             sample=_SAMPLE,
             projectFound=_FOUND,
             group=_GROUP,
             cell=_object("w h", w={"type": "number"}, h={"type": "number"}),
             otherViewports=_VIEWPORT_COUNTS,
+            viewport=_object(
+                "w h",
+                w={**_INT, "description": "the frame: the most common exact viewport width of the bucket's rows"},
+                h={**_INT, "description": "the chosen bucket's height"},
+            ),
+            anchor={"enum": ["left", "center", "scale"], "description": "the anchor asked for"},
         ),
     ),
     "EventPage": _object(

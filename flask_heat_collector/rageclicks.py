@@ -79,6 +79,7 @@ def rage_row(
         None,
         bucket_w,
         bucket_h,
+        0,  # not kept with rage clicks: the heatmap reads the exact width from the event (view_w)
         1,
         None,
         "",

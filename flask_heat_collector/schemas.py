@@ -13,6 +13,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
+from .aggregates import ANCHORS
 from .fastload import GiveUp, Loader, NotCompilable, compile_loader
 from .page_groups import TEMPLATE_PATTERN
 from .signals import SIGNAL_NAMES
@@ -360,6 +361,14 @@ class _FrameQuerySchema(_Base):
 class HeatmapQuerySchema(_FrameQuerySchema):
     type = fields.String(validate=validate.OneOf(HEATMAP_TYPES))
     resolution = fields.Integer(load_default=128, validate=validate.Range(min=8, max=1024))
+    anchor = fields.String(
+        load_default="left",
+        validate=validate.OneOf(ANCHORS),
+        metadata={
+            "description": "where rows of another exact width w go on the frame of width F: "
+            "left x, center x + (F - w) / 2, scale x * F / w"
+        },
+    )
 
 
 class ScrollmapQuerySchema(_FrameQuerySchema):

@@ -14,6 +14,7 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 DEFAULT_FRAME = (1280, 720)
@@ -63,6 +64,7 @@ class Row:
     bucket: tuple[int, int]
     data: dict[str, Any] | None
     viewport_h: float | None = None
+    view_w: int | None = None  # the exact viewport width, rounded (SPEC §4 1b: the frame)
 
 
 def is_dropped(event: dict[str, Any]) -> bool:
@@ -83,6 +85,7 @@ def event_rows(event: dict[str, Any], session_id: str) -> list[dict[str, Any]]:
         "bucket": row_bucket(event),
         "data": data,
         "viewport_h": event["viewport"]["h"],
+        "view_w": js_round(event["viewport"]["w"]),
     }
     if event["type"] == "move":
         return [
@@ -186,9 +189,12 @@ def heatmap(
     viewport_bucket: str | None = None,
     viewports: str = "width",
     viewport_width: int | None = None,
+    anchor: str = "left",
 ) -> dict[str, Any]:
     """The body of ``GET /heatmap`` for these parameters (SPEC §4, square cells, width band;
-    ``viewport_width``: the frame is the most common bucket of that width, else that width x 720)."""
+    ``viewport_width``: the bucket is the most common one of that width, else that width x 720; the
+    frame is the most common exact width of the bucket width's plotted rows, rows of other exact
+    widths placed by ``anchor``)."""
     requested = type or "click"
     matched, resolved = heatmap_rows(rows, path=path, ts_from=ts_from, ts_to=ts_to, type=type)
     breakdown = dict(Counter(r.type for r in matched))
@@ -201,10 +207,29 @@ def heatmap(
         chosen = f"{top[0]}x{top[1]}" if top else None
     if chosen is None and viewport_width is not None:
         chosen = f"{viewport_width}x{DEFAULT_FRAME[1]}"
-    fw, fh = parse_bucket(chosen) or DEFAULT_FRAME
+    bw, fh = parse_bucket(chosen) or DEFAULT_FRAME
+    plottable = [*PLOTTABLE_TYPES, "rageclick", "deadclick", "errorclick"]
+    plotted_types = PLOTTABLE_TYPES if resolved == "all" else [resolved] if resolved in plottable else []
+    widths: Counter[int] = Counter()
+    first: dict[int, int] = {}
+    for r in matched:
+        if r.type in plotted_types and r.bucket[0] == bw and r.view_w is not None and r.view_w > 0:
+            widths[r.view_w] += 1
+            first.setdefault(r.view_w, r.seq)
+    fw = max(widths, key=lambda w: (widths[w], -first[w])) if widths else bw
 
     def in_band(row: Row) -> bool:
-        return viewports == "all" or row.bucket[0] == fw
+        return viewports == "all" or row.bucket[0] == bw
+
+    def placed_x(row: Row) -> Fraction:
+        """x on the fw-wide frame (SPEC §4 1b), as an exact fraction."""
+        assert row.x is not None and row.view_w is not None
+        w = row.view_w
+        if anchor == "center":
+            return row.x + Fraction(fw - w, 2)
+        if anchor == "scale" and w > 0:
+            return Fraction(row.x * fw, w)
+        return Fraction(row.x)
 
     other: Counter[str] = Counter(str(r.bucket[0]) for r in matched if not in_band(r))
     with_xy = [r for r in matched if in_band(r) and r.type != "scroll" and r.x is not None and r.y is not None]
@@ -214,7 +239,7 @@ def heatmap(
     cells: Counter[tuple[int, int]] = Counter()  # (cy, cx) -> rows
     for r in with_xy:
         assert r.x is not None and r.y is not None
-        cx = min(resolution - 1, max(0, r.x * resolution // fw))
+        cx = min(resolution - 1, max(0, math.floor(placed_x(r) / Fraction(fw, resolution))))
         cy = max(0, r.y * resolution // fw)
         cells[(cy, cx)] += 1
     for r in scrolls:
@@ -243,9 +268,10 @@ def heatmap(
         "otherViewports": dict(other),
         "requestedType": requested,
         "resolvedType": resolved,
-        "bucket": chosen or f"{fw}x{fh}",
+        "bucket": chosen or f"{bw}x{fh}",
         "plottableTypes": list(PLOTTABLE_TYPES),
         "typeBreakdown": breakdown,
+        "anchor": anchor,
     }
     if total and not plotted:
         meta["warning"] = "Events matched the filter but none are plottable."
@@ -353,7 +379,7 @@ def scrollmap(
     that scrolled, the fold 100 * median h / H (without such rows: frame height / renderHeight)."""
     band = {"viewport_bucket": viewport_bucket, "viewport_width": viewport_width}
     frame = heatmap(rows, path=path, ts_from=ts_from, ts_to=ts_to, type="all", viewports=viewports, **band)["meta"]
-    fw = frame["viewport"]["w"]
+    fw = band_width(frame)  # the bucket's width (the scrollmap's frame is the bucket)
     band = [r for r in rows if _matches(r, path, ts_from, ts_to, None) and (viewports != "width" or r.bucket[0] == fw)]
     sessions = {r.session_id for r in band}
     deepest: dict[str, float] = {}
@@ -374,7 +400,8 @@ def scrollmap(
     for depth in range(0, 101, 5):
         n = total if depth <= fold else len([s for s, pct in deepest.items() if pct >= depth])
         reach.append({"depth": depth, "sessions": n, "pct": 100 * n / total if total else 0})
-    meta = {"sessions": total, "foldPct": fold, "pageHeight": page_height, "viewport": frame["viewport"]}
+    viewport = {"w": fw, "h": frame["viewport"]["h"]}
+    meta = {"sessions": total, "foldPct": fold, "pageHeight": page_height, "viewport": viewport}
     return {"reach": reach, "meta": meta}
 
 
@@ -455,8 +482,12 @@ def elements_band(
         viewport_bucket=viewport_bucket,
         viewport_width=viewport_width,
     )
-    width: int = frame["meta"]["viewport"]["w"]
-    return width
+    return band_width(frame["meta"])
+
+
+def band_width(meta: dict[str, Any]) -> int:
+    """The bucket width of a heatmap's band (its chosen bucket's width; the frame may be narrower)."""
+    return (parse_bucket(meta["bucket"]) or DEFAULT_FRAME)[0]
 
 
 def paths(

@@ -304,7 +304,7 @@ def test_a_mongo_merge_stopped_halfway_changes_no_answer(app: Flask, client: Fla
     project = _fill(client)
     before = _answers(client, project)
     db = app.extensions["heat_collector"].repository.db
-    fields = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH")
+    fields = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH", "viewW")
     key = db.heat_aggregates.find_one({"part": {"$gt": 0}, "type": "click"}, {"_id": 0, **dict.fromkeys(fields, 1)})
     docs = list(db.heat_aggregates.find(key))
     assert len(docs) > 1
@@ -322,7 +322,7 @@ def test_a_mongo_merge_stopped_halfway_changes_no_answer(app: Flask, client: Fla
 def _pieces(app: Flask, project: str, days: tuple[int, int], path: str | None = None) -> list[Any]:
     """The aggregate pieces a heatmap over ``days`` reads (with their cells)."""
     repo = app.extensions["heat_collector"].repository
-    return list(repo.read(lambda reader: reader.aggregates(project, path, days, blobs=(("click", "move"), 1200))))
+    return list(repo.read(lambda reader: reader.aggregates(project, path, days, blobs=(("click", "move"), 1200, None))))
 
 
 def test_a_burst_of_batches_leaves_few_pieces_to_read(make_app: Any) -> None:
@@ -431,7 +431,7 @@ def test_a_mongo_month_roll_stopped_halfway_changes_no_answer(app: Flask, client
     assert runner.invoke(args=["heat", "compact"]).exit_code == 0  # the month of T0 is over: rolled
     ingest(client, event("click", ts=T0 + 5, x=3, y=4, path="/b", w=1200), session_id="s-0")
     repo = app.extensions["heat_collector"].repository
-    fields = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH")
+    fields = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH", "viewW")
     doc = repo.db.heat_aggregates.find_one({"part": {"$gt": 0}})
     repo.compact(1, keys=[tuple(doc[name] for name in fields)])  # merged, not rolled yet
     before = _answers(client, project)
@@ -454,3 +454,109 @@ def test_a_mongo_month_roll_stopped_halfway_changes_no_answer(app: Flask, client
     assert repo.db.heat_aggregates.count_documents({"covers": {"$exists": True}}) == 0
     assert repo.db.heat_aggregates.count_documents({"part": {"$gt": -(2**62), "$lt": 0}}) == 0  # all rolled
     assert _answers(client, project) == before
+
+
+WIDTH_QUERIES: list[dict[str, Any]] = [
+    {"type": "all"},
+    {"type": "click", "anchor": "center"},
+    {"type": "all", "anchor": "scale", "resolution": 64},
+    {"type": "all", "anchor": "center", "resolution": 100},
+    {"type": "all", "anchor": "scale", "viewports": "all"},
+    {"type": "move", "anchor": "center", "from": T0 + DAY // 2, "to": T0 + 2 * DAY + 5},
+]
+
+
+def _fill_widths(client: FlaskClient) -> str:
+    """Two days of clicks, moves and scrolls of three exact widths in band 1300 and one in band 1400."""
+    project = ""
+    widths = (1280, 1280, 1300, 1320, 1366)
+    for day in range(2):
+        for n, width in enumerate(widths):
+            ts = T0 + day * DAY + n * 3_600_000 + 11
+            project = ingest(
+                client,
+                event("click", ts=ts, x=37 * n + 400 * day + 3, y=20 * n + 5, w=width),
+                event("click", ts=ts + 1, x=width - 1 - n, y=9 * n, w=width),
+                event(
+                    "move",
+                    ts=ts + 2,
+                    w=width,
+                    points=[{"x": 101 * i + n, "y": 13 * i + day, "tsOffset": 2 * i} for i in range(6)],
+                ),
+                event("scroll", ts=ts + 3, scrollDepthPct=15 * n + day, w=width),
+                session_id=f"s-{day}-{n}",
+            )
+    return project
+
+
+def _width_answers(client: FlaskClient, project: str) -> list[Any]:
+    out: list[Any] = []
+    for params in WIDTH_QUERIES:
+        response = client.get(f"/api/projects/{project}/heatmap", query_string=params, headers=API)
+        assert response.status_code == 200, (params, response.get_json())
+        out.append(response.get_json())
+    return out
+
+
+def _to_bucket_keyed(app: Flask, backend_name: str) -> None:
+    """Make the database what a release before the exact width had: events without it, aggregates
+    keyed by bucket only (their pieces left stale: migrate must make them again)."""
+    repo = app.extensions["heat_collector"].repository
+    if backend_name == "mongodb":
+        db = repo.db
+        db.events.update_many({}, {"$unset": {"viewW": ""}})
+        db.heat_aggregates.update_many({}, {"$unset": {"viewW": ""}})
+        db.heat_aggregates.drop_index("uq_heat_aggregates_key_w")
+        key = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH", "part")
+        db.heat_aggregates.create_index([(k, 1) for k in key], name="uq_heat_aggregates_key")
+        db.heat_migrations.delete_one({"_id": "aggregates-by-view-width"})
+        return
+    columns = "project_id, path_key, day, type, bucket_w, bucket_h, part, n, first_seq, max_y, cells, depths"
+    with repo.engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE old_aggregates AS SELECT {columns} FROM heat_aggregates")
+        conn.exec_driver_sql("DROP TABLE heat_aggregates")
+        conn.exec_driver_sql("ALTER TABLE old_aggregates RENAME TO heat_aggregates")
+        conn.exec_driver_sql("ALTER TABLE events DROP COLUMN view_w")
+
+
+def test_migrate_keys_aggregates_of_an_older_database_by_exact_width(
+    app: Flask, client: FlaskClient, backend_name: str
+) -> None:
+    """A database made before the exact viewport width was kept answers like a fresh one after
+    `flask heat migrate`: the width comes from the stored meta, the aggregates are made again."""
+    project = _fill_widths(client)
+    before = _width_answers(client, project)
+    assert before[0]["meta"]["viewport"]["w"] == 1280 and before[0]["meta"]["bucket"].startswith("1300x")
+    assert {answer["meta"]["anchor"] for answer in before} == {"left", "center", "scale"}
+    _to_bucket_keyed(app, backend_name)
+    said = []
+    for _ in range(2):  # repeatable
+        result = app.test_cli_runner().invoke(args=["heat", "migrate"])
+        assert result.exit_code == 0, result.output
+        assert _width_answers(client, project) == before
+        said.append(result.output)
+    assert "heatmap aggregates by exact viewport width" in said[0], said[0]
+    assert "already up to date" in said[1], said[1]
+    result = app.test_cli_runner().invoke(args=["heat", "compact"])
+    assert result.exit_code == 0 and _width_answers(client, project) == before
+
+
+def test_only_rows_of_other_exact_widths_are_read_raw(app: Flask, client: FlaskClient) -> None:
+    """Over whole days the rows as wide as the frame come from the aggregates: a map reads raw only
+    the plotted rows of the band's other exact widths (the anchor places them)."""
+    tally = app.extensions["heat_collector"].repository.tally
+    project = ingest(client, *[event("click", ts=T0 + n, x=5 * n, y=n, w=1280, h=720) for n in range(6)])
+    ingest(client, event("pageview", ts=T0 + 50, w=1320), event("scroll", ts=T0 + 51, scrollDepthPct=30, w=1320))
+    url = f"/api/projects/{project}/heatmap"
+    whole_day = {"from": T0, "to": T0 + DAY - 1, "resolution": 64}
+    for anchor in ("left", "center", "scale"):
+        before = tally.events
+        body = client.get(url, query_string={**whole_day, "anchor": anchor}, headers=API).get_json()
+        assert body["meta"]["viewport"]["w"] == 1280 and body["meta"]["plotted"] == 6
+        assert tally.events == before  # no click of another width: nothing read raw
+    ingest(client, event("click", ts=T0 + 60, x=700, y=7, w=1320), event("click", ts=T0 + 61, x=9, y=9, w=1320))
+    for anchor in ("left", "center", "scale"):
+        before = tally.events
+        body = client.get(url, query_string={**whole_day, "anchor": anchor}, headers=API).get_json()
+        assert body["meta"]["viewport"]["w"] == 1280 and body["meta"]["plotted"] == 8
+        assert tally.events - before == 2  # the two 1320 px clicks, not the 1280 px ones

@@ -198,8 +198,8 @@ def test_documents_use_the_documented_field_names(mongo_uri: str, tmp_path: Path
         "sessions": "projectId id userId firstUserId startedAt lastSeenAt firstPath userAgent deviceJson ipHash "
         "eventCount lastPath lastTs pending",
         "events": "projectId eventId seq sessionId userId type ts span path pathKey selector x y scrollDepth "
-        "bucketW bucketH rowCount points metaJson dataJson",
-        "heat_aggregates": "projectId pathKey day type bucketW bucketH part n firstSeq maxY cells depths",
+        "bucketW bucketH viewW rowCount points metaJson dataJson",
+        "heat_aggregates": "projectId pathKey day type bucketW bucketH viewW part n firstSeq maxY cells depths",
     }
     for collection, names in fields.items():
         assert set(db[collection].find_one({}, {"_id": 0}) or {}) == set(names.split()), collection

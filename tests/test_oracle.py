@@ -47,8 +47,12 @@ VIEWPORTS: list[tuple[int, int, str | None]] = [
     (1280, 720, "1280x720"),  # 1280x720
     (1280, 720, "1280x0"),  # invalid override -> 1300x700
     (1920, 1080, "wide"),  # invalid override -> 1900x1100
+    (1320, 760, None),  # 1300x800: a third exact width in band 1300
+    (1366, 768, None),  # 1400x800
+    (1440, 900, None),  # 1400x900: band 1400 holds two exact widths
 ]
-VIEWPORT_WEIGHTS = [3, 2, 4, 3, 2, 2, 1, 3, 2, 2, 1, 1]
+VIEWPORT_WEIGHTS = [3, 2, 4, 3, 2, 2, 1, 3, 2, 2, 1, 1, 2, 2, 2]
+ANCHORS = ["left", "center", "scale"]
 KINDS = ["click", "move", "scroll", "pageview", "custom", "input", "keyboard"]
 KIND_WEIGHTS = [36, 6, 14, 10, 8, 12, 6]
 RESOLUTIONS = [8, 16, 32, 64, 128, 256, 1024, 100, 37, 1000]
@@ -66,6 +70,7 @@ HEATMAP_META = (
     "bucket",
     "plottableTypes",
     "typeBreakdown",
+    "anchor",
 )
 EVENT_FIELDS = ("id", "eventId", "sessionId", "type", "ts", "path", "selector", "x", "y", "scrollDepth", "data")
 
@@ -323,6 +328,8 @@ def test_heatmap_matches_oracle(client: FlaskClient, scenario: Scenario) -> None
             params["viewportBucket"] = rng.choice(BUCKET_PARAMS)
         if rng.random() < 0.5:
             params["viewports"] = rng.choice(["width", "all"])
+        if rng.random() < 0.7:
+            params["anchor"] = rng.choice(ANCHORS)
         queries.append(params)
     for path, start, end in scenario.tie_windows:
         for kind in (None, "all"):
@@ -347,6 +354,7 @@ def test_heatmap_matches_oracle(client: FlaskClient, scenario: Scenario) -> None
             resolution=params["resolution"],
             viewport_bucket=params.get("viewportBucket"),
             viewports=params.get("viewports", "width"),
+            anchor=params.get("anchor", "left"),
         )
         diffs = heatmap_diff(got, want)
         if diffs:
@@ -384,6 +392,9 @@ def test_heatmap_matches_oracle_after_compaction(client: FlaskClient, scenario: 
             params["path"] = rng.choice(PATHS)
         params["type"] = rng.choice(["all", "click", "move", "scroll"])
         params["resolution"] = rng.choice([8, 16, 32, 64, 128, 100])
+        params["anchor"] = rng.choice(ANCHORS)
+        if rng.random() < 0.3:
+            params["viewports"] = "all"
         queries.append(params)
     failures: list[str] = []
     for params in queries:
@@ -397,7 +408,8 @@ def test_heatmap_matches_oracle_after_compaction(client: FlaskClient, scenario: 
             type=params.get("type"),
             resolution=params["resolution"],
             viewport_bucket=None,
-            viewports="width",
+            viewports=params.get("viewports", "width"),
+            anchor=params["anchor"],
         )
         diffs = heatmap_diff(got, want)
         if diffs:
@@ -537,8 +549,11 @@ def test_oracle_by_hand() -> None:
         ("m", 1, 1007, 3, 4, (1200, 800)),
         ("b", 0, 1_795_672_217_000, 10, 10, (390, 844)),
     ]
-    # One click each in 1300x700 and 390x844: a tie, won by the row stored first.
+    assert [r.view_w for r in rows] == [1250, 1200, 1200, 390]
+    # One click each in 1300x700 and 390x844: a tie, won by the row stored first; the frame is its
+    # exact width, 1250 (not the bucket's 1300).
     body = oracle.heatmap(rows, ts_to=2 * 10**12, resolution=13)
     assert body["meta"]["bucket"] == "1300x700" and body["meta"]["otherViewports"] == {"390": 1}
-    assert body["points"] == [{"x": 150, "y": 50, "value": 1}]  # side 100: cell (1, 0)
+    assert body["meta"]["viewport"] == {"w": 1250, "h": 700}
+    assert body["points"] == [{"x": 144, "y": 48, "value": 1}]  # side 1250 / 13: cell (1, 0)
     assert oracle.session_event_counts(rows) == {"s-1": 4}

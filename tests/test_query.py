@@ -90,6 +90,32 @@ def test_heatmap_falls_back_to_all_only_without_type(client: FlaskClient) -> Non
     assert explicit["viewport"] == {"w": 1280, "h": 720} and explicit["bucket"] == "1280x720"
 
 
+@pytest.mark.parametrize(
+    ("resolution", "frame", "placed"),
+    [
+        # side 1280 / 64 = 20 (the aggregates' cells re-binned): x 1000 of a 1320 px viewport is
+        # 1000 (left), 980 (center) or 969.7 (scale) on the 1280 px frame
+        (64, (10, 10), {"left": (1010, 10), "center": (990, 10), "scale": (970, 10)}),
+        # side 12.8 (raw rows)
+        (100, (6, 6), {"left": (1005, 6), "center": (979, 6), "scale": (966, 6)}),
+    ],
+)
+def test_heatmap_frame_is_the_exact_width_and_the_anchor_places_other_widths(
+    client: FlaskClient, resolution: int, frame: tuple[int, int], placed: dict[str, tuple[int, int]]
+) -> None:
+    project = ingest(client, event("click", x=0, y=0), event("click", x=3, y=2), w=1280, h=720)
+    ingest(client, event("click", x=1000, y=10, w=1320, h=720))  # bucket 1300x700 too
+    answers = {}
+    for anchor in ("left", "center", "scale"):
+        body = heatmap(client, project, resolution=resolution, anchor=anchor)
+        meta = body["meta"]
+        assert meta["bucket"] == "1300x700" and meta["viewport"] == {"w": 1280, "h": 700}  # the bucket's height
+        assert meta["anchor"] == anchor and meta["cell"]["w"] == 1280 / resolution
+        answers[anchor] = {(p["x"], p["y"]): p["value"] for p in body["points"]}
+        assert answers[anchor] == {frame: 2, placed[anchor]: 1}
+    assert heatmap(client, project)["meta"]["anchor"] == "left"
+
+
 def test_heatmap_bucket_choice(client: FlaskClient) -> None:
     project = ingest(
         client,
@@ -122,6 +148,8 @@ def test_heatmap_filters_path_and_time(client: FlaskClient) -> None:
         ({"resolution": "x"}, "invalid_query"),
         ({"type": "teleport"}, "invalid_query"),
         ({"viewportBucket": "big"}, "invalid_query"),
+        ({"anchor": "right"}, "invalid_query"),
+        ({"anchor": ""}, "invalid_query"),
         ({"from": "yesterday-ish"}, "invalid_from"),
         ({"to": "nope"}, "invalid_to"),
         ({"from": 5000, "to": 10}, "invalid_time_range"),

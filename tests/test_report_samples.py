@@ -54,12 +54,12 @@ def failures(client: FlaskClient, project: str, bodies: list[dict[str, Any]], se
                         frame = oracle.rage_heatmap(rows, **around, viewports=viewports)["meta"]
                     else:
                         frame = oracle.heatmap(rows, **around, type=kind, viewports=viewports)["meta"]
-                    width = frame["viewport"]["w"] if viewports == "width" else None
+                    width = oracle.band_width(frame) if viewports == "width" else None
                     want = {"sessions": oracle.band_sessions(rows, **around, width=width), "events": frame["total"]}
                     check(f"heatmap {bounds} {path} {viewports} {kind}", got["meta"]["sample"], want)
                 got = get(client, f"/api/projects/{project}/scrollmap", **bounds, **where, viewports=viewports)
                 frame = oracle.heatmap(rows, **around, type="all", viewports=viewports)["meta"]
-                width = frame["viewport"]["w"] if viewports == "width" else None
+                width = oracle.band_width(frame) if viewports == "width" else None
                 band = oracle.band_rows(rows, **around, width=width)
                 want = {"sessions": len({r.session_id for r in band}), "events": len(band)}
                 check(f"scrollmap {bounds} {path} {viewports}", got["meta"]["sample"], want)

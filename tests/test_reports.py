@@ -246,7 +246,17 @@ def test_sessions_newest_first_with_sdk_user_id(client: FlaskClient, project: st
 # Random data against the oracle: clicks in clusters so that bursts of every size happen.
 PAGES = ("/", "/pricing", "/pricing/team", "/docs")
 SELECTORS = ("#a", "#b", "button.c", "#d")
-VIEWS = [DESKTOP, MOBILE, {"w": 1280, "h": 720, "meta": {"viewportBucket": "1280x720"}}, {"w": 800, "h": 600}]
+VIEWS = [
+    DESKTOP,
+    MOBILE,
+    {"w": 1280, "h": 720, "meta": {"viewportBucket": "1280x720"}},
+    {"w": 800, "h": 600},
+    {"w": 1320, "h": 790},  # band 1300 (bucket 1300x800) again, another exact width: placed by the anchor
+    {"w": 1310, "h": 820},
+]
+
+
+ANCHORS = ("left", "center", "scale")
 
 
 def random_bodies(seed: int) -> list[dict[str, Any]]:
@@ -320,7 +330,7 @@ def test_reports_match_oracle(client: FlaskClient) -> None:
                         failures.append(f"elements {span} {path} {kind} {band}: {got} != {want}")
             hm_range = {"ts_from": lo or 0, "ts_to": hi or end + 1}
             hm_span = {"from": lo or 0, "to": hi or end + 1}
-            for viewports in ("width", "all"):
+            for viewports, anchor in zip(("width", "all") * 3, ANCHORS * 2, strict=True):
                 got = get(
                     client,
                     f"/api/projects/{project}/heatmap",
@@ -329,13 +339,16 @@ def test_reports_match_oracle(client: FlaskClient) -> None:
                     type="rageclick",
                     viewports=viewports,
                     resolution=64,
+                    anchor=anchor,
                 )
-                want = oracle.rage_heatmap(rows, path=path, **hm_range, viewports=viewports, resolution=64)
+                want = oracle.rage_heatmap(
+                    rows, path=path, **hm_range, viewports=viewports, resolution=64, anchor=anchor
+                )
                 if got["points"] != want["points"] or any(
                     got["meta"][k] != want["meta"][k]
-                    for k in ("total", "plotted", "viewport", "otherViewports", "renderHeight")
+                    for k in ("total", "plotted", "viewport", "otherViewports", "renderHeight", "anchor")
                 ):
-                    failures.append(f"rage heatmap {span} {path} {viewports}: {got} != {want}")
+                    failures.append(f"rage heatmap {span} {path} {viewports} {anchor}: {got} != {want}")
                 got = get(client, f"/api/projects/{project}/scrollmap", **hm_span, **where, viewports=viewports)
                 want = oracle.scrollmap(rows, path=path, **hm_range, viewports=viewports)
                 if (

@@ -71,7 +71,7 @@ def test_repository_returns_plain_values(app: Flask, client: FlaskClient) -> Non
         lambda reader: (
             reader.scan(Scan(flt, None), None, 100),
             reader.aggregates(project, None, (0, 10**9)),
-            reader.aggregates(project, None, (0, 10**9), blobs=(("click", "move", "scroll"), 1200)),
+            reader.aggregates(project, None, (0, 10**9), blobs=(("click", "move", "scroll"), 1200, 1200)),
             reader.max_span(project),
         )
     )

@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from ..signals import Signal, SignalRules
 
 T = TypeVar("T")
-AggregateKeyDay = tuple[str, int, int, str, int, int]  # (project_id, path_key, day, type, bucket_w, bucket_h)
-Blobs = tuple[tuple[str, ...], int]  # (types, bucket_w): the aggregate pieces to read with their cells
+# (project_id, path_key, day, type, bucket_w, bucket_h, view_w)
+AggregateKeyDay = tuple[str, int, int, str, int, int, int]
+# (types, bucket_w, view_w): the aggregate pieces to read with their cells (None: of every width)
+Blobs = tuple[tuple[str, ...], int | None, int | None]
 
 
 LAYOUT = 2
@@ -82,6 +84,7 @@ class EventRow(NamedTuple):
     scroll_depth: int | None
     bucket_w: int
     bucket_h: int
+    view_w: int  # the exact viewport width (rounded), where bucket_w is its 100 px bucket
     row_count: int  # rows this event answers as: its points for a move, else 1
     points: str | None  # a move's points: JSON [dt, x, y, dt, x, y, ...] in point order, dt = ts offset
     meta_json: str
@@ -107,7 +110,8 @@ ROW_FIELDS = STORED_FIELDS[: -len(LOCATION_FIELDS)]  # what ingest stores per ev
 
 
 class AggregateRow(NamedTuple):
-    """One piece of a heatmap aggregate: what some rows of one day, path, type and bucket add up to.
+    """One piece of a heatmap aggregate: what some rows of one day, path, type, bucket and exact
+    viewport width add up to (cells binned on ``view_w``).
 
     Several pieces may exist for one key (one per ingested batch until compacted); they are summed.
     """
@@ -117,6 +121,7 @@ class AggregateRow(NamedTuple):
     type: str
     bucket_w: int
     bucket_h: int
+    view_w: int
     part: int
     n: int
     first_seq: int | None
@@ -210,6 +215,7 @@ class EventFilter:
     ts_from: int | None = None
     ts_to: int | None = None
     types: tuple[str, ...] | None = None
+    other_width: int | None = None  # only rows whose exact viewport width (view_w) is not this
     paths: tuple[str, ...] | None = None
 
     @property
@@ -277,6 +283,7 @@ class AggregateKey(NamedTuple):
     type: str
     bucket_w: int
     bucket_h: int
+    view_w: int
     day: int
 
 
@@ -417,8 +424,9 @@ class Reader(ABC):
         self, project_id: str, path: PathSet, days: tuple[int, int], *, blobs: Blobs | None = None
     ) -> list[AggregateRow]:
         """Aggregate pieces of the days ``days[0]..days[1]`` (of ``path``: one path, any of several, or
-        every path for ``None``); with ``blobs=(types, bucket_w)`` only the
-        pieces of those types and width, with their cells and depths (else without them)."""
+        every path for ``None``); with ``blobs=(types, bucket_w, view_w)`` only the pieces of those
+        types, bucket width and exact width (``None``: any), with their cells and depths (else without
+        them)."""
 
     @abstractmethod
     def path_totals(self, project_id: str, ts_from: int | None, ts_to: int | None) -> list[PathTotal]:

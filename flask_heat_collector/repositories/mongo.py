@@ -44,7 +44,7 @@ from ..aggregates import (
     rollup,
 )
 from ..errors import ConfigurationError, RetiredProjectKey, StorageUnavailable, UnknownProject
-from ..ingest import move_stamps, move_tail, pack_points, path_key
+from ..ingest import move_stamps, move_tail, pack_points, path_key, view_width
 from ..log import log
 from ..rageclicks import DEFAULT_RULE
 from ..report_pieces import ALL_WIDTHS
@@ -82,9 +82,9 @@ INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     ("events", ("projectId", "sessionId", "ts", "seq"), False, "ix_events_session_ts_seq"),
     (
         "heat_aggregates",
-        ("projectId", "pathKey", "day", "type", "bucketW", "bucketH", "part"),
+        ("projectId", "pathKey", "day", "type", "bucketW", "bucketH", "viewW", "part"),
         True,
-        "uq_heat_aggregates_key",
+        "uq_heat_aggregates_key_w",
     ),
     ("heat_aggregates", ("projectId", "day"), False, "ix_heat_aggregates_day"),
     ("heat_aggregates", ("projectId", "part"), False, "ix_heat_aggregates_fresh"),
@@ -103,8 +103,10 @@ _CHUNK = 5000
 _LOCK_SECONDS = 60.0  # a compaction lock older than this belongs to a process that died
 # Stored in heat_long_moves once migrate() filled it from the stored moves (no project has id "").
 _LONG_MOVES_FILLED = {"projectId": "", "day": -1, "eventId": ""}
-_AGGREGATE_KEY = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH")
-_MONTH_KEY = ("projectId", "pathKey", "type", "bucketW", "bucketH")
+_AGGREGATE_KEY = ("projectId", "pathKey", "day", "type", "bucketW", "bucketH", "viewW")
+_MONTH_KEY = ("projectId", "pathKey", "type", "bucketW", "bucketH", "viewW")
+# The data migration that keyed the aggregates by the exact viewport width (events' viewW filled).
+_BY_VIEW_WIDTH = "aggregates-by-view-width"
 
 
 def _now_ms() -> int:
@@ -185,6 +187,7 @@ def _empty_month(key: Doc, code: int) -> base.AggregateRow:
         str(key["type"]),
         int(key["bucketW"]),
         int(key["bucketH"]),
+        int(key["viewW"]),
         ROLLED - fresh_part(),
         0,
         None,
@@ -241,6 +244,8 @@ def _match(flt: base.EventFilter) -> Doc:
     match: Doc = {"projectId": flt.project_id, **mongo_reports.path_match(flt.path_set)}
     if flt.types is not None:
         match["type"] = flt.types[0] if len(flt.types) == 1 else {"$in": list(flt.types)}
+    if flt.other_width is not None:
+        match["viewW"] = {"$ne": flt.other_width}
     return match
 
 
@@ -332,10 +337,12 @@ class MongoRepository(base.Repository):
                     if not _is_unauthorized(exc):
                         raise
                     refused.append(f"{collection}.{name}")
-            try:  # superseded: every index leads with the project
-                self._coll("sessions").drop_index("ix_sessions_id")
-            except OperationFailure:
-                pass  # not there (or not ours to drop)
+            superseded_indexes = (("sessions", "ix_sessions_id"), ("heat_aggregates", "uq_heat_aggregates_key"))
+            for collection, superseded in superseded_indexes:
+                try:  # every index leads with the project; aggregates are keyed by the exact width too
+                    self._coll(collection).drop_index(superseded)
+                except OperationFailure:
+                    pass  # not there (or not ours to drop)
             mongo_rage.migrate(self._coll)
             try:  # the first time: report data of the events stored so far (2: with all-band pieces)
                 self._coll(mongo_rage.MIGRATIONS).insert_one({"_id": "report-pieces-2"})
@@ -348,6 +355,17 @@ class MongoRepository(base.Repository):
                 self._move_legacy_events()
                 self._rebuild_aggregates()
                 self._coll(LEGACY_EVENTS).drop()
+            if self._coll(mongo_rage.MIGRATIONS).find_one({"_id": _BY_VIEW_WIDTH}) is None:
+                # Events stored before the exact viewport width was kept get it, and the aggregates
+                # are made again keyed by it; marked done afterwards, so a stop halfway is done again.
+                self._fill_view_widths()
+                if not moved:
+                    self._rebuild_aggregates()
+                    added.append("heatmap aggregates by exact viewport width")
+                try:
+                    self._coll(mongo_rage.MIGRATIONS).insert_one({"_id": _BY_VIEW_WIDTH})
+                except DuplicateKeyError:
+                    pass
             # A database of the layout before the long-move index: fill it once, then mark it filled.
             if self._coll("heat_long_moves").find_one(_LONG_MOVES_FILLED, {"_id": 1}) is None:
                 self._index_long_moves_of({"span": {"$gt": base.LONG_MOVE_MS}})
@@ -365,6 +383,20 @@ class MongoRepository(base.Repository):
             return base.Migration("collection", known=False, from_layout=1 if moved else None)
         new = not present & set(wanted)
         return base.Migration("collection", new, created, tuple(added), 1 if moved else None)
+
+    def _fill_view_widths(self) -> None:
+        """Set ``viewW`` of the events without one from the ``viewport.w`` of their meta JSON."""
+        events = self._coll("events")
+        lacking = {"$or": [{"viewW": {"$exists": False}}, {"viewW": None}]}
+        while True:
+            docs = list(events.find(lacking, {"_id": 1, "metaJson": 1, "bucketW": 1}, limit=_CHUNK))
+            if not docs:
+                return
+            ops = [
+                UpdateOne({"_id": d["_id"]}, {"$set": {"viewW": view_width(d.get("metaJson"), int(d["bucketW"]))}})
+                for d in docs
+            ]
+            events.bulk_write(ops, ordered=False)
 
     def _index_long_moves_of(self, match: Doc) -> None:
         """Add the long-move index entries of the stored events matching ``match``."""
@@ -425,6 +457,7 @@ class MongoRepository(base.Repository):
                 y=None if move else first.get("y"),
                 bucketW=first["bucketW"],
                 bucketH=first["bucketH"],
+                viewW=view_width(first.get("metaJson"), int(first["bucketW"])),
                 rowCount=len(group) if move else 1,
                 points=points,
                 metaJson=first["metaJson"],
@@ -1048,13 +1081,13 @@ class MongoRepository(base.Repository):
         doc = self._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})
         max_span = int((doc or {}).get("maxSpan") or 0)
         keys = {
-            (path_key(r.path), r.type, r.bucket_w, r.bucket_h, day)
+            (path_key(r.path), r.type, r.bucket_w, r.bucket_h, r.view_w, day)
             for r in rows
             for day in range(day_of(r.ts), day_of(r.ts + r.span) + 1)
         }
-        for pkey, kind, bw, bh, day in sorted(keys):
-            self._rebuild_key_day(project_id, max_span, pkey, kind, bw, bh, day)
-        report_keys = {(pkey, day, width) for pkey, _, bw, _, day in keys for width in (bw, ALL_WIDTHS)}
+        for pkey, kind, bw, bh, vw, day in sorted(keys):
+            self._rebuild_key_day(project_id, max_span, pkey, kind, (bw, bh, vw), day)
+        report_keys = {(pkey, day, width) for pkey, _, bw, _, _, day in keys for width in (bw, ALL_WIDTHS)}
         for report_key in sorted(report_keys):
             self._rebuild_report_day(project_id, max_span, report_key)
         removed: dict[str, int] = {}
@@ -1102,9 +1135,12 @@ class MongoRepository(base.Repository):
             self._coll("heat_locks").delete_one(lock)
 
     def _rebuild_key_day(
-        self, project_id: str, max_span: int, pkey: int, kind: str, bw: int, bh: int, day: int
+        self, project_id: str, max_span: int, pkey: int, kind: str, widths: tuple[int, int, int], day: int
     ) -> None:
-        key: Doc = {"projectId": project_id, "pathKey": pkey, "day": day, "type": kind, "bucketW": bw, "bucketH": bh}
+        """Replace the pieces of one key-day (``widths``: bucket width and height, exact width)."""
+        bw, bh, vw = widths
+        same: Doc = {"projectId": project_id, "pathKey": pkey, "type": kind, "bucketW": bw, "bucketH": bh, "viewW": vw}
+        key: Doc = {**same, "day": day}
         deadline = time.monotonic() + _LOCK_SECONDS + 10
         while (lock := self._lock_key(key)) is None:  # a compaction of this key: wait for it
             if time.monotonic() > deadline:
@@ -1119,7 +1155,7 @@ class MongoRepository(base.Repository):
             # deleted, by _id: a piece stored after that read is never lost.
             read = [(d["_id"], int(d["part"])) for d in aggregates.find(key, {"_id": 1, "part": 1})]
             start = day * DAY_MS
-            match: Doc = {"projectId": project_id, "pathKey": pkey, "type": kind, "bucketW": bw, "bucketH": bh}
+            match = same
             low = start - min(max_span, base.LONG_MOVE_MS)
             docs = list(self._coll("events").find({**match, "ts": {"$gte": low, "$lt": start + DAY_MS}}))
             if max_span > base.LONG_MOVE_MS:  # and the long moves reaching into the day from before
@@ -1129,9 +1165,9 @@ class MongoRepository(base.Repository):
             found = mongo_outbox.without_pending(outboxes, [(d, _stored(d)) for d in docs])
             held = {int(o["part"]) for o in outboxes}
             ids = [i for i, part in read if part not in held]
-            stats = rollup(found, ts_range=(start, start + DAY_MS - 1)).get((day, kind, bw, bh))
+            stats = rollup(found, ts_range=(start, start + DAY_MS - 1)).get((day, kind, bw, bh, vw))
             merged = (
-                merge_pieces(pieces(pkey, {(day, kind, bw, bh): stats}, 0)) if stats is not None and stats.n else []
+                merge_pieces(pieces(pkey, {(day, kind, bw, bh, vw): stats}, 0)) if stats is not None and stats.n else []
             )
             new = [{**_piece_doc(piece, project_id), "replaces": ids} for piece in merged]
             if new:
@@ -1439,7 +1475,10 @@ class _MongoReader(base.Reader):
             projection.update(cells=0, depths=0)
         else:
             match["type"] = {"$in": list(blobs[0])}
-            match["bucketW"] = blobs[1]
+            if blobs[1] is not None:
+                match["bucketW"] = blobs[1]
+            if blobs[2] is not None:
+                match["viewW"] = blobs[2]
         docs = list(self.repo._coll("heat_aggregates").find(match, projection or None))
         # Pieces named by a merged piece's "replaces" are being (or were to be) deleted: not counted.
         replaced = {r for doc in docs for name in ("replaces", "covers") for r in doc.get(name) or ()}

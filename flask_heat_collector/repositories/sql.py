@@ -78,8 +78,8 @@ _HEAVY = ("path", "selector", *_JSON_FIELDS)
 _LIGHT_COLUMNS = [sa.null() if name in _HEAVY else events.c[name] for name in base.STORED_FIELDS]
 _TEXT_COLUMNS = [sa.null() if name in _JSON_FIELDS else events.c[name] for name in base.STORED_FIELDS]
 _COUNT_COLUMNS = [sa.null() if name in (*_HEAVY, "points") else events.c[name] for name in base.STORED_FIELDS]
-_AGGREGATE_KEY = ("project_id", "path_key", "day", "type", "bucket_w", "bucket_h")
-_MONTH_KEY = ("project_id", "path_key", "type", "bucket_w", "bucket_h")
+_AGGREGATE_KEY = ("project_id", "path_key", "day", "type", "bucket_w", "bucket_h", "view_w")
+_MONTH_KEY = ("project_id", "path_key", "type", "bucket_w", "bucket_h", "view_w")
 
 
 def _inside(ts_from: int | None, ts_to: int | None) -> list[Any]:
@@ -554,7 +554,7 @@ class SqlRepository(base.Repository):
                 conn.execute(sa.insert(heat_aggregates), [dict(piece._asdict(), project_id=key[0]) for piece in new])
 
     def _roll_months(self, conn: Connection, rolls: list[tuple[Any, ...]]) -> None:
-        """Roll each ``(project, path_key, type, bucket_w, bucket_h, first day)`` key-month (roll_month)."""
+        """Roll each ``(project, path_key, type, bucket_w, bucket_h, view_w, first day)`` key-month (roll_month)."""
         t = heat_aggregates.c
         for *key, first in rolls:
             match = [t[name] == value for name, value in zip(_MONTH_KEY, key, strict=True)]
@@ -850,6 +850,8 @@ class _SqlReader(base.Reader):
         clauses += path_clauses(events, flt.path_set)
         if flt.types is not None:
             clauses.append(events.c.type == flt.types[0] if len(flt.types) == 1 else events.c.type.in_(flt.types))
+        if flt.other_width is not None:
+            clauses.append(events.c.view_w != flt.other_width)
         if ts_low is not None:
             clauses.append(events.c.ts >= ts_low)
         if flt.ts_to is not None:
@@ -892,12 +894,16 @@ class _SqlReader(base.Reader):
             spans.append(sa.and_(t.day >= months[0], t.day <= months[1], t.part > ROLLED))
             spans.append(sa.and_(t.day >= month_code(months[0]), t.day <= month_code(months[1])))
         stmt = sa.select(
-            t.path_key, t.day, t.type, t.bucket_w, t.bucket_h, t.part, t.n, t.first_seq, t.max_y, *wanted
+            t.path_key, t.day, t.type, t.bucket_w, t.bucket_h, t.view_w, t.part, t.n, t.first_seq, t.max_y, *wanted
         ).where(t.project_id == project_id, sa.or_(*spans))
         stmt = stmt.where(*path_clauses(heat_aggregates, path, exact=False))
         if blobs is not None:
-            types, width = blobs
-            stmt = stmt.where(t.type.in_(types), t.bucket_w == width)
+            types, width, view_w = blobs
+            stmt = stmt.where(t.type.in_(types))
+            if width is not None:
+                stmt = stmt.where(t.bucket_w == width)
+            if view_w is not None:
+                stmt = stmt.where(t.view_w == view_w)
         return [
             base.AggregateRow(
                 int(r[0]),
@@ -907,10 +913,11 @@ class _SqlReader(base.Reader):
                 int(r[4]),
                 int(r[5]),
                 int(r[6]),
-                None if r[7] is None else int(r[7]),
+                int(r[7]),
                 None if r[8] is None else int(r[8]),
-                r[9],
+                None if r[9] is None else int(r[9]),
                 r[10],
+                r[11],
             )
             for r in self.conn.execute(stmt)
         ]

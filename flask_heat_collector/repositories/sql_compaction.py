@@ -15,15 +15,17 @@ from sqlalchemy.engine import Connection
 from ..aggregates import MONTH_BASE, ROLLED, month_code, month_of
 from .sql_schema import heat_aggregates
 
+_KEY = ("path_key", "type", "bucket_w", "bucket_h", "view_w")
+
 
 def unroll_month(conn: Connection, project_id: str, day: int, *key: Any) -> int:
     """Drop the month pieces of the month holding ``day`` (of one ``(path_key, type, bucket_w,
-    bucket_h)`` key when given, else of every key) and mark its rolled day pieces not rolled; the
+    bucket_h, view_w)`` key when given, else of every key) and mark its rolled day pieces not rolled; the
     month pieces dropped."""
     t = heat_aggregates.c
     first, last = month_of(day)
     match = [t.project_id == project_id]
-    match += [t[name] == value for name, value in zip(("path_key", "type", "bucket_w", "bucket_h"), key, strict=False)]
+    match += [t[name] == value for name, value in zip(_KEY, key, strict=False)]
     gone = conn.execute(sa.delete(heat_aggregates).where(*match, t.day == month_code(first))).rowcount
     conn.execute(
         sa.update(heat_aggregates)

@@ -26,7 +26,7 @@ from .sql_schema import ROLLUP_FIELDS, events, heat_aggregates, heat_report_piec
 
 CHUNK = 1000
 _SCAN = 5000
-_PIECE_KEY = ("path_key", "type", "bucket_w", "bucket_h", "day")
+_PIECE_KEY = ("path_key", "type", "bucket_w", "bucket_h", "view_w", "day")
 _EXTERNAL_ID_LENGTH = cast(sa.String, users.c.external_id.type).length or 0
 
 
@@ -150,7 +150,8 @@ def touched(rows: list[Any]) -> set[AggregateKey]:
     keys: set[AggregateKey] = set()
     for row in rows:
         for day in range(day_of(int(row.ts)), day_of(int(row.ts) + int(row.span)) + 1):
-            keys.add(AggregateKey(path_key(str(row.path)), str(row.type), int(row.bucket_w), int(row.bucket_h), day))
+            kind, bw, bh, vw = str(row.type), int(row.bucket_w), int(row.bucket_h), int(row.view_w)
+            keys.add(AggregateKey(path_key(str(row.path)), kind, bw, bh, vw, day))
     return keys
 
 
@@ -183,13 +184,15 @@ def rebuild_key_day(conn: Connection, st: IngestStatements, project_id: str, max
         events.c.type == key.type,
         events.c.bucket_w == key.bucket_w,
         events.c.bucket_h == key.bucket_h,
+        events.c.view_w == key.view_w,
     )
     stmt = sa.select(*ROLLUP_FIELDS).where(*same, events.c.ts >= low, events.c.ts < start + DAY_MS)
     rows = [EventRow(*r) for r in conn.execute(stmt)]
     if max_span > LONG_MOVE_MS:  # and the long moves reaching into the day from before
         stmt = sa.select(*ROLLUP_FIELDS).where(*same, crossing(project_id, low, start))
         rows += [EventRow(*r) for r in conn.execute(stmt)]
-    stats = rollup(rows, ts_range=(start, start + DAY_MS - 1)).get((key.day, key.type, key.bucket_w, key.bucket_h))
+    piece_key = (key.day, key.type, key.bucket_w, key.bucket_h, key.view_w)
+    stats = rollup(rows, ts_range=(start, start + DAY_MS - 1)).get(piece_key)
     match = [heat_aggregates.c.project_id == project_id] + [
         heat_aggregates.c[name] == value for name, value in zip(_PIECE_KEY, key, strict=True)
     ]
@@ -199,9 +202,9 @@ def rebuild_key_day(conn: Connection, st: IngestStatements, project_id: str, max
         if gone.rowcount != len(seen):
             raise PiecesChanged()
         if any(is_rolled(part) for part in seen):  # its month piece counted what was deleted
-            unroll_month(conn, project_id, key.day, key.path_key, key.type, key.bucket_w, key.bucket_h)
+            unroll_month(conn, project_id, key.day, key.path_key, key.type, key.bucket_w, key.bucket_h, key.view_w)
     if stats is not None and stats.n:
-        merged = merge_pieces(pieces(key.path_key, {(key.day, key.type, key.bucket_w, key.bucket_h): stats}, 0))
+        merged = merge_pieces(pieces(key.path_key, {piece_key: stats}, 0))
         executemany(conn, st.pieces_sql, st.pieces_params(project_id, merged))
 
 

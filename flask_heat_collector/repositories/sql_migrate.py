@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..aggregates import rebuild_pieces
-from ..ingest import pack_points, path_key
+from ..ingest import pack_points, path_key, view_width
 from ..report_pieces import ALL_WIDTHS
 from . import sql_rage, sql_reports
 from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, Migration
@@ -48,14 +48,19 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
     users_v1 = "users" in tables and inspector.get_pk_constraint("users")["constrained_columns"] == ["id"]
     if users_v1:
         _project_leading_users_key(conn)
+    # Aggregates made before they were keyed by the exact viewport width: made again (below), on
+    # a table keyed the new way.
+    by_bucket = heat_aggregates.name in tables and "view_w" not in _columns(inspector, heat_aggregates.name)
+    widthless = "events" in tables and "view_w" not in _columns(inspector, "events")
+    if by_bucket:
+        conn.exec_driver_sql(f"DROP TABLE {heat_aggregates.name}")
     metadata.create_all(conn, checkfirst=True)
     if "events" in tables and ("heat_rage_pending" not in tables or "heat_signals" not in tables):
         # rage clicks and signals are decided from now on
         sql_rage.mark_all(conn)
-    if "events" in tables and ("heat_report_pieces" not in tables or _lacks_all_widths(conn)):
-        # report data of the events stored so far (again if made before the all-band pieces)
-        for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
-            sql_reports.rebuild_all(conn, project_id, _project_rows(conn, project_id, json=True))
+    # report data of the events stored so far (again if made before the all-band pieces), once the
+    # events have every column
+    reports = "events" in tables and ("heat_report_pieces" not in tables or _lacks_all_widths(conn))
     if users_v1 and conn.dialect.name == "sqlite":
         old = {c["name"] for c in sa.inspect(conn).get_columns("users_v1")}  # columns added since are new
         names = ", ".join(c.name for c in users.columns if c.name in old)
@@ -81,14 +86,52 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
                 added.append(f"index {index.name}")
     if conn.dialect.name == "mysql":
         _no_pad_collation(conn)
+    if widthless:  # (checked once, when the column is added: the scan reads every event)
+        _fill_view_widths(conn)
     if LEGACY_EVENTS in tables:
         _move_legacy_events(conn, st)
         rebuild_aggregates(conn, st)
         conn.exec_driver_sql(f"DROP TABLE {LEGACY_EVENTS}")
+    elif by_bucket:
+        rebuild_aggregates(conn, st)  # the report data too
+        added.append("heatmap aggregates by exact viewport width")
+    elif reports:
+        for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
+            sql_reports.rebuild_all(conn, project_id, _project_rows(conn, project_id, json=True))
     if long_moves.name not in tables:  # a database of the layout before the long-move index
         _index_long_moves(conn, st)
     legacy = LEGACY_EVENTS in tables or users_v1
     return Migration(new=not before, created=created, added=tuple(added), from_layout=1 if legacy else None)
+
+
+def _columns(inspector: Any, table: str) -> set[str]:
+    return {c["name"] for c in inspector.get_columns(table)}
+
+
+def _fill_view_widths(conn: Connection) -> None:
+    """Give the events stored before the exact viewport width was kept their ``view_w``, from the
+    ``viewport.w`` of their meta JSON (rounded as ingest rounds it)."""
+    t = events.c
+    update = (
+        sa.update(events)
+        .where(
+            t.project_id == sa.bindparam("p"),
+            t.ts == sa.bindparam("t"),
+            t.seq == sa.bindparam("s"),
+            t.event_id == sa.bindparam("e"),
+        )
+        .values(view_w=sa.bindparam("w"))
+    )
+    while True:
+        stmt = sa.select(t.project_id, t.ts, t.seq, t.event_id, t.meta_json, t.bucket_w).where(t.view_w.is_(None))
+        chunk = conn.execute(stmt.limit(_CHUNK)).all()
+        if not chunk:
+            return
+        params = [
+            {"p": r.project_id, "t": r.ts, "s": r.seq, "e": r.event_id, "w": view_width(r.meta_json, int(r.bucket_w))}
+            for r in chunk
+        ]
+        conn.execute(update, params)
 
 
 def _lacks_all_widths(conn: Connection) -> bool:
@@ -199,6 +242,7 @@ def _event_row(group: list[Any]) -> EventRow:
         scroll_depth=first.scroll_depth,
         bucket_w=int(first.bucket_w),
         bucket_h=int(first.bucket_h),
+        view_w=view_width(first.meta_json, int(first.bucket_w)),
         row_count=len(group) if first.type == "move" else 1,
         points=points,
         meta_json=first.meta_json,

@@ -122,6 +122,9 @@ events = _table(
     sa.Column("scroll_depth", sa.Integer),
     sa.Column("bucket_w", sa.Integer, nullable=False),
     sa.Column("bucket_h", sa.Integer, nullable=False),
+    # The exact viewport width (bucket_w is its 100 px bucket): the heatmap's frame. Nullable only so
+    # migrate() can add it to a table with rows, then fill it from meta_json.
+    sa.Column("view_w", sa.Integer),
     sa.Column("row_count", sa.Integer, nullable=False),
     sa.Column("points", _Json),
     sa.Column("meta_json", _Json, nullable=False),
@@ -136,7 +139,8 @@ events = _table(
     sa.Index("ix_events_session_ts_seq", "project_id", "session_id", "ts", "seq"),
 )
 
-# Pieces of the heatmap aggregates (aggregates.py): one per batch and key until compacted.
+# Pieces of the heatmap aggregates (aggregates.py): one per batch and key until compacted; keyed by
+# the exact viewport width too (its cells are binned on it).
 heat_aggregates = _table(
     "heat_aggregates",
     sa.Column("project_id", _Uuid, primary_key=True),
@@ -145,6 +149,7 @@ heat_aggregates = _table(
     sa.Column("type", sa.String(16), primary_key=True),
     sa.Column("bucket_w", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("bucket_h", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("view_w", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("part", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("n", sa.BigInteger, nullable=False),
     sa.Column("first_seq", sa.BigInteger),

@@ -171,6 +171,7 @@ def heatmap(project_id: str) -> Response:
         viewport_bucket=query.get("viewportBucket"),
         viewports=query["viewports"],
         viewport_width=query.get("viewportWidth"),
+        anchor=query["anchor"],
     )
     meta = result.meta
     _report_meta(meta, project_id)

@@ -384,8 +384,9 @@ def test_sessions_newest_first_and_one_session(shop: Shop, page: Any) -> None:
     page.goto(shop.viewer())
     settled(page)
     users = page.locator("#sessions tbody tr td:first-child").all_inner_texts()
-    assert users == ["anonymous", "carol", "bob", "alice", "erin"]
-    assert page.get_attribute("#sessions tbody tr:nth-child(4)", "data-session-id") == "s-alice"
+    # The map's slice: the sessions that visited "/" (the anonymous visitor only saw /pricing).
+    assert users == ["carol", "bob", "alice", "erin"]
+    assert page.get_attribute("#sessions tbody tr:nth-child(3)", "data-session-id") == "s-alice"
     assert page.is_disabled("#sessions-next") and page.is_disabled("#sessions-prev")
 
     page.click("#sessions tbody tr[data-session-id='s-alice']")
@@ -418,9 +419,11 @@ def test_device_band_changes_the_frame_width(shop: Shop, page: Any) -> None:
     page.goto(shop.viewer())
     settled(page)
     page.select_option("#band", "mobile")
-    page.wait_for_function("() => document.body.dataset.frameWidth === '400'")
+    # carol's phone was 390 px wide (bucket 400x800): the frame is the width she had
+    page.wait_for_function("() => document.body.dataset.frameWidth === '390'")
     settled(page)
-    assert page.evaluate("document.getElementById('page-frame').offsetWidth") == 400
+    assert page.evaluate("document.getElementById('page-frame').offsetWidth") == 390
+    assert page.get_attribute("body", "data-band-width") == "400"
     assert "3 of 15 events plotted" in page.inner_text("#status")
     assert "band=mobile" in page.url
     shot(page, "viewer-mobile.png")
@@ -448,8 +451,8 @@ def test_address_keeps_the_view_but_never_the_key(shop: Shop, page: Any) -> None
         assert part in page.url, (part, page.url)
     assert QUERY_KEY not in page.url
     assert page.evaluate("sessionStorage.getItem('flask-heat-collector:viewer-key')") == QUERY_KEY
-    # erin's older session is out of the range.
-    assert page.locator("#sessions tbody tr").count() == 4
+    # erin's older session is out of the range (and the anonymous one never visited "/").
+    assert page.locator("#sessions tbody tr").count() == 3
 
     page.reload()
     settled(page, "scroll")
@@ -547,7 +550,7 @@ def test_export_png_with_the_page(shop: Shop, page: Any, browser: Any) -> None:
     assert blank[:3] == [255, 255, 255]
     # The caption band below the page: what the picture shows, and the legend with its unit.
     assert page.get_attribute("body", "data-export-caption") == (
-        "/ · clicks map · all widths · 1200 px wide\n"
+        "/ · clicks map · all widths · 1200 px wide · anchored left\n"
         "2026-11-20 to 2026-12-31 (UTC) · based on 3 sessions (small sample)"
     )
     caption = _band_pixels(browser, data, height, CAPTION_HEIGHT)

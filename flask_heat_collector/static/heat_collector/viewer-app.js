@@ -49,7 +49,12 @@
     desktop: { min: 1280, max: Infinity, label: "desktop (≥ 1,280 px)", fallback: 1300 },
   };
   // The choices kept in the address, with their defaults (a default is left out of the address).
-  const DEFAULTS = { path: "", type: "click", band: "all", from: "", to: "", resolution: "128", view: "heatmap", session: "", signal: "" };
+  const DEFAULTS = {
+    path: "", type: "click", band: "all", from: "", to: "", resolution: "128", view: "heatmap", session: "", signal: "", anchor: "auto",
+  };
+  // How the heatmap places rows of another exact width than the frame's (SPEC 4, 1b); on a tie, auto
+  // keeps the first.
+  const ANCHORS = ["left", "center", "scale"];
 
   const apiBase = document.body.dataset.apiBase;
   const pageBase = document.body.dataset.pageBase || "";
@@ -257,7 +262,7 @@
     // An older address's type=scroll is the scroll reach view.
     if (state.type === "scroll") [state.type, state.view] = [DEFAULTS.type, "scroll"];
     // A value the controls do not offer (an edited address) falls back to the default.
-    for (const name of ["type", "band", "resolution"]) {
+    for (const name of ["type", "band", "resolution", "anchor"]) {
       $(name).value = state[name];
       if ($(name).value !== state[name]) $(name).value = state[name] = DEFAULTS[name];
     }
@@ -290,7 +295,7 @@
   /** The controls into `state`; `source` is the control that changed ("type" or "view" decide the view). */
   function readControls(source) {
     state.path = $("path").value.trim();
-    for (const name of ["band", "resolution"]) state[name] = $(name).value;
+    for (const name of ["band", "resolution", "anchor"]) state[name] = $(name).value;
     for (const name of ["from", "to"]) {
       const value = $(name).value.trim();
       const valid = value === "" || (DATE.test(value) && !Number.isNaN(Date.parse(`${value}T00:00:00Z`)));
@@ -421,10 +426,17 @@
 
   // -- device bands ----------------------------------------------------------------------------
 
-  /** Rows per bucket width in an answer's meta: the framed width's and `otherViewports`. */
+  /** The width of an answer's chosen bucket (its band); the frame, meta.viewport.w, is the exact
+   * width visitors had (1280 in bucket 1300x800), which may differ. */
+  function bucketOf(meta) {
+    const found = /^(\d{1,6})x\d{1,6}$/.exec(meta.bucket || "");
+    return found && Number(found[1]) ? Number(found[1]) : meta.viewport.w;
+  }
+
+  /** Rows per bucket width in an answer's meta: the framed bucket's and `otherViewports`. */
   function widthCounts(meta, framedCount) {
     const counts = new Map();
-    if (framedCount > 0) counts.set(meta.viewport.w, framedCount);
+    if (framedCount > 0) counts.set(bucketOf(meta), framedCount);
     for (const [width, count] of Object.entries(meta.otherViewports || {})) {
       if (count > 0) counts.set(Number(width), (counts.get(Number(width)) || 0) + count);
     }
@@ -454,6 +466,7 @@
 
   async function renderHeatmap(gen) {
     const params = { path: state.path, type: state.type, resolution: state.resolution, ...range() };
+    if (state.anchor !== "auto") params.anchor = state.anchor;
     let heatmap = await api("/heatmap", params);
     let empty = "";
     if (state.band !== "all") {
@@ -466,23 +479,46 @@
           points: [],
           meta: { ...meta, viewport: { w: BANDS[state.band].fallback, h: 800 }, renderHeight: 800, plotted: 0, total: 0, otherViewports: {} },
         };
-      } else if (width !== meta.viewport.w) {
+      } else if (width !== bucketOf(meta)) {
         heatmap = await api("/heatmap", { ...params, viewportWidth: width });
       }
     }
     if (gen !== generation) return;
+    let anchoring = null;
+    if (!empty && heatmap.meta.plotted) {
+      // The page framed at the map's width first: the anchoring is tried on its elements.
+      const first = heatmapView(heatmap);
+      showView(first, first.height);
+      panelState("map", "loading", "Choosing the anchoring: where the clicks land on the page…");
+      anchoring = await chooseAnchor(heatmap.meta);
+      if (gen !== generation) return;
+      if (anchoring.anchor !== (heatmap.meta.anchor || "left")) {
+        heatmap = await api("/heatmap", { ...params, viewportWidth: bucketOf(heatmap.meta), anchor: anchoring.anchor });
+        if (gen !== generation) return;
+      }
+    }
+    showHeatmap(heatmap, empty, anchoring);
+  }
+
+  /** The board's view of a heatmap answer: framed at meta.viewport.w, the width visitors had (SPEC 4). */
+  function heatmapView(heatmap, muted) {
     const meta = heatmap.meta;
-    const muted = showLegend(meta, "heatmap");
     // The board is at least as tall as the canvas (the lowest spots reach below renderHeight).
     const height = Math.max(meta.renderHeight, HV.layout(heatmap).height);
-    showView({ kind: "heatmap", heatmap, width: meta.viewport.w, height, muted }, height);
+    return { kind: "heatmap", heatmap, width: meta.viewport.w, band: bucketOf(meta), anchor: meta.anchor || "left", height, muted };
+  }
+
+  function showHeatmap(heatmap, empty, anchoring) {
+    const meta = heatmap.meta;
+    const next = heatmapView(heatmap, showLegend(meta, "heatmap"));
+    showView(next, next.height);
     const others = Object.keys(meta.otherViewports || {}).length;
     // The frame is meta.viewport.w: the width visitors had (SPEC 4), whatever the bucket's label.
     const text = empty || `${meta.plotted} of ${meta.total} events plotted (${meta.resolvedType}), frame ${meta.viewport.w} px `
-      + `wide (viewport ${meta.viewport.w} × ${meta.viewport.h} px), ${heatmap.points.length} cells`
+      + `wide (the width visitors had, bucket ${meta.bucket || `${bucketOf(meta)}x${meta.viewport.h}`}), ${heatmap.points.length} cells`
       + (others ? `; ${others} other width${others === 1 ? "" : "s"} not drawn`
         + (state.band === "all" ? " (choose a device band)" : ` (other widths than ${meta.viewport.w} px)`) : "")
-      + (meta.warning ? `. ${meta.warning}` : ".") + sampleNote(meta);
+      + (meta.warning ? `. ${meta.warning}` : ".") + anchorNote(anchoring) + sampleNote(meta);
     if (!meta.total && !empty) {
       panelState("map", "empty", `No events in this slice (${state.path || "every path"}, `
         + `${state.band === "all" ? "all widths" : BANDS[state.band].label}, ${datesText()}): nothing to draw.`);
@@ -492,6 +528,101 @@
     $("cut-note").hidden = !cut;
     document.body.dataset.heatmapPoints = String(heatmap.points.length);
     document.body.dataset.frameWidth = String(meta.viewport.w);
+    document.body.dataset.bandWidth = String(bucketOf(meta));
+    document.body.dataset.anchor = next.anchor;
+    document.body.dataset.anchorHow = anchoring ? anchoring.how : "";
+  }
+
+  // -- anchoring -------------------------------------------------------------------------------
+
+  /** Where a click at `x` on a `width`-wide screen lands on a `frameWidth`-wide map (as the server places it). */
+  function placeX(x, width, frameWidth, anchor) {
+    if (anchor === "center") return x + (frameWidth - width) / 2;
+    if (anchor === "scale" && width > 0) return x * frameWidth / width;
+    return x;
+  }
+
+  /**
+   * How many of the band's clicks with a selector land inside their element's box on the framed
+   * page, for each anchoring: {inside: {left, center, scale}, total}. Clicks whose selector matches
+   * nothing on the page are not counted.
+   */
+  function countInside(doc, clicks, frameWidth, band) {
+    const win = doc.defaultView;
+    const boxes = new Map();  // selector -> box in page px, or null
+    const boxOf = (selector) => {
+      if (!boxes.has(selector)) {
+        let box = null;
+        try {
+          const element = doc.querySelector(selector);
+          const r = element ? element.getBoundingClientRect() : null;
+          if (r && r.width > 0 && r.height > 0) {
+            box = { left: r.left + win.scrollX, right: r.right + win.scrollX, top: r.top + win.scrollY, bottom: r.bottom + win.scrollY };
+          }
+        } catch (err) {
+          box = null;  // a selector this browser cannot parse
+        }
+        boxes.set(selector, box);
+      }
+      return boxes.get(selector);
+    };
+    const inside = { left: 0, center: 0, scale: 0 };
+    let total = 0;
+    for (const e of clicks) {
+      const viewport = viewportOf(e);
+      if (!e.selector || e.x === null || e.y === null || !viewport || bucketWidth(e) !== band) continue;
+      const box = boxOf(e.selector);
+      if (!box) continue;
+      total += 1;
+      for (const anchor of ANCHORS) {
+        const x = placeX(e.x, viewport.w, frameWidth, anchor);
+        if (x >= box.left && x <= box.right && e.y >= box.top && e.y <= box.bottom) inside[anchor] += 1;
+      }
+    }
+    return { inside, total };
+  }
+
+  /**
+   * The map's anchoring: the one chosen by hand, or (auto) the one that puts the most clicks with a
+   * selector inside their element on the framed page. Only a same-origin page can be looked into:
+   * otherwise auto is left. {anchor, how: "auto" | "manual" | "unchecked", scores, why}
+   */
+  async function chooseAnchor(meta) {
+    const frameState = await frame.settled();
+    const doc = frameState.status === "ready" ? frame.framedDocument() : null;
+    let scores = null;
+    let why = frameState.status === "cross-origin"
+      ? "the page is of another origin, so the clicks cannot be checked on it: choose the anchor by hand"
+      : "no page to check the clicks on";
+    if (doc) {
+      try {
+        scores = countInside(doc, await clicksOfPath(), meta.viewport.w, bucketOf(meta));
+        why = scores.total ? "" : "no click with a selector lands on an element of this page";
+      } catch (err) {
+        why = `the clicks could not be read: ${err.message}`;
+      }
+    }
+    if (state.anchor !== "auto") return { anchor: state.anchor, how: "manual", scores, why };
+    if (!scores || !scores.total) return { anchor: "left", how: "unchecked", scores, why };
+    const best = ANCHORS.reduce((a, b) => (scores.inside[b] > scores.inside[a] ? b : a));
+    return { anchor: best, how: "auto", scores, why };
+  }
+
+  /** " Anchored: center (auto: 12 of 12 clicks inside their element; left 6, scale 9)." */
+  function anchorNote(anchoring) {
+    document.body.dataset.anchorScores = anchoring && anchoring.scores ? JSON.stringify(anchoring.scores) : "";
+    if (!anchoring) return "";
+    const { anchor, how, scores, why } = anchoring;
+    let counts = "";
+    if (scores && scores.total) {
+      const others = ANCHORS.filter((a) => a !== anchor);
+      const same = others.every((a) => scores.inside[a] === scores.inside[anchor]);
+      counts = `${scores.inside[anchor]} of ${plural(scores.total, "click")} inside their element`
+        + (same ? ", whichever the anchoring" : `; ${others.map((a) => `${a} ${scores.inside[a]}`).join(", ")}`);
+    }
+    if (how === "auto") return ` Anchored: ${anchor} (auto: ${counts}).`;
+    if (how === "manual") return ` Anchored: ${anchor} (chosen by hand${counts ? `: ${counts}` : ""}).`;
+    return ` Anchored: ${anchor} (${why}).`;
   }
 
   // -- the scroll view -------------------------------------------------------------------------
@@ -504,7 +635,7 @@
       const meta = scrollmap.meta;
       const width = bandWidth(state.band, widthCounts(meta, meta.sessions));
       if (width === null) empty = `No scrolls from ${BANDS[state.band].label} screens for this path and range.`;
-      else if (width !== meta.viewport.w) scrollmap = await api("/scrollmap", { ...params, viewportWidth: width });
+      else if (width !== bucketOf(meta)) scrollmap = await api("/scrollmap", { ...params, viewportWidth: width });
       if (width === null) {
         scrollmap = { reach: [], meta: { ...meta, sessions: 0, viewport: { w: BANDS[state.band].fallback, h: 800 }, renderHeight: 800 } };
       }
@@ -522,6 +653,7 @@
       + `high and the fold is at ${HV.formatPct(meta.foldPct || 0)} of it (${foldPx} px).` + sampleNote(meta));
     $("cut-note").hidden = true;
     document.body.dataset.frameWidth = String(meta.viewport.w);
+    document.body.dataset.bandWidth = String(bucketOf(meta));
   }
 
   function renderReachTable(scrollmap) {
@@ -553,7 +685,7 @@
     let body = null;
     try {
       // Counted in the map's width band: the band's frame width once the map has chosen it.
-      const band = state.band === "all" ? {} : { viewportWidth: document.body.dataset.frameWidth };
+      const band = state.band === "all" ? {} : { viewportWidth: document.body.dataset.bandWidth || document.body.dataset.frameWidth };
       body = await api("/elements", { path: state.path, type, limit: 500, ...band, ...range() });
       if (gen !== generation) return;
       let shown = body.elements;
@@ -563,8 +695,8 @@
       $("elements-count").textContent = `(${shown.length})`;
       const what = signal ? signal.label.toLowerCase() : type === "rageclick" ? "rage clicks" : "clicks";
       panelState("elements", shown.length ? "ready" : "empty", shown.length
-        ? `Most ${what} first${state.path ? "" : ", on every path"}, counted on ${body.meta.viewport.w} px wide screens `
-          + "as the map; hover a row to see its clicks on the map."
+        ? `Most ${what} first${state.path ? "" : ", on every path"}, counted in the map's `
+          + `${body.meta.viewport.w} px bucket; hover a row to see its clicks on the map.`
         : `No ${what} on elements here.`);
       document.body.dataset.elements = String(shown.length);
     } catch (err) {
@@ -727,9 +859,13 @@
       panelStatus("elements-status", `The clicks could not be read: ${err.message}`, true);
     }
     if (highlighted !== selector || !view || view.kind === "session") return;
+    // Placed as the map places them: a click of another exact width by the map's anchoring.
     view.highlight = clicks
-      .filter((e) => e.selector === selector && e.x !== null && e.y !== null && bucketWidth(e) === view.width)
-      .map((e) => ({ x: e.x, y: e.y }));
+      .filter((e) => e.selector === selector && e.x !== null && e.y !== null && bucketWidth(e) === (view.band || view.width))
+      .map((e) => {
+        const viewport = viewportOf(e);
+        return { x: viewport ? placeX(e.x, viewport.w, view.width, view.anchor) : e.x, y: e.y };
+      });
     document.body.dataset.highlighted = String(view.highlight.length);
     drawHighlight();
   }
@@ -753,9 +889,8 @@
   function sessionsSlice() {
     const slice = { ...range() };
     if (SESSIONS_SLICE && state.path) slice.visitedPath = state.path;
-    if (SESSIONS_SLICE && state.band !== "all" && document.body.dataset.frameWidth) {
-      slice.viewportWidth = document.body.dataset.frameWidth;
-    }
+    const band = document.body.dataset.bandWidth || document.body.dataset.frameWidth;  // the bucket's width
+    if (SESSIONS_SLICE && state.band !== "all" && band) slice.viewportWidth = band;
     if (state.signal) slice.signal = state.signal;
     return slice;
   }
@@ -922,6 +1057,7 @@
     $("reach-legend").hidden = state.view !== "scroll" || inSession;
     $("type").disabled = inSession;
     $("resolution").disabled = inSession || state.view === "scroll";
+    $("anchor").disabled = inSession || state.view === "scroll";
     $("band").disabled = inSession;
     document.body.dataset.view = inSession ? "session" : state.view;
   }
@@ -1109,7 +1245,8 @@
     const sample = meta && meta.sample
       ? `based on ${plural(meta.sample.sessions, "session")}${meta.sample.small ? " (small sample)" : ""}` : "";
     const lines = [
-      `${state.path || "every path"} · ${type} · ${band} · ${view.width} px wide`,
+      `${state.path || "every path"} · ${type} · ${band} · ${view.width} px wide`
+        + (view.kind === "heatmap" ? ` · anchored ${view.anchor}` : ""),
       [dates, sample].filter(Boolean).join(" · "),
     ];
     const legend = view.kind === "scroll"
@@ -1155,7 +1292,7 @@
       if (state.project) loadProject();
     });
     $("type").addEventListener("change", () => changed({ source: "type" }));
-    for (const id of ["band", "resolution", "from", "to"]) $(id).addEventListener("change", () => changed());
+    for (const id of ["band", "resolution", "anchor", "from", "to"]) $(id).addEventListener("change", () => changed());
     for (const input of document.querySelectorAll("input[name=view]")) input.addEventListener("change", () => changed({ source: "view" }));
     $("dim-page").addEventListener("change", dimPage);
     $("sessions-filter-clear").addEventListener("click", () => {

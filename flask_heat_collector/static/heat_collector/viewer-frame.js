@@ -21,10 +21,22 @@
     const { stage, sizer, board, frame, outline } = elements;
     const state = { status: "none", message: "", url: "", sameOrigin: false, width: 0, height: 0, scale: 1, pageHeight: 0 };
     let timer = null;
+    let waiting = [];  // resolvers of settled()
 
     function changed() {
       document.body.dataset.frame = state.status;
       onChange(state);
+      if (state.status !== "loading") {
+        const done = waiting;
+        waiting = [];
+        for (const resolve of done) resolve(state);
+      }
+    }
+
+    /** A promise of the frame's state once it is no longer loading (at once when it is not). */
+    function settled() {
+      if (state.status !== "loading") return Promise.resolve(state);
+      return new Promise((resolve) => waiting.push(resolve));
     }
 
     function setStatus(status, message) {
@@ -198,7 +210,7 @@
       }).observe(stage);
     }
 
-    return { state, show, relayout, outlineElement, framedDocument };
+    return { state, show, relayout, outlineElement, framedDocument, settled };
   }
 
   window.HeatViewer = Object.assign(window.HeatViewer || {}, { createPageFrame });
