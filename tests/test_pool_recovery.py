@@ -38,3 +38,20 @@ def test_dead_pooled_connection_is_replaced(make_app: Callable[..., Flask], back
     _kill_pooled_connection(app, backend, backend_name)
     rows = client.get(f"/api/projects/{project}/events", headers={"x-api-key": QUERY_KEY})
     assert rows.status_code == 200 and rows.get_json()["meta"]["count"] == 2
+
+
+@pytest.mark.parametrize("backend", list(KILL), indirect=True)  # the database servers
+def test_dead_pooled_connection_is_replaced_for_a_report(
+    make_app: Callable[..., Flask], backend: str, backend_name: str
+) -> None:
+    """A report's read sets its isolation level first: on PostgreSQL that is the first thing to meet
+    the dead connection (in the driver, outside a statement), and must be retried as a statement is."""
+    app = make_app()
+    client = app.test_client()
+    first = client.post("/ingest", json=batch(event("click")), headers=headers())
+    assert first.status_code == 200
+    project = first.get_json()["projectId"]
+    _kill_pooled_connection(app, backend, backend_name)
+    heatmap = client.get(f"/api/projects/{project}/heatmap?path=/", headers={"x-api-key": QUERY_KEY})
+    assert heatmap.status_code == 200, heatmap.get_data(as_text=True)
+    assert heatmap.get_json()["meta"]["total"] == 1

@@ -113,6 +113,26 @@ def _is_retryable(exc: DBAPIError) -> bool:
     return code in _RETRY_CODES or getattr(orig, "pgcode", None) in _RETRY_SQLSTATES
 
 
+def _isolated(conn: Connection, level: str) -> Connection:
+    """``conn`` at isolation ``level``.
+
+    Setting the level talks to the server (psycopg2), outside any statement, so SQLAlchemy neither
+    wraps the driver's error nor sees a disconnect: a pooled connection the server has closed would
+    be a 500. The error is wrapped here as a statement's would be (the connection invalidated when
+    it is dead), so it is retried on a fresh connection, or answered 503 while the database is down.
+    """
+    try:
+        return conn.execution_options(isolation_level=level)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        dead = conn.dialect.is_disconnect(exc, None, None)
+        if dead:
+            conn.invalidate()
+        conn.close()
+        raise DBAPIError.instance(
+            None, None, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=dead, dialect=conn.dialect
+        ) from exc
+
+
 class SqlRepository(base.Repository):
     """The repository over SQLAlchemy Core; one transaction per operation."""
 
@@ -235,11 +255,11 @@ class SqlRepository(base.Repository):
     def _connect(self, autocommit: bool, snapshot: bool = False) -> Connection:
         conn = self.engine.connect()
         if snapshot and self.dialect in ("postgresql", "mysql"):  # one snapshot for every read
-            return conn.execution_options(isolation_level="REPEATABLE READ")
+            return _isolated(conn, "REPEATABLE READ")
         if self.dialect == "postgresql":  # the engine autocommits (see create_sql_engine)
-            return conn if autocommit else conn.execution_options(isolation_level="READ COMMITTED")
+            return conn if autocommit else _isolated(conn, "READ COMMITTED")
         if autocommit:
-            return conn.execution_options(isolation_level="AUTOCOMMIT")
+            return _isolated(conn, "AUTOCOMMIT")
         return conn.execution_options(heat_write=True)
 
     # -- schema -------------------------------------------------------------
@@ -451,7 +471,7 @@ class SqlRepository(base.Repository):
 
         def run(conn: Connection) -> T:
             if dialect == "postgresql":
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                conn = _isolated(conn, "REPEATABLE READ")
             elif dialect == "mysql":  # as a statement: a dead pooled connection then fails as one
                 conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # the next one
                 try:
