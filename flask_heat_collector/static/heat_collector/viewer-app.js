@@ -99,6 +99,9 @@
     }
   }
 
+  // The row count beside a panel's title.
+  const PANEL_COUNTS = { elements: "elements-count", sessions: "session-count" };
+
   // Panels whose last load failed, and the pending retry.
   const failed = new Set();
   let retryDelay = 0;
@@ -110,6 +113,8 @@
    */
   function panelState(name, value, text, err) {
     $(`${name}-panel`).dataset.state = value;
+    // A failed panel has no rows: the count of the last answer beside its title goes with them.
+    if ((value === "error" || value === "notfound") && PANEL_COUNTS[name]) $(PANEL_COUNTS[name]).textContent = "";
     const target = name === "map" ? $("status") : $(`${name}-status`);
     const parts = [text];
     if (err instanceof ApiError) {
