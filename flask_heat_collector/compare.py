@@ -192,7 +192,7 @@ class SegmentReader(Reader):
         raise NotImplementedError  # no compared report reads it
 
     def fetch(self, project_id: str, event_ids: list[str]) -> list[EventRow]:
-        raise NotImplementedError
+        return self.inner.fetch(project_id, event_ids)  # the signal maps read their clicks' exact widths
 
     def path_totals(self, project_id: str, ts_from: int | None, ts_to: int | None) -> list[PathTotal]:
         raise NotImplementedError

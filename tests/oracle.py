@@ -824,7 +824,7 @@ def compare_side(
         items: dict[Any, Any] = Counter()
         for p in found["points"]:
             items[(_cell_of_centre(p["x"], fw, resolution), _cell_of_centre(p["y"], fw, resolution))] += p["value"]
-        width = fw if viewports == "width" else None
+        width = band_width(found["meta"]) if viewports == "width" else None  # the band is the bucket's width
     elif report == "elements":
         listed = elements(rows, path=path, ts_from=ts_from, ts_to=ts_to, limit=10**9, viewports=viewports, **band)
         items = {e["selector"]: (e["clicks"], e["sessions"]) for e in listed}
