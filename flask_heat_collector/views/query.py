@@ -155,6 +155,15 @@ def _grouped(flt: EventFilter, query: dict[str, Any]) -> tuple[EventFilter, dict
     return replace(flt, paths=matched), {"template": template.text, "paths": len(matched)}
 
 
+def _band(query: dict[str, Any]) -> dict[str, Any]:
+    """The width band parameters of a map, elements or scroll map query, as the report functions take them."""
+    return {
+        "viewports": query["viewports"],
+        "viewport_bucket": query.get("viewportBucket"),
+        "viewport_width": query.get("viewportWidth"),
+    }
+
+
 def _with_group(meta: dict[str, Any], group: dict[str, Any] | None) -> None:
     if group is not None:
         meta["group"] = group
@@ -168,9 +177,7 @@ def heatmap(project_id: str) -> Response:
         flt,
         requested_type=query.get("type"),
         resolution=query["resolution"],
-        viewport_bucket=query.get("viewportBucket"),
-        viewports=query["viewports"],
-        viewport_width=query.get("viewportWidth"),
+        **_band(query),
         anchor=query["anchor"],
     )
     meta = result.meta
@@ -190,9 +197,7 @@ def project_scrollmap(project_id: str) -> Response:
     body = scrollmap(
         get_state().repository,
         flt,
-        viewports=query["viewports"],
-        viewport_bucket=query.get("viewportBucket"),
-        viewport_width=query.get("viewportWidth"),
+        **_band(query),
     )
     _report_meta(body["meta"], project_id)
     _with_group(body["meta"], group)
@@ -208,9 +213,7 @@ def project_elements(project_id: str) -> Response:
         flt,
         requested_type=query["type"],
         limit=query["limit"],
-        viewports=query["viewports"],
-        viewport_bucket=query.get("viewportBucket"),
-        viewport_width=query.get("viewportWidth"),
+        **_band(query),
     )
     _report_meta(body["meta"], project_id)
     _with_group(body["meta"], group)
