@@ -161,7 +161,7 @@ class Plan:
         depths: dict[int, int] = {}
         if self.days is not None:
             blobs = (("scroll",), width, None)
-            for piece in self.reader.aggregates(self.flt.project_id, self.flt.path, self.days, blobs=blobs):
+            for piece in self.reader.aggregates(self.flt.project_id, self.flt.path_set, self.days, blobs=blobs):
                 if piece.view_w != frame:
                     add_pairs(depths, piece.depths)
         for (kind, bw, _, vw), stats in self.edge_stats.items():

@@ -156,7 +156,7 @@ def test_group_reports_match_oracle(client: FlaskClient) -> None:
                     failures.append(f"heatmap {kind} {viewports} {label}: {got} != {want}")
                 if got["meta"]["group"] != {"template": template, "paths": len(where)}:
                     failures.append(f"heatmap meta.group {label}: {got['meta']['group']} ({len(where)} paths)")
-                width = got["meta"]["viewport"]["w"] if viewports == "width" else None
+                width = oracle.band_width(got["meta"]) if viewports == "width" else None  # the bucket's band
                 sessions = oracle.band_sessions(rows, path=where, ts_from=hm_lo, ts_to=hm_hi, width=width)
                 if got["meta"]["sample"]["sessions"] != sessions:
                     failures.append(f"heatmap sample {kind} {label}: {got['meta']['sample']} != {sessions}")
