@@ -7,8 +7,9 @@ again, and prints each report's time as a multiple of the click heatmap's in the
 growth. The traffic: sessions of 50 events (two batches of 25) on 40 paths, three screen widths;
 clicks on ~300 selectors with a skewed popularity, scrolls, pageviews; 5 % of sessions rage-click
 (bursts of 4 within 600 ms); 2 % of clicks are followed by a custom ``error`` event (error clicks);
-spread over 30 days. The signal reports (dead and error click maps, sessions with a dead click) are
-timed too. Results go to bench/results/reports-<dialect>.md.
+spread over 30 days. The signal reports (dead and error click maps, sessions with a dead click), a
+page group over every path and compare (the range's two halves) are timed too. Results go to
+bench/results/reports-<dialect>.md.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from . import BENCH, log
 from .load import time_get
@@ -135,6 +137,8 @@ def queries(project: str, start: int) -> dict[str, str]:
     span = f"from={start}&to={start + DAYS * DAY}"
     path = f"path={PATHS[0]}"
     base = f"/api/projects/{project}"
+    middle = start + DAYS * DAY // 2
+    sides = f"a={quote(f'from={start};to={middle - 1}')}&b={quote(f'from={middle};to={start + DAYS * DAY}')}"
     return {
         "heatmap, clicks (for scale)": f"{base}/heatmap?{path}&{span}",
         "heatmap type=rageclick": f"{base}/heatmap?{path}&{span}&type=rageclick",
@@ -145,6 +149,10 @@ def queries(project: str, start: int) -> dict[str, str]:
         "heatmap type=deadclick": f"{base}/heatmap?{path}&{span}&type=deadclick",
         "heatmap type=errorclick": f"{base}/heatmap?{path}&{span}&type=errorclick",
         "sessions signal=dead": f"{base}/sessions?{span}&signal=dead",
+        "heatmap group=/p/* (every path)": f"{base}/heatmap?group={quote('/p/*')}&{span}",
+        "elements group=/p/* (every path)": f"{base}/elements?group={quote('/p/*')}&{span}",
+        "compare elements, two halves": f"{base}/compare?report=elements&{path}&{sides}",
+        "compare heatmap, two halves": f"{base}/compare?report=heatmap&{path}&{sides}",
     }
 
 
