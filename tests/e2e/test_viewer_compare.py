@@ -5,10 +5,10 @@ One Flask app serves the collector (``HEAT_MIN_SAMPLE_SESSIONS=3``), its viewer 
 ``heat.track("experiment", {variant})`` and shows variant A's button at the left with the label
 "Buy", variant B's further right with "Buy now" (same ``#buy``). Of 12 visitors per variant, 5 of
 A's and 10 of B's click it (B's visitors twice as often); 6 of each click ``#help`` (no
-difference). The viewer, opened in compare mode with ``a=segment=custom:experiment.variant=A`` and
-``b=...=B``, must show the elements with both sides, the delta and the significance mark as
-``GET /compare`` answers them; a variant with a single visitor is below the minimum and the viewer
-says so. Screenshots go to build/e2e/compare-*.png.
+difference); 8 of B's scroll to the bottom. The viewer, opened in compare mode with
+``a=segment=custom:experiment.variant=A`` and ``b=...=B``, must show the elements with both sides,
+the delta and the significance mark as ``GET /compare`` answers them; a variant with a single
+visitor is below the minimum and the viewer says so. Screenshots go to build/e2e/compare-*.png.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from flask import Flask, Response, send_from_directory
 from flask_heat_collector import HeatCollector
 
 from ..helpers import Server
-from .support import init_script, wait_until
+from .support import ARTIFACTS, init_script, wait_until
 from .test_viewer import shot
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +37,7 @@ MIN_SESSIONS = 3
 VISITORS = 12  # per variant
 CLICKERS = {"A": 5, "B": 10}  # visitors of each variant who click #buy
 HELPERS = 6  # visitors of each variant who click #help
+SCROLLERS = 8  # visitors of B who scroll to the bottom
 SEGMENT = "segment=custom:experiment.variant={}"
 MINUS = "\N{MINUS SIGN}"  # the viewer writes differences with a true minus sign
 
@@ -88,7 +89,7 @@ class Site:
         self.app, self.browser, self.server = app, browser, Server(app)
         self.project = ""
 
-    def visit(self, variant: str, *, buy: bool, help: bool) -> None:
+    def visit(self, variant: str, *, buy: bool, help: bool, bottom: bool = False) -> None:
         """One visitor (a new context: a new session) of ``variant``, its batches delivered."""
         context = self.browser.new_context(viewport={"width": 1280, "height": 800})
         try:
@@ -101,6 +102,9 @@ class Site:
                 tab.click("button#buy")
             if help:
                 tab.click("a#help")
+            if bottom:
+                tab.mouse.wheel(0, 2000)
+                tab.wait_for_function("() => window.scrollY + window.innerHeight >= document.body.scrollHeight")
             tab.evaluate("() => window.tracker.flush()")
             wait_until(
                 lambda: tab.evaluate("window.tracker.queue.length === 0 && window.__ingest.length > 0"),
@@ -133,7 +137,8 @@ def site(browser: Any, sdk_dist: Path, tmp_path_factory: pytest.TempPathFactory)
     try:
         for variant in ("A", "B"):
             for index in range(VISITORS):
-                found.visit(variant, buy=index < CLICKERS[variant], help=index % 2 == 0)
+                bottom = variant == "B" and index < SCROLLERS
+                found.visit(variant, buy=index < CLICKERS[variant], help=index >= VISITORS - HELPERS, bottom=bottom)
         found.visit("C", buy=True, help=False)  # a variant below the minimum
         yield found
     finally:
@@ -211,7 +216,7 @@ def test_compare_mode_shows_both_sides_their_delta_and_the_significance_mark(sit
         assert row["Beyond chance"] == ("✱ yes" if item["significant"] else "no")
         assert "two-proportion z-test" in row["tooltip"]
         assert "two-sided, \N{GREEK SMALL LETTER ALPHA} = 0.05" in row["tooltip"]
-    assert shown["button#buy"]["A sessions"] == "42%" and shown["button#buy"]["B sessions"] == "83%"
+    assert shown["button#buy"]["A share"] == "42%" and shown["button#buy"]["B share"] == "83%"
     for side in ("a", "b"):
         caption = page.text_content(f"#compare-{side}-caption")
         assert f"based on {VISITORS} sessions" in caption, caption
@@ -239,6 +244,8 @@ def test_compare_mode_shows_both_sides_their_delta_and_the_significance_mark(sit
     assert page.is_hidden("#compare-b")
     assert "mode=compare" in page.evaluate("location.hash") and "cmap=diff" in page.evaluate("location.hash")
     shot(page, "compare-diff.png")
+    # docs/images/viewer-compare.png: the forms, the difference map's top and the elements table.
+    page.screenshot(path=str(ARTIFACTS / "compare-doc.png"), clip={"x": 0, "y": 56, "width": 1700, "height": 620})
     page.check("input[name=cmap][value=scroll]")
     page.wait_for_function("() => document.body.dataset.compareMap === 'scroll'")
     shot(page, "compare-scroll.png")
@@ -280,3 +287,10 @@ def test_the_form_sets_the_sides_and_keeps_them_in_the_address(site: Site, page:
     fragment = urllib.parse.parse_qs(page.evaluate("location.hash").lstrip("#"))
     assert fragment["a"] == [SEGMENT.format("A")] and fragment["b"] == [SEGMENT.format("B")]
     assert "button#buy" in table(page, "compare-elements")
+    # Back to the map: the compare panels go, the map comes back; the slices stay in the address.
+    page.check("input[name=mode][value=map]")
+    page.wait_for_function("() => document.body.dataset.view === 'heatmap' && !document.body.dataset.busy")
+    assert (
+        page.is_visible("#map-panel") and page.is_hidden("#compare-panel") and page.is_hidden("#compare-elements-panel")
+    )
+    assert "mode=" not in page.evaluate("location.hash") and "a=segment" in page.evaluate("location.hash")

@@ -66,7 +66,7 @@
   let highlighted = "";  // selector whose points are highlighted
   const clickCache = new Map();  // "path|from|to" -> Promise of click events
   const compare = HV.createCompare({
-    state, api, busy, pageUrl, writeAddress, sharedParams, panelState: (...args) => panelState(...args), panelFailed,
+    state, api, busy, pageUrl, writeAddress, sharedParams, panelState, panelFailed,
   });
   const frame = HV.createPageFrame(
     { stage: $("stage"), sizer: $("sizer"), board: $("board"), frame: $("page-frame"), outline: $("outline") },

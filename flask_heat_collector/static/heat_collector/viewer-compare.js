@@ -233,23 +233,35 @@
         if (!pageShown("a")) HV.drawBackdrop(ctx, { viewport: { h: Infinity } }, width, canvas.height);
         const px = 1 / (board.frame.state.scale || 1);
         ctx.font = `bold ${Math.round(12 * px)}px system-ui, sans-serif`;
-        for (const side of SIDES) {
+        SIDES.forEach((side, index) => {
           const report = scrollmap[side].report;
           const h = pageHeight(report.meta);
           const steps = [...report.reach].sort((p, q) => p.depth - q.depth);
+          // A step line: the share reached at a depth holds down to the next depth; kept inside the
+          // canvas (0% and 100% on the edges would be half hidden); B dashed, so equal lines both show.
+          const xOf = (pct) => Math.min(width - 2 * px, Math.max(2 * px, pct / 100 * width));
           ctx.strokeStyle = COLOURS[side];
-          ctx.fillStyle = COLOURS[side];
           ctx.lineWidth = 3 * px;
+          ctx.setLineDash(side === "b" ? [10 * px, 6 * px] : []);
           ctx.beginPath();
-          steps.forEach((step, index) => {
-            const [x, y] = [step.pct / 100 * width, step.depth / 100 * h];
-            if (index) ctx.lineTo(x, y);
+          steps.forEach((step, at) => {
+            const [x, y] = [xOf(step.pct), step.depth / 100 * h];
+            if (at) ctx.lineTo(x, y);
             else ctx.moveTo(x, y);
+            const next = steps[at + 1];
+            if (next) ctx.lineTo(x, next.depth / 100 * h);
           });
           ctx.stroke();
+          ctx.setLineDash([]);
           const last = steps[steps.length - 1];
-          if (last) ctx.fillText(`${side.toUpperCase()} ${HV.formatPct(last.pct)} reached the bottom`, 8 * px + (side === "b" ? width / 2 : 0), h - 8 * px);
-        }
+          if (!last) return;
+          const label = `${side.toUpperCase()}: ${HV.formatPct(last.pct)} of ${scrollmap[side].sessions} sessions reached the bottom`;
+          const y = (20 + 20 * index) * px;
+          ctx.fillStyle = "rgba(255, 255, 255, 0.9)";
+          ctx.fillRect(6 * px, y - 14 * px, ctx.measureText(label).width + 10 * px, 19 * px);
+          ctx.fillStyle = COLOURS[side];
+          ctx.fillText(label, 11 * px, y);
+        });
       };
       board.frame.show(app.pageUrl(sidePath(scrollmap, "a")), meta.viewport.w, height);
       redraw("a");
@@ -265,7 +277,7 @@
         sides: "Each side's clicks per cell, on its own colour scale (1 to its hottest cell).",
         diff: "Red: more clicks per session in B than in A; blue: fewer; a ring: a cell beyond chance "
           + "(two-sample Poisson rate z-test, two-sided, α = 0.05; rows of one session are not independent, read it with care).",
-        scroll: "Share of each side's sessions that reached each depth (left edge 0%, right edge 100%): A in blue, B in orange.",
+        scroll: "Share of each side's sessions that reached each depth (left edge 0%, right edge 100%): A in blue, B in orange (dashed).",
       }[kind];
       $("compare-legend").textContent = legend;
       if (kind === "scroll") showScroll(answers.scrollmap);
@@ -356,7 +368,7 @@
       return app.api("/compare", { report, a: app.state.a, b: app.state.b, ...app.sharedParams(), ...extra });
     }
 
-    /** Load and show the comparison; `gen()` is false once a newer render started. */
+    /** Load and show the comparison; `isCurrent()` is false once a newer render started. */
     async function render(isCurrent) {
       answers = null;
       for (const name of ["compare", "compare-elements", "compare-reach"]) app.panelState(name, "loading", "Comparing…");
