@@ -14,6 +14,7 @@ visitor is below the minimum and the viewer says so. Screenshots go to build/e2e
 from __future__ import annotations
 
 import json
+import math
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -187,6 +188,14 @@ def table(page: Any, table_id: str) -> dict[str, dict[str, str]]:
     return rows
 
 
+def percent(share: float) -> str:
+    """A share as the viewer writes it (HeatViewer.formatPct of 100 x share)."""
+    pct = 100 * share
+    if pct >= 10 or pct == 0:
+        return f"{math.floor(pct + 0.5)}%"
+    return f"{math.floor(pct * 10 + 0.5) / 10:g}%"
+
+
 def signed(value: float, digits: int) -> str:
     sign = "+" if value > 0 else MINUS if value < 0 else "±"
     return f"{sign}{abs(value):.{digits}f}"
@@ -236,11 +245,28 @@ def test_compare_mode_shows_both_sides_their_delta_and_the_significance_mark(sit
     reach = site.compare("scrollmap", a, b)
     rows = table(page, "compare-reach")
     assert sorted(int(depth.rstrip("%")) for depth in rows) == [d["depth"] for d in reach["differences"]]
+    for item in reach["differences"]:
+        row = rows[f"{item['depth']}%"]
+        assert row["A reached"] == percent(item["a"]["share"]) and row["B reached"] == percent(item["b"]["share"])
+        assert row["significant"] == ("1" if item["significant"] else "0")
 
     page.check("input[name=cmap][value=diff]")
     page.wait_for_function("() => document.body.dataset.compareMap === 'diff'")
     heat = site.compare("heatmap", a, b)
     assert page.evaluate("document.body.dataset.compareCells") == str(len(heat["differences"]))
+    # Red where B has more clicks per session (its button), blue where fewer (A's button).
+    size = heat["a"]["report"]["meta"]["cell"]["w"]
+    more = max(heat["differences"], key=lambda d: d["diff"])
+    fewer = min(heat["differences"], key=lambda d: d["diff"])
+    assert more["diff"] > 0 > fewer["diff"]
+    for item, colour in ((more, "red"), (fewer, "blue")):
+        x, y = (item["cx"] + 0.5) * size, (item["cy"] + 0.5) * size
+        r, _, b, alpha = page.evaluate(
+            """([x, y]) => [...document.getElementById("compare-a-map").getContext("2d")
+                              .getImageData(Math.floor(x), Math.floor(y), 1, 1).data]""",
+            [x, y],
+        )
+        assert alpha > 0 and ((r > b) if colour == "red" else (b > r)), (colour, r, b, alpha)
     assert page.is_hidden("#compare-b")
     assert "mode=compare" in page.evaluate("location.hash") and "cmap=diff" in page.evaluate("location.hash")
     shot(page, "compare-diff.png")
