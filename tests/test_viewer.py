@@ -149,7 +149,7 @@ def test_viewer_assets_are_served(make_viewer_app: Callable[..., Flask]) -> None
     client = make_viewer_app(HEAT_VIEWER_ENABLED=True).test_client()
     page = client.get("/viewer").get_data(as_text=True)
     assert 'href="/viewer/static/viewer.css"' in page
-    for name in ("viewer.js", "viewer-frame.js", "viewer-export.js", "viewer-app.js"):
+    for name in ("viewer.js", "viewer-frame.js", "viewer-export.js", "viewer-compare.js", "viewer-app.js"):
         assert f'src="/viewer/static/{name}"' in page
         script = client.get(f"/viewer/static/{name}")
         assert script.status_code == 200, name

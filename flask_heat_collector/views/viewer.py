@@ -18,7 +18,7 @@ from . import common
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # The viewer's scripts: the drawing library first (window.HeatViewer), then the page's parts.
-SCRIPTS = ("viewer.js", "viewer-frame.js", "viewer-export.js", "viewer-app.js")
+SCRIPTS = ("viewer.js", "viewer-frame.js", "viewer-export.js", "viewer-compare.js", "viewer-app.js")
 
 
 def site_origin(site_url: str) -> str:

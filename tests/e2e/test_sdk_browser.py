@@ -276,7 +276,8 @@ def test_viewer_draws_the_heatmap(run: Run, browser: Any) -> None:
         assert api and all(r.headers.get("x-api-key") == QUERY_KEY for r in api)
         others = {r.url.split("#")[0].removeprefix(collector.url) for r in requests if r not in api}
         scripts = {
-            f"/viewer/static/{name}" for name in ("viewer.js", "viewer-frame.js", "viewer-export.js", "viewer-app.js")
+            f"/viewer/static/{name}"
+            for name in ("viewer.js", "viewer-frame.js", "viewer-export.js", "viewer-compare.js", "viewer-app.js")
         }
         assert others <= {"/viewer", "/viewer/static/viewer.css", PAGE_PATH, *scripts}
 

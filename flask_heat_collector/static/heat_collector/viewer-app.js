@@ -51,6 +51,7 @@
   // The choices kept in the address, with their defaults (a default is left out of the address).
   const DEFAULTS = {
     path: "", type: "click", band: "all", from: "", to: "", resolution: "128", view: "heatmap", session: "", signal: "", anchor: "auto",
+    mode: "map", a: "", b: "", cmap: "sides",  // compare mode (viewer-compare.js): the two slices and the map shown
   };
   // How the heatmap places rows of another exact width than the frame's (SPEC 4, 1b); on a tie, auto
   // keeps the first.
@@ -64,6 +65,9 @@
   let view = null;  // what the board shows: {kind, width, height, heatmap | scrollmap | session}
   let highlighted = "";  // selector whose points are highlighted
   const clickCache = new Map();  // "path|from|to" -> Promise of click events
+  const compare = HV.createCompare({
+    state, api, busy, pageUrl, writeAddress, sharedParams, panelState, panelFailed,
+  });
   const frame = HV.createPageFrame(
     { stage: $("stage"), sizer: $("sizer"), board: $("board"), frame: $("page-frame"), outline: $("outline") },
     frameChanged,
@@ -277,6 +281,10 @@
     }
     if (!["heatmap", "scroll"].includes(state.view)) state.view = DEFAULTS.view;
     if (!SIGNALS.some((s) => s.name === state.signal)) state.signal = "";
+    if (!["map", "compare"].includes(state.mode)) state.mode = DEFAULTS.mode;
+    if (!["sides", "diff", "scroll"].includes(state.cmap)) state.cmap = DEFAULTS.cmap;
+    for (const input of document.querySelectorAll("input[name=mode]")) input.checked = input.value === state.mode;
+    compare.fillForm();
     showViewControls();
   }
 
@@ -1052,6 +1060,15 @@
   // -- rendering ---------------------------------------------------------------------------------
 
   function showPanels() {
+    const comparing = state.mode === "compare";
+    for (const id of ["compare-panel", "compare-elements-panel", "compare-reach-panel"]) $(id).hidden = !comparing;
+    if (comparing) {
+      for (const id of ["map-panel", "timeline-panel", "elements-panel", "insights-panel", "reach-panel", "sessions-panel"]) $(id).hidden = true;
+      document.body.dataset.view = "compare";
+      return;
+    }
+    $("map-panel").hidden = false;
+    $("sessions-panel").hidden = false;
     const inSession = Boolean(state.session);
     $("timeline-panel").hidden = !inSession;
     $("session-banner").hidden = !inSession;
@@ -1071,6 +1088,11 @@
   async function render() {
     if (!state.key || !state.project) return;
     const gen = ++generation;
+    if (state.mode === "compare") {
+      showPanels();
+      await busy(compare.render(() => gen === generation));
+      return;
+    }
     highlighted = "";
     $("outline").hidden = true;
     delete document.body.dataset.highlighted;
@@ -1122,6 +1144,15 @@
     for (const id of ["heatmap", "highlight"]) $(id).width = $(id).height = 0;
     frame.show(null, 1, 1);
     $("export").disabled = true;
+  }
+
+  /** What both sides of a comparison share unless a side says otherwise: the map's path, dates and
+   * device band (the band's frame width once a map in that band has chosen it). */
+  function sharedParams() {
+    const shared = { path: state.path, ...range() };
+    const width = document.body.dataset.bandWidth;
+    if (state.band !== "all" && width) shared.viewportWidth = width;
+    return shared;
   }
 
   // -- paths -------------------------------------------------------------------------------------
@@ -1300,6 +1331,22 @@
     for (const id of ["band", "resolution", "anchor", "from", "to"]) $(id).addEventListener("change", () => changed());
     for (const input of document.querySelectorAll("input[name=view]")) input.addEventListener("change", () => changed({ source: "view" }));
     $("dim-page").addEventListener("change", dimPage);
+    for (const input of document.querySelectorAll("input[name=mode]")) {
+      input.addEventListener("change", () => {
+        state.mode = input.value;
+        writeAddress();
+        render();
+      });
+    }
+    $("compare-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!compare.readForm()) {
+        $("compare-form").reportValidity();
+        return;
+      }
+      writeAddress();
+      render();
+    });
     $("sessions-filter-clear").addEventListener("click", () => {
       state.signal = "";
       state.sessionsOffset = 0;
