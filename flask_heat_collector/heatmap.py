@@ -206,21 +206,22 @@ _FETCH_CHUNK = 500
 
 class _RagePlan:
     """A ``type=rageclick`` (``deadclick``, ``errorclick``) request: the settled rage clicks (signals)
-    of the range (rageclicks.py, signals.py), each with the exact width of its event."""
+    of the range (rageclicks.py, signals.py), each with the exact width of its event (stored with it)."""
 
     def __init__(self, reader: Reader, flt: EventFilter, kind: str = RAGECLICK) -> None:
         self.kind = kind
         self.clicks: list[EventRow] | list[Signal] = (
             reader.rage_clicks(flt) if kind == RAGECLICK else reader.signals(flt, HEATMAP_KINDS[kind])
         )
-        ids = sorted({click.event_id for click in self.clicks})
+        # Rows settled before their exact width was kept: the width read from their events.
+        ids = sorted({click.event_id for click in self.clicks if not click.view_w})
         self.widths: dict[str, int] = {}
         for start in range(0, len(ids), _FETCH_CHUNK):
             for row in reader.fetch(flt.project_id, ids[start : start + _FETCH_CHUNK]):
                 self.widths[row.event_id] = row.view_w
 
     def _width(self, click: EventRow | Signal) -> int:
-        return self.widths.get(click.event_id, click.bucket_w)
+        return click.view_w or self.widths.get(click.event_id, click.bucket_w)
 
     def summary(self) -> dict[Bucket, Stats]:
         out: dict[Bucket, Stats] = {}

@@ -62,8 +62,10 @@ def rage_row(
     y: int,
     bucket_w: int,
     bucket_h: int,
+    view_w: int | None = None,
 ) -> EventRow:
-    """A stored rage click as the light event row the reports read."""
+    """A stored rage click as the light event row the reports read; ``view_w`` 0 when not stored (a
+    rage click settled before the width was kept: the heatmap reads it from the event)."""
     return EventRow(
         event_id,
         seq,
@@ -79,7 +81,7 @@ def rage_row(
         None,
         bucket_w,
         bucket_h,
-        0,  # not kept with rage clicks: the heatmap reads the exact width from the event (view_w)
+        view_w or 0,
         1,
         None,
         "",

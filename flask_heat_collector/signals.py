@@ -71,6 +71,7 @@ class SessionRow(NamedTuple):
     bucket_w: int
     bucket_h: int
     data_json: str | None
+    view_w: int | None = None  # the exact viewport width (events.view_w)
 
 
 class Signal(NamedTuple):
@@ -88,6 +89,7 @@ class Signal(NamedTuple):
     y: int | None
     bucket_w: int
     bucket_h: int
+    view_w: int | None = None  # the row's exact viewport width; None: stored before it was kept
 
 
 SIGNAL_FIELDS = Signal._fields
@@ -126,7 +128,7 @@ def decide(session_id: str, rows: Sequence[SessionRow], rules: SignalRules = DEF
 
     def signal(kind: str, row: SessionRow) -> Signal:
         return Signal(kind, row.event_id, row.seq, session_id, row.ts, row.path, row.path_key, row.selector,
-                      row.x, row.y, row.bucket_w, row.bucket_h)  # fmt: skip
+                      row.x, row.y, row.bucket_w, row.bucket_h, row.view_w)  # fmt: skip
 
     found: list[Signal] = []
     names = set(rules.error_event_names)

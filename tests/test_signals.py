@@ -344,3 +344,82 @@ def test_ignore_patterns_match_the_last_compound_with_star_only() -> None:
         assert not selector_ignored(selector, DEFAULT_IGNORE), selector
     assert selector_ignored("nav [data-x]", ["[data-x]"])  # brackets are plain characters
     assert not selector_ignored("nav d", ["[d]"]) and not selector_ignored("#a", ["#?"])
+
+
+# Several exact widths in one band (1300x800), and a narrow band beside it.
+SIGNAL_VIEWS = [(1320, 790), (1310, 820), (1290, 800), (1310, 820), (400, 800)]
+SIGNAL_MAPS = ("rageclick", "deadclick", "errorclick")
+
+
+def mixed_width_bodies(seed: int) -> list[dict[str, Any]]:
+    """Sessions of several exact widths with lone (dead) clicks, rage bursts and clicks followed by an error."""
+    rng = random.Random(seed)
+    bodies = []
+    for s in range(10):
+        w, h = SIGNAL_VIEWS[s % len(SIGNAL_VIEWS)]
+        found: list[dict[str, Any]] = []
+        ts = rng.randrange(0, 5_000)
+        for _ in range(rng.randint(6, 14)):
+            ts += rng.choice([300, 1_200, 2_000, 4_000])
+            x, y, selector = rng.randrange(0, w), rng.randrange(0, 2_000), rng.choice(["#a", "#b", "button.c"])
+            for _ in range(rng.choice([1, 1, 3, 4])):  # a lone click or a rage burst
+                found.append(event("click", ts=T + ts, x=x, y=y, selector=selector, w=w, h=h))
+                ts += 120
+            if rng.random() < 0.3:
+                found.append(event("custom", ts=T + ts + 200, name="error", w=w, h=h))
+        bodies.append(batch(*found, session_id=f"w{s}"))
+    return bodies
+
+
+def signal_maps_match(client: FlaskClient, project: str, rows: list[oracle.Row]) -> list[str]:
+    """The rage, dead and error click maps of the data's whole UTC day (no partial day read from the
+    events) against the oracle's, in both bands and every anchor."""
+    start = T - T % 86_400_000
+    end = start + 86_400_000 - 1
+    assert max(r.ts for r in rows) < end
+    failures = []
+    for name in SIGNAL_MAPS:
+        for viewports in ("width", "all"):
+            for anchor in ("left", "center", "scale"):
+                params = {"viewports": viewports, "resolution": 64, "anchor": anchor}
+                got = get(client, project, "heatmap", type=name, **{"from": start, "to": end}, **params)
+                if name == "rageclick":
+                    want = oracle.rage_heatmap(rows, ts_from=start, ts_to=end, **params)
+                else:
+                    want = oracle.signal_heatmap(rows, name.removesuffix("click"), ts_from=start, ts_to=end, **params)
+                keys = ("total", "plotted", "viewport", "otherViewports", "renderHeight", "anchor")
+                if got["points"] != want["points"] or any(got["meta"][k] != want["meta"][k] for k in keys):
+                    failures.append(f"{name} {params}: {got} != {want}")
+    return failures
+
+
+def test_signal_maps_read_the_width_stored_with_each_row(app: Flask, client: FlaskClient, backend: str) -> None:
+    """Settled rage clicks and signals keep their click's exact width: their maps read no event by id,
+    stay exact over rows settled before the width was kept (they read those events), and a recompute
+    stores the width again."""
+    bodies = mixed_width_bodies(11)
+    project = ingest_all(client, bodies)
+    rows = oracle.stored_rows(bodies)
+    assert oracle.rage_rows(rows) and all(oracle.signals(rows)[k] for k in ("dead", "error"))
+    assert len({r.view_w for r in oracle.signals(rows)["dead"] if r.bucket[0] == 1300}) == 3
+    repo: Any = app.extensions["heat_collector"].repository
+
+    def events_read() -> tuple[list[str], int]:
+        before = repo.tally.events
+        failures = signal_maps_match(client, project, rows)
+        return failures, repo.tally.events - before
+
+    assert events_read()[0] == []  # settles every session
+    assert events_read() == ([], 0)
+    if backend.startswith("mongodb"):  # a database settled before the width was kept
+        for name in ("heat_rage_clicks", "heat_signals"):
+            assert repo.db[name].update_many({}, {"$unset": {"viewW": ""}}).modified_count > 0
+    else:
+        with repo.engine.begin() as conn:
+            for name in ("heat_rage_clicks", "heat_signals"):
+                assert conn.exec_driver_sql(f"UPDATE {name} SET view_w = NULL").rowcount > 0
+    failures, read = events_read()
+    assert failures == [] and read > 0
+    out = app.test_cli_runner().invoke(args=["heat", "recompute-signals"])
+    assert out.exit_code == 0, out.output
+    assert events_read() == ([], 0)

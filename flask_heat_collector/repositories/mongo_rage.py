@@ -46,6 +46,7 @@ _FIELDS = (
     ("y", "y"),
     ("bucket_w", "bucketW"),
     ("bucket_h", "bucketH"),
+    ("view_w", "viewW"),
 )
 _PROJECTION = {"_id": 0, **{camel: 1 for _, camel in _FIELDS}}
 
@@ -125,8 +126,10 @@ def settle_session(
         _PROJECTION,
         sort=[("ts", 1), ("seq", 1)],
     )
-    stored = [str(d["eventId"]) for d in coll(CLICKS).find(key, {"_id": 0, "eventId": 1})]
+    found = list(coll(CLICKS).find(key, {"_id": 0, "eventId": 1, "viewW": 1}))
+    stored = [str(d["eventId"]) for d in found if d.get("viewW") is not None]
     added, removed = settle((_row(d) for d in clicks), stored, rule)
+    removed += [str(d["eventId"]) for d in found if d.get("viewW") is None]  # settled before the width was kept
     if removed:
         coll(CLICKS).delete_many({**key, "eventId": {"$in": removed}})
     if added:

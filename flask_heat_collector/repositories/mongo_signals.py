@@ -51,8 +51,11 @@ def settle_session(coll: Coll, project_id: str, session_id: str, rules: SignalRu
         coll("events").find({**key, "type": {"$in": list(SIGNAL_TYPES)}}, _ROW_PROJECTION).sort([("ts", 1), ("seq", 1)])
     )
     rows = [SessionRow(*(_plain(doc.get(name)) for name in _ROW_FIELDS)) for doc in found]
-    stored = [(str(d["kind"]), str(d["eventId"])) for d in coll(SIGNALS).find(key, {"_id": 0, "kind": 1, "eventId": 1})]
+    found_signals = list(coll(SIGNALS).find(key, {"_id": 0, "kind": 1, "eventId": 1, "viewW": 1}))
+    stored = [(str(d["kind"]), str(d["eventId"])) for d in found_signals if d.get("viewW") is not None]
     added, removed = settle(session_id, rows, stored, rules)
+    # rows settled before the exact width was kept: written again
+    removed += [(str(d["kind"]), str(d["eventId"])) for d in found_signals if d.get("viewW") is None]
     for kind, event_id in removed:
         coll(SIGNALS).delete_one({**key, "kind": kind, "eventId": event_id})
     if added:

@@ -17,7 +17,9 @@ from .sql_ingest import executemany, insert_ignore, rage_mark_sql
 from .sql_schema import events, heat_rage_clicks, heat_rage_pending
 
 SETTLE_CHUNK = 100  # sessions settled in one transaction
-_RAGE_FIELDS = ("event_id", "seq", "session_id", "ts", "path", "path_key", "selector", "x", "y", "bucket_w", "bucket_h")
+_RAGE_FIELDS = (
+    "event_id", "seq", "session_id", "ts", "path", "path_key", "selector", "x", "y", "bucket_w", "bucket_h", "view_w"
+)  # fmt: skip
 _CLICK_COLUMNS = [events.c[name] for name in _RAGE_FIELDS]
 _RAGE_COLUMNS = [heat_rage_clicks.c[name] for name in _RAGE_FIELDS]
 
@@ -95,12 +97,15 @@ def settle_sessions(
     ).all()
     r = heat_rage_clicks.c
     stored: dict[str, list[str]] = {}
-    for sid, eid in conn.execute(
-        sa.select(r.session_id, r.event_id).where(r.project_id == project_id, r.session_id.in_(ids))
+    removed: list[tuple[str, str]] = []  # rows settled before the exact width was kept: written again
+    for sid, eid, view_w in conn.execute(
+        sa.select(r.session_id, r.event_id, r.view_w).where(r.project_id == project_id, r.session_id.in_(ids))
     ):
-        stored.setdefault(str(sid), []).append(str(eid))
+        if view_w is None:
+            removed.append((str(sid), str(eid)))
+        else:
+            stored.setdefault(str(sid), []).append(str(eid))
     added: list[EventRow] = []
-    removed: list[tuple[str, str]] = []
     by_session = {sid: [rage_row(*row) for row in rows] for sid, rows in groupby(clicks, key=lambda c: str(c[2]))}
     for sid in ids:
         new, gone = settle(by_session.get(sid, []), stored.get(sid, []), rule)

@@ -209,6 +209,7 @@ heat_rage_clicks = _table(
     sa.Column("y", sa.Integer, nullable=False),
     sa.Column("bucket_w", sa.Integer, nullable=False),
     sa.Column("bucket_h", sa.Integer, nullable=False),
+    sa.Column("view_w", sa.Integer),  # the event's exact width; NULL: settled before it was kept
     sa.Index("ix_heat_rage_clicks_ts", "project_id", "ts"),
     sa.Index("ix_heat_rage_clicks_path_ts", "project_id", "path_key", "ts"),
 )
@@ -239,6 +240,7 @@ heat_signals = _table(
     sa.Column("y", sa.Integer),
     sa.Column("bucket_w", sa.Integer, nullable=False),
     sa.Column("bucket_h", sa.Integer, nullable=False),
+    sa.Column("view_w", sa.Integer),  # the event's exact width; NULL: settled before it was kept
     sa.Index("ix_heat_signals_ts", "project_id", "kind", "ts"),
     sa.Index("ix_heat_signals_path_ts", "project_id", "path_key", "ts"),
 )

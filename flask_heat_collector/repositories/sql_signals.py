@@ -28,13 +28,16 @@ def settle_sessions(conn: Connection, project_id: str, ids: list[str], rules: Si
     ).all()
     s = heat_signals.c
     stored: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for sid, kind, eid in conn.execute(
-        sa.select(s.session_id, s.kind, s.event_id).where(s.project_id == project_id, s.session_id.in_(ids))
+    removed: list[tuple[str, str, str]] = []  # rows settled before the exact width was kept: written again
+    for sid, kind, eid, view_w in conn.execute(
+        sa.select(s.session_id, s.kind, s.event_id, s.view_w).where(s.project_id == project_id, s.session_id.in_(ids))
     ):
-        stored[str(sid)].append((str(kind), str(eid)))
+        if view_w is None:
+            removed.append((str(sid), str(kind), str(eid)))
+        else:
+            stored[str(sid)].append((str(kind), str(eid)))
     by_session = {sid: [SessionRow(*row[1:]) for row in found] for sid, found in groupby(rows, key=lambda r: str(r[0]))}
     added: list[Signal] = []
-    removed: list[tuple[str, str, str]] = []
     for sid in ids:
         new, gone = settle(sid, by_session.get(sid, []), stored.get(sid, []), rules)
         added += new
