@@ -9,7 +9,8 @@ over these values.
 
 Its error log (gunicorn's own lines, and the tracebacks of workers that fail) is written as JSON
 lines, one object per line like the app's (``JsonErrorLog``), wherever ``--error-logfile`` sends it;
-the access log keeps gunicorn's format.
+the access log keeps gunicorn's format. In each worker, what C libraries print to stderr (libpq's
+server notices) becomes JSON lines too (``log.capture_native_stderr``).
 
 It also sets up prometheus_client's multiprocess mode, so that ``/metrics`` and ``/api/metrics`` add
 up every worker: unless ``PROMETHEUS_MULTIPROC_DIR`` is set, loading this module creates a fresh
@@ -19,6 +20,7 @@ prometheus_client); the directory is removed when the master exits.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -26,7 +28,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger  # type: ignore[import-untyped]
 
-from .log import JsonFormatter
+from .log import JsonFormatter, capture_native_stderr
 
 
 def _env_int(name: str, default: int) -> int:
@@ -69,6 +71,22 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 def on_starting(server: Any) -> None:
     server.log.info("Prometheus multiprocess directory: %s", os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """The worker's fd 2 becomes a pipe whose raw lines are logged as JSON; gunicorn's handlers that
+    wrote to stderr write to the original stderr (not into that pipe)."""
+    original = capture_native_stderr()
+    for handler in server.log.error_log.handlers:
+        if isinstance(handler, logging.StreamHandler) and _writes_to_fd_2(handler.stream):
+            handler.setStream(original)
+
+
+def _writes_to_fd_2(stream: Any) -> bool:
+    try:
+        return bool(stream.fileno() == 2)
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def child_exit(server: Any, worker: Any) -> None:

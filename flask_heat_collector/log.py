@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import threading
 import traceback
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
 logger = logging.getLogger("flask_heat_collector")
 logger.addHandler(logging.NullHandler())
@@ -58,14 +60,52 @@ def set_level(level: str) -> None:
     logger.setLevel(LEVELS[level])
 
 
+# Where JSON lines go once ``capture_native_stderr()`` has taken file descriptor 2 over.
+_original_stderr: TextIO | None = None
+_RAW_LINE_CHARS = 4000  # a raw line longer than this is cut into several records
+
+
 class _Stderr:
-    """Writes to whatever ``sys.stderr`` is at the time (a server or test runner may replace it)."""
+    """Writes to whatever ``sys.stderr`` is at the time (a server or test runner may replace it), or to
+    the original stderr once ``capture_native_stderr()`` has run."""
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        return (_original_stderr or sys.stderr).write(text)
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        (_original_stderr or sys.stderr).flush()
+
+
+def capture_native_stderr() -> TextIO:
+    """Turn every raw line written to file descriptor 2 into a JSON line (logger ``stderr``, level warn).
+
+    C libraries print there behind Python's back: libpq prints a server's notice that arrives while a
+    connection is being opened ("terminating connection due to immediate shutdown command"). fd 2
+    becomes a pipe that a daemon thread reads; the JSON handlers, and the stream returned (for other
+    handlers to write to), go to the original stderr. For a server process that owns its stderr (the
+    shipped gunicorn settings call it in each worker); once per process.
+    """
+    global _original_stderr
+    if _original_stderr is not None:
+        return _original_stderr
+    sys.stderr.flush()
+    original = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    _original_stderr = original
+    threading.Thread(target=_relay, args=(read_end, original), name="heat-stderr", daemon=True).start()
+    return original
+
+
+def _relay(read_end: int, out: TextIO) -> None:
+    formatter = JsonFormatter()
+    with os.fdopen(read_end, "rb") as pipe:
+        while chunk := pipe.readline(_RAW_LINE_CHARS):
+            text = chunk.decode("utf-8", "replace").rstrip("\r\n")
+            if text.strip():
+                record = logging.LogRecord("stderr", logging.WARNING, __file__, 0, text, None, None)
+                out.write(formatter.format(record) + "\n")
 
 
 _JSON_HANDLER_NAME = "flask_heat_collector.json"
