@@ -228,7 +228,7 @@ def post_batch(url: str, body: dict[str, Any], key: str) -> HttpAnswer:
     )
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=120) as response:  # generous: a bound, not a measurement
             status, raw, headers = response.status, response.read(), dict(response.headers)
     except urllib.error.HTTPError as exc:
         status, raw, headers = exc.code, exc.read(), dict(exc.headers)

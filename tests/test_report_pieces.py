@@ -79,7 +79,8 @@ def windows(seed: int) -> list[tuple[int | None, int | None]]:
         (None, MIDNIGHT + DAY // 3),
         (MIDNIGHT - DAY // 5, None),
     ]
-    found += [tuple(sorted(rng.sample(range(lo, hi), 2))) for _ in range(5)]  # type: ignore[misc]
+    # Two random windows per check: each check has its own seed, so a test still tries several.
+    found += [tuple(sorted(rng.sample(range(lo, hi), 2))) for _ in range(2)]  # type: ignore[misc]
     return found
 
 

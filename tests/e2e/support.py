@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -61,7 +62,15 @@ def unavailable(reason: str) -> None:
 
 
 def ensure_sdk() -> Path:
-    """The SDK's ``dist`` folder, installed from npm into build/e2e-node when missing."""
+    """The SDK's ``dist`` folder, installed from npm into build/e2e-node when missing (under a file
+    lock: parallel test processes install it once)."""
+    NODE_DIR.mkdir(parents=True, exist_ok=True)
+    with (NODE_DIR.parent / "e2e-node.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install_sdk()
+
+
+def _install_sdk() -> Path:
     manifest = SDK_DIR / "package.json"
     if manifest.exists() and json.loads(manifest.read_text()).get("version") == SDK_VERSION:
         return SDK_DIR / "dist"
@@ -69,7 +78,6 @@ def ensure_sdk() -> Path:
     if npm is None:
         unavailable("npm is needed to install the heat SDK for the end-to-end tests")
         raise AssertionError("unreachable")
-    NODE_DIR.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [
             npm,
