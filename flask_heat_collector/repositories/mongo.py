@@ -718,9 +718,12 @@ class MongoRepository(base.Repository):
             while limit is None or done < limit:
                 page = 5000 if limit is None else min(limit - done, 5000)
                 found = mongo_rage.pending(self._coll, project_id, page)
+                by_project: dict[str, list[str]] = {}
+                for pid, sid in found:
+                    by_project.setdefault(pid, []).append(sid)
                 settled = sum(
-                    mongo_rage.settle_session(self._coll, pid, sid, self.rage_rule, self.signal_rules)
-                    for pid, sid in found
+                    mongo_rage.settle_sessions(self._coll, pid, sids, self.rage_rule, self.signal_rules)
+                    for pid, sids in by_project.items()
                 )
                 done += settled
                 if len(found) < page or not settled:

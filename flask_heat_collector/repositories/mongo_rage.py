@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import DeleteMany, DeleteOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from ..rageclicks import RageRule, new_token, rage_row, settle
 from ..signals import DEFAULT_RULES, SIGNAL_TYPES, SignalRules
@@ -109,40 +109,59 @@ def pending(coll: Coll, project_id: str | None, limit: int) -> list[tuple[str, s
     return sorted((str(d["projectId"]), str(d["sessionId"])) for d in found)
 
 
-def settle_session(
-    coll: Coll, project_id: str, session_id: str, rule: RageRule, signals: SignalRules = DEFAULT_RULES
-) -> bool:
-    """Settle one pending session; whether it was settled (not held by another settle, nor gone)."""
-    now = _now_ms()
-    key = {"projectId": project_id, "sessionId": session_id}
+_SETTLE_CHUNK = 200  # pending sessions settled together: a few commands per chunk, not per session
+
+
+def settle_sessions(
+    coll: Coll, project_id: str, session_ids: list[str], rule: RageRule, signals: SignalRules = DEFAULT_RULES
+) -> int:
+    """Settle these pending sessions of one project; how many were settled (not held by another
+    settle, nor gone). Each chunk of sessions costs a fixed number of commands."""
+    ids = sorted(set(session_ids))
+    return sum(
+        _settle_chunk(coll, project_id, ids[start : start + _SETTLE_CHUNK], rule, signals)
+        for start in range(0, len(ids), _SETTLE_CHUNK)
+    )
+
+
+def _settle_chunk(coll: Coll, project_id: str, session_ids: list[str], rule: RageRule, signals: SignalRules) -> int:
+    now, holder = _now_ms(), new_token()
     free = {"$or": [{"lease": {"$exists": False}}, {"lease": None}, {"lease": {"$lt": now - _LEASE_MS}}]}
-    mark_doc = coll(PENDING).find_one_and_update(
-        {**key, **free}, {"$set": {"lease": now}}, return_document=ReturnDocument.AFTER
-    )
-    if mark_doc is None:
-        return False
-    clicks = coll("events").find(
-        {"projectId": project_id, "sessionId": session_id, "type": "click"},
-        _PROJECTION,
-        sort=[("ts", 1), ("seq", 1)],
-    )
-    found = list(coll(CLICKS).find(key, {"_id": 0, "eventId": 1, "viewW": 1}))
-    stored = [str(d["eventId"]) for d in found if d.get("viewW") is not None]
-    added, removed = settle((_row(d) for d in clicks), stored, rule)
-    removed += [str(d["eventId"]) for d in found if d.get("viewW") is None]  # settled before the width was kept
-    if removed:
-        coll(CLICKS).delete_many({**key, "eventId": {"$in": removed}})
-    if added:
-        docs = [{"projectId": project_id, **{camel: getattr(c, name) for name, camel in _FIELDS}} for c in added]
-        try:
-            coll(CLICKS).insert_many(docs, ordered=False)
-        except BulkWriteError as exc:  # stored already by a settle whose lease had expired
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors") or []):
-                raise
-    mongo_signals.settle_session(coll, project_id, session_id, signals)
-    if not coll(PENDING).delete_one({**key, "token": mark_doc["token"]}).deleted_count:
-        coll(PENDING).update_one(key, {"$set": {"lease": None}})  # marked again meanwhile: settle again
-    return True
+    chunk = {"projectId": project_id, "sessionId": {"$in": session_ids}}
+    coll(PENDING).update_many({**chunk, **free}, {"$set": {"lease": now, "holder": holder}})
+    marks = {
+        str(d["sessionId"]): d["token"]
+        for d in coll(PENDING).find({**chunk, "holder": holder}, {"_id": 0, "sessionId": 1, "token": 1})
+    }
+    if not marks:
+        return 0
+    held = {"projectId": project_id, "sessionId": {"$in": sorted(marks)}}
+    clicks: dict[str, list[EventRow]] = {sid: [] for sid in marks}
+    order = [("sessionId", 1), ("ts", 1), ("seq", 1)]
+    for doc in coll("events").find({**held, "type": "click"}, _PROJECTION, sort=order):
+        clicks[str(doc["sessionId"])].append(_row(doc))
+    found: dict[str, list[Doc]] = {sid: [] for sid in marks}
+    for doc in coll(CLICKS).find(held, {"_id": 0, "sessionId": 1, "eventId": 1, "viewW": 1}):
+        found[str(doc["sessionId"])].append(doc)
+    deletes: list[DeleteMany] = []
+    docs: list[Doc] = []
+    for sid in sorted(marks):
+        stored = [str(d["eventId"]) for d in found[sid] if d.get("viewW") is not None]
+        added, removed = settle(clicks[sid], stored, rule)
+        # rows settled before the exact width was kept: written again
+        removed += [str(d["eventId"]) for d in found[sid] if d.get("viewW") is None]
+        if removed:
+            deletes.append(DeleteMany({"projectId": project_id, "sessionId": sid, "eventId": {"$in": removed}}))
+        docs += [{"projectId": project_id, **{camel: getattr(c, name) for name, camel in _FIELDS}} for c in added]
+    if deletes:
+        coll(CLICKS).bulk_write(deletes, ordered=False)
+    mongo_signals.insert_new(coll(CLICKS), docs)
+    mongo_signals.settle_sessions(coll, project_id, sorted(marks), signals)
+    # A mark whose token changed meanwhile (a batch marked the session again) stays, unleased.
+    done = [DeleteOne({"projectId": project_id, "sessionId": sid, "token": token}) for sid, token in marks.items()]
+    if coll(PENDING).bulk_write(done, ordered=False).deleted_count < len(done):
+        coll(PENDING).update_many({**held, "holder": holder}, {"$set": {"lease": None, "holder": None}})
+    return len(marks)
 
 
 def read(coll: Coll, flt: EventFilter) -> list[EventRow]:

@@ -1,5 +1,5 @@
 """Frustration signals on MongoDB (signals.py): settled with a session's rage clicks under the same
-lease (mongo_rage.settle_session), and the reads of the reports."""
+lease (mongo_rage.settle_sessions), and the reads of the reports."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from pymongo import DeleteOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
@@ -44,27 +45,41 @@ def _signal(doc: Doc) -> Signal:
     return Signal(*(_plain(doc.get(camel)) for _, camel in _SIGNAL_FIELDS))
 
 
-def settle_session(coll: Coll, project_id: str, session_id: str, rules: SignalRules) -> None:
-    """Decide the signals of one session (its mark leased by the caller) and store the difference."""
-    key = {"projectId": project_id, "sessionId": session_id}
-    found = (
-        coll("events").find({**key, "type": {"$in": list(SIGNAL_TYPES)}}, _ROW_PROJECTION).sort([("ts", 1), ("seq", 1)])
-    )
-    rows = [SessionRow(*(_plain(doc.get(name)) for name in _ROW_FIELDS)) for doc in found]
-    found_signals = list(coll(SIGNALS).find(key, {"_id": 0, "kind": 1, "eventId": 1, "viewW": 1}))
-    stored = [(str(d["kind"]), str(d["eventId"])) for d in found_signals if d.get("viewW") is not None]
-    added, removed = settle(session_id, rows, stored, rules)
-    # rows settled before the exact width was kept: written again
-    removed += [(str(d["kind"]), str(d["eventId"])) for d in found_signals if d.get("viewW") is None]
-    for kind, event_id in removed:
-        coll(SIGNALS).delete_one({**key, "kind": kind, "eventId": event_id})
-    if added:
-        docs = [{"projectId": project_id, **{camel: getattr(s, name) for name, camel in _SIGNAL_FIELDS}} for s in added]
-        try:
-            coll(SIGNALS).insert_many(docs, ordered=False)
-        except BulkWriteError as exc:  # stored already by a settle whose lease had expired
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors") or []):
-                raise
+def settle_sessions(coll: Coll, project_id: str, session_ids: list[str], rules: SignalRules) -> None:
+    """Decide the signals of these sessions (their marks leased by the caller) and store the difference."""
+    held = {"projectId": project_id, "sessionId": {"$in": session_ids}}
+    rows: dict[str, list[SessionRow]] = {sid: [] for sid in session_ids}
+    order = [("sessionId", 1), ("ts", 1), ("seq", 1)]
+    fields = {**_ROW_PROJECTION, "sessionId": 1}
+    for doc in coll("events").find({**held, "type": {"$in": list(SIGNAL_TYPES)}}, fields, sort=order):
+        rows[str(doc["sessionId"])].append(SessionRow(*(_plain(doc.get(name)) for name in _ROW_FIELDS)))
+    found: dict[str, list[Doc]] = {sid: [] for sid in session_ids}
+    for doc in coll(SIGNALS).find(held, {"_id": 0, "sessionId": 1, "kind": 1, "eventId": 1, "viewW": 1}):
+        found[str(doc["sessionId"])].append(doc)
+    deletes: list[DeleteOne] = []
+    docs: list[Doc] = []
+    for sid in session_ids:
+        stored = [(str(d["kind"]), str(d["eventId"])) for d in found[sid] if d.get("viewW") is not None]
+        added, removed = settle(sid, rows[sid], stored, rules)
+        # rows settled before the exact width was kept: written again
+        removed += [(str(d["kind"]), str(d["eventId"])) for d in found[sid] if d.get("viewW") is None]
+        key = {"projectId": project_id, "sessionId": sid}
+        deletes += [DeleteOne({**key, "kind": kind, "eventId": event_id}) for kind, event_id in removed]
+        docs += [{"projectId": project_id, **{c: getattr(x, name) for name, c in _SIGNAL_FIELDS}} for x in added]
+    if deletes:
+        coll(SIGNALS).bulk_write(deletes, ordered=False)
+    insert_new(coll(SIGNALS), docs)
+
+
+def insert_new(collection: Collection[Doc], docs: list[Doc]) -> None:
+    """Insert ``docs``, leaving out those stored already (by a settle whose lease had expired)."""
+    if not docs:
+        return
+    try:
+        collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors") or []):
+            raise
 
 
 def forget(coll: Coll, project_id: str, session_ids: list[str]) -> None:
