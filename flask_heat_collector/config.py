@@ -241,6 +241,10 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_SCROLL_REVERSALS", 6, _as_positive_int),
     Key("HEAT_MIN_SAMPLE_SESSIONS", 30, _as_non_negative_int),
     Key("HEAT_PAGE_GROUPS", (), _page_groups),
+    Key("HEAT_BOT_REGULAR_CLICKS", 8, _integer(3, "≥ 3")),
+    Key("HEAT_BOT_REGULAR_JITTER_MS", 10, _as_non_negative_int),
+    Key("HEAT_BOT_FAST_CLICKS", 20, _integer(2, "≥ 2")),
+    Key("HEAT_BOT_FAST_WINDOW_MS", 1000, _as_positive_int),
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 
@@ -296,6 +300,10 @@ class Settings:
     scroll_reversals: int
     min_sample_sessions: int
     page_groups: tuple[str, ...]
+    bot_regular_clicks: int
+    bot_regular_jitter_ms: int
+    bot_fast_clicks: int
+    bot_fast_window_ms: int
 
 
 def default_database_uri(instance_path: str) -> str:

@@ -147,5 +147,5 @@ def settle_session(
 
 def read(coll: Coll, flt: EventFilter) -> list[EventRow]:
     """The stored rage clicks of ``flt`` in ``(ts, seq)`` order."""
-    found = coll(CLICKS).find(mongo_signals.range_match(flt), _PROJECTION, sort=[("ts", 1), ("seq", 1)])
+    found = coll(CLICKS).find(mongo_signals.range_match(flt, coll), _PROJECTION, sort=[("ts", 1), ("seq", 1)])
     return [_row(d) for d in found]

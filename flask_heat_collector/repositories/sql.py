@@ -34,7 +34,9 @@ from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points
 from ..rageclicks import DEFAULT_RULE, new_token
 from ..signals import DEFAULT_RULES, SIGNAL_TYPES, Signal
-from . import base, sql_compaction, sql_erase, sql_purge, sql_rage, sql_reports, sql_signals
+from ..traffic import BOT
+from ..traffic import DEFAULT_RULES as DEFAULT_TRAFFIC_RULES
+from . import base, sql_compaction, sql_erase, sql_purge, sql_rage, sql_reports, sql_signals, sql_traffic
 from .sql_erase import PiecesChanged
 from .sql_ingest import (
     IngestStatements,
@@ -59,6 +61,7 @@ from .sql_schema import (
     projects,
     retired_keys,
     sessions,
+    traffic_clauses,
     users,
 )
 
@@ -139,6 +142,7 @@ class SqlRepository(base.Repository):
     def __init__(self, uri: str) -> None:
         self.rage_rule = DEFAULT_RULE
         self.signal_rules = DEFAULT_RULES
+        self.traffic_rules = DEFAULT_TRAFFIC_RULES
         self.uri = uri
         self._engine: Engine | None = None
         self.tally = base.ReadTally()
@@ -400,7 +404,7 @@ class SqlRepository(base.Repository):
             raise _Raced() if exact else _Duplicates()
         if long_entries := long_move_params(project_id, rows):
             executemany(conn, st.long_moves_sql, long_entries)
-        if rows or tails:
+        if (rows or tails) and self._stored_traffic(conn, project_id, batch.session) != "bot":
             part = fresh_part()
             pieces = batch_pieces(rows + tails, part)
             executemany(conn, st.pieces_sql, st.pieces_params(project_id, pieces))
@@ -411,6 +415,12 @@ class SqlRepository(base.Repository):
         if any(row.type in SIGNAL_TYPES for row in rows):  # after the session: erase and purge lock in that order
             executemany(conn, st.rage_mark_sql, [(project_id, batch.session.id, new_token())])
         return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
+
+    @staticmethod
+    def _stored_traffic(conn: Connection, project_id: str, session: base.SessionRow) -> str:
+        """The session's stored class, else (its first batch) the class its agent gives it."""
+        stmt = sa.select(sessions.c.traffic).where(sessions.c.project_id == project_id, sessions.c.id == session.id)
+        return str(conn.execute(stmt).scalar() or session.traffic)
 
     def _extend_move(
         self, conn: Connection, project_id: str, row: base.EventRow, raised: dict[str, int]
@@ -591,6 +601,30 @@ class SqlRepository(base.Repository):
             if new:
                 conn.execute(sa.insert(heat_aggregates), [dict(piece._asdict(), project_id=key[0]) for piece in new])
 
+    def classify_sessions(
+        self, project_id: str | None, *, session_ids: list[str] | None = None, since: int | None = None
+    ) -> base.ClassifyCounts:
+        st, rules = self._statements, self.traffic_rules
+        decided = to_bot = to_human = 0
+        after: tuple[str, str] | None = None
+        while True:
+            keys = self._read(
+                functools.partial(
+                    sql_traffic.candidates, project_id=project_id, after=after, since=since, ids=session_ids
+                )
+            )
+            for pid, sid in keys:  # one transaction per session: its key-days move with its class
+                changed = self._write(
+                    functools.partial(sql_traffic.apply, st=st, project_id=pid, session_id=sid, rules=rules),
+                    snapshot=True,
+                )
+                decided += 1
+                to_bot += changed == BOT
+                to_human += changed is not None and changed != BOT
+            if len(keys) < sql_traffic.CHUNK:
+                return base.ClassifyCounts(sessions=decided, to_bot=to_bot, to_human=to_human)
+            after = keys[-1]
+
     def list_sessions(self, query: base.SessionQuery) -> list[base.SessionSummary]:
         clauses: list[Any] = [sessions.c.project_id == query.project_id]
         if query.user_id is not None:  # the internal id, or the one of the user with that SDK/JWT id
@@ -606,6 +640,8 @@ class SqlRepository(base.Repository):
             clauses.append(sessions.c.last_seen_at <= query.last_seen_to)
         if query.signal is not None:
             clauses.append(sql_signals.having(query.project_id, query.signal, sessions.c.id))
+        if query.traffic != "all":
+            clauses.append(sessions.c.traffic == query.traffic)
         order = (
             (sessions.c.started_at.desc(), sessions.c.id.desc())
             if query.descending
@@ -684,6 +720,8 @@ class SqlRepository(base.Repository):
             user_agent=row.user_agent,
             device_json=row.device_json,
             ip_hash=row.ip_hash,
+            traffic=row.traffic,
+            traffic_reason=row.traffic_reason,
         )
 
     # -- lifecycle ----------------------------------------------------------
@@ -868,6 +906,8 @@ class _SqlReader(base.Reader):
         if session_id is not None:
             clauses.append(events.c.session_id == session_id)
         clauses += path_clauses(events, flt.path_set)
+        if session_id is None:
+            clauses += traffic_clauses(events.c.session_id, flt.project_id, flt.traffic)
         if flt.types is not None:
             clauses.append(events.c.type == flt.types[0] if len(flt.types) == 1 else events.c.type.in_(flt.types))
         if flt.other_width is not None:
