@@ -223,7 +223,8 @@ def post_batch(url: str, body: dict[str, Any], key: str) -> HttpAnswer:
     request = urllib.request.Request(
         f"{url}/ingest",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "X-Project-Key": key},
+        # a visitor's agent: urllib's own (Python-urllib) is a crawler's, a bot (docs/traffic.md)
+        headers={"Content-Type": "application/json", "X-Project-Key": key, "User-Agent": "TestAgent/1.0"},
         method="POST",
     )
     started = time.monotonic()

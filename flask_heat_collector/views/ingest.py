@@ -20,6 +20,7 @@ from ..privacy import DNT_DROP_REASON, anonymous, clean_payload, opted_out
 from ..prometheus import EventCounts
 from ..repositories.base import Batch, IngestResult
 from ..state import HeatState, get_state
+from ..traffic import BOT
 from . import common
 
 _ALLOWED_TYPES = ("application/json", "text/plain", "")
@@ -265,6 +266,10 @@ def ingest() -> Response:
         seq=state.seq.take(len(payload["events"])),
     )
     result = _store(state, prepared.batch)
+    batch = prepared.batch
+    if result.accepted and batch.session.traffic != BOT and any(row.type == "click" for row in batch.events):
+        # the behaviour rules (traffic.py) over the session's stored clicks and moves
+        state.repository.classify_sessions(result.project_id, session_ids=[batch.session.id])
 
     elapsed = time.perf_counter() - started
     elapsed_ms = round(elapsed * 1000)
