@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import Schema, ValidationError
 
+from ..aggregates import items
 from ..auth import Scope, check_query_key, require_project, require_unscoped
 from ..errors import ApiError
 from ..heatmap import Heatmap, build_heatmap, heatmap_json
@@ -302,7 +303,8 @@ def project_events(project_id: str) -> Response:
 
 
 def _excluded_events(flt: EventFilter, traffic: str) -> dict[str, int]:
-    """The events (and their sessions) of ``flt`` in the other traffic classes: read from their rows."""
+    """The event rows (a move: its points, as the list counts them) of ``flt`` in the other traffic
+    class, and their sessions: read from that class's rows."""
     if traffic == ALL:
         return {"sessions": 0, "events": 0}
     other = replace(flt, traffic=BOT if traffic == HUMAN else HUMAN)
@@ -310,9 +312,11 @@ def _excluded_events(flt: EventFilter, traffic: str) -> dict[str, int]:
     def count(reader: Reader) -> dict[str, int]:
         sessions: set[str] = set()
         events = 0
-        for row in from_edge(reader, other, light=True, points=False):
-            if flt.ts_from is None or row.ts + row.span >= flt.ts_from:
-                events += 1
+        lo, hi = flt.ts_from, flt.ts_to
+        for row in from_edge(reader, other, light=True):
+            n = sum(1 for _, ts, _, _ in items(row) if (lo is None or ts >= lo) and (hi is None or ts <= hi))
+            if n:
+                events += n
                 sessions.add(row.session_id)
         return {"sessions": len(sessions), "events": events}
 
