@@ -398,6 +398,7 @@ class CompareQuerySchema(_FrameQuerySchema):
     unless a side gives its own."""
 
     report = fields.String(required=True, validate=validate.OneOf(("heatmap", "elements", "scrollmap")))
+    traffic = _traffic()
     a = fields.String(
         required=True,
         metadata={

@@ -65,6 +65,7 @@ def test_behaviour_rules_and_their_false_positives() -> None:
     # A person clicking a stepper fast (touch: no pointer moves): gaps of 150..260 ms are not a timer.
     stepper = [0, 180, 410, 560, 790, 1_000, 1_260, 1_450, 1_690, 1_880, 2_100]
     assert behaviour_reason(stepper, [], rules) is None
+
     def clicks(n: int, gaps: tuple[int, int]) -> list[int]:
         return [sum(gaps[j % 2] for j in range(i)) for i in range(n)]
 

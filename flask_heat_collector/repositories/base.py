@@ -200,6 +200,7 @@ class IngestResult:
     accepted: int
     duplicates: int
     erased_user: bool = False  # the batch's user was erased: nothing of it was stored
+    traffic: str = "human"  # the class of the session its rows were stored under (traffic.py)
 
 
 PathSet = str | tuple[str, ...] | None

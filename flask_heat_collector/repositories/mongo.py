@@ -552,7 +552,8 @@ class MongoRepository(base.Repository):
                     new.append(tail)
                     grown.append(row.event_id)
             self._index_long_moves(project_id, [row for row in batch.events if row.span > base.LONG_MOVE_MS])
-            if not self._is_bot(project_id, batch.session.id):
+            traffic = BOT if self._is_bot(project_id, batch.session.id) else HUMAN
+            if traffic == HUMAN:
                 self._write_pieces(project_id, batch.session.id, int(outbox["part"]), new)
             accepted = sum(row.row_count for row in new)
             if any(row.type in SIGNAL_TYPES for row in new):  # new rows: the session's signals are decided again
@@ -564,7 +565,9 @@ class MongoRepository(base.Repository):
                 # missed it. Looked at again after the last write, so one of the two erases it.
                 self.erase(base.Erasure(project_id, user=batch.external_user_id))
                 return base.IngestResult(project_id=project_id, accepted=0, duplicates=0, erased_user=True)
-        return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
+        return base.IngestResult(
+            project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted, traffic=traffic
+        )
 
     def _is_bot(self, project_id: str, session_id: str) -> bool:
         """Whether the stored session is a bot's (its rows add to no aggregate nor report piece)."""

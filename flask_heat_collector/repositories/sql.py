@@ -404,7 +404,8 @@ class SqlRepository(base.Repository):
             raise _Raced() if exact else _Duplicates()
         if long_entries := long_move_params(project_id, rows):
             executemany(conn, st.long_moves_sql, long_entries)
-        if (rows or tails) and self._stored_traffic(conn, project_id, batch.session) != "bot":
+        traffic = self._stored_traffic(conn, project_id, batch.session)
+        if (rows or tails) and traffic != BOT:
             part = fresh_part()
             pieces = batch_pieces(rows + tails, part)
             executemany(conn, st.pieces_sql, st.pieces_params(project_id, pieces))
@@ -414,7 +415,9 @@ class SqlRepository(base.Repository):
         conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id, accepted))
         if any(row.type in SIGNAL_TYPES for row in rows):  # after the session: erase and purge lock in that order
             executemany(conn, st.rage_mark_sql, [(project_id, batch.session.id, new_token())])
-        return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
+        return base.IngestResult(
+            project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted, traffic=traffic
+        )
 
     @staticmethod
     def _stored_traffic(conn: Connection, project_id: str, session: base.SessionRow) -> str:
@@ -464,11 +467,14 @@ class SqlRepository(base.Repository):
         def run(conn: Connection) -> base.IngestResult:
             user_uuid = str(uuid.uuid4()) if batch.external_user_id is not None else None
             params = st.pg_batch_params(batch, user_uuid, _now_ms(), pieces, reports)
-            _, accepted, project_id, erased = self._execute_prepared(conn, sql, params)
+            _, accepted, project_id, erased, traffic = self._execute_prepared(conn, sql, params)
             if erased:
                 return base.IngestResult(project_id=str(project_id), accepted=0, duplicates=0, erased_user=True)
             return base.IngestResult(
-                project_id=str(project_id), accepted=int(accepted), duplicates=batch.row_count - int(accepted)
+                project_id=str(project_id),
+                accepted=int(accepted),
+                duplicates=batch.row_count - int(accepted),
+                traffic=str(traffic),
             )
 
         return self._write(run, autocommit=True)

@@ -392,7 +392,10 @@ class IngestStatements:
         )
         # The project is looked up by key inside the statement (no cache: a rotated key fails at
         # once); no project with the key leaves project_id NULL, failing the statement (23502).
-        sql = f"WITH {', '.join(ctes)} SELECT c, n, %(project_id)s, {erased} FROM tot"
+        stored = (
+            "COALESCE((SELECT traffic FROM sessions WHERE project_id = %(project_id)s AND id = %(id)s), %(traffic)s)"
+        )
+        sql = f"WITH {', '.join(ctes)} SELECT c, n, %(project_id)s, {erased}, {stored} FROM tot"
         return sql.replace("%(project_id)s", "(SELECT id FROM projects WHERE key = %(project_key)s)")
 
     @staticmethod

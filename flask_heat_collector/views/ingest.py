@@ -6,6 +6,7 @@ import json
 import re
 import time
 import zlib
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -269,7 +270,8 @@ def ingest() -> Response:
     batch = prepared.batch
     if result.accepted and batch.session.traffic != BOT and any(row.type == "click" for row in batch.events):
         # the behaviour rules (traffic.py) over the session's stored clicks and moves
-        state.repository.classify_sessions(result.project_id, session_ids=[batch.session.id])
+        if state.repository.classify_sessions(result.project_id, session_ids=[batch.session.id]).to_bot:
+            result = replace(result, traffic=BOT)  # its rows now count as a bot's
 
     elapsed = time.perf_counter() - started
     elapsed_ms = round(elapsed * 1000)

@@ -149,7 +149,8 @@ def _grouped(flt: EventFilter, query: dict[str, Any]) -> tuple[EventFilter, dict
     if query.get("path") is not None:
         raise ApiError(400, "group_with_path", "Give 'path' or 'group', not both.")
     template = _template(text)
-    matched = group_paths(get_state().repository, flt, template)
+    # the paths of every traffic class: the answer and its meta.excluded read the same paths
+    matched = group_paths(by_traffic(get_state().repository, ALL), replace(flt, traffic=ALL), template)
     if len(matched) > MAX_GROUP_PATHS:
         raise ApiError(
             400,

@@ -44,10 +44,12 @@ def test_a_crawler_visit_is_excluded_by_default(browser: Any, site: str, tmp_pat
             context.close()
         pid = project_id
         wait_until(
-            lambda: collector.api_json(f"/projects/{pid}/heatmap", path=PAGE_PATH, type="click", traffic="bot")[
-                "meta"
-            ]["total"]
-            == 2,
+            lambda: (
+                collector.api_json(f"/projects/{pid}/heatmap", path=PAGE_PATH, type="click", traffic="bot")["meta"][
+                    "total"
+                ]
+                == 2
+            ),
             30,
             "the bot's clicks were not stored",
         )
