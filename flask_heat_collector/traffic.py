@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
@@ -133,17 +133,22 @@ def verdict(
     user_agent: str | None,
     device_json: str | None,
     clicks: Iterable[int],
-    moves: Iterable[int],
+    moves: Callable[[], Iterable[int]],
     rules: TrafficRules,
     *,
     stored: Verdict | None = None,
 ) -> Verdict:
-    """A session's class: its agent's, else its behaviour's. A stored agent verdict of a session whose
-    agent is no longer stored (an erased user's foreign session) is kept."""
+    """A session's class: its agent's, else its behaviour's. ``moves`` reads the session's move point
+    times, only when a regular run of clicks needs them (pointer moves only ever clear that rule). A
+    stored agent verdict of a session whose agent is no longer stored (an erased user's foreign
+    session) is kept."""
     found = agent_verdict(user_agent, device_json)
     if found.traffic == BOT:
         return found
     if user_agent is None and device_json is None and stored is not None and is_agent_reason(stored.reason):
         return stored
-    reason = behaviour_reason(clicks, moves, rules)
+    times = list(clicks)
+    reason = behaviour_reason(times, (), rules)
+    if reason == REGULAR_CLICKS:
+        reason = behaviour_reason(times, moves(), rules)
     return Verdict(BOT, reason) if reason else HUMAN_VERDICT

@@ -288,3 +288,39 @@ def test_erase_and_purge_stay_exact_with_bots(make_app: Callable[..., Flask]) ->
             got = get(client, project, endpoint, traffic=traffic, **params)
             want = get(client, reference, endpoint, traffic=traffic, **params)
             assert without_ids(got, {}) == without_ids(want, {}), (endpoint, traffic)
+
+
+def test_an_older_database_gains_the_traffic_columns(make_app: Callable[..., Flask], backend: str) -> None:
+    """A database of the layout before the traffic classes (its sessions aggregated, whatever their
+    agent) is moved forward by `flask heat migrate`: every session is human until `reclassify`."""
+    app = make_app(rate_limit="100000 per second", new_projects_per_ip="1000 per hour")
+    client = app.test_client()
+    crawler = batch(ev("click", T, x=10, y=10, selector="#a"), session_id="crawler")
+    person = batch(ev("click", T + 5, x=20, y=20, selector="#b"), session_id="person")
+    project = post(client, crawler)
+    post(client, person)
+    repo: Any = app.extensions["heat_collector"].repository
+    if backend.startswith("mongodb"):
+        sessions = repo.db["sessions"]
+        sessions.update_many({}, {"$unset": {"traffic": "", "trafficReason": ""}})
+        sessions.update_one({"id": "crawler"}, {"$set": {"userAgent": GOOGLEBOT}})
+        sessions.drop_index("ix_sessions_project_traffic")
+    else:
+        with repo.engine.begin() as conn:
+            drop = "DROP INDEX ix_sessions_project_traffic"
+            conn.exec_driver_sql(drop + (" ON sessions" if conn.dialect.name == "mysql" else ""))
+            conn.exec_driver_sql("ALTER TABLE sessions DROP COLUMN traffic_reason")
+            conn.exec_driver_sql("ALTER TABLE sessions DROP COLUMN traffic")
+            conn.exec_driver_sql(f"UPDATE sessions SET user_agent = '{GOOGLEBOT}' WHERE id = 'crawler'")
+    out = app.test_cli_runner().invoke(args=["heat", "migrate"])
+    assert out.exit_code == 0, out.output
+    assert get(client, project, "heatmap")["meta"]["total"] == 2  # both human, as before
+    out = app.test_cli_runner().invoke(args=["heat", "reclassify"])
+    assert out.exit_code == 0 and "1 became bot, 0 became human" in out.output, out.output
+    fresh = post(client, crawler, key="k-fresh", agent=GOOGLEBOT)
+    post(client, person, key="k-fresh")
+    for endpoint, params in QUERIES:
+        for traffic in ("human", "bot", "all"):
+            got = get(client, project, endpoint, traffic=traffic, **params)
+            want = get(client, fresh, endpoint, traffic=traffic, **params)
+            assert without_ids(got, {}) == without_ids(want, {}), (endpoint, traffic)

@@ -1149,15 +1149,13 @@ class MongoRepository(base.Repository):
             for doc in sessions.find(match, fields, sort=[("projectId", 1), ("id", 1)], batch_size=500):
                 pid, sid = str(doc["projectId"]), str(doc["id"])
                 stored = Verdict(str(doc.get("traffic") or HUMAN), _opt_str(doc.get("trafficReason")))
-                clicks: list[int] = []
-                moves: list[int] = []
-                kinds = {"$in": ["click", "move"]}
-                for event in events.find({"projectId": pid, "sessionId": sid, "type": kinds}, _NO_ID):
-                    row = _stored(event)
-                    if row.type == "click":
-                        clicks.append(row.ts)
-                    else:
-                        moves.extend(ts for _, ts, _, _ in items(row))
+                mine = {"projectId": pid, "sessionId": sid}
+                clicks = [int(e["ts"]) for e in events.find({**mine, "type": "click"}, {"_id": 0, "ts": 1})]
+
+                def moves(mine: Doc = mine) -> list[int]:
+                    found = events.find({**mine, "type": "move"}, _NO_ID)
+                    return [ts for e in found for _, ts, _, _ in items(_stored(e))]
+
                 found = verdict(
                     _opt_str(doc.get("userAgent")),
                     _opt_str(doc.get("deviceJson")),

@@ -614,20 +614,26 @@ class SqlRepository(base.Repository):
         decided = to_bot = to_human = 0
         after: tuple[str, str] | None = None
         while True:
-            keys = self._read(
-                functools.partial(
-                    sql_traffic.candidates, project_id=project_id, after=after, since=since, ids=session_ids
+            if session_ids is not None and project_id is not None:  # (ingest) no lookup of the keys
+                keys = [(project_id, sid) for sid in session_ids]
+            else:
+                keys = self._read(
+                    functools.partial(
+                        sql_traffic.candidates, project_id=project_id, after=after, since=since, ids=session_ids
+                    )
                 )
-            )
             for pid, sid in keys:  # one transaction per session: its key-days move with its class
+                decided += 1
+                found = self._read(functools.partial(sql_traffic.decide, project_id=pid, session_id=sid, rules=rules))
+                if found is None or found[0] == found[1]:
+                    continue  # (the usual case) nothing to write
                 changed = self._write(
                     functools.partial(sql_traffic.apply, st=st, project_id=pid, session_id=sid, rules=rules),
                     snapshot=True,
                 )
-                decided += 1
                 to_bot += changed == BOT
                 to_human += changed is not None and changed != BOT
-            if len(keys) < sql_traffic.CHUNK:
+            if len(keys) < sql_traffic.CHUNK or (session_ids is not None and project_id is not None):
                 return base.ClassifyCounts(sessions=decided, to_bot=to_bot, to_human=to_human)
             after = keys[-1]
 

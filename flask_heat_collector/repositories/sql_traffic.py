@@ -49,17 +49,13 @@ def decide(conn: Connection, project_id: str, session_id: str, rules: TrafficRul
     if row is None:
         return None
     stored = Verdict(str(row.traffic), row.traffic_reason)
-    clicks: list[int] = []
-    moves: list[int] = []
-    stmt = sa.select(*_STORED).where(
-        events.c.project_id == project_id, events.c.session_id == session_id, events.c.type.in_(("click", "move"))
-    )
-    for r in conn.execute(stmt):
-        event = EventRow(*r)
-        if event.type == "click":
-            clicks.append(event.ts)
-        else:
-            moves.extend(ts for _, ts, _, _ in items(event))
+    mine = (events.c.project_id == project_id, events.c.session_id == session_id)
+    clicks = [int(ts) for ts in conn.execute(sa.select(events.c.ts).where(*mine, events.c.type == "click")).scalars()]
+
+    def moves() -> list[int]:
+        stmt = sa.select(*_STORED).where(*mine, events.c.type == "move")
+        return [ts for r in conn.execute(stmt) for _, ts, _, _ in items(EventRow(*r))]
+
     return stored, verdict(row.user_agent, row.device_json, clicks, moves, rules, stored=stored)
 
 
