@@ -39,7 +39,7 @@ HEADLESS = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36"
 )
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
-VIEW = {"w": 1280, "h": 800, "meta": {"viewportBucket": "1280x800"}}
+VIEW: dict[str, Any] = {"w": 1280, "h": 800, "meta": {"viewportBucket": "1280x800"}}
 
 
 # -- rules, without a database ---------------------------------------------------------------------
