@@ -106,11 +106,11 @@ def is_agent_reason(reason: str | None) -> bool:
 def behaviour_reason(clicks: Iterable[int], moves: Iterable[int], rules: TrafficRules) -> str | None:
     """The first behaviour rule that the session's click times and move point times break, if any."""
     times = sorted(clicks)
-    k = rules.fast_clicks
+    k = rules.fast_clicks or len(times) + 1  # 0: the rule is off
     if any(times[i + k - 1] - times[i] < rules.fast_window_ms for i in range(len(times) - k + 1)):
         return FAST_CLICKS
     n = rules.regular_clicks
-    if len(times) >= n:
+    if n and len(times) >= n:
         pointer = sorted(moves)
         for i in range(len(times) - n + 1):
             run = times[i : i + n]

@@ -140,6 +140,11 @@ class Apps:
         app.config["TESTING"] = self.testing
         options.setdefault("query_api_keys", [QUERY_KEY])
         options.setdefault("ip_hash_secret", "test-secret")
+        # Synthetic test data clicks on a timer (10 clicks 1 ms apart, without a pointer move), which
+        # the behaviour rules of the traffic classes call a bot (docs/traffic.md): they are off unless
+        # a test turns them on (tests/test_traffic.py). The agent rules stay on.
+        options.setdefault("bot_regular_clicks", 0)
+        options.setdefault("bot_fast_clicks", 0)
         HeatCollector(app, **options)
         self.made.append(app)
         return app

@@ -39,6 +39,13 @@ HEADLESS = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36"
 )
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+# The behaviour rules at their defaults (tests/helpers.Apps turns them off for the other tests).
+OPTIONS: dict[str, Any] = {
+    "rate_limit": "100000 per second",
+    "new_projects_per_ip": "1000 per hour",
+    "bot_regular_clicks": DEFAULT_RULES.regular_clicks,
+    "bot_fast_clicks": DEFAULT_RULES.fast_clicks,
+}
 VIEW: dict[str, Any] = {"w": 1280, "h": 800, "meta": {"viewportBucket": "1280x800"}}
 
 
@@ -75,6 +82,8 @@ def test_behaviour_rules_and_their_false_positives() -> None:
     assert behaviour_reason(clicks(20, (30, 80)), [], rules) is None  # 1,020 ms: not within 1,000
     looser = TrafficRules(regular_clicks=11, regular_jitter_ms=300)
     assert behaviour_reason(stepper, [], looser) == REGULAR_CLICKS
+    off = TrafficRules(regular_clicks=0, fast_clicks=0)  # 0 turns a rule off
+    assert behaviour_reason(timer, [], off) is None and behaviour_reason(burst, [], off) is None
 
 
 @pytest.mark.parametrize(
@@ -171,7 +180,7 @@ def answer(client: FlaskClient, project: str, endpoint: str, **params: Any) -> t
 
 
 def test_reports_by_traffic_class_against_single_class_projects(make_app: Callable[..., Flask]) -> None:
-    app = make_app(rate_limit="100000 per second", new_projects_per_ip="1000 per hour")
+    app = make_app(**OPTIONS)
     client = app.test_client()
     sessions = random_sessions(11)
     mixed = humans = bots = every = ""
@@ -214,7 +223,7 @@ def regular_clicks(start: int, n: int, gap: int = 500) -> list[dict[str, Any]]:
 
 
 def test_a_behaviour_rule_firing_on_a_later_batch_moves_the_session(make_app: Callable[..., Flask]) -> None:
-    app = make_app(rate_limit="100000 per second", new_projects_per_ip="1000 per hour")
+    app = make_app(**OPTIONS)
     client = app.test_client()
     person = batch(ev("click", T + 5, x=10, y=10, selector="#a"), ev("move", T + 6), session_id="person")
     first = batch(*regular_clicks(T, 4), session_id="script")  # 4 clicks: not yet a rule
@@ -244,14 +253,14 @@ def test_reclassify_after_a_threshold_change_equals_a_fresh_ingest(make_app: Cal
         ),
         batch(ev("click", T + 3, x=5, y=5, selector="#x"), session_id="person"),
     ]
-    app = make_app(rate_limit="100000 per second", new_projects_per_ip="1000 per hour")
+    app = make_app(**OPTIONS)
     client = app.test_client()
     project = ""
     for body in bodies:
         project = post(client, body)
     assert get(client, project, "heatmap")["meta"]["excluded"]["sessions"] == 1
     stricter = {"bot_regular_clicks": 9, "bot_regular_jitter_ms": 40}  # "timer" is no bot now, "clicker" is
-    second = make_app(rate_limit="100000 per second", new_projects_per_ip="1000 per hour", **stricter)
+    second = make_app(**{**OPTIONS, **stricter})
     out = second.test_cli_runner().invoke(args=["heat", "reclassify", "--project-id", project])
     assert out.exit_code == 0, out.output
     assert "1 became bot, 1 became human" in out.output
@@ -269,7 +278,7 @@ def test_reclassify_after_a_threshold_change_equals_a_fresh_ingest(make_app: Cal
 
 
 def test_erase_and_purge_stay_exact_with_bots(make_app: Callable[..., Flask]) -> None:
-    app = make_app(rate_limit="100000 per second", new_projects_per_ip="1000 per hour")
+    app = make_app(**OPTIONS)
     client = app.test_client()
     sessions = random_sessions(5)
     project = ""
@@ -293,7 +302,7 @@ def test_erase_and_purge_stay_exact_with_bots(make_app: Callable[..., Flask]) ->
 def test_an_older_database_gains_the_traffic_columns(make_app: Callable[..., Flask], backend: str) -> None:
     """A database of the layout before the traffic classes (its sessions aggregated, whatever their
     agent) is moved forward by `flask heat migrate`: every session is human until `reclassify`."""
-    app = make_app(rate_limit="100000 per second", new_projects_per_ip="1000 per hour")
+    app = make_app(**OPTIONS)
     client = app.test_client()
     crawler = batch(ev("click", T, x=10, y=10, selector="#a"), session_id="crawler")
     person = batch(ev("click", T + 5, x=20, y=20, selector="#b"), session_id="person")
