@@ -168,7 +168,15 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("paths", {"limit": 500}),
     ("page-groups/preview", {"template": "/p/:id"}),
     ("events", {"limit": 1000}),
+    ("events", {"limit": 1000, "path": "/a", "type": "click"}),
     ("sessions", {"limit": 200}),
+    ("sessions", {"limit": 200, "visitedPath": "/b"}),
+]
+_SPAN = {"from": T, "to": T + 4 * DAY}  # (compare's `to` defaults to now)
+COMPARES: list[dict[str, Any]] = [
+    {"report": "heatmap", "a": "path=/a", "b": "path=/b", **_SPAN},
+    {"report": "elements", "a": "", "b": f"path=/a;from={T + DAY // 2}", **_SPAN},
+    {"report": "scrollmap", "a": "path=/a", "b": "path=/p/1", **_SPAN},
 ]
 
 
@@ -193,6 +201,13 @@ def test_reports_by_traffic_class_against_single_class_projects(make_app: Callab
             humans = post(client, body, key="k-humans")
     rows = oracle.stored_rows(body for _, body in sessions)
     bot_ids = {body["session"]["id"] for bot, body in sessions if bot}
+    started: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for _, body in sessions:
+        sid = body["session"]["id"]
+        started.setdefault(sid, body["session"]["startedAt"])
+        seen[sid] = max(seen.get(sid, 0), body["session"]["lastSeenAt"])
+    counts = oracle.session_event_counts(rows)
     ranges = [{}, {"from": T + DAY // 2, "to": T + 2 * DAY + DAY // 3}]  # whole days and partial ones
     for window in ranges:
         for endpoint, params in QUERIES:
@@ -205,15 +220,31 @@ def test_reports_by_traffic_class_against_single_class_projects(make_app: Callab
             for traffic in ("human", "bot", "all"):
                 assert mine[traffic][0] == refs[traffic], (endpoint, query, traffic)
             assert mine["all"][1] == {"sessions": 0, "events": 0}
-            if endpoint == "events":  # the rows (a move: its points) of the other class, from the bodies
-                lo, hi = window.get("from", 0), window.get("to", 10**15)
+            lo, hi = window.get("from", 0), window.get("to", 10**15)
+            if endpoint == "events" and len(params) == 1:  # the rows (a move: its points) of the bots, from the bodies
                 shown = [r for r in rows if lo <= r.ts <= hi and r.session_id in bot_ids]
                 assert mine["human"][1] == {"sessions": len({r.session_id for r in shown}), "events": len(shown)}
-            elif endpoint != "sessions":
+            elif endpoint == "sessions" and len(params) == 1:  # the bot sessions within from..to, their rows
+                inside = [s for s in bot_ids if lo <= started[s] and seen[s] <= hi]
+                assert mine["human"][1] == {"sessions": len(inside), "events": sum(counts[s] for s in inside)}
+            elif endpoint not in ("events", "sessions"):
                 for traffic, other in (("human", "bot"), ("bot", "human")):
                     sample = refs[other]["meta"]["sample"]
                     assert mine[traffic][1] == {"sessions": sample["sessions"], "events": sample["events"]}
     assert get(client, mixed, "sessions", limit=200)["meta"]["excluded"]["sessions"] == len(bot_ids)
+    for params in COMPARES:  # each side by class, and what it left out
+        mine = {t: get(client, mixed, "compare", traffic=t, **params) for t in ("human", "bot", "all")}
+        refs = {t: get(client, p, "compare", **params) for t, p in (("human", humans), ("bot", bots), ("all", every))}
+        for traffic, other in (("human", "bot"), ("bot", "human"), ("all", None)):
+            for side in ("a", "b"):
+                excluded = mine[traffic][side]["report"]["meta"].pop("excluded")
+                refs[traffic][side]["report"]["meta"].pop("excluded")
+                if other is None:
+                    assert excluded == {"sessions": 0, "events": 0}
+                else:
+                    sample = refs[other][side]["report"]["meta"]["sample"]
+                    assert excluded == {"sessions": sample["sessions"], "events": sample["events"]}
+            assert without_ids(mine[traffic], {}) == without_ids(refs[traffic], {}), (params, traffic)
     bad = client.get(f"/api/projects/{mixed}/heatmap", query_string={"traffic": "robots"}, headers=API)
     assert bad.status_code == 400 and bad.get_json()["code"] == "invalid_query"
 

@@ -23,6 +23,7 @@ from ..page_groups import MAX_GROUP_PATHS, InvalidTemplate, Template, parse
 from ..projects import project_found, project_list
 from ..reports import elements, group_paths, group_preview, paths, scrollmap
 from ..repositories.base import EventFilter, Reader, Repository, Session, SessionQuery
+from ..repositories.session_sets import SessionSet
 from ..samples import mark_small
 from ..schemas import (
     MAX_QUERY_TIME,
@@ -332,9 +333,12 @@ def project_sessions(project_id: str) -> Response:
     bucket, width = query.get("viewportBucket"), query.get("viewportWidth")
     width = int(bucket.split("x")[0]) if bucket else width  # the band of the bucket's width, as the map's
     visited = query.get("visitedPath")
-    among = None
-    if visited is not None or width is not None:
-        among = visited_sessions(repo, project_id, visited, start, end, width)
+
+    def among_of(traffic: str) -> SessionSet | None:
+        if visited is None and width is None:
+            return None
+        return visited_sessions(repo, project_id, visited, start, end, width, traffic)
+
     asked = SessionQuery(
         project_id=common.check_id(project_id, "projectId"),
         started_from=start,
@@ -345,15 +349,14 @@ def project_sessions(project_id: str) -> Response:
         limit=query["limit"],
         offset=query["offset"],
         signal=query.get("signal"),
-        among=among,
+        among=among_of(query["traffic"]),
         traffic=query["traffic"],
     )
     found = repo.list_sessions(asked)
     excluded = {"sessions": 0, "events": 0}
     if asked.traffic != ALL:  # the other class's sessions of the same filters (their stored counters)
-        others = repo.list_sessions(
-            replace(asked, traffic=BOT if asked.traffic == HUMAN else HUMAN, limit=2**62, offset=0)
-        )
+        other = BOT if asked.traffic == HUMAN else HUMAN
+        others = repo.list_sessions(replace(asked, traffic=other, among=among_of(other), limit=2**62, offset=0))
         excluded = {"sessions": len(others), "events": sum(s.event_count for s in others)}
     external = repo.external_user_ids(project_id, [s.user_id for s in found if s.user_id])
     items = [
