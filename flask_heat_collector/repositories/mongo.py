@@ -1446,6 +1446,14 @@ class MongoRepository(base.Repository):
 class _MongoReader(base.Reader):
     def __init__(self, repo: MongoRepository) -> None:
         self.repo = repo
+        self._bots: dict[str, list[str]] = {}  # the bot sessions of a project, read once per read
+
+    def _traffic_match(self, project_id: str, traffic: str) -> Doc:
+        if traffic == "all":
+            return {}
+        if project_id not in self._bots:
+            self._bots[project_id] = mongo_signals.bot_sessions(self.repo._coll, project_id)
+        return mongo_signals.traffic_match(self.repo._coll, project_id, traffic, self._bots[project_id])
 
     def _scan_match(self, what: base.Scan) -> Doc:
         flt, ts_low, session_id = what.flt, what.ts_low, what.session_id
@@ -1453,7 +1461,7 @@ class _MongoReader(base.Reader):
         if session_id is not None:
             match["sessionId"] = session_id
         else:
-            match.update(mongo_signals.traffic_match(self.repo._coll, flt.project_id, flt.traffic))
+            match.update(self._traffic_match(flt.project_id, flt.traffic))
         ts: Doc = {}
         if ts_low is not None:
             ts["$gte"] = ts_low

@@ -78,11 +78,13 @@ def bot_sessions(coll: Coll, project_id: str) -> list[str]:
     return [str(s) for s in coll("sessions").distinct("id", {"projectId": project_id, "traffic": "bot"})]
 
 
-def traffic_match(coll: Coll, project_id: str, traffic: str) -> Doc:
-    """The filter keeping the rows of sessions of class ``traffic`` ("all": every row)."""
+def traffic_match(coll: Coll, project_id: str, traffic: str, bots: list[str] | None = None) -> Doc:
+    """The filter keeping the rows of sessions of class ``traffic`` ("all": every row); ``bots``: the
+    project's bot sessions when the caller read them already."""
     if traffic == "all":
         return {}
-    bots = bot_sessions(coll, project_id)
+    if bots is None:
+        bots = bot_sessions(coll, project_id)
     if traffic == "bot":
         return {"sessionId": {"$in": bots}}
     return {"sessionId": {"$nin": bots}} if bots else {}
