@@ -364,3 +364,29 @@ def test_an_older_database_gains_the_traffic_columns(make_app: Callable[..., Fla
             got = get(client, project, endpoint, traffic=traffic, **params)
             want = get(client, fresh, endpoint, traffic=traffic, **params)
             assert without_ids(got, {}) == without_ids(want, {}), (endpoint, traffic)
+
+
+def test_the_default_answer_reads_the_bots_rows_only(make_app: Callable[..., Flask]) -> None:
+    """Whole days come from the human aggregates: the default answer (with its ``meta.excluded``) reads
+    no stored row more than the bots' rows of the range (none without bots), whatever the humans'."""
+    app = make_app(**OPTIONS)
+    client = app.test_client()
+    tally = app.extensions["heat_collector"].repository.tally
+    humans = [ev("click", T + 1_000 * i + i * 37 % 200, x=i, y=i, selector="#h") for i in range(60)]  # a person
+    project = post(client, batch(*humans[:30], session_id="h1"))
+    post(client, batch(*humans[30:], session_id="h2"))
+    whole = {"from": T - T % DAY, "to": T - T % DAY + DAY - 1}  # one whole UTC day
+    for endpoint, params in (("heatmap", {}), ("elements", {}), ("paths", {}), ("scrollmap", {})):
+        before = tally.events
+        get(client, project, endpoint, **params, **whole)
+        assert tally.events == before, endpoint
+    post(
+        client,
+        batch(*[ev("click", T + 500 + 700 * i, x=3, y=3, selector="#b") for i in range(5)], session_id="g"),
+        agent=GOOGLEBOT,
+    )
+    for endpoint, params in (("heatmap", {}), ("elements", {}), ("paths", {}), ("scrollmap", {})):
+        before = tally.events
+        answer = get(client, project, endpoint, **params, **whole)
+        assert answer["meta"]["excluded"]["sessions"] == 1, endpoint
+        assert tally.events - before <= 5, endpoint

@@ -53,6 +53,7 @@ from .sql_migrate import migrate_schema, rebuild_aggregates
 from .sql_schema import (
     MIGRATE_LOCK_ID,
     MIGRATE_LOCK_NAME,
+    bot_sessions,
     create_sql_engine,
     events,
     heat_aggregates,
@@ -904,22 +905,41 @@ class SqlRepository(base.Repository):
         return self._write(run)
 
 
+_LISTED_BOTS = 500  # more bot sessions than this are named by a subquery (bound parameters stay few)
+
+
 class _SqlReader(base.Reader):
     """Reads on one connection inside one transaction."""
 
     def __init__(self, conn: Connection, tally: base.ReadTally) -> None:
         self.conn = conn
         self.tally = tally
+        self._bots: dict[str, list[str]] = {}  # the bot sessions of a project, read once per read
 
-    @staticmethod
-    def _scan_clauses(what: base.Scan) -> list[Any]:
+    def _traffic_clauses(self, project_id: str, traffic: str) -> list[Any]:
+        """The rows of sessions of class ``traffic``, through a list of the project's bot sessions when
+        they are few (no bot makes ``bot`` an empty answer read from no row, and ``human`` the scan it
+        was), else through a subquery of them."""
+        if traffic == "all":
+            return []
+        if project_id not in self._bots:
+            found = self.conn.execute(bot_sessions(project_id).limit(_LISTED_BOTS + 1)).scalars()
+            self._bots[project_id] = sorted(str(sid) for sid in found)
+        bots = self._bots[project_id]
+        if len(bots) > _LISTED_BOTS:
+            return traffic_clauses(events.c.session_id, project_id, traffic)
+        if traffic == "bot":
+            return [events.c.session_id.in_(bots)]
+        return [events.c.session_id.not_in(bots)] if bots else []
+
+    def _scan_clauses(self, what: base.Scan) -> list[Any]:
         flt, ts_low, session_id = what.flt, what.ts_low, what.session_id
         clauses: list[Any] = [events.c.project_id == flt.project_id]
         if session_id is not None:
             clauses.append(events.c.session_id == session_id)
         clauses += path_clauses(events, flt.path_set)
         if session_id is None:
-            clauses += traffic_clauses(events.c.session_id, flt.project_id, flt.traffic)
+            clauses += self._traffic_clauses(flt.project_id, flt.traffic)
         if flt.types is not None:
             clauses.append(events.c.type == flt.types[0] if len(flt.types) == 1 else events.c.type.in_(flt.types))
         if flt.other_width is not None:
