@@ -233,18 +233,19 @@ def test_reports_by_traffic_class_against_single_class_projects(make_app: Callab
                     assert mine[traffic][1] == {"sessions": sample["sessions"], "events": sample["events"]}
     assert get(client, mixed, "sessions", limit=200)["meta"]["excluded"]["sessions"] == len(bot_ids)
     for params in COMPARES:  # each side by class, and what it left out
-        mine = {t: get(client, mixed, "compare", traffic=t, **params) for t in ("human", "bot", "all")}
+        sides = {t: get(client, mixed, "compare", traffic=t, **params) for t in ("human", "bot", "all")}
         refs = {t: get(client, p, "compare", **params) for t, p in (("human", humans), ("bot", bots), ("all", every))}
-        for traffic, other in (("human", "bot"), ("bot", "human"), ("all", None)):
+        pairs: list[tuple[str, str | None]] = [("human", "bot"), ("bot", "human"), ("all", None)]
+        for asked, rest in pairs:
             for side in ("a", "b"):
-                excluded = mine[traffic][side]["report"]["meta"].pop("excluded")
-                refs[traffic][side]["report"]["meta"].pop("excluded")
-                if other is None:
+                excluded = sides[asked][side]["report"]["meta"].pop("excluded")
+                refs[asked][side]["report"]["meta"].pop("excluded")
+                if rest is None:
                     assert excluded == {"sessions": 0, "events": 0}
                 else:
-                    sample = refs[other][side]["report"]["meta"]["sample"]
+                    sample = refs[rest][side]["report"]["meta"]["sample"]
                     assert excluded == {"sessions": sample["sessions"], "events": sample["events"]}
-            assert without_ids(mine[traffic], {}) == without_ids(refs[traffic], {}), (params, traffic)
+            assert without_ids(sides[asked], {}) == without_ids(refs[asked], {}), (params, asked)
     bad = client.get(f"/api/projects/{mixed}/heatmap", query_string={"traffic": "robots"}, headers=API)
     assert bad.status_code == 400 and bad.get_json()["code"] == "invalid_query"
 
@@ -376,17 +377,17 @@ def test_the_default_answer_reads_the_bots_rows_only(make_app: Callable[..., Fla
     project = post(client, batch(*humans[:30], session_id="h1"))
     post(client, batch(*humans[30:], session_id="h2"))
     whole = {"from": T - T % DAY, "to": T - T % DAY + DAY - 1}  # one whole UTC day
-    for endpoint, params in (("heatmap", {}), ("elements", {}), ("paths", {}), ("scrollmap", {})):
+    for endpoint in ("heatmap", "elements", "paths", "scrollmap"):
         before = tally.events
-        get(client, project, endpoint, **params, **whole)
+        get(client, project, endpoint, **whole)
         assert tally.events == before, endpoint
     post(
         client,
         batch(*[ev("click", T + 500 + 700 * i, x=3, y=3, selector="#b") for i in range(5)], session_id="g"),
         agent=GOOGLEBOT,
     )
-    for endpoint, params in (("heatmap", {}), ("elements", {}), ("paths", {}), ("scrollmap", {})):
+    for endpoint in ("heatmap", "elements", "paths", "scrollmap"):
         before = tally.events
-        answer = get(client, project, endpoint, **params, **whole)
+        answer = get(client, project, endpoint, **whole)
         assert answer["meta"]["excluded"]["sessions"] == 1, endpoint
         assert tally.events - before <= 5, endpoint
