@@ -66,6 +66,24 @@ def recompute_signals_command(project_id: str | None) -> None:
     )
 
 
+@heat_cli.command("reclassify")
+@click.option("--project-id", "--project", "project_id", default=None, help="Only this project (default: every one).")
+@click.option("--since", default=None, help="Only sessions seen at or after this time (unix ms or an ISO 8601 date).")
+def reclassify_command(project_id: str | None, since: str | None) -> None:
+    """Decide the traffic class (human or bot) of the stored sessions again with the current crawler
+    list and HEAT_BOT_* rules, moving what each changed session adds up to (docs/traffic.md)."""
+    from .views.query import parse_time
+
+    since_ms = parse_time(since) if since is not None else None
+    if since is not None and since_ms is None:
+        raise click.BadParameter("unix ms or an ISO 8601 date", param_hint="--since")
+    counts = get_state().repository.classify_sessions(project_id, since=since_ms)
+    click.echo(
+        f"heat-collector: traffic class decided again for {counts.sessions} session(s): "
+        f"{counts.to_bot} became bot, {counts.to_human} became human"
+    )
+
+
 @heat_cli.command("erase")
 @click.option("--project-id", required=True, help="The project to erase in.")
 @click.option("--user-id", default=None, help="A user: the SDK's/JWT's user id or the internal id.")

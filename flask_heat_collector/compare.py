@@ -62,9 +62,12 @@ def prop_text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def segment_sessions(reader: Reader, project_id: str, segment: Segment, ts_from: int, ts_to: int) -> set[str]:
-    """The sessions that sent a tagging custom event (any path, any width) whose ts lies in the range."""
-    flt = EventFilter(project_id=project_id, ts_from=ts_from, ts_to=ts_to, types=("custom",))
+def segment_sessions(
+    reader: Reader, project_id: str, segment: Segment, ts_from: int, ts_to: int, traffic: str = "human"
+) -> set[str]:
+    """The sessions (of traffic class ``traffic``) that sent a tagging custom event (any path, any width)
+    whose ts lies in the range."""
+    flt = EventFilter(project_id=project_id, ts_from=ts_from, ts_to=ts_to, types=("custom",), traffic=traffic)
     found: set[str] = set()
     for row in from_edge(reader, flt):
         if row.session_id in found or not ts_from <= row.ts <= ts_to or not row.data_json:
@@ -226,7 +229,9 @@ class _SegmentRepository:
     def read(self, fn: Callable[[Reader], T]) -> T:
         def run(reader: Reader) -> T:
             assert self.flt.ts_from is not None and self.flt.ts_to is not None
-            members = segment_sessions(reader, self.flt.project_id, self.segment, self.flt.ts_from, self.flt.ts_to)
+            members = segment_sessions(
+                reader, self.flt.project_id, self.segment, self.flt.ts_from, self.flt.ts_to, self.flt.traffic
+            )
             self.members = len(members)
             rows = [
                 row

@@ -69,6 +69,21 @@ def _integer(minimum: int, words: str) -> Callable[[str, Any], int]:
 
 
 _as_positive_int = _integer(1, "positive")
+
+
+def _off_or_at_least(minimum: int) -> Callable[[str, Any], int]:
+    """An integer of at least ``minimum``, or 0 (the rule it counts for is off)."""
+    at_least = _integer(0, f"0 (off) or ≥ {minimum}")
+
+    def convert(key: str, value: Any) -> int:
+        found = at_least(key, value)
+        if 0 < found < minimum:
+            raise ConfigurationError(f"{key} must be a 0 (off) or ≥ {minimum} integer, got {value!r}")
+        return found
+
+    return convert
+
+
 _as_non_negative_int = _integer(0, "non-negative")
 
 
@@ -241,6 +256,10 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_SCROLL_REVERSALS", 6, _as_positive_int),
     Key("HEAT_MIN_SAMPLE_SESSIONS", 30, _as_non_negative_int),
     Key("HEAT_PAGE_GROUPS", (), _page_groups),
+    Key("HEAT_BOT_REGULAR_CLICKS", 8, _off_or_at_least(3)),
+    Key("HEAT_BOT_REGULAR_JITTER_MS", 10, _as_non_negative_int),
+    Key("HEAT_BOT_FAST_CLICKS", 20, _off_or_at_least(2)),
+    Key("HEAT_BOT_FAST_WINDOW_MS", 1000, _as_positive_int),
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 
@@ -296,6 +315,10 @@ class Settings:
     scroll_reversals: int
     min_sample_sessions: int
     page_groups: tuple[str, ...]
+    bot_regular_clicks: int
+    bot_regular_jitter_ms: int
+    bot_fast_clicks: int
+    bot_fast_window_ms: int
 
 
 def default_database_uri(instance_path: str) -> str:

@@ -19,6 +19,7 @@ from .schemas import IngestSchema
 from .signals import SignalRules
 from .startup import PendingMigration, migrate_at_start
 from .state import EXTENSION_KEY, HeatState, Hook, get_state
+from .traffic import TrafficRules
 
 
 def _metrics_for(settings: Settings) -> Metrics:
@@ -71,6 +72,12 @@ class HeatCollector:
             settings.error_event_names,
             settings.quick_back_ms,
             settings.scroll_reversals,
+        )
+        repository.traffic_rules = TrafficRules(
+            settings.bot_regular_clicks,
+            settings.bot_regular_jitter_ms,
+            settings.bot_fast_clicks,
+            settings.bot_fast_window_ms,
         )
         state = HeatState(
             settings=settings,

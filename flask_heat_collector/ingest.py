@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .repositories.base import Batch, EventRow, SessionRow
+from .traffic import agent_verdict
 
 SCRUBBED_META_KEYS = frozenset({"value", "text", "content"})
 TYPE_FIELDS = ("name", "props", "action", "category", "from", "to", "button", "scrollY", "inputType", "length")
@@ -206,6 +207,9 @@ def prepare_batch(
     last = max(rows, key=lambda r: (r.ts + r.span, r.seq)) if rows else None
     user = payload.get("user")
     traits = user.get("traits") if user else None
+    agent = (user_agent or first["device"].get("ua") or "")[:MAX_USER_AGENT] or None
+    device_json = _dumps(first["device"])
+    traffic = agent_verdict(agent, device_json)
     return Prepared(
         batch=Batch(
             project_key=project_key,
@@ -216,11 +220,13 @@ def prepare_batch(
                 started_at=js_round(session.get("startedAt", now_ms)),
                 last_seen_at=js_round(session.get("lastSeenAt", now_ms)),
                 first_path=first["path"],
-                user_agent=(user_agent or first["device"].get("ua") or "")[:MAX_USER_AGENT] or None,
-                device_json=_dumps(first["device"]),
+                user_agent=agent,
+                device_json=device_json,
                 ip_hash=hash_ip(ip, ip_secret),
                 last_path=last.path if last else first["path"],
                 last_ts=last.ts + last.span if last else js_round(first["ts"]),
+                traffic=traffic.traffic,
+                traffic_reason=traffic.reason,
             ),
             events=rows,
             row_count=items,

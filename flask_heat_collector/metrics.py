@@ -31,7 +31,14 @@ class Metrics:
         self.prometheus.received(counts)
 
     def batch_stored(self, counts: EventCounts, result: IngestResult, seconds: float) -> None:
-        self.prometheus.stored(counts, result.accepted, result.duplicates, seconds, erased_user=result.erased_user)
+        self.prometheus.stored(
+            counts,
+            result.accepted,
+            result.duplicates,
+            seconds,
+            erased_user=result.erased_user,
+            traffic=result.traffic,
+        )
         self._add("ingestCount", 1)
         self._set_last_ingest_ms(round(seconds * 1000))
 

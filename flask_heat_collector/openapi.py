@@ -100,6 +100,13 @@ _SAMPLE: Json = {
     "description": "how much data the answer rests on: the distinct sessions with an event on the path in the "
     "range and width band, and the rows behind the answer",
 }
+_EXCLUDED: Json = {
+    "type": "object",
+    "required": ["sessions", "events"],
+    "properties": {"sessions": _INT, "events": _INT},
+    "description": "what the other traffic classes add to the same query (the default traffic=human: the "
+    "bots' sample), docs/traffic.md",
+}
 _FOUND: Json = {"type": "boolean", "description": "whether the project exists (an unknown one answers empty)"}
 _GROUP: Json = {
     "type": "object",
@@ -218,6 +225,8 @@ _ANSWERS: dict[str, Json] = {
         "id projectId userId startedAt lastSeenAt firstPath userAgent deviceJson ipHash",
         **_each(_STRING, "id projectId firstPath"),
         **_each(_STRING_OR_NULL, "userId userAgent deviceJson ipHash"),
+        traffic={"enum": ["human", "bot"], "description": "the session's traffic class (docs/traffic.md)"},
+        trafficReason={**_STRING_OR_NULL, "description": "why a bot is one: user_agent:<match>, headless, a rule"},
         **_each(_INT, "startedAt lastSeenAt"),
         externalUserId={**_STRING_OR_NULL, "description": "the user id the SDK or JWT gave"},
     ),
@@ -225,8 +234,9 @@ _ANSWERS: dict[str, Json] = {
         "points meta",
         points=_array(_object("x y value", x=_INT, y=_INT, value=_INT)),
         meta=_object(
-            "resolution viewport renderHeight cell total plotted ignored otherViewports requestedType resolvedType "
-            "bucket plottableTypes typeBreakdown anchor sample projectFound",
+            excluded=_EXCLUDED,
+            required="resolution viewport renderHeight cell total plotted ignored otherViewports requestedType "
+            "resolvedType bucket plottableTypes typeBreakdown anchor sample projectFound",
             sample=_SAMPLE,
             projectFound=_FOUND,
             group=_GROUP,
@@ -243,7 +253,12 @@ _ANSWERS: dict[str, Json] = {
     "EventPage": _object(
         "events meta",
         events=_array(_ref("Event")),
-        meta=_object("count limit offset projectId requestedType projectFound", projectFound=_FOUND, group=_GROUP),
+        meta=_object(
+            excluded=_EXCLUDED,
+            required="count limit offset projectId requestedType projectFound",
+            projectFound=_FOUND,
+            group=_GROUP,
+        ),
     ),
     "Scrollmap": _object(
         "reach meta",
@@ -258,7 +273,8 @@ _ANSWERS: dict[str, Json] = {
             maxItems=21,
         ),
         meta=_object(
-            "sessions foldPct viewport renderHeight bucket otherViewports sample projectFound",
+            excluded=_EXCLUDED,
+            required="sessions foldPct viewport renderHeight bucket otherViewports sample projectFound",
             sample=_SAMPLE,
             projectFound=_FOUND,
             sessions=_COUNT,
@@ -282,7 +298,8 @@ _ANSWERS: dict[str, Json] = {
             maxItems=500,
         ),
         meta=_object(
-            "count total limit requestedType viewport bucket viewports otherViewports sample projectFound",
+            excluded=_EXCLUDED,
+            required="count total limit requestedType viewport bucket viewports otherViewports sample projectFound",
             otherViewports=_VIEWPORT_COUNTS,
             sample=_SAMPLE,
             projectFound=_FOUND,
@@ -313,7 +330,13 @@ _ANSWERS: dict[str, Json] = {
             ),
             maxItems=500,
         ),
-        meta=_object("count total limit q sample projectFound", sample=_SAMPLE, projectFound=_FOUND, group=_GROUP),
+        meta=_object(
+            excluded=_EXCLUDED,
+            required="count total limit q sample projectFound",
+            sample=_SAMPLE,
+            projectFound=_FOUND,
+            group=_GROUP,
+        ),
         groups={
             **_array(
                 _object("template paths events sessions lastSeenAt", template=_STRING, **_GROUP_TOTAL["properties"])
@@ -332,7 +355,8 @@ _ANSWERS: dict[str, Json] = {
         ),
         total=_GROUP_TOTAL,
         meta=_object(
-            "count total limit sample configured projectFound",
+            excluded=_EXCLUDED,
+            required="count total limit sample configured projectFound",
             sample=_SAMPLE,
             projectFound=_FOUND,
             configured={"type": "boolean", "description": "whether HEAT_PAGE_GROUPS lists the template"},
@@ -359,7 +383,7 @@ _ANSWERS: dict[str, Json] = {
             "description": "with status ok: heatmap cells by row then column; elements most clicked (a + b) "
             "first, at most limit; the 21 depths",
         },
-        meta=_object("projectId projectFound", projectId=_STRING, projectFound=_FOUND),
+        meta=_object(excluded=_EXCLUDED, required="projectId projectFound", projectId=_STRING, projectFound=_FOUND),
     ),
     "SessionPage": _object(
         "sessions meta",
@@ -371,14 +395,15 @@ _ANSWERS: dict[str, Json] = {
                 signals=_object(" ".join(SIGNAL_NAMES), **_each(_COUNT, " ".join(SIGNAL_NAMES))),
             )
         ),
-        meta=_object("count limit offset projectId projectFound", projectFound=_FOUND),
+        meta=_object(excluded=_EXCLUDED, required="count limit offset projectId projectFound", projectFound=_FOUND),
     ),
     "SessionDetail": _object(
         "session events meta",
         session={"oneOf": [_ref("Session"), {"type": "null"}]},
         events=_array(_ref("Event")),
         meta=_object(
-            "found count limit offset",
+            excluded=_EXCLUDED,
+            required="found count limit offset",
             projectFound={**_FOUND, "description": "whether the project exists (only under /api/projects/...)"},
         ),
     ),

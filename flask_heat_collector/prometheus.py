@@ -72,6 +72,11 @@ class _Families:
 
         self.received = counter("events_received", "Rows of valid batches by event type.", ("type",))
         self.accepted = counter("events_accepted", "Rows stored by event type.", ("type",))
+        self.by_traffic = counter(
+            "events_accepted_by_traffic",
+            "Rows stored by the traffic class (human or bot) of their session (docs/traffic.md).",
+            ("traffic",),
+        )
         self.duplicate = counter("events_duplicate", "Rows already stored (same eventId) by event type.", ("type",))
         self.dropped = counter(
             "events_dropped", "Events dropped before storing, by type and reason.", ("type", "reason")
@@ -90,6 +95,8 @@ class _Families:
             for family in (self.received, self.accepted, self.duplicate):
                 family.labels(kind)
         self.dropped.labels("input", "unmasked_input")
+        for traffic in ("human", "bot"):
+            self.by_traffic.labels(traffic)
         for limit in _RATE_LIMIT_CODES.values():
             self.rate_limited.labels(limit)
 
@@ -185,7 +192,14 @@ class PrometheusMetrics:
             families.dropped.labels(kind, reason).inc(events)
 
     def stored(
-        self, counts: EventCounts, accepted: int, duplicates: int, seconds: float, *, erased_user: bool = False
+        self,
+        counts: EventCounts,
+        accepted: int,
+        duplicates: int,
+        seconds: float,
+        *,
+        erased_user: bool = False,
+        traffic: str = "human",
     ) -> None:
         """A batch was stored; the database reports counts, so a batch partly new is ``type="mixed"``.
         A batch of an erased user stores nothing: its rows are dropped (reason ``erased_user``)."""
@@ -203,6 +217,8 @@ class PrometheusMetrics:
         else:
             families.accepted.labels(MIXED).inc(accepted)
             families.duplicate.labels(MIXED).inc(duplicates)
+        if accepted and not erased_user:
+            families.by_traffic.labels("bot" if traffic == "bot" else "human").inc(accepted)
         families.duration.observe(seconds)
         families.last_duration.set(seconds)
 

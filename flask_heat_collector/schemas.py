@@ -18,6 +18,7 @@ from .fastload import GiveUp, Loader, NotCompilable, compile_loader
 from .page_groups import TEMPLATE_PATTERN
 from .signals import SIGNAL_NAMES
 from .slices import MAX_SLICE, SLICE_PATTERN
+from .traffic import HUMAN, TRAFFIC_CHOICES
 
 EVENT_TYPES = ("click", "move", "scroll", "pageview", "custom", "input", "keyboard")
 QUERY_TYPES = ("all", *EVENT_TYPES)
@@ -348,6 +349,14 @@ def _viewport_width(description: str) -> fields.Integer:
     return fields.Integer(validate=validate.Range(min=1, max=MAX_VIEWPORT_WIDTH), metadata={"description": description})
 
 
+def _traffic() -> fields.String:
+    return fields.String(
+        load_default=HUMAN,
+        validate=validate.OneOf(TRAFFIC_CHOICES),
+        metadata={"description": "the sessions' traffic class (docs/traffic.md): human (default), bot or all"},
+    )
+
+
 class _FrameQuerySchema(_Base):
     """The frame of a map: a bucket, or the most common bucket of a width; the width band or all."""
 
@@ -359,6 +368,7 @@ class _FrameQuerySchema(_Base):
 
 
 class HeatmapQuerySchema(_FrameQuerySchema):
+    traffic = _traffic()
     type = fields.String(validate=validate.OneOf(HEATMAP_TYPES))
     resolution = fields.Integer(load_default=128, validate=validate.Range(min=8, max=1024))
     anchor = fields.String(
@@ -372,12 +382,13 @@ class HeatmapQuerySchema(_FrameQuerySchema):
 
 
 class ScrollmapQuerySchema(_FrameQuerySchema):
-    pass
+    traffic = _traffic()
 
 
 class ElementsQuerySchema(_FrameQuerySchema):
     """Clicked elements, counted in the width band of the map (the band parameters of the heatmap)."""
 
+    traffic = _traffic()
     type = fields.String(load_default="click", validate=validate.OneOf(("click", "rageclick")))
     limit = _limit(50, 500)
 
@@ -387,6 +398,7 @@ class CompareQuerySchema(_FrameQuerySchema):
     unless a side gives its own."""
 
     report = fields.String(required=True, validate=validate.OneOf(("heatmap", "elements", "scrollmap")))
+    traffic = _traffic()
     a = fields.String(
         required=True,
         metadata={
@@ -406,6 +418,7 @@ class CompareQuerySchema(_FrameQuerySchema):
 
 
 class PathsQuerySchema(_Base):
+    traffic = _traffic()
     q = _path(description="path prefix")
     group = _group()
     groups = fields.Boolean(
@@ -420,6 +433,7 @@ class PathsQuerySchema(_Base):
 class PageGroupPreviewQuerySchema(_Base):
     """The paths a template would cover (``GET /page-groups/preview``)."""
 
+    traffic = _traffic()
     template = fields.String(
         required=True,
         validate=validate.Length(max=MAX_PATH),
@@ -432,6 +446,7 @@ class PageGroupPreviewQuerySchema(_Base):
 
 
 class EventsQuerySchema(_Base):
+    traffic = _traffic()
     path = _path()
     group = _group()
     type = _type()
@@ -440,6 +455,7 @@ class EventsQuerySchema(_Base):
 
 
 class SessionsQuerySchema(_Base):
+    traffic = _traffic()
     userId = fields.String(
         validate=validate.Length(max=MAX_ID),
         metadata={"description": "the SDK's or JWT's user id, or the internal one"},

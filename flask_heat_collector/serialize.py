@@ -39,4 +39,6 @@ def session_json(session: Session, external: dict[str, str]) -> dict[str, Any]:
         "userAgent": session.user_agent,
         "deviceJson": session.device_json,
         "ipHash": session.ip_hash,
+        "traffic": session.traffic,
+        "trafficReason": session.traffic_reason,
     }

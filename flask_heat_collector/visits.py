@@ -16,22 +16,30 @@ from .heatmap import split_range
 from .repositories.base import EventFilter, Repository
 from .repositories.session_sets import SessionSet
 from .samples import band_members
+from .traffic_reader import by_traffic
 
 # An open end of the range: every stored day (as the reports close theirs).
 _FIRST_MS, _LAST_MS = -(10**8) * DAY_MS, (10**8 + 1) * DAY_MS - 1
 
 
 def visited_sessions(
-    repo: Repository, project_id: str, path: str | None, ts_from: int | None, ts_to: int | None, width: int | None
+    repo: Repository,
+    project_id: str,
+    path: str | None,
+    ts_from: int | None,
+    ts_to: int | None,
+    width: int | None,
+    traffic: str = "human",
 ) -> SessionSet:
-    """The sessions with a row (any type; a move: a point) of ``path`` (``None``: any path) whose time
-    lies in ``ts_from..ts_to`` (``None``: open), of bucket width ``width`` (``None``: any width)."""
+    """The sessions (of traffic class ``traffic``) with a row (any type; a move: a point) of ``path``
+    (``None``: any path) whose time lies in ``ts_from..ts_to`` (``None``: open), of bucket width
+    ``width`` (``None``: any width)."""
     lo = _FIRST_MS if ts_from is None else ts_from
     hi = _LAST_MS if ts_to is None else ts_to
     if lo > hi:
         return SessionSet()
-    flt = EventFilter(project_id=project_id, path=path, ts_from=lo, ts_to=hi)
+    flt = EventFilter(project_id=project_id, path=path, ts_from=lo, ts_to=hi, traffic=traffic)
     days, edges = split_range(lo, hi)
-    members, _ = repo.read(lambda reader: band_members(reader, flt, days, edges, width))
+    members, _ = by_traffic(repo, traffic).read(lambda reader: band_members(reader, flt, days, edges, width))
     ordinals = BitMap.union(BitMap(), *members.bitmaps)
     return SessionSet(ordinals=tuple(ordinals), ids=tuple(sorted(members.ids)))

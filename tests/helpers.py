@@ -140,6 +140,11 @@ class Apps:
         app.config["TESTING"] = self.testing
         options.setdefault("query_api_keys", [QUERY_KEY])
         options.setdefault("ip_hash_secret", "test-secret")
+        # Synthetic test data clicks on a timer (10 clicks 1 ms apart, without a pointer move), which
+        # the behaviour rules of the traffic classes call a bot (docs/traffic.md): they are off unless
+        # a test turns them on (tests/test_traffic.py). The agent rules stay on.
+        options.setdefault("bot_regular_clicks", 0)
+        options.setdefault("bot_fast_clicks", 0)
         HeatCollector(app, **options)
         self.made.append(app)
         return app
@@ -223,7 +228,8 @@ def post_batch(url: str, body: dict[str, Any], key: str) -> HttpAnswer:
     request = urllib.request.Request(
         f"{url}/ingest",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "X-Project-Key": key},
+        # a visitor's agent: urllib's own (Python-urllib) is a crawler's, a bot (docs/traffic.md)
+        headers={"Content-Type": "application/json", "X-Project-Key": key, "User-Agent": "TestAgent/1.0"},
         method="POST",
     )
     started = time.monotonic()

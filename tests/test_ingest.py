@@ -39,7 +39,12 @@ def test_sdk_fixture_posted_twice_is_stored_once(client: FlaskClient) -> None:
     assert (second.get_json()["accepted"], second.get_json()["duplicates"]) == (0, 11)
     assert second.get_json()["projectId"] == body["projectId"]
 
-    rows = all_events(client, body["projectId"])
+    # The fixture was captured from headless Chromium ("HeadlessChrome"): its session is a bot
+    # (docs/traffic.md), left out of every report unless traffic=all|bot asks for it.
+    session = client.get(f"/api/sessions/{body['sessionId']}", headers=API).get_json()["session"]
+    assert (session["traffic"], session["trafficReason"]) == ("bot", "headless")
+    assert all_events(client, body["projectId"]) == []
+    rows = all_events(client, body["projectId"], traffic="all")
     assert len(rows) == 11
     assert len({row["id"] for row in rows}) == 11
     moves = [row for row in rows if row["type"] == "move"]
@@ -48,16 +53,20 @@ def test_sdk_fixture_posted_twice_is_stored_once(client: FlaskClient) -> None:
     assert custom[0]["data"]["name"] == "signup"
     assert custom[0]["data"]["props"] == {"step": 2}
 
-    heat = client.get(f"/api/projects/{body['projectId']}/heatmap", query_string={"type": "all"}, headers=API)
+    heat = client.get(
+        f"/api/projects/{body['projectId']}/heatmap", query_string={"type": "all", "traffic": "all"}, headers=API
+    )
     assert heat.status_code == 200
     meta = heat.get_json()["meta"]
     assert meta["typeBreakdown"]["click"] == 1 and meta["typeBreakdown"]["move"] == 3
     assert meta["plotted"] == 5  # 1 click + 3 move points + 1 scroll
-    clicks = client.get(f"/api/projects/{body['projectId']}/heatmap", headers=API).get_json()
+    clicks = client.get(
+        f"/api/projects/{body['projectId']}/heatmap", query_string={"traffic": "bot"}, headers=API
+    ).get_json()
     assert clicks["meta"]["resolvedType"] == "click"
     assert sum(p["value"] for p in clicks["points"]) == 1
     moves_map = client.get(
-        f"/api/projects/{body['projectId']}/heatmap", query_string={"type": "move"}, headers=API
+        f"/api/projects/{body['projectId']}/heatmap", query_string={"type": "move", "traffic": "all"}, headers=API
     ).get_json()
     assert sum(p["value"] for p in moves_map["points"]) == 3
 

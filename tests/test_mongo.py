@@ -26,6 +26,8 @@ LIMITED_DB = "heat_limited"
 
 def mongo_app(tmp_path: Path, uri: str, **overrides: Any) -> Flask:
     app = Flask("heat_mongo", instance_path=str(tmp_path))
+    # synthetic clicks on a timer: the behaviour rules of the traffic classes off (as tests.helpers.Apps)
+    overrides = {"bot_regular_clicks": 0, "bot_fast_clicks": 0, **overrides}
     HeatCollector(app, database_uri=uri, query_api_keys=[QUERY_KEY], ip_hash_secret="s", **overrides)
     return app
 
@@ -196,7 +198,7 @@ def test_documents_use_the_documented_field_names(mongo_uri: str, tmp_path: Path
         "projects": "id key name createdAt",
         "users": "id projectId externalId traitsJson createdAt",
         "sessions": "projectId id userId firstUserId startedAt lastSeenAt firstPath userAgent deviceJson ipHash "
-        "eventCount lastPath lastTs pending",
+        "eventCount lastPath lastTs pending traffic trafficReason",
         "events": "projectId eventId seq sessionId userId type ts span path pathKey selector x y scrollDepth "
         "bucketW bucketH viewW rowCount points metaJson dataJson",
         "heat_aggregates": "projectId pathKey day type bucketW bucketH viewW part n firstSeq maxY cells depths",

@@ -332,3 +332,22 @@ def test_the_ready_apps_metrics_directory_cannot_be_planted(tmp_path: Path, plan
     assert answer["refused"].startswith("ConfigurationError: PROMETHEUS_MULTIPROC_DIR="), answer
     expected = {"world-writable": "mode 0777", "another-user": "belongs to uid 65534", "symlink": "not a directory"}
     assert expected[planted] in answer["refused"]
+
+
+def test_stored_rows_are_counted_by_traffic_class(tmp_path: Path) -> None:
+    """``events_accepted_by_traffic_total{traffic}``: two series, human and bot (docs/traffic.md); a
+    session a behaviour rule turns into a bot counts the batch that turned it as a bot's."""
+    client = make_app(tmp_path).test_client()
+    before = scrape(client)
+    assert value(before, "events_accepted_by_traffic_total", traffic="human") == 0
+    assert value(before, "events_accepted_by_traffic_total", traffic="bot") == 0
+    googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    client.post("/ingest", json=batch(event("click"), move(3)), headers=headers("k1"))
+    client.post(
+        "/ingest", json=batch(event("click"), session_id="g"), headers=headers("k1", **{"User-Agent": googlebot})
+    )
+    timer = [event("click", ts=1_790_000_000_000 + i * 500) for i in range(8)]
+    client.post("/ingest", json=batch(*timer, session_id="t"), headers=headers("k1"))
+    after = scrape(client)
+    assert value(after, "events_accepted_by_traffic_total", traffic="human") == 4
+    assert value(after, "events_accepted_by_traffic_total", traffic="bot") == 9

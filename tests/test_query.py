@@ -178,6 +178,7 @@ def test_events_filters_order_and_pagination(client: FlaskClient) -> None:
         "projectId": project,
         "requestedType": "all",
         "projectFound": True,
+        "excluded": {"sessions": 0, "events": 0},
     }
     only_custom = get(client, f"/api/projects/{project}/events", type="custom").get_json()
     assert [e["type"] for e in only_custom["events"]] == ["custom"]
@@ -259,7 +260,10 @@ def test_session_detail(client: FlaskClient) -> None:
         "userAgent",
         "deviceJson",
         "ipHash",
+        "traffic",
+        "trafficReason",
     }
+    assert (body["session"]["traffic"], body["session"]["trafficReason"]) == ("human", None)
     assert [e["type"] for e in body["events"]] == ["custom", "pageview", "click"]
     assert body["meta"] == {"found": True, "count": 3, "limit": 200, "offset": 0}
     typed = get(client, "/api/sessions/s-d", type="click", limit=1).get_json()

@@ -12,6 +12,7 @@ from .session_sets import SessionSet
 if TYPE_CHECKING:
     from ..rageclicks import RageRule
     from ..signals import Signal, SignalRules
+    from ..traffic import TrafficRules
 
 T = TypeVar("T")
 # (project_id, path_key, day, type, bucket_w, bucket_h, view_w)
@@ -172,6 +173,8 @@ class SessionRow(SessionFields):
 
     last_path: str
     last_ts: int
+    traffic: str = "human"  # the class the batch's agent gives the session (traffic.py); kept by later batches
+    traffic_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,7 @@ class IngestResult:
     accepted: int
     duplicates: int
     erased_user: bool = False  # the batch's user was erased: nothing of it was stored
+    traffic: str = "human"  # the class of the session its rows were stored under (traffic.py)
 
 
 PathSet = str | tuple[str, ...] | None
@@ -217,6 +221,7 @@ class EventFilter:
     types: tuple[str, ...] | None = None
     other_width: int | None = None  # only rows whose exact viewport width (view_w) is not this
     paths: tuple[str, ...] | None = None
+    traffic: str = "human"  # rows of sessions of this class (traffic.py), or "all"
 
     @property
     def path_set(self) -> PathSet:
@@ -248,6 +253,8 @@ class Session(SessionFields):
 
     project_id: str
     user_id: str | None
+    traffic: str = "human"
+    traffic_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -274,6 +281,7 @@ class SessionQuery:
     offset: int = 0
     signal: str | None = None  # only sessions with a settled signal of this kind (signals.SIGNAL_NAMES)
     among: SessionSet | None = None  # only these sessions (visitedPath and the width band: visits.py)
+    traffic: str = "human"  # sessions of this class (traffic.py), or "all"
 
 
 class AggregateKey(NamedTuple):
@@ -339,6 +347,15 @@ class UserData:
     @property
     def user_ids(self) -> list[str]:
         return sorted(str(u["id"]) for u in self.users)
+
+
+@dataclass(frozen=True)
+class ClassifyCounts:
+    """What ``classify_sessions`` did: sessions decided, and those that became bots or humans."""
+
+    sessions: int = 0
+    to_bot: int = 0
+    to_human: int = 0
 
 
 @dataclass(frozen=True)
@@ -516,6 +533,7 @@ class Repository(ABC):
 
     rage_rule: RageRule  # what settling counts as a rage burst (set from the app's config)
     signal_rules: SignalRules  # the thresholds of the other signals (set from the app's config)
+    traffic_rules: TrafficRules  # the behaviour rules of the traffic classes (set from the app's config)
 
     @abstractmethod
     def migrate(self) -> Migration:
@@ -552,6 +570,16 @@ class Repository(ABC):
     @abstractmethod
     def rebuild_aggregates(self) -> int:
         """Recompute every aggregate from the stored events (after a bulk load); the events read."""
+
+    @abstractmethod
+    def classify_sessions(
+        self, project_id: str | None, *, session_ids: list[str] | None = None, since: int | None = None
+    ) -> ClassifyCounts:
+        """Decide the traffic class of sessions again (traffic.py, with ``traffic_rules``): those of
+        ``session_ids``, else every session of the project (of every project for ``None``) seen at or
+        after ``since``. A session whose class changes has what it added moved: the aggregates and report
+        pieces of every key-day its rows touched are computed again from the human sessions' rows,
+        as erase computes them, so every answer is exact afterwards."""
 
     @abstractmethod
     def list_sessions(self, query: SessionQuery) -> list[SessionSummary]:

@@ -35,6 +35,7 @@ from ..aggregates import (
     finished_before,
     fresh_part,
     is_rolled,
+    items,
     merge_pieces,
     month_code,
     month_of,
@@ -50,6 +51,8 @@ from ..rageclicks import DEFAULT_RULE
 from ..report_pieces import ALL_WIDTHS
 from ..report_pieces import batch_pieces as report_batch_pieces
 from ..signals import DEFAULT_RULES, SIGNAL_TYPES, Signal
+from ..traffic import BOT, HUMAN, Verdict, verdict
+from ..traffic import DEFAULT_RULES as DEFAULT_TRAFFIC_RULES
 from . import base, mongo_outbox, mongo_purge, mongo_rage, mongo_reports, mongo_signals
 
 Doc = dict[str, Any]
@@ -74,6 +77,7 @@ INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     ("sessions", ("projectId", "id"), True, "uq_sessions_project_id"),
     ("sessions", ("projectId", "startedAt", "id"), False, "ix_sessions_project_started"),
     ("sessions", ("projectId", "userId", "startedAt"), False, "ix_sessions_project_user_started"),
+    ("sessions", ("projectId", "traffic", "startedAt", "id"), False, "ix_sessions_project_traffic"),
     ("events", ("projectId", "eventId"), True, "uq_events_project_event"),
     ("events", ("projectId", "ts", "seq"), False, "ix_events_ts_seq"),
     ("events", ("projectId", "type", "ts", "seq"), False, "ix_events_type_ts_seq"),
@@ -220,6 +224,8 @@ def _session(doc: Mapping[str, Any]) -> base.Session:
         user_agent=_opt_str(doc.get("userAgent")),
         device_json=_opt_str(doc.get("deviceJson")),
         ip_hash=_opt_str(doc.get("ipHash")),
+        traffic=str(doc.get("traffic") or "human"),
+        traffic_reason=_opt_str(doc.get("trafficReason")),
     )
 
 
@@ -255,6 +261,7 @@ class MongoRepository(base.Repository):
     def __init__(self, uri: str, database: str | None = None) -> None:
         self.rage_rule = DEFAULT_RULE
         self.signal_rules = DEFAULT_RULES
+        self.traffic_rules = DEFAULT_TRAFFIC_RULES
         self.uri = uri
         self.database_name = database or database_from_uri(uri) or DEFAULT_DATABASE
         if _BAD_DATABASE_NAME.search(self.database_name) or len(self.database_name.encode()) > 63:
@@ -545,7 +552,9 @@ class MongoRepository(base.Repository):
                     new.append(tail)
                     grown.append(row.event_id)
             self._index_long_moves(project_id, [row for row in batch.events if row.span > base.LONG_MOVE_MS])
-            self._write_pieces(project_id, batch.session.id, int(outbox["part"]), new)
+            traffic = BOT if self._is_bot(project_id, batch.session.id) else HUMAN
+            if traffic == HUMAN:
+                self._write_pieces(project_id, batch.session.id, int(outbox["part"]), new)
             accepted = sum(row.row_count for row in new)
             if any(row.type in SIGNAL_TYPES for row in new):  # new rows: the session's signals are decided again
                 mongo_rage.mark(self._coll, project_id, [batch.session.id])
@@ -556,7 +565,14 @@ class MongoRepository(base.Repository):
                 # missed it. Looked at again after the last write, so one of the two erases it.
                 self.erase(base.Erasure(project_id, user=batch.external_user_id))
                 return base.IngestResult(project_id=project_id, accepted=0, duplicates=0, erased_user=True)
-        return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
+        return base.IngestResult(
+            project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted, traffic=traffic
+        )
+
+    def _is_bot(self, project_id: str, session_id: str) -> bool:
+        """Whether the stored session is a bot's (its rows add to no aggregate nor report piece)."""
+        doc = self._coll("sessions").find_one({"projectId": project_id, "id": session_id}, {"_id": 0, "traffic": 1})
+        return doc is not None and doc.get("traffic") == "bot"
 
     def _write_pieces(
         self, project_id: str, session_id: str, part: int, rows: list[base.EventRow], *, replay: bool = False
@@ -600,6 +616,8 @@ class MongoRepository(base.Repository):
             "userAgent": s.user_agent,
             "deviceJson": s.device_json,
             "ipHash": s.ip_hash,
+            "traffic": s.traffic,
+            "trafficReason": s.traffic_reason,
         }
         # lastSeenAt never goes back; userId is kept when a later batch has no user.
         update: Doc = {
@@ -672,7 +690,8 @@ class MongoRepository(base.Repository):
         stored = [(doc, _stored(doc)) for doc in docs]
         self._index_long_moves(project_id, [row for _, row in stored if row.span > base.LONG_MOVE_MS])
         rows = mongo_outbox.batch_rows(outbox, stored)
-        self._write_pieces(project_id, session_id, int(outbox["part"]), rows, replay=True)
+        if not self._is_bot(project_id, session_id):
+            self._write_pieces(project_id, session_id, int(outbox["part"]), rows, replay=True)
         if any(row.type in SIGNAL_TYPES for row in rows):
             mongo_rage.mark(self._coll, project_id, [session_id])
         # The rows it stored, those an erase or a purge took off the count since included (note_erased).
@@ -924,7 +943,8 @@ class MongoRepository(base.Repository):
         for project in self._coll("projects").find({}, {"_id": 0, "id": 1}):
             project_id = str(project["id"])
             light = {"_id": 0, "metaJson": 0, "dataJson": 0}
-            cursor = events.find({"projectId": project_id}, light)
+            human = mongo_signals.traffic_match(self._coll, project_id, "human")
+            cursor = events.find({"projectId": project_id, **human}, light)
             merged, count = rebuild_pieces(_stored(doc) for doc in cursor)
             read += count
             if merged:
@@ -933,7 +953,8 @@ class MongoRepository(base.Repository):
         return read
 
     def _rebuild_reports(self, project_id: str) -> None:
-        cursor = self._coll("events").find({"projectId": project_id}, _NO_ID, sort=_BY_TS)
+        human = mongo_signals.traffic_match(self._coll, project_id, "human")
+        cursor = self._coll("events").find({"projectId": project_id, **human}, _NO_ID, sort=_BY_TS)
         mongo_reports.rebuild_all(self._coll, project_id, (_stored(doc) for doc in cursor))
 
     # -- lifecycle ----------------------------------------------------------
@@ -1081,18 +1102,7 @@ class MongoRepository(base.Repository):
         self._coll("events").delete_many({"projectId": project_id, "eventId": {"$in": [r.event_id for r in rows]}})
         mongo_outbox.note_erased(self._coll, project_id, docs)
         self._forget_long_moves(project_id, rows)
-        doc = self._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})
-        max_span = int((doc or {}).get("maxSpan") or 0)
-        keys = {
-            (path_key(r.path), r.type, r.bucket_w, r.bucket_h, r.view_w, day)
-            for r in rows
-            for day in range(day_of(r.ts), day_of(r.ts + r.span) + 1)
-        }
-        for pkey, kind, bw, bh, vw, day in sorted(keys):
-            self._rebuild_key_day(project_id, max_span, pkey, kind, (bw, bh, vw), day)
-        report_keys = {(pkey, day, width) for pkey, _, bw, _, _, day in keys for width in (bw, ALL_WIDTHS)}
-        for report_key in sorted(report_keys):
-            self._rebuild_report_day(project_id, max_span, report_key)
+        self._rebuild_touched(project_id, rows)
         removed: dict[str, int] = {}
         for r in rows:
             removed[r.session_id] = removed.get(r.session_id, 0) + r.row_count
@@ -1110,6 +1120,68 @@ class MongoRepository(base.Repository):
                 if session is not None:
                     sessions.update_one(key, {"$set": {"lastPath": session.get("firstPath"), "lastTs": None}})
 
+    def _rebuild_touched(self, project_id: str, rows: list[base.EventRow]) -> None:
+        """Compute again every aggregate and report key-day the rows touch (a move: every day of its points)."""
+        doc = self._coll("projects").find_one({"id": project_id}, {"_id": 0, "maxSpan": 1})
+        max_span = int((doc or {}).get("maxSpan") or 0)
+        keys = {
+            (path_key(r.path), r.type, r.bucket_w, r.bucket_h, r.view_w, day)
+            for r in rows
+            for day in range(day_of(r.ts), day_of(r.ts + r.span) + 1)
+        }
+        for pkey, kind, bw, bh, vw, day in sorted(keys):
+            self._rebuild_key_day(project_id, max_span, pkey, kind, (bw, bh, vw), day)
+        report_keys = {(pkey, day, width) for pkey, _, bw, _, _, day in keys for width in (bw, ALL_WIDTHS)}
+        for report_key in sorted(report_keys):
+            self._rebuild_report_day(project_id, max_span, report_key)
+
+    def classify_sessions(
+        self, project_id: str | None, *, session_ids: list[str] | None = None, since: int | None = None
+    ) -> base.ClassifyCounts:
+        match: Doc = {}
+        if project_id is not None:
+            match["projectId"] = project_id
+        if session_ids is not None:
+            match["id"] = {"$in": session_ids}
+        if since is not None:
+            match["lastSeenAt"] = {"$gte": since}
+        fields = {"_id": 0, "projectId": 1, "id": 1, "userAgent": 1, "deviceJson": 1, "traffic": 1, "trafficReason": 1}
+        decided = to_bot = to_human = 0
+        with self._guard():
+            sessions, events = self._coll("sessions"), self._coll("events")
+            for doc in sessions.find(match, fields, sort=[("projectId", 1), ("id", 1)], batch_size=500):
+                pid, sid = str(doc["projectId"]), str(doc["id"])
+                stored = Verdict(str(doc.get("traffic") or HUMAN), _opt_str(doc.get("trafficReason")))
+                mine = {"projectId": pid, "sessionId": sid}
+                clicks = [int(e["ts"]) for e in events.find({**mine, "type": "click"}, {"_id": 0, "ts": 1})]
+
+                def moves(mine: Doc = mine) -> list[int]:
+                    found = events.find({**mine, "type": "move"}, _NO_ID)
+                    return [ts for e in found for _, ts, _, _ in items(_stored(e))]
+
+                found = verdict(
+                    _opt_str(doc.get("userAgent")),
+                    _opt_str(doc.get("deviceJson")),
+                    clicks,
+                    moves,
+                    self.traffic_rules,
+                    stored=stored,
+                )
+                decided += 1
+                if found == stored:
+                    continue
+                key = {"projectId": pid, "id": sid}
+                sessions.update_one(key, {"$set": {"traffic": found.traffic, "trafficReason": found.reason}})
+                if (stored.traffic == BOT) == (found.traffic == BOT):
+                    continue
+                to_bot += found.traffic == BOT
+                to_human += found.traffic != BOT
+                light = {"_id": 0, "metaJson": 0, "dataJson": 0}
+                self._rebuild_touched(
+                    pid, [_stored(e) for e in events.find({"projectId": pid, "sessionId": sid}, light)]
+                )
+        return base.ClassifyCounts(sessions=decided, to_bot=to_bot, to_human=to_human)
+
     def _rebuild_report_day(self, project_id: str, max_span: int, key: tuple[int, int, int]) -> None:
         """Replace one report key-day's pieces under its lock document (waiting for a compaction)."""
         pkey, day, width = key
@@ -1124,7 +1196,11 @@ class MongoRepository(base.Repository):
             ids = mongo_reports.piece_ids(self._coll, project_id, key)
             start = day * DAY_MS
             low = start - min(max_span, base.LONG_MOVE_MS)
-            match: Doc = {"projectId": project_id, "pathKey": pkey}
+            match: Doc = {
+                "projectId": project_id,
+                "pathKey": pkey,
+                **mongo_signals.traffic_match(self._coll, project_id, "human"),  # bots add to no piece
+            }
             events = self._coll("events")
             docs = list(events.find({**match, "ts": {"$gte": low, "$lt": start + DAY_MS}}, _NO_ID))
             if max_span > base.LONG_MOVE_MS:  # and the long moves reaching into the day from before
@@ -1158,7 +1234,7 @@ class MongoRepository(base.Repository):
             # deleted, by _id: a piece stored after that read is never lost.
             read = [(d["_id"], int(d["part"])) for d in aggregates.find(key, {"_id": 1, "part": 1})]
             start = day * DAY_MS
-            match = same
+            match = {**same, **mongo_signals.traffic_match(self._coll, project_id, "human")}  # bots add nothing
             low = start - min(max_span, base.LONG_MOVE_MS)
             docs = list(self._coll("events").find({**match, "ts": {"$gte": low, "$lt": start + DAY_MS}}))
             if max_span > base.LONG_MOVE_MS:  # and the long moves reaching into the day from before
@@ -1227,6 +1303,8 @@ class MongoRepository(base.Repository):
             match["startedAt"] = {"$gte": query.started_from}
         if query.last_seen_to is not None:
             match["lastSeenAt"] = {"$lte": query.last_seen_to}
+        if query.traffic != "all":
+            match["traffic"] = "bot" if query.traffic == "bot" else {"$ne": "bot"}
         direction = -1 if query.descending else 1
         with self._guard():
             if query.signal is not None:
@@ -1371,13 +1449,22 @@ class MongoRepository(base.Repository):
 class _MongoReader(base.Reader):
     def __init__(self, repo: MongoRepository) -> None:
         self.repo = repo
+        self._bots: dict[str, list[str]] = {}  # the bot sessions of a project, read once per read
 
-    @staticmethod
-    def _scan_match(what: base.Scan) -> Doc:
+    def _traffic_match(self, project_id: str, traffic: str) -> Doc:
+        if traffic == "all":
+            return {}
+        if project_id not in self._bots:
+            self._bots[project_id] = mongo_signals.bot_sessions(self.repo._coll, project_id)
+        return mongo_signals.traffic_match(self.repo._coll, project_id, traffic, self._bots[project_id])
+
+    def _scan_match(self, what: base.Scan) -> Doc:
         flt, ts_low, session_id = what.flt, what.ts_low, what.session_id
         match = _match(flt)
         if session_id is not None:
             match["sessionId"] = session_id
+        else:
+            match.update(self._traffic_match(flt.project_id, flt.traffic))
         ts: Doc = {}
         if ts_low is not None:
             ts["$gte"] = ts_low

@@ -166,5 +166,5 @@ def _settle_chunk(coll: Coll, project_id: str, session_ids: list[str], rule: Rag
 
 def read(coll: Coll, flt: EventFilter) -> list[EventRow]:
     """The stored rage clicks of ``flt`` in ``(ts, seq)`` order."""
-    found = coll(CLICKS).find(mongo_signals.range_match(flt), _PROJECTION, sort=[("ts", 1), ("seq", 1)])
+    found = coll(CLICKS).find(mongo_signals.range_match(flt, coll), _PROJECTION, sort=[("ts", 1), ("seq", 1)])
     return [_row(d) for d in found]

@@ -88,9 +88,28 @@ def forget(coll: Coll, project_id: str, session_ids: list[str]) -> None:
         coll(SIGNALS).delete_many({"projectId": project_id, "sessionId": {"$in": sorted(set(session_ids))}})
 
 
-def range_match(flt: EventFilter) -> Doc:
-    """The filter of ``flt``'s project, path and time range on stored signals (or rage clicks)."""
+def bot_sessions(coll: Coll, project_id: str) -> list[str]:
+    """The ids of the project's bot sessions (traffic.py)."""
+    return [str(s) for s in coll("sessions").distinct("id", {"projectId": project_id, "traffic": "bot"})]
+
+
+def traffic_match(coll: Coll, project_id: str, traffic: str, bots: list[str] | None = None) -> Doc:
+    """The filter keeping the rows of sessions of class ``traffic`` ("all": every row); ``bots``: the
+    project's bot sessions when the caller read them already."""
+    if traffic == "all":
+        return {}
+    if bots is None:
+        bots = bot_sessions(coll, project_id)
+    if traffic == "bot":
+        return {"sessionId": {"$in": bots}}
+    return {"sessionId": {"$nin": bots}} if bots else {}
+
+
+def range_match(flt: EventFilter, coll: Coll) -> Doc:
+    """The filter of ``flt``'s project, path, time range and traffic class on stored signals (or rage
+    clicks)."""
     match: Doc = {"projectId": flt.project_id, **path_match(flt.path_set)}
+    match.update(traffic_match(coll, flt.project_id, flt.traffic))
     ts: Doc = {}
     if flt.ts_from is not None:
         ts["$gte"] = flt.ts_from
@@ -103,7 +122,9 @@ def range_match(flt: EventFilter) -> Doc:
 
 def read(coll: Coll, flt: EventFilter, kind: str) -> list[Signal]:
     """The stored signals of one kind in ``flt`` in ``(ts, seq)`` order."""
-    found = coll(SIGNALS).find({**range_match(flt), "kind": kind}, _SIGNAL_PROJECTION, sort=[("ts", 1), ("seq", 1)])
+    found = coll(SIGNALS).find(
+        {**range_match(flt, coll), "kind": kind}, _SIGNAL_PROJECTION, sort=[("ts", 1), ("seq", 1)]
+    )
     return [_signal(d) for d in found]
 
 
@@ -111,10 +132,10 @@ def path_counts(coll: Coll, flt: EventFilter) -> dict[tuple[str, str], int]:
     """``{(path, kind): signals}`` of ``flt``'s range, rage clicks as kind ``rage``, grouped by the database."""
     found: dict[tuple[str, str], int] = {}
     group = {"$group": {"_id": {"p": "$path", "k": "$kind"}, "n": {"$sum": 1}}}
-    for doc in coll(SIGNALS).aggregate([{"$match": range_match(flt)}, group]):
+    for doc in coll(SIGNALS).aggregate([{"$match": range_match(flt, coll)}, group]):
         found[(str(doc["_id"]["p"]), str(doc["_id"]["k"]))] = int(doc["n"])
     rage = {"$group": {"_id": "$path", "n": {"$sum": 1}}}
-    for doc in coll(RAGE_CLICKS).aggregate([{"$match": range_match(flt)}, rage]):
+    for doc in coll(RAGE_CLICKS).aggregate([{"$match": range_match(flt, coll)}, rage]):
         found[(str(doc["_id"]), RAGE)] = int(doc["n"])
     return found
 
@@ -122,7 +143,7 @@ def path_counts(coll: Coll, flt: EventFilter) -> dict[tuple[str, str], int]:
 def selector_counts(coll: Coll, flt: EventFilter, width: int | None = None) -> dict[tuple[str, str], int]:
     """``{(selector, kind): n}`` of the signals with a selector in ``flt`` (of bucket width ``width``
     when given), grouped by the database."""
-    match = {**range_match(flt), "selector": {"$nin": [None, ""]}}
+    match = {**range_match(flt, coll), "selector": {"$nin": [None, ""]}}
     if width is not None:
         match["bucketW"] = width
     group = {"$group": {"_id": {"s": "$selector", "k": "$kind"}, "n": {"$sum": 1}}}

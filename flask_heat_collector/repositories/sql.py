@@ -34,7 +34,9 @@ from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points
 from ..rageclicks import DEFAULT_RULE, new_token
 from ..signals import DEFAULT_RULES, SIGNAL_TYPES, Signal
-from . import base, sql_compaction, sql_erase, sql_purge, sql_rage, sql_reports, sql_signals
+from ..traffic import BOT
+from ..traffic import DEFAULT_RULES as DEFAULT_TRAFFIC_RULES
+from . import base, sql_compaction, sql_erase, sql_purge, sql_rage, sql_reports, sql_signals, sql_traffic
 from .sql_erase import PiecesChanged
 from .sql_ingest import (
     IngestStatements,
@@ -51,6 +53,7 @@ from .sql_migrate import migrate_schema, rebuild_aggregates
 from .sql_schema import (
     MIGRATE_LOCK_ID,
     MIGRATE_LOCK_NAME,
+    bot_sessions,
     create_sql_engine,
     events,
     heat_aggregates,
@@ -59,6 +62,7 @@ from .sql_schema import (
     projects,
     retired_keys,
     sessions,
+    traffic_clauses,
     users,
 )
 
@@ -139,6 +143,7 @@ class SqlRepository(base.Repository):
     def __init__(self, uri: str) -> None:
         self.rage_rule = DEFAULT_RULE
         self.signal_rules = DEFAULT_RULES
+        self.traffic_rules = DEFAULT_TRAFFIC_RULES
         self.uri = uri
         self._engine: Engine | None = None
         self.tally = base.ReadTally()
@@ -400,7 +405,8 @@ class SqlRepository(base.Repository):
             raise _Raced() if exact else _Duplicates()
         if long_entries := long_move_params(project_id, rows):
             executemany(conn, st.long_moves_sql, long_entries)
-        if rows or tails:
+        traffic = self._stored_traffic(conn, project_id, batch.session)
+        if (rows or tails) and traffic != BOT:
             part = fresh_part()
             pieces = batch_pieces(rows + tails, part)
             executemany(conn, st.pieces_sql, st.pieces_params(project_id, pieces))
@@ -410,7 +416,15 @@ class SqlRepository(base.Repository):
         conn.execute(st.session_upsert, session_values(batch.session, project_id, user_id, accepted))
         if any(row.type in SIGNAL_TYPES for row in rows):  # after the session: erase and purge lock in that order
             executemany(conn, st.rage_mark_sql, [(project_id, batch.session.id, new_token())])
-        return base.IngestResult(project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted)
+        return base.IngestResult(
+            project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted, traffic=traffic
+        )
+
+    @staticmethod
+    def _stored_traffic(conn: Connection, project_id: str, session: base.SessionRow) -> str:
+        """The session's stored class, else (its first batch) the class its agent gives it."""
+        stmt = sa.select(sessions.c.traffic).where(sessions.c.project_id == project_id, sessions.c.id == session.id)
+        return str(conn.execute(stmt).scalar() or session.traffic)
 
     def _extend_move(
         self, conn: Connection, project_id: str, row: base.EventRow, raised: dict[str, int]
@@ -454,11 +468,14 @@ class SqlRepository(base.Repository):
         def run(conn: Connection) -> base.IngestResult:
             user_uuid = str(uuid.uuid4()) if batch.external_user_id is not None else None
             params = st.pg_batch_params(batch, user_uuid, _now_ms(), pieces, reports)
-            _, accepted, project_id, erased = self._execute_prepared(conn, sql, params)
+            _, accepted, project_id, erased, traffic = self._execute_prepared(conn, sql, params)
             if erased:
                 return base.IngestResult(project_id=str(project_id), accepted=0, duplicates=0, erased_user=True)
             return base.IngestResult(
-                project_id=str(project_id), accepted=int(accepted), duplicates=batch.row_count - int(accepted)
+                project_id=str(project_id),
+                accepted=int(accepted),
+                duplicates=batch.row_count - int(accepted),
+                traffic=str(traffic),
             )
 
         return self._write(run, autocommit=True)
@@ -591,6 +608,36 @@ class SqlRepository(base.Repository):
             if new:
                 conn.execute(sa.insert(heat_aggregates), [dict(piece._asdict(), project_id=key[0]) for piece in new])
 
+    def classify_sessions(
+        self, project_id: str | None, *, session_ids: list[str] | None = None, since: int | None = None
+    ) -> base.ClassifyCounts:
+        st, rules = self._statements, self.traffic_rules
+        decided = to_bot = to_human = 0
+        after: tuple[str, str] | None = None
+        while True:
+            if session_ids is not None and project_id is not None:  # (ingest) no lookup of the keys
+                keys = [(project_id, sid) for sid in session_ids]
+            else:
+                keys = self._read(
+                    functools.partial(
+                        sql_traffic.candidates, project_id=project_id, after=after, since=since, ids=session_ids
+                    )
+                )
+            for pid, sid in keys:  # one transaction per session: its key-days move with its class
+                decided += 1
+                found = self._read(functools.partial(sql_traffic.decide, project_id=pid, session_id=sid, rules=rules))
+                if found is None or found[0] == found[1]:
+                    continue  # (the usual case) nothing to write
+                changed = self._write(
+                    functools.partial(sql_traffic.apply, st=st, project_id=pid, session_id=sid, rules=rules),
+                    snapshot=True,
+                )
+                to_bot += changed == BOT
+                to_human += changed is not None and changed != BOT
+            if len(keys) < sql_traffic.CHUNK or (session_ids is not None and project_id is not None):
+                return base.ClassifyCounts(sessions=decided, to_bot=to_bot, to_human=to_human)
+            after = keys[-1]
+
     def list_sessions(self, query: base.SessionQuery) -> list[base.SessionSummary]:
         clauses: list[Any] = [sessions.c.project_id == query.project_id]
         if query.user_id is not None:  # the internal id, or the one of the user with that SDK/JWT id
@@ -606,6 +653,8 @@ class SqlRepository(base.Repository):
             clauses.append(sessions.c.last_seen_at <= query.last_seen_to)
         if query.signal is not None:
             clauses.append(sql_signals.having(query.project_id, query.signal, sessions.c.id))
+        if query.traffic != "all":
+            clauses.append(sessions.c.traffic == query.traffic)
         order = (
             (sessions.c.started_at.desc(), sessions.c.id.desc())
             if query.descending
@@ -684,6 +733,8 @@ class SqlRepository(base.Repository):
             user_agent=row.user_agent,
             device_json=row.device_json,
             ip_hash=row.ip_hash,
+            traffic=row.traffic,
+            traffic_reason=row.traffic_reason,
         )
 
     # -- lifecycle ----------------------------------------------------------
@@ -854,20 +905,41 @@ class SqlRepository(base.Repository):
         return self._write(run)
 
 
+_LISTED_BOTS = 500  # more bot sessions than this are named by a subquery (bound parameters stay few)
+
+
 class _SqlReader(base.Reader):
     """Reads on one connection inside one transaction."""
 
     def __init__(self, conn: Connection, tally: base.ReadTally) -> None:
         self.conn = conn
         self.tally = tally
+        self._bots: dict[str, list[str]] = {}  # the bot sessions of a project, read once per read
 
-    @staticmethod
-    def _scan_clauses(what: base.Scan) -> list[Any]:
+    def _traffic_clauses(self, project_id: str, traffic: str) -> list[Any]:
+        """The rows of sessions of class ``traffic``, through a list of the project's bot sessions when
+        they are few (no bot makes ``bot`` an empty answer read from no row, and ``human`` the scan it
+        was), else through a subquery of them."""
+        if traffic == "all":
+            return []
+        if project_id not in self._bots:
+            found = self.conn.execute(bot_sessions(project_id).limit(_LISTED_BOTS + 1)).scalars()
+            self._bots[project_id] = sorted(str(sid) for sid in found)
+        bots = self._bots[project_id]
+        if len(bots) > _LISTED_BOTS:
+            return traffic_clauses(events.c.session_id, project_id, traffic)
+        if traffic == "bot":
+            return [events.c.session_id.in_(bots)]
+        return [events.c.session_id.not_in(bots)] if bots else []
+
+    def _scan_clauses(self, what: base.Scan) -> list[Any]:
         flt, ts_low, session_id = what.flt, what.ts_low, what.session_id
         clauses: list[Any] = [events.c.project_id == flt.project_id]
         if session_id is not None:
             clauses.append(events.c.session_id == session_id)
         clauses += path_clauses(events, flt.path_set)
+        if session_id is None:
+            clauses += self._traffic_clauses(flt.project_id, flt.traffic)
         if flt.types is not None:
             clauses.append(events.c.type == flt.types[0] if len(flt.types) == 1 else events.c.type.in_(flt.types))
         if flt.other_width is not None:

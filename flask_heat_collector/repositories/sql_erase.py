@@ -22,7 +22,16 @@ from . import sql_rage, sql_reports
 from .base import LONG_MOVE_MS, AggregateKey, ErasedCounts, Erasure, EventRow
 from .sql_compaction import drop_months_before, unroll_month
 from .sql_ingest import IngestStatements, after_key, crossing, executemany, forget_long_moves, upsert
-from .sql_schema import ROLLUP_FIELDS, events, heat_aggregates, heat_report_pieces, projects, sessions, users
+from .sql_schema import (
+    ROLLUP_FIELDS,
+    events,
+    heat_aggregates,
+    heat_report_pieces,
+    projects,
+    sessions,
+    traffic_clauses,
+    users,
+)
 
 CHUNK = 1000
 _SCAN = 5000
@@ -185,6 +194,7 @@ def rebuild_key_day(conn: Connection, st: IngestStatements, project_id: str, max
         events.c.bucket_w == key.bucket_w,
         events.c.bucket_h == key.bucket_h,
         events.c.view_w == key.view_w,
+        *traffic_clauses(events.c.session_id, project_id, "human"),  # bots add to no aggregate
     )
     stmt = sa.select(*ROLLUP_FIELDS).where(*same, events.c.ts >= low, events.c.ts < start + DAY_MS)
     rows = [EventRow(*r) for r in conn.execute(stmt)]

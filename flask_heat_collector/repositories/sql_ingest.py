@@ -141,6 +141,8 @@ def session_values(session: SessionRow, project_id: str, user_id: str | None, ev
         "event_count": event_count,
         "last_path": session.last_path,
         "last_ts": session.last_ts,
+        "traffic": session.traffic,
+        "traffic_reason": session.traffic_reason,
     }
 
 
@@ -311,6 +313,12 @@ class IngestStatements:
         # stores nothing: every write below is conditioned on ``live``.
         erased = "EXISTS (SELECT 1 FROM u WHERE erased_at IS NOT NULL)" if with_user else "false"
         live = f"NOT {erased}"
+        # A bot session's rows add to no aggregate nor report piece (traffic.py): its stored class,
+        # else (its first batch) the class its agent gives it.
+        human = (
+            "COALESCE((SELECT traffic FROM sessions WHERE project_id = %(project_id)s AND id = %(id)s), "
+            "%(traffic)s) <> 'bot'"
+        )
         session_cte = compiled(
             self.session_upsert.values(
                 {
@@ -369,7 +377,7 @@ class IngestStatements:
             f"SELECT %(project_id)s, {piece_casts} FROM jsonb_array_elements(%(pieces)s::jsonb) AS g "
             # A full duplicate is also stored by that path when one of its moves came back with more
             # points (rows are unique per point: the new points are new rows).
-            f"WHERE {live} AND (SELECT CASE WHEN c = %(row_count)s THEN true "
+            f"WHERE {live} AND {human} AND (SELECT CASE WHEN c = %(row_count)s THEN true "
             f"WHEN c > 0 OR EXISTS (SELECT 1 FROM jsonb_array_elements(%(rows)s::jsonb) AS e JOIN {self._table} v "
             "ON v.project_id = %(project_id)s AND v.event_id = e->>0 "
             f"WHERE e->>{ROW_FIELDS.index('type')} = 'move' AND v.type = 'move' "
@@ -380,11 +388,14 @@ class IngestStatements:
         ctes.append(
             f"rp AS (INSERT INTO heat_report_pieces ({report_columns}) "
             f"SELECT %(project_id)s, {report_casts} FROM jsonb_array_elements(%(reports)s::jsonb) AS g "
-            "WHERE (SELECT c FROM tot) = %(row_count)s)"
+            f"WHERE (SELECT c FROM tot) = %(row_count)s AND {human})"
         )
         # The project is looked up by key inside the statement (no cache: a rotated key fails at
         # once); no project with the key leaves project_id NULL, failing the statement (23502).
-        sql = f"WITH {', '.join(ctes)} SELECT c, n, %(project_id)s, {erased} FROM tot"
+        stored = (
+            "COALESCE((SELECT traffic FROM sessions WHERE project_id = %(project_id)s AND id = %(id)s), %(traffic)s)"
+        )
+        sql = f"WITH {', '.join(ctes)} SELECT c, n, %(project_id)s, {erased}, {stored} FROM tot"
         return sql.replace("%(project_id)s", "(SELECT id FROM projects WHERE key = %(project_key)s)")
 
     @staticmethod

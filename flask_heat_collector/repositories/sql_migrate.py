@@ -28,6 +28,7 @@ from .sql_schema import (
     metadata,
     projects,
     sessions,
+    traffic_clauses,
     users,
 )
 
@@ -303,7 +304,9 @@ def _project_rows(conn: Connection, project_id: str, *, json: bool = False) -> I
     after: tuple[int, int] | None = None
     columns = [events.c[name] for name in STORED_FIELDS] if json else ROLLUP_FIELDS
     while True:
-        stmt = sa.select(*columns).where(events.c.project_id == project_id)
+        stmt = sa.select(*columns).where(
+            events.c.project_id == project_id, *traffic_clauses(events.c.session_id, project_id, "human")
+        )
         if after is not None:
             stmt = stmt.where(after_key(after))
         chunk = [EventRow(*r) for r in conn.execute(stmt.order_by(events.c.ts, events.c.seq).limit(_CHUNK))]

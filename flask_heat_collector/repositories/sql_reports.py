@@ -14,7 +14,15 @@ from ..report_pieces import ALL_WIDTHS, merge, rebuild
 from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, PathSet, ReportPiece, SessionQuery
 from .session_sets import SessionSet, page_ids
 from .sql_ingest import crossing
-from .sql_schema import events, heat_report_pieces, heat_session_ordinals, path_clauses, projects, sessions
+from .sql_schema import (
+    events,
+    heat_report_pieces,
+    heat_session_ordinals,
+    path_clauses,
+    projects,
+    sessions,
+    traffic_clauses,
+)
 
 PIECE_FIELDS = ReportPiece._fields
 KEY = ("project_id", "path_key", "day", "bucket_w")
@@ -150,7 +158,11 @@ def rebuild_key_days(conn: Connection, project_id: str, max_span: int, keys: set
     for pkey, day, width in sorted(keys):
         start = day * DAY_MS
         low = start - min(max_span, LONG_MOVE_MS)
-        same = [events.c.project_id == project_id, events.c.path_key == pkey]
+        same = [
+            events.c.project_id == project_id,
+            events.c.path_key == pkey,
+            *traffic_clauses(events.c.session_id, project_id, "human"),  # bots add to no piece
+        ]
         if width != ALL_WIDTHS:
             same.append(events.c.bucket_w == width)
         stmt = sa.select(*STORED_COLUMNS).where(*same, events.c.ts >= low, events.c.ts < start + DAY_MS)

@@ -97,7 +97,12 @@ sessions = _table(
     sa.Column("event_count", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("last_path", _Path),
     sa.Column("last_ts", sa.BigInteger),
+    # The traffic class (traffic.py: "human" or "bot") and why; a row of an older layout is human
+    # until `flask heat reclassify` decides it.
+    sa.Column("traffic", sa.String(8), nullable=False, server_default="human"),
+    sa.Column("traffic_reason", sa.String(200)),
     sa.Index("ix_sessions_project_started", "project_id", "started_at", "id"),
+    sa.Index("ix_sessions_project_traffic", "project_id", "traffic", "started_at", "id"),
     sa.Index("ix_sessions_project_user_started", "project_id", "user_id", "started_at"),
 )
 
@@ -315,3 +320,17 @@ def create_sql_engine(uri: str) -> Engine:
     if backend == "sqlite":
         _sqlite_setup(engine)
     return engine
+
+
+def bot_sessions(project_id: Any) -> Any:
+    """The ids of the project's bot sessions (a subquery)."""
+    return sa.select(sessions.c.id).where(sessions.c.project_id == project_id, sessions.c.traffic == "bot")
+
+
+def traffic_clauses(session_column: Any, project_id: Any, traffic: str) -> list[Any]:
+    """The clauses keeping the rows of sessions of class ``traffic`` ("all": every row)."""
+    if traffic == "human":
+        return [session_column.not_in(bot_sessions(project_id))]
+    if traffic == "bot":
+        return [session_column.in_(bot_sessions(project_id))]
+    return []

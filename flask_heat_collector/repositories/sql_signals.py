@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from ..signals import RAGE, SIGNAL_FIELDS, SIGNAL_TYPES, SessionRow, Signal, SignalRules, settle
 from .base import EventFilter
-from .sql_schema import events, heat_rage_clicks, heat_signals, path_clauses
+from .sql_schema import events, heat_rage_clicks, heat_signals, path_clauses, traffic_clauses
 
 _ROW_COLUMNS = [events.c[name] for name in ("session_id", *SessionRow._fields)]
 _SIGNAL_COLUMNS = [heat_signals.c[name] for name in SIGNAL_FIELDS]
@@ -70,6 +70,7 @@ def range_clauses(table: sa.Table, flt: EventFilter) -> list[Any]:
     t = table.c
     clauses: list[Any] = [t.project_id == flt.project_id]
     clauses += path_clauses(table, flt.path_set)
+    clauses += traffic_clauses(t.session_id, flt.project_id, flt.traffic)
     if flt.ts_from is not None:
         clauses.append(t.ts >= flt.ts_from)
     if flt.ts_to is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response
 
-from ..compare import Side, compare
+from ..compare import Side, SideAnswer, compare
 from ..errors import ApiError
 from ..page_groups import MAX_GROUP_PATHS, InvalidTemplate, Template, parse
 from ..reports import group_paths
@@ -16,6 +16,8 @@ from ..repositories.base import EventFilter
 from ..schemas import CompareQuerySchema
 from ..slices import InvalidSlice, parse_slice
 from ..state import get_state
+from ..traffic import ALL, BOT, HUMAN
+from ..traffic_reader import by_traffic
 from . import common
 from .query import _found, _json, _load, _report_meta, _time_range
 
@@ -57,7 +59,7 @@ def _side(
     flt = EventFilter(project_id=project_id, path=path, ts_from=lo, ts_to=hi)
     group_meta = None
     if template is not None:
-        matched = group_paths(get_state().repository, flt, template)
+        matched = group_paths(by_traffic(get_state().repository, ALL), replace(flt, traffic=ALL), template)
         if len(matched) > MAX_GROUP_PATHS:
             raise ApiError(
                 400,
@@ -106,9 +108,22 @@ def project_compare(project_id: str) -> Response:
         sides.append(side)
         groups.append(group)
     settings = get_state().settings
-    body, _ = compare(get_state().repository, query["report"], sides, query, settings.min_sample_sessions)
+    repo, traffic = get_state().repository, query["traffic"]
+
+    def run(by: str) -> tuple[dict[str, Any], dict[str, SideAnswer]]:
+        classed = [replace(side, flt=replace(side.flt, traffic=by)) for side in sides]
+        return compare(by_traffic(repo, by), query["report"], classed, query, settings.min_sample_sessions)
+
+    body, _ = run(traffic)
+    excluded = {name: {"sessions": 0, "events": 0} for name in ("a", "b")}
+    if traffic != ALL:  # each side's sample in the other class (docs/traffic.md)
+        _, others = run(BOT if traffic == HUMAN else HUMAN)
+        for name, other in others.items():
+            sample = other.body["meta"]["sample"]
+            excluded[name] = {"sessions": sample["sessions"], "events": sample["events"]}
     for name, group in zip(("a", "b"), groups, strict=True):
         meta = body[name]["report"]["meta"]
+        meta["excluded"] = excluded[name]
         _report_meta(meta, project_id)
         if group is not None:
             meta["group"] = group

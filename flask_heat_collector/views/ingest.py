@@ -6,6 +6,7 @@ import json
 import re
 import time
 import zlib
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -20,6 +21,7 @@ from ..privacy import DNT_DROP_REASON, anonymous, clean_payload, opted_out
 from ..prometheus import EventCounts
 from ..repositories.base import Batch, IngestResult
 from ..state import HeatState, get_state
+from ..traffic import BOT
 from . import common
 
 _ALLOWED_TYPES = ("application/json", "text/plain", "")
@@ -265,6 +267,11 @@ def ingest() -> Response:
         seq=state.seq.take(len(payload["events"])),
     )
     result = _store(state, prepared.batch)
+    batch = prepared.batch
+    if result.accepted and batch.session.traffic != BOT and any(row.type == "click" for row in batch.events):
+        # the behaviour rules (traffic.py) over the session's stored clicks and moves
+        if state.repository.classify_sessions(result.project_id, session_ids=[batch.session.id]).to_bot:
+            result = replace(result, traffic=BOT)  # its rows now count as a bot's
 
     elapsed = time.perf_counter() - started
     elapsed_ms = round(elapsed * 1000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -12,15 +13,17 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import Schema, ValidationError
 
+from ..aggregates import items
 from ..auth import Scope, check_query_key, require_project, require_unscoped
 from ..errors import ApiError
-from ..heatmap import build_heatmap, heatmap_json
-from ..listing import event_page
+from ..heatmap import Heatmap, build_heatmap, heatmap_json
+from ..listing import event_page, from_edge
 from ..openapi import build_openapi
 from ..page_groups import MAX_GROUP_PATHS, InvalidTemplate, Template, parse
 from ..projects import project_found, project_list
 from ..reports import elements, group_paths, group_preview, paths, scrollmap
-from ..repositories.base import EventFilter, Session, SessionQuery
+from ..repositories.base import EventFilter, Reader, Repository, Session, SessionQuery
+from ..repositories.session_sets import SessionSet
 from ..samples import mark_small
 from ..schemas import (
     MAX_QUERY_TIME,
@@ -36,6 +39,8 @@ from ..schemas import (
 from ..serialize import event_json, session_json
 from ..signals import SIGNAL_NAMES
 from ..state import get_state
+from ..traffic import ALL, BOT, HUMAN
+from ..traffic_reader import by_traffic
 from ..visits import visited_sessions
 from . import common
 
@@ -145,7 +150,8 @@ def _grouped(flt: EventFilter, query: dict[str, Any]) -> tuple[EventFilter, dict
     if query.get("path") is not None:
         raise ApiError(400, "group_with_path", "Give 'path' or 'group', not both.")
     template = _template(text)
-    matched = group_paths(get_state().repository, flt, template)
+    # the paths of every traffic class: the answer and its meta.excluded read the same paths
+    matched = group_paths(by_traffic(get_state().repository, ALL), replace(flt, traffic=ALL), template)
     if len(matched) > MAX_GROUP_PATHS:
         raise ApiError(
             400,
@@ -164,6 +170,24 @@ def _band(query: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _by_class(
+    run: Callable[[Repository, EventFilter], dict[str, Any]], flt: EventFilter, traffic: str
+) -> dict[str, Any]:
+    """A report of traffic class ``traffic`` (its ``meta`` or body with ``meta``), its ``meta.excluded``
+    the sample the same query has in the other classes (none for ``all``): docs/traffic.md."""
+    repo = get_state().repository
+    body = run(by_traffic(repo, traffic), replace(flt, traffic=traffic))
+    meta = body.get("meta", body)
+    excluded = {"sessions": 0, "events": 0}
+    if traffic != ALL:
+        other = BOT if traffic == HUMAN else HUMAN
+        other_body = run(by_traffic(repo, other), replace(flt, traffic=other))
+        sample = other_body.get("meta", other_body)["sample"]
+        excluded = {"sessions": sample["sessions"], "events": sample["events"]}
+    meta["excluded"] = excluded
+    return body
+
+
 def _with_group(meta: dict[str, Any], group: dict[str, Any] | None) -> None:
     if group is not None:
         meta["group"] = group
@@ -172,14 +196,22 @@ def _with_group(meta: dict[str, Any], group: dict[str, Any] | None) -> None:
 def heatmap(project_id: str) -> Response:
     query = _load(_HEATMAP)
     flt, group = _grouped(_map_range(project_id, query.get("path")), query)
-    result = build_heatmap(
-        get_state().repository,
-        flt,
-        requested_type=query.get("type"),
-        resolution=query["resolution"],
-        **_band(query),
-        anchor=query["anchor"],
-    )
+    found: list[Heatmap] = []
+
+    def run(repo: Repository, by: EventFilter) -> dict[str, Any]:
+        answer = build_heatmap(
+            repo,
+            by,
+            requested_type=query.get("type"),
+            resolution=query["resolution"],
+            **_band(query),
+            anchor=query["anchor"],
+        )
+        found.append(answer)
+        return answer.meta
+
+    _by_class(run, flt, query["traffic"])
+    result = found[0]
     meta = result.meta
     _report_meta(meta, project_id)
     _with_group(meta, group)
@@ -194,11 +226,7 @@ def heatmap(project_id: str) -> Response:
 def project_scrollmap(project_id: str) -> Response:
     query = _load(_SCROLLMAP)
     flt, group = _grouped(_map_range(project_id, query.get("path")), query)
-    body = scrollmap(
-        get_state().repository,
-        flt,
-        **_band(query),
-    )
+    body = _by_class(lambda repo, by: scrollmap(repo, by, **_band(query)), flt, query["traffic"])
     _report_meta(body["meta"], project_id)
     _with_group(body["meta"], group)
     return _json(body, X_Result_Count=str(body["meta"]["sessions"]))
@@ -208,12 +236,10 @@ def project_elements(project_id: str) -> Response:
     query = _load(_ELEMENTS)
     start, end = _time_range()
     flt, group = _grouped(EventFilter(common.check_id(project_id, "projectId"), query.get("path"), start, end), query)
-    body = elements(
-        get_state().repository,
+    body = _by_class(
+        lambda repo, by: elements(repo, by, requested_type=query["type"], limit=query["limit"], **_band(query)),
         flt,
-        requested_type=query["type"],
-        limit=query["limit"],
-        **_band(query),
+        query["traffic"],
     )
     _report_meta(body["meta"], project_id)
     _with_group(body["meta"], group)
@@ -231,8 +257,12 @@ def project_paths(project_id: str) -> Response:
     flt = EventFilter(common.check_id(project_id, "projectId"), None, start, end)
     group = _template(query["group"]) if query.get("group") is not None else None
     configured = tuple(parse(text) for text in get_state().settings.page_groups) if query["groups"] else None
-    body = paths(
-        get_state().repository, flt, prefix=query.get("q") or None, limit=query["limit"], group=group, groups=configured
+    body = _by_class(
+        lambda repo, by: paths(
+            repo, by, prefix=query.get("q") or None, limit=query["limit"], group=group, groups=configured
+        ),
+        flt,
+        query["traffic"],
     )
     _report_meta(body["meta"], project_id)
     return _json(body, X_Total_Count=str(body["meta"]["count"]))
@@ -243,7 +273,7 @@ def page_group_preview(project_id: str) -> Response:
     start, end = _time_range()
     template = _template(query["template"])
     flt = EventFilter(common.check_id(project_id, "projectId"), None, start, end)
-    body = group_preview(get_state().repository, flt, template, limit=query["limit"])
+    body = _by_class(lambda repo, by: group_preview(repo, by, template, limit=query["limit"]), flt, query["traffic"])
     body["meta"]["configured"] = template.text in get_state().settings.page_groups
     _report_meta(body["meta"], project_id)
     return _json(body, X_Total_Count=str(body["meta"]["count"]))
@@ -256,7 +286,8 @@ def project_events(project_id: str) -> Response:
     flt, group = _grouped(
         EventFilter(common.check_id(project_id, "projectId"), query.get("path"), start, end, _types(requested)), query
     )
-    found = event_page(get_state().repository, flt, query["limit"], query["offset"])
+    traffic = query["traffic"]
+    found = event_page(get_state().repository, replace(flt, traffic=traffic), query["limit"], query["offset"])
     body: dict[str, Any] = {
         "events": [event_json(e) for e in found],
         "meta": {
@@ -266,10 +297,32 @@ def project_events(project_id: str) -> Response:
             "projectId": project_id,
             "requestedType": requested,
             "projectFound": _found(project_id),
+            "excluded": _excluded_events(flt, traffic),
         },
     }
     _with_group(body["meta"], group)
     return _json(body, X_Total_Count=str(len(found)), X_Requested_Type=requested)
+
+
+def _excluded_events(flt: EventFilter, traffic: str) -> dict[str, int]:
+    """The event rows (a move: its points, as the list counts them) of ``flt`` in the other traffic
+    class, and their sessions: read from that class's rows."""
+    if traffic == ALL:
+        return {"sessions": 0, "events": 0}
+    other = replace(flt, traffic=BOT if traffic == HUMAN else HUMAN)
+
+    def count(reader: Reader) -> dict[str, int]:
+        sessions: set[str] = set()
+        events = 0
+        lo, hi = flt.ts_from, flt.ts_to
+        for row in from_edge(reader, other, light=True):
+            n = sum(1 for _, ts, _, _ in items(row) if (lo is None or ts >= lo) and (hi is None or ts <= hi))
+            if n:
+                events += n
+                sessions.add(row.session_id)
+        return {"sessions": len(sessions), "events": events}
+
+    return get_state().repository.read(count)
 
 
 def project_sessions(project_id: str) -> Response:
@@ -280,23 +333,31 @@ def project_sessions(project_id: str) -> Response:
     bucket, width = query.get("viewportBucket"), query.get("viewportWidth")
     width = int(bucket.split("x")[0]) if bucket else width  # the band of the bucket's width, as the map's
     visited = query.get("visitedPath")
-    among = None
-    if visited is not None or width is not None:
-        among = visited_sessions(repo, project_id, visited, start, end, width)
-    found = repo.list_sessions(
-        SessionQuery(
-            project_id=common.check_id(project_id, "projectId"),
-            started_from=start,
-            last_seen_to=end,
-            user_id=query.get("userId"),
-            first_path=query.get("path"),
-            descending=query["order"] == "desc",
-            limit=query["limit"],
-            offset=query["offset"],
-            signal=query.get("signal"),
-            among=among,
-        )
+
+    def among_of(traffic: str) -> SessionSet | None:
+        if visited is None and width is None:
+            return None
+        return visited_sessions(repo, project_id, visited, start, end, width, traffic)
+
+    asked = SessionQuery(
+        project_id=common.check_id(project_id, "projectId"),
+        started_from=start,
+        last_seen_to=end,
+        user_id=query.get("userId"),
+        first_path=query.get("path"),
+        descending=query["order"] == "desc",
+        limit=query["limit"],
+        offset=query["offset"],
+        signal=query.get("signal"),
+        among=among_of(query["traffic"]),
+        traffic=query["traffic"],
     )
+    found = repo.list_sessions(asked)
+    excluded = {"sessions": 0, "events": 0}
+    if asked.traffic != ALL:  # the other class's sessions of the same filters (their stored counters)
+        other = BOT if asked.traffic == HUMAN else HUMAN
+        others = repo.list_sessions(replace(asked, traffic=other, among=among_of(other), limit=2**62, offset=0))
+        excluded = {"sessions": len(others), "events": sum(s.event_count for s in others)}
     external = repo.external_user_ids(project_id, [s.user_id for s in found if s.user_id])
     items = [
         {
@@ -317,6 +378,7 @@ def project_sessions(project_id: str) -> Response:
         "offset": query["offset"],
         "projectId": project_id,
         "projectFound": _found(project_id),
+        "excluded": excluded,
     }
     return _json({"sessions": items, "meta": meta}, X_Total_Count=str(len(items)))
 

@@ -34,7 +34,14 @@ SDK_VERSION = "0.2.6"
 SDK_DIR = NODE_DIR / "node_modules" / "@m-software-engineering" / "heat-sdk"
 ARTIFACTS = ROOT / "build" / "e2e"
 CHROMIUM = os.environ.get("HEAT_TEST_E2E_CHROMIUM", "/usr/bin/chromium")
+# Headless Chromium says "HeadlessChrome" in its user agent, which the collector counts as a bot
+# (docs/traffic.md); every context of the e2e tests is a desktop Chrome visitor unless a test asks
+# for another agent (new_context(user_agent=...)).
+DESKTOP_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
 CHROMIUM_ARGS = [
+    f"--user-agent={DESKTOP_USER_AGENT}",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
@@ -115,7 +122,10 @@ class Answer:
 def http(method: str, url: str, body: Any = None, headers: Mapping[str, str] | None = None) -> Answer:
     """One request on a fresh connection (urllib opens one per request)."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    # a visitor's agent unless one is given: urllib's own (Python-urllib) is a crawler's (docs/traffic.md)
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"User-Agent": DESKTOP_USER_AGENT, **(headers or {})}
+    )
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:

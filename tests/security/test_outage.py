@@ -48,6 +48,9 @@ def test_outage_mid_load(private_server: Any, tmp_path: Path, live_server: Any) 
         query_api_keys=[QUERY_KEY],
         rate_limit="100000 per second",
         ip_hash_secret="s",
+        # synthetic clicks on a timer: the behaviour rules of the traffic classes off (as tests.helpers.Apps)
+        bot_regular_clicks=0,
+        bot_fast_clicks=0,
     )
     server = live_server(app)
     bodies = [batch(event("click", x=i), event("scroll"), session_id=f"s-{i % 7}") for i in range(240)]

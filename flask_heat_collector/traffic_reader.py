@@ -1,0 +1,177 @@
+"""Reports by traffic class (``traffic=human|bot|all``, SPEC §10), backend-free.
+
+The aggregates and report pieces hold the human sessions only (ingest writes none for a bot session;
+a session that changes class has its key-days computed again: ``Repository.classify_sessions``), and
+every raw read (scans, settled signals and rage clicks) keeps the rows of the filter's class. So
+``human`` (the default) reads what it read before, and ``bot`` / ``all`` add pieces built here from the
+bot sessions' raw rows of the range's whole days: exact, at a cost bounded by the bot rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from .aggregates import DAY_MS, Key, Stats, pieces, rollup
+from .listing import from_edge
+from .report_pieces import ALL_WIDTHS
+from .report_pieces import batch_pieces as report_batch_pieces
+from .repositories.base import (
+    AggregateRow,
+    Blobs,
+    EventFilter,
+    EventRow,
+    PathSet,
+    Reader,
+    ReportPiece,
+    Repository,
+    Scan,
+)
+from .signals import Signal
+from .traffic import BOT, HUMAN
+
+T = TypeVar("T")
+_SYNTHETIC_PART = -1  # the part of a piece built from bot rows at read time (never stored)
+
+
+def _path_ok(path: str, wanted: PathSet) -> bool:
+    if wanted is None:
+        return True
+    return path == wanted if isinstance(wanted, str) else path in wanted
+
+
+class TrafficReader(Reader):
+    """A reader whose pieces are those of one traffic class (the stored ones are the humans')."""
+
+    def __init__(self, inner: Reader, traffic: str) -> None:
+        self.inner, self.traffic = inner, traffic
+        self._rows: dict[tuple[str, tuple[int, int]], list[EventRow]] = {}
+
+    def _bot_rows(self, project_id: str, days: tuple[int, int]) -> list[EventRow]:
+        """The bot sessions' rows with items on the days ``days`` (moves reaching in from before too)."""
+        key = (project_id, days)
+        if key not in self._rows:
+            lo, hi = days[0] * DAY_MS, (days[1] + 1) * DAY_MS - 1
+            flt = EventFilter(project_id, ts_from=lo, ts_to=hi, traffic=BOT)
+            self._rows[key] = [r for r in from_edge(self.inner, flt) if r.ts + r.span >= lo]
+        return self._rows[key]
+
+    def aggregates(
+        self, project_id: str, path: PathSet, days: tuple[int, int], *, blobs: Blobs | None = None
+    ) -> list[AggregateRow]:
+        own = [] if self.traffic == BOT else self.inner.aggregates(project_id, path, days, blobs=blobs)
+        if self.traffic == HUMAN:
+            return own
+        by_key: dict[int, list[EventRow]] = {}
+        for row in self._bot_rows(project_id, days):
+            if _path_ok(row.path, path):
+                by_key.setdefault(row.path_key, []).append(row)
+        stats: dict[int, dict[Key, Stats]] = {k: rollup(rows) for k, rows in by_key.items()}
+        made = [p for key, s in stats.items() for p in pieces(key, s, _SYNTHETIC_PART)]
+        return own + [
+            p
+            for p in made
+            if days[0] <= p.day <= days[1]
+            and (
+                blobs is None
+                or (
+                    p.type in blobs[0]
+                    and (blobs[1] is None or p.bucket_w == blobs[1])
+                    and (blobs[2] is None or p.view_w == blobs[2])
+                )
+            )
+        ]
+
+    def report_pieces(
+        self,
+        project_id: str,
+        path: PathSet,
+        days: tuple[int, int],
+        *,
+        selectors: bool = False,
+        scroll: bool = False,
+        width: int | None = None,
+    ) -> list[ReportPiece]:
+        own = (
+            []
+            if self.traffic == BOT
+            else self.inner.report_pieces(project_id, path, days, selectors=selectors, scroll=scroll, width=width)
+        )
+        if self.traffic == HUMAN:
+            return own
+        by_session: dict[str, list[EventRow]] = {}
+        for row in self._bot_rows(project_id, days):
+            if _path_ok(row.path, path):
+                by_session.setdefault(row.session_id, []).append(row)
+        made = [p for sid, rows in by_session.items() for p in report_batch_pieces(rows, sid, _SYNTHETIC_PART)]
+        return own + [
+            p
+            for p in made
+            if days[0] <= p.day <= days[1] and (p.bucket_w != ALL_WIDTHS if width is None else p.bucket_w == width)
+        ]
+
+    # Everything else is the inner reader's (its raw reads keep the filter's class).
+    def scan(self, what: Scan, after: tuple[int, int] | None, limit: int) -> list[EventRow]:
+        return self.inner.scan(what, after, limit)
+
+    def fetch(self, project_id: str, event_ids: list[str]) -> list[EventRow]:
+        return self.inner.fetch(project_id, event_ids)
+
+    def path_totals(self, project_id: str, ts_from: int | None, ts_to: int | None) -> Any:
+        return self.inner.path_totals(project_id, ts_from, ts_to)
+
+    def session_paths(
+        self, project_id: str, ts_from: int | None, ts_to: int | None, session_ids: list[str]
+    ) -> set[tuple[str, str]]:
+        return self.inner.session_paths(project_id, ts_from, ts_to, session_ids)
+
+    def deepest_scrolls(self, flt: EventFilter, width: int | None) -> list[float]:
+        return self.inner.deepest_scrolls(flt, width)
+
+    def session_ordinals(self, project_id: str, session_ids: set[str]) -> dict[str, int]:
+        return self.inner.session_ordinals(project_id, session_ids)
+
+    def rage_clicks(self, flt: EventFilter) -> list[EventRow]:
+        return self.inner.rage_clicks(flt)
+
+    def signals(self, flt: EventFilter, kind: str) -> list[Signal]:
+        return self.inner.signals(flt, kind)
+
+    def signal_path_counts(self, flt: EventFilter) -> dict[tuple[str, str], int]:
+        return self.inner.signal_path_counts(flt)
+
+    def signal_selector_counts(self, flt: EventFilter, width: int | None = None) -> dict[tuple[str, str], int]:
+        return self.inner.signal_selector_counts(flt, width)
+
+    def long_moves(self, what: Scan, before: int, reaching: int) -> list[EventRow]:
+        return self.inner.long_moves(what, before, reaching)
+
+    def max_span(self, project_id: str) -> int:
+        return self.inner.max_span(project_id)
+
+    def project_found(self, project_id: str) -> bool:
+        return self.inner.project_found(project_id)
+
+    def last_item_ts(self, project_id: str) -> int | None:
+        return self.inner.last_item_ts(project_id)
+
+
+class _TrafficRepository:
+    """What the report functions use of a repository, reading through a :class:`TrafficReader`."""
+
+    def __init__(self, repo: Repository, traffic: str) -> None:
+        self.repo, self.traffic = repo, traffic
+
+    def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
+        return self.repo.settle_rage(project_id, limit)
+
+    def read(self, fn: Callable[[Reader], T]) -> T:
+        return self.repo.read(lambda reader: fn(TrafficReader(reader, self.traffic)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.repo, name)
+
+
+def by_traffic(repo: Repository, traffic: str) -> Repository:
+    """``repo`` as the reports of class ``traffic`` read it (``human`` reads it as it is)."""
+    return repo if traffic == HUMAN else cast(Repository, _TrafficRepository(repo, traffic))
