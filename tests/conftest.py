@@ -25,6 +25,10 @@ BACKENDS = [*SQL_BACKENDS, "mongo"]
 # A running MongoDB to test against instead of a SecantusDB subprocess.
 MONGO_EXTERNAL = os.environ.get("HEAT_TEST_MONGO")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# SecantusDB answers one command at a time: while a long one runs (a purge under a loaded CI), the
+# driver's heartbeat waits, and after connectTimeoutMS (the collector's default is 2 s) pymongo marks
+# the server unknown and cancels the command. Real MongoDB answers heartbeats meanwhile.
+SECANTUS_OPTIONS = "connectTimeoutMS=20000"
 
 
 def unavailable(reason: str) -> None:
@@ -108,7 +112,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
         if mongo.error:
             unavailable(mongo.error)
         database = f"heat_test_{uuid.uuid4().hex}"
-        yield f"{mongo.uri}/{database}"
+        yield f"{mongo.uri}/{database}?{SECANTUS_OPTIONS}"
         mongo.drop(database)
         return
     server: SqlServer = request.getfixturevalue(f"{name}_server")

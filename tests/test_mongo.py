@@ -17,7 +17,7 @@ from flask_heat_collector.errors import ConfigurationError, StorageUnavailable
 from flask_heat_collector.repositories import mongo as mongo_module
 from flask_heat_collector.repositories.mongo import INDEXES, MongoRepository, client_options
 
-from .conftest import unavailable
+from .conftest import SECANTUS_OPTIONS, unavailable
 from .helpers import API, QUERY_KEY, HttpAnswer, batch, event, free_port, headers, post_batch
 from .mongo_server import MongoServer
 
@@ -37,7 +37,7 @@ def mongo_uri(mongo_server: MongoServer) -> Iterator[str]:
     if mongo_server.error:
         unavailable(mongo_server.error)
     database = f"heat_test_{uuid.uuid4().hex}"
-    yield f"{mongo_server.uri}/{database}"
+    yield f"{mongo_server.uri}/{database}?{SECANTUS_OPTIONS}"
     mongo_server.drop(database)
 
 
