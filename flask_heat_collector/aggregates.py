@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .ingest import path_key
 from .log import log
-from .repositories.base import AggregateKeyDay, AggregateRow, EventRow
+from .repositories.base import AggregateKeyDay, AggregateRow, Blobs, EventRow
 
 if TYPE_CHECKING:
     from .repositories.base import Repository
@@ -247,6 +247,27 @@ def whole_months(days: tuple[int, int]) -> tuple[int, int] | None:
     if end != last:
         end = month_of(last)[0] - 1
     return (start, end) if start <= end else None
+
+
+def pieces_of_rows(rows: Iterable[EventRow], part: int) -> list[AggregateRow]:
+    """The aggregate pieces (numbered ``part``) that ``rows`` make, path by path (built at read time
+    by the readers that answer from raw rows: compare's segments, the bot sessions)."""
+    by_key: dict[int, list[EventRow]] = {}
+    for row in rows:
+        by_key.setdefault(row.path_key, []).append(row)
+    return [p for key, group in by_key.items() for p in pieces(key, rollup(group), part)]
+
+
+def piece_wanted(piece: AggregateRow, days: tuple[int, int], blobs: Blobs | None) -> bool:
+    """Whether ``piece`` is one that ``Reader.aggregates(…, days, blobs=blobs)`` answers."""
+    return days[0] <= piece.day <= days[1] and (
+        blobs is None
+        or (
+            piece.type in blobs[0]
+            and (blobs[1] is None or piece.bucket_w == blobs[1])
+            and (blobs[2] is None or piece.view_w == blobs[2])
+        )
+    )
 
 
 def finished_before(now_ms: int) -> int:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
-from .aggregates import Key, Stats, pieces, rollup
+from .aggregates import piece_wanted, pieces_of_rows
 from .heatmap import Heatmap, build_heatmap
 from .ingest import js_round
 from .listing import from_edge
@@ -39,6 +39,7 @@ from .repositories.base import (
     ReportPiece,
     Repository,
     Scan,
+    path_in,
 )
 from .signals import DEAD, ERROR, Signal
 from .slices import Segment
@@ -84,12 +85,6 @@ def segment_sessions(
     return found
 
 
-def _path_ok(path: str, wanted: PathSet) -> bool:
-    if wanted is None:
-        return True
-    return path == wanted if isinstance(wanted, str) else path in wanted
-
-
 class SegmentReader(Reader):
     """A reader over ``rows`` alone (every stored row of some sessions on the side's paths in its
     range): scans filter them, the pieces of whole days are built from them, the settled rage clicks
@@ -116,7 +111,7 @@ class SegmentReader(Reader):
                 break
             if (
                 (what.session_id is None or r.session_id == what.session_id)
-                and _path_ok(r.path, flt.path_set)
+                and path_in(r.path, flt.path_set)
                 and (flt.types is None or r.type in flt.types)
                 and (flt.other_width is None or r.view_w != flt.other_width)
             ):
@@ -133,26 +128,9 @@ class SegmentReader(Reader):
         self, project_id: str, path: PathSet, days: tuple[int, int], *, blobs: Blobs | None = None
     ) -> list[AggregateRow]:
         if self._aggregates is None:
-            by_key: dict[int, list[EventRow]] = {}
-            for row in self.rows:
-                by_key.setdefault(row.path_key, []).append(row)
-            stats: dict[int, dict[Key, Stats]] = {k: rollup(rows) for k, rows in by_key.items()}
-            self._aggregates = [p for key, s in stats.items() for p in pieces(key, s, -1)]
-        keys = {r.path_key for r in self.rows if _path_ok(r.path, path)}
-        return [
-            p
-            for p in self._aggregates
-            if days[0] <= p.day <= days[1]
-            and p.path_key in keys
-            and (
-                blobs is None
-                or (
-                    p.type in blobs[0]
-                    and (blobs[1] is None or p.bucket_w == blobs[1])
-                    and (blobs[2] is None or p.view_w == blobs[2])
-                )
-            )
-        ]
+            self._aggregates = pieces_of_rows(self.rows, -1)
+        keys = {r.path_key for r in self.rows if path_in(r.path, path)}
+        return [p for p in self._aggregates if p.path_key in keys and piece_wanted(p, days, blobs)]
 
     def report_pieces(
         self,
@@ -170,7 +148,7 @@ class SegmentReader(Reader):
             p
             for p in self._pieces
             if days[0] <= p.day <= days[1]
-            and _path_ok(p.path, path)
+            and path_in(p.path, path)
             and (p.bucket_w != ALL_WIDTHS if width is None else p.bucket_w == width)
         ]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from .aggregates import DAY_MS, Key, Stats, pieces, rollup
+from .aggregates import DAY_MS, piece_wanted, pieces_of_rows
 from .listing import from_edge
 from .report_pieces import ALL_WIDTHS
 from .report_pieces import batch_pieces as report_batch_pieces
@@ -26,18 +26,13 @@ from .repositories.base import (
     ReportPiece,
     Repository,
     Scan,
+    path_in,
 )
 from .signals import Signal
 from .traffic import BOT, HUMAN
 
 T = TypeVar("T")
 _SYNTHETIC_PART = -1  # the part of a piece built from bot rows at read time (never stored)
-
-
-def _path_ok(path: str, wanted: PathSet) -> bool:
-    if wanted is None:
-        return True
-    return path == wanted if isinstance(wanted, str) else path in wanted
 
 
 class TrafficReader(Reader):
@@ -62,25 +57,8 @@ class TrafficReader(Reader):
         own = [] if self.traffic == BOT else self.inner.aggregates(project_id, path, days, blobs=blobs)
         if self.traffic == HUMAN:
             return own
-        by_key: dict[int, list[EventRow]] = {}
-        for row in self._bot_rows(project_id, days):
-            if _path_ok(row.path, path):
-                by_key.setdefault(row.path_key, []).append(row)
-        stats: dict[int, dict[Key, Stats]] = {k: rollup(rows) for k, rows in by_key.items()}
-        made = [p for key, s in stats.items() for p in pieces(key, s, _SYNTHETIC_PART)]
-        return own + [
-            p
-            for p in made
-            if days[0] <= p.day <= days[1]
-            and (
-                blobs is None
-                or (
-                    p.type in blobs[0]
-                    and (blobs[1] is None or p.bucket_w == blobs[1])
-                    and (blobs[2] is None or p.view_w == blobs[2])
-                )
-            )
-        ]
+        rows = (row for row in self._bot_rows(project_id, days) if path_in(row.path, path))
+        return own + [p for p in pieces_of_rows(rows, _SYNTHETIC_PART) if piece_wanted(p, days, blobs)]
 
     def report_pieces(
         self,
@@ -101,7 +79,7 @@ class TrafficReader(Reader):
             return own
         by_session: dict[str, list[EventRow]] = {}
         for row in self._bot_rows(project_id, days):
-            if _path_ok(row.path, path):
+            if path_in(row.path, path):
                 by_session.setdefault(row.session_id, []).append(row)
         made = [p for sid, rows in by_session.items() for p in report_batch_pieces(rows, sid, _SYNTHETIC_PART)]
         return own + [

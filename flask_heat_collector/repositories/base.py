@@ -207,6 +207,13 @@ PathSet = str | tuple[str, ...] | None
 """Which paths a read covers: one path, any of several (a page group), or every path (``None``)."""
 
 
+def path_in(path: str, wanted: PathSet) -> bool:
+    """Whether ``path`` is one of the paths ``wanted`` covers."""
+    if wanted is None:
+        return True
+    return path == wanted if isinstance(wanted, str) else path in wanted
+
+
 @dataclass(frozen=True)
 class EventFilter:
     """Rows of one project, optionally narrowed by path, time and types (``None`` = all types).
