@@ -360,3 +360,17 @@ def wait_until(condition: Any, timeout: float, message: str, page: Any = None) -
             page.wait_for_timeout(100)
         else:
             time.sleep(0.1)
+
+
+@contextmanager
+def viewer_tab(browser: Any, width: int, height: int) -> Iterator[Any]:
+    """A tab in a context of its own, ``width`` x ``height``; ``tab.errors`` collects its script errors."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.errors = errors
+    try:
+        yield tab
+    finally:
+        context.close()

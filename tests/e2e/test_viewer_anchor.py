@@ -26,7 +26,7 @@ from flask import Flask, Response, send_from_directory
 from flask_heat_collector import HeatCollector
 
 from ..helpers import Server
-from .support import ARTIFACTS, init_script, wait_until
+from .support import ARTIFACTS, init_script, viewer_tab, wait_until
 from .test_viewer import frame_box, settled, shot
 
 pytestmark = pytest.mark.e2e
@@ -170,15 +170,8 @@ def site(browser: Any, sdk_dist: Path, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A viewer tab, wide enough that the board is not scaled much; fails on any script error."""
-    context = browser.new_context(viewport={"width": 1700, "height": 1000})
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.errors = errors
-    try:
+    with viewer_tab(browser, 1700, 1000) as tab:
         yield tab
-    finally:
-        context.close()
 
 
 # -- what the visitors do ------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from flask import Flask, Response, send_from_directory
 from flask_heat_collector import HeatCollector
 
 from ..helpers import Server
-from .support import ARTIFACTS, init_script, wait_until
+from .support import ARTIFACTS, init_script, viewer_tab, wait_until
 from .test_viewer import shot
 
 pytestmark = pytest.mark.e2e
@@ -150,15 +150,8 @@ def site(browser: Any, sdk_dist: Path, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A viewer tab; fails on any script error."""
-    context = browser.new_context(viewport={"width": 1700, "height": 1100})
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.errors = errors
-    try:
+    with viewer_tab(browser, 1700, 1100) as tab:
         yield tab
-    finally:
-        context.close()
 
 
 def compared(page: Any, status: str) -> None:
