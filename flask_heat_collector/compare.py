@@ -26,7 +26,8 @@ from .aggregates import piece_wanted, pieces_of_rows
 from .heatmap import Heatmap, build_heatmap
 from .ingest import js_round
 from .listing import from_edge
-from .report_pieces import ALL_WIDTHS, rebuild
+from .report_pieces import piece_wanted as report_piece_wanted
+from .report_pieces import rebuild
 from .reports import elements, scrollmap
 from .repositories.base import (
     AggregateRow,
@@ -144,13 +145,7 @@ class SegmentReader(Reader):
     ) -> list[ReportPiece]:
         if self._pieces is None:
             self._pieces = rebuild(self.rows, self.ordinals.__getitem__)
-        return [
-            p
-            for p in self._pieces
-            if days[0] <= p.day <= days[1]
-            and path_in(p.path, path)
-            and (p.bucket_w != ALL_WIDTHS if width is None else p.bucket_w == width)
-        ]
+        return [p for p in self._pieces if path_in(p.path, path) and report_piece_wanted(p, days, width)]
 
     def session_ordinals(self, project_id: str, session_ids: set[str]) -> dict[str, int]:
         return {sid: self.ordinals[sid] for sid in session_ids if sid in self.ordinals}

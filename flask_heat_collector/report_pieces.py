@@ -333,6 +333,14 @@ def median(counts: dict[int, int]) -> float | None:
     return (found[0] + found[1]) / 2
 
 
+def piece_wanted(piece: ReportPiece, days: tuple[int, int], width: int | None) -> bool:
+    """Whether ``piece`` is one that ``Reader.report_pieces(…, days, width=width)`` answers, its path
+    aside (the per-band pieces for ``width=None``)."""
+    return days[0] <= piece.day <= days[1] and (
+        piece.bucket_w != ALL_WIDTHS if width is None else piece.bucket_w == width
+    )
+
+
 def rebuild(rows: Iterable[EventRow], ordinal: Callable[[str], int]) -> list[ReportPiece]:
     """Merged pieces of every key-day of ``rows`` (stored events, streamed once)."""
     fresh: dict[tuple[int, int, int], list[ReportPiece]] = {}

@@ -14,8 +14,8 @@ from typing import Any, TypeVar, cast
 
 from .aggregates import DAY_MS, piece_wanted, pieces_of_rows
 from .listing import from_edge
-from .report_pieces import ALL_WIDTHS
 from .report_pieces import batch_pieces as report_batch_pieces
+from .report_pieces import piece_wanted as report_piece_wanted
 from .repositories.base import (
     AggregateRow,
     Blobs,
@@ -82,11 +82,7 @@ class TrafficReader(Reader):
             if path_in(row.path, path):
                 by_session.setdefault(row.session_id, []).append(row)
         made = [p for sid, rows in by_session.items() for p in report_batch_pieces(rows, sid, _SYNTHETIC_PART)]
-        return own + [
-            p
-            for p in made
-            if days[0] <= p.day <= days[1] and (p.bucket_w != ALL_WIDTHS if width is None else p.bucket_w == width)
-        ]
+        return own + [p for p in made if report_piece_wanted(p, days, width)]
 
     # Everything else is the inner reader's (its raw reads keep the filter's class).
     def scan(self, what: Scan, after: tuple[int, int] | None, limit: int) -> list[EventRow]:
