@@ -136,10 +136,13 @@ def _settle_chunk(coll: Coll, project_id: str, session_ids: list[str], rule: Rag
     if not marks:
         return 0
     held = {"projectId": project_id, "sessionId": {"$in": sorted(marks)}}
-    clicks: dict[str, list[EventRow]] = {sid: [] for sid in marks}
+    # One read of the sessions' events serves the rage clicks (their clicks) and the signals.
+    events: dict[str, list[Doc]] = {sid: [] for sid in sorted(marks)}
     order = [("sessionId", 1), ("ts", 1), ("seq", 1)]
-    for doc in coll("events").find({**held, "type": "click"}, _PROJECTION, sort=order):
-        clicks[str(doc["sessionId"])].append(_row(doc))
+    fields = {**_PROJECTION, **mongo_signals.EVENT_PROJECTION}
+    for doc in coll("events").find({**held, "type": {"$in": list(SIGNAL_TYPES)}}, fields, sort=order):
+        events[str(doc["sessionId"])].append(doc)
+    clicks = {sid: [_row(d) for d in docs if d.get("type") == "click"] for sid, docs in events.items()}
     found: dict[str, list[Doc]] = {sid: [] for sid in marks}
     for doc in coll(CLICKS).find(held, {"_id": 0, "sessionId": 1, "eventId": 1, "viewW": 1}):
         found[str(doc["sessionId"])].append(doc)
@@ -156,7 +159,7 @@ def _settle_chunk(coll: Coll, project_id: str, session_ids: list[str], rule: Rag
     if deletes:
         coll(CLICKS).bulk_write(deletes, ordered=False)
     mongo_signals.insert_new(coll(CLICKS), docs)
-    mongo_signals.settle_sessions(coll, project_id, sorted(marks), signals)
+    mongo_signals.settle_sessions(coll, project_id, events, signals)
     # A mark whose token changed meanwhile (a batch marked the session again) stays, unleased.
     done = [DeleteOne({"projectId": project_id, "sessionId": sid, "token": token}) for sid, token in marks.items()]
     if coll(PENDING).bulk_write(done, ordered=False).deleted_count < len(done):

@@ -11,7 +11,7 @@ from pymongo import DeleteOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
-from ..signals import RAGE, SIGNAL_FIELDS, SIGNAL_TYPES, SessionRow, Signal, SignalRules, settle
+from ..signals import RAGE, SIGNAL_FIELDS, SessionRow, Signal, SignalRules, settle
 from .base import EventFilter
 from .mongo_reports import path_match
 
@@ -45,14 +45,20 @@ def _signal(doc: Doc) -> Signal:
     return Signal(*(_plain(doc.get(camel)) for _, camel in _SIGNAL_FIELDS))
 
 
-def settle_sessions(coll: Coll, project_id: str, session_ids: list[str], rules: SignalRules) -> None:
-    """Decide the signals of these sessions (their marks leased by the caller) and store the difference."""
+def _session_row(doc: Doc) -> SessionRow:
+    return SessionRow(*(_plain(doc.get(name)) for name in _ROW_FIELDS))
+
+
+# What settle_sessions needs of each event (the caller reads the events: rage clicks use them too).
+EVENT_PROJECTION = {**_ROW_PROJECTION, "sessionId": 1, "type": 1}
+
+
+def settle_sessions(coll: Coll, project_id: str, events: dict[str, list[Doc]], rules: SignalRules) -> None:
+    """Decide the signals of these sessions (their marks leased by the caller) and store the difference;
+    ``events``: each session's stored events of SIGNAL_TYPES in ``(ts, seq)`` order (EVENT_PROJECTION)."""
+    session_ids = list(events)
     held = {"projectId": project_id, "sessionId": {"$in": session_ids}}
-    rows: dict[str, list[SessionRow]] = {sid: [] for sid in session_ids}
-    order = [("sessionId", 1), ("ts", 1), ("seq", 1)]
-    fields = {**_ROW_PROJECTION, "sessionId": 1}
-    for doc in coll("events").find({**held, "type": {"$in": list(SIGNAL_TYPES)}}, fields, sort=order):
-        rows[str(doc["sessionId"])].append(SessionRow(*(_plain(doc.get(name)) for name in _ROW_FIELDS)))
+    rows = {sid: [_session_row(d) for d in docs] for sid, docs in events.items()}
     found: dict[str, list[Doc]] = {sid: [] for sid in session_ids}
     for doc in coll(SIGNALS).find(held, {"_id": 0, "sessionId": 1, "kind": 1, "eventId": 1, "viewW": 1}):
         found[str(doc["sessionId"])].append(doc)
