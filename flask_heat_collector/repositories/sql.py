@@ -61,6 +61,7 @@ from .sql_schema import (
     path_clauses,
     projects,
     retired_keys,
+    session_types,
     sessions,
     traffic_clauses,
     users,
@@ -565,14 +566,15 @@ class SqlRepository(base.Repository):
     def _compact_keys(self, conn: Connection, keys: list[base.AggregateKeyDay], full: bool) -> None:
         """Compact each key-day (aggregates.compaction): merge its pieces not rolled, or in a finished
         month whose month piece exists fold them into it at once, so a read finds the month piece and
-        no merged copy of it; not ``full`` (by count), a small burst is merged apart."""
+        no merged copy of it; not ``full`` (by count), only the day's pieces not rolled are merged (a
+        small burst apart), leaving the month piece unread until the next full compaction rolls them."""
         t = heat_aggregates.c
         lock = self.dialect in ("postgresql", "mysql")
         before = finished_before(_now_ms())
         for key in keys:
             match = [t[name] == value for name, value in zip(_AGGREGATE_KEY, key, strict=True)]
             first = month_of(int(key[2]))[0]
-            if first < before:  # with the month piece, when there is one
+            if first < before and full:  # with the month piece, when there is one
                 in_month = [t[name] == value for name, value in zip(_MONTH_KEY, (*key[:2], *key[3:]), strict=True)]
                 where = [*in_month, sa.or_(t.day == key[2], t.day == month_code(first))]
             else:
@@ -940,7 +942,9 @@ class _SqlReader(base.Reader):
         clauses += path_clauses(events, flt.path_set)
         if session_id is None:
             clauses += self._traffic_clauses(flt.project_id, flt.traffic)
-        if flt.types is not None:
+        if flt.types is not None and session_id is not None:  # the session's index, not the type's
+            clauses.append(session_types(*flt.types))
+        elif flt.types is not None:
             clauses.append(events.c.type == flt.types[0] if len(flt.types) == 1 else events.c.type.in_(flt.types))
         if flt.other_width is not None:
             clauses.append(events.c.view_w != flt.other_width)

@@ -14,7 +14,7 @@ from ..signals import DEFAULT_RULES, SIGNAL_TYPES, SignalRules
 from . import sql_signals
 from .base import EventFilter, EventRow
 from .sql_ingest import executemany, insert_ignore, rage_mark_sql
-from .sql_schema import events, heat_rage_clicks, heat_rage_pending
+from .sql_schema import events, heat_rage_clicks, heat_rage_pending, session_types
 
 SETTLE_CHUNK = 100  # sessions settled in one transaction
 _RAGE_FIELDS = (
@@ -92,7 +92,7 @@ def settle_sessions(
     ids = sorted(tokens)
     clicks = conn.execute(
         sa.select(*_CLICK_COLUMNS)
-        .where(events.c.project_id == project_id, events.c.session_id.in_(ids), events.c.type == "click")
+        .where(events.c.project_id == project_id, events.c.session_id.in_(ids), session_types("click"))
         .order_by(events.c.session_id, events.c.ts, events.c.seq)
     ).all()
     r = heat_rage_clicks.c

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from ..signals import RAGE, SIGNAL_FIELDS, SIGNAL_TYPES, SessionRow, Signal, SignalRules, settle
 from .base import EventFilter
-from .sql_schema import events, heat_rage_clicks, heat_signals, path_clauses, traffic_clauses
+from .sql_schema import events, heat_rage_clicks, heat_signals, path_clauses, session_types, traffic_clauses
 
 _ROW_COLUMNS = [events.c[name] for name in ("session_id", *SessionRow._fields)]
 _SIGNAL_COLUMNS = [heat_signals.c[name] for name in SIGNAL_FIELDS]
@@ -23,7 +23,7 @@ def settle_sessions(conn: Connection, project_id: str, ids: list[str], rules: Si
     difference."""
     rows = conn.execute(
         sa.select(*_ROW_COLUMNS)
-        .where(events.c.project_id == project_id, events.c.session_id.in_(ids), events.c.type.in_(SIGNAL_TYPES))
+        .where(events.c.project_id == project_id, events.c.session_id.in_(ids), session_types(*SIGNAL_TYPES))
         .order_by(events.c.session_id, events.c.ts, events.c.seq)
     ).all()
     s = heat_signals.c

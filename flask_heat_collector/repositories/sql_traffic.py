@@ -15,7 +15,7 @@ from . import sql_reports
 from .base import STORED_FIELDS, EventRow
 from .sql_erase import rebuild_key_day, touched
 from .sql_ingest import IngestStatements
-from .sql_schema import ROLLUP_FIELDS, events, projects, sessions
+from .sql_schema import ROLLUP_FIELDS, events, projects, session_types, sessions
 
 CHUNK = 500
 _STORED = [events.c[name] for name in STORED_FIELDS]
@@ -50,10 +50,10 @@ def decide(conn: Connection, project_id: str, session_id: str, rules: TrafficRul
         return None
     stored = Verdict(str(row.traffic), row.traffic_reason)
     mine = (events.c.project_id == project_id, events.c.session_id == session_id)
-    clicks = [int(ts) for ts in conn.execute(sa.select(events.c.ts).where(*mine, events.c.type == "click")).scalars()]
+    clicks = [int(ts) for ts in conn.execute(sa.select(events.c.ts).where(*mine, session_types("click"))).scalars()]
 
     def moves() -> list[int]:
-        stmt = sa.select(*_STORED).where(*mine, events.c.type == "move")
+        stmt = sa.select(*_STORED).where(*mine, session_types("move"))
         return [ts for r in conn.execute(stmt) for _, ts, _, _ in items(EventRow(*r))]
 
     return stored, verdict(row.user_agent, row.device_json, clicks, moves, rules, stored=stored)
