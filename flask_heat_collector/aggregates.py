@@ -380,6 +380,7 @@ def roll_month(group: list[AggregateRow], first_day: int) -> tuple[list[Aggregat
     return fresh + old_days + old_months, new
 
 
+ROLL_PASSES = 30  # a timed compaction rolls finished months on the first pass of every 30
 BURST_SHARE = 4  # a burst's pieces stay apart from the key's big piece until a quarter of its size
 
 
@@ -387,28 +388,22 @@ def _size(group: list[AggregateRow]) -> int:
     return sum(len(p.cells or "") + len(p.depths or "") for p in group)
 
 
-def compaction(
-    group: list[AggregateRow], day: int, first_day: int, *, full: bool = True
-) -> tuple[list[AggregateRow], list[AggregateRow]]:
-    """``(replaced, new)`` for a compaction of one key-day: ``group`` holds the key-day's pieces and,
-    in a finished month, its rolled pieces and the key's month pieces.
+def compaction(group: list[AggregateRow], *, full: bool = True) -> tuple[list[AggregateRow], list[AggregateRow]]:
+    """``(replaced, new)`` for a compaction of one key-day: ``group`` holds the key-day's pieces not
+    rolled, merged into one. A finished month's month piece is not read: :func:`roll_month` adds the
+    merged day pieces to it later, so a merge costs what the day holds.
 
-    With a month piece the day's pieces are folded into it (:func:`roll_month`), else merged into
-    one. Not ``full`` (a compaction by count, right after ingest): while the pieces written since
-    the last full one are small beside the key's biggest piece, they are merged apart from it, so
-    a burst into a dense key-day costs in proportion to what it wrote, not to the key-day's cells.
+    Not ``full`` (a compaction by count, right after ingest): while the pieces written since the
+    last full one are small beside the key-day's biggest piece, they are merged apart from it, so a
+    burst into a dense key-day costs in proportion to what it wrote, not to the key-day's cells.
     """
-    pieces_of_day = [p for p in group if p.day == day and not is_rolled(p.part)]
-    months = [p for p in group if p.day >= MONTH_BASE]
     if not full:
-        merged = sorted((p for p in pieces_of_day if p.part < 0), key=lambda p: _size([p]))
-        big = months or merged[-1:]
-        rest = [p for p in pieces_of_day if not big or p.part != big[-1].part]
+        merged = sorted((p for p in group if p.part < 0), key=lambda p: _size([p]))
+        big = merged[-1:]
+        rest = [p for p in group if not big or p.part != big[-1].part]
         if big and _size(rest) * BURST_SHARE < _size(big):
             return rest, merge_pieces(rest)
-    if months:
-        return roll_month(group, first_day)
-    return pieces_of_day, merge_pieces(pieces_of_day)
+    return group, merge_pieces(group)
 
 
 def piece_ranges(days: tuple[int, int]) -> tuple[list[tuple[int, int]], tuple[int, int] | None]:
@@ -437,6 +432,7 @@ class Compactor:
         self.max_keys = max_keys
         self.batches = batches
         self._next = 0.0
+        self._passes = 0
         self._written: dict[AggregateKeyDay, int] = {}  # key -> pieces written
         self._due: set[AggregateKeyDay] = set()
         self._count_lock = threading.Lock()
@@ -475,7 +471,10 @@ class Compactor:
                 repo.compact(len(due), keys=due)
             if timed:
                 self._next = now + self.interval
-                repo.compact(self.max_keys)
+                self._passes += 1
+                # Rolling re-encodes month pieces: every pass during a back-fill of a finished month
+                # would re-encode the whole month each time; its day pieces are exact meanwhile.
+                repo.compact(self.max_keys, roll=self._passes % ROLL_PASSES == 1)
                 repo.settle_rage(None, SETTLE_PER_RUN)
         except Exception as exc:  # noqa: BLE001 - never fails a request; the next run tries again
             log("warn", "heatmap aggregate compaction failed", error=type(exc).__name__)

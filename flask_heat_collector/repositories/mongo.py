@@ -749,7 +749,9 @@ class MongoRepository(base.Repository):
                     break
         return done
 
-    def compact(self, max_keys: int = 1000, *, keys: list[base.AggregateKeyDay] | None = None) -> int:
+    def compact(
+        self, max_keys: int = 1000, *, keys: list[base.AggregateKeyDay] | None = None, roll: bool = True
+    ) -> int:
         """Merge the keys that have fresh pieces (positive ``part``), one key at a time.
 
         Without transactions a merge is made safe by its order: the merged pieces are inserted
@@ -771,7 +773,7 @@ class MongoRepository(base.Repository):
             merged = sum(
                 self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True)), full) for key in list(found)[:max_keys]
             )
-            if keys is None:
+            if keys is None and roll:
                 self._roll_months(max_keys)
                 for report_key in mongo_reports.fresh_keys(self._coll, max_keys):
                     lock = self._lock_key({"report": True, **report_key})
@@ -819,8 +821,7 @@ class MongoRepository(base.Repository):
                 aggregates.delete_many({"_id": {"$in": ids}})  # left by a merge that stopped halfway
                 return False
             if not full:  # by count: a burst is merged apart from the key-day's big piece (compaction)
-                day, chosen = int(key["day"]), [_piece(doc) for doc in live]
-                parts = {piece.part for piece in compaction(chosen, day, month_of(day)[0], full=False)[0]}
+                parts = {piece.part for piece in compaction([_piece(doc) for doc in live], full=False)[0]}
                 live = [doc for doc in live if int(doc["part"]) in parts]
             keep = [doc["_id"] for doc in live if int(doc["part"]) <= 0]
             merged = merge_pieces([_piece(doc) for doc in live])

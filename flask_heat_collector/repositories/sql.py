@@ -527,9 +527,12 @@ class SqlRepository(base.Repository):
                 break
         return done
 
-    def compact(self, max_keys: int = 1000, *, keys: list[base.AggregateKeyDay] | None = None) -> int:
+    def compact(
+        self, max_keys: int = 1000, *, keys: list[base.AggregateKeyDay] | None = None, roll: bool = True
+    ) -> int:
         """Merge the keys that have fresh pieces (found through ``ix_heat_aggregates_fresh``), then
-        roll finished months (their merged day pieces not rolled yet, found through the same index)."""
+        (``roll``) roll finished months (their merged day pieces not rolled yet, found through the
+        same index)."""
         t = heat_aggregates.c
         key_columns = [t[name] for name in _AGGREGATE_KEY]
 
@@ -553,7 +556,8 @@ class SqlRepository(base.Repository):
         before = finished_before(_now_ms())
         unrolled = [t.part < 0, t.part > ROLLED, t.day < before]
         months_found = {
-            (*key[:2], *key[3:], month_of(int(key[2]))[0]): None for key in self._read(lambda c: find(c, unrolled))
+            (*key[:2], *key[3:], month_of(int(key[2]))[0]): None
+            for key in (self._read(lambda c: find(c, unrolled)) if roll else ())
         }
         rolls = list(months_found)
         for start in range(0, len(rolls), 20):
@@ -564,28 +568,21 @@ class SqlRepository(base.Repository):
         return len(keys) + len(reports)
 
     def _compact_keys(self, conn: Connection, keys: list[base.AggregateKeyDay], full: bool) -> None:
-        """Compact each key-day (aggregates.compaction): merge its pieces not rolled, or in a finished
-        month whose month piece exists fold them into it at once, so a read finds the month piece and
-        no merged copy of it; not ``full`` (by count), only the day's pieces not rolled are merged (a
-        small burst apart), leaving the month piece unread until the next full compaction rolls them."""
+        """Compact each key-day (aggregates.compaction): merge its pieces not rolled (rolled pieces stay
+        as they are, and a finished month's month piece is left to :meth:`_roll_months`, so a merge
+        costs what the day holds, not the month); not ``full`` (by count), a small burst apart."""
         t = heat_aggregates.c
         lock = self.dialect in ("postgresql", "mysql")
-        before = finished_before(_now_ms())
         for key in keys:
             match = [t[name] == value for name, value in zip(_AGGREGATE_KEY, key, strict=True)]
-            first = month_of(int(key[2]))[0]
-            if first < before and full:  # with the month piece, when there is one
-                in_month = [t[name] == value for name, value in zip(_MONTH_KEY, (*key[:2], *key[3:]), strict=True)]
-                where = [*in_month, sa.or_(t.day == key[2], t.day == month_code(first))]
-            else:
-                where = [*match, t.part > ROLLED]  # rolled pieces stay as they are (roll_month)
+            where = [*match, t.part > ROLLED]
             select = sa.select(*[t[name] for name in base.AggregateRow._fields]).where(*where)
             if lock:  # a concurrent compaction leaves these pieces alone; ingest adds new ones meanwhile
                 select = select.with_for_update(skip_locked=True)
             group = [base.AggregateRow(*row) for row in conn.execute(select)]
             if not any(piece.part > 0 for piece in group):
                 continue  # merged meanwhile by another process
-            replaced, new = compaction(group, int(key[2]), first, full=full)
+            replaced, new = compaction(group, full=full)
             for day in sorted({piece.day for piece in replaced}):
                 parts = [piece.part for piece in replaced if piece.day == day]
                 conn.execute(sa.delete(heat_aggregates).where(*where, t.day == day, t.part.in_(parts)))
