@@ -3,7 +3,8 @@
 
 ``python -m bench.reports --dialect sqlite --events 1000000 --growth 5`` fills the first size, times
 every report over the 30 days (median of ``--runs``), fills up to ``events x growth``, times them
-again, and prints each report's time as a multiple of the click heatmap's in the same run and its
+again, and prints each report's time (right after each fill, then after ``flask heat compact``) as a
+multiple of the click heatmap's in the same run and its
 growth. The traffic: sessions of 50 events (two batches of 25) on 40 paths, three screen widths;
 clicks on ~300 selectors with a skewed popularity, scrolls, pageviews; 5 % of sessions rage-click
 (bursts of 4 within 600 ms); 2 % of clicks are followed by a custom ``error`` event (error clicks);
@@ -23,12 +24,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from . import BENCH, log
 from .load import time_get
-from .servers import Config, Databases, Server
+from .servers import Config, Databases, Server, compact
 
 DAY = 86_400_000
 DAYS = 30
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     start = (int(time.time() * 1000) // DAY - DAYS - 1) * DAY
     work = Path(tempfile.mkdtemp(prefix="heat-bench-reports-"))
     databases = Databases(work)
-    rows: list[tuple[int, dict[str, float], float, int]] = []
+    rows: list[Row] = []
     try:
         uri, native = databases.create(opts.dialect, "reports")
         server = Server(Config("ours", opts.workers, "sync"), opts.dialect, uri, native, work)
@@ -198,10 +199,15 @@ def main(argv: list[str] | None = None) -> None:
                 seconds, bad = post_sessions(server, done, sessions, start, opts.clients)
                 done += sessions
                 log(f"  {sessions * EVENTS_PER_SESSION / seconds:,.0f} events/s, {bad} non-2xx")
-                timings = time_all(server, project, start, opts.runs)
-                rows.append((done * EVENTS_PER_SESSION, timings, seconds, bad))
-                for label, ms in timings.items():
-                    log(f"  {label}: {ms:,.1f} ms")
+                fresh = time_all(server, project, start, opts.runs)
+                for label, ms in fresh.items():
+                    log(f"  right after the fill, {label}: {ms:,.1f} ms")
+                began = time.perf_counter()
+                log(f"  {compact(uri)} in {time.perf_counter() - began:,.0f} s")
+                merged = time_all(server, project, start, opts.runs)
+                for label, ms in merged.items():
+                    log(f"  after flask heat compact, {label}: {ms:,.1f} ms")
+                rows.append(Row(done * EVENTS_PER_SESSION, fresh, merged, seconds, bad))
         finally:
             server.stop()
     finally:
@@ -211,12 +217,19 @@ def main(argv: list[str] | None = None) -> None:
     print(out.read_text())
 
 
-def report(opts: argparse.Namespace, rows: list[tuple[int, dict[str, float], float, int]]) -> str:
-    (small, a, _, _), (big, b, _, _) = rows[0], rows[-1]
+class Row(NamedTuple):
+    """One fill stage: events stored, timings right after the fill and after compaction, the fill."""
+
+    events: int
+    fresh: dict[str, float]
+    merged: dict[str, float]
+    seconds: float
+    bad: int
+
+
+def _table(title: str, small: int, a: dict[str, float], big: int, b: dict[str, float]) -> list[str]:
     lines = [
-        f"# Reports over {DAYS} days, {opts.dialect}, filled through POST /ingest",
-        "",
-        f"gunicorn -w {opts.workers} (sync), {opts.clients} clients; median of {opts.runs} requests each.",
+        f"## {title}",
         "",
         f"| query (one path) | {small:,} events | x click heatmap | {big:,} events | x click heatmap | growth |",
         "|---|---|---|---|---|---|",
@@ -227,8 +240,21 @@ def report(opts: argparse.Namespace, rows: list[tuple[int, dict[str, float], flo
             f"| {label} | {a[label]:,.1f} ms | {a[label] / scale_a:.2f} | {b[label]:,.1f} ms | "
             f"{b[label] / scale_b:.2f} | x{b[label] / a[label]:.2f} |"
         )
+    return [*lines, ""]
+
+
+def report(opts: argparse.Namespace, rows: list[Row]) -> str:
+    first, last = rows[0], rows[-1]
+    lines = [
+        f"# Reports over {DAYS} days, {opts.dialect}, filled through POST /ingest",
+        "",
+        f"gunicorn -w {opts.workers} (sync), {opts.clients} clients; median of {opts.runs} requests each.",
+        "",
+        *_table("Right after the fill (no pause)", first.events, first.fresh, last.events, last.fresh),
+        *_table("After `flask heat compact`", first.events, first.merged, last.events, last.merged),
+    ]
     steps, before = [], 0
-    for n, _, seconds, bad in rows:
+    for n, _, _, seconds, bad in rows:
         steps.append(f"{n - before:,} events at {(n - before) / seconds if seconds else 0:,.0f}/s, {bad} non-2xx")
         before = n
     lines += ["", "Ingest through HTTP: " + "; ".join(steps) + "."]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import threading
 import uuid
 from dataclasses import dataclass
@@ -108,6 +110,16 @@ def ours_env(uri: str) -> dict[str, str]:
         "HEAT_IP_HASH_SECRET": "bench-secret",
         "HEAT_LOG_LEVEL": "warn",
     }
+
+
+def compact(uri: str) -> str:
+    """``flask heat compact`` on ``uri`` with the settings ours runs with (its output)."""
+    env = {**os.environ, **ours_env(uri)}
+    command = [sys.executable, "-m", "flask", "--app", "flask_heat_collector.wsgi:create_app()", "heat", "compact"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
+    if done.returncode:
+        raise RuntimeError(f"flask heat compact exited {done.returncode}: {done.stderr[-800:]}")
+    return done.stdout.strip()
 
 
 @dataclass

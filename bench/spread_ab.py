@@ -20,8 +20,6 @@ import json
 import os
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import log
-from .servers import Config, Databases, Server, admin_uri, ours_env
+from .servers import Config, Databases, Server, admin_uri, compact
 from .spread_ingest import PATH, PER_BATCH, PER_EVENT, _batch
 from .tools import install_original
 
@@ -123,16 +121,6 @@ def copy_database(dialect: str, uri: str, workdir: Path, dbs: Databases) -> str:
     engine.dispose()
     dbs.created.append((dialect, name))
     return url.set(database=name).render_as_string(hide_password=False)
-
-
-def compact(uri: str) -> str:
-    """``flask heat compact`` on ``uri`` with the settings ours runs with (its output)."""
-    env = {**os.environ, **ours_env(uri)}
-    command = [sys.executable, "-m", "flask", "--app", "flask_heat_collector.wsgi:create_app()", "heat", "compact"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-    if done.returncode:
-        raise RuntimeError(f"flask heat compact exited {done.returncode}: {done.stderr[-800:]}")
-    return done.stdout.strip()
 
 
 def pieces(uri: str) -> int:
