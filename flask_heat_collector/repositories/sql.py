@@ -957,11 +957,19 @@ class _SqlReader(base.Reader):
             return _COUNT_COLUMNS
         return (_TEXT_COLUMNS if what.text else _LIGHT_COLUMNS) if what.light else _STORED_COLUMNS
 
+    def _order(self, what: base.Scan) -> tuple[Any, Any]:
+        """``(ts, seq)`` order; ``ts + 0`` for the rows of a few listed bot sessions, so that no planner
+        walks the (project, ts, seq) key in order through every row of the range to spare a sort of
+        the few rows the session index finds (SQLite did: 500 ms for 150 rows at 1M events)."""
+        flt = what.flt
+        listed = flt.traffic == BOT and what.session_id is None and len(self._bots[flt.project_id]) <= _LISTED_BOTS
+        return (events.c.ts + 0 if listed else events.c.ts), events.c.seq
+
     def scan(self, what: base.Scan, after: tuple[int, int] | None, limit: int) -> list[base.EventRow]:
         clauses = self._scan_clauses(what)
         if after is not None:
             clauses.append(after_key(after))
-        stmt = sa.select(*self._scan_columns(what)).where(*clauses).order_by(events.c.ts, events.c.seq).limit(limit)
+        stmt = sa.select(*self._scan_columns(what)).where(*clauses).order_by(*self._order(what)).limit(limit)
         return self.tally.add([base.EventRow(*row) for row in self.conn.execute(stmt)])
 
     def long_moves(self, what: base.Scan, before: int, reaching: int) -> list[base.EventRow]:
@@ -969,7 +977,7 @@ class _SqlReader(base.Reader):
             *self._scan_clauses(dataclasses.replace(what, ts_low=None)),
             crossing(what.flt.project_id, before, reaching),
         ]
-        stmt = sa.select(*self._scan_columns(what)).where(*clauses).order_by(events.c.ts, events.c.seq)
+        stmt = sa.select(*self._scan_columns(what)).where(*clauses).order_by(*self._order(what))
         return self.tally.add([base.EventRow(*row) for row in self.conn.execute(stmt)])
 
     def fetch(self, project_id: str, event_ids: list[str]) -> list[base.EventRow]:
