@@ -38,8 +38,8 @@ _SYNTHETIC_PART = -1  # the part of a piece built from bot rows at read time (ne
 class TrafficReader(Reader):
     """A reader whose pieces are those of one traffic class (the stored ones are the humans')."""
 
-    def __init__(self, inner: Reader, traffic: str) -> None:
-        self.inner, self.traffic = inner, traffic
+    def __init__(self, inner: Reader, traffic: str, *, sample_only: bool = False) -> None:
+        self.inner, self.traffic, self.sample_only = inner, traffic, sample_only
         self._rows: dict[tuple[str, tuple[int, int]], list[EventRow]] = {}
 
     def _bot_rows(self, project_id: str, days: tuple[int, int]) -> list[EventRow]:
@@ -112,10 +112,10 @@ class TrafficReader(Reader):
         return self.inner.signals(flt, kind)
 
     def signal_path_counts(self, flt: EventFilter) -> dict[tuple[str, str], int]:
-        return self.inner.signal_path_counts(flt)
+        return {} if self.sample_only else self.inner.signal_path_counts(flt)
 
     def signal_selector_counts(self, flt: EventFilter, width: int | None = None) -> dict[tuple[str, str], int]:
-        return self.inner.signal_selector_counts(flt, width)
+        return {} if self.sample_only else self.inner.signal_selector_counts(flt, width)
 
     def long_moves(self, what: Scan, before: int, reaching: int) -> list[EventRow]:
         return self.inner.long_moves(what, before, reaching)
@@ -133,19 +133,22 @@ class TrafficReader(Reader):
 class _TrafficRepository:
     """What the report functions use of a repository, reading through a :class:`TrafficReader`."""
 
-    def __init__(self, repo: Repository, traffic: str) -> None:
-        self.repo, self.traffic = repo, traffic
+    def __init__(self, repo: Repository, traffic: str, sample_only: bool) -> None:
+        self.repo, self.traffic, self.sample_only = repo, traffic, sample_only
 
     def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
         return self.repo.settle_rage(project_id, limit)
 
     def read(self, fn: Callable[[Reader], T]) -> T:
-        return self.repo.read(lambda reader: fn(TrafficReader(reader, self.traffic)))
+        return self.repo.read(lambda reader: fn(TrafficReader(reader, self.traffic, sample_only=self.sample_only)))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.repo, name)
 
 
-def by_traffic(repo: Repository, traffic: str) -> Repository:
-    """``repo`` as the reports of class ``traffic`` read it (``human`` reads it as it is)."""
-    return repo if traffic == HUMAN else cast(Repository, _TrafficRepository(repo, traffic))
+def by_traffic(repo: Repository, traffic: str, *, sample_only: bool = False) -> Repository:
+    """``repo`` as the reports of class ``traffic`` read it (``human`` reads it as it is). ``sample_only``:
+    for a report of which only ``meta.sample`` is used (``meta.excluded``), the per-path and
+    per-selector signal counts, which no sample depends on, are not read (they scan the range's
+    signals)."""
+    return repo if traffic == HUMAN else cast(Repository, _TrafficRepository(repo, traffic, sample_only))

@@ -181,7 +181,7 @@ def _by_class(
     excluded = {"sessions": 0, "events": 0}
     if traffic != ALL:
         other = BOT if traffic == HUMAN else HUMAN
-        other_body = run(by_traffic(repo, other), replace(flt, traffic=other))
+        other_body = run(by_traffic(repo, other, sample_only=True), replace(flt, traffic=other))
         sample = other_body.get("meta", other_body)["sample"]
         excluded = {"sessions": sample["sessions"], "events": sample["events"]}
     meta["excluded"] = excluded
