@@ -201,6 +201,10 @@ class IngestResult:
     duplicates: int
     erased_user: bool = False  # the batch's user was erased: nothing of it was stored
     traffic: str = "human"  # the class of the session its rows were stored under (traffic.py)
+    # The session's stored clicks may break a behaviour rule (traffic.py), so the caller decides its
+    # class again (Repository.classify_sessions); the SQL backends look in the batch's own
+    # transaction and say False for the usual human session, MongoDB leaves it to the caller.
+    bot_suspect: bool = True
 
 
 PathSet = str | tuple[str, ...] | None

@@ -34,7 +34,7 @@ from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points
 from ..rageclicks import DEFAULT_RULE, new_token
 from ..signals import DEFAULT_RULES, SIGNAL_TYPES, Signal
-from ..traffic import BOT
+from ..traffic import BOT, behaviour_reason
 from ..traffic import DEFAULT_RULES as DEFAULT_TRAFFIC_RULES
 from . import base, sql_compaction, sql_erase, sql_purge, sql_rage, sql_reports, sql_signals, sql_traffic
 from .sql_erase import PiecesChanged
@@ -418,8 +418,22 @@ class SqlRepository(base.Repository):
         if any(row.type in SIGNAL_TYPES for row in rows):  # after the session: erase and purge lock in that order
             executemany(conn, st.rage_mark_sql, [(project_id, batch.session.id, new_token())])
         return base.IngestResult(
-            project_id=project_id, accepted=accepted, duplicates=batch.row_count - accepted, traffic=traffic
+            project_id=project_id,
+            accepted=accepted,
+            duplicates=batch.row_count - accepted,
+            traffic=traffic,
+            bot_suspect=self._bot_suspect(conn, project_id, batch, traffic),
         )
+
+    def _bot_suspect(self, conn: Connection, project_id: str, batch: base.Batch, traffic: str) -> bool:
+        """Whether the session's stored clicks (this batch's too, on ``conn``) break a behaviour rule
+        without their moves counted (moves only ever clear one): then ``classify_sessions`` decides."""
+        if traffic == BOT or not any(row.type == "click" for row in batch.events):
+            return False
+        found = conn.execute(
+            self._statements.session_clicks, {"project_id": project_id, "session_id": batch.session.id}
+        )
+        return behaviour_reason([int(ts) for ts in found.scalars()], (), self.traffic_rules) is not None
 
     @staticmethod
     def _stored_traffic(conn: Connection, project_id: str, session: base.SessionRow) -> str:
@@ -477,6 +491,7 @@ class SqlRepository(base.Repository):
                 accepted=int(accepted),
                 duplicates=batch.row_count - int(accepted),
                 traffic=str(traffic),
+                bot_suspect=self._bot_suspect(conn, str(project_id), batch, str(traffic)),  # committed: visible
             )
 
         return self._write(run, autocommit=True)

@@ -38,6 +38,7 @@ from .sql_schema import (
     heat_report_pieces,
     long_moves,
     projects,
+    session_types,
     sessions,
     users,
 )
@@ -247,6 +248,11 @@ class IngestStatements:
         else:
             self.user_upsert = self.user_upsert.returning(users.c.id, users.c.erased_at)
         self.session_upsert: Any = upsert(name, sessions, ["project_id", "id"], _session_update)
+        self.session_clicks: Any = sa.select(events.c.ts).where(
+            events.c.project_id == sa.bindparam("project_id"),
+            events.c.session_id == sa.bindparam("session_id"),
+            session_types("click"),
+        )
         self.existing_ids: Any = sa.select(events.c.event_id, events.c.type, events.c.row_count).where(
             events.c.project_id == sa.bindparam("project_id"),
             events.c.event_id.in_(sa.bindparam("ids", expanding=True)),

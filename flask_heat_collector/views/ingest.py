@@ -268,7 +268,8 @@ def ingest() -> Response:
     )
     result = _store(state, prepared.batch)
     batch = prepared.batch
-    if result.accepted and batch.session.traffic != BOT and any(row.type == "click" for row in batch.events):
+    clicked = any(row.type == "click" for row in batch.events)
+    if result.accepted and result.bot_suspect and batch.session.traffic != BOT and clicked:
         # the behaviour rules (traffic.py) over the session's stored clicks and moves
         if state.repository.classify_sessions(result.project_id, session_ids=[batch.session.id]).to_bot:
             result = replace(result, traffic=BOT)  # its rows now count as a bot's
