@@ -12,7 +12,15 @@ from sqlalchemy.engine import Connection
 
 from ..signals import RAGE, SIGNAL_FIELDS, SIGNAL_TYPES, SessionRow, Signal, SignalRules, settle
 from .base import EventFilter
-from .sql_schema import events, heat_rage_clicks, heat_signals, path_clauses, session_types, traffic_clauses
+from .sql_schema import (
+    events,
+    heat_rage_clicks,
+    heat_signals,
+    path_clauses,
+    session_types,
+    traffic_clauses,
+    unindexed,
+)
 
 _ROW_COLUMNS = [events.c[name] for name in ("session_id", *SessionRow._fields)]
 _SIGNAL_COLUMNS = [heat_signals.c[name] for name in SIGNAL_FIELDS]
@@ -81,7 +89,9 @@ def range_clauses(table: sa.Table, flt: EventFilter) -> list[Any]:
 def read(conn: Connection, flt: EventFilter, kind: str) -> list[Signal]:
     """The stored signals of one kind in ``flt`` in ``(ts, seq)`` order."""
     s = heat_signals.c
-    stmt = sa.select(*_SIGNAL_COLUMNS).where(*range_clauses(heat_signals, flt), s.kind == kind).order_by(s.ts, s.seq)
+    # With a path, its index (a kind's index read every path's signals of the kind: 251 -> 41 ms).
+    kind_of = s.kind if flt.path_set is None else unindexed(s.kind)
+    stmt = sa.select(*_SIGNAL_COLUMNS).where(*range_clauses(heat_signals, flt), kind_of == kind).order_by(s.ts, s.seq)
     return [Signal(*row) for row in conn.execute(stmt)]
 
 
