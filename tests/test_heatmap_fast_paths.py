@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -59,12 +60,18 @@ def _fill(client: FlaskClient) -> str:
     return project
 
 
-def _answers(client: FlaskClient, project: str) -> list[Any]:
+def _heatmaps(client: FlaskClient, project: str, queries: Iterable[dict[str, Any]]) -> list[Any]:
+    """The project's heatmap answers to ``queries``, each of them a 200."""
     out: list[Any] = []
-    for params in QUERIES:
+    for params in queries:
         response = client.get(f"/api/projects/{project}/heatmap", query_string=params, headers=API)
         assert response.status_code == 200, (params, response.get_json())
         out.append(response.get_json())
+    return out
+
+
+def _answers(client: FlaskClient, project: str) -> list[Any]:
+    out = _heatmaps(client, project, QUERIES)
     for params in ({"limit": 1000}, {"path": "/a", "type": "move", "offset": 3, "limit": 7}):
         response = client.get(f"/api/projects/{project}/events", query_string=params, headers=API)
         out.append(response.get_json()["events"])
@@ -364,14 +371,9 @@ MONTH_RANGES = [
 
 
 def _month_answers(client: FlaskClient, project: str) -> list[Any]:
-    out = []
-    for ts_from, ts_to in MONTH_RANGES:
-        for params in ({"type": "all"}, {"type": "move", "resolution": 32}, {"path": "/m"}):
-            query = {**params, "from": ts_from, "to": ts_to}
-            response = client.get(f"/api/projects/{project}/heatmap", query_string=query, headers=API)
-            assert response.status_code == 200, response.get_json()
-            out.append(response.get_json())
-    return out
+    kinds: list[dict[str, Any]] = [{"type": "all"}, {"type": "move", "resolution": 32}, {"path": "/m"}]
+    queries = [{**params, "from": ts_from, "to": ts_to} for ts_from, ts_to in MONTH_RANGES for params in kinds]
+    return _heatmaps(client, project, queries)
 
 
 def test_month_pieces_keep_every_answer_through_erase_and_purge(make_app: Any) -> None:
@@ -490,12 +492,7 @@ def _fill_widths(client: FlaskClient) -> str:
 
 
 def _width_answers(client: FlaskClient, project: str) -> list[Any]:
-    out: list[Any] = []
-    for params in WIDTH_QUERIES:
-        response = client.get(f"/api/projects/{project}/heatmap", query_string=params, headers=API)
-        assert response.status_code == 200, (params, response.get_json())
-        out.append(response.get_json())
-    return out
+    return _heatmaps(client, project, WIDTH_QUERIES)
 
 
 def _to_bucket_keyed(app: Flask, backend_name: str) -> None:
