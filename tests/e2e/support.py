@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -465,3 +466,26 @@ def viewer_tab(browser: Any, width: int, height: int) -> Iterator[Any]:
         yield tab
     finally:
         context.close()
+
+
+# The start of png_eval's scripts: the PNG in ``b64`` drawn on a canvas ``c`` with its 2D context ``ctx``.
+_PNG_ON_CANVAS = """
+    const img = new Image();
+    img.src = "data:image/png;base64," + b64;
+    await img.decode();
+    const c = document.createElement("canvas");
+    c.width = img.width; c.height = img.height;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+"""
+
+
+def png_eval(browser: Any, data: bytes, names: str, body: str, *args: Any) -> Any:
+    """What ``body`` (JavaScript) returns on a blank page, with the PNG ``data`` decoded by Chromium onto
+    a canvas ``c`` (2D context ``ctx``) and ``args`` bound to ``names`` (comma-separated)."""
+    tab = browser.new_page()
+    try:
+        script = f"async ([b64, {names}]) => {{{_PNG_ON_CANVAS}{body}}}"
+        return tab.evaluate(script, [base64.b64encode(data).decode(), *args])
+    finally:
+        tab.close()

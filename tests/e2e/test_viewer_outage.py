@@ -13,7 +13,6 @@ build/e2e/outage-*.png, the PNG to build/e2e/outage-export.png.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import urllib.parse
@@ -28,7 +27,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from ..helpers import Server
-from .support import ARTIFACTS, Answer, delivered, http, sdk_visit, tracked_app, unavailable, wait_until
+from .support import ARTIFACTS, Answer, delivered, http, png_eval, sdk_visit, tracked_app, unavailable, wait_until
 from .test_viewer import CAPTION_HEIGHT, _band_pixels, _png_size, frame_box, settled, shot
 from .test_viewer import page as page  # the viewer tab fixture (downloads allowed; script errors kept)
 from .test_viewer_anchor import SDK_SCRIPT, _head, contains
@@ -287,14 +286,7 @@ def test_storage_outage_and_recovery_without_reload(site: Site, page: Any) -> No
 # Of the PNG's pixels within ``margin`` px of ``box``: the sum of each pixel's distance (RGB) from what
 # the page alone has there (the button's colour inside the box, the page's outside) and the centre
 # of those distances; and the largest distance inside the box shrunk by 2 px.
-_HEAT_AROUND = """async ([b64, box, rgb, page, margin]) => {
-    const img = new Image();
-    img.src = "data:image/png;base64," + b64;
-    await img.decode();
-    const c = document.createElement("canvas");
-    c.width = img.width; c.height = img.height;
-    const ctx = c.getContext("2d");
-    ctx.drawImage(img, 0, 0);
+_HEAT_AROUND = """
     const x0 = Math.max(0, box.x - margin), y0 = Math.max(0, box.y - margin);
     const w = box.width + 2 * margin, h = box.height + 2 * margin;
     const data = ctx.getImageData(x0, y0, w, h).data;
@@ -312,19 +304,14 @@ _HEAT_AROUND = """async ([b64, box, rgb, page, margin]) => {
             if (deep) inside = Math.max(inside, d);
         }
     return {sum, centre: sum ? [sx / sum, sy / sum] : null, inside};
-}"""
+"""
 
 
 def heat_around(browser: Any, data: bytes, name: str) -> dict[str, Any]:
     box, rgb = BUTTONS[name]
-    tab = browser.new_page()
-    try:
-        found: dict[str, Any] = tab.evaluate(
-            _HEAT_AROUND, [base64.b64encode(data).decode(), box, list(rgb), list(PAGE_RGB), 40]
-        )
-        return found
-    finally:
-        tab.close()
+    names = "box, rgb, page, margin"
+    found: dict[str, Any] = png_eval(browser, data, names, _HEAT_AROUND, box, list(rgb), list(PAGE_RGB), 40)
+    return found
 
 
 def test_png_caption_and_heat_on_the_clicked_buttons(site: Site, page: Any, browser: Any) -> None:
