@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -343,3 +344,17 @@ def session_types(*types: str) -> Any:
     data stored: each batch with a click read every click of its project)."""
     typed = events.c.type.concat("")
     return typed == types[0] if len(types) == 1 else typed.in_(types)
+
+
+def delete_keyed(
+    conn: Connection, table: sa.Table, project_id: str, names: Sequence[str], keys: Sequence[Sequence[Any]]
+) -> None:
+    """Delete the project's rows of ``table`` whose columns ``names`` hold one of ``keys`` (one
+    statement, executed once per key)."""
+    if not keys:
+        return
+    where = [table.c[name] == sa.bindparam(f"b_{name}") for name in names]
+    conn.execute(
+        sa.delete(table).where(table.c.project_id == project_id, *where),
+        [{f"b_{name}": value for name, value in zip(names, key, strict=True)} for key in keys],
+    )
