@@ -14,6 +14,7 @@
   "use strict";
 
   const HV = window.HeatViewer;
+  const cell = HV.tableCell;
   const $ = (id) => document.getElementById(id);
   const KEY_STORE = "flask-heat-collector:viewer-key";
   const SESSIONS_PER_PAGE = 50;
@@ -179,14 +180,6 @@
     const seconds = Math.max(0, ms) / 1000;
     const minutes = Math.floor(seconds / 60);
     return `+${minutes}:${(seconds - minutes * 60).toFixed(1).padStart(4, "0")}`;
-  }
-
-  function cell(text, options) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (options && options.title) td.title = options.title;
-    if (options && options.className) td.className = options.className;
-    return td;
   }
 
   /** Count work in flight in body[data-busy], so a test (or a user) can tell when the page is settled. */
