@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -215,18 +215,25 @@ def _to_first_layout(app: Flask, backend_name: str, rows: list[dict[str, Any]]) 
         conn.execute(sa.insert(LEGACY_USERS), users)
 
 
+def _migrate_twice(app: Flask, answers: Callable[[], list[Any]], before: list[Any]) -> list[str]:
+    """``flask heat migrate`` twice (it is repeatable), ``answers()`` still ``before`` after each run;
+    what each run said."""
+    said = []
+    for _ in range(2):
+        result = app.test_cli_runner().invoke(args=["heat", "migrate"])
+        assert result.exit_code == 0, result.output
+        assert answers() == before
+        said.append(result.output)
+    return said
+
+
 def test_migrate_moves_the_first_layout_forward(app: Flask, client: FlaskClient, backend_name: str) -> None:
     """A database of the first release (a row per move point) answers the same after `flask heat migrate`."""
     project = _fill(client)
     before = _answers(client, project)
     items = client.get(f"/api/projects/{project}/events", query_string={"limit": 1000}, headers=API).get_json()
     _to_first_layout(app, backend_name, _legacy_rows(items["events"]))
-    said = []
-    for _ in range(2):  # repeatable
-        result = app.test_cli_runner().invoke(args=["heat", "migrate"])
-        assert result.exit_code == 0, result.output
-        assert _answers(client, project) == before
-        said.append(result.output)
+    said = _migrate_twice(app, lambda: _answers(client, project), before)
     assert said[0].startswith("heat-collector: migrated the database from layout 1 to layout 2"), said[0]
     assert "already up to date" in said[1]
 
@@ -526,12 +533,7 @@ def test_migrate_keys_aggregates_of_an_older_database_by_exact_width(
     assert before[0]["meta"]["viewport"]["w"] == 1280 and before[0]["meta"]["bucket"].startswith("1300x")
     assert {answer["meta"]["anchor"] for answer in before} == {"left", "center", "scale"}
     _to_bucket_keyed(app, backend_name)
-    said = []
-    for _ in range(2):  # repeatable
-        result = app.test_cli_runner().invoke(args=["heat", "migrate"])
-        assert result.exit_code == 0, result.output
-        assert _width_answers(client, project) == before
-        said.append(result.output)
+    said = _migrate_twice(app, lambda: _width_answers(client, project), before)
     assert "heatmap aggregates by exact viewport width" in said[0], said[0]
     assert "already up to date" in said[1], said[1]
     result = app.test_cli_runner().invoke(args=["heat", "compact"])
