@@ -19,7 +19,7 @@ from flask import Flask, Response
 
 from flask_heat_collector import HeatCollector
 
-from ..helpers import TS, Server, batch, event, headers
+from ..helpers import TS, Server, batch, event, headers, ingest_all
 from .support import ARTIFACTS, png_eval
 
 pytestmark = pytest.mark.e2e
@@ -119,12 +119,7 @@ def _seed(app: Flask) -> str:
         ),
         batch(*pricing, session_id="s-anon", started_at=TS + 3 * minute, last_seen_at=TS + 3 * minute + 1000),
     ]
-    project = ""
-    for body in bodies:
-        answer = client.post("/ingest", json=body, headers=headers())
-        assert answer.status_code == 200, answer.get_json()
-        project = answer.get_json()["projectId"]
-    return project
+    return ingest_all(client, bodies)
 
 
 @dataclass
