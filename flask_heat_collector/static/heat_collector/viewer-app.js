@@ -182,6 +182,19 @@
     return `+${minutes}:${(seconds - minutes * 60).toFixed(1).padStart(4, "0")}`;
   }
 
+  /** A link (`href="#"`, class `className`) showing `text` that runs `action` instead of being followed. */
+  function actionLink(text, className, action) {
+    const link = document.createElement("a");
+    link.href = "#";
+    link.className = className;
+    link.textContent = text;
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      action();
+    });
+    return link;
+  }
+
   /** Count work in flight in body[data-busy], so a test (or a user) can tell when the page is settled. */
   let pending = 0;
   async function busy(promise) {
@@ -789,30 +802,18 @@
     }
     if (!tops.length) list.textContent = signal.elementField ? "–" : "(not per element)";
     const links = cell("");
-    const sessions = document.createElement("a");
-    sessions.href = "#";
-    sessions.className = "sessions-link";
-    sessions.textContent = "sessions";
-    sessions.addEventListener("click", (event) => {
-      event.preventDefault();
+    links.append(actionLink("sessions", "sessions-link", () => {
       state.signal = signal.name;
       state.sessionsOffset = 0;
       writeAddress();
       busy(loadSessions());
       $("sessions-panel").scrollIntoView({ block: "nearest" });
-    });
-    links.append(sessions);
+    }));
     if (signal.type) {
-      const map = document.createElement("a");
-      map.href = "#";
-      map.className = "map-link";
-      map.textContent = "map";
-      map.addEventListener("click", (event) => {
-        event.preventDefault();
+      links.append(" · ", actionLink("map", "map-link", () => {
         $("type").value = signal.type;
         changed({ source: "type" });
-      });
-      links.append(" · ", map);
+      }));
     }
     row.append(cell(signal.label), cell(count === null ? "–" : String(count), { className: "num" }), list, links);
     return row;
