@@ -322,9 +322,7 @@ def test_an_erase_covers_a_pending_batch(make_app: Callable[..., Flask], scope: 
     client = app.test_client()
     bodies = _bodies(4)
     alice = _bodies(5, sessions=2, user="alice")
-    for body in bodies + alice[:-1]:
-        _post(client, body)
-    crashed = _crash(client, app, alice[-1], age=0)  # young: no compaction would have replayed it
+    crashed = _crash_last(client, app, bodies + alice, age=0)  # young: no compaction would have replayed it
     project = crashed["project"]
     args = ["--user-id", "alice"] if scope == "user" else ["--session-id", alice[-1]["session"]["id"]]
     result = app.test_cli_runner().invoke(args=["heat", "erase", "--project-id", project, *args])
@@ -380,9 +378,7 @@ def test_a_stopped_batch_of_a_user_erased_since_is_erased_by_its_replay(make_app
     client = app.test_client()
     bodies = _bodies(10)
     alice = _bodies(11, sessions=2, user="alice")
-    for body in bodies + alice[:-1]:
-        _post(client, body)
-    crashed = _crash(client, app, alice[-1])
+    crashed = _crash_last(client, app, bodies + alice)
     _db(app).users.update_one({"externalId": "alice"}, {"$set": {"erasedAt": 1, "traitsJson": None}})
     _compact(app)
     assert _pending(app) == []
