@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
@@ -111,15 +112,26 @@ def _relay(read_end: int, out: TextIO) -> None:
 _JSON_HANDLER_NAME = "flask_heat_collector.json"
 
 
+def _json_handler_once(
+    target: logging.Logger, name: str, *filters: Callable[[logging.LogRecord], bool]
+) -> tuple[logging.Handler, bool]:
+    """``target``'s JSON-lines handler to stderr called ``name``: the one it has, else a new one added
+    with ``filters``; and whether it is new."""
+    for existing in target.handlers:
+        if existing.get_name() == name:
+            return existing, False
+    handler: logging.StreamHandler[_Stderr] = logging.StreamHandler(_Stderr())
+    handler.set_name(name)
+    handler.setFormatter(JsonFormatter())
+    for keep in filters:
+        handler.addFilter(keep)
+    target.addHandler(handler)
+    return handler, True
+
+
 def install_json_handler() -> logging.Handler:
     """Write the package's records to stderr as JSON lines; once per process (returns that handler)."""
-    for existing in logger.handlers:
-        if existing.get_name() == _JSON_HANDLER_NAME:
-            return existing
-    handler: logging.StreamHandler[_Stderr] = logging.StreamHandler(_Stderr())
-    handler.set_name(_JSON_HANDLER_NAME)
-    handler.setFormatter(JsonFormatter())
-    logger.addHandler(handler)
+    handler, _ = _json_handler_once(logger, _JSON_HANDLER_NAME)
     return handler
 
 
@@ -145,14 +157,7 @@ def install_json_handler_for_all_loggers() -> logging.Handler:
     """Write every other logger's records (SQLAlchemy's pool, werkzeug, Flask's app logger, warnings)
     as JSON lines to stderr too, through a root handler: nothing writes a plain traceback. For the
     ready app only (a library leaves the root logger to the host); once per process."""
-    root = logging.getLogger()
-    for existing in root.handlers:
-        if existing.get_name() == _ROOT_HANDLER_NAME:
-            return existing
-    handler: logging.StreamHandler[_Stderr] = logging.StreamHandler(_Stderr())
-    handler.set_name(_ROOT_HANDLER_NAME)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(_not_the_package)
-    root.addHandler(handler)
-    logging.captureWarnings(True)  # warnings.warn() lines go through the py.warnings logger
+    handler, new = _json_handler_once(logging.getLogger(), _ROOT_HANDLER_NAME, _not_the_package)
+    if new:
+        logging.captureWarnings(True)  # warnings.warn() lines go through the py.warnings logger
     return handler

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -59,12 +60,18 @@ def _fill(client: FlaskClient) -> str:
     return project
 
 
-def _answers(client: FlaskClient, project: str) -> list[Any]:
+def _heatmaps(client: FlaskClient, project: str, queries: Iterable[dict[str, Any]]) -> list[Any]:
+    """The project's heatmap answers to ``queries``, each of them a 200."""
     out: list[Any] = []
-    for params in QUERIES:
+    for params in queries:
         response = client.get(f"/api/projects/{project}/heatmap", query_string=params, headers=API)
         assert response.status_code == 200, (params, response.get_json())
         out.append(response.get_json())
+    return out
+
+
+def _answers(client: FlaskClient, project: str) -> list[Any]:
+    out = _heatmaps(client, project, QUERIES)
     for params in ({"limit": 1000}, {"path": "/a", "type": "move", "offset": 3, "limit": 7}):
         response = client.get(f"/api/projects/{project}/events", query_string=params, headers=API)
         out.append(response.get_json()["events"])
@@ -208,18 +215,25 @@ def _to_first_layout(app: Flask, backend_name: str, rows: list[dict[str, Any]]) 
         conn.execute(sa.insert(LEGACY_USERS), users)
 
 
+def _migrate_twice(app: Flask, answers: Callable[[], list[Any]], before: list[Any]) -> list[str]:
+    """``flask heat migrate`` twice (it is repeatable), ``answers()`` still ``before`` after each run;
+    what each run said."""
+    said = []
+    for _ in range(2):
+        result = app.test_cli_runner().invoke(args=["heat", "migrate"])
+        assert result.exit_code == 0, result.output
+        assert answers() == before
+        said.append(result.output)
+    return said
+
+
 def test_migrate_moves_the_first_layout_forward(app: Flask, client: FlaskClient, backend_name: str) -> None:
     """A database of the first release (a row per move point) answers the same after `flask heat migrate`."""
     project = _fill(client)
     before = _answers(client, project)
     items = client.get(f"/api/projects/{project}/events", query_string={"limit": 1000}, headers=API).get_json()
     _to_first_layout(app, backend_name, _legacy_rows(items["events"]))
-    said = []
-    for _ in range(2):  # repeatable
-        result = app.test_cli_runner().invoke(args=["heat", "migrate"])
-        assert result.exit_code == 0, result.output
-        assert _answers(client, project) == before
-        said.append(result.output)
+    said = _migrate_twice(app, lambda: _answers(client, project), before)
     assert said[0].startswith("heat-collector: migrated the database from layout 1 to layout 2"), said[0]
     assert "already up to date" in said[1]
 
@@ -364,14 +378,9 @@ MONTH_RANGES = [
 
 
 def _month_answers(client: FlaskClient, project: str) -> list[Any]:
-    out = []
-    for ts_from, ts_to in MONTH_RANGES:
-        for params in ({"type": "all"}, {"type": "move", "resolution": 32}, {"path": "/m"}):
-            query = {**params, "from": ts_from, "to": ts_to}
-            response = client.get(f"/api/projects/{project}/heatmap", query_string=query, headers=API)
-            assert response.status_code == 200, response.get_json()
-            out.append(response.get_json())
-    return out
+    kinds: list[dict[str, Any]] = [{"type": "all"}, {"type": "move", "resolution": 32}, {"path": "/m"}]
+    queries = [{**params, "from": ts_from, "to": ts_to} for ts_from, ts_to in MONTH_RANGES for params in kinds]
+    return _heatmaps(client, project, queries)
 
 
 def test_month_pieces_keep_every_answer_through_erase_and_purge(make_app: Any) -> None:
@@ -490,12 +499,7 @@ def _fill_widths(client: FlaskClient) -> str:
 
 
 def _width_answers(client: FlaskClient, project: str) -> list[Any]:
-    out: list[Any] = []
-    for params in WIDTH_QUERIES:
-        response = client.get(f"/api/projects/{project}/heatmap", query_string=params, headers=API)
-        assert response.status_code == 200, (params, response.get_json())
-        out.append(response.get_json())
-    return out
+    return _heatmaps(client, project, WIDTH_QUERIES)
 
 
 def _to_bucket_keyed(app: Flask, backend_name: str) -> None:
@@ -529,12 +533,7 @@ def test_migrate_keys_aggregates_of_an_older_database_by_exact_width(
     assert before[0]["meta"]["viewport"]["w"] == 1280 and before[0]["meta"]["bucket"].startswith("1300x")
     assert {answer["meta"]["anchor"] for answer in before} == {"left", "center", "scale"}
     _to_bucket_keyed(app, backend_name)
-    said = []
-    for _ in range(2):  # repeatable
-        result = app.test_cli_runner().invoke(args=["heat", "migrate"])
-        assert result.exit_code == 0, result.output
-        assert _width_answers(client, project) == before
-        said.append(result.output)
+    said = _migrate_twice(app, lambda: _width_answers(client, project), before)
     assert "heatmap aggregates by exact viewport width" in said[0], said[0]
     assert "already up to date" in said[1], said[1]
     result = app.test_cli_runner().invoke(args=["heat", "compact"])

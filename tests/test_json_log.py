@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from .processes import run_script
 
 # A process of its own: logging is configured once per process, as in a gunicorn worker.
 _SCRIPT = """
@@ -42,17 +39,7 @@ warnings.warn("a library's warning")
 
 def test_every_line_of_the_ready_apps_log_is_one_json_object(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEAT_", "PROMETHEUS_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_SCRIPT), f"sqlite:///{tmp_path / 'heat.db'}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_script(_SCRIPT, f"sqlite:///{tmp_path / 'heat.db'}", env=env)
     lines = result.stderr.splitlines()
     records = []
     for line in lines:

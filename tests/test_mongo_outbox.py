@@ -82,6 +82,13 @@ def _ids(db: Database[Doc], name: str) -> set[Any]:
     return {doc["_id"] for doc in db[name].find({}, {"_id": 1})}
 
 
+def _crash_last(client: FlaskClient, app: Flask, bodies: list[Doc], **crash: Any) -> Doc:
+    """Post every body but the last, then :func:`_crash` in the last (``crash``: its options)."""
+    for body in bodies[:-1]:
+        _post(client, body)
+    return _crash(client, app, bodies[-1], **crash)
+
+
 def _crash(
     client: FlaskClient,
     app: Flask,
@@ -239,9 +246,7 @@ def test_a_replay_stopped_halfway_and_replayed_again_counts_once(make_app: Calla
     app = _app(make_app)
     client = app.test_client()
     bodies = _bodies(7)
-    for body in bodies[:-1]:
-        _post(client, body)
-    crashed = _crash(client, app, bodies[-1])
+    crashed = _crash_last(client, app, bodies)
     outbox = _pending(app)[0]
     _migrate(app)
     assert _pending(app) == []
@@ -257,9 +262,7 @@ def test_a_batch_stopped_after_its_last_write_is_not_counted_twice(make_app: Cal
     app = _app(make_app)
     client = app.test_client()
     bodies = _bodies(8)
-    for body in bodies[:-1]:
-        _post(client, body)
-    crashed = _crash(client, app, bodies[-1], pieces=True, counted=True)
+    crashed = _crash_last(client, app, bodies, pieces=True, counted=True)
     _compact(app)
     assert _pending(app) == []
     assert _differences(client, crashed["project"], bodies) == []
@@ -271,9 +274,7 @@ def test_a_young_outbox_document_is_left_to_its_writer(make_app: Callable[..., F
     app = _app(make_app)
     client = app.test_client()
     bodies = _bodies(2)
-    for body in bodies[:-1]:
-        _post(client, body)
-    crashed = _crash(client, app, bodies[-1], age=0, pieces=True)
+    crashed = _crash_last(client, app, bodies, age=0, pieces=True)
     db, part = _db(app), crashed["part"]
     fresh = {name: db[name].count_documents({"part": part}) for name in ("heat_aggregates", "heat_report_pieces")}
     assert all(fresh.values())
@@ -292,9 +293,7 @@ def test_migrate_at_start_finishes_a_stopped_batch(make_app: Callable[..., Flask
     app = _app(make_app)
     client = app.test_client()
     bodies = _bodies(3)
-    for body in bodies[:-1]:
-        _post(client, body)
-    crashed = _crash(client, app, bodies[-1])
+    crashed = _crash_last(client, app, bodies)
     restarted = _app(make_app)  # HEAT_AUTO_MIGRATE: migrate() at start
     assert _pending(restarted) == []
     assert _differences(restarted.test_client(), crashed["project"], bodies) == []
@@ -323,9 +322,7 @@ def test_an_erase_covers_a_pending_batch(make_app: Callable[..., Flask], scope: 
     client = app.test_client()
     bodies = _bodies(4)
     alice = _bodies(5, sessions=2, user="alice")
-    for body in bodies + alice[:-1]:
-        _post(client, body)
-    crashed = _crash(client, app, alice[-1], age=0)  # young: no compaction would have replayed it
+    crashed = _crash_last(client, app, bodies + alice, age=0)  # young: no compaction would have replayed it
     project = crashed["project"]
     args = ["--user-id", "alice"] if scope == "user" else ["--session-id", alice[-1]["session"]["id"]]
     result = app.test_cli_runner().invoke(args=["heat", "erase", "--project-id", project, *args])
@@ -350,9 +347,7 @@ def test_an_erase_by_time_leaves_a_pending_batch_to_its_replay(make_app: Callabl
     bodies[-1] = dict(
         bodies[-1], events=[*bodies[-1]["events"], *(dict(e, sessionId=bodies[-1]["session"]["id"]) for e in around)]
     )
-    for body in bodies[:-1]:
-        _post(client, body)
-    crashed = _crash(client, app, bodies[-1], age=0, pieces=True)
+    crashed = _crash_last(client, app, bodies, age=0, pieces=True)
     args = ["heat", "erase", "--project-id", crashed["project"], "--before", str(cut)]
     result = app.test_cli_runner().invoke(args=args)
     assert result.exit_code == 0, result.output
@@ -367,9 +362,7 @@ def test_a_purge_finishes_a_stopped_batch_before_deleting_its_rows(make_app: Cal
     app = _app(make_app, retention_days=30)  # every row here is older than that
     client = app.test_client()
     bodies = _bodies(9)
-    for body in bodies[:-1]:
-        _post(client, body)
-    crashed = _crash(client, app, bodies[-1])
+    crashed = _crash_last(client, app, bodies)
     result = app.test_cli_runner().invoke(args=["heat", "purge"])
     assert result.exit_code == 0, result.output
     assert _db(app).events.count_documents({}) == 0
@@ -385,9 +378,7 @@ def test_a_stopped_batch_of_a_user_erased_since_is_erased_by_its_replay(make_app
     client = app.test_client()
     bodies = _bodies(10)
     alice = _bodies(11, sessions=2, user="alice")
-    for body in bodies + alice[:-1]:
-        _post(client, body)
-    crashed = _crash(client, app, alice[-1])
+    crashed = _crash_last(client, app, bodies + alice)
     _db(app).users.update_one({"externalId": "alice"}, {"$set": {"erasedAt": 1, "traitsJson": None}})
     _compact(app)
     assert _pending(app) == []

@@ -343,24 +343,10 @@ def test_heatmap_matches_oracle(client: FlaskClient, scenario: Scenario) -> None
     failures: list[str] = []
     ties = others = 0
     for params in queries:
-        got = get(client, f"/api/projects/{project}/heatmap", params)
-        ts_from, ts_to = window_ms(params, "from") or 0, window_ms(params, "to") or int(time.time() * 1000)
-        want = oracle.heatmap(
-            rows,
-            path=params.get("path"),
-            ts_from=ts_from,
-            ts_to=ts_to,
-            type=params.get("type"),
-            resolution=params["resolution"],
-            viewport_bucket=params.get("viewportBucket"),
-            viewports=params.get("viewports", "width"),
-            anchor=params.get("anchor", "left"),
-        )
-        diffs = heatmap_diff(got, want)
-        if diffs:
-            failures.append(f"params {short(params)}:\n  " + "\n  ".join(diffs))
+        want = check_heatmap(client, project, rows, params, failures)
         others += bool(want["meta"]["otherViewports"])
         if "viewportBucket" not in params:
+            ts_from, ts_to = window_bounds(params)
             matched, _ = oracle.heatmap_rows(
                 rows, path=params.get("path"), ts_from=ts_from, ts_to=ts_to, type=params.get("type")
             )
@@ -398,23 +384,36 @@ def test_heatmap_matches_oracle_after_compaction(client: FlaskClient, scenario: 
         queries.append(params)
     failures: list[str] = []
     for params in queries:
-        got = get(client, f"/api/projects/{project}/heatmap", params)
-        ts_from, ts_to = window_ms(params, "from") or 0, window_ms(params, "to") or int(time.time() * 1000)
-        want = oracle.heatmap(
-            rows,
-            path=params.get("path"),
-            ts_from=ts_from,
-            ts_to=ts_to,
-            type=params.get("type"),
-            resolution=params["resolution"],
-            viewport_bucket=None,
-            viewports=params.get("viewports", "width"),
-            anchor=params["anchor"],
-        )
-        diffs = heatmap_diff(got, want)
-        if diffs:
-            failures.append(f"params {short(params)}:\n  " + "\n  ".join(diffs))
+        check_heatmap(client, project, rows, params, failures)
     assert not failures, report("heatmap", failures, len(queries))
+
+
+def check_heatmap(
+    client: FlaskClient, project: str, rows: list[oracle.Row], params: dict[str, Any], failures: list[str]
+) -> dict[str, Any]:
+    """The oracle's heatmap for ``params``; where the API's answer differs, a failure is appended."""
+    got = get(client, f"/api/projects/{project}/heatmap", params)
+    ts_from, ts_to = window_bounds(params)
+    want = oracle.heatmap(
+        rows,
+        path=params.get("path"),
+        ts_from=ts_from,
+        ts_to=ts_to,
+        type=params.get("type"),
+        resolution=params["resolution"],
+        viewport_bucket=params.get("viewportBucket"),
+        viewports=params.get("viewports", "width"),
+        anchor=params.get("anchor", "left"),
+    )
+    diffs = heatmap_diff(got, want)
+    if diffs:
+        failures.append(f"params {short(params)}:\n  " + "\n  ".join(diffs))
+    return want
+
+
+def window_bounds(params: dict[str, Any]) -> tuple[int, int]:
+    """The window's ms: from 0 and up to now where the params leave an end open."""
+    return window_ms(params, "from") or 0, window_ms(params, "to") or int(time.time() * 1000)
 
 
 def window_ms(params: dict[str, Any], name: str) -> int | None:

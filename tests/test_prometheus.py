@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from flask_heat_collector import ConfigurationError, HeatCollector
 
 from .helpers import batch, event, free_port, headers
+from .processes import run_script
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY = "all-projects-key"
 API = {"x-api-key": KEY}
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -225,17 +222,8 @@ print(os.path.exists(conf._created_dir))
 
 def test_forked_workers_add_up_through_the_multiprocess_directory(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(TMPDIR=str(tmp_path), PYTHONPATH=str(ROOT))
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_WORKERS_SCRIPT), f"sqlite:///{tmp_path / 'heat.db'}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    env["TMPDIR"] = str(tmp_path)
+    result = run_script(_WORKERS_SCRIPT, f"sqlite:///{tmp_path / 'heat.db'}", env=env)
     lines = result.stdout.strip().splitlines()
     report = json.loads(lines[-2])
     assert lines[-1] == "False"  # on_exit removed the directory it made
@@ -313,17 +301,8 @@ def test_the_ready_apps_metrics_directory_cannot_be_planted(tmp_path: Path, plan
     if planted == "another-user" and os.geteuid() != 0:
         pytest.skip("only root can give a directory to another user")
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(TMPDIR=str(tmp_path), PYTHONPATH=str(ROOT))
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_PLANTED_SCRIPT), f"sqlite:///{tmp_path / 'heat.db'}", planted],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    env["TMPDIR"] = str(tmp_path)
+    result = run_script(_PLANTED_SCRIPT, f"sqlite:///{tmp_path / 'heat.db'}", planted, env=env)
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     if planted == "none":  # made by the worker, as mkdtemp would
         assert answer["mode"] == 0o700 and answer["metrics"]["ingestCount"] == 0

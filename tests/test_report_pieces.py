@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from . import oracle
-from .helpers import API, batch, event, headers
+from .helpers import API, batch, event, ingest_all
 
 DAY = 86_400_000
 MIDNIGHT = 20_718 * DAY  # a past UTC midnight
@@ -58,15 +58,6 @@ def random_sessions(seed: int, sessions: int = 24) -> list[tuple[str, dict[str, 
             out.append((user, batch(*found, session_id=f"s{s}", user={"id": user})))
     rng.shuffle(out)
     return out
-
-
-def post(client: FlaskClient, bodies: list[dict[str, Any]]) -> str:
-    project = ""
-    for body in bodies:
-        response = client.post("/ingest", json=body, headers=headers())
-        assert response.status_code == 200, response.get_json()
-        project = response.get_json()["projectId"]
-    return project
 
 
 def windows(seed: int) -> list[tuple[int | None, int | None]]:
@@ -129,13 +120,13 @@ def test_paths_and_elements_stay_exact_through_compaction_erase_and_rebuild(make
     batches = random_sessions(20261207)
     half = len(batches) // 2
     first = [body for _, body in batches[:half]]
-    project = post(client, first)
+    project = ingest_all(client, first)
     assert compare(client, project, first, 1) == []
     assert runner.invoke(args=["heat", "compact"]).exit_code == 0  # merged pieces with bitmaps
     bodies = [body for _, body in batches]
-    post(client, bodies[half:])  # fresh pieces of the same sessions and days beside merged ones
+    ingest_all(client, bodies[half:])  # fresh pieces of the same sessions and days beside merged ones
     assert compare(client, project, bodies, 2) == []
-    post(client, bodies[:5])  # retried batches change nothing
+    ingest_all(client, bodies[:5])  # retried batches change nothing
     assert compare(client, project, bodies, 3) == []
     assert runner.invoke(args=["heat", "compact"]).exit_code == 0
     assert compare(client, project, bodies, 4) == []
@@ -156,7 +147,7 @@ def test_an_erased_time_range_leaves_exact_reports(make_app: Callable[..., Flask
     runner = app.test_cli_runner()
     batches = random_sessions(7, sessions=12)
     bodies = [body for _, body in batches]
-    project = post(client, bodies)
+    project = ingest_all(client, bodies)
     assert runner.invoke(args=["heat", "compact"]).exit_code == 0
     cut = MIDNIGHT + DAY // 4
     out = runner.invoke(args=["heat", "erase", "--project-id", project, "--before", str(cut)])
@@ -184,7 +175,7 @@ def test_report_data_made_before_the_all_band_pieces_is_made_again(
     app = make_app(rate_limit="100000 per second")
     client = app.test_client()
     bodies = [body for _, body in random_sessions(11, sessions=10)]
-    project = post(client, bodies)
+    project = ingest_all(client, bodies)
     repo: Any = app.extensions["heat_collector"].repository
     if backend.startswith("mongodb"):
         repo.db["heat_report_pieces"].delete_many({"bucketW": -1})

@@ -14,7 +14,7 @@ from ..signals import DEFAULT_RULES, SIGNAL_TYPES, SignalRules
 from . import sql_signals
 from .base import EventFilter, EventRow
 from .sql_ingest import executemany, insert_ignore, rage_mark_sql
-from .sql_schema import events, heat_rage_clicks, heat_rage_pending, session_types
+from .sql_schema import delete_keyed, events, heat_rage_clicks, heat_rage_pending, session_types
 
 SETTLE_CHUNK = 100  # sessions settled in one transaction
 _RAGE_FIELDS = (
@@ -111,27 +111,14 @@ def settle_sessions(
         new, gone = settle(by_session.get(sid, []), stored.get(sid, []), rule)
         added += new
         removed += [(sid, eid) for eid in gone]
-    if removed:
-        conn.execute(
-            sa.delete(heat_rage_clicks).where(
-                r.project_id == project_id,
-                r.session_id == sa.bindparam("b_sid"),
-                r.event_id == sa.bindparam("b_eid"),
-            ),
-            [{"b_sid": sid, "b_eid": eid} for sid, eid in removed],
-        )
+    delete_keyed(conn, heat_rage_clicks, project_id, ("session_id", "event_id"), removed)
     if added:
         conn.execute(
             sa.insert(heat_rage_clicks),
             [{"project_id": project_id, **{name: getattr(c, name) for name in _RAGE_FIELDS}} for c in added],
         )
     sql_signals.settle_sessions(conn, project_id, ids, signals)
-    conn.execute(
-        sa.delete(heat_rage_pending).where(
-            t.project_id == project_id, t.session_id == sa.bindparam("b_sid"), t.token == sa.bindparam("b_token")
-        ),
-        [{"b_sid": sid, "b_token": token} for sid, token in sorted(tokens.items())],
-    )
+    delete_keyed(conn, heat_rage_pending, project_id, ("session_id", "token"), sorted(tokens.items()))
     return len(ids)
 
 

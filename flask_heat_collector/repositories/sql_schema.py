@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -349,3 +350,17 @@ def session_types(*types: str) -> Any:
     read every click of its project through the type's index: ingest slowed with the data stored)."""
     typed = unindexed(events.c.type)
     return typed == types[0] if len(types) == 1 else typed.in_(types)
+
+
+def delete_keyed(
+    conn: Connection, table: sa.Table, project_id: str, names: Sequence[str], keys: Sequence[Sequence[Any]]
+) -> None:
+    """Delete the project's rows of ``table`` whose columns ``names`` hold one of ``keys`` (one
+    statement, executed once per key)."""
+    if not keys:
+        return
+    where = [table.c[name] == sa.bindparam(f"b_{name}") for name in names]
+    conn.execute(
+        sa.delete(table).where(table.c.project_id == project_id, *where),
+        [{f"b_{name}": value for name, value in zip(names, key, strict=True)} for key in keys],
+    )

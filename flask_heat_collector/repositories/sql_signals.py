@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from ..signals import RAGE, SIGNAL_FIELDS, SIGNAL_TYPES, SessionRow, Signal, SignalRules, settle
 from .base import EventFilter
 from .sql_schema import (
+    delete_keyed,
     events,
     heat_rage_clicks,
     heat_signals,
@@ -50,16 +51,7 @@ def settle_sessions(conn: Connection, project_id: str, ids: list[str], rules: Si
         new, gone = settle(sid, by_session.get(sid, []), stored.get(sid, []), rules)
         added += new
         removed += [(sid, kind, eid) for kind, eid in gone]
-    if removed:
-        conn.execute(
-            sa.delete(heat_signals).where(
-                s.project_id == project_id,
-                s.session_id == sa.bindparam("b_sid"),
-                s.kind == sa.bindparam("b_kind"),
-                s.event_id == sa.bindparam("b_eid"),
-            ),
-            [{"b_sid": sid, "b_kind": kind, "b_eid": eid} for sid, kind, eid in removed],
-        )
+    delete_keyed(conn, heat_signals, project_id, ("session_id", "kind", "event_id"), removed)
     if added:
         conn.execute(sa.insert(heat_signals), [{"project_id": project_id, **sig._asdict()} for sig in added])
 

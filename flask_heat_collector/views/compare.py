@@ -10,8 +10,7 @@ from flask import Response
 
 from ..compare import Side, SideAnswer, compare
 from ..errors import ApiError
-from ..page_groups import MAX_GROUP_PATHS, InvalidTemplate, Template, parse
-from ..reports import group_paths
+from ..page_groups import Template
 from ..repositories.base import EventFilter
 from ..schemas import CompareQuerySchema
 from ..slices import InvalidSlice, parse_slice
@@ -19,7 +18,7 @@ from ..state import get_state
 from ..traffic import ALL, BOT, HUMAN
 from ..traffic_reader import by_traffic
 from . import common
-from .query import _found, _json, _load, _report_meta, _time_range
+from .query import _found, _group_paths, _json, _load, _report_meta, _template, _time_range
 
 _COMPARE = CompareQuerySchema()
 
@@ -59,16 +58,7 @@ def _side(
     flt = EventFilter(project_id=project_id, path=path, ts_from=lo, ts_to=hi)
     group_meta = None
     if template is not None:
-        matched = group_paths(by_traffic(get_state().repository, ALL), replace(flt, traffic=ALL), template)
-        if len(matched) > MAX_GROUP_PATHS:
-            raise ApiError(
-                400,
-                "group_too_broad",
-                f"Side '{name}': the group matches {len(matched)} paths; at most {MAX_GROUP_PATHS} are read at once.",
-                details={"side": name, "paths": len(matched)},
-            )
-        flt = replace(flt, paths=matched)
-        group_meta = {"template": template.text, "paths": len(matched)}
+        flt, group_meta = _group_paths(flt, template, name)
     echo = {
         "from": lo,
         "to": hi,
@@ -83,12 +73,7 @@ def _side(
 
 def _shared_group(query: dict[str, Any]) -> Template | None:
     text = query.get("group")
-    if text is None:
-        return None
-    try:
-        return parse(text)
-    except InvalidTemplate as exc:
-        raise ApiError(400, "invalid_group", f"Invalid page group template: {exc}.") from exc
+    return None if text is None else _template(text)
 
 
 def project_compare(project_id: str) -> Response:

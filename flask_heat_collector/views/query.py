@@ -149,10 +149,22 @@ def _grouped(flt: EventFilter, query: dict[str, Any]) -> tuple[EventFilter, dict
         return flt, None
     if query.get("path") is not None:
         raise ApiError(400, "group_with_path", "Give 'path' or 'group', not both.")
-    template = _template(text)
+    return _group_paths(flt, _template(text))
+
+
+def _group_paths(flt: EventFilter, template: Template, side: str | None = None) -> tuple[EventFilter, dict[str, Any]]:
+    """``flt`` narrowed to the paths of its range that ``template`` matches, and ``meta.group``; 400
+    ``group_too_broad`` over ``MAX_GROUP_PATHS`` paths (naming the compare ``side`` when given)."""
     # the paths of every traffic class: the answer and its meta.excluded read the same paths
     matched = group_paths(by_traffic(get_state().repository, ALL), replace(flt, traffic=ALL), template)
     if len(matched) > MAX_GROUP_PATHS:
+        if side is not None:
+            raise ApiError(
+                400,
+                "group_too_broad",
+                f"Side '{side}': the group matches {len(matched)} paths; at most {MAX_GROUP_PATHS} are read at once.",
+                details={"side": side, "paths": len(matched)},
+            )
         raise ApiError(
             400,
             "group_too_broad",

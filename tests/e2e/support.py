@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -22,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask, Response, send_from_directory
+
+from flask_heat_collector import HeatCollector
 
 from .. import processes
 from ..processes import APP
@@ -328,6 +332,94 @@ def init_script(config: dict[str, Any]) -> str:
     return INIT_SCRIPT % json.dumps(config)
 
 
+def sdk_script(before: str = "", after: str = "") -> str:
+    """A tracked page's module script: the SDK from ``/sdk/`` set up from ``window.HEAT_E2E``, moves not
+    captured. ``before`` runs first, ``after`` once ``window.tracker`` exists (lines of JavaScript)."""
+    return (
+        '<script type="module">\n'
+        '  import { init } from "/sdk/index.mjs";\n'
+        f"{before}"
+        "  // window.HEAT_E2E is set by the test before the page loads (the viewer's frame runs no script).\n"
+        "  const config = window.HEAT_E2E;\n"
+        "  if (config) {\n"
+        "    window.tracker = init({\n"
+        "      endpoint: config.endpoint,\n"
+        "      projectKey: config.projectKey,\n"
+        "      batch: { flushIntervalMs: config.flushIntervalMs },\n"
+        "      capture: { move: { enabled: false } },\n"
+        "      privacy: { respectDoNotTrack: false },\n"
+        "    });\n"
+        f"{after}"
+        "    window.heatReady = true;\n"
+        "  }\n"
+        "</script>"
+    )
+
+
+def tracked_app(
+    name: str,
+    database_uri: str,
+    sdk_dist: Path,
+    pages: Mapping[str, str],
+    *,
+    query_key: str,
+    instance_path: Path | None = None,
+    **config: Any,
+) -> Flask:
+    """One origin for the collector, its viewer and the tracked ``pages`` (path -> HTML), the SDK under
+    ``/sdk/``; ``config`` adds to the ``HEAT_*`` settings (the IP hash secret is ``name`` in dashes)."""
+    app = Flask(name, instance_path=None if instance_path is None else str(instance_path))
+    app.config.update(
+        HEAT_DATABASE_URI=database_uri,
+        HEAT_QUERY_API_KEYS=[query_key],
+        HEAT_IP_HASH_SECRET=name.replace("_", "-"),
+        HEAT_VIEWER_ENABLED=True,
+        **config,
+    )
+    HeatCollector().init_app(app)
+    for path, html in pages.items():
+        app.add_url_rule(path, path, lambda html=html: Response(html, mimetype="text/html"))
+
+    @app.get("/sdk/<path:name>")
+    def sdk(name: str) -> Response:
+        return send_from_directory(sdk_dist, name, mimetype="text/javascript")
+
+    return app
+
+
+@contextmanager
+def sdk_visit(
+    browser: Any, endpoint: str, project_key: str, url: str, *, flush_interval_ms: int = 60_000, **context: Any
+) -> Iterator[Any]:
+    """A visitor: a tab in a context of its own (a new session; ``context`` as ``new_context`` takes it)
+    at ``url``, once the SDK there is ready to send ``project_key``'s batches to ``endpoint``."""
+    visitor = browser.new_context(**context)
+    try:
+        tab = visitor.new_page()
+        config = {"endpoint": endpoint, "projectKey": project_key, "flushIntervalMs": flush_interval_ms}
+        tab.add_init_script(script=init_script(config))
+        tab.goto(url)
+        tab.wait_for_function("window.heatReady === true")
+        yield tab
+    finally:
+        visitor.close()
+
+
+def delivered(tab: Any) -> str:
+    """Flush the tab's SDK until its queue is delivered, every batch answered 200; the project id."""
+    tab.evaluate("() => window.tracker.flush()")
+    wait_until(
+        lambda: tab.evaluate("window.tracker.queue.length === 0 && window.__ingest.length > 0"),
+        30,
+        "the SDK did not deliver its queue",
+        page=tab,
+    )
+    answers = tab.evaluate("window.__ingest")
+    assert [a["status"] for a in answers] == [200] * len(answers), answers
+    project: str = answers[0]["body"]["projectId"]
+    return project
+
+
 def rows_of(bodies: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
     """The rows the collector should store for these batches: ``(eventId, point index) -> event``."""
     rows: dict[tuple[str, int], dict[str, Any]] = {}
@@ -374,3 +466,26 @@ def viewer_tab(browser: Any, width: int, height: int) -> Iterator[Any]:
         yield tab
     finally:
         context.close()
+
+
+# The start of png_eval's scripts: the PNG in ``b64`` drawn on a canvas ``c`` with its 2D context ``ctx``.
+_PNG_ON_CANVAS = """
+    const img = new Image();
+    img.src = "data:image/png;base64," + b64;
+    await img.decode();
+    const c = document.createElement("canvas");
+    c.width = img.width; c.height = img.height;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+"""
+
+
+def png_eval(browser: Any, data: bytes, names: str, body: str, *args: Any) -> Any:
+    """What ``body`` (JavaScript) returns on a blank page, with the PNG ``data`` decoded by Chromium onto
+    a canvas ``c`` (2D context ``ctx``) and ``args`` bound to ``names`` (comma-separated)."""
+    tab = browser.new_page()
+    try:
+        script = f"async ([b64, {names}]) => {{{_PNG_ON_CANVAS}{body}}}"
+        return tab.evaluate(script, [base64.b64encode(data).decode(), *args])
+    finally:
+        tab.close()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .support import QUERY_KEY, init_script, register_project, run_collector, wait_until
+from .support import QUERY_KEY, register_project, run_collector, sdk_visit, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -23,13 +23,15 @@ def test_a_crawler_visit_is_excluded_by_default(browser: Any, site: str, tmp_pat
     project_key = f"e2e-bot-{uuid.uuid4().hex[:12]}"
     with run_collector(tmp_path) as collector:
         project_id = register_project(collector.env, project_key)
-        context = browser.new_context(viewport={"width": 1300, "height": 700}, user_agent=GOOGLEBOT)
-        try:
-            page = context.new_page()
-            config = {"endpoint": f"{collector.url}/ingest", "projectKey": project_key, "flushIntervalMs": 2000}
-            page.add_init_script(script=init_script(config))
-            page.goto(f"{site}{PAGE_PATH}")
-            page.wait_for_function("window.heatReady === true")
+        with sdk_visit(
+            browser,
+            f"{collector.url}/ingest",
+            project_key,
+            f"{site}{PAGE_PATH}",
+            flush_interval_ms=2000,
+            viewport={"width": 1300, "height": 700},
+            user_agent=GOOGLEBOT,
+        ) as page:
             page.mouse.move(200, 200, steps=5)
             page.click("#buy")
             page.click("#cart")
@@ -40,8 +42,6 @@ def test_a_crawler_visit_is_excluded_by_default(browser: Any, site: str, tmp_pat
                 "the SDK did not deliver its queue",
                 page=page,
             )
-        finally:
-            context.close()
         pid = project_id
         wait_until(
             lambda: (

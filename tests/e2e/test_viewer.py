@@ -8,7 +8,6 @@ SDK-shaped batches posted to ``/ingest``. Screenshots go to build/e2e/viewer-*.p
 
 from __future__ import annotations
 
-import base64
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -20,8 +19,8 @@ from flask import Flask, Response
 
 from flask_heat_collector import HeatCollector
 
-from ..helpers import TS, Server, batch, event, headers
-from .support import ARTIFACTS
+from ..helpers import TS, Server, batch, event, headers, ingest_all
+from .support import ARTIFACTS, png_eval
 
 pytestmark = pytest.mark.e2e
 
@@ -120,12 +119,7 @@ def _seed(app: Flask) -> str:
         ),
         batch(*pricing, session_id="s-anon", started_at=TS + 3 * minute, last_seen_at=TS + 3 * minute + 1000),
     ]
-    project = ""
-    for body in bodies:
-        answer = client.post("/ingest", json=body, headers=headers())
-        assert answer.status_code == 200, answer.get_json()
-        project = answer.get_json()["projectId"]
-    return project
+    return ingest_all(client, bodies)
 
 
 @dataclass
@@ -510,24 +504,9 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 def _pixels(browser: Any, data: bytes, spots: list[tuple[int, int]]) -> list[list[int]]:
     """The RGBA of ``spots`` in a PNG, decoded by Chromium on a blank page."""
-    tab = browser.new_page()
-    try:
-        pixels: list[list[int]] = tab.evaluate(
-            """async ([b64, spots]) => {
-                const img = new Image();
-                img.src = "data:image/png;base64," + b64;
-                await img.decode();
-                const c = document.createElement("canvas");
-                c.width = img.width; c.height = img.height;
-                const ctx = c.getContext("2d");
-                ctx.drawImage(img, 0, 0);
-                return spots.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data));
-            }""",
-            [base64.b64encode(data).decode(), spots],
-        )
-        return pixels
-    finally:
-        tab.close()
+    body = "return spots.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data));"
+    pixels: list[list[int]] = png_eval(browser, data, "spots", body, spots)
+    return pixels
 
 
 def test_export_png_with_the_page(shop: Shop, page: Any, browser: Any) -> None:
@@ -571,33 +550,26 @@ def test_export_png_with_the_page(shop: Shop, page: Any, browser: Any) -> None:
 def _band_pixels(browser: Any, data: bytes, top: int, height: int) -> dict[str, float]:
     """Of the PNG's rows ``top`` to ``top + height``: the count of white (text) pixels, the share of the
     caption's background colour, and how many strongly coloured hues (the legend) there are."""
-    tab = browser.new_page()
-    try:
-        found: dict[str, float] = tab.evaluate(
-            """async ([b64, top, height]) => {
-                const img = new Image();
-                img.src = "data:image/png;base64," + b64;
-                await img.decode();
-                const c = document.createElement("canvas");
-                c.width = img.width; c.height = img.height;
-                const ctx = c.getContext("2d");
-                ctx.drawImage(img, 0, 0);
-                const data = ctx.getImageData(0, top, c.width, height).data;
-                let white = 0, background = 0;
-                const hues = new Set();
-                for (let i = 0; i < data.length; i += 4) {
-                    const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
-                    if (r > 240 && g > 240 && b > 240) white += 1;
-                    if (r === 29 && g === 53 && b === 87) background += 1;
-                    if (Math.max(r, g, b) - Math.min(r, g, b) > 60) hues.add([r > 128, g > 128, b > 128].join());
-                }
-                return {white, background: background / (data.length / 4), colours: hues.size};
-            }""",
-            [base64.b64encode(data).decode(), top, height],
-        )
-        return found
-    finally:
-        tab.close()
+    found: dict[str, float] = png_eval(
+        browser,
+        data,
+        "top, height",
+        """
+        const data = ctx.getImageData(0, top, c.width, height).data;
+        let white = 0, background = 0;
+        const hues = new Set();
+        for (let i = 0; i < data.length; i += 4) {
+            const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
+            if (r > 240 && g > 240 && b > 240) white += 1;
+            if (r === 29 && g === 53 && b === 87) background += 1;
+            if (Math.max(r, g, b) - Math.min(r, g, b) > 60) hues.add([r > 128, g > 128, b > 128].join());
+        }
+        return {white, background: background / (data.length / 4), colours: hues.size};
+        """,
+        top,
+        height,
+    )
+    return found
 
 
 def test_cross_origin_site(tmp_path: Path, browser: Any, page: Any) -> None:

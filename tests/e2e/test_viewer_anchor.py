@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, Response, send_from_directory
-
-from flask_heat_collector import HeatCollector
+from flask import Flask
 
 from ..helpers import Server
-from .support import ARTIFACTS, init_script, viewer_tab, wait_until
+from .support import ARTIFACTS, delivered, sdk_script, sdk_visit, tracked_app, viewer_tab
 from .test_viewer import frame_box, settled, shot
 
 pytestmark = pytest.mark.e2e
@@ -37,21 +35,7 @@ BUTTON_TOP, BUTTON_W, BUTTON_H = 200, 40, 32
 BUTTONS = {"one": 20, "two": 450, "three": 900}  # left edge in the column, px
 FOLD_RGB = (74, 85, 104)  # the dashed fold line (viewer.js)
 
-SDK_SCRIPT = """<script type="module">
-  import { init } from "/sdk/index.mjs";
-  // window.HEAT_E2E is set by the test before the page loads (the viewer's frame runs no script).
-  const config = window.HEAT_E2E;
-  if (config) {
-    window.tracker = init({
-      endpoint: config.endpoint,
-      projectKey: config.projectKey,
-      batch: { flushIntervalMs: config.flushIntervalMs },
-      capture: { move: { enabled: false } },
-      privacy: { respectDoNotTrack: false },
-    });
-    window.heatReady = true;
-  }
-</script>"""
+SDK_SCRIPT = sdk_script()
 
 
 def _head(title: str, style: str) -> str:
@@ -88,24 +72,11 @@ SHOP = _head(
 
 
 def _app(database: Path, sdk_dist: Path, **config: Any) -> Flask:
-    app = Flask("anchor_e2e", instance_path=str(database.parent / "instance"))
-    app.config.update(
-        HEAT_DATABASE_URI=f"sqlite:///{database}",
-        HEAT_QUERY_API_KEYS=[QUERY_KEY],
-        HEAT_IP_HASH_SECRET="anchor-e2e",
-        HEAT_VIEWER_ENABLED=True,
-        **config,
-    )
-    HeatCollector().init_app(app)
     pages = {"/centred": _column("0 auto"), "/left": _column("0"), "/long": LONG, "/shop": SHOP}
-    for path, html in pages.items():
-        app.add_url_rule(path, path, lambda html=html: Response(html, mimetype="text/html"))
-
-    @app.get("/sdk/<path:name>")
-    def sdk(name: str) -> Response:
-        return send_from_directory(sdk_dist, name, mimetype="text/javascript")
-
-    return app
+    instance = database.parent / "instance"
+    return tracked_app(
+        "anchor_e2e", f"sqlite:///{database}", sdk_dist, pages, query_key=QUERY_KEY, instance_path=instance, **config
+    )
 
 
 @dataclass
@@ -123,27 +94,11 @@ class Site:
         options: dict[str, Any] = {"viewport": {"width": width, "height": height}}
         if phone:
             options.update(is_mobile=True, has_touch=True, device_scale_factor=3)
-        context = self.browser.new_context(**options)
-        try:
-            tab = context.new_page()
-            config = {"endpoint": f"{self.server.url}/ingest", "projectKey": key, "flushIntervalMs": 60_000}
-            tab.add_init_script(script=init_script(config))
-            tab.goto(f"{self.server.url}{path}")
-            tab.wait_for_function("window.heatReady === true")
+        url = self.server.url
+        with sdk_visit(self.browser, f"{url}/ingest", key, f"{url}{path}", **options) as tab:
             assert tab.evaluate("window.innerWidth") == width
             act(tab)
-            tab.evaluate("() => window.tracker.flush()")
-            wait_until(
-                lambda: tab.evaluate("window.tracker.queue.length === 0 && window.__ingest.length > 0"),
-                30,
-                "the SDK did not deliver its queue",
-                page=tab,
-            )
-            answers = tab.evaluate("window.__ingest")
-            assert [a["status"] for a in answers] == [200] * len(answers), answers
-            self.projects[key] = answers[0]["body"]["projectId"]
-        finally:
-            context.close()
+            self.projects[key] = delivered(tab)
 
     def api(self, key: str, endpoint: str, **params: Any) -> Any:
         query = urllib.parse.urlencode(params)

@@ -22,12 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, Response, send_from_directory
-
-from flask_heat_collector import HeatCollector
 
 from ..helpers import Server
-from .support import ARTIFACTS, init_script, viewer_tab, wait_until
+from .support import ARTIFACTS, delivered, sdk_script, sdk_visit, tracked_app, viewer_tab
 from .test_viewer import shot
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +39,8 @@ SCROLLERS = 8  # visitors of B who scroll to the bottom
 SEGMENT = "segment=custom:experiment.variant={}"
 MINUS = "\N{MINUS SIGN}"  # the viewer writes differences with a true minus sign
 
-OFFER = """<!doctype html><html><head><meta charset="utf-8"><title>Offer</title>
+OFFER = (
+    """<!doctype html><html><head><meta charset="utf-8"><title>Offer</title>
 <style>html, body { margin: 0; } body { font: 14px sans-serif; }
   .page { position: relative; height: 1600px; background: linear-gradient(#f1faee, #a8dadc); }
   button, a { position: absolute; top: 180px; height: 48px; }
@@ -51,54 +49,39 @@ OFFER = """<!doctype html><html><head><meta charset="utf-8"><title>Offer</title>
   #help { left: 800px; top: 400px; line-height: 48px; }
 </style></head>
 <body><div class="page"><button id="buy">Buy</button><a id="help" href="#help">Help</a></div>
-<script type="module">
-  import { init } from "/sdk/index.mjs";
-  const variant = new URLSearchParams(location.search).get("variant") || "A";
-  document.body.className = variant;
-  if (variant === "B") document.getElementById("buy").textContent = "Buy now";
-  // window.HEAT_E2E is set by the test before the page loads (the viewer's frame runs no script).
-  const config = window.HEAT_E2E;
-  if (config) {
-    window.tracker = init({
-      endpoint: config.endpoint,
-      projectKey: config.projectKey,
-      batch: { flushIntervalMs: config.flushIntervalMs },
-      capture: { move: { enabled: false } },
-      privacy: { respectDoNotTrack: false },
-    });
-    window.tracker.track("experiment", { variant });
-    window.heatReady = true;
-  }
-</script></body></html>"""
+"""
+    + sdk_script(
+        before=(
+            '  const variant = new URLSearchParams(location.search).get("variant") || "A";\n'
+            "  document.body.className = variant;\n"
+            '  if (variant === "B") document.getElementById("buy").textContent = "Buy now";\n'
+        ),
+        after='    window.tracker.track("experiment", { variant });\n',
+    )
+    + "</body></html>"
+)
 
 
 class Site:
     def __init__(self, browser: Any, sdk_dist: Path, database: Path) -> None:
-        app = Flask("compare_e2e", instance_path=str(database.parent / "instance"))
-        app.config.update(
-            HEAT_DATABASE_URI=f"sqlite:///{database}",
-            HEAT_QUERY_API_KEYS=[QUERY_KEY],
-            HEAT_IP_HASH_SECRET="compare-e2e",
-            HEAT_VIEWER_ENABLED=True,
+        app = tracked_app(
+            "compare_e2e",
+            f"sqlite:///{database}",
+            sdk_dist,
+            {"/offer": OFFER},
+            query_key=QUERY_KEY,
+            instance_path=database.parent / "instance",
             HEAT_MIN_SAMPLE_SESSIONS=MIN_SESSIONS,
-        )
-        HeatCollector().init_app(app)
-        app.add_url_rule("/offer", "offer", lambda: Response(OFFER, mimetype="text/html"))
-        app.add_url_rule(
-            "/sdk/<path:name>", "sdk", lambda name: send_from_directory(sdk_dist, name, mimetype="text/javascript")
         )
         self.app, self.browser, self.server = app, browser, Server(app)
         self.project = ""
 
     def visit(self, variant: str, *, buy: bool, help: bool, bottom: bool = False) -> None:
         """One visitor (a new context: a new session) of ``variant``, its batches delivered."""
-        context = self.browser.new_context(viewport={"width": 1280, "height": 800})
-        try:
-            tab = context.new_page()
-            config = {"endpoint": f"{self.server.url}/ingest", "projectKey": PROJECT_KEY, "flushIntervalMs": 60_000}
-            tab.add_init_script(script=init_script(config))
-            tab.goto(f"{self.server.url}/offer?variant={variant}")
-            tab.wait_for_function("window.heatReady === true")
+        url, viewport = self.server.url, {"width": 1280, "height": 800}
+        with sdk_visit(
+            self.browser, f"{url}/ingest", PROJECT_KEY, f"{url}/offer?variant={variant}", viewport=viewport
+        ) as tab:
             if buy:
                 tab.click("button#buy")
             if help:
@@ -106,18 +89,7 @@ class Site:
             if bottom:
                 tab.mouse.wheel(0, 2000)
                 tab.wait_for_function("() => window.scrollY + window.innerHeight >= document.body.scrollHeight")
-            tab.evaluate("() => window.tracker.flush()")
-            wait_until(
-                lambda: tab.evaluate("window.tracker.queue.length === 0 && window.__ingest.length > 0"),
-                30,
-                "the SDK did not deliver its queue",
-                page=tab,
-            )
-            answers = tab.evaluate("window.__ingest")
-            assert [a["status"] for a in answers] == [200] * len(answers), answers
-            self.project = answers[0]["body"]["projectId"]
-        finally:
-            context.close()
+            self.project = delivered(tab)
 
     def compare(self, report: str, a: str, b: str) -> Any:
         query = urllib.parse.urlencode({"report": report, "a": a, "b": b, "path": "/offer", "limit": 50})

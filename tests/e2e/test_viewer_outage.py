@@ -13,7 +13,6 @@ build/e2e/outage-*.png, the PNG to build/e2e/outage-export.png.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import urllib.parse
@@ -25,12 +24,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask, Response, send_from_directory
-
-from flask_heat_collector import HeatCollector
+from flask import Flask
 
 from ..helpers import Server
-from .support import ARTIFACTS, Answer, http, init_script, unavailable, wait_until
+from .support import ARTIFACTS, Answer, delivered, http, png_eval, sdk_visit, tracked_app, unavailable, wait_until
 from .test_viewer import CAPTION_HEIGHT, _band_pixels, _png_size, frame_box, settled, shot
 from .test_viewer import page as page  # the viewer tab fixture (downloads allowed; script errors kept)
 from .test_viewer_anchor import SDK_SCRIPT, _head, contains
@@ -101,22 +98,7 @@ class Database:
 
 
 def _app(uri: str, sdk_dist: Path) -> Flask:
-    app = Flask("outage_e2e")
-    app.config.update(
-        HEAT_DATABASE_URI=uri,
-        HEAT_QUERY_API_KEYS=[QUERY_KEY],
-        HEAT_IP_HASH_SECRET="outage-e2e",
-        HEAT_VIEWER_ENABLED=True,
-    )
-    HeatCollector().init_app(app)
-    html = _page_html()
-    app.add_url_rule(PATH, "page", lambda: Response(html, mimetype="text/html"))
-
-    @app.get("/sdk/<path:name>")
-    def sdk(name: str) -> Response:
-        return send_from_directory(sdk_dist, name, mimetype="text/javascript")
-
-    return app
+    return tracked_app("outage_e2e", uri, sdk_dist, {PATH: _page_html()}, query_key=QUERY_KEY)
 
 
 @dataclass
@@ -137,13 +119,8 @@ class Site:
 
 def _visit(browser: Any, url: str) -> str:
     """One visitor at 1280x800: clicks "a" twice, scrolls down with the wheel, clicks "b". The project id."""
-    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
-    try:
-        tab = context.new_page()
-        config = {"endpoint": f"{url}/ingest", "projectKey": PROJECT_KEY, "flushIntervalMs": 60_000}
-        tab.add_init_script(script=init_script(config))
-        tab.goto(f"{url}{PATH}")
-        tab.wait_for_function("window.heatReady === true")
+    viewport = {"width": WIDTH, "height": HEIGHT}
+    with sdk_visit(browser, f"{url}/ingest", PROJECT_KEY, f"{url}{PATH}", viewport=viewport) as tab:
         tab.click("#a")
         tab.click("#a")
         tab.mouse.move(640, 400)
@@ -151,19 +128,7 @@ def _visit(browser: Any, url: str) -> str:
         tab.wait_for_function("window.scrollY >= 600")
         tab.wait_for_function("window.tracker.queue.some((e) => e.type === 'scroll')")
         tab.click("#b")
-        tab.evaluate("() => window.tracker.flush()")
-        wait_until(
-            lambda: tab.evaluate("window.tracker.queue.length === 0 && window.__ingest.length > 0"),
-            30,
-            "the SDK did not deliver its queue",
-            page=tab,
-        )
-        answers = tab.evaluate("window.__ingest")
-        assert [a["status"] for a in answers] == [200] * len(answers), answers
-        project: str = answers[0]["body"]["projectId"]
-        return project
-    finally:
-        context.close()
+        return delivered(tab)
 
 
 @pytest.fixture(scope="module")
@@ -321,14 +286,7 @@ def test_storage_outage_and_recovery_without_reload(site: Site, page: Any) -> No
 # Of the PNG's pixels within ``margin`` px of ``box``: the sum of each pixel's distance (RGB) from what
 # the page alone has there (the button's colour inside the box, the page's outside) and the centre
 # of those distances; and the largest distance inside the box shrunk by 2 px.
-_HEAT_AROUND = """async ([b64, box, rgb, page, margin]) => {
-    const img = new Image();
-    img.src = "data:image/png;base64," + b64;
-    await img.decode();
-    const c = document.createElement("canvas");
-    c.width = img.width; c.height = img.height;
-    const ctx = c.getContext("2d");
-    ctx.drawImage(img, 0, 0);
+_HEAT_AROUND = """
     const x0 = Math.max(0, box.x - margin), y0 = Math.max(0, box.y - margin);
     const w = box.width + 2 * margin, h = box.height + 2 * margin;
     const data = ctx.getImageData(x0, y0, w, h).data;
@@ -346,19 +304,14 @@ _HEAT_AROUND = """async ([b64, box, rgb, page, margin]) => {
             if (deep) inside = Math.max(inside, d);
         }
     return {sum, centre: sum ? [sx / sum, sy / sum] : null, inside};
-}"""
+"""
 
 
 def heat_around(browser: Any, data: bytes, name: str) -> dict[str, Any]:
     box, rgb = BUTTONS[name]
-    tab = browser.new_page()
-    try:
-        found: dict[str, Any] = tab.evaluate(
-            _HEAT_AROUND, [base64.b64encode(data).decode(), box, list(rgb), list(PAGE_RGB), 40]
-        )
-        return found
-    finally:
-        tab.close()
+    names = "box, rgb, page, margin"
+    found: dict[str, Any] = png_eval(browser, data, names, _HEAT_AROUND, box, list(rgb), list(PAGE_RGB), 40)
+    return found
 
 
 def test_png_caption_and_heat_on_the_clicked_buttons(site: Site, page: Any, browser: Any) -> None:

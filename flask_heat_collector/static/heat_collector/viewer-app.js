@@ -14,6 +14,7 @@
   "use strict";
 
   const HV = window.HeatViewer;
+  const cell = HV.tableCell;
   const $ = (id) => document.getElementById(id);
   const KEY_STORE = "flask-heat-collector:viewer-key";
   const SESSIONS_PER_PAGE = 50;
@@ -181,12 +182,17 @@
     return `+${minutes}:${(seconds - minutes * 60).toFixed(1).padStart(4, "0")}`;
   }
 
-  function cell(text, options) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (options && options.title) td.title = options.title;
-    if (options && options.className) td.className = options.className;
-    return td;
+  /** A link (`href="#"`, class `className`) showing `text` that runs `action` instead of being followed. */
+  function actionLink(text, className, action) {
+    const link = document.createElement("a");
+    link.href = "#";
+    link.className = className;
+    link.textContent = text;
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      action();
+    });
+    return link;
   }
 
   /** Count work in flight in body[data-busy], so a test (or a user) can tell when the page is settled. */
@@ -796,30 +802,18 @@
     }
     if (!tops.length) list.textContent = signal.elementField ? "–" : "(not per element)";
     const links = cell("");
-    const sessions = document.createElement("a");
-    sessions.href = "#";
-    sessions.className = "sessions-link";
-    sessions.textContent = "sessions";
-    sessions.addEventListener("click", (event) => {
-      event.preventDefault();
+    links.append(actionLink("sessions", "sessions-link", () => {
       state.signal = signal.name;
       state.sessionsOffset = 0;
       writeAddress();
       busy(loadSessions());
       $("sessions-panel").scrollIntoView({ block: "nearest" });
-    });
-    links.append(sessions);
+    }));
     if (signal.type) {
-      const map = document.createElement("a");
-      map.href = "#";
-      map.className = "map-link";
-      map.textContent = "map";
-      map.addEventListener("click", (event) => {
-        event.preventDefault();
+      links.append(" · ", actionLink("map", "map-link", () => {
         $("type").value = signal.type;
         changed({ source: "type" });
-      });
-      links.append(" · ", map);
+      }));
     }
     row.append(cell(signal.label), cell(count === null ? "–" : String(count), { className: "num" }), list, links);
     return row;

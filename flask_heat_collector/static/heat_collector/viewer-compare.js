@@ -13,6 +13,7 @@
   "use strict";
 
   const HV = window.HeatViewer;
+  const cell = HV.tableCell;
   const $ = (id) => document.getElementById(id);
   const DAY_MS = 86400000;
   const DATE = /^\d{4}-\d{2}-\d{2}$/;
@@ -80,14 +81,6 @@
     if (page) items[isGroup(page) ? "group" : "path"] = page;
     items.segment = $(`${side}-segment`).value.trim();
     return valid ? formatSlice(items) : null;
-  }
-
-  function cell(text, options) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (options && options.title) td.title = options.title;
-    if (options && options.className) td.className = options.className;
-    return td;
   }
 
   const fixed = (value, digits) => (value === null || value === undefined ? "–" : Number(value).toFixed(digits));

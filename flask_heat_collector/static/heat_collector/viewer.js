@@ -267,6 +267,15 @@
     }
   }
 
+  /** A table cell showing `text` (as text), with `options.title` and `options.className` when given. */
+  function tableCell(text, options) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (options && options.title) td.title = options.title;
+    if (options && options.className) td.className = options.className;
+    return td;
+  }
+
   /** `pct` (0 to 100) as "62%" or "0.5%". */
   function formatPct(pct) {
     return pct >= 10 || pct === 0 ? `${Math.round(pct)}%` : `${Math.round(pct * 10) / 10}%`;
@@ -307,5 +316,6 @@
 
   window.HeatViewer = Object.assign(window.HeatViewer || {}, {
     drawHeatmap, describeCut, drawScrollReach, drawMarkers, drawBackdrop, drawLegendBar, formatPct, layout, LIMITS,
+    tableCell,
   });
 })();
