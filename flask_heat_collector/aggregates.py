@@ -472,9 +472,11 @@ class Compactor:
             if timed:
                 self._next = now + self.interval
                 self._passes += 1
-                # Rolling re-encodes month pieces: every pass during a back-fill of a finished month
-                # would re-encode the whole month each time; its day pieces are exact meanwhile.
-                repo.compact(self.max_keys, roll=self._passes % ROLL_PASSES == 1)
+                # Not in full: a key-day's big piece is merged again only once what came since is a
+                # quarter of it (a back-fill touches every key-day between passes; merging each in
+                # full re-encoded all the data every pass). Rolling re-encodes month pieces, so it
+                # runs every ROLL_PASSES passes; the day pieces are exact meanwhile.
+                repo.compact(self.max_keys, roll=self._passes % ROLL_PASSES == 1, full=False)
                 repo.settle_rage(None, SETTLE_PER_RUN)
         except Exception as exc:  # noqa: BLE001 - never fails a request; the next run tries again
             log("warn", "heatmap aggregate compaction failed", error=type(exc).__name__)

@@ -563,10 +563,19 @@ class Repository(ABC):
         """``fn(reader)`` over one snapshot (run again on a fresh connection if a pooled one was dead)."""
 
     @abstractmethod
-    def compact(self, max_keys: int = 1000, *, keys: list[AggregateKeyDay] | None = None, roll: bool = True) -> int:
-        """Merge the aggregate pieces of up to ``max_keys`` keys into one each, then (``roll``) roll the
-        merged day pieces of up to ``max_keys`` key-months of finished months into month pieces; the
-        keys merged. With ``keys``, merge the pieces of those keys only (their fresh pieces)."""
+    def compact(
+        self,
+        max_keys: int = 1000,
+        *,
+        keys: list[AggregateKeyDay] | None = None,
+        roll: bool = True,
+        full: bool = True,
+    ) -> int:
+        """Merge the aggregate pieces of up to ``max_keys`` keys into one each (not ``full``: pieces
+        small beside a key-day's biggest are merged apart from it, aggregates.compaction), then
+        (``roll``) roll the merged day pieces of up to ``max_keys`` key-months of finished months into
+        month pieces; the keys merged. With ``keys``, merge the pieces of those keys only (their fresh
+        pieces, never in full)."""
 
     @abstractmethod
     def mark_rage(self, project_id: str | None) -> None:

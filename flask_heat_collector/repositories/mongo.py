@@ -750,7 +750,12 @@ class MongoRepository(base.Repository):
         return done
 
     def compact(
-        self, max_keys: int = 1000, *, keys: list[base.AggregateKeyDay] | None = None, roll: bool = True
+        self,
+        max_keys: int = 1000,
+        *,
+        keys: list[base.AggregateKeyDay] | None = None,
+        roll: bool = True,
+        full: bool = True,
     ) -> int:
         """Merge the keys that have fresh pieces (positive ``part``), one key at a time.
 
@@ -769,7 +774,7 @@ class MongoRepository(base.Repository):
                     found[tuple(doc.get(name) for name in _AGGREGATE_KEY)] = None
                 if len(found) >= max_keys:
                     break
-            full = keys is None
+            full = full and keys is None
             merged = sum(
                 self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True)), full) for key in list(found)[:max_keys]
             )

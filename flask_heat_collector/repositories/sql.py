@@ -543,7 +543,12 @@ class SqlRepository(base.Repository):
         return done
 
     def compact(
-        self, max_keys: int = 1000, *, keys: list[base.AggregateKeyDay] | None = None, roll: bool = True
+        self,
+        max_keys: int = 1000,
+        *,
+        keys: list[base.AggregateKeyDay] | None = None,
+        roll: bool = True,
+        full: bool = True,
     ) -> int:
         """Merge the keys that have fresh pieces (found through ``ix_heat_aggregates_fresh``), then
         (``roll``) roll finished months (their merged day pieces not rolled yet, found through the
@@ -564,8 +569,9 @@ class SqlRepository(base.Repository):
         given = keys is not None
         if keys is None:
             keys = self._read(lambda conn: find(conn, [t.part > 0]))
+        whole = full and not given
         for start in range(0, len(keys), 50):
-            self._write(lambda conn, chunk=keys[start : start + 50]: self._compact_keys(conn, chunk, not given))  # type: ignore[misc]
+            self._write(functools.partial(self._compact_keys, keys=keys[start : start + 50], full=whole))
         if given:
             return len(keys)
         before = finished_before(_now_ms())
