@@ -89,12 +89,13 @@ def executemany(conn: Connection, sql: str, params: list[tuple[Any, ...]]) -> in
         cursor.close()
 
 
-def after_key(after: tuple[int, int]) -> Any:
+def after_key(after: tuple[int, int], ts_column: Any = None) -> Any:
     """Rows after ``(ts, seq)`` in (ts, seq) order, spelled so every database starts an index range
     at ``ts`` (SQLite does not for ``ts > a OR (ts = a AND seq > b)`` alone: each page rescanned the
     rows before it)."""
     ts, seq = after
-    return sa.and_(events.c.ts >= ts, sa.or_(events.c.ts > ts, events.c.seq > seq))
+    at = events.c.ts if ts_column is None else ts_column
+    return sa.and_(at >= ts, sa.or_(at > ts, events.c.seq > seq))
 
 
 def crossing(project_id: str, before: int, reaching: int) -> Any:

@@ -25,16 +25,18 @@ _ClientId = sa.String(128)  # session and event ids as the SDK sends them
 _Path = sa.String(1024)  # paths, selectors and user agents as the SDK sends them
 
 
-def path_clauses(table: sa.Table, paths: PathSet, *, exact: bool = True) -> list[Any]:
+def path_clauses(table: sa.Table, paths: PathSet, *, exact: bool = True, indexed: bool = True) -> list[Any]:
     """The clauses on ``table``'s ``path_key`` (and, when ``exact``, its ``path``) of one path, of any of
-    several (a page group), or none for every path."""
+    several (a page group), or none for every path; not ``indexed``: as ``path_key + 0``, so that a
+    narrower index (a few sessions') is taken over the path's."""
     t = table.c
     if paths is None:
         return []
+    key = t.path_key if indexed else t.path_key + 0
     if isinstance(paths, str):
-        return [t.path_key == path_key(paths), *([t.path == paths] if exact else [])]
+        return [key == path_key(paths), *([t.path == paths] if exact else [])]
     keys = sorted({path_key(p) for p in paths})
-    return [t.path_key.in_(keys), *([t.path.in_(sorted(paths))] if exact else [])]
+    return [key.in_(keys), *([t.path.in_(sorted(paths))] if exact else [])]
 
 
 def _table(name: str, *items: Any) -> sa.Table:
