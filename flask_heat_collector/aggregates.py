@@ -393,9 +393,10 @@ def compaction(group: list[AggregateRow], *, full: bool = True) -> tuple[list[Ag
     rolled, merged into one. A finished month's month piece is not read: :func:`roll_month` adds the
     merged day pieces to it later, so a merge costs what the day holds.
 
-    Not ``full`` (a compaction by count, right after ingest): while the pieces written since the
-    last full one are small beside the key-day's biggest piece, they are merged apart from it, so a
-    burst into a dense key-day costs in proportion to what it wrote, not to the key-day's cells.
+    Not ``full`` (a compaction by count right after ingest, or a worker's timed one): while the
+    pieces written since the last full one are small beside the key-day's biggest piece, they are
+    merged apart from it, so a burst into a dense key-day costs in proportion to what it wrote, not
+    to the key-day's cells.
     """
     if not full:
         merged = sorted((p for p in group if p.part < 0), key=lambda p: _size([p]))
