@@ -45,6 +45,20 @@ def day_of(ts: int) -> int:
     return ts // DAY_MS
 
 
+def split_range(ts_from: int, ts_to: int) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
+    """The whole days inside ``[ts_from, ts_to]`` and the (at most two) partial ranges around them."""
+    first = -(-ts_from // DAY_MS)  # the first day starting at or after ts_from
+    last = (ts_to + 1) // DAY_MS - 1  # the last day ending at or before ts_to
+    if first > last:
+        return None, [(ts_from, ts_to)]
+    edges = []
+    if ts_from < first * DAY_MS:
+        edges.append((ts_from, first * DAY_MS - 1))
+    if ts_to >= (last + 1) * DAY_MS:
+        edges.append(((last + 1) * DAY_MS, ts_to))
+    return (first, last), edges
+
+
 def cell_index(value: int, width: int, resolution: int) -> int:
     """floor(value / side) with side = width / resolution, in integers (exact, floors negatives)."""
     return value * resolution // width

@@ -42,7 +42,7 @@ from .repositories.base import (
     Scan,
     path_in,
 )
-from .signals import DEAD, ERROR, Signal
+from .signals import DEAD, ERROR, RAGE, Signal
 from .slices import Segment
 
 T = TypeVar("T")
@@ -162,6 +162,9 @@ class SegmentReader(Reader):
             for s in self.signals(flt, kind):
                 if s.selector and (width is None or s.bucket_w == width):
                     counts[(s.selector, kind)] = counts.get((s.selector, kind), 0) + 1
+        for click in self.rage_clicks(flt):
+            if click.selector and (width is None or click.bucket_w == width):
+                counts[(click.selector, RAGE)] = counts.get((click.selector, RAGE), 0) + 1
         return counts
 
     def signal_path_counts(self, flt: EventFilter) -> dict[tuple[str, str], int]:

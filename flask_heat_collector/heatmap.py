@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .aggregates import (
-    DAY_MS,
     PLOTTABLE_TYPES,
     RESOLUTION,
     Stats,
@@ -28,6 +27,7 @@ from .aggregates import (
     merge_into,
     rollup,
     scroll_pct,
+    split_range,
 )
 from .ingest import js_round, parse_bucket
 from .listing import from_edge
@@ -52,20 +52,6 @@ class Heatmap:
 
     points: list[tuple[int, int, int]]
     meta: dict[str, Any]
-
-
-def split_range(ts_from: int, ts_to: int) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
-    """The whole days inside ``[ts_from, ts_to]`` and the (at most two) partial ranges around them."""
-    first = -(-ts_from // DAY_MS)  # the first day starting at or after ts_from
-    last = (ts_to + 1) // DAY_MS - 1  # the last day ending at or before ts_to
-    if first > last:
-        return None, [(ts_from, ts_to)]
-    edges = []
-    if ts_from < first * DAY_MS:
-        edges.append((ts_from, first * DAY_MS - 1))
-    if ts_to >= (last + 1) * DAY_MS:
-        edges.append(((last + 1) * DAY_MS, ts_to))
-    return (first, last), edges
 
 
 def _raw(reader: Reader, flt: EventFilter, lo: int, hi: int, tally: EdgeTally) -> dict[Bucket, Stats]:

@@ -8,13 +8,12 @@ raw rows of its partial days; rage clicks are the range's settled ones (rageclic
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from .aggregates import DAY_MS, PLOTTABLE_TYPES, Stats, items
-from .heatmap import Bucket, Plan, frame_of, other_viewports, render_height, split_range
+from .aggregates import DAY_MS, PLOTTABLE_TYPES, Stats, items, split_range
+from .heatmap import Bucket, Plan, frame_of, other_viewports, render_height
 from .listing import from_edge
 from .page_groups import MAX_GROUP_PATHS, Template, matching
 from .rageclicks import RAGECLICK
@@ -119,11 +118,6 @@ def _elements(
 ) -> dict[str, Any]:
     days, edges = _split(flt)
     plan, summary, chosen, vw, vh, width = _band(reader, _bounded(flt), *band)
-    rage = Counter(
-        click.selector
-        for click in reader.rage_clicks(flt)
-        if click.selector and (width is None or click.bucket_w == width)
-    )
     signals = reader.signal_selector_counts(flt, width)
     totals, ordinals = _totals(reader, flt, selectors=True, width=width)
     found = [
@@ -131,7 +125,7 @@ def _elements(
             selector,
             t.rows,
             t.sessions.count(ordinals),
-            rage[selector],
+            signals.get((selector, RAGE), 0),
             signals.get((selector, DEAD), 0),
             signals.get((selector, ERROR), 0),
         )

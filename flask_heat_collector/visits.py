@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from pyroaring import BitMap
 
-from .aggregates import DAY_MS
-from .heatmap import split_range
+from .aggregates import DAY_MS, split_range
 from .repositories.base import EventFilter, Repository
 from .repositories.session_sets import SessionSet
 from .samples import band_members

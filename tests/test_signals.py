@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from . import oracle
-from .helpers import API, batch, event, ingest_all
+from .helpers import API, PROJECT_KEY, batch, event, ingest_all
 
 T = 1_790_000_000_000
 DESKTOP = {"w": 1280, "h": 800, "meta": {"viewportBucket": "1280x800"}}
@@ -423,3 +423,94 @@ def test_signal_maps_read_the_width_stored_with_each_row(app: Flask, client: Fla
     out = app.test_cli_runner().invoke(args=["heat", "recompute-signals"])
     assert out.exit_code == 0, out.output
     assert events_read() == ([], 0)
+
+
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+DAY = 86_400_000
+
+
+def counts(client: FlaskClient, project: str, **params: Any) -> dict[str, Any]:
+    """The signal counts of the elements and paths reports, zeros left out."""
+    elements = get(client, project, "elements", limit=500, **params)["elements"]
+    paths = get(client, project, "paths", limit=500, **params)["paths"]
+    return {
+        "elements": {
+            e["selector"]: (e["rageClicks"], e["deadClicks"], e["errorClicks"])
+            for e in elements
+            if e["rageClicks"] or e["deadClicks"] or e["errorClicks"]
+        },
+        "paths": {
+            p["path"]: (p["rageClicks"], p["deadClicks"], p["quickBacks"], p["excessiveScrolls"])
+            for p in paths
+            if p["rageClicks"] or p["deadClicks"] or p["quickBacks"] or p["excessiveScrolls"]
+        },
+    }
+
+
+def expected_counts(bodies: list[dict[str, Any]], keep: Callable[[oracle.Row], bool]) -> dict[str, Any]:
+    rows = oracle.stored_rows(bodies)
+    found = {"rage": oracle.rage_rows(rows), **oracle.signals(rows)}
+    elements: dict[str, list[int]] = {}
+    for i, kind in enumerate(("rage", "dead", "error")):
+        for r in found[kind]:
+            if keep(r) and r.selector:
+                elements.setdefault(r.selector, [0, 0, 0])[i] += 1
+    paths: dict[str, list[int]] = {}
+    for i, kind in enumerate(("rage", "dead", "quickback", "scroll")):
+        for r in found[kind]:
+            if keep(r):
+                paths.setdefault(r.path, [0, 0, 0, 0])[i] += 1
+    return {"elements": {s: tuple(n) for s, n in elements.items()}, "paths": {p: tuple(n) for p, n in paths.items()}}
+
+
+def test_counts_over_days_and_classes_against_the_oracle(make_app: Callable[..., Flask], backend: str) -> None:
+    """Signals over four UTC days (sessions across midnight too), two sessions bots: the paths and
+    elements reports count whole days from the stored counts and the rest from the signal rows; every
+    range and class equals the oracle, after a bot becomes human and after a session is erased."""
+    rng = random.Random(11)
+    bodies = random_bodies(5, sessions=10)
+    midnight = T - T % DAY + DAY
+    shifts = {f"r{s}": s * 10 * 3_600_000 for s in range(10)}
+    shifts["r3"] = midnight - 40_000 - T  # across midnight
+    shifts["r8"] = midnight + 2 * DAY - 25_000 - T
+    for body in bodies:
+        for e in body["events"]:
+            e["ts"] += shifts[body["session"]["id"]]
+    bots = {"r1", "r6"}
+    app = make_app(rate_limit="100000 per second")
+    client = app.test_client()
+    project = ""
+    for body in bodies:
+        agent = GOOGLEBOT if body["session"]["id"] in bots else "TestAgent/1.0"
+        response = client.post("/ingest", json=body, headers={"X-Project-Key": PROJECT_KEY, "User-Agent": agent})
+        assert response.status_code == 200, response.get_json()
+        project = response.get_json()["projectId"]
+    first, last = T, T + 4 * DAY
+    ranges: list[dict[str, int]] = [{}, {"from": midnight, "to": midnight + 2 * DAY - 1}]
+    ranges += [dict(zip(("from", "to"), sorted(rng.sample(range(first, last), 2)), strict=True)) for _ in range(4)]
+
+    def check(kept: list[dict[str, Any]], bots: set[str]) -> None:
+        for window in ranges:
+            for traffic in ("human", "bot", "all"):
+
+                def keep(r: oracle.Row, window: dict[str, int] = window, traffic: str = traffic) -> bool:
+                    inside = window.get("from", r.ts) <= r.ts <= window.get("to", r.ts)
+                    return inside and (traffic == "all" or (r.session_id in bots) == (traffic == "bot"))
+
+                got = counts(client, project, traffic=traffic, **window)
+                assert got == expected_counts(kept, keep), (window, traffic)
+
+    assert expected_counts(bodies, lambda r: r.session_id in bots)["paths"]  # the bots have signals
+    check(bodies, bots)
+    repo: Any = app.extensions["heat_collector"].repository
+    if backend.startswith("mongodb"):
+        repo.db["sessions"].update_one({"id": "r1"}, {"$set": {"userAgent": "TestAgent/1.0"}})
+    else:
+        with repo.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE sessions SET user_agent = 'TestAgent/1.0' WHERE id = 'r1'")
+    out = app.test_cli_runner().invoke(args=["heat", "reclassify"])
+    assert out.exit_code == 0 and "0 became bot, 1 became human" in out.output, out.output
+    check(bodies, {"r6"})
+    out = app.test_cli_runner().invoke(args=["heat", "erase", "--project-id", project, "--session-id", "r3"])
+    assert out.exit_code == 0, out.output
+    check([b for b in bodies if b["session"]["id"] != "r3"], {"r6"})

@@ -956,6 +956,7 @@ class MongoRepository(base.Repository):
             if merged:
                 aggregates.insert_many([_piece_doc(piece, project_id) for piece in merged])
             self._rebuild_reports(project_id)
+            mongo_signals.rebuild_counts(self._coll, project_id)  # the signals' (rage clicks settled again)
         return read
 
     def _rebuild_reports(self, project_id: str) -> None:
@@ -1176,6 +1177,9 @@ class MongoRepository(base.Repository):
                 decided += 1
                 if found == stored:
                     continue
+                if (stored.traffic == BOT) != (found.traffic == BOT):
+                    # its signals leave the counts while it has its old class; settled again
+                    mongo_rage.forget(self._coll, pid, [sid])
                 key = {"projectId": pid, "id": sid}
                 sessions.update_one(key, {"$set": {"traffic": found.traffic, "trafficReason": found.reason}})
                 if (stored.traffic == BOT) == (found.traffic == BOT):

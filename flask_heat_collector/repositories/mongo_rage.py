@@ -18,7 +18,8 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from ..rageclicks import RageRule, new_token, rage_row, settle
-from ..signals import DEFAULT_RULES, SIGNAL_TYPES, SignalRules
+from ..signal_counts import Counted, changes
+from ..signals import DEFAULT_RULES, RAGE, SIGNAL_TYPES, SignalRules
 from . import mongo_signals
 from .base import EventFilter, EventRow
 
@@ -73,6 +74,9 @@ def forget(coll: Coll, project_id: str, session_ids: list[str]) -> None:
     are being deleted)."""
     ids = sorted(set(session_ids))
     if ids:
+        bots = mongo_signals.bots_among(coll, project_id, ids)
+        humans = [sid for sid in ids if sid not in bots]
+        mongo_signals.count(coll, project_id, changes([], mongo_signals.stored_counted(coll, project_id, humans)))
         coll(CLICKS).delete_many({"projectId": project_id, "sessionId": {"$in": ids}})
         mongo_signals.forget(coll, project_id, ids)
     mark(coll, project_id, ids)
@@ -93,13 +97,20 @@ def mark_all(coll: Coll, project_id: str | None = None) -> None:
 def migrate(coll: Coll) -> None:
     """The first time (a database of an earlier layout, or a new one): mark every session with a row
     of signals.SIGNAL_TYPES pending, so its rage clicks (and, from migration "signals" on, its other
-    signals) are decided from then on."""
-    for name in ("rage-clicks", "signals"):
+    signals) are decided from then on; and count the signals stored so far (signal_counts.py), again
+    whenever the sessions are marked."""
+    marked = False
+    for name in ("rage-clicks", "signals", "signal-counts"):
         try:
             coll(MIGRATIONS).insert_one({"_id": name})
         except DuplicateKeyError:
             continue
-        mark_all(coll)
+        if name != "signal-counts":
+            mark_all(coll)
+        marked = True
+    if marked:
+        for project in list(coll("projects").find({}, {"_id": 0, "id": 1})):
+            mongo_signals.rebuild_counts(coll, str(project["id"]))
 
 
 def pending(coll: Coll, project_id: str | None, limit: int) -> list[tuple[str, str]]:
@@ -144,10 +155,12 @@ def _settle_chunk(coll: Coll, project_id: str, session_ids: list[str], rule: Rag
         events[str(doc["sessionId"])].append(doc)
     clicks = {sid: [_row(d) for d in docs if d.get("type") == "click"] for sid, docs in events.items()}
     found: dict[str, list[Doc]] = {sid: [] for sid in marks}
-    for doc in coll(CLICKS).find(held, {"_id": 0, "sessionId": 1, "eventId": 1, "viewW": 1}):
+    for doc in coll(CLICKS).find(held, {**mongo_signals.COUNTED_PROJECTION, "eventId": 1, "viewW": 1}):
         found[str(doc["sessionId"])].append(doc)
+    bots = mongo_signals.bots_among(coll, project_id, sorted(marks))
     deletes: list[DeleteMany] = []
     docs: list[Doc] = []
+    fewer: list[Counted] = []
     for sid in sorted(marks):
         stored = [str(d["eventId"]) for d in found[sid] if d.get("viewW") is not None]
         added, removed = settle(clicks[sid], stored, rule)
@@ -155,11 +168,15 @@ def _settle_chunk(coll: Coll, project_id: str, session_ids: list[str], rule: Rag
         removed += [str(d["eventId"]) for d in found[sid] if d.get("viewW") is None]
         if removed:
             deletes.append(DeleteMany({"projectId": project_id, "sessionId": sid, "eventId": {"$in": removed}}))
+            if sid not in bots:
+                fewer += [mongo_signals.counted(RAGE, d) for d in found[sid] if str(d["eventId"]) in removed]
         docs += [{"projectId": project_id, **{camel: getattr(c, name) for name, camel in _FIELDS}} for c in added]
     if deletes:
         coll(CLICKS).bulk_write(deletes, ordered=False)
-    mongo_signals.insert_new(coll(CLICKS), docs)
-    mongo_signals.settle_sessions(coll, project_id, events, signals)
+    inserted = mongo_signals.insert_new(coll(CLICKS), docs)
+    more = [mongo_signals.counted(RAGE, d) for d in inserted if d["sessionId"] not in bots]
+    more_signals, fewer_signals = mongo_signals.settle_sessions(coll, project_id, events, signals, bots)
+    mongo_signals.count(coll, project_id, changes(more + more_signals, fewer + fewer_signals))
     # A mark whose token changed meanwhile (a batch marked the session again) stays, unleased.
     done = [DeleteOne({"projectId": project_id, "sessionId": sid, "token": token}) for sid, token in marks.items()]
     if coll(PENDING).bulk_write(done, ordered=False).deleted_count < len(done):

@@ -7,10 +7,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from pymongo import DeleteOne
+from pymongo import DeleteMany, DeleteOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
+from ..report_pieces import ALL_WIDTHS
+from ..signal_counts import Change, Counted, changes, in_range
 from ..signals import RAGE, SIGNAL_FIELDS, SessionRow, Signal, SignalRules, settle
 from .base import EventFilter
 from .mongo_reports import path_match
@@ -19,11 +21,17 @@ Doc = dict[str, Any]
 Coll = Callable[[str], Collection[Doc]]
 SIGNALS = "heat_signals"
 RAGE_CLICKS = "heat_rage_clicks"
+COUNTS = "heat_signal_counts"  # signal_counts.py
+_COUNT_KEY = ("projectId", "pathKey", "day", "bucketW", "kind", "selectorKey")
 INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     (SIGNALS, ("projectId", "sessionId", "kind", "eventId"), True, "uq_heat_signals_key"),
     (SIGNALS, ("projectId", "kind", "ts"), False, "ix_heat_signals_ts"),
     (SIGNALS, ("projectId", "pathKey", "ts"), False, "ix_heat_signals_path_ts"),
+    (COUNTS, _COUNT_KEY, True, "uq_heat_signal_counts_key"),
+    (COUNTS, ("projectId", "bucketW", "day"), False, "ix_heat_signal_counts_band_day"),
 )
+# What a count keeps of a stored signal or rage click (signal_counts.Counted, its kind aside).
+COUNTED_PROJECTION = {"_id": 0, "sessionId": 1, "path": 1, "pathKey": 1, "ts": 1, "bucketW": 1, "selector": 1}
 
 
 def _camel(name: str) -> str:
@@ -53,39 +61,96 @@ def _session_row(doc: Doc) -> SessionRow:
 EVENT_PROJECTION = {**_ROW_PROJECTION, "sessionId": 1, "type": 1}
 
 
-def settle_sessions(coll: Coll, project_id: str, events: dict[str, list[Doc]], rules: SignalRules) -> None:
+def settle_sessions(
+    coll: Coll, project_id: str, events: dict[str, list[Doc]], rules: SignalRules, bots: set[str]
+) -> tuple[list[Counted], list[Counted]]:
     """Decide the signals of these sessions (their marks leased by the caller) and store the difference;
-    ``events``: each session's stored events of SIGNAL_TYPES in ``(ts, seq)`` order (EVENT_PROJECTION)."""
+    ``events``: each session's stored events of SIGNAL_TYPES in ``(ts, seq)`` order (EVENT_PROJECTION).
+    The signal rows of the sessions not in ``bots`` stored and deleted (for the counts)."""
     session_ids = list(events)
     held = {"projectId": project_id, "sessionId": {"$in": session_ids}}
     rows = {sid: [_session_row(d) for d in docs] for sid, docs in events.items()}
     found: dict[str, list[Doc]] = {sid: [] for sid in session_ids}
-    for doc in coll(SIGNALS).find(held, {"_id": 0, "sessionId": 1, "kind": 1, "eventId": 1, "viewW": 1}):
+    for doc in coll(SIGNALS).find(held, {**COUNTED_PROJECTION, "kind": 1, "eventId": 1, "viewW": 1}):
         found[str(doc["sessionId"])].append(doc)
     deletes: list[DeleteOne] = []
     docs: list[Doc] = []
+    fewer: list[Counted] = []
     for sid in session_ids:
         stored = [(str(d["kind"]), str(d["eventId"])) for d in found[sid] if d.get("viewW") is not None]
         added, removed = settle(sid, rows[sid], stored, rules)
+        gone = set(removed)
         # rows settled before the exact width was kept: written again
-        removed += [(str(d["kind"]), str(d["eventId"])) for d in found[sid] if d.get("viewW") is None]
+        gone |= {(str(d["kind"]), str(d["eventId"])) for d in found[sid] if d.get("viewW") is None}
         key = {"projectId": project_id, "sessionId": sid}
-        deletes += [DeleteOne({**key, "kind": kind, "eventId": event_id}) for kind, event_id in removed]
+        deletes += [DeleteOne({**key, "kind": kind, "eventId": event_id}) for kind, event_id in sorted(gone)]
         docs += [{"projectId": project_id, **{c: getattr(x, name) for name, c in _SIGNAL_FIELDS}} for x in added]
+        if sid not in bots:
+            fewer += [counted(str(d["kind"]), d) for d in found[sid] if (str(d["kind"]), str(d["eventId"])) in gone]
     if deletes:
         coll(SIGNALS).bulk_write(deletes, ordered=False)
-    insert_new(coll(SIGNALS), docs)
+    more = [counted(str(d["kind"]), d) for d in insert_new(coll(SIGNALS), docs) if d["sessionId"] not in bots]
+    return more, fewer
 
 
-def insert_new(collection: Collection[Doc], docs: list[Doc]) -> None:
-    """Insert ``docs``, leaving out those stored already (by a settle whose lease had expired)."""
-    if not docs:
+def counted(kind: str, doc: Doc) -> Counted:
+    """A stored signal or rage click (COUNTED_PROJECTION) as the counts keep it."""
+    return Counted(
+        kind, str(doc["path"]), int(doc["pathKey"]), int(doc["ts"]), int(doc["bucketW"]), doc.get("selector")
+    )
+
+
+def bots_among(coll: Coll, project_id: str, session_ids: list[str]) -> set[str]:
+    """The sessions of ``session_ids`` whose class is ``bot`` (their signals are in no count)."""
+    match = {"projectId": project_id, "id": {"$in": session_ids}, "traffic": "bot"}
+    return {str(d["id"]) for d in coll("sessions").find(match, {"_id": 0, "id": 1})}
+
+
+def stored_counted(coll: Coll, project_id: str, session_ids: list[str] | None) -> list[Counted]:
+    """The stored signals and rage clicks of these sessions (``None``: of every human session), as the
+    counts keep them."""
+    who: Doc = traffic_match(coll, project_id, "human") if session_ids is None else {"sessionId": {"$in": session_ids}}
+    match = {"projectId": project_id, **who}
+    found = [counted(str(d["kind"]), d) for d in coll(SIGNALS).find(match, {**COUNTED_PROJECTION, "kind": 1})]
+    return found + [counted(RAGE, d) for d in coll(RAGE_CLICKS).find(match, COUNTED_PROJECTION)]
+
+
+def count(coll: Coll, project_id: str, found: list[Change]) -> None:
+    """Add these changes to the stored counts (a count that reaches 0 is deleted: nothing erased is
+    named)."""
+    if not found:
         return
+    writes: list[UpdateOne | DeleteMany] = []
+    for ch in found:
+        key = dict(zip(_COUNT_KEY, (project_id, *ch.key), strict=True))
+        names = {"path": ch.path, "selector": ch.selector}
+        writes.append(UpdateOne(key, {"$inc": {"n": ch.n}, "$setOnInsert": names}, upsert=True))
+    coll(COUNTS).bulk_write(writes, ordered=True)
+    fallen = [dict(zip(_COUNT_KEY, (project_id, *ch.key), strict=True)) for ch in found if ch.n < 0]
+    if fallen:
+        coll(COUNTS).bulk_write([DeleteMany({**key, "n": {"$lte": 0}}) for key in fallen], ordered=False)
+
+
+def rebuild_counts(coll: Coll, project_id: str) -> None:
+    """Replace the project's counts by those of its stored signals and rage clicks (human sessions)."""
+    coll(COUNTS).delete_many({"projectId": project_id})
+    count(coll, project_id, changes(stored_counted(coll, project_id, None), []))
+
+
+def insert_new(collection: Collection[Doc], docs: list[Doc]) -> list[Doc]:
+    """Insert ``docs``, leaving out those stored already (by a settle whose lease had expired); those
+    inserted."""
+    if not docs:
+        return []
     try:
         collection.insert_many(docs, ordered=False)
     except BulkWriteError as exc:
-        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors") or []):
+        errors = exc.details.get("writeErrors") or []
+        if any(e.get("code") != 11000 for e in errors):
             raise
+        clashed = {int(e["index"]) for e in errors}
+        return [doc for i, doc in enumerate(docs) if i not in clashed]
+    return docs
 
 
 def forget(coll: Coll, project_id: str, session_ids: list[str]) -> None:
@@ -135,7 +200,26 @@ def read(coll: Coll, flt: EventFilter, kind: str) -> list[Signal]:
 
 
 def path_counts(coll: Coll, flt: EventFilter) -> dict[tuple[str, str], int]:
-    """``{(path, kind): signals}`` of ``flt``'s range, rage clicks as kind ``rage``, grouped by the database."""
+    """``{(path, kind): signals}`` of ``flt``'s range, rage clicks as kind ``rage``: the counts of its
+    whole days and the signal rows of the rest (signal_counts.in_range)."""
+
+    def stored(days: tuple[int, int]) -> dict[tuple[str, str], int]:
+        match = {
+            "projectId": flt.project_id,
+            "bucketW": ALL_WIDTHS,
+            "day": {"$gte": days[0], "$lte": days[1]},
+            **path_match(flt.path_set),
+        }
+        group = {"$group": {"_id": {"p": "$path", "k": "$kind"}, "n": {"$sum": "$n"}}}
+        return {
+            (str(d["_id"]["p"]), str(d["_id"]["k"])): int(d["n"])
+            for d in coll(COUNTS).aggregate([{"$match": match}, group])
+        }
+
+    return in_range(flt, stored, lambda part: _raw_path_counts(coll, part))
+
+
+def _raw_path_counts(coll: Coll, flt: EventFilter) -> dict[tuple[str, str], int]:
     found: dict[tuple[str, str], int] = {}
     group = {"$group": {"_id": {"p": "$path", "k": "$kind"}, "n": {"$sum": 1}}}
     for doc in coll(SIGNALS).aggregate([{"$match": range_match(flt, coll)}, group]):
@@ -147,16 +231,40 @@ def path_counts(coll: Coll, flt: EventFilter) -> dict[tuple[str, str], int]:
 
 
 def selector_counts(coll: Coll, flt: EventFilter, width: int | None = None) -> dict[tuple[str, str], int]:
-    """``{(selector, kind): n}`` of the signals with a selector in ``flt`` (of bucket width ``width``
-    when given), grouped by the database."""
+    """``{(selector, kind): n}`` of the signals and rage clicks (kind ``rage``) with a selector in
+    ``flt`` (of bucket width ``width`` when given): the counts of its whole days and the signal rows of
+    the rest (signal_counts.in_range)."""
+
+    def stored(days: tuple[int, int]) -> dict[tuple[str, str], int]:
+        band: Doc | int = {"$ne": ALL_WIDTHS} if width is None else width
+        match = {
+            "projectId": flt.project_id,
+            "bucketW": band,
+            "day": {"$gte": days[0], "$lte": days[1]},
+            **path_match(flt.path_set),
+        }
+        group = {"$group": {"_id": {"s": "$selector", "k": "$kind"}, "n": {"$sum": "$n"}}}
+        return {
+            (str(d["_id"]["s"]), str(d["_id"]["k"])): int(d["n"])
+            for d in coll(COUNTS).aggregate([{"$match": match}, group])
+        }
+
+    return in_range(flt, stored, lambda part: _raw_selector_counts(coll, part, width))
+
+
+def _raw_selector_counts(coll: Coll, flt: EventFilter, width: int | None) -> dict[tuple[str, str], int]:
     match = {**range_match(flt, coll), "selector": {"$nin": [None, ""]}}
     if width is not None:
         match["bucketW"] = width
     group = {"$group": {"_id": {"s": "$selector", "k": "$kind"}, "n": {"$sum": 1}}}
-    return {
+    found = {
         (str(d["_id"]["s"]), str(d["_id"]["k"])): int(d["n"])
         for d in coll(SIGNALS).aggregate([{"$match": match}, group])
     }
+    rage = {"$group": {"_id": "$selector", "n": {"$sum": 1}}}
+    for d in coll(RAGE_CLICKS).aggregate([{"$match": match}, rage]):
+        found[(str(d["_id"]), RAGE)] = int(d["n"])
+    return found
 
 
 def sessions_with(coll: Coll, project_id: str, kind: str) -> list[str]:

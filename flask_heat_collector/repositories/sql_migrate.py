@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from ..aggregates import rebuild_pieces
 from ..ingest import pack_points, path_key, view_width
 from ..report_pieces import ALL_WIDTHS
-from . import sql_rage, sql_reports
+from . import sql_rage, sql_reports, sql_signals
 from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, Migration
 from .sql_ingest import IngestStatements, after_key, executemany, long_move_params
 from .sql_schema import (
@@ -24,6 +24,8 @@ from .sql_schema import (
     heat_aggregates,
     heat_rage_clicks,
     heat_report_pieces,
+    heat_signal_counts,
+    heat_signals,
     long_moves,
     metadata,
     projects,
@@ -99,6 +101,10 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
     elif reports:
         for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
             sql_reports.rebuild_all(conn, project_id, _project_rows(conn, project_id, json=True))
+    counted = (heat_signal_counts.name, heat_signals.name, heat_rage_clicks.name)
+    if "events" in tables and not tables.issuperset(counted):  # the counts of the signals stored so far
+        for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
+            sql_signals.rebuild_counts(conn, project_id)
     if long_moves.name not in tables:  # a database of the layout before the long-move index
         _index_long_moves(conn, st)
     legacy = LEGACY_EVENTS in tables or users_v1
@@ -296,6 +302,7 @@ def rebuild_aggregates(conn: Connection, st: IngestStatements) -> int:
         if merged:
             executemany(conn, st.pieces_sql, st.pieces_params(project_id, merged))
         sql_reports.rebuild_all(conn, project_id, _project_rows(conn, project_id, json=True))
+        sql_signals.rebuild_counts(conn, project_id)  # the signals' (the rage clicks are settled again)
     return read
 
 

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..rageclicks import RageRule, new_token, rage_row, settle
-from ..signals import DEFAULT_RULES, SIGNAL_TYPES, SignalRules
+from ..signal_counts import Counted, changes
+from ..signals import DEFAULT_RULES, RAGE, SIGNAL_TYPES, SignalRules
 from . import sql_signals
 from .base import EventFilter, EventRow
 from .sql_ingest import executemany, insert_ignore, rage_mark_sql
@@ -36,6 +37,9 @@ def forget(conn: Connection, project_id: str, session_ids: list[str]) -> None:
     deleted) and mark them pending, so the next settle decides again from the rows left."""
     ids = sorted(set(session_ids))
     mark(conn, project_id, ids)  # the marks first: a settle locks them before the rage clicks
+    bots = sql_signals.bots_among(conn, project_id, ids)
+    counted = sql_signals.stored_counted(conn, project_id, [sid for sid in ids if sid not in bots])
+    sql_signals.count(conn, project_id, changes([], counted))
     sql_signals.forget(conn, project_id, ids)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
@@ -98,9 +102,13 @@ def settle_sessions(
     r = heat_rage_clicks.c
     stored: dict[str, list[str]] = {}
     removed: list[tuple[str, str]] = []  # rows settled before the exact width was kept: written again
-    for sid, eid, view_w in conn.execute(
-        sa.select(r.session_id, r.event_id, r.view_w).where(r.project_id == project_id, r.session_id.in_(ids))
+    counted: dict[tuple[str, str], Counted] = {}
+    for sid, eid, view_w, *rest in conn.execute(
+        sa.select(r.session_id, r.event_id, r.view_w, r.path, r.path_key, r.ts, r.bucket_w, r.selector).where(
+            r.project_id == project_id, r.session_id.in_(ids)
+        )
     ):
+        counted[(str(sid), str(eid))] = Counted(RAGE, *rest)
         if view_w is None:
             removed.append((str(sid), str(eid)))
         else:
@@ -117,7 +125,11 @@ def settle_sessions(
             sa.insert(heat_rage_clicks),
             [{"project_id": project_id, **{name: getattr(c, name) for name in _RAGE_FIELDS}} for c in added],
         )
-    sql_signals.settle_sessions(conn, project_id, ids, signals)
+    bots = sql_signals.bots_among(conn, project_id, ids)
+    more, fewer = sql_signals.settle_sessions(conn, project_id, ids, signals, bots)
+    more += [Counted(RAGE, c.path, c.path_key, c.ts, c.bucket_w, c.selector) for c in added if c.session_id not in bots]
+    fewer += [counted[key] for key in removed if key[0] not in bots]
+    sql_signals.count(conn, project_id, changes(more, fewer))
     delete_keyed(conn, heat_rage_pending, project_id, ("session_id", "token"), sorted(tokens.items()))
     return len(ids)
 

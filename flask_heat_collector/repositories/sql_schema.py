@@ -253,6 +253,22 @@ heat_signals = _table(
     sa.Index("ix_heat_signals_path_ts", "project_id", "path_key", "ts"),
 )
 
+# Exact counts of the human sessions' settled signals and rage clicks (signal_counts.py): per path,
+# day and kind over every band (bucket_w -1, selector_key 0), and per band and selector.
+heat_signal_counts = _table(
+    "heat_signal_counts",
+    sa.Column("project_id", _Uuid, primary_key=True),
+    sa.Column("path_key", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("day", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("bucket_w", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("selector_key", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("path", _Path, nullable=False),
+    sa.Column("selector", _Path),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Index("ix_heat_signal_counts_band_day", "project_id", "bucket_w", "day"),  # the paths report
+)
+
 # Every stored column of events but the JSON ones: what the aggregates add up.
 ROLLUP_FIELDS = [events.c[name] if name not in ("meta_json", "data_json") else sa.null() for name in STORED_FIELDS]
 

@@ -4,32 +4,42 @@ its rage clicks, under the same lock: sql_rage.settle_sessions), and the reads o
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from itertools import groupby
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..report_pieces import ALL_WIDTHS
+from ..signal_counts import Change, Counted, changes, in_range
 from ..signals import RAGE, SIGNAL_FIELDS, SIGNAL_TYPES, SessionRow, Signal, SignalRules, settle
 from .base import EventFilter
+from .sql_ingest import upsert
 from .sql_schema import (
     delete_keyed,
     events,
     heat_rage_clicks,
+    heat_signal_counts,
     heat_signals,
     path_clauses,
     session_types,
+    sessions,
     traffic_clauses,
     unindexed,
 )
 
 _ROW_COLUMNS = [events.c[name] for name in ("session_id", *SessionRow._fields)]
 _SIGNAL_COLUMNS = [heat_signals.c[name] for name in SIGNAL_FIELDS]
+_COUNTED_COLUMNS = [heat_signals.c[name] for name in Counted._fields]
+_COUNT_KEY = ["project_id", "path_key", "day", "bucket_w", "kind", "selector_key"]
 
 
-def settle_sessions(conn: Connection, project_id: str, ids: list[str], rules: SignalRules) -> None:
+def settle_sessions(
+    conn: Connection, project_id: str, ids: list[str], rules: SignalRules, bots: set[str]
+) -> tuple[list[Counted], list[Counted]]:
     """Decide the signals of these sessions (their pending marks locked by the caller) and store the
-    difference."""
+    difference; the signal rows of the sessions not in ``bots`` stored and deleted (for the counts)."""
     rows = conn.execute(
         sa.select(*_ROW_COLUMNS)
         .where(events.c.project_id == project_id, events.c.session_id.in_(ids), session_types(*SIGNAL_TYPES))
@@ -38,9 +48,13 @@ def settle_sessions(conn: Connection, project_id: str, ids: list[str], rules: Si
     s = heat_signals.c
     stored: dict[str, list[tuple[str, str]]] = defaultdict(list)
     removed: list[tuple[str, str, str]] = []  # rows settled before the exact width was kept: written again
-    for sid, kind, eid, view_w in conn.execute(
-        sa.select(s.session_id, s.kind, s.event_id, s.view_w).where(s.project_id == project_id, s.session_id.in_(ids))
+    counted: dict[tuple[str, str, str], Counted] = {}
+    for sid, kind, eid, view_w, *rest in conn.execute(
+        sa.select(s.session_id, s.kind, s.event_id, s.view_w, *_COUNTED_COLUMNS[1:]).where(
+            s.project_id == project_id, s.session_id.in_(ids)
+        )
     ):
+        counted[(str(sid), str(kind), str(eid))] = Counted(str(kind), *rest)
         if view_w is None:
             removed.append((str(sid), str(kind), str(eid)))
         else:
@@ -54,6 +68,62 @@ def settle_sessions(conn: Connection, project_id: str, ids: list[str], rules: Si
     delete_keyed(conn, heat_signals, project_id, ("session_id", "kind", "event_id"), removed)
     if added:
         conn.execute(sa.insert(heat_signals), [{"project_id": project_id, **sig._asdict()} for sig in added])
+    return (
+        [_counted(sig.kind, sig) for sig in added if sig.session_id not in bots],
+        [counted[key] for key in removed if key[0] not in bots],
+    )
+
+
+def _counted(kind: str, row: Any) -> Counted:
+    return Counted(kind, row.path, row.path_key, row.ts, row.bucket_w, row.selector)
+
+
+def bots_among(conn: Connection, project_id: str, ids: list[str]) -> set[str]:
+    """The sessions of ``ids`` whose class is ``bot`` (their signals are in no count)."""
+    t = sessions.c
+    stmt = sa.select(t.id).where(t.project_id == project_id, t.id.in_(ids), t.traffic == "bot")
+    return {str(sid) for sid in conn.execute(stmt).scalars()}
+
+
+def stored_counted(conn: Connection, project_id: str, session_ids: list[str] | None) -> Iterator[Counted]:
+    """The stored signal rows and rage clicks of these sessions (``None``: of every human session), as
+    the counts keep them."""
+    for table, kind in ((heat_signals, heat_signals.c.kind), (heat_rage_clicks, sa.literal(RAGE))):
+        t = table.c
+        columns = [kind, t.path, t.path_key, t.ts, t.bucket_w, t.selector]
+        mine = t.project_id == project_id
+        chunks = (
+            [traffic_clauses(t.session_id, project_id, "human")]
+            if session_ids is None
+            else [[t.session_id.in_(session_ids[i : i + 500])] for i in range(0, len(session_ids), 500)]
+        )
+        for clauses in chunks:
+            for k, path, pkey, ts, bw, sel in conn.execute(sa.select(*columns).where(mine, *clauses)):
+                yield Counted(str(k), str(path), int(pkey), int(ts), int(bw), sel)
+
+
+def count(conn: Connection, project_id: str, found: list[Change]) -> None:
+    """Add these changes to the stored counts (a count that reaches 0 is deleted: nothing erased is
+    named)."""
+    if not found:
+        return
+    c = heat_signal_counts.c
+    stmt = upsert(conn.dialect.name, heat_signal_counts, _COUNT_KEY, lambda new: {"n": c.n + new.n})
+    rows = [
+        {"project_id": project_id, **ch.key._asdict(), "path": ch.path, "selector": ch.selector, "n": ch.n}
+        for ch in found
+    ]
+    conn.execute(stmt, rows)
+    fallen = [tuple(ch.key) for ch in found if ch.n < 0]
+    for start in range(0, len(fallen), 500):
+        keys = sa.tuple_(*(c[name] for name in _COUNT_KEY[1:])).in_(fallen[start : start + 500])
+        conn.execute(sa.delete(heat_signal_counts).where(c.project_id == project_id, keys, c.n <= 0))
+
+
+def rebuild_counts(conn: Connection, project_id: str) -> None:
+    """Replace the project's counts by those of its stored signals and rage clicks (human sessions)."""
+    conn.execute(sa.delete(heat_signal_counts).where(heat_signal_counts.c.project_id == project_id))
+    count(conn, project_id, changes(stored_counted(conn, project_id, None), []))
 
 
 def forget(conn: Connection, project_id: str, session_ids: list[str]) -> None:
@@ -88,7 +158,23 @@ def read(conn: Connection, flt: EventFilter, kind: str) -> list[Signal]:
 
 
 def path_counts(conn: Connection, flt: EventFilter) -> dict[tuple[str, str], int]:
-    """``{(path, kind): signals}`` of ``flt``'s range, rage clicks as kind ``rage``, grouped by the database."""
+    """``{(path, kind): signals}`` of ``flt``'s range, rage clicks as kind ``rage``: the counts of its
+    whole days and the signal rows of the rest (signal_counts.in_range)."""
+    c = heat_signal_counts.c
+
+    def stored(days: tuple[int, int]) -> dict[tuple[str, str], int]:
+        stmt = (
+            sa.select(c.path, c.kind, sa.func.sum(c.n))
+            .where(c.project_id == flt.project_id, c.bucket_w == ALL_WIDTHS, c.day.between(*days))
+            .where(*path_clauses(heat_signal_counts, flt.path_set))
+            .group_by(c.path_key, c.path, c.kind)
+        )
+        return {(str(path), str(kind)): int(n) for path, kind, n in conn.execute(stmt)}
+
+    return in_range(flt, stored, lambda part: _raw_path_counts(conn, part))
+
+
+def _raw_path_counts(conn: Connection, flt: EventFilter) -> dict[tuple[str, str], int]:
     s, r = heat_signals.c, heat_rage_clicks.c
     found: dict[tuple[str, str], int] = {}
     stmt = (
@@ -105,14 +191,36 @@ def path_counts(conn: Connection, flt: EventFilter) -> dict[tuple[str, str], int
 
 
 def selector_counts(conn: Connection, flt: EventFilter, width: int | None = None) -> dict[tuple[str, str], int]:
-    """``{(selector, kind): n}`` of the signals with a selector in ``flt`` (of bucket width ``width``
-    when given), grouped by the database."""
-    s = heat_signals.c
-    clauses = [*range_clauses(heat_signals, flt), s.selector.is_not(None), s.selector != ""]
-    if width is not None:
-        clauses.append(s.bucket_w == width)
-    stmt = sa.select(s.selector, s.kind, sa.func.count()).where(*clauses).group_by(s.selector, s.kind)
-    return {(str(sel), str(kind)): int(n) for sel, kind, n in conn.execute(stmt)}
+    """``{(selector, kind): n}`` of the signals and rage clicks (kind ``rage``) with a selector in
+    ``flt`` (of bucket width ``width`` when given): the counts of its whole days and the signal rows of
+    the rest (signal_counts.in_range)."""
+    c = heat_signal_counts.c
+
+    def stored(days: tuple[int, int]) -> dict[tuple[str, str], int]:
+        band = c.bucket_w != ALL_WIDTHS if width is None else c.bucket_w == width
+        stmt = (
+            sa.select(c.selector, c.kind, sa.func.sum(c.n))
+            .where(c.project_id == flt.project_id, band, c.day.between(*days))
+            .where(*path_clauses(heat_signal_counts, flt.path_set))
+            .group_by(c.selector_key, c.selector, c.kind)
+        )
+        return {(str(sel), str(kind)): int(n) for sel, kind, n in conn.execute(stmt)}
+
+    return in_range(flt, stored, lambda part: _raw_selector_counts(conn, part, width))
+
+
+def _raw_selector_counts(conn: Connection, flt: EventFilter, width: int | None) -> dict[tuple[str, str], int]:
+    found: dict[tuple[str, str], int] = {}
+    for table in (heat_signals, heat_rage_clicks):
+        t = table.c
+        clauses = [*range_clauses(table, flt), t.selector.is_not(None), t.selector != ""]
+        if width is not None:
+            clauses.append(t.bucket_w == width)
+        kind = [t.kind] if table is heat_signals else []
+        stmt = sa.select(t.selector, *kind, sa.func.count()).where(*clauses).group_by(t.selector, *kind)
+        for sel, *named, n in conn.execute(stmt):
+            found[(str(sel), str(named[0]) if named else RAGE)] = int(n)
+    return found
 
 
 def having(project_id: str, kind: str, session_column: Any) -> Any:

@@ -1,6 +1,6 @@
 """Traffic classes on the SQL backends (traffic.py): decide a session's class again and, when it
 changes, move what its rows added (the aggregates and report pieces of every key-day they touch are
-computed again from the human sessions' rows, as erase computes them)."""
+computed again from the human sessions' rows, as erase computes them; its signals are settled again)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from ..aggregates import items
 from ..traffic import BOT, TrafficRules, Verdict, verdict
-from . import sql_reports
+from . import sql_rage, sql_reports
 from .base import STORED_FIELDS, EventRow
 from .sql_erase import rebuild_key_day, touched
 from .sql_ingest import IngestStatements
@@ -67,6 +67,10 @@ def apply(conn: Connection, st: IngestStatements, project_id: str, session_id: s
     stored, decided = found
     if decided == stored:
         return None
+    if (stored.traffic == BOT) != (decided.traffic == BOT):
+        # Its signals leave the counts while it still has its old class; the next settle decides
+        # them again and counts them if it is human.
+        sql_rage.forget(conn, project_id, [session_id])
     key = (sessions.c.project_id == project_id, sessions.c.id == session_id)
     conn.execute(sa.update(sessions).where(*key).values(traffic=decided.traffic, traffic_reason=decided.reason))
     if (stored.traffic == BOT) == (decided.traffic == BOT):
