@@ -961,7 +961,8 @@ class _SqlReader(base.Reader):
             clauses += self._traffic_clauses(flt.project_id, flt.traffic)
         ts = self._ts(what)
         clauses += path_clauses(events, flt.path_set, indexed=not self._bots_listed(what))
-        if flt.types is not None and session_id is not None:  # the session's index, not the type's
+        if flt.types is not None and (session_id is not None or self._bots_listed(what)):
+            # the session's index (or the listed bots' sessions'), not the type's
             clauses.append(session_types(*flt.types))
         elif flt.types is not None:
             clauses.append(events.c.type == flt.types[0] if len(flt.types) == 1 else events.c.type.in_(flt.types))

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from ..report_pieces import ALL_WIDTHS
 from ..signal_counts import Change, Counted, changes, in_range
-from ..signals import RAGE, SIGNAL_FIELDS, SIGNAL_TYPES, SessionRow, Signal, SignalRules, settle
+from ..signals import KINDS, RAGE, SIGNAL_FIELDS, SIGNAL_TYPES, SessionRow, Signal, SignalRules, settle
 from .base import EventFilter
 from .sql_ingest import upsert
 from .sql_schema import (
@@ -177,10 +177,12 @@ def path_counts(conn: Connection, flt: EventFilter) -> dict[tuple[str, str], int
 def _raw_path_counts(conn: Connection, flt: EventFilter) -> dict[tuple[str, str], int]:
     s, r = heat_signals.c, heat_rage_clicks.c
     found: dict[tuple[str, str], int] = {}
+    # Every kind named: without a path, the range is read by (project, kind, ts), not every signal
+    # of the project through the path index.
     stmt = (
         sa.select(s.path, s.kind, sa.func.count())
-        .where(*range_clauses(heat_signals, flt))
-        .group_by(s.path_key, s.path, s.kind)
+        .where(*range_clauses(heat_signals, flt), s.kind.in_(KINDS))
+        .group_by(s.path, s.kind)
     )
     for path, kind, n in conn.execute(stmt):
         found[(str(path), str(kind))] = int(n)
@@ -197,7 +199,8 @@ def selector_counts(conn: Connection, flt: EventFilter, width: int | None = None
     c = heat_signal_counts.c
 
     def stored(days: tuple[int, int]) -> dict[tuple[str, str], int]:
-        band = c.bucket_w != ALL_WIDTHS if width is None else c.bucket_w == width
+        # The path's key (the band's index would read every path's counts of the band).
+        band = c.bucket_w + 0 != ALL_WIDTHS if width is None else c.bucket_w + 0 == width
         stmt = (
             sa.select(c.selector, c.kind, sa.func.sum(c.n))
             .where(c.project_id == flt.project_id, band, c.day.between(*days))
