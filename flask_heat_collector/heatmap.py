@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .aggregates import (
+    DAY_MS,
     PLOTTABLE_TYPES,
     RESOLUTION,
     Stats,
@@ -32,9 +33,11 @@ from .aggregates import (
 from .ingest import js_round, parse_bucket
 from .listing import from_edge
 from .rageclicks import RAGECLICK
-from .repositories.base import EventFilter, EventRow, Reader, Repository
+from .repositories.base import AggregateRow, EventFilter, EventRow, Reader, Repository
 from .samples import EdgeTally, band_sample, sample_json
+from .signal_maps import decode_cells
 from .signals import HEATMAP_KINDS, Signal
+from .traffic import BOT, HUMAN
 
 DEFAULT_VIEWPORT = (1280, 720)
 SIGNAL_PLOTS = (RAGECLICK, *HEATMAP_KINDS)  # heatmap types plotted from settled signal rows
@@ -192,18 +195,40 @@ _FETCH_CHUNK = 500
 
 class _RagePlan:
     """A ``type=rageclick`` (``deadclick``, ``errorclick``) request: the settled rage clicks (signals)
-    of the range (rageclicks.py, signals.py), each with the exact width of its event (stored with it)."""
+    of the range (rageclicks.py, signals.py), each with the exact width of its event (stored with it).
+    A dead-click or error-click map takes its range's whole days from the map pieces
+    (signal_maps.py) and reads the signal rows of its partial days (and the bots' of every day)."""
 
     def __init__(self, reader: Reader, flt: EventFilter, kind: str = RAGECLICK) -> None:
-        self.kind = kind
-        self.clicks: list[EventRow] | list[Signal] = (
-            reader.rage_clicks(flt) if kind == RAGECLICK else reader.signals(flt, HEATMAP_KINDS[kind])
-        )
-        # Rows settled before their exact width was kept: the width read from their events.
-        ids = sorted({click.event_id for click in self.clicks if not click.view_w})
+        assert flt.ts_from is not None and flt.ts_to is not None
+        self.reader, self.flt, self.kind = reader, flt, kind
+        self.pieces: list[AggregateRow] = []
+        self.days: tuple[int, int] | None = None
+        self.clicks: list[EventRow | Signal] = []
         self.widths: dict[str, int] = {}
+        ranges = [flt]
+        days, edges = split_range(flt.ts_from, flt.ts_to)
+        if kind != RAGECLICK and days is not None and flt.traffic != BOT:
+            pieces = reader.signal_maps(flt.project_id, flt.path_set, days, HEATMAP_KINDS[kind])
+            if pieces is not None:
+                self.pieces, self.days = pieces, days
+                ranges = [replace(flt, ts_from=lo, ts_to=hi) for lo, hi in edges]
+                if flt.traffic != HUMAN:
+                    ranges.append(_whole_days(flt, days, BOT))
+        for part in ranges:
+            self._read(part)
+
+    def _read(self, flt: EventFilter) -> None:
+        found = (
+            self.reader.rage_clicks(flt)
+            if self.kind == RAGECLICK
+            else self.reader.signals(flt, HEATMAP_KINDS[self.kind])
+        )
+        self.clicks += found
+        # Rows settled before their exact width was kept: the width read from their events.
+        ids = sorted({click.event_id for click in found if not click.view_w})
         for start in range(0, len(ids), _FETCH_CHUNK):
-            for row in reader.fetch(flt.project_id, ids[start : start + _FETCH_CHUNK]):
+            for row in self.reader.fetch(flt.project_id, ids[start : start + _FETCH_CHUNK]):
                 self.widths[row.event_id] = row.view_w
 
     def _width(self, click: EventRow | Signal) -> int:
@@ -211,6 +236,9 @@ class _RagePlan:
 
     def summary(self) -> dict[Bucket, Stats]:
         out: dict[Bucket, Stats] = {}
+        for piece in self.pieces:
+            key = (self.kind, piece.bucket_w, piece.bucket_h, piece.view_w)
+            merge_into(out, key, Stats(piece.n, piece.first_seq, piece.max_y))
         for click in self.clicks:
             key = (self.kind, click.bucket_w, click.bucket_h, self._width(click))
             stats = out.get(key)
@@ -222,12 +250,32 @@ class _RagePlan:
     def cells(
         self, types: tuple[str, ...], width: int | None, frame: int, resolution: int, anchor: str = "left"
     ) -> Cells:
+        placed = RESOLUTION % resolution == 0 and all(
+            p.view_w == frame for p in self.pieces if _in_band(p.bucket_w, width)
+        )
+        if self.pieces and not placed and self.days is not None:
+            # Rows of another exact width in the band (placed by the anchor), or a resolution the
+            # pieces' cells do not divide: the whole days' rows instead.
+            self.pieces = []
+            self._read(_whole_days(self.flt, self.days, HUMAN))
         counts: dict[int, int] = {}
+        step = RESOLUTION // resolution if placed else 1
+        for piece in self.pieces:
+            if _in_band(piece.bucket_w, width):
+                for cell, count in decode_cells(piece.cells).items():
+                    cy, cx = divmod(cell, RESOLUTION)
+                    key = cy // step * resolution + cx // step
+                    counts[key] = counts.get(key, 0) + count
         for click in self.clicks:
             if click.x is not None and click.y is not None and _in_band(click.bucket_w, width):
                 cy, cx = anchored_cell(click.x, click.y, self._width(click), frame, resolution, anchor)
                 counts[cy * resolution + cx] = counts.get(cy * resolution + cx, 0) + 1
         return counts, {}
+
+
+def _whole_days(flt: EventFilter, days: tuple[int, int], traffic: str) -> EventFilter:
+    """``flt`` over the whole days ``days``, of the sessions of class ``traffic``."""
+    return replace(flt, traffic=traffic, ts_from=days[0] * DAY_MS, ts_to=(days[1] + 1) * DAY_MS - 1)
 
 
 def choose_bucket(summary: dict[Bucket, Stats], width: int | None = None) -> str | None:

@@ -108,6 +108,11 @@ class TrafficReader(Reader):
     def rage_clicks(self, flt: EventFilter) -> list[EventRow]:
         return self.inner.rage_clicks(flt)
 
+    def signal_maps(
+        self, project_id: str, path: PathSet, days: tuple[int, int], kind: str
+    ) -> list[AggregateRow] | None:
+        return [] if self.traffic == BOT else self.inner.signal_maps(project_id, path, days, kind)
+
     def signals(self, flt: EventFilter, kind: str) -> list[Signal]:
         return self.inner.signals(flt, kind)
 

@@ -465,8 +465,9 @@ def expected_counts(bodies: list[dict[str, Any]], keep: Callable[[oracle.Row], b
 
 def test_counts_over_days_and_classes_against_the_oracle(make_app: Callable[..., Flask], backend: str) -> None:
     """Signals over four UTC days (sessions across midnight too), two sessions bots: the paths and
-    elements reports count whole days from the stored counts and the rest from the signal rows; every
-    range and class equals the oracle, after a bot becomes human and after a session is erased."""
+    elements reports count whole days from the stored counts, the dead-click and error-click maps
+    take them from their pieces, and the rest from the signal rows; every range and class equals the
+    oracle, after a bot becomes human and after a session is erased."""
     rng = random.Random(11)
     bodies = random_bodies(5, sessions=10)
     midnight = T - T % DAY + DAY
@@ -480,11 +481,13 @@ def test_counts_over_days_and_classes_against_the_oracle(make_app: Callable[...,
     app = make_app(rate_limit="100000 per second")
     client = app.test_client()
     project = ""
-    for body in bodies:
+    for i, body in enumerate(bodies):
         agent = GOOGLEBOT if body["session"]["id"] in bots else "TestAgent/1.0"
         response = client.post("/ingest", json=body, headers={"X-Project-Key": PROJECT_KEY, "User-Agent": agent})
         assert response.status_code == 200, response.get_json()
         project = response.get_json()["projectId"]
+        if i % 7 == 6:  # settled now and then: later batches add to the stored counts, or un-dead clicks
+            get(client, project, "heatmap", type="deadclick")
     first, last = T, T + 4 * DAY
     ranges: list[dict[str, int]] = [{}, {"from": midnight, "to": midnight + 2 * DAY - 1}]
     ranges += [dict(zip(("from", "to"), sorted(rng.sample(range(first, last), 2)), strict=True)) for _ in range(4)]
@@ -499,6 +502,17 @@ def test_counts_over_days_and_classes_against_the_oracle(make_app: Callable[...,
 
                 got = counts(client, project, traffic=traffic, **window)
                 assert got == expected_counts(kept, keep), (window, traffic)
+                classed = [b for b in kept if traffic == "all" or (b["session"]["id"] in bots) == (traffic == "bot")]
+                rows = oracle.stored_rows(classed)
+                lo, hi = window.get("from", 0), window.get("to", last + DAY)
+                for kind, name in (("dead", "deadclick"), ("error", "errorclick")):
+                    for resolution in (64, 50):  # 50: not a divisor of the pieces' 128 (rows instead)
+                        query = {"from": lo, "to": hi, "traffic": traffic, "resolution": resolution}
+                        got_map = get(client, project, "heatmap", type=name, **query)
+                        want = oracle.signal_heatmap(rows, kind, ts_from=lo, ts_to=hi, resolution=resolution)
+                        assert got_map["points"] == want["points"], (kind, window, traffic, resolution)
+                        for key in ("total", "plotted", "viewport", "renderHeight"):
+                            assert got_map["meta"][key] == want["meta"][key], (key, kind, window, traffic)
 
     assert expected_counts(bodies, lambda r: r.session_id in bots)["paths"]  # the bots have signals
     check(bodies, bots)

@@ -502,6 +502,14 @@ class Reader(ABC):
         """The settled signals of one kind (signals.py) of ``flt`` (project, path, ``ts_from..ts_to``) in
         ``(ts, seq)`` order."""
 
+    def signal_maps(
+        self, project_id: str, path: PathSet, days: tuple[int, int], kind: str
+    ) -> list[AggregateRow] | None:
+        """The dead-click or error-click map pieces (signal_maps.py: ``type`` the kind) of the human
+        sessions' signals on these whole days; ``None`` when this reader has none (its answers come
+        from the signal rows)."""
+        return None
+
     @abstractmethod
     def signal_path_counts(self, flt: EventFilter) -> dict[tuple[str, str], int]:
         """``{(path, kind): n}`` of the settled signals of ``flt``'s range (rage clicks as kind ``rage``),

@@ -1115,6 +1115,11 @@ class _SqlReader(base.Reader):
     def rage_clicks(self, flt: base.EventFilter) -> list[base.EventRow]:
         return sql_rage.read(self.conn, flt)
 
+    def signal_maps(
+        self, project_id: str, path: base.PathSet, days: tuple[int, int], kind: str
+    ) -> list[base.AggregateRow] | None:
+        return sql_signals.read_maps(self.conn, project_id, path, days, kind)
+
     def signals(self, flt: base.EventFilter, kind: str) -> list[Signal]:
         return sql_signals.read(self.conn, flt, kind)
 

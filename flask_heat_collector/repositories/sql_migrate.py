@@ -24,6 +24,7 @@ from .sql_schema import (
     heat_aggregates,
     heat_rage_clicks,
     heat_report_pieces,
+    heat_signal_cells,
     heat_signal_counts,
     heat_signals,
     long_moves,
@@ -101,7 +102,7 @@ def migrate_schema(conn: Connection, st: IngestStatements) -> Migration:
     elif reports:
         for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
             sql_reports.rebuild_all(conn, project_id, _project_rows(conn, project_id, json=True))
-    counted = (heat_signal_counts.name, heat_signals.name, heat_rage_clicks.name)
+    counted = (heat_signal_counts.name, heat_signal_cells.name, heat_signals.name, heat_rage_clicks.name)
     if "events" in tables and not tables.issuperset(counted):  # the counts of the signals stored so far
         for project_id in list(conn.execute(sa.select(projects.c.id)).scalars()):
             sql_signals.rebuild_counts(conn, project_id)

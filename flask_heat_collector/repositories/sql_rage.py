@@ -38,9 +38,10 @@ def forget(conn: Connection, project_id: str, session_ids: list[str]) -> None:
     ids = sorted(set(session_ids))
     mark(conn, project_id, ids)  # the marks first: a settle locks them before the rage clicks
     bots = sql_signals.bots_among(conn, project_id, ids)
-    counted = sql_signals.stored_counted(conn, project_id, [sid for sid in ids if sid not in bots])
+    counted = list(sql_signals.stored_counted(conn, project_id, [sid for sid in ids if sid not in bots]))
     sql_signals.count(conn, project_id, changes([], counted))
     sql_signals.forget(conn, project_id, ids)
+    sql_signals.write_maps(conn, project_id, [], sql_signals.gone_maps(counted))
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         conn.execute(

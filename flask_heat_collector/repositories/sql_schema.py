@@ -269,6 +269,24 @@ heat_signal_counts = _table(
     sa.Index("ix_heat_signal_counts_band_day", "project_id", "bucket_w", "day"),  # the paths report
 )
 
+# The dead-click and error-click maps' pieces (signal_maps.py): one per path, day, kind, bucket and
+# exact width, of the human sessions' stored signals; the columns of heat_aggregates' pieces.
+heat_signal_cells = _table(
+    "heat_signal_cells",
+    sa.Column("project_id", _Uuid, primary_key=True),
+    sa.Column("path_key", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("day", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("bucket_w", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("bucket_h", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("view_w", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("first_seq", sa.BigInteger),
+    sa.Column("max_y", sa.Integer),
+    sa.Column("cells", _Blob),
+    sa.Index("ix_heat_signal_cells_kind_day", "project_id", "kind", "day"),  # the map of every path
+)
+
 # Every stored column of events but the JSON ones: what the aggregates add up.
 ROLLUP_FIELDS = [events.c[name] if name not in ("meta_json", "data_json") else sa.null() for name in STORED_FIELDS]
 

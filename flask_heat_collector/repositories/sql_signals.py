@@ -4,22 +4,26 @@ its rage clicks, under the same lock: sql_rage.settle_sessions), and the reads o
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import groupby
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .. import signal_maps
+from ..aggregates import DAY_MS
 from ..report_pieces import ALL_WIDTHS
 from ..signal_counts import Change, Counted, changes, in_range
+from ..signal_maps import MAP_KINDS, MapKey, Mapped, map_key
 from ..signals import KINDS, RAGE, SIGNAL_FIELDS, SIGNAL_TYPES, SessionRow, Signal, SignalRules, settle
-from .base import EventFilter
-from .sql_ingest import upsert
+from .base import AggregateRow, EventFilter, PathSet
+from .sql_ingest import insert_ignore, upsert
 from .sql_schema import (
     delete_keyed,
     events,
     heat_rage_clicks,
+    heat_signal_cells,
     heat_signal_counts,
     heat_signals,
     path_clauses,
@@ -33,6 +37,8 @@ _ROW_COLUMNS = [events.c[name] for name in ("session_id", *SessionRow._fields)]
 _SIGNAL_COLUMNS = [heat_signals.c[name] for name in SIGNAL_FIELDS]
 _COUNTED_COLUMNS = [heat_signals.c[name] for name in Counted._fields]
 _COUNT_KEY = ["project_id", "path_key", "day", "bucket_w", "kind", "selector_key"]
+_MAP_KEY = ["project_id", "path_key", "day", "kind", "bucket_w", "bucket_h", "view_w"]
+_MAP_COLUMNS = ["path_key", "day", "kind", "bucket_w", "bucket_h", "view_w", "n", "first_seq", "max_y", "cells"]
 
 
 def settle_sessions(
@@ -68,10 +74,29 @@ def settle_sessions(
     delete_keyed(conn, heat_signals, project_id, ("session_id", "kind", "event_id"), removed)
     if added:
         conn.execute(sa.insert(heat_signals), [{"project_id": project_id, **sig._asdict()} for sig in added])
-    return (
-        [_counted(sig.kind, sig) for sig in added if sig.session_id not in bots],
-        [counted[key] for key in removed if key[0] not in bots],
-    )
+    more = [sig for sig in added if sig.session_id not in bots]
+    fewer = [counted[key] for key in removed if key[0] not in bots]
+    mapped = [
+        Mapped(
+            sig.kind,
+            sig.path_key,
+            sig.ts,
+            sig.seq,
+            sig.x,
+            sig.y,
+            sig.bucket_w,
+            sig.bucket_h,
+            sig.view_w or sig.bucket_w,
+        )
+        for sig in more
+    ]
+    write_maps(conn, project_id, mapped, gone_maps(fewer))
+    return [_counted(sig.kind, sig) for sig in more], fewer
+
+
+def gone_maps(removed: Iterable[Counted]) -> set[MapKey]:
+    """The path-day-kinds of maps that lose these signals."""
+    return {map_key(r.kind, r.path_key, r.ts) for r in removed if r.kind in MAP_KINDS}
 
 
 def _counted(kind: str, row: Any) -> Counted:
@@ -121,9 +146,111 @@ def count(conn: Connection, project_id: str, found: list[Change]) -> None:
 
 
 def rebuild_counts(conn: Connection, project_id: str) -> None:
-    """Replace the project's counts by those of its stored signals and rage clicks (human sessions)."""
+    """Replace the project's counts and map pieces by those of its stored signals and rage clicks
+    (human sessions)."""
     conn.execute(sa.delete(heat_signal_counts).where(heat_signal_counts.c.project_id == project_id))
     count(conn, project_id, changes(stored_counted(conn, project_id, None), []))
+    conn.execute(sa.delete(heat_signal_cells).where(heat_signal_cells.c.project_id == project_id))
+    _insert_maps(conn, project_id, signal_maps.pieces(_mapped(conn, project_id, [])))
+
+
+def _mapped(conn: Connection, project_id: str, where: list[Any]) -> Iterator[Mapped]:
+    """The stored signals of the human sessions of signal_maps.MAP_KINDS matching ``where``, each with
+    its event's width when it was settled before the width was kept."""
+    s, e = heat_signals.c, events.c
+    width = sa.func.coalesce(s.view_w, e.view_w, s.bucket_w)
+    joined = heat_signals.outerjoin(events, sa.and_(e.project_id == s.project_id, e.event_id == s.event_id))
+    stmt = (
+        sa.select(s.kind, s.path_key, s.ts, s.seq, s.x, s.y, s.bucket_w, s.bucket_h, width)
+        .select_from(joined)
+        .where(s.project_id == project_id, *traffic_clauses(s.session_id, project_id, "human"), *where)
+    )
+    if not where:
+        stmt = stmt.where(s.kind.in_(MAP_KINDS))
+    for row in conn.execute(stmt):
+        yield Mapped(str(row[0]), *(int(v) if v is not None else None for v in row[1:]))  # type: ignore[arg-type]
+
+
+def _insert_maps(conn: Connection, project_id: str, found: list[AggregateRow]) -> None:
+    if found:
+        conn.execute(sa.insert(heat_signal_cells), [{"project_id": project_id, **_map_values(p)} for p in found])
+
+
+def _map_values(piece: AggregateRow) -> dict[str, Any]:
+    return {name: getattr(piece, "type" if name == "kind" else name) for name in _MAP_COLUMNS}
+
+
+def write_maps(conn: Connection, project_id: str, added: list[Mapped], gone: set[MapKey]) -> None:
+    """Bring the map pieces up to date after signals were stored (``added``, of human sessions) or
+    deleted (their path-day-kinds ``gone``, computed again from the signals now stored)."""
+    t, s = heat_signal_cells.c, heat_signals.c
+    for pkey, day, kind in sorted(gone):
+        mine = (t.project_id == project_id, t.path_key == pkey, t.day == day, t.kind == kind)
+        conn.execute(sa.delete(heat_signal_cells).where(*mine))
+        where = [s.path_key == pkey, unindexed(s.kind) == kind, s.ts.between(day * DAY_MS, (day + 1) * DAY_MS - 1)]
+        _insert_maps(conn, project_id, signal_maps.pieces(_mapped(conn, project_id, where)))
+    fresh = {
+        _piece_key(p): p for p in signal_maps.pieces(r for r in added if map_key(r.kind, r.path_key, r.ts) not in gone)
+    }
+    if not fresh:
+        return
+    # An empty piece for each new key first, so that concurrent settles lock the same rows.
+    empty = insert_ignore(conn.dialect.name, heat_signal_cells, _MAP_KEY)
+    conn.execute(empty, [{**dict(zip(_MAP_KEY, (project_id, *key), strict=True)), "n": 0} for key in sorted(fresh)])
+    stored: dict[tuple[Any, ...], AggregateRow] = {}
+    keys = sorted(fresh)
+    for start in range(0, len(keys), 200):
+        match = sa.tuple_(*(t[name] for name in _MAP_KEY[1:])).in_(keys[start : start + 200])
+        stmt = sa.select(*(t[name] for name in _MAP_COLUMNS)).where(t.project_id == project_id, match)
+        if conn.dialect.name != "sqlite":
+            stmt = stmt.with_for_update()
+        for row in conn.execute(stmt):
+            piece = _map_piece(row)
+            stored[_piece_key(piece)] = piece
+    update = (
+        sa.update(heat_signal_cells)
+        .where(t.project_id == project_id, *(t[name] == sa.bindparam("k_" + name) for name in _MAP_KEY[1:]))
+        .values(**{name: sa.bindparam("v_" + name) for name in ("n", "first_seq", "max_y", "cells")})
+    )
+    params = []
+    for key in keys:
+        values = _map_values(signal_maps.combined(stored.get(key), fresh[key]))
+        params.append({("k_" if name in _MAP_KEY else "v_") + name: value for name, value in values.items()})
+    conn.execute(update, params)
+
+
+def _piece_key(piece: AggregateRow) -> tuple[Any, ...]:
+    return (piece.path_key, piece.day, piece.type, piece.bucket_w, piece.bucket_h, piece.view_w)
+
+
+def _map_piece(row: Any) -> AggregateRow:
+    values = dict(zip(_MAP_COLUMNS, row, strict=True))
+    return AggregateRow(
+        int(values["path_key"]),
+        int(values["day"]),
+        str(values["kind"]),
+        int(values["bucket_w"]),
+        int(values["bucket_h"]),
+        int(values["view_w"]),
+        0,
+        int(values["n"]),
+        None if values["first_seq"] is None else int(values["first_seq"]),
+        None if values["max_y"] is None else int(values["max_y"]),
+        values["cells"],
+        None,
+    )
+
+
+def read_maps(
+    conn: Connection, project_id: str, paths: PathSet, days: tuple[int, int], kind: str
+) -> list[AggregateRow]:
+    """The map pieces of one kind of these paths and whole days."""
+    t = heat_signal_cells.c
+    stmt = sa.select(*(t[name] for name in _MAP_COLUMNS)).where(
+        t.project_id == project_id, t.day.between(*days), *path_clauses(heat_signal_cells, paths, exact=False)
+    )
+    stmt = stmt.where((unindexed(t.kind) if paths is not None else t.kind) == kind, t.n > 0)
+    return [_map_piece(row) for row in conn.execute(stmt)]
 
 
 def forget(conn: Connection, project_id: str, session_ids: list[str]) -> None:
