@@ -1587,6 +1587,11 @@ class _MongoReader(base.Reader):
     def rage_clicks(self, flt: base.EventFilter) -> list[base.EventRow]:
         return mongo_rage.read(self.repo._coll, flt)
 
+    def signal_maps(
+        self, project_id: str, path: base.PathSet, days: tuple[int, int], kind: str
+    ) -> list[base.AggregateRow] | None:
+        return mongo_signals.read_maps(self.repo._coll, project_id, path, days, kind)
+
     def signals(self, flt: base.EventFilter, kind: str) -> list[Signal]:
         return mongo_signals.read(self.repo._coll, flt, kind)
 

@@ -75,10 +75,11 @@ def forget(coll: Coll, project_id: str, session_ids: list[str]) -> None:
     ids = sorted(set(session_ids))
     if ids:
         bots = mongo_signals.bots_among(coll, project_id, ids)
-        humans = [sid for sid in ids if sid not in bots]
-        mongo_signals.count(coll, project_id, changes([], mongo_signals.stored_counted(coll, project_id, humans)))
+        counted = mongo_signals.stored_counted(coll, project_id, [sid for sid in ids if sid not in bots])
+        mongo_signals.count(coll, project_id, changes([], counted))
         coll(CLICKS).delete_many({"projectId": project_id, "sessionId": {"$in": ids}})
         mongo_signals.forget(coll, project_id, ids)
+        mongo_signals.write_maps(coll, project_id, [], mongo_signals.gone_maps(counted))
     mark(coll, project_id, ids)
 
 
@@ -100,12 +101,12 @@ def migrate(coll: Coll) -> None:
     signals) are decided from then on; and count the signals stored so far (signal_counts.py), again
     whenever the sessions are marked."""
     marked = False
-    for name in ("rage-clicks", "signals", "signal-counts"):
+    for name in ("rage-clicks", "signals", "signal-maps"):
         try:
             coll(MIGRATIONS).insert_one({"_id": name})
         except DuplicateKeyError:
             continue
-        if name != "signal-counts":
+        if name != "signal-maps":
             mark_all(coll)
         marked = True
     if marked:

@@ -4,17 +4,20 @@ lease (mongo_rage.settle_sessions), and the reads of the reports."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pymongo import DeleteMany, DeleteOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
+from .. import signal_maps
+from ..aggregates import DAY_MS, encode_pairs
 from ..report_pieces import ALL_WIDTHS
 from ..signal_counts import Change, Counted, changes, in_range
+from ..signal_maps import MAP_KINDS, MapKey, Mapped, decode_cells, map_key
 from ..signals import RAGE, SIGNAL_FIELDS, SessionRow, Signal, SignalRules, settle
-from .base import EventFilter
+from .base import AggregateRow, EventFilter, PathSet
 from .mongo_reports import path_match
 
 Doc = dict[str, Any]
@@ -23,12 +26,16 @@ SIGNALS = "heat_signals"
 RAGE_CLICKS = "heat_rage_clicks"
 COUNTS = "heat_signal_counts"  # signal_counts.py
 _COUNT_KEY = ("projectId", "pathKey", "day", "bucketW", "kind", "selectorKey")
+CELLS = "heat_signal_cells"  # signal_maps.py
+_CELL_KEY = ("projectId", "pathKey", "day", "kind", "bucketW", "bucketH", "viewW")
 INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     (SIGNALS, ("projectId", "sessionId", "kind", "eventId"), True, "uq_heat_signals_key"),
     (SIGNALS, ("projectId", "kind", "ts"), False, "ix_heat_signals_ts"),
     (SIGNALS, ("projectId", "pathKey", "ts"), False, "ix_heat_signals_path_ts"),
     (COUNTS, _COUNT_KEY, True, "uq_heat_signal_counts_key"),
     (COUNTS, ("projectId", "bucketW", "day"), False, "ix_heat_signal_counts_band_day"),
+    (CELLS, _CELL_KEY, True, "uq_heat_signal_cells_key"),
+    (CELLS, ("projectId", "kind", "day"), False, "ix_heat_signal_cells_kind_day"),
 )
 # What a count keeps of a stored signal or rage click (signal_counts.Counted, its kind aside).
 COUNTED_PROJECTION = {"_id": 0, "sessionId": 1, "path": 1, "pathKey": 1, "ts": 1, "bucketW": 1, "selector": 1}
@@ -89,8 +96,126 @@ def settle_sessions(
             fewer += [counted(str(d["kind"]), d) for d in found[sid] if (str(d["kind"]), str(d["eventId"])) in gone]
     if deletes:
         coll(SIGNALS).bulk_write(deletes, ordered=False)
-    more = [counted(str(d["kind"]), d) for d in insert_new(coll(SIGNALS), docs) if d["sessionId"] not in bots]
-    return more, fewer
+    inserted = [d for d in insert_new(coll(SIGNALS), docs) if d["sessionId"] not in bots]
+    write_maps(coll, project_id, [_mapped(d) for d in inserted if d["kind"] in MAP_KINDS], gone_maps(fewer))
+    return [counted(str(d["kind"]), d) for d in inserted], fewer
+
+
+def _mapped(doc: Doc, width: int | None = None) -> Mapped:
+    """A stored signal as a map piece keeps it (``width``: its event's, when not stored with it)."""
+    view_w = doc.get("viewW") or width or doc["bucketW"]
+    return Mapped(
+        str(doc["kind"]),
+        int(doc["pathKey"]),
+        int(doc["ts"]),
+        int(doc["seq"]),
+        _plain(doc.get("x")),
+        _plain(doc.get("y")),
+        int(doc["bucketW"]),
+        int(doc["bucketH"]),
+        int(view_w),
+    )
+
+
+def gone_maps(removed: Iterable[Counted]) -> set[MapKey]:
+    """The path-day-kinds of maps that lose these signals."""
+    return {map_key(r.kind, r.path_key, r.ts) for r in removed if r.kind in MAP_KINDS}
+
+
+_MAPPED_PROJECTION = {
+    "_id": 0,
+    **{name: 1 for name in ("kind", "pathKey", "ts", "seq", "x", "y", "bucketW", "bucketH", "viewW", "eventId")},
+}
+
+
+def _stored_maps(coll: Coll, project_id: str, match: Doc) -> list[AggregateRow]:
+    """The map pieces of the human sessions' stored signals of MAP_KINDS matching ``match``."""
+    found = list(
+        coll(SIGNALS).find(
+            {
+                "projectId": project_id,
+                "kind": {"$in": list(MAP_KINDS)},
+                **traffic_match(coll, project_id, "human"),
+                **match,
+            },
+            _MAPPED_PROJECTION,
+        )
+    )
+    legacy = sorted({str(d["eventId"]) for d in found if not d.get("viewW")})
+    widths = (
+        {
+            str(e["eventId"]): e.get("viewW")
+            for e in coll("events").find(
+                {"projectId": project_id, "eventId": {"$in": legacy}}, {"_id": 0, "eventId": 1, "viewW": 1}
+            )
+        }
+        if legacy
+        else {}
+    )
+    return signal_maps.pieces(_mapped(d, widths.get(str(d["eventId"]))) for d in found)
+
+
+def _map_doc(project_id: str, piece: AggregateRow) -> Doc:
+    key = (project_id, piece.path_key, piece.day, piece.type, piece.bucket_w, piece.bucket_h, piece.view_w)
+    cells = {str(cell): n for cell, n in decode_cells(piece.cells).items()}
+    return {
+        **dict(zip(_CELL_KEY, key, strict=True)),
+        "n": piece.n,
+        "firstSeq": piece.first_seq,
+        "maxY": piece.max_y,
+        "cells": cells,
+    }
+
+
+def write_maps(coll: Coll, project_id: str, added: list[Mapped], gone: set[MapKey]) -> None:
+    """Bring the map pieces up to date after signals were stored (``added``, of human sessions) or
+    deleted (their path-day-kinds ``gone``, computed again from the signals now stored). Additions
+    are atomic per piece (``$inc``, ``$min``, ``$max``); without transactions a settle that dies in
+    between leaves them to ``flask heat rebuild-aggregates``."""
+    for pkey, day, kind in sorted(gone):
+        mine = {"projectId": project_id, "pathKey": pkey, "day": day, "kind": kind}
+        coll(CELLS).delete_many(mine)
+        span = {"$gte": day * DAY_MS, "$lte": (day + 1) * DAY_MS - 1}
+        fresh = _stored_maps(coll, project_id, {"pathKey": pkey, "kind": kind, "ts": span})
+        if fresh:
+            coll(CELLS).insert_many([_map_doc(project_id, piece) for piece in fresh])
+    writes = []
+    for piece in signal_maps.pieces(r for r in added if map_key(r.kind, r.path_key, r.ts) not in gone):
+        doc = _map_doc(project_id, piece)
+        key = {name: doc[name] for name in _CELL_KEY}
+        change: Doc = {"$inc": {"n": piece.n, **{f"cells.{c}": n for c, n in doc["cells"].items()}}}
+        if piece.first_seq is not None:
+            change["$min"] = {"firstSeq": piece.first_seq}
+        if piece.max_y is not None:
+            change["$max"] = {"maxY": piece.max_y}
+        writes.append(UpdateOne(key, change, upsert=True))
+    if writes:
+        coll(CELLS).bulk_write(writes, ordered=True)
+
+
+def read_maps(coll: Coll, project_id: str, paths: PathSet, days: tuple[int, int], kind: str) -> list[AggregateRow]:
+    """The map pieces of one kind of these paths and whole days."""
+    match = {"projectId": project_id, "kind": kind, "day": {"$gte": days[0], "$lte": days[1]}, "n": {"$gt": 0}}
+    found = []
+    for doc in coll(CELLS).find({**match, **path_match(paths, exact=False)}, {"_id": 0, "projectId": 0}):
+        cells = encode_pairs({int(cell): int(n) for cell, n in (doc.get("cells") or {}).items()})
+        found.append(
+            AggregateRow(
+                int(doc["pathKey"]),
+                int(doc["day"]),
+                str(doc["kind"]),
+                int(doc["bucketW"]),
+                int(doc["bucketH"]),
+                int(doc["viewW"]),
+                0,
+                int(doc["n"]),
+                _plain(doc.get("firstSeq")),
+                _plain(doc.get("maxY")),
+                cells,
+                None,
+            )
+        )
+    return found
 
 
 def counted(kind: str, doc: Doc) -> Counted:
@@ -135,6 +260,10 @@ def rebuild_counts(coll: Coll, project_id: str) -> None:
     """Replace the project's counts by those of its stored signals and rage clicks (human sessions)."""
     coll(COUNTS).delete_many({"projectId": project_id})
     count(coll, project_id, changes(stored_counted(coll, project_id, None), []))
+    coll(CELLS).delete_many({"projectId": project_id})
+    found = _stored_maps(coll, project_id, {})
+    if found:
+        coll(CELLS).insert_many([_map_doc(project_id, piece) for piece in found])
 
 
 def insert_new(collection: Collection[Doc], docs: list[Doc]) -> list[Doc]:
