@@ -53,6 +53,7 @@ from .sql_migrate import migrate_schema, rebuild_aggregates
 from .sql_schema import (
     MIGRATE_LOCK_ID,
     MIGRATE_LOCK_NAME,
+    any_of,
     bot_sessions,
     create_sql_engine,
     events,
@@ -591,24 +592,36 @@ class SqlRepository(base.Repository):
     def _compact_keys(self, conn: Connection, keys: list[base.AggregateKeyDay], full: bool) -> None:
         """Compact each key-day (aggregates.compaction): merge its pieces not rolled (rolled pieces stay
         as they are, and a finished month's month piece is left to :meth:`_roll_months`, so a merge
-        costs what the day holds, not the month); not ``full`` (by count), a small burst apart."""
+        costs what the day holds, not the month); not ``full`` (by count), a small burst apart. A few
+        statements for all the keys of a project, not a few per key."""
         t = heat_aggregates.c
-        lock = self.dialect in ("postgresql", "mysql")
-        for key in keys:
-            match = [t[name] == value for name, value in zip(_AGGREGATE_KEY, key, strict=True)]
-            where = [*match, t.part > ROLLED]
-            select = sa.select(*[t[name] for name in base.AggregateRow._fields]).where(*where)
-            if lock:  # a concurrent compaction leaves these pieces alone; ingest adds new ones meanwhile
+        names = _AGGREGATE_KEY[1:]
+        for project_id, mine in itertools.groupby(sorted(keys), key=lambda key: str(key[0])):
+            wanted = sorted({tuple(key[1:]) for key in mine})
+            select = sa.select(*[t[name] for name in base.AggregateRow._fields]).where(
+                t.project_id == project_id, any_of(heat_aggregates, names, wanted), t.part > ROLLED
+            )
+            if self.dialect in ("postgresql", "mysql"):  # a concurrent compaction leaves these alone
                 select = select.with_for_update(skip_locked=True)
-            group = [base.AggregateRow(*row) for row in conn.execute(select)]
-            if not any(piece.part > 0 for piece in group):
-                continue  # merged meanwhile by another process
-            replaced, new = compaction(group, full=full)
-            for day in sorted({piece.day for piece in replaced}):
-                parts = [piece.part for piece in replaced if piece.day == day]
-                conn.execute(sa.delete(heat_aggregates).where(*where, t.day == day, t.part.in_(parts)))
-            if new:
-                conn.execute(sa.insert(heat_aggregates), [dict(piece._asdict(), project_id=key[0]) for piece in new])
+            groups: dict[tuple[Any, ...], list[base.AggregateRow]] = {}
+            for row in conn.execute(select):
+                piece = base.AggregateRow(*row)
+                groups.setdefault(tuple(getattr(piece, name) for name in names), []).append(piece)
+            gone: list[tuple[Any, ...]] = []
+            added: list[base.AggregateRow] = []
+            for key, group in sorted(groups.items()):
+                if not any(piece.part > 0 for piece in group):
+                    continue  # merged meanwhile by another process
+                replaced, new = compaction(group, full=full)
+                gone += [(*key[:1], piece.day, *key[2:], piece.part) for piece in replaced]
+                added += new
+            for start in range(0, len(gone), 200):
+                where = any_of(heat_aggregates, (*names, "part"), gone[start : start + 200])
+                conn.execute(sa.delete(heat_aggregates).where(t.project_id == project_id, where))
+            if added:
+                conn.execute(
+                    sa.insert(heat_aggregates), [dict(piece._asdict(), project_id=project_id) for piece in added]
+                )
 
     def _roll_months(self, conn: Connection, rolls: list[tuple[Any, ...]]) -> None:
         """Roll each ``(project, path_key, type, bucket_w, bucket_h, view_w, first day)`` key-month (roll_month)."""

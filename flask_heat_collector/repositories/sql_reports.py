@@ -4,6 +4,7 @@ the pieces a report reads, and their correction by erase."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import groupby
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, PathSet, ReportPiece, S
 from .session_sets import SessionSet, page_ids
 from .sql_ingest import crossing
 from .sql_schema import (
+    any_of,
     events,
     heat_report_pieces,
     heat_session_ordinals,
@@ -102,22 +104,35 @@ def _match(key: tuple[Any, ...]) -> list[Any]:
 
 
 def compact_keys(conn: Connection, keys: list[tuple[Any, ...]]) -> None:
-    """Merge the pieces of each key-day into one (pieces stored meanwhile are left for later)."""
+    """Merge the pieces of each key-day into one (pieces stored meanwhile are left for later): a few
+    statements for all the keys of a project, not a few per key."""
+    t = heat_report_pieces.c
     lock = conn.dialect.name in ("postgresql", "mysql")
-    for key in keys:
-        select = sa.select(*[heat_report_pieces.c[name] for name in PIECE_FIELDS]).where(*_match(key))
+    for project_id, mine in groupby(sorted(keys), key=lambda key: str(key[0])):
+        wanted = sorted({tuple(key[1:]) for key in mine})
+        select = sa.select(*[t[name] for name in PIECE_FIELDS]).where(
+            t.project_id == project_id, any_of(heat_report_pieces, KEY[1:], wanted)
+        )
         if lock:
             select = select.with_for_update(skip_locked=True)
-        group = [ReportPiece(*row) for row in conn.execute(select)]
-        if not any(piece.part > 0 for piece in group):
-            continue
-        known = ensure_ordinals(conn, str(key[0]), {p.session_id for p in group if p.session_id is not None})
-        conn.execute(
-            sa.delete(heat_report_pieces).where(*_match(key), heat_report_pieces.c.part.in_([p.part for p in group]))
-        )
-        merged = merge(group, known.__getitem__)
-        if merged is not None:
-            insert(conn, str(key[0]), [merged])
+        groups: dict[tuple[int, int, int], list[ReportPiece]] = {}
+        for row in conn.execute(select):
+            piece = ReportPiece(*row)
+            groups.setdefault((piece.path_key, piece.day, piece.bucket_w), []).append(piece)
+        groups = {key: group for key, group in groups.items() if any(piece.part > 0 for piece in group)}
+        if not groups:
+            continue  # merged meanwhile by another process
+        sessions = {p.session_id for group in groups.values() for p in group if p.session_id is not None}
+        known = ensure_ordinals(conn, project_id, sessions)
+        gone = sorted((*key, piece.part) for key, group in groups.items() for piece in group)
+        for start in range(0, len(gone), _DELETE_CHUNK):
+            chunk = gone[start : start + _DELETE_CHUNK]
+            where = any_of(heat_report_pieces, (*KEY[1:], "part"), chunk)
+            conn.execute(sa.delete(heat_report_pieces).where(t.project_id == project_id, where))
+        insert(conn, project_id, [m for group in groups.values() if (m := merge(group, known.__getitem__)) is not None])
+
+
+_DELETE_CHUNK = 200  # pieces deleted by one statement
 
 
 def read_pieces(

@@ -388,6 +388,12 @@ def session_types(*types: str) -> Any:
     return typed == types[0] if len(types) == 1 else typed.in_(types)
 
 
+def any_of(table: sa.Table, names: Sequence[str], keys: Sequence[Sequence[Any]]) -> Any:
+    """A clause: ``table``'s columns ``names`` hold one of ``keys`` (an OR of equalities, which every
+    database reads as one index range per key)."""
+    return sa.or_(*(sa.and_(*(table.c[n] == v for n, v in zip(names, key, strict=True))) for key in keys))
+
+
 def delete_keyed(
     conn: Connection, table: sa.Table, project_id: str, names: Sequence[str], keys: Sequence[Sequence[Any]]
 ) -> None:
