@@ -53,15 +53,16 @@ from .sql_migrate import migrate_schema, rebuild_aggregates
 from .sql_schema import (
     MIGRATE_LOCK_ID,
     MIGRATE_LOCK_NAME,
-    any_of,
     bot_sessions,
     create_sql_engine,
+    delete_keyed,
     events,
     heat_aggregates,
     heat_report_pieces,
     path_clauses,
     projects,
     retired_keys,
+    select_keyed,
     session_types,
     sessions,
     traffic_clauses,
@@ -599,12 +600,12 @@ class SqlRepository(base.Repository):
         for project_id, mine in itertools.groupby(sorted(keys), key=lambda key: str(key[0])):
             wanted = sorted({tuple(key[1:]) for key in mine})
             select = sa.select(*[t[name] for name in base.AggregateRow._fields]).where(
-                t.project_id == project_id, any_of(heat_aggregates, names, wanted), t.part > ROLLED
+                t.project_id == project_id, t.part > ROLLED
             )
             if self.dialect in ("postgresql", "mysql"):  # a concurrent compaction leaves these alone
                 select = select.with_for_update(skip_locked=True)
             groups: dict[tuple[Any, ...], list[base.AggregateRow]] = {}
-            for row in conn.execute(select):
+            for row in select_keyed(conn, select, heat_aggregates, names, wanted):
                 piece = base.AggregateRow(*row)
                 groups.setdefault(tuple(getattr(piece, name) for name in names), []).append(piece)
             gone: list[tuple[Any, ...]] = []
@@ -615,13 +616,10 @@ class SqlRepository(base.Repository):
                 replaced, new = compaction(group, full=full)
                 gone += [(*key[:1], piece.day, *key[2:], piece.part) for piece in replaced]
                 added += new
-            for start in range(0, len(gone), 200):
-                where = any_of(heat_aggregates, (*names, "part"), gone[start : start + 200])
-                conn.execute(sa.delete(heat_aggregates).where(t.project_id == project_id, where))
+            delete_keyed(conn, heat_aggregates, project_id, (*names, "part"), gone)
             if added:
-                conn.execute(
-                    sa.insert(heat_aggregates), [dict(piece._asdict(), project_id=project_id) for piece in added]
-                )
+                rows = [dict(piece._asdict(), project_id=project_id) for piece in added]
+                conn.execute(sa.insert(heat_aggregates), rows)
 
     def _roll_months(self, conn: Connection, rolls: list[tuple[Any, ...]]) -> None:
         """Roll each ``(project, path_key, type, bucket_w, bucket_h, view_w, first day)`` key-month (roll_month)."""

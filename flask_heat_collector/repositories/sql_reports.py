@@ -16,12 +16,13 @@ from .base import LONG_MOVE_MS, STORED_FIELDS, EventRow, PathSet, ReportPiece, S
 from .session_sets import SessionSet, page_ids
 from .sql_ingest import crossing
 from .sql_schema import (
-    any_of,
+    delete_keyed,
     events,
     heat_report_pieces,
     heat_session_ordinals,
     path_clauses,
     projects,
+    select_keyed,
     sessions,
     traffic_clauses,
 )
@@ -105,18 +106,15 @@ def _match(key: tuple[Any, ...]) -> list[Any]:
 
 def compact_keys(conn: Connection, keys: list[tuple[Any, ...]]) -> None:
     """Merge the pieces of each key-day into one (pieces stored meanwhile are left for later): a few
-    statements for all the keys of a project, not a few per key."""
+    statements for all the keys of a project, not a few per key (on SQLite, cached ones per key)."""
     t = heat_report_pieces.c
-    lock = conn.dialect.name in ("postgresql", "mysql")
     for project_id, mine in groupby(sorted(keys), key=lambda key: str(key[0])):
         wanted = sorted({tuple(key[1:]) for key in mine})
-        select = sa.select(*[t[name] for name in PIECE_FIELDS]).where(
-            t.project_id == project_id, any_of(heat_report_pieces, KEY[1:], wanted)
-        )
-        if lock:
+        select = sa.select(*[t[name] for name in PIECE_FIELDS]).where(t.project_id == project_id)
+        if conn.dialect.name in ("postgresql", "mysql"):
             select = select.with_for_update(skip_locked=True)
         groups: dict[tuple[int, int, int], list[ReportPiece]] = {}
-        for row in conn.execute(select):
+        for row in select_keyed(conn, select, heat_report_pieces, KEY[1:], wanted):
             piece = ReportPiece(*row)
             groups.setdefault((piece.path_key, piece.day, piece.bucket_w), []).append(piece)
         groups = {key: group for key, group in groups.items() if any(piece.part > 0 for piece in group)}
@@ -125,14 +123,8 @@ def compact_keys(conn: Connection, keys: list[tuple[Any, ...]]) -> None:
         sessions = {p.session_id for group in groups.values() for p in group if p.session_id is not None}
         known = ensure_ordinals(conn, project_id, sessions)
         gone = sorted((*key, piece.part) for key, group in groups.items() for piece in group)
-        for start in range(0, len(gone), _DELETE_CHUNK):
-            chunk = gone[start : start + _DELETE_CHUNK]
-            where = any_of(heat_report_pieces, (*KEY[1:], "part"), chunk)
-            conn.execute(sa.delete(heat_report_pieces).where(t.project_id == project_id, where))
+        delete_keyed(conn, heat_report_pieces, project_id, (*KEY[1:], "part"), gone)
         insert(conn, project_id, [m for group in groups.values() if (m := merge(group, known.__getitem__)) is not None])
-
-
-_DELETE_CHUNK = 200  # pieces deleted by one statement
 
 
 def read_pieces(

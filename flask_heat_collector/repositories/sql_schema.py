@@ -388,21 +388,41 @@ def session_types(*types: str) -> Any:
     return typed == types[0] if len(types) == 1 else typed.in_(types)
 
 
-def any_of(table: sa.Table, names: Sequence[str], keys: Sequence[Sequence[Any]]) -> Any:
-    """A clause: ``table``'s columns ``names`` hold one of ``keys`` (an OR of equalities, which every
-    database reads as one index range per key)."""
-    return sa.or_(*(sa.and_(*(table.c[n] == v for n, v in zip(names, key, strict=True))) for key in keys))
+def select_keyed(conn: Connection, stmt: Any, table: sa.Table, names: Sequence[str], keys: Sequence[Any]) -> list[Any]:
+    """The rows of ``stmt`` (a select of ``table``) whose columns ``names`` hold one of ``keys``. One
+    statement with the keys as a row-value list where the planner reads it as one index range per key
+    (PostgreSQL, MySQL/MariaDB); on SQLite, which reads such a list by scanning, one cached statement
+    per key (in process: no round trips)."""
+    if not keys:
+        return []
+    if conn.dialect.name == "sqlite":
+        one = stmt.where(*(table.c[n] == sa.bindparam(f"k_{n}") for n in names))
+        return [
+            row for key in keys for row in conn.execute(one, dict(zip((f"k_{n}" for n in names), key, strict=True)))
+        ]
+    many = stmt.where(sa.tuple_(*(table.c[n] for n in names)).in_(sa.bindparam("keys", expanding=True)))
+    return [
+        row
+        for start in range(0, len(keys), 500)
+        for row in conn.execute(many, {"keys": list(keys[start : start + 500])})
+    ]
 
 
 def delete_keyed(
     conn: Connection, table: sa.Table, project_id: str, names: Sequence[str], keys: Sequence[Sequence[Any]]
 ) -> None:
-    """Delete the project's rows of ``table`` whose columns ``names`` hold one of ``keys`` (one
-    statement, executed once per key)."""
+    """Delete the project's rows of ``table`` whose columns ``names`` hold one of ``keys`` (as
+    :func:`select_keyed` reads them: a row-value list, or on SQLite one statement executed per key)."""
     if not keys:
         return
-    where = [table.c[name] == sa.bindparam(f"b_{name}") for name in names]
-    conn.execute(
-        sa.delete(table).where(table.c.project_id == project_id, *where),
-        [{f"b_{name}": value for name, value in zip(names, key, strict=True)} for key in keys],
-    )
+    mine = table.c.project_id == project_id
+    if conn.dialect.name == "sqlite":
+        where = [table.c[name] == sa.bindparam(f"b_{name}") for name in names]
+        conn.execute(
+            sa.delete(table).where(mine, *where),
+            [{f"b_{name}": value for name, value in zip(names, key, strict=True)} for key in keys],
+        )
+        return
+    listed = sa.tuple_(*(table.c[n] for n in names)).in_(sa.bindparam("keys", expanding=True))
+    for start in range(0, len(keys), 500):
+        conn.execute(sa.delete(table).where(mine, listed), {"keys": [tuple(k) for k in keys[start : start + 500]]})
