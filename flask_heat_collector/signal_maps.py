@@ -13,7 +13,7 @@ y cannot be taken back.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .aggregates import Stats, add_counts, add_pairs, day_of, encode_pairs, fine_cell
 from .repositories.base import AggregateRow
@@ -61,6 +61,35 @@ def pieces(rows: Iterable[Mapped]) -> list[AggregateRow]:
         AggregateRow(*key[:2], key[2], *key[3:], 0, s.n, s.first_seq, s.max_y, encode_pairs(cells), None)
         for key, (s, cells) in sorted(stats.items())
     ]
+
+
+def stored_piece(
+    path_key: Any,
+    day: Any,
+    kind: Any,
+    bucket_w: Any,
+    bucket_h: Any,
+    view_w: Any,
+    n: Any,
+    first_seq: Any,
+    max_y: Any,
+    cells: str | None,
+) -> AggregateRow:
+    """A stored map piece as read from a database (numbers of any integer type)."""
+    return AggregateRow(
+        int(path_key),
+        int(day),
+        str(kind),
+        int(bucket_w),
+        int(bucket_h),
+        int(view_w),
+        0,
+        int(n),
+        None if first_seq is None else int(first_seq),
+        None if max_y is None else int(max_y),
+        cells,
+        None,
+    )
 
 
 def combined(stored: AggregateRow | None, added: AggregateRow) -> AggregateRow:

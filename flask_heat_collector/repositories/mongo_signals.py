@@ -200,19 +200,17 @@ def read_maps(coll: Coll, project_id: str, paths: PathSet, days: tuple[int, int]
     for doc in coll(CELLS).find({**match, **path_match(paths, exact=False)}, {"_id": 0, "projectId": 0}):
         cells = encode_pairs({int(cell): int(n) for cell, n in (doc.get("cells") or {}).items()})
         found.append(
-            AggregateRow(
-                int(doc["pathKey"]),
-                int(doc["day"]),
-                str(doc["kind"]),
-                int(doc["bucketW"]),
-                int(doc["bucketH"]),
-                int(doc["viewW"]),
-                0,
-                int(doc["n"]),
-                _plain(doc.get("firstSeq")),
-                _plain(doc.get("maxY")),
+            signal_maps.stored_piece(
+                doc["pathKey"],
+                doc["day"],
+                doc["kind"],
+                doc["bucketW"],
+                doc["bucketH"],
+                doc["viewW"],
+                doc["n"],
+                doc.get("firstSeq"),
+                doc.get("maxY"),
                 cells,
-                None,
             )
         )
     return found

@@ -224,21 +224,7 @@ def _piece_key(piece: AggregateRow) -> tuple[Any, ...]:
 
 
 def _map_piece(row: Any) -> AggregateRow:
-    values = dict(zip(_MAP_COLUMNS, row, strict=True))
-    return AggregateRow(
-        int(values["path_key"]),
-        int(values["day"]),
-        str(values["kind"]),
-        int(values["bucket_w"]),
-        int(values["bucket_h"]),
-        int(values["view_w"]),
-        0,
-        int(values["n"]),
-        None if values["first_seq"] is None else int(values["first_seq"]),
-        None if values["max_y"] is None else int(values["max_y"]),
-        values["cells"],
-        None,
-    )
+    return signal_maps.stored_piece(*row)
 
 
 def read_maps(
