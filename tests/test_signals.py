@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -528,3 +529,36 @@ def test_counts_over_days_and_classes_against_the_oracle(make_app: Callable[...,
     out = app.test_cli_runner().invoke(args=["heat", "erase", "--project-id", project, "--session-id", "r3"])
     assert out.exit_code == 0, out.output
     check([b for b in bodies if b["session"]["id"] != "r3"], {"r6"})
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_large_settle_refreshes_postgresql_statistics(make_app: Callable[..., Flask]) -> None:
+    """Settling many sessions at once on PostgreSQL analyzes the signal tables, so that the reports
+    that follow are planned for their rows, not for empty tables."""
+    import time
+
+    import sqlalchemy as sa
+
+    from flask_heat_collector.repositories.sql import ANALYZE_AFTER
+
+    app = make_app(rate_limit="100000 per second")
+    client = app.test_client()
+    engine = app.extensions["heat_collector"].repository.engine
+
+    def analyzed() -> int:
+        with engine.connect() as conn:
+            stmt = "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'heat_signals'"
+            return int(conn.execute(sa.text(stmt)).scalar() or 0)
+
+    project = ingest_all(client, [batch(click(i, "#a", "/d")) for i in range(1)])
+    get(client, project, "paths")  # one session settled: no ANALYZE
+    time.sleep(1)
+    before = analyzed()
+    many = ANALYZE_AFTER + 50  # a worker's timed compaction may settle a few of them first
+    bodies = [batch(click(10 * i, "#a", "/d"), session_id=f"many-{i}") for i in range(many)]
+    ingest_all(client, bodies)
+    assert get(client, project, "paths")["paths"][0]["deadClicks"] == many + 1
+    deadline = time.monotonic() + 10
+    while analyzed() == before and time.monotonic() < deadline:  # the statistics are reported at idle
+        time.sleep(0.2)
+    assert analyzed() == before + 1
