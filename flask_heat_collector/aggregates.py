@@ -45,6 +45,10 @@ def day_of(ts: int) -> int:
     return ts // DAY_MS
 
 
+# The ends of a range left open: every stored day.
+OPEN_FROM, OPEN_TO = -(10**8) * DAY_MS, (10**8 + 1) * DAY_MS - 1
+
+
 def split_range(ts_from: int, ts_to: int) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
     """The whole days inside ``[ts_from, ts_to]`` and the (at most two) partial ranges around them."""
     first = -(-ts_from // DAY_MS)  # the first day starting at or after ts_from

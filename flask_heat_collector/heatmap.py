@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .aggregates import (
-    DAY_MS,
     PLOTTABLE_TYPES,
     RESOLUTION,
     Stats,
@@ -35,7 +34,7 @@ from .listing import from_edge
 from .rageclicks import RAGECLICK
 from .repositories.base import AggregateRow, EventFilter, EventRow, Reader, Repository
 from .samples import EdgeTally, band_sample, sample_json
-from .signal_maps import decode_cells
+from .signal_counts import whole_days
 from .signals import HEATMAP_KINDS, Signal
 from .traffic import BOT, HUMAN
 
@@ -111,15 +110,7 @@ class Plan:
         if RESOLUTION % resolution:
             return self.raw_cells(types, width, frame, resolution, anchor)
         fine, depths = self.fine_cells(types, width, frame)
-        step = RESOLUTION // resolution
-        counts: dict[int, int] = {}
-        if step == 1:  # the aggregates' own cells
-            counts = fine
-        else:
-            for cell, count in fine.items():
-                cy, cx = divmod(cell, RESOLUTION)
-                key = cy // step * resolution + cx // step
-                counts[key] = counts.get(key, 0) + count
+        counts = rebinned(fine, resolution)
         others = _others(self.totals, types, width, frame)
         if "scroll" in others:  # a scroll row's depth does not depend on its width: aggregates too
             add_counts(depths, self.other_depths(width, frame))
@@ -190,6 +181,20 @@ class Plan:
         return cells, depths
 
 
+def rebinned(fine: dict[int, int], resolution: int) -> dict[int, int]:
+    """Cells at the aggregate resolution (``cy * RESOLUTION + cx``) binned at ``resolution``, a divisor
+    of it (floors of floors: exact)."""
+    step = RESOLUTION // resolution
+    if step == 1:  # the aggregates' own cells
+        return fine
+    counts: dict[int, int] = {}
+    for cell, count in fine.items():
+        cy, cx = divmod(cell, RESOLUTION)
+        key = cy // step * resolution + cx // step
+        counts[key] = counts.get(key, 0) + count
+    return counts
+
+
 _FETCH_CHUNK = 500
 
 
@@ -214,7 +219,7 @@ class _RagePlan:
                 self.pieces, self.days = pieces, days
                 ranges = [replace(flt, ts_from=lo, ts_to=hi) for lo, hi in edges]
                 if flt.traffic != HUMAN:
-                    ranges.append(_whole_days(flt, days, BOT))
+                    ranges.append(whole_days(flt, days, BOT))
         for part in ranges:
             self._read(part)
 
@@ -257,25 +262,17 @@ class _RagePlan:
             # Rows of another exact width in the band (placed by the anchor), or a resolution the
             # pieces' cells do not divide: the whole days' rows instead.
             self.pieces = []
-            self._read(_whole_days(self.flt, self.days, HUMAN))
-        counts: dict[int, int] = {}
-        step = RESOLUTION // resolution if placed else 1
+            self._read(whole_days(self.flt, self.days, HUMAN))
+        fine: dict[int, int] = {}
         for piece in self.pieces:
             if _in_band(piece.bucket_w, width):
-                for cell, count in decode_cells(piece.cells).items():
-                    cy, cx = divmod(cell, RESOLUTION)
-                    key = cy // step * resolution + cx // step
-                    counts[key] = counts.get(key, 0) + count
+                add_pairs(fine, piece.cells)
+        counts = rebinned(fine, resolution) if fine else {}  # pieces are kept only when placed
         for click in self.clicks:
             if click.x is not None and click.y is not None and _in_band(click.bucket_w, width):
                 cy, cx = anchored_cell(click.x, click.y, self._width(click), frame, resolution, anchor)
                 counts[cy * resolution + cx] = counts.get(cy * resolution + cx, 0) + 1
         return counts, {}
-
-
-def _whole_days(flt: EventFilter, days: tuple[int, int], traffic: str) -> EventFilter:
-    """``flt`` over the whole days ``days``, of the sessions of class ``traffic``."""
-    return replace(flt, traffic=traffic, ts_from=days[0] * DAY_MS, ts_to=(days[1] + 1) * DAY_MS - 1)
 
 
 def choose_bucket(summary: dict[Bucket, Stats], width: int | None = None) -> str | None:

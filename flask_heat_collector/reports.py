@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from .aggregates import DAY_MS, PLOTTABLE_TYPES, Stats, items, split_range
+from .aggregates import OPEN_FROM, OPEN_TO, PLOTTABLE_TYPES, Stats, items, split_range
 from .heatmap import Bucket, Plan, frame_of, other_viewports, render_height
 from .listing import from_edge
 from .page_groups import MAX_GROUP_PATHS, Template, matching
@@ -24,7 +24,6 @@ from .signals import DEAD, ERROR, QUICK_BACK, RAGE, SCROLL
 
 _PATH_SIGNALS = (("rageClicks", RAGE), ("deadClicks", DEAD), ("quickBacks", QUICK_BACK), ("excessiveScrolls", SCROLL))
 SCROLL_STEP = 5  # reach is reported at every 5 % of the page
-_FIRST_DAY, _LAST_DAY = -(10**8), 10**8  # an open end of a range: every stored day
 
 
 def scrollmap(
@@ -282,8 +281,8 @@ def _split(flt: EventFilter) -> tuple[tuple[int, int] | None, list[tuple[int, in
 
 def _bounded(flt: EventFilter) -> EventFilter:
     """``flt`` with its open ends closed at the first and last stored day (a Plan needs both)."""
-    lo = flt.ts_from if flt.ts_from is not None else _FIRST_DAY * DAY_MS
-    hi = flt.ts_to if flt.ts_to is not None else (_LAST_DAY + 1) * DAY_MS - 1
+    lo = flt.ts_from if flt.ts_from is not None else OPEN_FROM
+    hi = flt.ts_to if flt.ts_to is not None else OPEN_TO
     return replace(flt, ts_from=lo, ts_to=hi)
 
 

@@ -18,13 +18,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import NamedTuple
 
-from .aggregates import DAY_MS, day_of, split_range
+from .aggregates import DAY_MS, OPEN_FROM, OPEN_TO, day_of, split_range
 from .ingest import path_key
 from .report_pieces import ALL_WIDTHS
 from .repositories.base import EventFilter
 from .traffic import BOT, HUMAN
-
-_FIRST_DAY, _LAST_DAY = -(10**8), 10**8  # an open end of a range: every stored day
 
 
 class CountKey(NamedTuple):
@@ -87,15 +85,20 @@ def in_range(
     """The counts of ``flt``'s range and class: ``stored(days)`` (the human sessions' counts of whole
     days) for its whole days, ``raw(flt)`` (a count of the signal rows of a filter) for its partial
     days and for the bot sessions of its whole days."""
-    lo = flt.ts_from if flt.ts_from is not None else _FIRST_DAY * DAY_MS
-    hi = flt.ts_to if flt.ts_to is not None else (_LAST_DAY + 1) * DAY_MS - 1
+    lo = flt.ts_from if flt.ts_from is not None else OPEN_FROM
+    hi = flt.ts_to if flt.ts_to is not None else OPEN_TO
     days, edges = split_range(lo, hi)
     found: Counter[tuple[str, str]] = Counter()
     if days is not None:
         if flt.traffic != BOT:
             found.update(stored(days))
         if flt.traffic != HUMAN:
-            found.update(raw(replace(flt, traffic=BOT, ts_from=days[0] * DAY_MS, ts_to=(days[1] + 1) * DAY_MS - 1)))
+            found.update(raw(whole_days(flt, days, BOT)))
     for edge_lo, edge_hi in edges:
         found.update(raw(replace(flt, ts_from=edge_lo, ts_to=edge_hi)))
     return {key: n for key, n in found.items() if n}
+
+
+def whole_days(flt: EventFilter, days: tuple[int, int], traffic: str) -> EventFilter:
+    """``flt`` over the whole days ``days``, of the sessions of class ``traffic``."""
+    return replace(flt, traffic=traffic, ts_from=days[0] * DAY_MS, ts_to=(days[1] + 1) * DAY_MS - 1)

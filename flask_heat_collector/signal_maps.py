@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from .aggregates import Stats, add_counts, add_pairs, day_of, encode_pairs, fine_cell
+from .aggregates import Stats, add_pairs, day_of, encode_pairs, fine_cell
 from .repositories.base import AggregateRow
 from .signals import DEAD, ERROR
 
@@ -100,7 +100,7 @@ def combined(stored: AggregateRow | None, added: AggregateRow) -> AggregateRow:
     stats.combine(added.n, added.first_seq, added.max_y)
     cells: dict[int, int] = {}
     for piece in (stored, added):
-        add_counts(cells, decode_cells(piece.cells))
+        add_pairs(cells, piece.cells)
     return added._replace(n=stats.n, first_seq=stats.first_seq, max_y=stats.max_y, cells=encode_pairs(cells))
 
 

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from pyroaring import BitMap
 
-from .aggregates import DAY_MS, split_range
+from .aggregates import OPEN_FROM, OPEN_TO, split_range
 from .repositories.base import EventFilter, Repository
 from .repositories.session_sets import SessionSet
 from .samples import band_members
 from .traffic_reader import by_traffic
-
-# An open end of the range: every stored day (as the reports close theirs).
-_FIRST_MS, _LAST_MS = -(10**8) * DAY_MS, (10**8 + 1) * DAY_MS - 1
 
 
 def visited_sessions(
@@ -33,8 +30,8 @@ def visited_sessions(
     """The sessions (of traffic class ``traffic``) with a row (any type; a move: a point) of ``path``
     (``None``: any path) whose time lies in ``ts_from..ts_to`` (``None``: open), of bucket width
     ``width`` (``None``: any width)."""
-    lo = _FIRST_MS if ts_from is None else ts_from
-    hi = _LAST_MS if ts_to is None else ts_to
+    lo = OPEN_FROM if ts_from is None else ts_from
+    hi = OPEN_TO if ts_to is None else ts_to
     if lo > hi:
         return SessionSet()
     flt = EventFilter(project_id=project_id, path=path, ts_from=lo, ts_to=hi, traffic=traffic)

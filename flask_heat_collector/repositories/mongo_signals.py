@@ -14,7 +14,7 @@ from pymongo.errors import BulkWriteError
 from .. import signal_maps
 from ..aggregates import DAY_MS, encode_pairs
 from ..report_pieces import ALL_WIDTHS
-from ..signal_counts import Change, Counted, changes, in_range
+from ..signal_counts import Change, Counted, Counts, changes, in_range
 from ..signal_maps import MAP_KINDS, MapKey, Mapped, decode_cells, map_key
 from ..signals import RAGE, SIGNAL_FIELDS, SessionRow, Signal, SignalRules, settle
 from .base import AggregateRow, EventFilter, PathSet
@@ -329,21 +329,20 @@ def read(coll: Coll, flt: EventFilter, kind: str) -> list[Signal]:
 def path_counts(coll: Coll, flt: EventFilter) -> dict[tuple[str, str], int]:
     """``{(path, kind): signals}`` of ``flt``'s range, rage clicks as kind ``rage``: the counts of its
     whole days and the signal rows of the rest (signal_counts.in_range)."""
+    return in_range(
+        flt,
+        lambda days: _stored_counts(coll, flt, days, ALL_WIDTHS, "$path"),
+        lambda part: _raw_path_counts(coll, part),
+    )
 
-    def stored(days: tuple[int, int]) -> dict[tuple[str, str], int]:
-        match = {
-            "projectId": flt.project_id,
-            "bucketW": ALL_WIDTHS,
-            "day": {"$gte": days[0], "$lte": days[1]},
-            **path_match(flt.path_set),
-        }
-        group = {"$group": {"_id": {"p": "$path", "k": "$kind"}, "n": {"$sum": "$n"}}}
-        return {
-            (str(d["_id"]["p"]), str(d["_id"]["k"])): int(d["n"])
-            for d in coll(COUNTS).aggregate([{"$match": match}, group])
-        }
 
-    return in_range(flt, stored, lambda part: _raw_path_counts(coll, part))
+def _stored_counts(coll: Coll, flt: EventFilter, days: tuple[int, int], band: Doc | int, name: str) -> Counts:
+    """``{(name, kind): n}`` of the stored counts of ``flt``'s paths on these whole days, of bucket
+    width ``band`` (a filter), by the field ``name`` (``$path`` or ``$selector``)."""
+    match = {"projectId": flt.project_id, "bucketW": band, "day": {"$gte": days[0], "$lte": days[1]}}
+    group = {"$group": {"_id": {"s": name, "k": "$kind"}, "n": {"$sum": "$n"}}}
+    stages = [{"$match": {**match, **path_match(flt.path_set)}}, group]
+    return {(str(d["_id"]["s"]), str(d["_id"]["k"])): int(d["n"]) for d in coll(COUNTS).aggregate(stages)}
 
 
 def _raw_path_counts(coll: Coll, flt: EventFilter) -> dict[tuple[str, str], int]:
@@ -361,22 +360,12 @@ def selector_counts(coll: Coll, flt: EventFilter, width: int | None = None) -> d
     """``{(selector, kind): n}`` of the signals and rage clicks (kind ``rage``) with a selector in
     ``flt`` (of bucket width ``width`` when given): the counts of its whole days and the signal rows of
     the rest (signal_counts.in_range)."""
-
-    def stored(days: tuple[int, int]) -> dict[tuple[str, str], int]:
-        band: Doc | int = {"$ne": ALL_WIDTHS} if width is None else width
-        match = {
-            "projectId": flt.project_id,
-            "bucketW": band,
-            "day": {"$gte": days[0], "$lte": days[1]},
-            **path_match(flt.path_set),
-        }
-        group = {"$group": {"_id": {"s": "$selector", "k": "$kind"}, "n": {"$sum": "$n"}}}
-        return {
-            (str(d["_id"]["s"]), str(d["_id"]["k"])): int(d["n"])
-            for d in coll(COUNTS).aggregate([{"$match": match}, group])
-        }
-
-    return in_range(flt, stored, lambda part: _raw_selector_counts(coll, part, width))
+    band: Doc | int = {"$ne": ALL_WIDTHS} if width is None else width
+    return in_range(
+        flt,
+        lambda days: _stored_counts(coll, flt, days, band, "$selector"),
+        lambda part: _raw_selector_counts(coll, part, width),
+    )
 
 
 def _raw_selector_counts(coll: Coll, flt: EventFilter, width: int | None) -> dict[tuple[str, str], int]:

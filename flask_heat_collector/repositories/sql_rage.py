@@ -128,7 +128,7 @@ def settle_sessions(
         )
     bots = sql_signals.bots_among(conn, project_id, ids)
     more, fewer = sql_signals.settle_sessions(conn, project_id, ids, signals, bots)
-    more += [Counted(RAGE, c.path, c.path_key, c.ts, c.bucket_w, c.selector) for c in added if c.session_id not in bots]
+    more += [sql_signals.as_counted(RAGE, c) for c in added if c.session_id not in bots]
     fewer += [counted[key] for key in removed if key[0] not in bots]
     sql_signals.count(conn, project_id, changes(more, fewer))
     delete_keyed(conn, heat_rage_pending, project_id, ("session_id", "token"), sorted(tokens.items()))

@@ -409,13 +409,19 @@ def select_keyed(conn: Connection, stmt: Any, table: sa.Table, names: Sequence[s
 
 
 def delete_keyed(
-    conn: Connection, table: sa.Table, project_id: str, names: Sequence[str], keys: Sequence[Sequence[Any]]
+    conn: Connection,
+    table: sa.Table,
+    project_id: str,
+    names: Sequence[str],
+    keys: Sequence[Sequence[Any]],
+    *also: Any,
 ) -> None:
-    """Delete the project's rows of ``table`` whose columns ``names`` hold one of ``keys`` (as
-    :func:`select_keyed` reads them: a row-value list, or on SQLite one statement executed per key)."""
+    """Delete the project's rows of ``table`` whose columns ``names`` hold one of ``keys`` (and that
+    meet the clauses ``also``), as :func:`select_keyed` reads them: a row-value list, or on SQLite one
+    statement executed per key."""
     if not keys:
         return
-    mine = table.c.project_id == project_id
+    mine = sa.and_(table.c.project_id == project_id, *also)
     if conn.dialect.name == "sqlite":
         where = [table.c[name] == sa.bindparam(f"b_{name}") for name in names]
         conn.execute(

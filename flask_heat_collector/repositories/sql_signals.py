@@ -27,6 +27,7 @@ from .sql_schema import (
     heat_signal_counts,
     heat_signals,
     path_clauses,
+    select_keyed,
     session_types,
     sessions,
     traffic_clauses,
@@ -91,7 +92,7 @@ def settle_sessions(
         for sig in more
     ]
     write_maps(conn, project_id, mapped, gone_maps(fewer))
-    return [_counted(sig.kind, sig) for sig in more], fewer
+    return [as_counted(sig.kind, sig) for sig in more], fewer
 
 
 def gone_maps(removed: Iterable[Counted]) -> set[MapKey]:
@@ -99,7 +100,8 @@ def gone_maps(removed: Iterable[Counted]) -> set[MapKey]:
     return {map_key(r.kind, r.path_key, r.ts) for r in removed if r.kind in MAP_KINDS}
 
 
-def _counted(kind: str, row: Any) -> Counted:
+def as_counted(kind: str, row: Any) -> Counted:
+    """A stored signal or rage click (any row with its columns) as the counts keep it."""
     return Counted(kind, row.path, row.path_key, row.ts, row.bucket_w, row.selector)
 
 
@@ -140,9 +142,7 @@ def count(conn: Connection, project_id: str, found: list[Change]) -> None:
     ]
     conn.execute(stmt, rows)
     fallen = [tuple(ch.key) for ch in found if ch.n < 0]
-    for start in range(0, len(fallen), 500):
-        keys = sa.tuple_(*(c[name] for name in _COUNT_KEY[1:])).in_(fallen[start : start + 500])
-        conn.execute(sa.delete(heat_signal_counts).where(c.project_id == project_id, keys, c.n <= 0))
+    delete_keyed(conn, heat_signal_counts, project_id, _COUNT_KEY[1:], fallen, c.n <= 0)
 
 
 def rebuild_counts(conn: Connection, project_id: str) -> None:
@@ -197,16 +197,12 @@ def write_maps(conn: Connection, project_id: str, added: list[Mapped], gone: set
     # An empty piece for each new key first, so that concurrent settles lock the same rows.
     empty = insert_ignore(conn.dialect.name, heat_signal_cells, _MAP_KEY)
     conn.execute(empty, [{**dict(zip(_MAP_KEY, (project_id, *key), strict=True)), "n": 0} for key in sorted(fresh)])
-    stored: dict[tuple[Any, ...], AggregateRow] = {}
     keys = sorted(fresh)
-    for start in range(0, len(keys), 200):
-        match = sa.tuple_(*(t[name] for name in _MAP_KEY[1:])).in_(keys[start : start + 200])
-        stmt = sa.select(*(t[name] for name in _MAP_COLUMNS)).where(t.project_id == project_id, match)
-        if conn.dialect.name != "sqlite":
-            stmt = stmt.with_for_update()
-        for row in conn.execute(stmt):
-            piece = _map_piece(row)
-            stored[_piece_key(piece)] = piece
+    stmt = sa.select(*(t[name] for name in _MAP_COLUMNS)).where(t.project_id == project_id)
+    if conn.dialect.name != "sqlite":
+        stmt = stmt.with_for_update()
+    found = (_map_piece(row) for row in select_keyed(conn, stmt, heat_signal_cells, _MAP_KEY[1:], keys))
+    stored = {_piece_key(piece): piece for piece in found}
     update = (
         sa.update(heat_signal_cells)
         .where(t.project_id == project_id, *(t[name] == sa.bindparam("k_" + name) for name in _MAP_KEY[1:]))
