@@ -14,18 +14,12 @@ from __future__ import annotations
 import datetime
 import json
 import secrets
-import threading
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from .ingest import path_key
-from .log import log
-from .repositories.base import AggregateKeyDay, AggregateRow, Blobs, EventRow
-
-if TYPE_CHECKING:
-    from .repositories.base import Repository
+from .repositories.base import AggregateRow, Blobs, EventRow
 
 DAY_MS = 86_400_000
 RESOLUTION = 128
@@ -339,9 +333,6 @@ def rebuild_pieces(rows: Iterable[EventRow]) -> tuple[list[AggregateRow], int]:
     return merged, read
 
 
-# Sessions whose rage clicks a run settles: the run holds up the worker's next request, so it stays
-# short (tens of ms); a report settles the rest of its project first.
-SETTLE_PER_RUN = 20
 MAX_MERGED_CELLS = 200_000  # cells per merged piece: keeps one row far below MySQL's max_allowed_packet
 
 
@@ -434,70 +425,3 @@ def piece_ranges(days: tuple[int, int]) -> tuple[list[tuple[int, int]], tuple[in
         return [days], None
     edges = [(lo, hi) for lo, hi in ((days[0], months[0] - 1), (months[1] + 1, days[1])) if lo <= hi]
     return edges, months
-
-
-class Compactor:
-    """Merges aggregate pieces after an ingest answer has been sent (per process): every
-    ``interval_seconds`` all keys with fresh pieces (rolling finished months too), and at once the
-    keys this process wrote ``batches`` pieces to since they were last merged, so a heatmap read
-    right after a burst of ingest finds few pieces per key-day.
-
-    Pieces are exact as they are; merging only keeps the number a heatmap reads small. The same pass
-    settles pending rage clicks, so a report seldom has many to settle first.
-    """
-
-    def __init__(self, interval_seconds: int, max_keys: int = 2000, batches: int = 0) -> None:
-        self.interval = interval_seconds
-        self.max_keys = max_keys
-        self.batches = batches
-        self._next = 0.0
-        self._passes = 0
-        self._written: dict[AggregateKeyDay, int] = {}  # key -> pieces written
-        self._due: set[AggregateKeyDay] = set()
-        self._count_lock = threading.Lock()
-        self._lock = threading.Lock()
-
-    def note(self, project_id: str, rows: Iterable[EventRow]) -> None:
-        """Count the pieces a stored batch wrote (one per key-day of its rows)."""
-        if not self.batches:
-            return
-        keys = {
-            (project_id, row.path_key, day, row.type, row.bucket_w, row.bucket_h, row.view_w)
-            for row in rows
-            for day in range(day_of(row.ts), day_of(row.ts + row.span) + 1)
-        }
-        with self._count_lock:
-            if len(self._written) > 100_000:  # keys written once and never again: forget them
-                self._written.clear()
-            for key in keys:
-                count = self._written.get(key, 0) + 1
-                if count >= self.batches:
-                    self._due.add(key)
-                    count = 0
-                self._written[key] = count
-
-    def maybe_run(self, repo: Repository) -> None:
-        """Merge the keys due, and everything if the interval has passed, unless another thread of
-        this process is at it."""
-        now = time.monotonic()
-        timed = bool(self.interval) and now >= self._next
-        if not (timed or self._due) or not self._lock.acquire(blocking=False):
-            return
-        try:
-            with self._count_lock:
-                due, self._due = sorted(self._due), set()
-            if due:
-                repo.compact(len(due), keys=due)
-            if timed:
-                self._next = now + self.interval
-                self._passes += 1
-                # Not in full: a key-day's big piece is merged again only once what came since is a
-                # quarter of it (a back-fill touches every key-day between passes; merging each in
-                # full re-encoded all the data every pass). Rolling re-encodes month pieces, so it
-                # runs every ROLL_PASSES passes; the day pieces are exact meanwhile.
-                repo.compact(self.max_keys, roll=self._passes % ROLL_PASSES == 1, full=False)
-                repo.settle_rage(None, SETTLE_PER_RUN)
-        except Exception as exc:  # noqa: BLE001 - never fails a request; the next run tries again
-            log("warn", "heatmap aggregate compaction failed", error=type(exc).__name__)
-        finally:
-            self._lock.release()

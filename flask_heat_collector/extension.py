@@ -8,8 +8,8 @@ from typing import Any
 from flask import Flask
 
 from . import log as heat_log
-from .aggregates import Compactor
 from .auth import JwtVerifier, parse_query_keys
+from .compactor import Compactor
 from .config import Settings, load_config, warn_unknown_names
 from .metrics import Metrics, RedisMetrics
 from .rageclicks import RageRule

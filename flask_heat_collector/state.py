@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
-from .aggregates import Compactor
+from .compactor import Compactor
 from .ingest import SeqClock
 
 if TYPE_CHECKING:

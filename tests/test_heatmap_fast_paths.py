@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_heat_collector.ingest import viewport_bucket
+from flask_heat_collector.report_pieces import ALL_WIDTHS
 
 from .helpers import API, batch, event, headers, ingest
 
@@ -353,12 +354,37 @@ def test_a_burst_of_batches_leaves_few_pieces_to_read(make_app: Any) -> None:
             project = response.get_json()["projectId"]
     pieces = _pieces(app, project, (T0 // DAY, T0 // DAY))
     assert 1 <= len(pieces) <= 4, [piece.part for piece in pieces]
+    repo = app.extensions["heat_collector"].repository
+    day = (T0 // DAY, T0 // DAY)
+    for width in (None, ALL_WIDTHS):  # the report pieces (per band, and every band) by count too
+        found = repo.read(lambda reader, w=width: reader.report_pieces(project, None, day, width=w))
+        assert 1 <= len(found) <= 4, [piece.part for piece in found]
     url = f"/api/projects/{project}/heatmap"
     params = {"type": "move", "from": T0, "to": T0 + DAY - 1}
     before = client.get(url, query_string=params, headers=API).get_json()
     assert before["meta"]["total"] == 30 * 20
     app.extensions["heat_collector"].repository.rebuild_aggregates()
     assert client.get(url, query_string=params, headers=API).get_json() == before
+    paths = client.get(f"/api/projects/{project}/paths", query_string=params, headers=API).get_json()["paths"]
+    assert [(p["path"], p["events"], p["sessions"]) for p in paths] == [("/p", 30 * 20, 30)]
+
+
+def test_a_timed_compaction_that_rolls_no_month_merges_report_pieces(make_app: Any) -> None:
+    """The worker's timed pass (most of them roll no month) merges the report pieces too."""
+    app = make_app(aggregate_compact_seconds=0, aggregate_compact_batches=0)
+    client = app.test_client()
+    project = ""
+    for n in range(6):
+        project = ingest(client, event("click", ts=T0 + 1000 * n, x=n, y=n, path="/p"), session_id=f"s-{n}")
+    repo = app.extensions["heat_collector"].repository
+    day = (T0 // DAY, T0 // DAY)
+
+    def pieces() -> list[int]:
+        return [len(repo.read(lambda r, w=w: r.report_pieces(project, None, day, width=w))) for w in (None, ALL_WIDTHS)]
+
+    assert pieces() == [6, 6]
+    repo.compact(1000, roll=False, full=False)
+    assert pieces() == [1, 1]
 
 
 def _day_ms(year: int, month: int, day: int) -> int:

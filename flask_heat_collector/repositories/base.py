@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 # (project_id, path_key, day, type, bucket_w, bucket_h, view_w)
 AggregateKeyDay = tuple[str, int, int, str, int, int, int]
+ReportKeyDay = tuple[str, int, int, int]  # project, path key, day, band (report_pieces)
 # (types, bucket_w, view_w): the aggregate pieces to read with their cells (None: of every width)
 Blobs = tuple[tuple[str, ...], int | None, int | None]
 
@@ -576,13 +577,15 @@ class Repository(ABC):
         max_keys: int = 1000,
         *,
         keys: list[AggregateKeyDay] | None = None,
+        report_keys: list[ReportKeyDay] | None = None,
         roll: bool = True,
         full: bool = True,
     ) -> int:
         """Merge the aggregate pieces of up to ``max_keys`` keys into one each (not ``full``: pieces
         small beside a key-day's biggest are merged apart from it, aggregates.compaction), then
         (``roll``) roll the merged day pieces of up to ``max_keys`` key-months of finished months into
-        month pieces; the keys merged. With ``keys``, merge the pieces of those keys only (their fresh
+        month pieces, then merge the report pieces of up to ``max_keys`` report key-days; the keys
+        merged. With ``keys`` or ``report_keys``, merge the pieces of those keys only (their fresh
         pieces, never in full)."""
 
     @abstractmethod

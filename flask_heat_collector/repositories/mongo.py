@@ -754,6 +754,7 @@ class MongoRepository(base.Repository):
         max_keys: int = 1000,
         *,
         keys: list[base.AggregateKeyDay] | None = None,
+        report_keys: list[base.ReportKeyDay] | None = None,
         roll: bool = True,
         full: bool = True,
     ) -> int:
@@ -764,30 +765,35 @@ class MongoRepository(base.Repository):
         then the names are dropped. A per-key lock document keeps two processes off one key.
         """
         with self._guard():
-            if keys is None:  # first the batches a stopped process left unfinished (mongo_outbox)
+            given = keys is not None or report_keys is not None
+            if not given:  # first the batches a stopped process left unfinished (mongo_outbox)
                 self._replay_outbox(mongo_outbox.GRACE_MS)
             found: dict[tuple[Any, ...], None] = dict.fromkeys(keys or ())
             fields = {"_id": 0, **{name: 1 for name in _AGGREGATE_KEY}}
-            for project in self._coll("projects").find({}, {"_id": 0, "id": 1}) if keys is None else ():
+            for project in self._coll("projects").find({}, {"_id": 0, "id": 1}) if not given else ():
                 fresh = {"projectId": project["id"], "part": {"$gt": 0}}
                 for doc in self._coll("heat_aggregates").find(fresh, fields, limit=max_keys * 4):
                     found[tuple(doc.get(name) for name in _AGGREGATE_KEY)] = None
                 if len(found) >= max_keys:
                     break
-            full = full and keys is None
+            full = full and not given
             merged = sum(
                 self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True)), full) for key in list(found)[:max_keys]
             )
-            if keys is None and roll:
-                self._roll_months(max_keys)
-                for report_key in mongo_reports.fresh_keys(self._coll, max_keys):
-                    lock = self._lock_key({"report": True, **report_key})
-                    if lock is None:
-                        continue
-                    try:
-                        merged += mongo_reports.compact_key(self._coll, report_key)
-                    finally:
-                        self._coll("heat_locks").delete_one(lock)
+            if keys is None and report_keys is None:
+                if roll:
+                    self._roll_months(max_keys)
+                reports = mongo_reports.fresh_keys(self._coll, max_keys)
+            else:
+                reports = [dict(zip(mongo_reports.KEY, key, strict=True)) for key in report_keys or ()]
+            for report_key in reports:
+                lock = self._lock_key({"report": True, **report_key})
+                if lock is None:
+                    continue
+                try:
+                    merged += mongo_reports.compact_key(self._coll, report_key)
+                finally:
+                    self._coll("heat_locks").delete_one(lock)
             return merged
 
     def _lock_key(self, key: Doc) -> Doc | None:

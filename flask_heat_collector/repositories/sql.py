@@ -10,7 +10,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import IO, Any, TypeVar
 
@@ -557,12 +557,13 @@ class SqlRepository(base.Repository):
         max_keys: int = 1000,
         *,
         keys: list[base.AggregateKeyDay] | None = None,
+        report_keys: list[base.ReportKeyDay] | None = None,
         roll: bool = True,
         full: bool = True,
     ) -> int:
         """Merge the keys that have fresh pieces (found through ``ix_heat_aggregates_fresh``), then
         (``roll``) roll finished months (their merged day pieces not rolled yet, found through the
-        same index)."""
+        same index), then the report key-days with fresh pieces."""
         t = heat_aggregates.c
         key_columns = [t[name] for name in _AGGREGATE_KEY]
 
@@ -576,14 +577,15 @@ class SqlRepository(base.Repository):
                     break
             return list(keys)[:max_keys]
 
-        given = keys is not None
+        given = keys is not None or report_keys is not None
         if keys is None:
-            keys = self._read(lambda conn: find(conn, [t.part > 0]))
+            keys = [] if given else self._read(lambda conn: find(conn, [t.part > 0]))
         whole = full and not given
         for start in range(0, len(keys), 50):
             self._write(functools.partial(self._compact_keys, keys=keys[start : start + 50], full=whole))
         if given:
-            return len(keys)
+            self._compact_reports(report_keys or [])
+            return len(keys) + len(report_keys or [])
         before = finished_before(_now_ms())
         unrolled = [t.part < 0, t.part > ROLLED, t.day < before]
         months_found = {
@@ -594,9 +596,12 @@ class SqlRepository(base.Repository):
         for start in range(0, len(rolls), 20):
             self._write(lambda conn, chunk=rolls[start : start + 20]: self._roll_months(conn, chunk))  # type: ignore[misc]
         reports = self._read(lambda conn: sql_reports.fresh_keys(conn, max_keys))
-        for start in range(0, len(reports), 50):
-            self._write(functools.partial(sql_reports.compact_keys, keys=reports[start : start + 50]))
+        self._compact_reports(reports)
         return len(keys) + len(reports)
+
+    def _compact_reports(self, keys: Sequence[tuple[Any, ...]]) -> None:
+        for start in range(0, len(keys), 50):
+            self._write(functools.partial(sql_reports.compact_keys, keys=list(keys[start : start + 50])))
 
     def _compact_keys(self, conn: Connection, keys: list[base.AggregateKeyDay], full: bool) -> None:
         """Compact each key-day (aggregates.compaction): merge its pieces not rolled (rolled pieces stay

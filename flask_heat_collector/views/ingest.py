@@ -292,7 +292,8 @@ def ingest() -> Response:
     events = prepared.batch.events
 
     def compact() -> None:
-        state.compactor.note(result.project_id, events)
+        if result.accepted and result.traffic != BOT:  # a bot's rows wrote no piece
+            state.compactor.note(result.project_id, events)
         state.compactor.maybe_run(state.repository)
 
     response.call_on_close(compact)
