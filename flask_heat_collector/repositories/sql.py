@@ -36,7 +36,17 @@ from ..rageclicks import DEFAULT_RULE, new_token
 from ..signals import DEFAULT_RULES, SIGNAL_TYPES, Signal
 from ..traffic import BOT, behaviour_reason
 from ..traffic import DEFAULT_RULES as DEFAULT_TRAFFIC_RULES
-from . import base, sql_compaction, sql_erase, sql_purge, sql_rage, sql_reports, sql_signals, sql_traffic
+from . import (
+    base,
+    sql_compaction,
+    sql_erase,
+    sql_purge,
+    sql_rage,
+    sql_reports,
+    sql_signals,
+    sql_statistics,
+    sql_traffic,
+)
 from .sql_erase import PiecesChanged
 from .sql_ingest import (
     IngestStatements,
@@ -155,6 +165,7 @@ class SqlRepository(base.Repository):
         self.tally = base.ReadTally()
         self._spans: dict[str, int] = {}  # the max_span of each project as this process last raised it
         self._ingest: IngestStatements | None = None
+        self._statistics = sql_statistics.Statistics()
         url = sa.make_url(uri)
         database = url.database or ""
         file_db = url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
@@ -597,6 +608,8 @@ class SqlRepository(base.Repository):
             self._write(lambda conn, chunk=rolls[start : start + 20]: self._roll_months(conn, chunk))  # type: ignore[misc]
         reports = self._read(lambda conn: sql_reports.fresh_keys(conn, max_keys))
         self._compact_reports(reports)
+        if self.dialect == "postgresql" and self._statistics.due():
+            self._write(sql_statistics.analyze_stale)
         return len(keys) + len(reports)
 
     def _compact_reports(self, keys: Sequence[tuple[Any, ...]]) -> None:
