@@ -17,7 +17,7 @@ pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
 def _stat(engine: sa.Engine, column: str, table: str) -> int:
     with engine.connect() as conn:
-        stmt = sa.text(f"SELECT {column} FROM pg_stat_user_tables WHERE relname = :t")  # noqa: S608 - fixed names
+        stmt = sa.text(f"SELECT {column} FROM pg_stat_user_tables WHERE relname = :t")
         return int(conn.execute(stmt, {"t": table}).scalar() or 0)
 
 
