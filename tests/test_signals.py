@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from . import oracle
-from .helpers import API, PROJECT_KEY, batch, event, ingest_all
+from .helpers import API, PROJECT_KEY, batch, event, headers, ingest_all
 
 T = 1_790_000_000_000
 DESKTOP = {"w": 1280, "h": 800, "meta": {"viewportBucket": "1280x800"}}
@@ -562,3 +562,33 @@ def test_a_large_settle_refreshes_postgresql_statistics(make_app: Callable[..., 
     while analyzed() == before and time.monotonic() < deadline:  # the statistics are reported at idle
         time.sleep(0.2)
     assert analyzed() == before + 1
+
+
+def _pending(app: Flask) -> int:
+    """Sessions whose signals wait for a settle (the pending marks of every backend)."""
+    repo = app.extensions["heat_collector"].repository
+    if hasattr(repo, "db"):
+        return int(repo.db.heat_rage_pending.count_documents({}))
+    import sqlalchemy as sa
+
+    with repo.engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM heat_rage_pending")).scalar() or 0)
+
+
+def test_workers_settle_as_they_ingest(make_app: Callable[..., Flask]) -> None:
+    """A worker settles as many pending sessions as it stored batches with signal rows, every
+    compactor.SETTLE_EVERY such batches: the first report after a burst does not settle the burst."""
+    from flask_heat_collector.compactor import SETTLE_EVERY
+
+    app = make_app(aggregate_compact_seconds=0, rate_limit="100000 per second")
+    client = app.test_client()
+    sessions = SETTLE_EVERY + 30
+    bodies = [batch(click(1000 * i, "#a", "/d"), session_id=f"burst-{i}") for i in range(sessions)]
+    project = ""
+    for body in bodies:
+        with client.post("/ingest", json=body, headers=headers()) as response:  # closed: as a server does
+            assert response.status_code == 200
+            project = response.get_json()["projectId"]
+    assert _pending(app) == sessions - SETTLE_EVERY
+    assert get(client, project, "paths")["paths"][0]["deadClicks"] == sessions
+    assert _pending(app) == 0

@@ -539,7 +539,8 @@ class SqlRepository(base.Repository):
         done = 0
         while limit is None or done < limit:
             page = sql_rage.SETTLE_CHUNK * 50 if limit is None else min(limit - done, sql_rage.SETTLE_CHUNK * 50)
-            found = self._read(lambda conn, n=page: sql_rage.pending(conn, project_id, n))  # type: ignore[misc]
+            token = new_token() if project_id is None else None  # a worker's: not the sessions another takes
+            found = self._read(lambda conn, n=page, at=token: sql_rage.pending(conn, project_id, n, at))  # type: ignore[misc]
             for pid, group in itertools.groupby(found, key=lambda pair: pair[0]):
                 sids = [sid for _, sid in group]
                 for start in range(0, len(sids), sql_rage.SETTLE_CHUNK):
@@ -551,6 +552,7 @@ class SqlRepository(base.Repository):
                             session_ids=chunk,
                             rule=self.rage_rule,
                             signals=self.signal_rules,
+                            skip_locked=project_id is None,  # a worker's background settle
                         )
                     )
             done += len(found)

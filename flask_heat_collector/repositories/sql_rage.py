@@ -63,13 +63,21 @@ def mark_all(conn: Connection, project_id: str | None = None) -> None:
     conn.execute(stmt.from_select(["project_id", "session_id", "token"], found.distinct()))
 
 
-def pending(conn: Connection, project_id: str | None, limit: int) -> list[tuple[str, str]]:
-    """Up to ``limit`` pending ``(project, session)`` pairs (of one project when given)."""
+def pending(conn: Connection, project_id: str | None, limit: int, start: int | None = None) -> list[tuple[str, str]]:
+    """Up to ``limit`` pending ``(project, session)`` pairs (of one project when given); with ``start``,
+    those whose mark's token follows it first (tokens are random: workers settling at once take
+    different sessions), in project order."""
     t = heat_rage_pending.c
     stmt = sa.select(t.project_id, t.session_id)
     if project_id is not None:
         stmt = stmt.where(t.project_id == project_id)
-    return [(str(r[0]), str(r[1])) for r in conn.execute(stmt.order_by(t.project_id, t.session_id).limit(limit))]
+    if start is None:
+        found = list(conn.execute(stmt.order_by(t.project_id, t.session_id).limit(limit)))
+    else:
+        found = list(conn.execute(stmt.where(t.token >= start).order_by(t.token).limit(limit)))
+        if len(found) < limit:
+            found += conn.execute(stmt.where(t.token < start).order_by(t.token).limit(limit - len(found))).all()
+    return sorted((str(r[0]), str(r[1])) for r in found)
 
 
 def settle_sessions(
@@ -78,19 +86,21 @@ def settle_sessions(
     session_ids: list[str],
     rule: RageRule,
     signals: SignalRules = DEFAULT_RULES,
+    skip_locked: bool = False,
 ) -> int:
     """Settle these pending sessions of one project in this transaction (their rage clicks and their
     other signals); the sessions settled.
 
-    Their marks are locked first (in order), so a concurrent settle waits and then finds them gone,
-    and a batch committing meanwhile waits to mark its session again; a mark whose token changed
-    after it was read stays for the next settle.
+    Their marks are locked first (in order), so a concurrent settle waits and then finds them gone
+    (``skip_locked``: leaves them to it, as the workers' background settles do), and a batch
+    committing meanwhile waits to mark its session again; a mark whose token changed after it was
+    read stays for the next settle.
     """
     t = heat_rage_pending.c
     lock = sa.select(t.session_id, t.token).where(t.project_id == project_id, t.session_id.in_(sorted(session_ids)))
     lock = lock.order_by(t.session_id)
     if conn.dialect.name != "sqlite":  # SQLite's writers take turns already
-        lock = lock.with_for_update()
+        lock = lock.with_for_update(skip_locked=skip_locked)
     tokens = {str(r[0]): int(r[1]) for r in conn.execute(lock)}
     if not tokens:
         return 0
