@@ -577,7 +577,8 @@ def _pending(app: Flask) -> int:
 
 def test_workers_settle_as_they_ingest(make_app: Callable[..., Flask]) -> None:
     """A worker settles as many pending sessions as it stored batches with signal rows, every
-    compactor.SETTLE_EVERY such batches: the first report after a burst does not settle the burst."""
+    compactor.SETTLE_EVERY such batches (compactor.SETTLE_STEP after each answer): the first report
+    after a burst does not settle the burst."""
     from flask_heat_collector.compactor import SETTLE_EVERY
 
     app = make_app(aggregate_compact_seconds=0, rate_limit="100000 per second")
