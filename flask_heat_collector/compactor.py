@@ -24,9 +24,10 @@ SETTLE_PER_RUN = 20
 # batch marks at most one) and pays SETTLE_STEP of them after each answer: settling keeps up with
 # ingest, so the first report after a burst does not settle the whole burst (53 s after 400,000
 # events on MariaDB), and no answer waits behind a long settle. Settling less often settles a live
-# session fewer times (every 100 batches cost PostgreSQL ingest 30 %, every 500 batches 4 %).
+# session fewer times (every 100 batches cost PostgreSQL ingest 30 %, every 500 batches 4 %); a step
+# of 20, not 50, halved the ingest p99 under wrk at the same events/s.
 SETTLE_EVERY = 500
-SETTLE_STEP = 50
+SETTLE_STEP = 20
 _FORGET_AFTER = 100_000  # keys counted; past it, keys written once and never again are forgotten
 K = TypeVar("K", AggregateKeyDay, ReportKeyDay)
 
