@@ -539,7 +539,7 @@ def test_a_large_settle_refreshes_postgresql_statistics(make_app: Callable[..., 
 
     import sqlalchemy as sa
 
-    from flask_heat_collector.repositories.sql import ANALYZE_AFTER
+    from flask_heat_collector.repositories.sql_statistics import ANALYZE_AFTER
 
     app = make_app(rate_limit="100000 per second")
     client = app.test_client()

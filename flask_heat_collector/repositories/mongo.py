@@ -780,7 +780,7 @@ class MongoRepository(base.Repository):
             merged = sum(
                 self._compact_key(dict(zip(_AGGREGATE_KEY, key, strict=True)), full) for key in list(found)[:max_keys]
             )
-            if keys is None and report_keys is None:
+            if not given:
                 if roll:
                     self._roll_months(max_keys)
                 reports = mongo_reports.fresh_keys(self._coll, max_keys)

@@ -88,9 +88,6 @@ T = TypeVar("T")
 
 # MySQL error codes worth retrying: deadlock, lock wait timeout. PostgreSQL: serialization, deadlock.
 _RETRY_CODES = {1213, 1205}
-# Sessions settled by one call after which PostgreSQL's statistics of the signal tables are refreshed.
-ANALYZE_AFTER = 500
-_ANALYZE_SIGNALS = "ANALYZE heat_signals, heat_rage_clicks, heat_signal_counts, heat_signal_cells"
 _RETRY_SQLSTATES = {"40001", "40P01"}
 _STORED_COLUMNS = [events.c[name] for name in base.STORED_FIELDS]
 _JSON_FIELDS = ("meta_json", "data_json")
@@ -558,11 +555,11 @@ class SqlRepository(base.Repository):
             done += len(found)
             if len(found) < page:
                 break
-        if self.dialect == "postgresql" and done >= ANALYZE_AFTER:
+        if self.dialect == "postgresql" and done >= sql_statistics.ANALYZE_AFTER:
             # Many signal rows at once (after a fill, a migration, recompute-signals): the planner's
             # statistics refreshed now, not by autovacuum a minute later (until then it planned
             # for empty tables: sessions?signal=dead 100 ms, not 6 ms, at 300,000 events).
-            self._write(lambda conn: conn.exec_driver_sql(_ANALYZE_SIGNALS), autocommit=True)
+            self._write(sql_statistics.analyze_signals, autocommit=True)
         return done
 
     def compact(

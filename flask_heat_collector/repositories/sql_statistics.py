@@ -1,4 +1,5 @@
-"""PostgreSQL planner statistics when the server's autovacuum is off.
+"""PostgreSQL planner statistics refreshed by this package: after a large settle, and when the
+server's autovacuum is off.
 
 The tables' pieces are inserted and deleted all day; without statistics the planner takes a table
 for a few rows and reads a whole project where a key lookup was meant (compaction's keyed select
@@ -15,6 +16,10 @@ from sqlalchemy.engine import Connection
 
 from .sql_schema import metadata
 
+# Sessions settled by one call after which the signal tables are analyzed (their rows came faster
+# than autovacuum looks).
+ANALYZE_AFTER = 500
+_SIGNAL_TABLES = ("heat_signals", "heat_rage_clicks", "heat_signal_counts", "heat_signal_cells")
 # At most one look per process and interval; one process at a time (an advisory lock).
 INTERVAL_SECONDS = 60.0
 _LOCK_KEY = 0x68656174  # "heat"
@@ -51,3 +56,8 @@ def analyze_stale(conn: Connection) -> list[str]:
     for name in tables:
         conn.exec_driver_sql(f'ANALYZE "{name}"')
     return tables
+
+
+def analyze_signals(conn: Connection) -> None:
+    """``ANALYZE`` the signal tables (after a settle of ``ANALYZE_AFTER`` sessions or more)."""
+    conn.exec_driver_sql(f"ANALYZE {', '.join(_SIGNAL_TABLES)}")
