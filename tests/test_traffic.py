@@ -19,7 +19,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_heat_collector.errors import ConfigurationError
+from flask_heat_collector.errors import ConfigurationError, StorageUnavailable
 from flask_heat_collector.traffic import (
     DEFAULT_RULES,
     FAST_CLICKS,
@@ -30,7 +30,7 @@ from flask_heat_collector.traffic import (
 )
 
 from . import oracle
-from .helpers import API, PROJECT_KEY, batch, event, without_ids
+from .helpers import API, PROJECT_KEY, backend_free, batch, event, without_ids
 
 T = 1_790_000_000_000
 DAY = 86_400_000
@@ -273,6 +273,34 @@ def test_a_behaviour_rule_firing_on_a_later_batch_moves_the_session(make_app: Ca
     assert get(client, project, "heatmap", traffic="bot")["meta"]["total"] == 8
     detail = client.get(f"/api/projects/{project}/sessions/script", headers=API).get_json()
     assert detail["session"]["traffic"] == "bot" and detail["session"]["trafficReason"] == REGULAR_CLICKS
+
+
+INGEST = {"X-Project-Key": PROJECT_KEY, "User-Agent": "TestAgent/1.0"}
+
+
+@backend_free
+def test_a_failed_classification_after_the_commit_does_not_fail_the_batch(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch, logs: Any
+) -> None:
+    """The batch is committed before its session is classified: a database error there is logged,
+    the answer stays 200 with what was stored, and the next clicking batch decides the session."""
+    app = make_app(**OPTIONS)
+    client = app.test_client()
+    repository = app.extensions["heat_collector"].repository
+    decide = repository.classify_sessions
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise StorageUnavailable("could not serialize access due to concurrent update")
+
+    monkeypatch.setattr(repository, "classify_sessions", down)
+    stored = client.post("/ingest", json=batch(*regular_clicks(T, 8), session_id="script"), headers=INGEST)
+    assert stored.status_code == 200 and stored.get_json()["accepted"] == 8
+    assert any("classifying its session failed" in line for line in logs.lines)
+    project = stored.get_json()["projectId"]
+    assert get(client, project, "heatmap", traffic="all")["meta"]["total"] == 8
+    monkeypatch.setattr(repository, "classify_sessions", decide)
+    post(client, batch(*regular_clicks(T + 4_000, 1), session_id="script"))
+    assert get(client, project, "heatmap")["meta"]["excluded"] == {"sessions": 1, "events": 9}
 
 
 def test_reclassify_after_a_threshold_change_equals_a_fresh_ingest(make_app: Callable[..., Flask]) -> None:

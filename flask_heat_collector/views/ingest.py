@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 
 from ..addresses import client_address, limit_unit
 from ..auth import bearer_token, project_key
-from ..errors import ApiError, RetiredProjectKey, UnknownProject
+from ..errors import ApiError, RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import prepare_batch
 from ..log import log
 from ..privacy import DNT_DROP_REASON, anonymous, clean_payload, opted_out
@@ -215,6 +215,21 @@ def _store_or_create(state: HeatState, batch: Batch) -> IngestResult:
     return state.repository.ingest(batch)
 
 
+def _classify(state: HeatState, result: IngestResult, session_id: str) -> IngestResult:
+    """Apply the behaviour rules to a session whose batch is already committed.
+
+    The batch is stored whatever happens here, so a database error does not fail the answer (which
+    would say nothing was stored): it is logged, and the session is decided again at its next batch
+    with a click or by ``flask heat reclassify``.
+    """
+    try:
+        if state.repository.classify_sessions(result.project_id, session_ids=[session_id]).to_bot:
+            return replace(result, traffic=BOT)  # its rows now count as a bot's
+    except StorageUnavailable as exc:
+        log("warn", "ingest stored; classifying its session failed", sessionId=session_id, error=str(exc)[:200])
+    return result
+
+
 def ingest() -> Response:
     state = get_state()
     settings = state.settings
@@ -271,8 +286,7 @@ def ingest() -> Response:
     clicked = any(row.type == "click" for row in batch.events)
     if result.accepted and result.bot_suspect and batch.session.traffic != BOT and clicked:
         # the behaviour rules (traffic.py) over the session's stored clicks and moves
-        if state.repository.classify_sessions(result.project_id, session_ids=[batch.session.id]).to_bot:
-            result = replace(result, traffic=BOT)  # its rows now count as a bot's
+        result = _classify(state, result, batch.session.id)
 
     elapsed = time.perf_counter() - started
     elapsed_ms = round(elapsed * 1000)
