@@ -65,10 +65,11 @@ class Compactor:
     also settles pending rage clicks, so a report seldom has many to settle first.
     """
 
-    def __init__(self, interval_seconds: int, max_keys: int = 2000, batches: int = 0) -> None:
+    def __init__(self, interval_seconds: int, max_keys: int = 2000, batches: int = 0, settle_idle_ms: int = 0) -> None:
         self.interval = interval_seconds
         self.max_keys = max_keys
         self.batches = batches
+        self.settle_idle_ms = settle_idle_ms  # a session is settled here once it sent nothing that long
         self._next = 0.0
         self._passes = 0
         self._aggregates: _Counts[AggregateKeyDay] = _Counts(batches)
@@ -116,7 +117,7 @@ class Compactor:
             if due or reports:
                 repo.compact(len(due), keys=due, report_keys=reports)
             if step:
-                settled = repo.settle_rage(None, step)
+                settled = repo.settle_rage(None, step, idle_ms=self.settle_idle_ms)
                 with self._count_lock:
                     self._owed = 0 if settled < step else self._owed - step  # none left: the debt is paid
             if timed:
@@ -127,7 +128,7 @@ class Compactor:
                 # full re-encoded all the data every pass). Rolling re-encodes month pieces, so it
                 # runs every ROLL_PASSES passes; the day pieces are exact meanwhile.
                 repo.compact(self.max_keys, roll=self._passes % ROLL_PASSES == 1, full=False)
-                repo.settle_rage(None, SETTLE_PER_RUN)
+                repo.settle_rage(None, SETTLE_PER_RUN, idle_ms=self.settle_idle_ms)
         except Exception as exc:  # noqa: BLE001 - never fails a request; the next run tries again
             log("warn", "heatmap aggregate compaction failed", error=type(exc).__name__)
         finally:

@@ -199,8 +199,8 @@ class _SegmentRepository:
         self.repo, self.flt, self.segment = repo, flt, segment
         self.members = 0  # the segment's sessions (before the side's path and band)
 
-    def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
-        return self.repo.settle_rage(project_id, limit)
+    def settle_rage(self, project_id: str | None, limit: int | None = None, *, idle_ms: int | None = None) -> int:
+        return self.repo.settle_rage(project_id, limit, idle_ms=idle_ms)
 
     def read(self, fn: Callable[[Reader], T]) -> T:
         def run(reader: Reader) -> T:

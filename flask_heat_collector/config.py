@@ -252,6 +252,7 @@ KEYS: tuple[Key, ...] = (
     Key("HEAT_DEAD_CLICK_MS", 1500, _as_positive_int),
     Key("HEAT_SIGNAL_IGNORE_SELECTORS", DEFAULT_IGNORE, _as_str_tuple),
     Key("HEAT_ERROR_EVENT_NAMES", ("error",), _as_str_tuple),
+    Key("HEAT_SIGNAL_SETTLE_IDLE_MS", 5000, _as_non_negative_int),
     Key("HEAT_QUICK_BACK_MS", 7000, _as_positive_int),
     Key("HEAT_SCROLL_REVERSALS", 6, _as_positive_int),
     Key("HEAT_MIN_SAMPLE_SESSIONS", 30, _as_non_negative_int),
@@ -311,6 +312,7 @@ class Settings:
     dead_click_ms: int
     signal_ignore_selectors: tuple[str, ...]
     error_event_names: tuple[str, ...]
+    signal_settle_idle_ms: int
     quick_back_ms: int
     scroll_reversals: int
     min_sample_sessions: int

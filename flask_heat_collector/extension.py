@@ -90,7 +90,11 @@ class HeatCollector:
             ingest_schema=IngestSchema(settings.max_events_per_batch),
             jwt=JwtVerifier(settings) if settings.auth_mode in ("jwt", "both") else None,
             hooks=self._hooks,
-            compactor=Compactor(settings.aggregate_compact_seconds, batches=settings.aggregate_compact_batches),
+            compactor=Compactor(
+                settings.aggregate_compact_seconds,
+                batches=settings.aggregate_compact_batches,
+                settle_idle_ms=settings.signal_settle_idle_ms,
+            ),
             query_keys=parse_query_keys(settings.query_api_keys),
             admin_keys=parse_query_keys(settings.admin_api_keys),
         )

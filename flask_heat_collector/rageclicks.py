@@ -10,6 +10,7 @@ Reports then read the stored rage clicks of their range, never every click. Back
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -35,9 +36,19 @@ class RageRule:
 DEFAULT_RULE = RageRule()
 
 
+_TOKEN_RANDOM_BITS = 20
+
+
 def new_token() -> int:
-    """A fresh mark of a session's pending rage clicks (positive, never repeating in practice)."""
-    return secrets.randbits(62) + 1
+    """A fresh mark of a session's pending rage clicks: positive, never repeating in practice, and
+    ordered by time (the mark's millisecond in the high bits), so the marks of the sessions that sent
+    nothing for longest come first."""
+    return (time.time_ns() // 1_000_000) << _TOKEN_RANDOM_BITS | secrets.randbits(_TOKEN_RANDOM_BITS)
+
+
+def idle_token(idle_ms: int) -> int:
+    """The tokens below this one were marked at least ``idle_ms`` ago."""
+    return (time.time_ns() // 1_000_000 - idle_ms) << _TOKEN_RANDOM_BITS
 
 
 def settle(

@@ -141,8 +141,8 @@ class _TrafficRepository:
     def __init__(self, repo: Repository, traffic: str, sample_only: bool) -> None:
         self.repo, self.traffic, self.sample_only = repo, traffic, sample_only
 
-    def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
-        return self.repo.settle_rage(project_id, limit)
+    def settle_rage(self, project_id: str | None, limit: int | None = None, *, idle_ms: int | None = None) -> int:
+        return self.repo.settle_rage(project_id, limit, idle_ms=idle_ms)
 
     def read(self, fn: Callable[[Reader], T]) -> T:
         return self.repo.read(lambda reader: fn(TrafficReader(reader, self.traffic, sample_only=self.sample_only)))

@@ -49,3 +49,21 @@ def test_compaction_analyzes_stale_tables_when_autovacuum_is_off(make_app: Calla
     repo.compact()  # within the interval: no second look
     time.sleep(1.5)
     assert _stat(repo.engine, "analyze_count", "events") == before + 1
+
+
+def test_compaction_vacuums_the_pieces_it_deleted_when_autovacuum_is_off(make_app: Callable[..., Flask]) -> None:
+    """Merging deletes the fresh pieces; with autovacuum off their dead rows stayed in the table and
+    its indexes for good (a report then read every dead index entry)."""
+    app = make_app(aggregate_compact_seconds=0, rate_limit="100000 per second")
+    repo = app.extensions["heat_collector"].repository
+    with repo.engine.connect() as conn:
+        if conn.execute(sa.text("SELECT current_setting('autovacuum')")).scalar() != "off":
+            pytest.skip("the server's autovacuum is on: it vacuums the tables itself")
+    ingest_all(app.test_client(), [batch(event("click", ts=TS + i, x=i, y=1), session_id=f"s-{i}") for i in range(120)])
+    repo.compact()  # 120 pieces of one key-day merged into one
+    assert _wait(lambda: _stat(repo.engine, "n_dead_tup", "heat_aggregates") >= 100)
+    before = _stat(repo.engine, "vacuum_count", "heat_aggregates")
+    fresh = make_app(aggregate_compact_seconds=0).extensions["heat_collector"].repository  # its first look is due
+    fresh.compact()
+    assert _wait(lambda: _stat(repo.engine, "vacuum_count", "heat_aggregates") == before + 1)
+    assert _stat(repo.engine, "n_dead_tup", "heat_aggregates") == 0

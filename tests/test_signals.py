@@ -575,21 +575,26 @@ def _pending(app: Flask) -> int:
         return int(conn.execute(sa.text("SELECT count(*) FROM heat_rage_pending")).scalar() or 0)
 
 
-def test_workers_settle_as_they_ingest(make_app: Callable[..., Flask]) -> None:
+def test_workers_settle_as_they_ingest(make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker settles as many pending sessions as it stored batches with signal rows, every
     compactor.SETTLE_EVERY such batches (compactor.SETTLE_STEP after each answer): the first report
     after a burst does not settle the burst."""
-    from flask_heat_collector.compactor import SETTLE_EVERY
+    from flask_heat_collector import compactor
 
-    app = make_app(aggregate_compact_seconds=0, rate_limit="100000 per second")
-    client = app.test_client()
+    SETTLE_EVERY = 40  # (500) fewer batches, the same rule
+    monkeypatch.setattr(compactor, "SETTLE_EVERY", SETTLE_EVERY)
     sessions = SETTLE_EVERY + 30
     bodies = [batch(click(1000 * i, "#a", "/d"), session_id=f"burst-{i}") for i in range(sessions)]
-    project = ""
-    for body in bodies:
-        with client.post("/ingest", json=body, headers=headers()) as response:  # closed: as a server does
-            assert response.status_code == 200
-            project = response.get_json()["projectId"]
-    assert _pending(app) == sessions - SETTLE_EVERY
-    assert get(client, project, "paths")["paths"][0]["deadClicks"] == sessions
-    assert _pending(app) == 0
+    # HEAT_SIGNAL_SETTLE_IDLE_MS: 0 settles any session; a minute settles none of these live ones
+    for idle_ms, left in ((0, sessions - SETTLE_EVERY), (60_000, sessions)):
+        app = make_app(aggregate_compact_seconds=0, rate_limit="100000 per second", signal_settle_idle_ms=idle_ms)
+        client = app.test_client()
+        key = f"k-idle-{idle_ms}"
+        project = ""
+        for body in bodies:
+            with client.post("/ingest", json=body, headers=headers(key)) as response:  # closed: as a server does
+                assert response.status_code == 200
+                project = response.get_json()["projectId"]
+        assert _pending(app) == left
+        assert get(client, project, "paths")["paths"][0]["deadClicks"] == sessions
+        assert _pending(app) == 0

@@ -594,9 +594,13 @@ class Repository(ABC):
         their rage clicks again (after the rule changed)."""
 
     @abstractmethod
-    def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
+    def settle_rage(self, project_id: str | None, limit: int | None = None, *, idle_ms: int | None = None) -> int:
         """Settle the rage clicks of the pending sessions (of one project, or of any; at most ``limit``):
-        recompute each one's bursts from all its clicks and store the difference. The sessions settled."""
+        recompute each one's bursts from all its clicks and store the difference. The sessions settled.
+
+        With ``idle_ms`` (a worker's background settle, any project): only sessions marked at least
+        that long ago, the longest idle first, skipping those another settle holds; so a live
+        session is settled once it pauses, not after each of its batches."""
 
     @abstractmethod
     def rebuild_aggregates(self) -> int:

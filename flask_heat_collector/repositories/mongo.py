@@ -47,7 +47,7 @@ from ..aggregates import (
 from ..errors import ConfigurationError, RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points, path_key, view_width
 from ..log import log
-from ..rageclicks import DEFAULT_RULE
+from ..rageclicks import DEFAULT_RULE, idle_token
 from ..report_pieces import ALL_WIDTHS
 from ..report_pieces import batch_pieces as report_batch_pieces
 from ..signals import DEFAULT_RULES, SIGNAL_TYPES, Signal
@@ -731,12 +731,13 @@ class MongoRepository(base.Repository):
         with self._guard():
             mongo_rage.mark_all(self._coll, project_id)
 
-    def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
+    def settle_rage(self, project_id: str | None, limit: int | None = None, *, idle_ms: int | None = None) -> int:
         done = 0
         with self._guard():
             while limit is None or done < limit:
                 page = 5000 if limit is None else min(limit - done, 5000)
-                found = mongo_rage.pending(self._coll, project_id, page)
+                before = None if idle_ms is None else idle_token(idle_ms)
+                found = mongo_rage.pending(self._coll, project_id, page, before)
                 by_project: dict[str, list[str]] = {}
                 for pid, sid in found:
                     by_project.setdefault(pid, []).append(sid)

@@ -33,6 +33,7 @@ INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     (CLICKS, ("projectId", "ts"), False, "ix_heat_rage_clicks_ts"),
     (CLICKS, ("projectId", "pathKey", "ts"), False, "ix_heat_rage_clicks_path_ts"),
     (PENDING, ("projectId", "sessionId"), True, "uq_heat_rage_pending_key"),
+    (PENDING, ("token",), False, "ix_heat_rage_pending_token"),  # the workers' settles, longest idle first
 )
 _LEASE_MS = 60_000  # a settle lease older than this belongs to a process that died
 _FIELDS = (
@@ -114,11 +115,23 @@ def migrate(coll: Coll) -> None:
             mongo_signals.rebuild_counts(coll, str(project["id"]))
 
 
-def pending(coll: Coll, project_id: str | None, limit: int) -> list[tuple[str, str]]:
-    """Up to ``limit`` pending ``(project, session)`` pairs (of one project when given)."""
+def pending(coll: Coll, project_id: str | None, limit: int, before: int | None = None) -> list[tuple[str, str]]:
+    """Up to ``limit`` pending ``(project, session)`` pairs (of one project when given); with
+    ``before`` (rageclicks.idle_token), those whose mark's token is below it and that no settle
+    holds, the longest idle first."""
     match: Doc = {} if project_id is None else {"projectId": project_id}
-    found = coll(PENDING).find(match, {"_id": 0, "projectId": 1, "sessionId": 1}, limit=limit)
+    fields = {"_id": 0, "projectId": 1, "sessionId": 1}
+    if before is None:
+        found = coll(PENDING).find(match, fields, limit=limit)
+    else:
+        match = {**match, "token": {"$lt": before}, **_free(_now_ms())}
+        found = coll(PENDING).find(match, fields, sort=[("token", 1)], limit=limit)
     return sorted((str(d["projectId"]), str(d["sessionId"])) for d in found)
+
+
+def _free(now: int) -> Doc:
+    """Marks no settle holds (or whose holder died)."""
+    return {"$or": [{"lease": {"$exists": False}}, {"lease": None}, {"lease": {"$lt": now - _LEASE_MS}}]}
 
 
 _SETTLE_CHUNK = 200  # pending sessions settled together: a few commands per chunk, not per session
@@ -138,9 +151,8 @@ def settle_sessions(
 
 def _settle_chunk(coll: Coll, project_id: str, session_ids: list[str], rule: RageRule, signals: SignalRules) -> int:
     now, holder = _now_ms(), new_token()
-    free = {"$or": [{"lease": {"$exists": False}}, {"lease": None}, {"lease": {"$lt": now - _LEASE_MS}}]}
     chunk = {"projectId": project_id, "sessionId": {"$in": session_ids}}
-    coll(PENDING).update_many({**chunk, **free}, {"$set": {"lease": now, "holder": holder}})
+    coll(PENDING).update_many({**chunk, **_free(now)}, {"$set": {"lease": now, "holder": holder}})
     marks = {
         str(d["sessionId"]): d["token"]
         for d in coll(PENDING).find({**chunk, "holder": holder}, {"_id": 0, "sessionId": 1, "token": 1})

@@ -10,7 +10,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import IO, Any, TypeVar
 
@@ -32,7 +32,7 @@ from ..aggregates import (
 )
 from ..errors import RetiredProjectKey, StorageUnavailable, UnknownProject
 from ..ingest import move_stamps, move_tail, pack_points
-from ..rageclicks import DEFAULT_RULE, new_token
+from ..rageclicks import DEFAULT_RULE, idle_token, new_token
 from ..signals import DEFAULT_RULES, SIGNAL_TYPES, Signal
 from ..traffic import BOT, behaviour_reason
 from ..traffic import DEFAULT_RULES as DEFAULT_TRAFFIC_RULES
@@ -446,7 +446,10 @@ class SqlRepository(base.Repository):
         found = conn.execute(
             self._statements.session_clicks, {"project_id": project_id, "session_id": batch.session.id}
         )
-        return behaviour_reason([int(ts) for ts in found.scalars()], (), self.traffic_rules) is not None
+        return self._clicks_break_a_rule(found.scalars())
+
+    def _clicks_break_a_rule(self, times: Iterable[Any]) -> bool:
+        return behaviour_reason([int(ts) for ts in times], (), self.traffic_rules) is not None
 
     @staticmethod
     def _stored_traffic(conn: Connection, project_id: str, session: base.SessionRow) -> str:
@@ -493,10 +496,12 @@ class SqlRepository(base.Repository):
         pieces = batch_pieces(batch.events, part)
         reports = report_pieces.batch_pieces(batch.events, batch.session.id, part)
 
+        clicks = [row.ts for row in batch.events if row.type == "click"]
+
         def run(conn: Connection) -> base.IngestResult:
             user_uuid = str(uuid.uuid4()) if batch.external_user_id is not None else None
-            params = st.pg_batch_params(batch, user_uuid, _now_ms(), pieces, reports)
-            _, accepted, project_id, erased, traffic = self._execute_prepared(conn, sql, params)
+            params = st.pg_batch_params(batch, user_uuid, _now_ms(), pieces, reports, bool(clicks))
+            _, accepted, project_id, erased, traffic, stored = self._execute_prepared(conn, sql, params)
             if erased:
                 return base.IngestResult(project_id=str(project_id), accepted=0, duplicates=0, erased_user=True)
             return base.IngestResult(
@@ -504,7 +509,8 @@ class SqlRepository(base.Repository):
                 accepted=int(accepted),
                 duplicates=batch.row_count - int(accepted),
                 traffic=str(traffic),
-                bot_suspect=self._bot_suspect(conn, str(project_id), batch, str(traffic)),  # committed: visible
+                # the session's other stored clicks (read by the statement) and this batch's
+                bot_suspect=traffic != BOT and bool(clicks) and self._clicks_break_a_rule([*(stored or ()), *clicks]),
             )
 
         return self._write(run, autocommit=True)
@@ -532,12 +538,21 @@ class SqlRepository(base.Repository):
     def mark_rage(self, project_id: str | None) -> None:
         self._write(lambda conn: sql_rage.mark_all(conn, project_id))
 
-    def settle_rage(self, project_id: str | None, limit: int | None = None) -> int:
+    def settle_rage(self, project_id: str | None, limit: int | None = None, *, idle_ms: int | None = None) -> int:
         done = 0
-        while limit is None or done < limit:
+        while idle_ms is not None and (limit is None or done < limit):  # a worker's, in the background
+            n = sql_rage.SETTLE_CHUNK if limit is None else min(limit - done, sql_rage.SETTLE_CHUNK)
+            before = idle_token(idle_ms)
+            settle = functools.partial(
+                sql_rage.settle_idle, before=before, limit=n, rule=self.rage_rule, signals=self.signal_rules
+            )
+            settled = self._write(settle)
+            done += settled
+            if settled < n:
+                break
+        while idle_ms is None and (limit is None or done < limit):
             page = sql_rage.SETTLE_CHUNK * 50 if limit is None else min(limit - done, sql_rage.SETTLE_CHUNK * 50)
-            token = new_token() if project_id is None else None  # a worker's: not the sessions another takes
-            found = self._read(lambda conn, n=page, at=token: sql_rage.pending(conn, project_id, n, at))  # type: ignore[misc]
+            found = self._read(lambda conn, n=page: sql_rage.pending(conn, project_id, n))  # type: ignore[misc]
             for pid, group in itertools.groupby(found, key=lambda pair: pair[0]):
                 sids = [sid for _, sid in group]
                 for start in range(0, len(sids), sql_rage.SETTLE_CHUNK):
@@ -549,7 +564,6 @@ class SqlRepository(base.Repository):
                             session_ids=chunk,
                             rule=self.rage_rule,
                             signals=self.signal_rules,
-                            skip_locked=project_id is None,  # a worker's background settle
                         )
                     )
             done += len(found)
@@ -608,7 +622,7 @@ class SqlRepository(base.Repository):
         reports = self._read(lambda conn: sql_reports.fresh_keys(conn, max_keys))
         self._compact_reports(reports)
         if self.dialect == "postgresql" and self._statistics.due():
-            self._write(sql_statistics.analyze_stale)
+            self._write(sql_statistics.maintain_stale, autocommit=True)
         return len(keys) + len(reports)
 
     def _compact_reports(self, keys: Sequence[tuple[Any, ...]]) -> None:

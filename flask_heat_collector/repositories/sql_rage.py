@@ -63,21 +63,29 @@ def mark_all(conn: Connection, project_id: str | None = None) -> None:
     conn.execute(stmt.from_select(["project_id", "session_id", "token"], found.distinct()))
 
 
-def pending(conn: Connection, project_id: str | None, limit: int, start: int | None = None) -> list[tuple[str, str]]:
-    """Up to ``limit`` pending ``(project, session)`` pairs (of one project when given); with ``start``,
-    those whose mark's token follows it first (tokens are random: workers settling at once take
-    different sessions), in project order."""
+def pending(conn: Connection, project_id: str | None, limit: int) -> list[tuple[str, str]]:
+    """Up to ``limit`` pending ``(project, session)`` pairs (of one project when given), in order."""
     t = heat_rage_pending.c
     stmt = sa.select(t.project_id, t.session_id)
     if project_id is not None:
         stmt = stmt.where(t.project_id == project_id)
-    if start is None:
-        found = list(conn.execute(stmt.order_by(t.project_id, t.session_id).limit(limit)))
-    else:
-        found = list(conn.execute(stmt.where(t.token >= start).order_by(t.token).limit(limit)))
-        if len(found) < limit:
-            found += conn.execute(stmt.where(t.token < start).order_by(t.token).limit(limit - len(found))).all()
-    return sorted((str(r[0]), str(r[1])) for r in found)
+    found = conn.execute(stmt.order_by(t.project_id, t.session_id).limit(limit))
+    return [(str(r[0]), str(r[1])) for r in found]
+
+
+def settle_idle(conn: Connection, before: int, limit: int, rule: RageRule, signals: SignalRules) -> int:
+    """Settle, in this transaction, up to ``limit`` pending sessions of any project whose mark's token
+    is below ``before`` (rageclicks.idle_token), the longest idle first; marks another settle holds
+    are skipped, not waited for (workers settling at once take different sessions)."""
+    t = heat_rage_pending.c
+    pick = sa.select(t.project_id, t.session_id).where(t.token < before).order_by(t.token).limit(limit)
+    if conn.dialect.name != "sqlite":  # SQLite's writers take turns already
+        pick = pick.with_for_update(skip_locked=True)
+    found = sorted((str(r[0]), str(r[1])) for r in conn.execute(pick))
+    return sum(
+        settle_sessions(conn, pid, [sid for _, sid in group], rule, signals, skip_locked=True)
+        for pid, group in groupby(found, key=lambda pair: pair[0])
+    )
 
 
 def settle_sessions(
