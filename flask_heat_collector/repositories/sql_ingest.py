@@ -402,14 +402,7 @@ class IngestStatements:
         stored = (
             "COALESCE((SELECT traffic FROM sessions WHERE project_id = %(project_id)s AND id = %(id)s), %(traffic)s)"
         )
-        # The times of the session's clicks stored before this batch (its own come from the caller):
-        # the behaviour rules' input (traffic.py), read in the same round trip.
-        clicks = (
-            f"CASE WHEN %(want_clicks)s THEN (SELECT array_agg(ts) FROM {self._table} "
-            "WHERE project_id = %(project_id)s AND session_id = %(id)s AND type || '' = 'click' "
-            "AND event_id <> ALL(%(click_ids)s::text[])) END"
-        )
-        sql = f"WITH {', '.join(ctes)} SELECT c, n, %(project_id)s, {erased}, {stored}, {clicks} FROM tot"
+        sql = f"WITH {', '.join(ctes)} SELECT c, n, %(project_id)s, {erased}, {stored} FROM tot"
         return sql.replace("%(project_id)s", "(SELECT id FROM projects WHERE key = %(project_key)s)")
 
     @staticmethod
@@ -419,10 +412,8 @@ class IngestStatements:
         now: int,
         pieces: list[AggregateRow],
         reports: list[ReportPiece],
-        want_clicks: bool,
     ) -> dict[str, Any]:
-        """The parameters of ``one_statement[...]`` for ``batch`` (``user_uuid``: id of a new user;
-        ``want_clicks``: answer the times of the session's other stored clicks)."""
+        """The parameters of ``one_statement[...]`` for ``batch`` (``user_uuid``: id of a new user)."""
         positions: dict[str, int] = {}
         meta_at = ROW_FIELDS.index("meta_json")
         rows = [
@@ -446,6 +437,4 @@ class IngestStatements:
             "reports": _ROWS_JSON.encode(reports),
             "signal_rows": any(row.type in SIGNAL_TYPES for row in batch.events),
             "rage_token": new_token(),
-            "want_clicks": want_clicks,
-            "click_ids": [row.event_id for row in batch.events if row.type == "click"] if want_clicks else [],
         }
