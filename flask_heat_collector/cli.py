@@ -23,7 +23,9 @@ heat_cli = AppGroup("heat", help="Heat collector: database migration and project
 
 @heat_cli.command("migrate")
 def migrate_command() -> None:
-    """Create missing tables/collections and indexes (repeatable, keeps data); say what was done."""
+    """Create missing tables/collections and indexes (repeatable, keeps data), then settle the
+    signals of the sessions marked pending (a migration that adds the signal tables marks every
+    session, which the first report would otherwise settle while a client waits); say what was done."""
     state = get_state()
     done = state.repository.migrate()
     start, state.start_migration = state.start_migration, None
@@ -32,6 +34,9 @@ def migrate_command() -> None:
         click.echo(f"heat-collector: {start.describe()}, at start (HEAT_AUTO_MIGRATE)")
     else:
         click.echo(f"heat-collector: {done.describe()}")
+    settled = state.repository.settle_rage(None)
+    if settled:
+        click.echo(f"heat-collector: settled the signals of {settled} pending session(s)")
 
 
 @heat_cli.command("compact")

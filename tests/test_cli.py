@@ -33,6 +33,21 @@ def test_flask_heat_migrate_is_repeatable_and_keeps_data(make_app: Any) -> None:
     assert event_count(client, project) == 2
 
 
+def test_flask_heat_migrate_settles_the_pending_sessions(make_app: Any) -> None:
+    """A migration that adds the signal tables marks every session: the command settles them, so the
+    first report does not while a client waits."""
+    app = make_app()
+    client = app.test_client()
+    for i in range(3):
+        client.post("/ingest", json=batch(event("click"), session_id=f"s-{i}"), headers=headers())
+    repository = app.extensions["heat_collector"].repository
+    repository.mark_rage(None)  # what migrate() does when the signal tables are new
+    result = app.test_cli_runner().invoke(args=["heat", "migrate"])
+    assert result.exit_code == 0, result.output
+    assert "settled the signals of 3 pending session(s)" in result.output
+    assert repository.settle_rage(None) == 0
+
+
 def empty_database(backend: str, backend_name: str) -> None:
     """No table at all (the server databases of the suite keep their tables between tests)."""
     if backend_name in ("postgresql", "mysql"):
