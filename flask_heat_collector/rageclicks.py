@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .repositories.base import EventRow
 
@@ -20,6 +21,7 @@ RAGECLICK = "rageclick"
 _SWEEP_EVERY = 4096  # clicks between sweeps of the bursts of sessions that stopped clicking
 
 Burst = list[EventRow]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,14 @@ def new_token() -> int:
 def idle_token(idle_ms: int) -> int:
     """The tokens below this one were marked at least ``idle_ms`` ago."""
     return (time.time_ns() // 1_000_000 - idle_ms) << _TOKEN_RANDOM_BITS
+
+
+def rotated(items: Iterable[T]) -> list[T]:
+    """``items`` from a random one on, wrapping around: workers settling at once start at different
+    projects."""
+    found = list(items)
+    start = secrets.randbelow(len(found)) if found else 0
+    return found[start:] + found[:start]
 
 
 def settle(

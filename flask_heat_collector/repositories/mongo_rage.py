@@ -17,7 +17,7 @@ from pymongo import DeleteMany, DeleteOne
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
-from ..rageclicks import RageRule, new_token, rage_row, settle
+from ..rageclicks import RageRule, new_token, rage_row, rotated, settle
 from ..signal_counts import Counted, changes
 from ..signals import DEFAULT_RULES, RAGE, SIGNAL_TYPES, SignalRules
 from . import mongo_signals
@@ -33,7 +33,7 @@ INDEXES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     (CLICKS, ("projectId", "ts"), False, "ix_heat_rage_clicks_ts"),
     (CLICKS, ("projectId", "pathKey", "ts"), False, "ix_heat_rage_clicks_path_ts"),
     (PENDING, ("projectId", "sessionId"), True, "uq_heat_rage_pending_key"),
-    (PENDING, ("token",), False, "ix_heat_rage_pending_token"),  # the workers' settles, longest idle first
+    (PENDING, ("projectId", "token"), False, "ix_heat_rage_pending_token"),  # the workers' settles
 )
 _LEASE_MS = 60_000  # a settle lease older than this belongs to a process that died
 _FIELDS = (
@@ -122,10 +122,14 @@ def pending(coll: Coll, project_id: str | None, limit: int, before: int | None =
     match: Doc = {} if project_id is None else {"projectId": project_id}
     fields = {"_id": 0, "projectId": 1, "sessionId": 1}
     if before is None:
-        found = coll(PENDING).find(match, fields, limit=limit)
-    else:
-        match = {**match, "token": {"$lt": before}, **_free(_now_ms())}
-        found = coll(PENDING).find(match, fields, sort=[("token", 1)], limit=limit)
+        found = list(coll(PENDING).find(match, fields, limit=limit))
+    else:  # project after project from a random one (every index leads with the project)
+        found, free = [], _free(_now_ms())
+        for pid in [project_id] if project_id else rotated(d["id"] for d in coll("projects").find({}, {"id": 1})):
+            idle = {"projectId": pid, "token": {"$lt": before}, **free}
+            found += coll(PENDING).find(idle, fields, sort=[("token", 1)], limit=limit - len(found))
+            if len(found) >= limit:
+                break
     return sorted((str(d["projectId"]), str(d["sessionId"])) for d in found)
 
 

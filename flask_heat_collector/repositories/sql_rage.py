@@ -9,13 +9,13 @@ from itertools import groupby
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..rageclicks import RageRule, new_token, rage_row, settle
+from ..rageclicks import RageRule, new_token, rage_row, rotated, settle
 from ..signal_counts import Counted, changes
 from ..signals import DEFAULT_RULES, RAGE, SIGNAL_TYPES, SignalRules
 from . import sql_signals
 from .base import EventFilter, EventRow
 from .sql_ingest import executemany, insert_ignore, rage_mark_sql
-from .sql_schema import delete_keyed, events, heat_rage_clicks, heat_rage_pending, session_types
+from .sql_schema import delete_keyed, events, heat_rage_clicks, heat_rage_pending, projects, session_types
 
 SETTLE_CHUNK = 100  # sessions settled in one transaction
 _RAGE_FIELDS = (
@@ -74,18 +74,22 @@ def pending(conn: Connection, project_id: str | None, limit: int) -> list[tuple[
 
 
 def settle_idle(conn: Connection, before: int, limit: int, rule: RageRule, signals: SignalRules) -> int:
-    """Settle, in this transaction, up to ``limit`` pending sessions of any project whose mark's token
-    is below ``before`` (rageclicks.idle_token), the longest idle first; marks another settle holds
-    are skipped, not waited for (workers settling at once take different sessions)."""
+    """Settle, in this transaction, up to ``limit`` pending sessions whose mark's token is below
+    ``before`` (rageclicks.idle_token), the longest idle of each project first, project after project
+    from a random one (every key leads with the project: one index range per project); marks another
+    settle holds are skipped, not waited for (workers settling at once take different sessions)."""
     t = heat_rage_pending.c
-    pick = sa.select(t.project_id, t.session_id).where(t.token < before).order_by(t.token).limit(limit)
-    if conn.dialect.name != "sqlite":  # SQLite's writers take turns already
-        pick = pick.with_for_update(skip_locked=True)
-    found = sorted((str(r[0]), str(r[1])) for r in conn.execute(pick))
-    return sum(
-        settle_sessions(conn, pid, [sid for _, sid in group], rule, signals, skip_locked=True)
-        for pid, group in groupby(found, key=lambda pair: pair[0])
-    )
+    done = 0
+    for pid in rotated(conn.execute(sa.select(projects.c.id).order_by(projects.c.id)).scalars()):
+        pick = sa.select(t.session_id).where(t.project_id == pid, t.token < before).order_by(t.token)
+        pick = pick.limit(limit - done)
+        if conn.dialect.name != "sqlite":  # SQLite's writers take turns already
+            pick = pick.with_for_update(skip_locked=True)
+        found = sorted(str(sid) for sid in conn.execute(pick).scalars())
+        done += settle_sessions(conn, str(pid), found, rule, signals, skip_locked=True) if found else 0
+        if done >= limit:
+            break
+    return done
 
 
 def settle_sessions(

@@ -229,7 +229,7 @@ heat_rage_pending = _table(
     sa.Column("project_id", _Uuid, primary_key=True),
     sa.Column("session_id", _ClientId, primary_key=True),
     sa.Column("token", sa.BigInteger, nullable=False),
-    sa.Index("ix_heat_rage_pending_token", "token"),  # the workers' settles, longest idle first
+    sa.Index("ix_heat_rage_pending_token", "project_id", "token"),  # the workers' settles, longest idle first
 )
 
 # The other frustration signals (signals.py): one row per (kind, event) of a session, settled with
