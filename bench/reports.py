@@ -10,7 +10,8 @@ clicks on ~300 selectors with a skewed popularity, scrolls, pageviews; 5 % of se
 (bursts of 4 within 600 ms); 2 % of clicks are followed by a custom ``error`` event (error clicks);
 spread over 30 days. The signal reports (dead and error click maps, sessions with a dead click), a
 page group over every path and compare (the range's two halves) are timed too. Results go to
-bench/results/reports-<dialect>.md.
+bench/results/reports-<dialect>.md, with each answer's growth in bytes beside its time's growth;
+``--keep`` keeps the filled database for EXPLAIN and profiles.
 """
 
 from __future__ import annotations
@@ -158,11 +159,16 @@ def queries(project: str, start: int) -> dict[str, str]:
     }
 
 
-def time_all(server: Server, project: str, start: int, runs: int) -> dict[str, float]:
+def time_all(
+    server: Server, project: str, start: int, runs: int, sizes: dict[str, int] | None = None
+) -> dict[str, float]:
+    """Each query's median ms; with ``sizes``, also each answer's size (bytes of its compact JSON)."""
     found = {}
     for label, url in queries(project, start).items():
-        samples, _ = time_get(server.base + url, runs)
+        samples, body = time_get(server.base + url, runs)
         found[label] = statistics.median(samples)
+        if sizes is not None:
+            sizes[label] = len(json.dumps(body, separators=(",", ":")))
     return found
 
 
@@ -183,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the filled database (its URI is logged)")
     opts = parser.parse_args(argv)
     start = (int(time.time() * 1000) // DAY - DAYS - 1) * DAY
     work = Path(tempfile.mkdtemp(prefix="heat-bench-reports-"))
@@ -209,14 +216,18 @@ def main(argv: list[str] | None = None) -> None:
                     log(f"  right after the fill, {label}: {ms:,.1f} ms")
                 began = time.perf_counter()
                 log(f"  {compact(uri)} in {time.perf_counter() - began:,.0f} s")
-                merged = time_all(server, project, start, opts.runs)
+                sizes: dict[str, int] = {}
+                merged = time_all(server, project, start, opts.runs, sizes)
                 for label, ms in merged.items():
-                    log(f"  after flask heat compact, {label}: {ms:,.1f} ms")
-                rows.append(Row(done * EVENTS_PER_SESSION, fresh, merged, seconds, bad, first))
+                    log(f"  after flask heat compact, {label}: {ms:,.1f} ms ({sizes[label]:,} bytes)")
+                rows.append(Row(done * EVENTS_PER_SESSION, fresh, merged, seconds, bad, first, sizes))
         finally:
             server.stop()
     finally:
-        databases.drop_all()
+        if opts.keep:
+            log(f"kept: {uri} (project {project}, start {start})")
+        else:
+            databases.drop_all()
     out = BENCH / "results" / f"reports-{opts.dialect}.md"
     out.write_text(report(opts, rows))
     print(out.read_text())
@@ -231,20 +242,25 @@ class Row(NamedTuple):
     seconds: float
     bad: int
     first: float  # ms of the first report after the fill
+    sizes: dict[str, int]  # bytes of each answer (compact JSON)
 
 
-def _table(title: str, small: int, a: dict[str, float], big: int, b: dict[str, float]) -> list[str]:
+def _table(title: str, first: Row, last: Row, fresh: bool) -> list[str]:
+    small, big = first.events, last.events
+    a, b = (first.fresh, last.fresh) if fresh else (first.merged, last.merged)
     lines = [
         f"## {title}",
         "",
-        f"| query (one path) | {small:,} events | x click heatmap | {big:,} events | x click heatmap | growth |",
-        "|---|---|---|---|---|---|",
+        f"| query (one path) | {small:,} events | x click heatmap | {big:,} events | x click heatmap | growth "
+        "| answer growth (bytes) |",
+        "|---|---|---|---|---|---|---|",
     ]
     scale_a, scale_b = a["heatmap, clicks (for scale)"], b["heatmap, clicks (for scale)"]
     for label in a:
+        answer = last.sizes[label] / first.sizes[label] if first.sizes.get(label) else 0
         lines.append(
             f"| {label} | {a[label]:,.1f} ms | {a[label] / scale_a:.2f} | {b[label]:,.1f} ms | "
-            f"{b[label] / scale_b:.2f} | x{b[label] / a[label]:.2f} |"
+            f"{b[label] / scale_b:.2f} | x{b[label] / a[label]:.2f} | x{answer:.2f} |"
         )
     return [*lines, ""]
 
@@ -256,8 +272,8 @@ def report(opts: argparse.Namespace, rows: list[Row]) -> str:
         "",
         f"gunicorn -w {opts.workers} (sync), {opts.clients} clients; median of {opts.runs} requests each.",
         "",
-        *_table("Right after the fill (no pause)", first.events, first.fresh, last.events, last.fresh),
-        *_table("After `flask heat compact`", first.events, first.merged, last.events, last.merged),
+        *_table("Right after the fill (no pause)", first, last, fresh=True),
+        *_table("After `flask heat compact`", first, last, fresh=False),
     ]
     lines += [
         "",
@@ -266,7 +282,7 @@ def report(opts: argparse.Namespace, rows: list[Row]) -> str:
         + ".",
     ]
     steps, before = [], 0
-    for n, _, _, seconds, bad, _ in rows:
+    for n, _, _, seconds, bad, _, _ in rows:
         steps.append(f"{n - before:,} events at {(n - before) / seconds if seconds else 0:,.0f}/s, {bad} non-2xx")
         before = n
     lines += ["", "Ingest through HTTP: " + "; ".join(steps) + "."]
