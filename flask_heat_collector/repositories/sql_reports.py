@@ -146,6 +146,11 @@ def read_pieces(
     stmt = sa.select(*columns).where(t.project_id == project_id, t.day >= days[0], t.day <= days[1])
     stmt = stmt.where(t.bucket_w == width if width is not None else t.bucket_w != ALL_WIDTHS)
     stmt = stmt.where(*path_clauses(heat_report_pieces, path))
+    if path is None and width is not None:
+        # Every path of one band (the paths report): MariaDB read every piece of the project through
+        # the primary key, the per-band pieces' selector and scroll data too (34 ms against 19 ms by
+        # this index at 1,000,000 events, measured during a fill).
+        stmt = stmt.with_hint(heat_report_pieces, "FORCE INDEX (ix_heat_report_pieces_band_day)", "mysql")
     return [ReportPiece(*row) for row in conn.execute(stmt)]
 
 
