@@ -535,8 +535,18 @@ class SqlRepository(base.Repository):
         self._write(lambda conn: sql_rage.mark_all(conn, project_id))
 
     def settle_rage(self, project_id: str | None, limit: int | None = None, *, idle_ms: int | None = None) -> int:
+        done = self._settle_marked(project_id, limit) if idle_ms is None else self._settle_idle(limit, idle_ms)
+        if self.dialect == "postgresql" and done >= sql_statistics.ANALYZE_AFTER:
+            # Many signal rows at once (after a fill, a migration, recompute-signals): the planner's
+            # statistics refreshed now, not by autovacuum a minute later (until then it planned
+            # for empty tables: sessions?signal=dead 100 ms, not 6 ms, at 300,000 events).
+            self._write(sql_statistics.analyze_signals, autocommit=True)
+        return done
+
+    def _settle_idle(self, limit: int | None, idle_ms: int) -> int:
+        """A worker's background settle: the longest idle marks, a chunk per transaction."""
         done = 0
-        while idle_ms is not None and (limit is None or done < limit):  # a worker's, in the background
+        while limit is None or done < limit:
             n = sql_rage.SETTLE_CHUNK if limit is None else min(limit - done, sql_rage.SETTLE_CHUNK)
             before = idle_token(idle_ms)
             settle = functools.partial(
@@ -545,8 +555,13 @@ class SqlRepository(base.Repository):
             settled = self._write(settle)
             done += settled
             if settled < n:
-                break
-        while idle_ms is None and (limit is None or done < limit):
+                return done
+        return done
+
+    def _settle_marked(self, project_id: str | None, limit: int | None) -> int:
+        """Every marked session (of one project when given, at most ``limit``), a chunk per transaction."""
+        done = 0
+        while limit is None or done < limit:
             page = sql_rage.SETTLE_CHUNK * 50 if limit is None else min(limit - done, sql_rage.SETTLE_CHUNK * 50)
             found = self._read(lambda conn, n=page: sql_rage.pending(conn, project_id, n))  # type: ignore[misc]
             for pid, group in itertools.groupby(found, key=lambda pair: pair[0]):
@@ -564,12 +579,7 @@ class SqlRepository(base.Repository):
                     )
             done += len(found)
             if len(found) < page:
-                break
-        if self.dialect == "postgresql" and done >= sql_statistics.ANALYZE_AFTER:
-            # Many signal rows at once (after a fill, a migration, recompute-signals): the planner's
-            # statistics refreshed now, not by autovacuum a minute later (until then it planned
-            # for empty tables: sessions?signal=dead 100 ms, not 6 ms, at 300,000 events).
-            self._write(sql_statistics.analyze_signals, autocommit=True)
+                return done
         return done
 
     def compact(
